@@ -1,0 +1,25 @@
+"""One error type whose message says what failed, what was checked and how to fix it."""
+
+from __future__ import annotations
+
+
+class ClauseproofError(Exception):
+    """A user-facing error, rendered as one paragraph without a traceback."""
+
+    def __init__(self, what: str, *, checked: str = "", fix: str = "") -> None:
+        self.what = what
+        self.checked = checked
+        self.fix = fix
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        parts = [self.what.rstrip(".") + "."]
+        if self.checked:
+            parts.append("Checked: " + self.checked.rstrip(".") + ".")
+        if self.fix:
+            parts.append("Fix: " + self.fix.rstrip(".") + ".")
+        return " ".join(parts)
+
+
+class TargetUnavailable(ClauseproofError):
+    """A target kind that cannot run here (no Docker engine, say): its cases are skipped."""

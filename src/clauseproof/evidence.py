@@ -1,0 +1,193 @@
+"""The evidence of a run: cases, measurements, verdicts per clause, and the bundle on disk."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from clauseproof.catalog import Catalog, Clause
+from clauseproof.errors import ClauseproofError
+from clauseproof.units import convert
+
+PASS, FAIL, NOT_EVIDENCE, NOT_COVERED, SKIPPED, ERROR = (
+    "PASS", "FAIL", "NOT EVIDENCE", "NOT COVERED", "SKIPPED", "ERROR")
+
+_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
+
+
+def judge(clause: Clause, value: float | bool) -> bool:
+    """Whether ``value`` (in the clause's unit) meets the clause's rule."""
+    return bool(_OPS[clause.comparator](value, clause.threshold))
+
+
+def spread(samples: list[float]) -> dict[str, float]:
+    """Min, max, median, mean, standard deviation and relative spread of samples."""
+    if not samples:
+        return {}
+    med = statistics.median(samples)
+    sd = statistics.stdev(samples) if len(samples) > 1 else 0.0
+    return {"n": len(samples), "min": min(samples), "max": max(samples), "median": med,
+            "mean": statistics.fmean(samples), "stdev": sd,
+            "range_pct_of_median": (max(samples) - min(samples)) / med * 100 if med else math.nan}
+
+
+@dataclass
+class Measurement:
+    """One clause measured on one target by one case."""
+
+    clause_id: str
+    target: str
+    nodeid: str
+    value: float | bool
+    unit: str
+    statistic: str
+    samples: list[float]
+    sample_unit: str
+    spread: dict[str, float]
+    verdict: str
+    reason: str
+
+
+@dataclass
+class CaseRecord:
+    """One test case (one node id) and everything it recorded."""
+
+    nodeid: str
+    clause_ids: list[str]
+    target: str | None
+    outcome: str = "not run"
+    message: str = ""
+    duration_s: float = 0.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+    window: str = ""
+    notes: list[str] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+
+
+class CaseEvidence:
+    """What a case uses to record its parameters and measurements (the ``evidence`` fixture)."""
+
+    def __init__(self, record: CaseRecord, catalog: Catalog, scale: float, simulated: bool = False) -> None:
+        self.record = record
+        self.catalog = catalog
+        self.scale = scale
+        self.simulated = simulated
+
+    def parameters(self, **params: Any) -> None:
+        """Record workload parameters (rows, row width, schema, parallelism, ...)."""
+        self.record.parameters.update(params)
+
+    def window(self, description: str) -> None:
+        """Say exactly what the timed window holds."""
+        self.record.window = description
+
+    def note(self, text: str) -> None:
+        self.record.notes.append(text)
+
+    def measure(self, clause_id: str, value: float, unit: str, *, statistic: str,
+                samples: list[float] | None = None, sample_unit: str | None = None) -> Measurement:
+        """Record a measured value for a clause and judge it against the clause's threshold."""
+        if clause_id not in self.record.clause_ids:
+            raise ClauseproofError(f"{self.record.nodeid} measured {clause_id}, which its clause marker does not name",
+                                   fix=f"add {clause_id!r} to @pytest.mark.clause(...)")
+        clause = self.catalog[clause_id]
+        try:
+            v = convert(value, unit, clause.unit, clause.metric)
+        except (KeyError, ValueError):
+            raise ClauseproofError(
+                f"{self.record.nodeid} measured {clause_id} in {unit!r}, but the clause's metric "
+                f"{clause.metric!r} is stated in {clause.unit!r}", fix="measure in a unit of that metric") from None
+        ok = judge(clause, v)
+        if self.simulated:
+            verdict, reason = NOT_EVIDENCE, "simulated target: results are not evidence"
+        elif self.scale < 1:
+            verdict = NOT_EVIDENCE
+            reason = (f"run at scale {self.scale:g}; would be {PASS if ok else FAIL} at this size; "
+                      "only full-scale runs give verdicts")
+        else:
+            verdict, reason = (PASS, "") if ok else (FAIL, f"measured {_fmt(v)} {clause.unit}, "
+                                                           f"required {clause.rule()}")
+        m = Measurement(clause_id=clause_id, target=self.record.target or "", nodeid=self.record.nodeid,
+                        value=v, unit=clause.unit, statistic=statistic, samples=list(samples or []),
+                        sample_unit=sample_unit or unit, spread=spread(list(samples or [])),
+                        verdict=verdict, reason=reason)
+        self.record.measurements.append(m)
+        return m
+
+    def require_pass(self) -> None:
+        """Fail the case (plainly, without a traceback) if any clause it measured failed."""
+        failed = [m for m in self.record.measurements if m.verdict == FAIL]
+        if failed:
+            import pytest
+
+            pytest.fail("; ".join(f"{m.clause_id} FAIL on {m.target}: {m.reason}" for m in failed), pytrace=False)
+
+
+def _fmt(v: float | bool) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any]]:
+    """One row per (clause, target) measured, or per clause with its coverage state."""
+    rows: list[dict[str, Any]] = []
+    for clause in catalog:
+        covering = [c for c in cases if clause.id in c.clause_ids]
+        base = {"id": clause.id, "mark": clause.mark, "text": clause.text, "summary": clause.summary,
+                "rule": clause.rule(), "verification": clause.verification,
+                "nodeids": sorted({c.nodeid for c in covering})}
+        if not covering:
+            rows.append({**base, "target": "", "verdict": NOT_COVERED, "measured": "",
+                         "reason": "no case verifies this clause" + (
+                             " (only a document or declaration can)" if clause.verification == "document" else "")})
+            continue
+        for case in covering:
+            ms = [m for m in case.measurements if m.clause_id == clause.id]
+            if ms:
+                for m in ms:
+                    rows.append({**base, "target": m.target, "verdict": m.verdict,
+                                 "measured": f"{_fmt(m.value)} {m.unit}", "statistic": m.statistic,
+                                 "reason": m.reason, "nodeid": case.nodeid})
+                continue
+            if case.outcome == "skipped":
+                verdict, reason = SKIPPED, case.message
+            elif case.outcome == "not run":
+                verdict, reason = NOT_COVERED, "covering case was not run (deselected)"
+            else:
+                verdict, reason = ERROR, case.message or f"case {case.outcome} before measuring"
+            rows.append({**base, "target": case.target or "", "verdict": verdict, "measured": "",
+                         "reason": reason, "nodeid": case.nodeid})
+    return rows
+
+
+def write_bundle(results: Path, run_id: str, document: dict[str, Any]) -> Path:
+    """Write ``results/<run_id>/evidence.json`` and point ``results/latest`` at it."""
+    folder = results / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "evidence.json").write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    latest = results / "latest"
+    tmp = results / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_id)
+        os.replace(tmp, latest)
+    except OSError:
+        (results / "LATEST").write_text(run_id + "\n")
+    return folder
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def as_dict(obj: Any) -> Any:
+    return asdict(obj)

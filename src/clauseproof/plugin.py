@@ -1,0 +1,267 @@
+"""The pytest plugin: options, the ``clause`` marker, fixtures and the evidence bundle.
+
+Thin by design: the work lives in :mod:`clauseproof.session` and the modules it uses.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+import pytest
+
+from clauseproof.catalog import Catalog
+from clauseproof.datasets import Dataset
+from clauseproof.errors import ClauseproofError, TargetUnavailable
+from clauseproof.evidence import CaseEvidence, CaseRecord
+from clauseproof.session import Run
+from clauseproof.settings import Settings, add_options, as_usage_error, read_settings
+from clauseproof.targets import Target
+from clauseproof.targets.embedded import reap_stale
+
+RUN_KEY = pytest.StashKey[Run]()
+SUITES_DIR = "suites"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "clause(*ids): the catalog clause ids this case verifies")
+    config.addinivalue_line("markers", "slow: long-running; excluded from the default self-test run")
+    config.addinivalue_line("markers", "benchmark_harness: measures the harness's own speed")
+    try:
+        settings = read_settings(config)
+    except ClauseproofError as exc:  # pragma: no cover - read_settings raises UsageError itself
+        raise as_usage_error(exc) from None
+    config.stash[RUN_KEY] = Run(config, settings)
+    reap_stale()
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        def _term(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+
+        signal.signal(signal.SIGTERM, _term)
+
+
+def _run(config: pytest.Config) -> Run:
+    return config.stash[RUN_KEY]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = _run(config).settings
+    return [f"clauseproof: targets {', '.join(s.targets)}; scale {s.scale:g}; repeats {s.repeats}; "
+            f"results {s.results}"]
+
+
+def _clause_ids(item: pytest.Item) -> list[str]:
+    ids: list[str] = []
+    for mark in item.iter_markers("clause"):
+        ids.extend(str(a) for a in mark.args)
+    return ids
+
+
+def _in_suites(item: pytest.Item, root: Path) -> bool:
+    try:
+        rel = Path(str(item.path)).resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return rel.parts[:1] == (SUITES_DIR,)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    run = _run(config)
+    marked = [(item, _clause_ids(item)) for item in items]
+    problems: list[str] = []
+    unmarked = [i.nodeid for i, ids in marked if not ids and _in_suites(i, run.settings.rootdir)]
+    if unmarked:
+        problems.append("these acceptance cases name no clause: " + ", ".join(unmarked[:5])
+                        + " (add @pytest.mark.clause(\"ID\"))")
+    if any(ids for _, ids in marked):
+        try:
+            catalog = run.catalog
+        except ClauseproofError as exc:
+            raise as_usage_error(exc) from None
+        for item, ids in marked:
+            unknown = [i for i in ids if i not in catalog]
+            if unknown:
+                problems.append(f"{item.nodeid}: unknown clause id {', '.join(repr(u) for u in unknown)} "
+                                f"(not in {catalog.path})")
+    if problems:
+        raise pytest.UsageError("clauseproof: collection error: " + "; ".join(problems)
+                                + ". Clause ids are listed by `clauseproof catalog`.")
+    for item, ids in marked:
+        if ids:
+            target = item.callspec.params.get("target") if hasattr(item, "callspec") else None
+            run.cases[item.nodeid] = CaseRecord(nodeid=item.nodeid, clause_ids=ids,
+                                                target=str(target) if target else None)
+    if config.getoption("cp_list_catalog"):
+        _print_catalog(config, run)
+        config.stash[_LISTED] = True
+        items[:] = []
+
+
+_LISTED = pytest.StashKey[bool]()
+
+
+def _print_catalog(config: pytest.Config, run: Run) -> None:
+    tw = config.get_terminal_writer()
+    coverage: dict[str, list[str]] = {}
+    for case in run.cases.values():
+        for cid in case.clause_ids:
+            coverage.setdefault(cid, []).append(case.nodeid)
+    catalog = run.catalog
+    tw.line(f"clause catalog {catalog.path}: {len(catalog)} clauses, "
+            f"{sum(1 for c in catalog if c.id in coverage)} covered")
+    for c in catalog:
+        mark = "" if c.mark == "plain" else c.mark
+        tw.line(f"{c.id:<12} {mark:<2} {c.rule():<24} {c.summary}")
+        nodes = coverage.get(c.id)
+        if nodes:
+            for n in sorted(nodes):
+                tw.line(f"{'':16}verified by {n}")
+        else:
+            tw.line(f"{'':16}not covered ({c.verification})")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" in metafunc.fixturenames:
+        specs = list(_run(metafunc.config).settings.targets)
+        metafunc.parametrize("target", specs, indirect=True, scope="session", ids=[_target_id(s) for s in specs])
+
+
+def _target_id(spec: str) -> str:
+    if "://" in spec:
+        from clauseproof.targets.external import parse_url
+
+        try:
+            dialect, ep = parse_url(spec)
+        except ClauseproofError:
+            return "external"
+        return f"external-{dialect}-{ep.host}-{ep.port}"
+    if spec.endswith(".toml"):
+        return Path(spec).stem
+    return spec
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The started target of this parametrization; stopped after its last case."""
+    run = _run(request.config)
+    spec = request.param
+    try:
+        t = run.target(spec)
+    except TargetUnavailable as exc:
+        pytest.skip(f"{spec}: {exc}")
+    except ClauseproofError as exc:
+        pytest.fail(f"target {spec}: {exc}", pytrace=False)
+    try:
+        yield t
+    finally:
+        run.stop_target(spec)
+
+
+@pytest.fixture(scope="session")
+def cp_settings(request: pytest.FixtureRequest) -> Settings:
+    """The validated clauseproof settings of this run."""
+    return _run(request.config).settings
+
+
+@pytest.fixture(scope="session")
+def clause_catalog(request: pytest.FixtureRequest) -> Catalog:
+    """The clause catalog."""
+    return _run(request.config).catalog
+
+
+@pytest.fixture(scope="session")
+def ddl_dir(request: pytest.FixtureRequest) -> Path:
+    """Folder of per-dialect DDL files (``fixtures/ddl/<dialect>/<workload>.sql``)."""
+    return _run(request.config).settings.rootdir / "fixtures" / "ddl"
+
+
+@pytest.fixture(scope="session")
+def dataset(request: pytest.FixtureRequest) -> Callable[[ModuleType, int], Dataset]:
+    """Factory: ``dataset(workload_module, rows)`` returns the cached deterministic data set."""
+    return _run(request.config).dataset
+
+
+@pytest.fixture(scope="session")
+def scaled(request: pytest.FixtureRequest) -> Callable[[int], int]:
+    """``scaled(rows)``: the row count to use at the run's --cp-scale."""
+    return _run(request.config).scaled
+
+
+@pytest.fixture()
+def evidence(request: pytest.FixtureRequest) -> CaseEvidence:
+    """Records parameters, the timed window and measurements of this case."""
+    run = _run(request.config)
+    record = run.cases.get(request.node.nodeid)
+    if record is None:
+        raise ClauseproofError(f"{request.node.nodeid} uses the evidence fixture but names no clause",
+                               fix='add @pytest.mark.clause("ID")')
+    simulated = False
+    if record.target and record.target in run.targets:
+        simulated = run.targets[record.target].simulated
+    return CaseEvidence(record, run.catalog, run.settings.scale, simulated)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report: pytest.TestReport = yield
+    record = _run(item.config).cases.get(item.nodeid)
+    if record is not None:
+        record.duration_s += report.duration
+        if report.skipped:
+            record.outcome = "skipped"
+            longrepr = report.longrepr
+            record.message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr or "")
+            record.message = record.message.removeprefix("Skipped: ")
+        elif report.failed:
+            record.outcome = "failed" if report.when == "call" else "error"
+            record.message = _short(report)
+        elif report.when == "call" and record.outcome == "not run":
+            record.outcome = "passed"
+    return report
+
+
+def _short(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    return str(report.longrepr)[-2000:]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = _run(session.config)
+    if session.config.stash.get(_LISTED, False):
+        session.exitstatus = 0
+        return
+    started = time.perf_counter()
+    run.stop_all_targets()
+    folder = run.write_evidence(exitstatus)
+    if folder is not None:
+        run.progress(f"evidence written in {time.perf_counter() - started:.1f} s")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = _run(config)
+    if run.bundle is None:
+        return
+    import json
+
+    doc = json.loads((run.bundle / "evidence.json").read_text())
+    counts: dict[str, int] = {}
+    for row in doc["clause_rows"]:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    terminalreporter.section("clauseproof")
+    for row in doc["clause_rows"]:
+        if row["verdict"] != "NOT COVERED":
+            terminalreporter.line(f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} "
+                                  f"{row['measured']:<22} {row['rule']}")
+    terminalreporter.line("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    terminalreporter.line(f"report: {run.bundle / 'report.html'}")
+    terminalreporter.line(f"evidence: {run.bundle / 'evidence.json'}")

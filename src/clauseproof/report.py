@@ -1,0 +1,71 @@
+"""The readable report: one offline HTML file beside evidence.json.
+
+Order: the clause table (every catalog clause, covered or not), then each case with a plot of
+its samples against the threshold, then the environment.  Plots are inline SVG from matplotlib.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+VERDICT_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT EVIDENCE": "ne", "NOT COVERED": "nc",
+                 "SKIPPED": "skip", "ERROR": "err"}
+
+
+def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = measurement["samples"]
+    if not samples:
+        return ""
+    fig, ax = plt.subplots(figsize=(5.2, 2.2), dpi=96)
+    xs = list(range(1, len(samples) + 1))
+    ax.bar(xs, samples, color="#4a78b5", width=0.6, label="samples")
+    if threshold is not None and measurement["sample_unit"] == measurement["unit"]:
+        ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1.2,
+                   label=f"threshold {comparator} {threshold:g}")
+    ax.set_xlabel("repeat")
+    ax.set_ylabel(measurement["sample_unit"])
+    ax.set_xticks(xs)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{measurement['clause_id']} on {measurement['target']}", fontsize=9)
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def render(document: dict[str, Any]) -> str:
+    """The HTML report of an evidence document."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("clauseproof", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    clauses = {c["id"]: c for c in document["catalog"]}
+    plots: dict[tuple[str, str], str] = {}
+    for case in document["cases"]:
+        for m in case["measurements"]:
+            c = clauses[m["clause_id"]]
+            thr = None if isinstance(c["threshold"], bool) else c["threshold"]
+            plots[(case["nodeid"], m["clause_id"])] = _plot(m, thr, c["comparator"])
+    counts: dict[str, int] = {}
+    for row in document["clause_rows"]:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    return env.get_template("report.html.j2").render(
+        doc=document, plots=plots, counts=counts, vclass=VERDICT_CLASS,
+        env_json=json.dumps(document["environment"], indent=2, ensure_ascii=False),
+    )
+
+
+def write_report(folder: Path, document: dict[str, Any]) -> Path:
+    path = folder / "report.html"
+    path.write_text(render(document), encoding="utf-8")
+    return path

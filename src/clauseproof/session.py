@@ -1,0 +1,154 @@
+"""The run: settings, catalog, targets and case records of one pytest session."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import secrets
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from clauseproof import __version__
+from clauseproof.catalog import Catalog, load_catalog
+from clauseproof.datasets import Dataset, ensure_dataset
+from clauseproof.envinfo import client_environment, commit_info
+from clauseproof.errors import ClauseproofError
+from clauseproof.evidence import CaseRecord, as_dict, clause_rows, now_utc, write_bundle
+from clauseproof.report import write_report
+from clauseproof.settings import Settings
+from clauseproof.targets import Target, make_target
+from clauseproof.targets.base import NAMESPACE_PREFIX
+
+log = logging.getLogger("clauseproof")
+
+
+class Run:
+    """State of one clauseproof run, kept in ``config.stash``."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        self.namespace = NAMESPACE_PREFIX + self.run_id.replace("-", "_")
+        self.started = now_utc()
+        self._catalog: Catalog | None = None
+        self._catalog_error: ClauseproofError | None = None
+        self.cases: dict[str, CaseRecord] = {}
+        self.targets: dict[str, Target] = {}
+        self.target_failures: dict[str, ClauseproofError] = {}
+        self.target_info: dict[str, dict[str, Any]] = {}
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self.bundle: Path | None = None
+        atexit.register(self.stop_all_targets)
+
+    # -- catalog ----------------------------------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            if self._catalog_error is not None:
+                raise self._catalog_error
+            path = self.settings.catalog
+            seeds = path.parent / "seeds"
+            try:
+                self._catalog = load_catalog(path, seeds_dir=seeds if seeds.is_dir() else None)
+            except ClauseproofError as exc:
+                self._catalog_error = exc
+                raise
+        return self._catalog
+
+    # -- progress ---------------------------------------------------------------------------
+    def progress(self, message: str) -> None:
+        """A progress line on the terminal, even while output is captured."""
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        tw = self.config.get_terminal_writer()
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                tw.line(f"[clauseproof] {message}")
+        else:  # pragma: no cover
+            print(f"[clauseproof] {message}", file=sys.stderr)
+
+    # -- targets ----------------------------------------------------------------------------
+    def target(self, spec: str) -> Target:
+        """The started target for ``spec``; a failure to start is remembered and re-raised at once."""
+        if spec in self.target_failures:
+            raise self.target_failures[spec]
+        if spec not in self.targets:
+            started = time.perf_counter()
+            try:
+                t = make_target(spec, self.settings, self.namespace)
+                self.progress(f"starting target {t.label} ...")
+                t.start()
+            except ClauseproofError as exc:
+                self.target_failures[spec] = exc
+                raise
+            self.targets[spec] = t
+            info = t.describe()
+            info["start_seconds"] = round(time.perf_counter() - started, 2)
+            try:
+                info["server"] = t.server_environment()
+            except Exception as exc:  # recorded, not fatal
+                info["server"] = {"error": str(exc)}
+            self.target_info[spec] = info
+            self.progress(f"target {t.label} ready in {info['start_seconds']} s")
+        return self.targets[spec]
+
+    def stop_target(self, spec: str) -> None:
+        t = self.targets.pop(spec, None)
+        if t is not None:
+            t.stop()
+
+    def stop_all_targets(self) -> None:
+        for spec in list(self.targets):
+            try:
+                self.stop_target(spec)
+            except Exception as exc:  # pragma: no cover - best effort, logged
+                log.warning("stopping %s: %s", spec, exc)
+
+    # -- data -------------------------------------------------------------------------------
+    def dataset(self, workload: ModuleType, rows: int) -> Dataset:
+        ds = ensure_dataset(workload, rows, self.settings.seed, self.settings.cache, progress=self.progress)
+        self.datasets[f"{ds.workload}-{ds.rows}"] = ds.evidence()
+        return ds
+
+    def scaled(self, rows: int) -> int:
+        return rows if self.settings.scale >= 1 else max(1000, int(rows * self.settings.scale))
+
+    # -- evidence ---------------------------------------------------------------------------
+    def write_evidence(self, exitstatus: int) -> Path | None:
+        if not self.cases:
+            return None
+        try:
+            catalog = self.catalog
+        except ClauseproofError:
+            return None
+        cases = list(self.cases.values())
+        simulated = [i["label"] for i in self.target_info.values() if i.get("simulated")]
+        doc: dict[str, Any] = {
+            "run_id": self.run_id,
+            "started": self.started,
+            "finished": now_utc(),
+            "exit_status": int(exitstatus),
+            "command_line": " ".join(["pytest", *self.config.invocation_params.args]),
+            "harness": {"version": __version__, **commit_info(self.settings.rootdir)},
+            "parameters": {"targets": list(self.settings.targets), "repeats": self.settings.repeats,
+                           "scale": self.settings.scale, "seed": self.settings.seed,
+                           "catalog": str(self.settings.catalog)},
+            "environment": {"client": client_environment()},
+            "targets": list(self.target_info.values()) + [
+                {"label": s, "error": str(e)} for s, e in self.target_failures.items()],
+            "simulated_targets": simulated,
+            "datasets": self.datasets,
+            "catalog": [as_dict(c) for c in catalog],
+            "clause_rows": clause_rows(catalog, cases),
+            "cases": [as_dict(c) for c in cases],
+        }
+        folder = write_bundle(self.settings.results, self.run_id, doc)
+        write_report(folder, doc)
+        self.bundle = folder
+        return folder

@@ -1,0 +1,188 @@
+"""Settings: each is a CLI flag, an ini key and an environment variable, validated once.
+
+Precedence: command line, then environment, then ini file, then the default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clauseproof.errors import ClauseproofError
+
+EMBEDDED = ("embedded-postgresql", "embedded-mariadb")
+CONTAINERS = ("containers-postgresql", "containers-mariadb")
+ALIASES = {"embedded": EMBEDDED, "containers": CONTAINERS}
+URL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, ini key, environment variable, default and parser."""
+
+    name: str
+    help: str
+    default: str
+    parse: Callable[[str], Any]
+
+    @property
+    def flag(self) -> str:
+        return "--cp-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "clauseproof_" + self.name
+
+    @property
+    def env(self) -> str:
+        return "CLAUSEPROOF_" + self.name.upper()
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise ValueError(f"Could not parse value: {s!r} (expected a whole number)") from None
+    if v < 1:
+        raise ValueError(f"Could not parse value: {s!r} (must be at least 1)")
+    return v
+
+
+def _scale(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise ValueError(f"Could not parse value: {s!r} (expected a number such as 1 or 0.01)") from None
+    if not 0 < v <= 1:
+        raise ValueError(f"Could not parse value: {s!r} (must be > 0 and <= 1; 1 is full scale)")
+    return v
+
+
+def _int(s: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        raise ValueError(f"Could not parse value: {s!r} (expected a whole number)") from None
+
+
+def _targets(s: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in (p.strip() for p in s.split(",")):
+        if not part:
+            continue
+        if part in ALIASES:
+            out.extend(ALIASES[part])
+        elif part in EMBEDDED or part in CONTAINERS:
+            out.append(part)
+        elif "://" in part:
+            scheme = part.split("://", 1)[0].split("+", 1)[0]
+            if scheme not in URL_SCHEMES:
+                raise ValueError(f"Could not parse value: {part!r} (URL scheme {scheme!r} is not one of "
+                                 f"{', '.join(URL_SCHEMES)})")
+            out.append(part)
+        elif part.endswith(".toml"):
+            out.append(part)
+        else:
+            raise ValueError(
+                f"Could not parse value: {part!r} (expected one of {', '.join([*ALIASES, *EMBEDDED, *CONTAINERS])}, "
+                "a URL such as postgresql://user@host:5432/db, or a profile file ending in .toml)"
+            )
+    if not out:
+        raise ValueError(f"Could not parse value: {s!r} (no target named)")
+    return tuple(dict.fromkeys(out))
+
+
+def _path(s: str) -> Path:
+    return Path(os.path.expanduser(s))
+
+
+def _opt_path(s: str) -> Path | None:
+    return _path(s) if s else None
+
+
+def _default_cache() -> str:
+    return str(Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "clauseproof")
+
+
+OPTIONS = (
+    Option("target", "what the suites run against: embedded (default), embedded-postgresql, "
+           "embedded-mariadb, containers, a SQLAlchemy-style URL, or a profile .toml; comma-separated",
+           "embedded", _targets),
+    Option("repeats", "how many times each timed load is repeated (default 3)", "3", _positive_int),
+    Option("scale", "fraction of the clause's data size to use (default 1 = full scale; "
+           "a smaller scale gives NOT EVIDENCE verdicts)", "1", _scale),
+    Option("seed", "seed of the deterministic data generator (default 20240101)", "20240101", _int),
+    Option("results", "folder for evidence bundles (default <rootdir>/results)", "", _opt_path),
+    Option("catalog", "clause catalog file (default <rootdir>/fixtures/catalog/clauses.toml)", "", _opt_path),
+    Option("cache", "cache folder for generated data (default ~/.cache/clauseproof)", "", _opt_path),
+    Option("pg_bindir", "folder with PostgreSQL's initdb and pg_ctl (default: searched)", "", _opt_path),
+    Option("mariadb_bindir", "folder with mariadbd and mariadb-install-db (default: searched)", "", _opt_path),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one run, validated."""
+
+    targets: tuple[str, ...]
+    repeats: int
+    scale: float
+    seed: int
+    results: Path
+    catalog: Path
+    cache: Path
+    pg_bindir: Path | None
+    mariadb_bindir: Path | None
+    rootdir: Path
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every setting as a CLI flag and an ini key."""
+    group = parser.getgroup("clauseproof", "clauseproof acceptance harness")
+    for opt in OPTIONS:
+        group.addoption(opt.flag, dest="cp_" + opt.name, default=None,
+                        help=f"{opt.help} [env {opt.env}, ini {opt.ini}]")
+        parser.addini(opt.ini, help=opt.help, default=None)
+    group.addoption("--cp-list-catalog", action="store_true", default=False,
+                    help="list every catalog clause with the cases that verify it, then exit")
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Resolve and validate every setting; a bad value is a UsageError quoting it."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = config.getoption("cp_" + opt.name)
+        source = opt.flag
+        if raw is None and opt.env in os.environ:
+            raw, source = os.environ[opt.env], f"environment variable {opt.env}"
+        if raw is None and config.getini(opt.ini) not in (None, ""):
+            raw, source = str(config.getini(opt.ini)), f"ini key {opt.ini}"
+        if raw is None:
+            raw, source = opt.default, "default"
+        try:
+            values[opt.name] = opt.parse(raw)
+        except ValueError as exc:
+            raise pytest.UsageError(f"clauseproof: {source}: {exc}.") from None
+    root = Path(str(config.rootpath))
+    return Settings(
+        targets=values["target"],
+        repeats=values["repeats"],
+        scale=values["scale"],
+        seed=values["seed"],
+        results=values["results"] or root / "results",
+        catalog=values["catalog"] or root / "fixtures" / "catalog" / "clauses.toml",
+        cache=values["cache"] or Path(_default_cache()),
+        pg_bindir=values["pg_bindir"],
+        mariadb_bindir=values["mariadb_bindir"],
+        rootdir=root,
+    )
+
+
+def as_usage_error(exc: ClauseproofError) -> pytest.UsageError:
+    """Translate a clauseproof error into pytest's clean one-paragraph usage error."""
+    return pytest.UsageError("clauseproof: " + str(exc))

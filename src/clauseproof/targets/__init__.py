@@ -1,0 +1,26 @@
+"""Targets: what the suites run against, made from a ``--cp-target`` entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clauseproof.settings import Settings
+from clauseproof.targets.base import Target
+from clauseproof.targets.containers import ContainerTarget
+from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.external import ExternalTarget
+
+__all__ = ["Target", "make_target"]
+
+
+def make_target(spec: str, settings: Settings, namespace: str) -> Target:
+    """Build (not start) the target an entry of ``--cp-target`` names."""
+    if spec == "embedded-postgresql":
+        return EmbeddedPostgres(spec, namespace, settings.pg_bindir)
+    if spec == "embedded-mariadb":
+        return EmbeddedMariaDB(spec, namespace, settings.mariadb_bindir)
+    if spec.startswith("containers-"):
+        return ContainerTarget(spec, namespace, "postgresql" if spec.endswith("postgresql") else "mysql")
+    if "://" in spec:
+        return ExternalTarget.from_url(spec, namespace)
+    return ExternalTarget.from_profile(Path(spec), namespace)

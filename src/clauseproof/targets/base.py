@@ -1,0 +1,219 @@
+"""The target interface: a database the suites run against, and its dialect's operations.
+
+Every target kind (embedded, external, containers) works only inside its own namespace:
+a schema ``clauseproof_<run>`` on PostgreSQL, a database of that name on the MySQL family.
+It creates that namespace on start and drops only that on stop.
+"""
+
+from __future__ import annotations
+
+import socket
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clauseproof.digest import Dialect, Digest, digest_sql
+from clauseproof.errors import ClauseproofError
+
+NAMESPACE_PREFIX = "clauseproof_"
+CONNECT_TIMEOUT_S = 5
+COPY_BLOCK = 1 << 20
+
+PG_SETTINGS = ("server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level",
+               "shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression", "data_checksums")
+MYSQL_SETTINGS = ("version", "innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin", "innodb_doublewrite",
+                  "innodb_buffer_pool_size", "innodb_log_file_size", "innodb_flush_method", "local_infile",
+                  "version_compile_machine", "version_compile_os")
+
+
+@dataclass
+class Endpoint:
+    """Where and as whom to connect; the password is never written to results."""
+
+    host: str
+    port: int
+    user: str
+    database: str
+    password: str | None = field(default=None, repr=False)
+    unix_socket: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": self.user, "database": self.database}
+
+
+def check_reachable(host: str, port: int, what: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout`` seconds, naming host and port, if nothing answers there."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClauseproofError(
+            f"cannot reach {what} at {host}:{port}: {reason}",
+            checked=f"a TCP connection to {host}:{port} with a {timeout:g} s timeout",
+            fix="start the server, or correct the host and port in the target URL or profile",
+        ) from None
+
+
+class Target(ABC):
+    """A database target; subclasses start or reach the server."""
+
+    kind: str = "abstract"
+    dialect: Dialect
+    #: Results from this target are not evidence (a simulator, say).
+    simulated: bool = False
+
+    def __init__(self, label: str, namespace: str) -> None:
+        self.label = label
+        self.namespace = namespace
+        self.endpoint: Endpoint | None = None
+        self._namespace_created = False
+
+    # -- life cycle -------------------------------------------------------------------------
+    @abstractmethod
+    def start(self) -> None:
+        """Make the server reachable and create the harness's namespace."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Drop the namespace and release whatever start() created. Never raises."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the evidence records of this target (no secrets)."""
+        return {"label": self.label, "kind": self.kind, "dialect": self.dialect, "namespace": self.namespace,
+                "endpoint": self.endpoint.public() if self.endpoint else None, "simulated": self.simulated}
+
+    # -- connections ------------------------------------------------------------------------
+    def connect(self, *, in_namespace: bool = True) -> Any:
+        """A new autocommit DB-API connection, inside the namespace unless told otherwise."""
+        ep = self._ep()
+        if self.dialect == "postgresql":
+            import psycopg
+
+            options = "-c DateStyle=ISO"
+            if in_namespace:
+                options += f" -c search_path={self.namespace}"
+            return psycopg.connect(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
+                                   dbname=ep.database, connect_timeout=CONNECT_TIMEOUT_S, options=options,
+                                   autocommit=True)
+        import pymysql
+
+        return pymysql.connect(host=ep.host, port=ep.port, user=ep.user, password=ep.password or "",
+                               database=self.namespace if in_namespace else (ep.database or None),
+                               connect_timeout=CONNECT_TIMEOUT_S, local_infile=True, autocommit=True,
+                               charset="utf8mb4", unix_socket=ep.unix_socket)
+
+    def _ep(self) -> Endpoint:
+        if self.endpoint is None:
+            raise RuntimeError(f"target {self.label} is not started")
+        return self.endpoint
+
+    def create_namespace(self) -> None:
+        conn = self.connect(in_namespace=False)
+        try:
+            with conn.cursor() as cur:
+                if self.dialect == "postgresql":
+                    cur.execute(f"CREATE SCHEMA {self.namespace}")
+                else:
+                    cur.execute(f"CREATE DATABASE {self.namespace} CHARACTER SET utf8mb4")
+            self._namespace_created = True
+        finally:
+            conn.close()
+
+    def drop_namespace(self) -> None:
+        """Drop the harness's own namespace, and nothing else."""
+        if not self._namespace_created:
+            return
+        assert self.namespace.startswith(NAMESPACE_PREFIX)
+        conn = self.connect(in_namespace=False)
+        try:
+            with conn.cursor() as cur:
+                if self.dialect == "postgresql":
+                    cur.execute(f"DROP SCHEMA IF EXISTS {self.namespace} CASCADE")
+                else:
+                    cur.execute(f"DROP DATABASE IF EXISTS {self.namespace}")
+            self._namespace_created = False
+        finally:
+            conn.close()
+
+    # -- dialect operations -----------------------------------------------------------------
+    def create_table(self, conn: Any, ddl_dir: Path, workload: str, table: str) -> str:
+        """Drop and create ``table`` from the per-dialect DDL file; return the DDL used."""
+        path = ddl_dir / self.dialect / f"{workload}.sql"
+        try:
+            ddl = path.read_text().format(table=table)
+        except OSError:
+            raise ClauseproofError(f"no {self.dialect} DDL for workload {workload!r}",
+                                   checked=str(path), fix=f"add {path}") from None
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute(ddl)
+        return ddl
+
+    def load_path(self, source: str) -> str:
+        """The client path a bulk load uses, in words, for the evidence."""
+        if self.dialect == "postgresql":
+            return {"memory": "COPY ... FROM STDIN (text format), rows streamed from client memory in 1 MiB blocks",
+                    "file": "COPY ... FROM STDIN (text format), rows read from the client file in 1 MiB blocks "
+                            "(what psql \\copy does)"}[source]
+        return ("LOAD DATA LOCAL INFILE (tab-separated), the client file streamed by PyMySQL"
+                + (" (the pre-generated rows, in the client's page cache)" if source == "memory" else ""))
+
+    def bulk_load(self, conn: Any, table: str, columns: tuple[str, ...], *, data: bytes | None = None,
+                  path: Path | None = None) -> None:
+        """Load tab-separated rows into ``table`` from memory (``data``) or a client file (``path``)."""
+        cols = ", ".join(columns)
+        if self.dialect == "postgresql":
+            with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+                if data is not None:
+                    mv = memoryview(data)
+                    for i in range(0, len(mv), COPY_BLOCK):
+                        cp.write(mv[i : i + COPY_BLOCK])
+                else:
+                    assert path is not None
+                    with open(path, "rb") as f:
+                        while block := f.read(COPY_BLOCK):
+                            cp.write(block)
+            return
+        if path is None:
+            raise ValueError("the MySQL family loads from a client file: pass path=")
+        with conn.cursor() as cur:
+            cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} "
+                        f"FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' ({cols})", (str(path),))
+            if conn.show_warnings():
+                warnings = conn.show_warnings()[:3]
+                raise ClauseproofError(f"LOAD DATA into {table} raised warnings: {warnings}",
+                                       fix="check that the data file matches the table's DDL")
+
+    def digest(self, conn: Any, table: str, columns: tuple[str, ...]) -> Digest:
+        """Row count and content digest of ``table``, computed on the server."""
+        with conn.cursor() as cur:
+            cur.execute(digest_sql(self.dialect, table, columns))
+            count, total = cur.fetchone()
+        return Digest(int(count), int(total))
+
+    def truncate(self, conn: Any, table: str) -> None:
+        with conn.cursor() as cur:
+            cur.execute(f"TRUNCATE TABLE {table}")
+
+    def server_environment(self) -> dict[str, Any]:
+        """Server version and the settings that matter for durability and load speed."""
+        conn = self.connect(in_namespace=False)
+        try:
+            with conn.cursor() as cur:
+                if self.dialect == "postgresql":
+                    cur.execute("SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                                (list(PG_SETTINGS),))
+                    settings = {n: f"{s}{' ' + u if u else ''}" for n, s, u in cur.fetchall()}
+                    cur.execute("SELECT version()")
+                    version = cur.fetchone()[0]
+                else:
+                    cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ("
+                                + ", ".join(["%s"] * len(MYSQL_SETTINGS)) + ")", MYSQL_SETTINGS)
+                    settings = {n: v for n, v in cur.fetchall()}
+                    cur.execute("SELECT CONCAT(VERSION(), ' ', @@version_comment)")
+                    version = cur.fetchone()[0]
+        finally:
+            conn.close()
+        return {"version": version, "settings": settings}

@@ -1,0 +1,307 @@
+"""Embedded PostgreSQL and MariaDB, started from the machine's binaries on free loopback ports.
+
+Each server lives in its own temporary folder ``clauseproof-<engine>-*`` holding the data
+directory, socket, log and an ``owner.json`` naming the process that started it.  A later run
+stops and removes any such folder whose owner is gone, so a crashed run never blocks the next.
+Servers run with stock settings; only paths, ports and (for MariaDB) ``local_infile`` are set.
+As root, PostgreSQL's tools run as the ``postgres`` user and ``mariadbd`` gets ``--user=root``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from clauseproof.errors import ClauseproofError
+from clauseproof.targets.base import Endpoint, Target
+
+log = logging.getLogger("clauseproof.embedded")
+
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+FOLDER_PREFIX = "clauseproof-"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n    ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def reap_stale(tmp: str | None = None) -> list[str]:
+    """Stop and remove embedded servers whose owning process is gone; return what was reaped."""
+    reaped = []
+    for folder in glob.glob(os.path.join(tmp or tempfile.gettempdir(), FOLDER_PREFIX + "*")):
+        owner_file = Path(folder) / "owner.json"
+        try:
+            owner = json.loads(owner_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(int(owner.get("pid", 0))):
+            continue
+        for pid_file in (Path(folder) / "data" / "postmaster.pid", Path(folder) / "mariadbd.pid"):
+            try:
+                pid = int(pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if _pid_alive(pid) and folder in _cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+                for _ in range(100):
+                    if not _pid_alive(pid):
+                        break
+                    time.sleep(0.05)
+        shutil.rmtree(folder, ignore_errors=True)
+        reaped.append(folder)
+    for f in reaped:
+        log.warning("removed an embedded server left by a crashed run: %s", f)
+    return reaped
+
+
+def _find_binaries(names: tuple[str, ...], candidates: list[Path], option: str, package: str) -> Path:
+    for d in candidates:
+        if all((d / n).is_file() and os.access(d / n, os.X_OK) for n in names):
+            return d
+    raise ClauseproofError(
+        f"{' and '.join(names)} not found",
+        checked="these folders: " + ", ".join(str(c) for c in candidates),
+        fix=f"install the Debian package {package} (apt-get install {package}), or set {option} "
+            "to the folder that holds them",
+    )
+
+
+class EmbeddedServer(Target):
+    """Shared life cycle of an embedded server in a temporary folder."""
+
+    kind = "embedded"
+
+    def __init__(self, label: str, namespace: str, bindir: Path | None) -> None:
+        super().__init__(label, namespace)
+        self.bindir_option = bindir
+        self.folder: Path | None = None
+        self.run_as: str | None = None
+
+    def _make_folder(self, engine: str) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{engine}-"))
+        folder.chmod(0o755)
+        (folder / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": engine}))
+        self.folder = folder
+        return folder
+
+    def _run(self, args: list[str], what: str, timeout: float = START_TIMEOUT_S) -> None:
+        kwargs: dict[str, Any] = {}
+        if self.run_as:
+            kwargs["user"] = self.run_as
+            kwargs["group"] = pwd.getpwnam(self.run_as).pw_gid
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                                  cwd=self.folder, check=False, **kwargs)
+        except subprocess.TimeoutExpired:
+            raise ClauseproofError(f"{what} did not finish within {timeout:g} s", checked=" ".join(args)) from None
+        if proc.returncode != 0:
+            out = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
+            raise ClauseproofError(f"{what} failed (exit {proc.returncode}): " + " / ".join(out),
+                                   checked=" ".join(args))
+
+    def _cleanup_folder(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["folder"] = str(self.folder) if self.folder else None
+        d["server_host"] = "the client machine (embedded)"
+        return d
+
+
+class EmbeddedPostgres(EmbeddedServer):
+    """PostgreSQL from the machine's binaries: initdb, then pg_ctl start -w."""
+
+    dialect = "postgresql"
+
+    def bindir(self) -> Path:
+        candidates = [self.bindir_option] if self.bindir_option else sorted(
+            (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+        if not self.bindir_option:
+            candidates += [Path(p).parent for p in filter(None, [shutil.which("pg_ctl")])]
+        return _find_binaries(("initdb", "pg_ctl", "postgres"), candidates, "--cp-pg-bindir",
+                              "postgresql")
+
+    def start(self) -> None:
+        bindir = self.bindir()
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise ClauseproofError("running as root, and there is no 'postgres' user to run initdb as",
+                                       fix="install the Debian package postgresql, which creates it, "
+                                           "or run as a normal user") from None
+            self.run_as = "postgres"
+        folder = self._make_folder("pg")
+        if self.run_as:
+            shutil.chown(folder, user=self.run_as)
+        data = folder / "data"
+        try:
+            self._run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                       "-E", "UTF8", "--no-locale", "--no-sync"], "initdb")
+            last: ClauseproofError | None = None
+            for _ in range(3):  # a port taken between probing and binding: try another
+                port = free_port()
+                try:
+                    self._run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
+                               "-w", "-t", str(START_TIMEOUT_S), "-o",
+                               f"-p {port} -h 127.0.0.1 -k {folder}", "start"], "pg_ctl start",
+                              timeout=START_TIMEOUT_S + 5)
+                    break
+                except ClauseproofError as exc:
+                    last = ClauseproofError(f"{exc.what}; server log:\n    {_tail(folder / 'server.log')}",
+                                            checked=exc.checked)
+            else:
+                assert last is not None
+                raise last
+            self.endpoint = Endpoint(host="127.0.0.1", port=port, user="postgres", database="postgres")
+            self.create_namespace()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.folder is None:
+            return
+        data = self.folder / "data"
+        if (data / "postmaster.pid").exists():
+            bindir = self.bindir()
+            for mode in ("fast", "immediate"):
+                try:
+                    self._run([str(bindir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t",
+                               str(STOP_TIMEOUT_S), "stop"], f"pg_ctl stop -m {mode}", timeout=STOP_TIMEOUT_S + 5)
+                    break
+                except ClauseproofError as exc:
+                    log.warning("stopping embedded PostgreSQL: %s", exc)
+        self._cleanup_folder()
+        self.endpoint = None
+
+
+class EmbeddedMariaDB(EmbeddedServer):
+    """MariaDB from the machine's binaries: mariadb-install-db, then mariadbd in the background."""
+
+    dialect = "mysql"
+
+    def __init__(self, label: str, namespace: str, bindir: Path | None) -> None:
+        super().__init__(label, namespace, bindir)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def binaries(self) -> tuple[Path, Path]:
+        if self.bindir_option:
+            d = _find_binaries(("mariadbd", "mariadb-install-db"), [self.bindir_option], "--cp-mariadb-bindir",
+                               "mariadb-server")
+            return d / "mariadbd", d / "mariadb-install-db"
+        server = _find_binaries(("mariadbd",), [Path("/usr/sbin"), Path("/usr/local/sbin"), Path("/usr/bin")],
+                                "--cp-mariadb-bindir", "mariadb-server")
+        install = _find_binaries(("mariadb-install-db",), [Path("/usr/bin"), Path("/usr/local/bin"), server],
+                                 "--cp-mariadb-bindir", "mariadb-server")
+        return server / "mariadbd", install / "mariadb-install-db"
+
+    def start(self) -> None:
+        server, install = self.binaries()
+        folder = self._make_folder("mariadb")
+        data = folder / "data"
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        try:
+            self._run([str(install), "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
+                       "--skip-test-db", *user], "mariadb-install-db")
+            last = ""
+            for _ in range(3):
+                port = free_port()
+                log_path = folder / "server.log"
+                self.proc = subprocess.Popen(
+                    [str(server), "--no-defaults", f"--datadir={data}", f"--socket={folder / 'mariadbd.sock'}",
+                     f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={folder / 'mariadbd.pid'}",
+                     f"--log-error={log_path}", "--local-infile=1", "--skip-name-resolve", *user],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=folder)
+                if self._wait_ready(port):
+                    break
+                last = _tail(log_path)
+                self._kill()
+            else:
+                raise ClauseproofError(f"mariadbd did not accept connections within {START_TIMEOUT_S} s; "
+                                       f"server log:\n    {last}", checked=f"{server} in {folder}")
+            self.endpoint = Endpoint(host="127.0.0.1", port=port, user="root", database="",
+                                     unix_socket=None)
+            self.create_namespace()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, port: int) -> bool:
+        import pymysql
+
+        assert self.proc is not None and self.folder is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                pymysql.connect(unix_socket=str(self.folder / "mariadbd.sock"), user="root",
+                                connect_timeout=1).close()
+                return True
+            except pymysql.err.OperationalError:
+                time.sleep(0.05)
+        return False
+
+    def _kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("mariadbd did not stop within %s s of SIGTERM; killing it", STOP_TIMEOUT_S)
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._kill()
+        self._cleanup_folder()
+        self.endpoint = None

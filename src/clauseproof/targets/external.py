@@ -1,0 +1,205 @@
+"""External targets: a server that already runs, reached by URL or by a profile file.
+
+The harness works only inside its own namespace there (schema or database
+``clauseproof_<run>``) and drops only that.  Passwords come from the environment: a URL's
+password from ``CLAUSEPROOF_PASSWORD`` (a password written in the URL is accepted but never
+recorded), a profile's from the variable its ``password_env`` names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clauseproof.errors import ClauseproofError
+from clauseproof.targets.base import Endpoint, Target, check_reachable
+
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+_PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "target": {"name": str, "dialect": str, "host": str, "port": int, "user": str, "password_env": str,
+               "database": str},
+    "server": {"cpu": str, "arch": str, "os": str, "nodes": int, "memory_gb": (int, float), "notes": str},
+    "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
+}
+_REQUIRED = ("dialect", "host", "user")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A vendor's system, as a profile file declares it."""
+
+    path: Path
+    name: str
+    dialect: str
+    host: str
+    port: int
+    user: str
+    password_env: str | None
+    database: str
+    server: dict[str, Any] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+
+
+def _line(text: str, section: str, key: str | None) -> int:
+    lines = text.splitlines()
+    in_section = False
+    for i, ln in enumerate(lines, 1):
+        s = ln.strip()
+        if s.startswith("["):
+            in_section = s == f"[{section}]"
+            if in_section and key is None:
+                return i
+            continue
+        if in_section and key is not None and re.match(rf"{re.escape(key)}\s*=", s):
+            return i
+    return 0
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile; errors name the file, line and key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ClauseproofError(f"cannot read the target profile {path}: {exc.strerror}",
+                               fix="check the path given to --cp-target") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ClauseproofError(f"the target profile {path} is not valid TOML: {exc}",
+                               fix="correct the line named") from None
+
+    def err(section: str, key: str | None, msg: str, fix: str) -> ClauseproofError:
+        where = f"{path}:{_line(text, section, key)}"
+        what = f"[{section}]" + (f" {key}" if key else "")
+        return ClauseproofError(f"{where}: {what}: {msg}", checked=f"the target profile {path}", fix=fix)
+
+    for section, body in data.items():
+        if section not in _PROFILE_KEYS:
+            raise err(section, None, "unknown section", f"use only [{'], ['.join(_PROFILE_KEYS)}]")
+        if not isinstance(body, dict):
+            raise err(section, None, "must be a table", f"write it as [{section}] with keys below it")
+        for key, value in body.items():
+            allowed = _PROFILE_KEYS[section]
+            if key not in allowed:
+                raise err(section, key, "unknown key", f"the keys of [{section}] are {', '.join(allowed)}")
+            want = allowed[key]
+            if isinstance(value, bool) or not isinstance(value, want):
+                names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
+                raise err(section, key, f"{value!r} is not of type {names}", f"give {key} a {names} value")
+    target = data.get("target")
+    if target is None:
+        raise ClauseproofError(f"{path}: no [target] section", checked=f"the target profile {path}",
+                               fix="add [target] with dialect, host, port, user, password_env and database")
+    for key in _REQUIRED:
+        if key not in target:
+            raise err("target", None, f"missing key {key!r}", f"add {key} = ... under [target]")
+    dialect = target["dialect"]
+    if dialect not in DEFAULT_PORTS:
+        raise err("target", "dialect", f"{dialect!r} is not one of postgresql, mysql",
+                  'set dialect = "postgresql" or "mysql" (MySQL, MariaDB, TDSQL and other MySQL-protocol systems)')
+    port = target.get("port", DEFAULT_PORTS[dialect])
+    if not 0 < port < 65536:
+        raise err("target", "port", f"{port} is not a TCP port", "use a port between 1 and 65535")
+    return Profile(
+        path=path, name=target.get("name", path.stem), dialect=dialect, host=target["host"], port=port,
+        user=target["user"], password_env=target.get("password_env"),
+        database=target.get("database", "postgres" if dialect == "postgresql" else ""),
+        server=dict(data.get("server", {})), commands=dict(data.get("commands", {})),
+    )
+
+
+def parse_url(url: str) -> tuple[str, Endpoint]:
+    """(dialect, endpoint) from a SQLAlchemy-style URL; the password from CLAUSEPROOF_PASSWORD."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ClauseproofError(f"cannot parse the target URL {url!r}",
+                               fix="write it as postgresql://user@host:5432/dbname or mysql://user@host:3306/") from None
+    backend = u.get_backend_name()
+    dialect = "postgresql" if backend == "postgresql" else "mysql"
+    if not u.host:
+        raise ClauseproofError(f"the target URL {u.render_as_string(hide_password=True)!r} names no host",
+                               fix="write it as postgresql://user@host:5432/dbname")
+    password = u.password if u.password is not None else os.environ.get("CLAUSEPROOF_PASSWORD")
+    ep = Endpoint(host=u.host, port=u.port or DEFAULT_PORTS[dialect],
+                  user=u.username or ("postgres" if dialect == "postgresql" else "root"),
+                  database=u.database or ("postgres" if dialect == "postgresql" else ""),
+                  password=None if password is None else str(password))
+    return dialect, ep
+
+
+class ExternalTarget(Target):
+    """A server that already runs; the harness touches only its own namespace there."""
+
+    kind = "external"
+
+    def __init__(self, label: str, namespace: str, dialect: str, endpoint: Endpoint,
+                 profile: Profile | None = None) -> None:
+        super().__init__(label, namespace)
+        self.dialect = "postgresql" if dialect == "postgresql" else "mysql"
+        self._endpoint = endpoint
+        self.profile = profile
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str) -> ExternalTarget:
+        dialect, ep = parse_url(url)
+        return cls(f"external-{dialect}-{ep.host}:{ep.port}", namespace, dialect, ep)
+
+    @classmethod
+    def from_profile(cls, path: Path, namespace: str) -> ExternalTarget:
+        p = load_profile(path)
+        password = None
+        if p.password_env:
+            password = os.environ.get(p.password_env)
+            if password is None:
+                raise ClauseproofError(
+                    f"the profile {path} reads the password from the environment variable {p.password_env}, "
+                    "which is not set",
+                    fix=f"export {p.password_env}=... before the run (the password is never written to results)")
+        ep = Endpoint(host=p.host, port=p.port, user=p.user, database=p.database, password=password)
+        return cls(p.name, namespace, p.dialect, ep, profile=p)
+
+    def start(self) -> None:
+        ep = self._endpoint
+        check_reachable(ep.host, ep.port, f"the {self.dialect} target {self.label}")
+        self.endpoint = ep
+        try:
+            self.create_namespace()
+        except ClauseproofError:
+            raise
+        except Exception as exc:  # driver errors: authentication, privileges
+            self.endpoint = None
+            raise ClauseproofError(
+                f"connected to {ep.host}:{ep.port} but could not create the harness's namespace "
+                f"{self.namespace}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                checked=f"user {ep.user!r}, database {ep.database!r}",
+                fix="check the user, the password variable and that the user may create a "
+                    + ("schema in that database" if self.dialect == "postgresql" else "database"),
+            ) from None
+
+    def stop(self) -> None:
+        try:
+            if self.endpoint is not None:
+                self.drop_namespace()
+        except Exception as exc:  # best effort, but said
+            import logging
+
+            logging.getLogger("clauseproof.external").warning(
+                "could not drop %s on %s: %s", self.namespace, self.label, exc)
+        self.endpoint = None
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.profile is not None:
+            d["profile"] = str(self.profile.path)
+            d["server_declared"] = self.profile.server
+            d["commands"] = sorted(self.profile.commands)
+        d["server_host"] = "declared in the profile" if self.profile and self.profile.server else "not known"
+        return d

@@ -1,0 +1,1 @@
+"""Workloads: data generators and (later) Locust users, one module per workload."""
