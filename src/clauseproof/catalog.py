@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,19 @@ from clauseproof.units import COMPARATORS, METRIC_UNITS, units_for
 MARKS = ("★", "▲", "plain")
 VERIFICATIONS = ("measured", "api", "document")
 ID_PATTERN = re.compile(r"^(BZ|SX)-[A-Z]+-[A-Z0-9]+[a-z]?$")
-_REQUIRED = ("id", "seed", "section", "text", "summary", "mark", "verification",
-             "metric", "comparator", "threshold", "unit")
+_REQUIRED = (
+    "id",
+    "seed",
+    "section",
+    "text",
+    "summary",
+    "mark",
+    "verification",
+    "metric",
+    "comparator",
+    "threshold",
+    "unit",
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class Catalog:
     def __contains__(self, clause_id: object) -> bool:
         return clause_id in self.clauses
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Clause]:
         return iter(self.clauses.values())
 
     def __len__(self) -> int:
@@ -89,12 +101,14 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
     try:
         data = tomllib.loads(raw_text)
     except tomllib.TOMLDecodeError as exc:
-        raise ClauseproofError(f"the clause catalog {path} is not valid TOML: {exc}",
-                               fix="correct the line named") from None
+        raise ClauseproofError(
+            f"the clause catalog {path} is not valid TOML: {exc}", fix="correct the line named"
+        ) from None
     entries = data.get("clause")
     if not isinstance(entries, list) or not entries:
-        raise ClauseproofError(f"the clause catalog {path} has no [[clause]] tables",
-                               fix="add one [[clause]] table per clause")
+        raise ClauseproofError(
+            f"the clause catalog {path} has no [[clause]] tables", fix="add one [[clause]] table per clause"
+        )
     problems: list[str] = []
     clauses: dict[str, Clause] = {}
     for n, entry in enumerate(entries, 1):
@@ -103,6 +117,7 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
         def bad(key: str, msg: str, cid: str = cid) -> None:
             problems.append(f"{path}:{_line_of(raw_text, cid, key)}: clause {cid}: {msg}")
 
+        before = len(problems)
         missing = [k for k in _REQUIRED if k not in entry]
         if missing:
             bad("id", f"missing key(s) {', '.join(missing)}")
@@ -127,7 +142,7 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
             bad("comparator", f"comparator {comp!r} is not one of {' '.join(COMPARATORS)}")
         if metric == "capability":
             if thr is not True or comp != "==":
-                bad("threshold", "a capability clause needs comparator \"==\" and threshold = true")
+                bad("threshold", 'a capability clause needs comparator "==" and threshold = true')
         elif isinstance(thr, bool) or not isinstance(thr, (int, float)):
             bad("threshold", f"threshold {thr!r} is not a number")
         params = entry.get("params", {})
@@ -140,11 +155,21 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
                 bad("seed", f"seed file {seed_path} does not exist")
             elif entry["text"] not in seed_path.read_text(encoding="utf-8"):
                 bad("text", f"text is not quoted exactly from {entry['seed']}")
+        if len(problems) > before:
+            continue
         clauses[cid] = Clause(
-            id=cid, seed=entry["seed"], section=entry["section"], text=entry["text"],
-            summary=entry["summary"], mark=entry["mark"], verification=entry["verification"],
-            metric=metric, comparator=comp,
-            threshold=thr if isinstance(thr, bool) else float(thr), unit=unit, params=dict(params),
+            id=cid,
+            seed=entry["seed"],
+            section=entry["section"],
+            text=entry["text"],
+            summary=entry["summary"],
+            mark=entry["mark"],
+            verification=entry["verification"],
+            metric=metric,
+            comparator=comp,
+            threshold=thr if isinstance(thr, bool) else float(thr),
+            unit=unit,
+            params=dict(params),
         )
     if problems:
         raise ClauseproofError(

@@ -29,8 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             doc = json.loads(evidence.read_text())
         except (OSError, ValueError) as exc:
-            print(f"clauseproof: cannot read {evidence}: {exc}. Fix: name a folder under results/ "
-                  "that holds evidence.json.", file=sys.stderr)
+            print(
+                f"clauseproof: cannot read {evidence}: {exc}. Fix: name a folder under results/ "
+                "that holds evidence.json.",
+                file=sys.stderr,
+            )
             return 2
         print(write_report(args.run, doc))
         return 0

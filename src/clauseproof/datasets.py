@@ -105,10 +105,19 @@ def ensure_dataset(
         os.replace(tmp, folder / "data.tsv")
         total = combine(parts)
         ds = Dataset(
-            workload=workload.NAME, rows=rows, seed=seed, generator_version=workload.GENERATOR_VERSION,
-            columns=tuple(workload.COLUMNS), key=workload.KEY, path=folder / "data.tsv", size_bytes=size,
-            sha256=sha.hexdigest(), digest_count=total.count, digest_total=total.total,
-            generation_seconds=round(time.perf_counter() - started, 3), from_cache=False,
+            workload=workload.NAME,
+            rows=rows,
+            seed=seed,
+            generator_version=workload.GENERATOR_VERSION,
+            columns=tuple(workload.COLUMNS),
+            key=workload.KEY,
+            path=folder / "data.tsv",
+            size_bytes=size,
+            sha256=sha.hexdigest(),
+            digest_count=total.count,
+            digest_total=total.total,
+            generation_seconds=round(time.perf_counter() - started, 3),
+            from_cache=False,
         )
         meta = ds.evidence()
         meta_path.write_text(json.dumps(meta, indent=2))
@@ -121,11 +130,19 @@ def _read_meta(meta_path: Path, data_path: Path) -> Dataset | None:
         if data_path.stat().st_size != meta["size_bytes"]:
             return None
         return Dataset(
-            workload=meta["workload"], rows=meta["rows"], seed=meta["seed"],
-            generator_version=meta["generator_version"], columns=tuple(meta["columns"]), key=meta["key"],
-            path=data_path, size_bytes=meta["size_bytes"], sha256=meta["sha256"],
-            digest_count=meta["digest_count"], digest_total=meta["digest_total"],
-            generation_seconds=meta["generation_seconds"], from_cache=True,
+            workload=meta["workload"],
+            rows=meta["rows"],
+            seed=meta["seed"],
+            generator_version=meta["generator_version"],
+            columns=tuple(meta["columns"]),
+            key=meta["key"],
+            path=data_path,
+            size_bytes=meta["size_bytes"],
+            sha256=meta["sha256"],
+            digest_count=meta["digest_count"],
+            digest_total=meta["digest_total"],
+            generation_seconds=meta["generation_seconds"],
+            from_cache=True,
         )
     except (OSError, ValueError, KeyError):
         return None

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 try:  # CPython's builtin md5 is ~2x faster than OpenSSL 3's for short inputs.
-    from _md5 import md5 as _md5  # type: ignore[import-not-found]
+    from _md5 import md5 as _md5
 except ImportError:  # pragma: no cover - CPython builds without it
     _md5 = hashlib.md5
 
@@ -62,8 +62,11 @@ def digest_sql(dialect: Dialect, table: str, columns: tuple[str, ...]) -> str:
     """
     if dialect == "postgresql":
         row = "concat_ws(E'\\t', " + ", ".join(columns) + ")"
-        return (f"SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint), 0)::text "
-                f"FROM {table}")
+        return (
+            f"SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint), 0)::text FROM {table}"
+        )
     row = "CONCAT_WS(CHAR(9), " + ", ".join(columns) + ")"
-    return (f"SELECT COUNT(*), CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)), 0) AS CHAR) "
-            f"FROM {table}")
+    return (
+        f"SELECT COUNT(*), CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)), 0) AS CHAR) "
+        f"FROM {table}"
+    )

@@ -10,8 +10,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("clauseproof", "pytest", "pytest-benchmark", "psycopg", "psycopg-binary", "PyMySQL", "numpy",
-            "SQLAlchemy", "testcontainers")
+PACKAGES = (
+    "clauseproof",
+    "pytest",
+    "pytest-benchmark",
+    "psycopg",
+    "psycopg-binary",
+    "PyMySQL",
+    "numpy",
+    "SQLAlchemy",
+    "testcontainers",
+)
 
 
 def _cpu_model() -> str:
@@ -62,6 +71,7 @@ def client_environment() -> dict[str, Any]:
 
 def commit_info(root: Path) -> dict[str, Any]:
     """The harness checkout's commit and whether it had uncommitted changes."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True)

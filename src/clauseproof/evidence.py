@@ -7,7 +7,7 @@ import math
 import os
 import statistics
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,21 @@ from clauseproof.errors import ClauseproofError
 from clauseproof.units import convert
 
 PASS, FAIL, NOT_EVIDENCE, NOT_COVERED, SKIPPED, ERROR = (
-    "PASS", "FAIL", "NOT EVIDENCE", "NOT COVERED", "SKIPPED", "ERROR")
+    "PASS",
+    "FAIL",
+    "NOT EVIDENCE",
+    "NOT COVERED",
+    "SKIPPED",
+    "ERROR",
+)
 
-_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
+_OPS = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+}
 
 
 def judge(clause: Clause, value: float | bool) -> bool:
@@ -33,9 +44,15 @@ def spread(samples: list[float]) -> dict[str, float]:
         return {}
     med = statistics.median(samples)
     sd = statistics.stdev(samples) if len(samples) > 1 else 0.0
-    return {"n": len(samples), "min": min(samples), "max": max(samples), "median": med,
-            "mean": statistics.fmean(samples), "stdev": sd,
-            "range_pct_of_median": (max(samples) - min(samples)) / med * 100 if med else math.nan}
+    return {
+        "n": len(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "median": med,
+        "mean": statistics.fmean(samples),
+        "stdev": sd,
+        "range_pct_of_median": (max(samples) - min(samples)) / med * 100 if med else math.nan,
+    }
 
 
 @dataclass
@@ -91,33 +108,57 @@ class CaseEvidence:
     def note(self, text: str) -> None:
         self.record.notes.append(text)
 
-    def measure(self, clause_id: str, value: float, unit: str, *, statistic: str,
-                samples: list[float] | None = None, sample_unit: str | None = None) -> Measurement:
+    def measure(
+        self,
+        clause_id: str,
+        value: float,
+        unit: str,
+        *,
+        statistic: str,
+        samples: list[float] | None = None,
+        sample_unit: str | None = None,
+    ) -> Measurement:
         """Record a measured value for a clause and judge it against the clause's threshold."""
         if clause_id not in self.record.clause_ids:
-            raise ClauseproofError(f"{self.record.nodeid} measured {clause_id}, which its clause marker does not name",
-                                   fix=f"add {clause_id!r} to @pytest.mark.clause(...)")
+            raise ClauseproofError(
+                f"{self.record.nodeid} measured {clause_id}, which its clause marker does not name",
+                fix=f"add {clause_id!r} to @pytest.mark.clause(...)",
+            )
         clause = self.catalog[clause_id]
         try:
             v = convert(value, unit, clause.unit, clause.metric)
         except (KeyError, ValueError):
             raise ClauseproofError(
                 f"{self.record.nodeid} measured {clause_id} in {unit!r}, but the clause's metric "
-                f"{clause.metric!r} is stated in {clause.unit!r}", fix="measure in a unit of that metric") from None
+                f"{clause.metric!r} is stated in {clause.unit!r}",
+                fix="measure in a unit of that metric",
+            ) from None
         ok = judge(clause, v)
         if self.simulated:
             verdict, reason = NOT_EVIDENCE, "simulated target: results are not evidence"
         elif self.scale < 1:
             verdict = NOT_EVIDENCE
-            reason = (f"run at scale {self.scale:g}; would be {PASS if ok else FAIL} at this size; "
-                      "only full-scale runs give verdicts")
+            reason = (
+                f"run at scale {self.scale:g}; would be {PASS if ok else FAIL} at this size; "
+                "only full-scale runs give verdicts"
+            )
         else:
-            verdict, reason = (PASS, "") if ok else (FAIL, f"measured {_fmt(v)} {clause.unit}, "
-                                                           f"required {clause.rule()}")
-        m = Measurement(clause_id=clause_id, target=self.record.target or "", nodeid=self.record.nodeid,
-                        value=v, unit=clause.unit, statistic=statistic, samples=list(samples or []),
-                        sample_unit=sample_unit or unit, spread=spread(list(samples or [])),
-                        verdict=verdict, reason=reason)
+            verdict, reason = (
+                (PASS, "") if ok else (FAIL, f"measured {_fmt(v)} {clause.unit}, required {clause.rule()}")
+            )
+        m = Measurement(
+            clause_id=clause_id,
+            target=self.record.target or "",
+            nodeid=self.record.nodeid,
+            value=v,
+            unit=clause.unit,
+            statistic=statistic,
+            samples=list(samples or []),
+            sample_unit=sample_unit or unit,
+            spread=spread(list(samples or [])),
+            verdict=verdict,
+            reason=reason,
+        )
         self.record.measurements.append(m)
         return m
 
@@ -141,21 +182,42 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
     rows: list[dict[str, Any]] = []
     for clause in catalog:
         covering = [c for c in cases if clause.id in c.clause_ids]
-        base = {"id": clause.id, "mark": clause.mark, "text": clause.text, "summary": clause.summary,
-                "rule": clause.rule(), "verification": clause.verification,
-                "nodeids": sorted({c.nodeid for c in covering})}
+        base = {
+            "id": clause.id,
+            "mark": clause.mark,
+            "text": clause.text,
+            "summary": clause.summary,
+            "rule": clause.rule(),
+            "verification": clause.verification,
+            "nodeids": sorted({c.nodeid for c in covering}),
+        }
         if not covering:
-            rows.append({**base, "target": "", "verdict": NOT_COVERED, "measured": "",
-                         "reason": "no case verifies this clause" + (
-                             " (only a document or declaration can)" if clause.verification == "document" else "")})
+            rows.append(
+                {
+                    **base,
+                    "target": "",
+                    "verdict": NOT_COVERED,
+                    "measured": "",
+                    "reason": "no case verifies this clause"
+                    + (" (only a document or declaration can)" if clause.verification == "document" else ""),
+                }
+            )
             continue
         for case in covering:
             ms = [m for m in case.measurements if m.clause_id == clause.id]
             if ms:
                 for m in ms:
-                    rows.append({**base, "target": m.target, "verdict": m.verdict,
-                                 "measured": f"{_fmt(m.value)} {m.unit}", "statistic": m.statistic,
-                                 "reason": m.reason, "nodeid": case.nodeid})
+                    rows.append(
+                        {
+                            **base,
+                            "target": m.target,
+                            "verdict": m.verdict,
+                            "measured": f"{_fmt(m.value)} {m.unit}",
+                            "statistic": m.statistic,
+                            "reason": m.reason,
+                            "nodeid": case.nodeid,
+                        }
+                    )
                 continue
             if case.outcome == "skipped":
                 verdict, reason = SKIPPED, case.message
@@ -163,8 +225,16 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
                 verdict, reason = NOT_COVERED, "covering case was not run (deselected)"
             else:
                 verdict, reason = ERROR, case.message or f"case {case.outcome} before measuring"
-            rows.append({**base, "target": case.target or "", "verdict": verdict, "measured": "",
-                         "reason": reason, "nodeid": case.nodeid})
+            rows.append(
+                {
+                    **base,
+                    "target": case.target or "",
+                    "verdict": verdict,
+                    "measured": "",
+                    "reason": reason,
+                    "nodeid": case.nodeid,
+                }
+            )
     return rows
 
 
@@ -186,7 +256,7 @@ def write_bundle(results: Path, run_id: str, document: dict[str, Any]) -> Path:
 
 
 def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def as_dict(obj: Any) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
@@ -42,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = Run(config, settings)
     reap_stale()
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+
         def _term(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt("SIGTERM")
 
@@ -54,8 +55,7 @@ def _run(config: pytest.Config) -> Run:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     s = _run(config).settings
-    return [f"clauseproof: targets {', '.join(s.targets)}; scale {s.scale:g}; repeats {s.repeats}; "
-            f"results {s.results}"]
+    return [f"clauseproof: targets {', '.join(s.targets)}; scale {s.scale:g}; repeats {s.repeats}; results {s.results}"]
 
 
 def _clause_ids(item: pytest.Item) -> list[str]:
@@ -79,8 +79,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     problems: list[str] = []
     unmarked = [i.nodeid for i, ids in marked if not ids and _in_suites(i, run.settings.rootdir)]
     if unmarked:
-        problems.append("these acceptance cases name no clause: " + ", ".join(unmarked[:5])
-                        + " (add @pytest.mark.clause(\"ID\"))")
+        problems.append(
+            "these acceptance cases name no clause: " + ", ".join(unmarked[:5]) + ' (add @pytest.mark.clause("ID"))'
+        )
     if any(ids for _, ids in marked):
         try:
             catalog = run.catalog
@@ -89,16 +90,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for item, ids in marked:
             unknown = [i for i in ids if i not in catalog]
             if unknown:
-                problems.append(f"{item.nodeid}: unknown clause id {', '.join(repr(u) for u in unknown)} "
-                                f"(not in {catalog.path})")
+                problems.append(
+                    f"{item.nodeid}: unknown clause id {', '.join(repr(u) for u in unknown)} (not in {catalog.path})"
+                )
     if problems:
-        raise pytest.UsageError("clauseproof: collection error: " + "; ".join(problems)
-                                + ". Clause ids are listed by `clauseproof catalog`.")
+        raise pytest.UsageError(
+            "clauseproof: collection error: "
+            + "; ".join(problems)
+            + ". Clause ids are listed by `clauseproof catalog`."
+        )
     for item, ids in marked:
         if ids:
             target = item.callspec.params.get("target") if hasattr(item, "callspec") else None
-            run.cases[item.nodeid] = CaseRecord(nodeid=item.nodeid, clause_ids=ids,
-                                                target=str(target) if target else None)
+            run.cases[item.nodeid] = CaseRecord(
+                nodeid=item.nodeid, clause_ids=ids, target=str(target) if target else None
+            )
     if config.getoption("cp_list_catalog"):
         _print_catalog(config, run)
         config.stash[_LISTED] = True
@@ -115,8 +121,9 @@ def _print_catalog(config: pytest.Config, run: Run) -> None:
         for cid in case.clause_ids:
             coverage.setdefault(cid, []).append(case.nodeid)
     catalog = run.catalog
-    tw.line(f"clause catalog {catalog.path}: {len(catalog)} clauses, "
-            f"{sum(1 for c in catalog if c.id in coverage)} covered")
+    tw.line(
+        f"clause catalog {catalog.path}: {len(catalog)} clauses, {sum(1 for c in catalog if c.id in coverage)} covered"
+    )
     for c in catalog:
         mark = "" if c.mark == "plain" else c.mark
         tw.line(f"{c.id:<12} {mark:<2} {c.rule():<24} {c.summary}")
@@ -201,8 +208,9 @@ def evidence(request: pytest.FixtureRequest) -> CaseEvidence:
     run = _run(request.config)
     record = run.cases.get(request.node.nodeid)
     if record is None:
-        raise ClauseproofError(f"{request.node.nodeid} uses the evidence fixture but names no clause",
-                               fix='add @pytest.mark.clause("ID")')
+        raise ClauseproofError(
+            f"{request.node.nodeid} uses the evidence fixture but names no clause", fix='add @pytest.mark.clause("ID")'
+        )
     simulated = False
     if record.target and record.target in run.targets:
         simulated = run.targets[record.target].simulated
@@ -210,7 +218,9 @@ def evidence(request: pytest.FixtureRequest) -> CaseEvidence:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     record = _run(item.config).cases.get(item.nodeid)
     if record is not None:
@@ -260,8 +270,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("clauseproof")
     for row in doc["clause_rows"]:
         if row["verdict"] != "NOT COVERED":
-            terminalreporter.line(f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} "
-                                  f"{row['measured']:<22} {row['rule']}")
+            terminalreporter.line(
+                f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} {row['measured']:<22} {row['rule']}"
+            )
     terminalreporter.line("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     terminalreporter.line(f"report: {run.bundle / 'report.html'}")
     terminalreporter.line(f"evidence: {run.bundle / 'evidence.json'}")

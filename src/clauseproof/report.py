@@ -13,8 +13,14 @@ from typing import Any
 
 import jinja2
 
-VERDICT_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT EVIDENCE": "ne", "NOT COVERED": "nc",
-                 "SKIPPED": "skip", "ERROR": "err"}
+VERDICT_CLASS = {
+    "PASS": "pass",
+    "FAIL": "fail",
+    "NOT EVIDENCE": "ne",
+    "NOT COVERED": "nc",
+    "SKIPPED": "skip",
+    "ERROR": "err",
+}
 
 
 def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str) -> str:
@@ -30,8 +36,9 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
     xs = list(range(1, len(samples) + 1))
     ax.bar(xs, samples, color="#4a78b5", width=0.6, label="samples")
     if threshold is not None and measurement["sample_unit"] == measurement["unit"]:
-        ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1.2,
-                   label=f"threshold {comparator} {threshold:g}")
+        ax.axhline(
+            threshold, color="#c0392b", linestyle="--", linewidth=1.2, label=f"threshold {comparator} {threshold:g}"
+        )
     ax.set_xlabel("repeat")
     ax.set_ylabel(measurement["sample_unit"])
     ax.set_xticks(xs)
@@ -42,13 +49,14 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
     fig.savefig(buf, format="svg")
     plt.close(fig)
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]
 
 
 def render(document: dict[str, Any]) -> str:
     """The HTML report of an evidence document."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("clauseproof", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("clauseproof", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
+    )
     clauses = {c["id"]: c for c in document["catalog"]}
     plots: dict[tuple[str, str], str] = {}
     for case in document["cases"]:
@@ -60,7 +68,10 @@ def render(document: dict[str, Any]) -> str:
     for row in document["clause_rows"]:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     return env.get_template("report.html.j2").render(
-        doc=document, plots=plots, counts=counts, vclass=VERDICT_CLASS,
+        doc=document,
+        plots=plots,
+        counts=counts,
+        vclass=VERDICT_CLASS,
         env_json=json.dumps(document["environment"], indent=2, ensure_ascii=False),
     )
 

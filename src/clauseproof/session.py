@@ -136,12 +136,16 @@ class Run:
             "exit_status": int(exitstatus),
             "command_line": " ".join(["pytest", *self.config.invocation_params.args]),
             "harness": {"version": __version__, **commit_info(self.settings.rootdir)},
-            "parameters": {"targets": list(self.settings.targets), "repeats": self.settings.repeats,
-                           "scale": self.settings.scale, "seed": self.settings.seed,
-                           "catalog": str(self.settings.catalog)},
+            "parameters": {
+                "targets": list(self.settings.targets),
+                "repeats": self.settings.repeats,
+                "scale": self.settings.scale,
+                "seed": self.settings.seed,
+                "catalog": str(self.settings.catalog),
+            },
             "environment": {"client": client_environment()},
-            "targets": list(self.target_info.values()) + [
-                {"label": s, "error": str(e)} for s, e in self.target_failures.items()],
+            "targets": list(self.target_info.values())
+            + [{"label": s, "error": str(e)} for s, e in self.target_failures.items()],
             "simulated_targets": simulated,
             "datasets": self.datasets,
             "catalog": [as_dict(c) for c in catalog],

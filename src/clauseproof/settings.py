@@ -82,8 +82,9 @@ def _targets(s: str) -> tuple[str, ...]:
         elif "://" in part:
             scheme = part.split("://", 1)[0].split("+", 1)[0]
             if scheme not in URL_SCHEMES:
-                raise ValueError(f"Could not parse value: {part!r} (URL scheme {scheme!r} is not one of "
-                                 f"{', '.join(URL_SCHEMES)})")
+                raise ValueError(
+                    f"Could not parse value: {part!r} (URL scheme {scheme!r} is not one of {', '.join(URL_SCHEMES)})"
+                )
             out.append(part)
         elif part.endswith(".toml"):
             out.append(part)
@@ -110,12 +111,21 @@ def _default_cache() -> str:
 
 
 OPTIONS = (
-    Option("target", "what the suites run against: embedded (default), embedded-postgresql, "
-           "embedded-mariadb, containers, a SQLAlchemy-style URL, or a profile .toml; comma-separated",
-           "embedded", _targets),
+    Option(
+        "target",
+        "what the suites run against: embedded (default), embedded-postgresql, "
+        "embedded-mariadb, containers, a SQLAlchemy-style URL, or a profile .toml; comma-separated",
+        "embedded",
+        _targets,
+    ),
     Option("repeats", "how many times each timed load is repeated (default 3)", "3", _positive_int),
-    Option("scale", "fraction of the clause's data size to use (default 1 = full scale; "
-           "a smaller scale gives NOT EVIDENCE verdicts)", "1", _scale),
+    Option(
+        "scale",
+        "fraction of the clause's data size to use (default 1 = full scale; "
+        "a smaller scale gives NOT EVIDENCE verdicts)",
+        "1",
+        _scale,
+    ),
     Option("seed", "seed of the deterministic data generator (default 20240101)", "20240101", _int),
     Option("results", "folder for evidence bundles (default <rootdir>/results)", "", _opt_path),
     Option("catalog", "clause catalog file (default <rootdir>/fixtures/catalog/clauses.toml)", "", _opt_path),
@@ -145,11 +155,16 @@ def add_options(parser: pytest.Parser) -> None:
     """Register every setting as a CLI flag and an ini key."""
     group = parser.getgroup("clauseproof", "clauseproof acceptance harness")
     for opt in OPTIONS:
-        group.addoption(opt.flag, dest="cp_" + opt.name, default=None,
-                        help=f"{opt.help} [env {opt.env}, ini {opt.ini}]")
+        group.addoption(
+            opt.flag, dest="cp_" + opt.name, default=None, help=f"{opt.help} [env {opt.env}, ini {opt.ini}]"
+        )
         parser.addini(opt.ini, help=opt.help, default=None)
-    group.addoption("--cp-list-catalog", action="store_true", default=False,
-                    help="list every catalog clause with the cases that verify it, then exit")
+    group.addoption(
+        "--cp-list-catalog",
+        action="store_true",
+        default=False,
+        help="list every catalog clause with the cases that verify it, then exit",
+    )
 
 
 def read_settings(config: pytest.Config) -> Settings:

@@ -25,12 +25,22 @@ from workloads import settlement
 
 
 def _timed_loads(
-    *, target: Target, benchmark: Any, evidence: CaseEvidence, ds: Dataset, ddl_dir: Path, table: str,
-    source: str, repeats: int,
+    *,
+    target: Target,
+    benchmark: Any,
+    evidence: CaseEvidence,
+    ds: Dataset,
+    ddl_dir: Path,
+    table: str,
+    source: str,
+    repeats: int,
 ) -> list[float]:
     if getattr(benchmark, "disabled", False):
-        pytest.fail("timed cases need pytest-benchmark enabled: do not pass --benchmark-disable and do not "
-                    "run acceptance suites under pytest-xdist", pytrace=False)
+        pytest.fail(
+            "timed cases need pytest-benchmark enabled: do not pass --benchmark-disable and do not "
+            "run acceptance suites under pytest-xdist",
+            pytrace=False,
+        )
     conn = target.connect()
     try:
         ddl = target.create_table(conn, ddl_dir, settlement.NAME, table)
@@ -54,26 +64,39 @@ def _timed_loads(
         def verify() -> None:
             got = target.digest(conn, table, ds.columns)
             if got != ds.digest:
-                pytest.fail(f"content check failed after load {len(checks) + 1} into {table} on {target.label}: "
-                            f"table has {got}, the generated data has {ds.digest}", pytrace=False)
+                pytest.fail(
+                    f"content check failed after load {len(checks) + 1} into {table} on {target.label}: "
+                    f"table has {got}, the generated data has {ds.digest}",
+                    pytrace=False,
+                )
             checks.append(str(got))
 
         benchmark.pedantic(load, setup=setup, teardown=verify, rounds=repeats, iterations=1)
         samples = [float(x) for x in benchmark.stats.stats.data]
         evidence.parameters(
-            workload=settlement.NAME, table=table, rows=ds.rows, row_width_bytes=round(ds.row_width_bytes, 2),
-            data_bytes=ds.size_bytes, seed=ds.seed, data_sha256=ds.sha256, data_cached=ds.from_cache,
-            generation_seconds=ds.generation_seconds, ddl=ddl.strip(), client_parallelism=1,
-            load_path=target.load_path(source), repeats=repeats,
+            workload=settlement.NAME,
+            table=table,
+            rows=ds.rows,
+            row_width_bytes=round(ds.row_width_bytes, 2),
+            data_bytes=ds.size_bytes,
+            seed=ds.seed,
+            data_sha256=ds.sha256,
+            data_cached=ds.from_cache,
+            generation_seconds=ds.generation_seconds,
+            ddl=ddl.strip(),
+            client_parallelism=1,
+            load_path=target.load_path(source),
+            repeats=repeats,
             untimed_before_each_repeat="TRUNCATE" + (", CHECKPOINT" if checkpoint else ""),
             untimed_after_each_repeat="row count and content digest computed on the server, compared with "
-                                      "those of the generated data",
+            "those of the generated data",
             content_checks=checks,
         )
         evidence.window(
             f"{target.load_path(source)}: from the first byte sent until the server acknowledged the load "
             f"({ds.rows:,} rows, {ds.size_bytes:,} bytes) in autocommit mode; connection, schema, data "
-            "generation and the checks are outside it")
+            "generation and the checks are outside it"
+        )
         return samples
     finally:
         conn.close()
@@ -81,37 +104,82 @@ def _timed_loads(
 
 @pytest.mark.clause("BZ-DB-4a", "BZ-DB-4b")
 def test_single_table_insert(
-    target: Target, benchmark: Any, evidence: CaseEvidence, dataset: Callable[[ModuleType, int], Dataset],
-    scaled: Callable[[int], int], clause_catalog: Catalog, cp_settings: Settings, ddl_dir: Path,
+    target: Target,
+    benchmark: Any,
+    evidence: CaseEvidence,
+    dataset: Callable[[ModuleType, int], Dataset],
+    scaled: Callable[[int], int],
+    clause_catalog: Catalog,
+    cp_settings: Settings,
+    ddl_dir: Path,
 ) -> None:
     """Insert 1,000,000 pre-generated rows into one empty table (BZ-DB-4a) and their rate (BZ-DB-4b)."""
     rows = scaled(int(clause_catalog["BZ-DB-4a"].params["rows"]))
     ds = dataset(settlement, rows)
-    samples = _timed_loads(target=target, benchmark=benchmark, evidence=evidence, ds=ds, ddl_dir=ddl_dir,
-                           table="settlement_insert", source="memory", repeats=cp_settings.repeats)
+    samples = _timed_loads(
+        target=target,
+        benchmark=benchmark,
+        evidence=evidence,
+        ds=ds,
+        ddl_dir=ddl_dir,
+        table="settlement_insert",
+        source="memory",
+        repeats=cp_settings.repeats,
+    )
     n = len(samples)
-    evidence.measure("BZ-DB-4a", statistics.median(samples), "s", statistic=f"median of {n} loads",
-                     samples=samples, sample_unit="s")
-    evidence.measure("BZ-DB-4b", ds.rows * n / sum(samples), "rows/s",
-                     statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} loads",
-                     samples=[ds.rows / s for s in samples], sample_unit="rows/s")
+    evidence.measure(
+        "BZ-DB-4a", statistics.median(samples), "s", statistic=f"median of {n} loads", samples=samples, sample_unit="s"
+    )
+    evidence.measure(
+        "BZ-DB-4b",
+        ds.rows * n / sum(samples),
+        "rows/s",
+        statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} loads",
+        samples=[ds.rows / s for s in samples],
+        sample_unit="rows/s",
+    )
     evidence.require_pass()
 
 
 @pytest.mark.clause("BZ-DB-4c", "BZ-DB-4d")
 def test_single_table_import(
-    target: Target, benchmark: Any, evidence: CaseEvidence, dataset: Callable[[ModuleType, int], Dataset],
-    scaled: Callable[[int], int], clause_catalog: Catalog, cp_settings: Settings, ddl_dir: Path,
+    target: Target,
+    benchmark: Any,
+    evidence: CaseEvidence,
+    dataset: Callable[[ModuleType, int], Dataset],
+    scaled: Callable[[int], int],
+    clause_catalog: Catalog,
+    cp_settings: Settings,
+    ddl_dir: Path,
 ) -> None:
     """Import 2,000,000 rows from a file on the client into one table (BZ-DB-4c) and their rate (BZ-DB-4d)."""
     rows = scaled(int(clause_catalog["BZ-DB-4c"].params["rows"]))
     ds = dataset(settlement, rows)
-    samples = _timed_loads(target=target, benchmark=benchmark, evidence=evidence, ds=ds, ddl_dir=ddl_dir,
-                           table="settlement_import", source="file", repeats=cp_settings.repeats)
+    samples = _timed_loads(
+        target=target,
+        benchmark=benchmark,
+        evidence=evidence,
+        ds=ds,
+        ddl_dir=ddl_dir,
+        table="settlement_import",
+        source="file",
+        repeats=cp_settings.repeats,
+    )
     n = len(samples)
-    evidence.measure("BZ-DB-4c", statistics.median(samples), "s", statistic=f"median of {n} imports",
-                     samples=samples, sample_unit="s")
-    evidence.measure("BZ-DB-4d", ds.rows * n / sum(samples), "rows/s",
-                     statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} imports",
-                     samples=[ds.rows / s for s in samples], sample_unit="rows/s")
+    evidence.measure(
+        "BZ-DB-4c",
+        statistics.median(samples),
+        "s",
+        statistic=f"median of {n} imports",
+        samples=samples,
+        sample_unit="s",
+    )
+    evidence.measure(
+        "BZ-DB-4d",
+        ds.rows * n / sum(samples),
+        "rows/s",
+        statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} imports",
+        samples=[ds.rows / s for s in samples],
+        sample_unit="rows/s",
+    )
     evidence.require_pass()

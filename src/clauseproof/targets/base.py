@@ -20,11 +20,31 @@ NAMESPACE_PREFIX = "clauseproof_"
 CONNECT_TIMEOUT_S = 5
 COPY_BLOCK = 1 << 20
 
-PG_SETTINGS = ("server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level",
-               "shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression", "data_checksums")
-MYSQL_SETTINGS = ("version", "innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin", "innodb_doublewrite",
-                  "innodb_buffer_pool_size", "innodb_log_file_size", "innodb_flush_method", "local_infile",
-                  "version_compile_machine", "version_compile_os")
+PG_SETTINGS = (
+    "server_version",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_level",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "wal_compression",
+    "data_checksums",
+)
+MYSQL_SETTINGS = (
+    "version",
+    "innodb_flush_log_at_trx_commit",
+    "sync_binlog",
+    "log_bin",
+    "innodb_doublewrite",
+    "innodb_buffer_pool_size",
+    "innodb_log_file_size",
+    "innodb_flush_method",
+    "local_infile",
+    "version_compile_machine",
+    "version_compile_os",
+)
 
 
 @dataclass
@@ -81,8 +101,14 @@ class Target(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What the evidence records of this target (no secrets)."""
-        return {"label": self.label, "kind": self.kind, "dialect": self.dialect, "namespace": self.namespace,
-                "endpoint": self.endpoint.public() if self.endpoint else None, "simulated": self.simulated}
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "dialect": self.dialect,
+            "namespace": self.namespace,
+            "endpoint": self.endpoint.public() if self.endpoint else None,
+            "simulated": self.simulated,
+        }
 
     # -- connections ------------------------------------------------------------------------
     def connect(self, *, in_namespace: bool = True) -> Any:
@@ -94,15 +120,30 @@ class Target(ABC):
             options = "-c DateStyle=ISO"
             if in_namespace:
                 options += f" -c search_path={self.namespace}"
-            return psycopg.connect(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
-                                   dbname=ep.database, connect_timeout=CONNECT_TIMEOUT_S, options=options,
-                                   autocommit=True)
+            return psycopg.connect(
+                host=ep.host,
+                port=ep.port,
+                user=ep.user,
+                password=ep.password,
+                dbname=ep.database,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                options=options,
+                autocommit=True,
+            )
         import pymysql
 
-        return pymysql.connect(host=ep.host, port=ep.port, user=ep.user, password=ep.password or "",
-                               database=self.namespace if in_namespace else (ep.database or None),
-                               connect_timeout=CONNECT_TIMEOUT_S, local_infile=True, autocommit=True,
-                               charset="utf8mb4", unix_socket=ep.unix_socket)
+        return pymysql.connect(
+            host=ep.host,
+            port=ep.port,
+            user=ep.user,
+            password=ep.password or "",
+            database=self.namespace if in_namespace else (ep.database or None),
+            connect_timeout=CONNECT_TIMEOUT_S,
+            local_infile=True,
+            autocommit=True,
+            charset="utf8mb4",
+            unix_socket=ep.unix_socket,
+        )
 
     def _ep(self) -> Endpoint:
         if self.endpoint is None:
@@ -144,8 +185,9 @@ class Target(ABC):
         try:
             ddl = path.read_text().format(table=table)
         except OSError:
-            raise ClauseproofError(f"no {self.dialect} DDL for workload {workload!r}",
-                                   checked=str(path), fix=f"add {path}") from None
+            raise ClauseproofError(
+                f"no {self.dialect} DDL for workload {workload!r}", checked=str(path), fix=f"add {path}"
+            ) from None
         with conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
             cur.execute(ddl)
@@ -154,14 +196,18 @@ class Target(ABC):
     def load_path(self, source: str) -> str:
         """The client path a bulk load uses, in words, for the evidence."""
         if self.dialect == "postgresql":
-            return {"memory": "COPY ... FROM STDIN (text format), rows streamed from client memory in 1 MiB blocks",
-                    "file": "COPY ... FROM STDIN (text format), rows read from the client file in 1 MiB blocks "
-                            "(what psql \\copy does)"}[source]
-        return ("LOAD DATA LOCAL INFILE (tab-separated), the client file streamed by PyMySQL"
-                + (" (the pre-generated rows, in the client's page cache)" if source == "memory" else ""))
+            return {
+                "memory": "COPY ... FROM STDIN (text format), rows streamed from client memory in 1 MiB blocks",
+                "file": "COPY ... FROM STDIN (text format), rows read from the client file in 1 MiB blocks "
+                "(what psql \\copy does)",
+            }[source]
+        return "LOAD DATA LOCAL INFILE (tab-separated), the client file streamed by PyMySQL" + (
+            " (the pre-generated rows, in the client's page cache)" if source == "memory" else ""
+        )
 
-    def bulk_load(self, conn: Any, table: str, columns: tuple[str, ...], *, data: bytes | None = None,
-                  path: Path | None = None) -> None:
+    def bulk_load(
+        self, conn: Any, table: str, columns: tuple[str, ...], *, data: bytes | None = None, path: Path | None = None
+    ) -> None:
         """Load tab-separated rows into ``table`` from memory (``data``) or a client file (``path``)."""
         cols = ", ".join(columns)
         if self.dialect == "postgresql":
@@ -179,12 +225,17 @@ class Target(ABC):
         if path is None:
             raise ValueError("the MySQL family loads from a client file: pass path=")
         with conn.cursor() as cur:
-            cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} "
-                        f"FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' ({cols})", (str(path),))
+            cur.execute(
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} "
+                f"FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' ({cols})",
+                (str(path),),
+            )
             if conn.show_warnings():
                 warnings = conn.show_warnings()[:3]
-                raise ClauseproofError(f"LOAD DATA into {table} raised warnings: {warnings}",
-                                       fix="check that the data file matches the table's DDL")
+                raise ClauseproofError(
+                    f"LOAD DATA into {table} raised warnings: {warnings}",
+                    fix="check that the data file matches the table's DDL",
+                )
 
     def digest(self, conn: Any, table: str, columns: tuple[str, ...]) -> Digest:
         """Row count and content digest of ``table``, computed on the server."""
@@ -203,14 +254,20 @@ class Target(ABC):
         try:
             with conn.cursor() as cur:
                 if self.dialect == "postgresql":
-                    cur.execute("SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
-                                (list(PG_SETTINGS),))
+                    cur.execute(
+                        "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                        (list(PG_SETTINGS),),
+                    )
                     settings = {n: f"{s}{' ' + u if u else ''}" for n, s, u in cur.fetchall()}
                     cur.execute("SELECT version()")
                     version = cur.fetchone()[0]
                 else:
-                    cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ("
-                                + ", ".join(["%s"] * len(MYSQL_SETTINGS)) + ")", MYSQL_SETTINGS)
+                    cur.execute(
+                        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ("
+                        + ", ".join(["%s"] * len(MYSQL_SETTINGS))
+                        + ")",
+                        MYSQL_SETTINGS,
+                    )
                     settings = {n: v for n, v in cur.fetchall()}
                     cur.execute("SELECT CONCAT(VERSION(), ' ', @@version_comment)")
                     version = cur.fetchone()[0]

@@ -45,23 +45,31 @@ class ContainerTarget(Target):
         reason = docker_unavailable_reason()
         if reason:
             raise TargetUnavailable(reason, fix="run where a Docker engine answers, or choose --cp-target=embedded")
+        c: Any
         if self.dialect == "postgresql":
             from testcontainers.postgres import PostgresContainer
 
-            c = PostgresContainer(IMAGES["postgresql"], username="postgres", password="clauseproof",
-                                  dbname="postgres")
+            c = PostgresContainer(IMAGES["postgresql"], username="postgres", password="clauseproof", dbname="postgres")
             port = 5432
         else:
             from testcontainers.mysql import MySqlContainer
 
-            c = MySqlContainer(IMAGES["mysql"], username="root", root_password="clauseproof",
-                               password="clauseproof", dbname="clauseproof")
+            c = MySqlContainer(
+                IMAGES["mysql"],
+                username="root",
+                root_password="clauseproof",
+                password="clauseproof",
+                dbname="clauseproof",
+            )
             port = 3306
         self.container = c.start()
-        self.endpoint = Endpoint(host=c.get_container_host_ip(), port=int(c.get_exposed_port(port)),
-                                 user="postgres" if self.dialect == "postgresql" else "root",
-                                 database="postgres" if self.dialect == "postgresql" else "",
-                                 password="clauseproof")
+        self.endpoint = Endpoint(
+            host=c.get_container_host_ip(),
+            port=int(c.get_exposed_port(port)),
+            user="postgres" if self.dialect == "postgresql" else "root",
+            database="postgres" if self.dialect == "postgresql" else "",
+            password="clauseproof",
+        )
         self.create_namespace()
 
     def stop(self) -> None:

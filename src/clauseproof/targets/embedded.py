@@ -102,7 +102,7 @@ def _find_binaries(names: tuple[str, ...], candidates: list[Path], option: str, 
         f"{' and '.join(names)} not found",
         checked="these folders: " + ", ".join(str(c) for c in candidates),
         fix=f"install the Debian package {package} (apt-get install {package}), or set {option} "
-            "to the folder that holds them",
+        "to the folder that holds them",
     )
 
 
@@ -130,14 +130,16 @@ class EmbeddedServer(Target):
             kwargs["user"] = self.run_as
             kwargs["group"] = pwd.getpwnam(self.run_as).pw_gid
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                                  cwd=self.folder, check=False, **kwargs)
+            proc = subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout, cwd=self.folder, check=False, **kwargs
+            )
         except subprocess.TimeoutExpired:
             raise ClauseproofError(f"{what} did not finish within {timeout:g} s", checked=" ".join(args)) from None
         if proc.returncode != 0:
             out = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
-            raise ClauseproofError(f"{what} failed (exit {proc.returncode}): " + " / ".join(out),
-                                   checked=" ".join(args))
+            raise ClauseproofError(
+                f"{what} failed (exit {proc.returncode}): " + " / ".join(out), checked=" ".join(args)
+            )
 
     def _cleanup_folder(self) -> None:
         if self.folder is not None:
@@ -157,13 +159,18 @@ class EmbeddedPostgres(EmbeddedServer):
     dialect = "postgresql"
 
     def bindir(self) -> Path:
-        candidates = [self.bindir_option] if self.bindir_option else sorted(
-            (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
-            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+        candidates = (
+            [self.bindir_option]
+            if self.bindir_option
+            else sorted(
+                (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+                key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+                reverse=True,
+            )
+        )
         if not self.bindir_option:
             candidates += [Path(p).parent for p in filter(None, [shutil.which("pg_ctl")])]
-        return _find_binaries(("initdb", "pg_ctl", "postgres"), candidates, "--cp-pg-bindir",
-                              "postgresql")
+        return _find_binaries(("initdb", "pg_ctl", "postgres"), candidates, "--cp-pg-bindir", "postgresql")
 
     def start(self) -> None:
         bindir = self.bindir()
@@ -171,29 +178,58 @@ class EmbeddedPostgres(EmbeddedServer):
             try:
                 pwd.getpwnam("postgres")
             except KeyError:
-                raise ClauseproofError("running as root, and there is no 'postgres' user to run initdb as",
-                                       fix="install the Debian package postgresql, which creates it, "
-                                           "or run as a normal user") from None
+                raise ClauseproofError(
+                    "running as root, and there is no 'postgres' user to run initdb as",
+                    fix="install the Debian package postgresql, which creates it, or run as a normal user",
+                ) from None
             self.run_as = "postgres"
         folder = self._make_folder("pg")
         if self.run_as:
             shutil.chown(folder, user=self.run_as)
         data = folder / "data"
         try:
-            self._run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                       "-E", "UTF8", "--no-locale", "--no-sync"], "initdb")
+            self._run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ],
+                "initdb",
+            )
             last: ClauseproofError | None = None
             for _ in range(3):  # a port taken between probing and binding: try another
                 port = free_port()
                 try:
-                    self._run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
-                               "-w", "-t", str(START_TIMEOUT_S), "-o",
-                               f"-p {port} -h 127.0.0.1 -k {folder}", "start"], "pg_ctl start",
-                              timeout=START_TIMEOUT_S + 5)
+                    self._run(
+                        [
+                            str(bindir / "pg_ctl"),
+                            "-D",
+                            str(data),
+                            "-l",
+                            str(folder / "server.log"),
+                            "-w",
+                            "-t",
+                            str(START_TIMEOUT_S),
+                            "-o",
+                            f"-p {port} -h 127.0.0.1 -k {folder}",
+                            "start",
+                        ],
+                        "pg_ctl start",
+                        timeout=START_TIMEOUT_S + 5,
+                    )
                     break
                 except ClauseproofError as exc:
-                    last = ClauseproofError(f"{exc.what}; server log:\n    {_tail(folder / 'server.log')}",
-                                            checked=exc.checked)
+                    last = ClauseproofError(
+                        f"{exc.what}; server log:\n    {_tail(folder / 'server.log')}", checked=exc.checked
+                    )
             else:
                 assert last is not None
                 raise last
@@ -211,8 +247,11 @@ class EmbeddedPostgres(EmbeddedServer):
             bindir = self.bindir()
             for mode in ("fast", "immediate"):
                 try:
-                    self._run([str(bindir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t",
-                               str(STOP_TIMEOUT_S), "stop"], f"pg_ctl stop -m {mode}", timeout=STOP_TIMEOUT_S + 5)
+                    self._run(
+                        [str(bindir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t", str(STOP_TIMEOUT_S), "stop"],
+                        f"pg_ctl stop -m {mode}",
+                        timeout=STOP_TIMEOUT_S + 5,
+                    )
                     break
                 except ClauseproofError as exc:
                     log.warning("stopping embedded PostgreSQL: %s", exc)
@@ -231,13 +270,22 @@ class EmbeddedMariaDB(EmbeddedServer):
 
     def binaries(self) -> tuple[Path, Path]:
         if self.bindir_option:
-            d = _find_binaries(("mariadbd", "mariadb-install-db"), [self.bindir_option], "--cp-mariadb-bindir",
-                               "mariadb-server")
+            d = _find_binaries(
+                ("mariadbd", "mariadb-install-db"), [self.bindir_option], "--cp-mariadb-bindir", "mariadb-server"
+            )
             return d / "mariadbd", d / "mariadb-install-db"
-        server = _find_binaries(("mariadbd",), [Path("/usr/sbin"), Path("/usr/local/sbin"), Path("/usr/bin")],
-                                "--cp-mariadb-bindir", "mariadb-server")
-        install = _find_binaries(("mariadb-install-db",), [Path("/usr/bin"), Path("/usr/local/bin"), server],
-                                 "--cp-mariadb-bindir", "mariadb-server")
+        server = _find_binaries(
+            ("mariadbd",),
+            [Path("/usr/sbin"), Path("/usr/local/sbin"), Path("/usr/bin")],
+            "--cp-mariadb-bindir",
+            "mariadb-server",
+        )
+        install = _find_binaries(
+            ("mariadb-install-db",),
+            [Path("/usr/bin"), Path("/usr/local/bin"), server],
+            "--cp-mariadb-bindir",
+            "mariadb-server",
+        )
         return server / "mariadbd", install / "mariadb-install-db"
 
     def start(self) -> None:
@@ -246,26 +294,50 @@ class EmbeddedMariaDB(EmbeddedServer):
         data = folder / "data"
         user = ["--user=root"] if os.geteuid() == 0 else []
         try:
-            self._run([str(install), "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-                       "--skip-test-db", *user], "mariadb-install-db")
+            self._run(
+                [
+                    str(install),
+                    "--no-defaults",
+                    f"--datadir={data}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    *user,
+                ],
+                "mariadb-install-db",
+            )
             last = ""
             for _ in range(3):
                 port = free_port()
                 log_path = folder / "server.log"
                 self.proc = subprocess.Popen(
-                    [str(server), "--no-defaults", f"--datadir={data}", f"--socket={folder / 'mariadbd.sock'}",
-                     f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={folder / 'mariadbd.pid'}",
-                     f"--log-error={log_path}", "--local-infile=1", "--skip-name-resolve", *user],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=folder)
+                    [
+                        str(server),
+                        "--no-defaults",
+                        f"--datadir={data}",
+                        f"--socket={folder / 'mariadbd.sock'}",
+                        f"--port={port}",
+                        "--bind-address=127.0.0.1",
+                        f"--pid-file={folder / 'mariadbd.pid'}",
+                        f"--log-error={log_path}",
+                        "--local-infile=1",
+                        "--skip-name-resolve",
+                        *user,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=folder,
+                )
                 if self._wait_ready(port):
                     break
                 last = _tail(log_path)
                 self._kill()
             else:
-                raise ClauseproofError(f"mariadbd did not accept connections within {START_TIMEOUT_S} s; "
-                                       f"server log:\n    {last}", checked=f"{server} in {folder}")
-            self.endpoint = Endpoint(host="127.0.0.1", port=port, user="root", database="",
-                                     unix_socket=None)
+                raise ClauseproofError(
+                    f"mariadbd did not accept connections within {START_TIMEOUT_S} s; server log:\n    {last}",
+                    checked=f"{server} in {folder}",
+                )
+            self.endpoint = Endpoint(host="127.0.0.1", port=port, user="root", database="", unix_socket=None)
             self.create_namespace()
         except BaseException:
             self.stop()
@@ -280,8 +352,7 @@ class EmbeddedMariaDB(EmbeddedServer):
             if self.proc.poll() is not None:
                 return False
             try:
-                pymysql.connect(unix_socket=str(self.folder / "mariadbd.sock"), user="root",
-                                connect_timeout=1).close()
+                pymysql.connect(unix_socket=str(self.folder / "mariadbd.sock"), user="root", connect_timeout=1).close()
                 return True
             except pymysql.err.OperationalError:
                 time.sleep(0.05)

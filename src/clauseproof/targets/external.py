@@ -20,8 +20,15 @@ from clauseproof.targets.base import Endpoint, Target, check_reachable
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "target": {"name": str, "dialect": str, "host": str, "port": int, "user": str, "password_env": str,
-               "database": str},
+    "target": {
+        "name": str,
+        "dialect": str,
+        "host": str,
+        "port": int,
+        "user": str,
+        "password_env": str,
+        "database": str,
+    },
     "server": {"cpu": str, "arch": str, "os": str, "nodes": int, "memory_gb": (int, float), "notes": str},
     "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
 }
@@ -64,13 +71,15 @@ def load_profile(path: Path) -> Profile:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ClauseproofError(f"cannot read the target profile {path}: {exc.strerror}",
-                               fix="check the path given to --cp-target") from None
+        raise ClauseproofError(
+            f"cannot read the target profile {path}: {exc.strerror}", fix="check the path given to --cp-target"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ClauseproofError(f"the target profile {path} is not valid TOML: {exc}",
-                               fix="correct the line named") from None
+        raise ClauseproofError(
+            f"the target profile {path} is not valid TOML: {exc}", fix="correct the line named"
+        ) from None
 
     def err(section: str, key: str | None, msg: str, fix: str) -> ClauseproofError:
         where = f"{path}:{_line(text, section, key)}"
@@ -92,23 +101,36 @@ def load_profile(path: Path) -> Profile:
                 raise err(section, key, f"{value!r} is not of type {names}", f"give {key} a {names} value")
     target = data.get("target")
     if target is None:
-        raise ClauseproofError(f"{path}: no [target] section", checked=f"the target profile {path}",
-                               fix="add [target] with dialect, host, port, user, password_env and database")
+        raise ClauseproofError(
+            f"{path}: no [target] section",
+            checked=f"the target profile {path}",
+            fix="add [target] with dialect, host, port, user, password_env and database",
+        )
     for key in _REQUIRED:
         if key not in target:
             raise err("target", None, f"missing key {key!r}", f"add {key} = ... under [target]")
     dialect = target["dialect"]
     if dialect not in DEFAULT_PORTS:
-        raise err("target", "dialect", f"{dialect!r} is not one of postgresql, mysql",
-                  'set dialect = "postgresql" or "mysql" (MySQL, MariaDB, TDSQL and other MySQL-protocol systems)')
+        raise err(
+            "target",
+            "dialect",
+            f"{dialect!r} is not one of postgresql, mysql",
+            'set dialect = "postgresql" or "mysql" (MySQL, MariaDB, TDSQL and other MySQL-protocol systems)',
+        )
     port = target.get("port", DEFAULT_PORTS[dialect])
     if not 0 < port < 65536:
         raise err("target", "port", f"{port} is not a TCP port", "use a port between 1 and 65535")
     return Profile(
-        path=path, name=target.get("name", path.stem), dialect=dialect, host=target["host"], port=port,
-        user=target["user"], password_env=target.get("password_env"),
+        path=path,
+        name=target.get("name", path.stem),
+        dialect=dialect,
+        host=target["host"],
+        port=port,
+        user=target["user"],
+        password_env=target.get("password_env"),
         database=target.get("database", "postgres" if dialect == "postgresql" else ""),
-        server=dict(data.get("server", {})), commands=dict(data.get("commands", {})),
+        server=dict(data.get("server", {})),
+        commands=dict(data.get("commands", {})),
     )
 
 
@@ -120,18 +142,25 @@ def parse_url(url: str) -> tuple[str, Endpoint]:
     try:
         u = make_url(url)
     except ArgumentError:
-        raise ClauseproofError(f"cannot parse the target URL {url!r}",
-                               fix="write it as postgresql://user@host:5432/dbname or mysql://user@host:3306/") from None
+        raise ClauseproofError(
+            f"cannot parse the target URL {url!r}",
+            fix="write it as postgresql://user@host:5432/dbname or mysql://user@host:3306/",
+        ) from None
     backend = u.get_backend_name()
     dialect = "postgresql" if backend == "postgresql" else "mysql"
     if not u.host:
-        raise ClauseproofError(f"the target URL {u.render_as_string(hide_password=True)!r} names no host",
-                               fix="write it as postgresql://user@host:5432/dbname")
+        raise ClauseproofError(
+            f"the target URL {u.render_as_string(hide_password=True)!r} names no host",
+            fix="write it as postgresql://user@host:5432/dbname",
+        )
     password = u.password if u.password is not None else os.environ.get("CLAUSEPROOF_PASSWORD")
-    ep = Endpoint(host=u.host, port=u.port or DEFAULT_PORTS[dialect],
-                  user=u.username or ("postgres" if dialect == "postgresql" else "root"),
-                  database=u.database or ("postgres" if dialect == "postgresql" else ""),
-                  password=None if password is None else str(password))
+    ep = Endpoint(
+        host=u.host,
+        port=u.port or DEFAULT_PORTS[dialect],
+        user=u.username or ("postgres" if dialect == "postgresql" else "root"),
+        database=u.database or ("postgres" if dialect == "postgresql" else ""),
+        password=None if password is None else str(password),
+    )
     return dialect, ep
 
 
@@ -140,8 +169,9 @@ class ExternalTarget(Target):
 
     kind = "external"
 
-    def __init__(self, label: str, namespace: str, dialect: str, endpoint: Endpoint,
-                 profile: Profile | None = None) -> None:
+    def __init__(
+        self, label: str, namespace: str, dialect: str, endpoint: Endpoint, profile: Profile | None = None
+    ) -> None:
         super().__init__(label, namespace)
         self.dialect = "postgresql" if dialect == "postgresql" else "mysql"
         self._endpoint = endpoint
@@ -162,7 +192,8 @@ class ExternalTarget(Target):
                 raise ClauseproofError(
                     f"the profile {path} reads the password from the environment variable {p.password_env}, "
                     "which is not set",
-                    fix=f"export {p.password_env}=... before the run (the password is never written to results)")
+                    fix=f"export {p.password_env}=... before the run (the password is never written to results)",
+                )
         ep = Endpoint(host=p.host, port=p.port, user=p.user, database=p.database, password=password)
         return cls(p.name, namespace, p.dialect, ep, profile=p)
 
@@ -181,7 +212,7 @@ class ExternalTarget(Target):
                 f"{self.namespace}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
                 checked=f"user {ep.user!r}, database {ep.database!r}",
                 fix="check the user, the password variable and that the user may create a "
-                    + ("schema in that database" if self.dialect == "postgresql" else "database"),
+                + ("schema in that database" if self.dialect == "postgresql" else "database"),
             ) from None
 
     def stop(self) -> None:
@@ -192,7 +223,8 @@ class ExternalTarget(Target):
             import logging
 
             logging.getLogger("clauseproof.external").warning(
-                "could not drop %s on %s: %s", self.namespace, self.label, exc)
+                "could not drop %s on %s: %s", self.namespace, self.label, exc
+            )
         self.endpoint = None
 
     def describe(self) -> dict[str, Any]:

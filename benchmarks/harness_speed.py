@@ -1,0 +1,146 @@
+"""The harness's own speed, side by side with native tools.  Run: ``./run bench``.
+
+1. Data generation: first generation of 2,000,000 settlement rows (fresh cache) and reuse.
+2. Load overhead: the harness's timed 1,000,000-row load against the native client loading the
+   same file into the same embedded server, alternating, each after TRUNCATE (+ CHECKPOINT):
+   PostgreSQL: harness COPY from memory and from the file vs ``psql -c "\\copy ... FROM file"``;
+   MariaDB: harness LOAD DATA LOCAL INFILE (PyMySQL) vs the ``mariadb`` client's.
+   The native times include the client process start (about 10-20 ms), as a user would see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from clauseproof.datasets import ensure_dataset  # noqa: E402
+from clauseproof.targets.base import Target  # noqa: E402
+from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres  # noqa: E402
+from workloads import settlement  # noqa: E402
+
+DDL = ROOT / "fixtures" / "ddl"
+
+
+def bench_generation(rows: int) -> None:
+    cache = Path(tempfile.mkdtemp(prefix="clauseproof-bench-cache-"))
+    try:
+        t0 = time.perf_counter()
+        ds = ensure_dataset(settlement, rows, 20240101, cache)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ensure_dataset(settlement, rows, 20240101, cache)
+        reuse = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    print(
+        f"generation of {rows:,} rows ({ds.size_bytes / 1e6:.0f} MB, digest included): {first:.2f} s "
+        f"= {rows / first:,.0f} rows/s; reuse from cache: {reuse * 1000:.1f} ms"
+    )
+
+
+def _prepare(t: Target, conn: object, table: str) -> None:
+    t.truncate(conn, table)
+    if t.dialect == "postgresql":
+        with conn.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute("CHECKPOINT")
+
+
+def bench_load(t: Target, rows: int, rounds: int, cache: Path) -> None:
+    ds = ensure_dataset(settlement, rows, 20240101, cache)
+    data = ds.path.read_bytes()
+    conn = t.connect()
+    t.create_table(conn, DDL, "settlement", "bench")
+    cols = ", ".join(ds.columns)
+    assert t.endpoint is not None
+    ep = t.endpoint
+    if t.dialect == "postgresql":
+        native = [
+            "psql",
+            "-X",
+            "-q",
+            "-h",
+            ep.host,
+            "-p",
+            str(ep.port),
+            "-U",
+            ep.user,
+            "-d",
+            ep.database,
+            "-c",
+            f"\\copy {t.namespace}.bench ({cols}) FROM '{ds.path}'",
+        ]
+        paths = {
+            "harness COPY from memory": lambda: t.bulk_load(conn, "bench", ds.columns, data=data),
+            "harness COPY from file": lambda: t.bulk_load(conn, "bench", ds.columns, path=ds.path),
+        }
+    else:
+        native = [
+            "mariadb",
+            "--no-defaults",
+            "-h",
+            ep.host,
+            "-P",
+            str(ep.port),
+            "-u",
+            ep.user,
+            "--local-infile=1",
+            t.namespace,
+            "-e",
+            f"LOAD DATA LOCAL INFILE '{ds.path}' INTO TABLE bench FIELDS TERMINATED BY '\\t' "
+            f"LINES TERMINATED BY '\\n' ({cols})",
+        ]
+        paths = {"harness LOAD DATA LOCAL": lambda: t.bulk_load(conn, "bench", ds.columns, path=ds.path)}
+    times: dict[str, list[float]] = {k: [] for k in [*paths, "native client"]}
+    for _ in range(rounds):
+        for name, fn in paths.items():
+            _prepare(t, conn, "bench")
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        _prepare(t, conn, "bench")
+        t0 = time.perf_counter()
+        subprocess.run(native, check=True, capture_output=True)
+        times["native client"].append(time.perf_counter() - t0)
+        assert t.digest(conn, "bench", ds.columns) == ds.digest
+    conn.close()
+    base = statistics.median(times["native client"])
+    print(f"{t.label}: {rows:,} rows, {rounds} alternating rounds (median seconds, ratio to native)")
+    for name, xs in times.items():
+        med = statistics.median(xs)
+        print(f"  {name:<28} {med:7.3f} s  x{med / base:5.3f}   samples {', '.join(f'{x:.3f}' for x in xs)}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--gen-rows", type=int, default=2_000_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--engines", default="postgresql,mariadb")
+    a = p.parse_args()
+    bench_generation(a.gen_rows)
+    cache = Path(tempfile.mkdtemp(prefix="clauseproof-bench-cache-"))
+    try:
+        for engine in a.engines.split(","):
+            cls = EmbeddedPostgres if engine == "postgresql" else EmbeddedMariaDB
+            t = cls(f"embedded-{engine}", "clauseproof_bench", None)
+            t.start()
+            try:
+                bench_load(t, a.rows, a.rounds, cache)
+            finally:
+                t.stop()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

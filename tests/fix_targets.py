@@ -1,0 +1,44 @@
+"""Embedded servers for the self-tests, one per session, and helpers."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clauseproof.targets.embedded import FOLDER_PREFIX, EmbeddedMariaDB, EmbeddedPostgres
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG = ROOT / "fixtures" / "catalog" / "clauses.toml"
+
+
+def our_folders() -> set[str]:
+    """Embedded-server folders owned by this process."""
+    out = set()
+    for f in glob.glob(os.path.join(tempfile.gettempdir(), FOLDER_PREFIX + "*")):
+        try:
+            if f'"pid": {os.getpid()}' in Path(f, "owner.json").read_text():
+                out.add(f)
+        except OSError:
+            continue
+    return out
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    t = EmbeddedPostgres("selftest-postgresql", "clauseproof_selftest", None)
+    t.start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[EmbeddedMariaDB]:
+    t = EmbeddedMariaDB("selftest-mariadb", "clauseproof_selftest", None)
+    t.start()
+    yield t
+    t.stop()

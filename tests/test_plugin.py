@@ -1,0 +1,206 @@
+"""The plugin end to end through pytester: markers, options, verdicts, evidence and report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clauseproof.datasets import ensure_dataset
+from clauseproof.targets.base import Target
+from tests.fix_targets import CATALOG, ROOT
+from workloads import settlement
+
+
+@pytest.fixture()
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester folder laid out like a clauseproof checkout, with the real bulk-load suite."""
+    shutil.copytree(ROOT / "fixtures" / "ddl", pytester.path / "fixtures" / "ddl")
+    shutil.copytree(ROOT / "fixtures" / "catalog", pytester.path / "fixtures" / "catalog")
+    shutil.copytree(ROOT / "suites", pytester.path / "suites", ignore=shutil.ignore_patterns("__pycache__"))
+    return pytester
+
+
+def _set_clause(catalog: Path, clause_id: str, **values: object) -> None:
+    text = catalog.read_text(encoding="utf-8")
+    start = text.index(f'id = "{clause_id}"')
+    end = text.find("[[clause]]", start)
+    block = text[start:end]
+    for key, value in values.items():
+        rendered = (
+            json.dumps(value)
+            if isinstance(value, str)
+            else (
+                "{ " + ", ".join(f"{k} = {v}" for k, v in value.items()) + " }"
+                if isinstance(value, dict)
+                else repr(value)
+            )
+        )
+        if re.search(rf"^{key} = ", block, flags=re.M):
+            block = re.sub(rf"^{key} = .*$", f"{key} = {rendered}", block, flags=re.M)
+        else:
+            block = block.rstrip("\n") + f"\n{key} = {rendered}\n\n"
+    catalog.write_text(text[:start] + block + text[end:], encoding="utf-8")
+
+
+def test_unknown_clause_id_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+        @pytest.mark.clause("BZ-DB-9z")
+        def test_a(): pass
+    """
+    )
+    result = pytester.runpytest(f"--cp-catalog={CATALOG}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown clause id 'BZ-DB-9z'*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_acceptance_case_without_clause_is_an_error(project: pytest.Pytester) -> None:
+    (project.path / "suites" / "test_unmarked.py").write_text("def test_orphan():\n    pass\n")
+    result = project.runpytest("suites/test_unmarked.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*name no clause*test_orphan*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--cp-repeats=three"], "*--cp-repeats: Could not parse value: 'three'*"),
+        (["--cp-scale=2"], "*--cp-scale: Could not parse value: '2' (must be > 0 and <= 1*"),
+        (["--cp-target=oracle"], "*--cp-target: Could not parse value: 'oracle'*"),
+        (["--cp-target=sqlite:///x.db"], "*URL scheme 'sqlite'*"),
+    ],
+)
+def test_bad_option_values_are_quoted(pytester: pytest.Pytester, args: list[str], expected: str) -> None:
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])
+
+
+def test_env_variable_sets_option(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    monkeypatch.setenv("CLAUSEPROOF_REPEATS", "0")
+    result = pytester.runpytest()
+    result.stderr.fnmatch_lines(["*environment variable CLAUSEPROOF_REPEATS: Could not parse value: '0'*"])
+
+
+def test_catalog_listing_shows_coverage(project: pytest.Pytester) -> None:
+    result = project.runpytest("--cp-list-catalog", "suites")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*BZ-DB-4a*< 1.3 s*",
+            "*verified by suites/bulk_load/test_bulk_load.py::test_single_table_insert[[]embedded-postgresql[]]",
+            "*BZ-DB-4e*",
+            "*not covered (measured)",
+        ]
+    )
+
+
+def _run_suite(project: pytest.Pytester, *extra: str) -> tuple[pytest.RunResult, dict]:
+    result = project.runpytest(
+        "suites",
+        "--cp-target=embedded-postgresql",
+        "--cp-repeats=2",
+        f"--cp-cache={project.path / 'cache'}",
+        "-k",
+        "insert",
+        *extra,
+    )
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    return result, doc
+
+
+def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pytester) -> None:
+    catalog = project.path / "fixtures" / "catalog" / "clauses.toml"
+    # full scale of a 2,000-row clause with an impossible threshold: the verdict must be FAIL
+    _set_clause(catalog, "BZ-DB-4a", threshold=1e-6, params={"rows": 2000})
+    _set_clause(catalog, "BZ-DB-4b", threshold=1.0, params={"rows": 2000})
+    result, doc = _run_suite(project)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*BZ-DB-4a FAIL on embedded-postgresql: measured * s, required < 1e-06 s*"])
+    rows = {(r["id"], r["target"]): r for r in doc["clause_rows"]}
+    assert rows[("BZ-DB-4a", "embedded-postgresql")]["verdict"] == "FAIL"
+    assert rows[("BZ-DB-4b", "embedded-postgresql")]["verdict"] == "PASS"
+    assert rows[("BZ-DB-4e", "")]["verdict"] == "NOT COVERED"
+    assert len({r["id"] for r in doc["clause_rows"]}) == len(doc["catalog"])
+    case = next(c for c in doc["cases"] if "insert" in c["nodeid"])
+    m = next(m for m in case["measurements"] if m["clause_id"] == "BZ-DB-4a")
+    assert len(m["samples"]) == 2 and m["spread"]["n"] == 2
+    assert case["parameters"]["rows"] == 2000 and len(case["parameters"]["content_checks"]) == 2
+    assert "COPY" in case["window"] and "outside it" in case["window"]
+    env = doc["environment"]["client"]
+    assert env["cores"] and env["cpu_model"] and env["os"]
+    target = doc["targets"][0]
+    assert target["server"]["settings"]["fsync"] == "on" and "PostgreSQL" in target["server"]["version"]
+    html = (project.path / "results" / "latest" / "report.html").read_text()
+    assert "单表插入100万数据小于1.3秒" in html and "<svg" in html and ">FAIL<" in html and "NOT COVERED" in html
+    assert html.index("<h2>Clauses</h2>") < html.index("<h2>Cases</h2>") < html.index("<h2>Environment</h2>")
+
+
+def test_reduced_scale_is_not_evidence(project: pytest.Pytester) -> None:
+    result, doc = _run_suite(project, "--cp-scale=0.001")
+    assert result.ret == 0
+    verdicts = {r["verdict"] for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4a", "BZ-DB-4b")}
+    assert verdicts == {"NOT EVIDENCE"}
+    assert "scale 0.001" in (project.path / "results" / "latest" / "report.html").read_text()
+
+
+def test_unavailable_target_is_skipped_with_reason(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    if Path("/var/run/docker.sock").exists():
+        pytest.skip("a Docker socket exists here")
+    result = project.runpytest("suites", "--cp-target=containers-postgresql", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*SKIPPED*no Docker engine*"])
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    assert {r["verdict"] for r in doc["clause_rows"] if r["id"] == "BZ-DB-4c"} == {"SKIPPED"}
+
+
+def test_unreachable_target_errors_cleanly(project: pytest.Pytester) -> None:
+    result = project.runpytest("suites", "--cp-target=mysql://root@127.0.0.1:1/")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*cannot reach the mysql target*127.0.0.1:1*"])
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    assert {r["verdict"] for r in doc["clause_rows"] if r["id"] == "BZ-DB-4a"} == {"ERROR"}
+
+
+@pytest.mark.parametrize("server", ["pg_server", "mariadb_server"])
+def test_server_digest_catches_changed_missing_and_duplicated_rows(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Positive control for the content check: the server-side digest sees each kind of damage."""
+    target: Target = request.getfixturevalue(server)
+    ds = ensure_dataset(settlement, 5000, 9, tmp_path)
+    conn = target.connect()
+    ddl_dir = ROOT / "fixtures" / "ddl"
+    target.create_table(conn, ddl_dir, "settlement", "dig")
+    target.bulk_load(conn, "dig", ds.columns, path=ds.path)
+    assert target.digest(conn, "dig", ds.columns) == ds.digest
+    with conn.cursor() as cur:
+        cur.execute("UPDATE dig SET fund_paid = fund_paid + 0.01 WHERE settlement_id = 77")
+        assert target.digest(conn, "dig", ds.columns) != ds.digest
+        cur.execute("UPDATE dig SET fund_paid = fund_paid - 0.01 WHERE settlement_id = 77")
+        assert target.digest(conn, "dig", ds.columns) == ds.digest
+        cur.execute("DELETE FROM dig WHERE settlement_id = 4000")
+        assert target.digest(conn, "dig", ds.columns).count == ds.rows - 1
+        cur.execute("DROP TABLE dig")
+    # duplicates: a table without a key holding one row twice
+    target.create_table(conn, ddl_dir, "settlement", "dig")
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE dig2 AS SELECT * FROM dig")
+    target.bulk_load(conn, "dig2", ds.columns, path=ds.path)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO dig2 SELECT * FROM dig2 WHERE settlement_id = 5")
+    got = target.digest(conn, "dig2", ds.columns)
+    assert got.count == ds.rows + 1 and got != ds.digest
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE dig2")
+        cur.execute("DROP TABLE dig")
+    conn.close()

@@ -1,0 +1,239 @@
+"""Targets: start and stop cleanly, reap crashed runs, touch only their namespace, fail clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clauseproof.errors import ClauseproofError, TargetUnavailable
+from clauseproof.targets.base import check_reachable
+from clauseproof.targets.containers import ContainerTarget
+from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, reap_stale
+from clauseproof.targets.external import ExternalTarget, load_profile
+from tests.fix_targets import our_folders
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("cls", [EmbeddedPostgres, EmbeddedMariaDB])
+def test_embedded_start_stop_leaves_nothing(cls: type[EmbeddedPostgres] | type[EmbeddedMariaDB]) -> None:
+    before = our_folders()
+    t = cls("x", "clauseproof_t", None)
+    t.start()
+    assert t.folder is not None and t.endpoint is not None
+    folder = t.folder
+    pid_file = folder / ("data/postmaster.pid" if cls is EmbeddedPostgres else "mariadbd.pid")
+    pid = int(pid_file.read_text().split()[0])
+    conn = t.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone()[0] == 1
+    conn.close()
+    env = t.server_environment()
+    assert "version" in env and env["settings"]
+    t.stop()
+    assert not folder.exists()
+    assert not _alive(pid)
+    assert our_folders() == before
+
+
+def test_a_crashed_run_is_reaped(tmp_path: Path) -> None:
+    t = EmbeddedPostgres("x", "clauseproof_t", None)
+    t.start()
+    assert t.folder is not None
+    folder = t.folder
+    pid = int((folder / "data/postmaster.pid").read_text().split()[0])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (folder / "owner.json").write_text(json.dumps({"pid": dead.pid, "engine": "pg"}))  # owner is gone
+    reaped = reap_stale()
+    assert str(folder) in reaped
+    assert not folder.exists()
+    for _ in range(100):
+        if not _alive(pid):
+            break
+        time.sleep(0.05)
+    assert not _alive(pid)
+    t.folder = None  # already gone
+
+
+def test_missing_binaries_name_the_debian_package(tmp_path: Path) -> None:
+    with pytest.raises(ClauseproofError) as exc:
+        EmbeddedPostgres("x", "clauseproof_t", tmp_path).start()
+    msg = str(exc.value)
+    assert "initdb and pg_ctl and postgres not found" in msg and str(tmp_path) in msg
+    assert "apt-get install postgresql" in msg and "--cp-pg-bindir" in msg
+    with pytest.raises(ClauseproofError) as exc2:
+        EmbeddedMariaDB("x", "clauseproof_t", tmp_path).start()
+    assert "apt-get install mariadb-server" in str(exc2.value)
+
+
+def test_unreachable_target_fails_fast_naming_host_and_port() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        t = ExternalTarget.from_url(f"postgresql://postgres@127.0.0.1:{port}/postgres", "clauseproof_x")
+        started = time.monotonic()
+        with pytest.raises(ClauseproofError) as exc:
+            t.start()
+        assert time.monotonic() - started < 5
+    assert f"127.0.0.1:{port}" in str(exc.value) and "Fix:" in str(exc.value)
+
+
+def test_external_target_touches_only_its_namespace(pg_server: EmbeddedPostgres) -> None:
+    assert pg_server.endpoint is not None
+    ep = pg_server.endpoint
+    admin = pg_server.connect(in_namespace=False)
+    with admin.cursor() as cur:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS vendor_data")
+        cur.execute("CREATE TABLE IF NOT EXISTS vendor_data.keep_me (id int)")
+    url = f"postgresql://postgres@{ep.host}:{ep.port}/postgres"
+    t = ExternalTarget.from_url(url, "clauseproof_ext_test")
+    t.start()
+    conn = t.connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE settlement_x (id int)")  # lands in the harness's schema
+        cur.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = 'settlement_x'")
+        assert cur.fetchone()[0] == "clauseproof_ext_test"
+    conn.close()
+    t.stop()
+    with admin.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname IN ('clauseproof_ext_test', 'vendor_data')")
+        assert [r[0] for r in cur.fetchall()] == ["vendor_data"]
+        cur.execute("SELECT count(*) FROM vendor_data.keep_me")
+    admin.close()
+
+
+def test_external_mysql_profile_with_password_from_environment(
+    mariadb_server: EmbeddedMariaDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert mariadb_server.endpoint is not None
+    ep = mariadb_server.endpoint
+    admin = mariadb_server.connect(in_namespace=False)
+    with admin.cursor() as cur:
+        cur.execute("CREATE USER IF NOT EXISTS 'vendor'@'127.0.0.1' IDENTIFIED BY 's3cret-pw'")
+        cur.execute("GRANT ALL ON `clauseproof\\_%`.* TO 'vendor'@'127.0.0.1'")
+    profile = tmp_path / "vendor.toml"
+    profile.write_text(
+        f'[target]\nname = "vendor-x"\ndialect = "mysql"\nhost = "127.0.0.1"\nport = {ep.port}\n'
+        'user = "vendor"\npassword_env = "VENDOR_PW"\n\n[server]\ncpu = "Kunpeng 920"\n'
+    )
+    with pytest.raises(ClauseproofError) as exc:
+        ExternalTarget.from_profile(profile, "clauseproof_prof")
+    assert "VENDOR_PW" in str(exc.value) and "not set" in str(exc.value)
+    monkeypatch.setenv("VENDOR_PW", "s3cret-pw")
+    t = ExternalTarget.from_profile(profile, "clauseproof_prof")
+    t.start()
+    described = json.dumps(t.describe())
+    assert "s3cret-pw" not in described and "Kunpeng 920" in described
+    t.stop()
+    with admin.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'clauseproof_prof'")
+        assert cur.fetchall() == ()
+    admin.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            '[target]\ndialect = "mysql"\nhost = "h"\nuser = "u"\nport = "3306"\n',
+            ":5: [target] port: '3306' is not of type int",
+        ),
+        ('[target]\ndialect = "oracle"\nhost = "h"\nuser = "u"\n', ":2: [target] dialect: 'oracle' is not one of"),
+        (
+            '[target]\ndialect = "mysql"\nhost = "h"\nuser = "u"\npasword_env = "X"\n',
+            ":5: [target] pasword_env: unknown key",
+        ),
+        ('[target]\ndialect = "mysql"\nuser = "u"\n', "missing key 'host'"),
+        ('[targets]\nhost = "h"\n', ":1: [targets]: unknown section"),
+        ('[target]\ndialect = "mysql"\nhost = h\n', "not valid TOML"),
+    ],
+)
+def test_malformed_profile_names_key_and_line(tmp_path: Path, body: str, expected: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(body)
+    with pytest.raises(ClauseproofError) as exc:
+        load_profile(p)
+    assert expected in str(exc.value)
+    if "TOML" in expected:
+        assert "line 3" in str(exc.value)
+
+
+def test_containers_are_skipped_quickly_without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    started = time.monotonic()
+    t = ContainerTarget("containers-postgresql", "clauseproof_c", "postgresql")
+    if os.path.exists("/var/run/docker.sock"):
+        pytest.skip("a Docker socket exists here; this checks the no-Docker path")
+    with pytest.raises(TargetUnavailable) as exc:
+        t.start()
+    assert time.monotonic() - started < 1
+    assert "no Docker engine" in str(exc.value)
+
+
+def test_check_reachable_times_out_within_limit() -> None:
+    started = time.monotonic()
+    with pytest.raises(ClauseproofError):
+        check_reachable("127.0.0.1", 1, "nothing", timeout=1)
+    assert time.monotonic() - started < 5
+
+
+def test_sigterm_to_a_run_stops_its_servers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_hang="""
+        import time
+        def test_hang(target):
+            print("READY", flush=True)
+            time.sleep(60)
+    """
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-s",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--cp-target=embedded-postgresql",
+            f"--cp-catalog={Path(__file__).parent.parent / 'fixtures/catalog/clauses.toml'}",
+            "test_hang.py",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "READY" in line:
+            break
+    else:
+        pytest.fail("".join(lines))
+    folders = [ln.split()[-1] for ln in lines if "ready in" in ln]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    import glob
+
+    leftover = [
+        f for f in glob.glob("/tmp/clauseproof-pg-*") if f'"pid": {proc.pid}' in Path(f, "owner.json").read_text()
+    ]
+    assert leftover == [], (folders, leftover)
