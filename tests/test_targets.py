@@ -237,3 +237,18 @@ def test_sigterm_to_a_run_stops_its_servers(pytester: pytest.Pytester) -> None:
         f for f in glob.glob("/tmp/clauseproof-pg-*") if f'"pid": {proc.pid}' in Path(f, "owner.json").read_text()
     ]
     assert leftover == [], (folders, leftover)
+
+
+def test_a_server_that_fails_to_start_leaves_nothing(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "mariadb-install-db").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "mariadbd").write_text("#!/bin/sh\necho 'cannot start: fake server' >&2\nexit 1\n")
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    before = our_folders()
+    t = EmbeddedMariaDB("x", "clauseproof_t", fake)
+    with pytest.raises(ClauseproofError) as exc:
+        t.start()
+    assert "mariadbd did not accept connections" in str(exc.value)
+    assert our_folders() == before and t.proc is None

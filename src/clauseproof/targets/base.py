@@ -255,10 +255,10 @@ class Target(ABC):
             with conn.cursor() as cur:
                 if self.dialect == "postgresql":
                     cur.execute(
-                        "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                        "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
                         (list(PG_SETTINGS),),
                     )
-                    settings = {n: f"{s}{' ' + u if u else ''}" for n, s, u in cur.fetchall()}
+                    settings = dict(cur.fetchall())
                     cur.execute("SELECT version()")
                     version = cur.fetchone()[0]
                 else:
