@@ -51,7 +51,7 @@ class Clause:
         """The verdict rule in words, e.g. ``< 1.3 s``."""
         if self.metric == "capability":
             return "supported"
-        return f"{self.comparator} {self.threshold:g} {self.unit}"
+        return f"{self.comparator} {self.threshold:,g} {self.unit}"
 
 
 @dataclass(frozen=True)

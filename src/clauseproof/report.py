@@ -32,7 +32,7 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
     samples = measurement["samples"]
     if not samples:
         return ""
-    fig, ax = plt.subplots(figsize=(5.2, 2.2), dpi=96)
+    fig, ax = plt.subplots(figsize=(6.4, 2.2), dpi=96)
     xs = list(range(1, len(samples) + 1))
     ax.bar(xs, samples, color="#4a78b5", width=0.6, label="samples")
     if threshold is not None and measurement["sample_unit"] == measurement["unit"]:
@@ -42,7 +42,7 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
     ax.set_xlabel("repeat")
     ax.set_ylabel(measurement["sample_unit"])
     ax.set_xticks(xs)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(f"{measurement['clause_id']} on {measurement['target']}", fontsize=9)
     fig.tight_layout()
     buf = io.StringIO()
@@ -52,11 +52,19 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
     return svg[svg.index("<svg") :]
 
 
+def num(value: Any) -> str:
+    """A number for people: thousands separators for large values, 4 significant digits otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def render(document: dict[str, Any]) -> str:
     """The HTML report of an evidence document."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("clauseproof", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
     )
+    env.filters["num"] = num
     clauses = {c["id"]: c for c in document["catalog"]}
     plots: dict[tuple[str, str], str] = {}
     for case in document["cases"]:
