@@ -139,6 +139,7 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
     assert env["cores"] and env["cpu_model"] and env["os"]
     target = doc["targets"][0]
     assert target["server"]["settings"]["fsync"] == "on" and "PostgreSQL" in target["server"]["version"]
+    assert target["server_machine"]["cores"] == env["cores"] and target["server_machine"]["architecture"]
     html = (project.path / "results" / "latest" / "report.html").read_text()
     assert "单表插入100万数据小于1.3秒" in html and "<svg" in html and ">FAIL<" in html and "NOT COVERED" in html
     assert html.index("<h2>Clauses</h2>") < html.index("<h2>Cases</h2>") < html.index("<h2>Environment</h2>")
@@ -204,3 +205,12 @@ def test_server_digest_catches_changed_missing_and_duplicated_rows(
         cur.execute("DROP TABLE dig2")
         cur.execute("DROP TABLE dig")
     conn.close()
+
+
+def test_ini_key_sets_option_and_flag_wins(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nclauseproof_repeats = 7\nclauseproof_target = embedded-mariadb\n")
+    pytester.makepyfile(test_x="def test_a(): pass\n")
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["clauseproof: targets embedded-mariadb; scale 1; repeats 7; *"])
+    result = pytester.runpytest("--cp-repeats=2")
+    result.stdout.fnmatch_lines(["clauseproof: targets embedded-mariadb; scale 1; repeats 2; *"])

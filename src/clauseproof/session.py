@@ -94,9 +94,30 @@ class Run:
                 info["server"] = t.server_environment()
             except Exception as exc:  # recorded, not fatal
                 info["server"] = {"error": str(exc)}
+            info["server_machine"] = self._server_machine(t, info["server"])
             self.target_info[spec] = info
             self.progress(f"target {t.label} ready in {info['start_seconds']} s")
         return self.targets[spec]
+
+    @staticmethod
+    def _server_machine(t: Target, server: dict[str, Any]) -> dict[str, Any]:
+        """CPU, architecture and OS of the server's machine, and how each fact is known."""
+        if t.kind == "embedded":
+            client = client_environment()
+            keys = ("cpu_model", "architecture", "cores", "memory_bytes", "os", "kernel")
+            return {
+                "source": "measured: the embedded server runs on the client machine",
+                **{k: client[k] for k in keys},
+            }
+        declared = dict(getattr(getattr(t, "profile", None), "server", None) or {})
+        settings = server.get("settings", {}) if isinstance(server, dict) else {}
+        reported = {k: settings[k] for k in ("version_compile_machine", "version_compile_os") if k in settings}
+        return {
+            "source": ("declared in the profile" if declared else "not known")
+            + ("; the server reports its build platform" if reported else ""),
+            **declared,
+            **reported,
+        }
 
     def stop_target(self, spec: str) -> None:
         t = self.targets.pop(spec, None)
