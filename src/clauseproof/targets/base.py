@@ -145,6 +145,36 @@ class Target(ABC):
             unix_socket=ep.unix_socket,
         )
 
+    def connect_database(self, database: str) -> Any:
+        """A new autocommit connection to a named database (its default schema on PostgreSQL)."""
+        ep = self._ep()
+        if self.dialect == "postgresql":
+            import psycopg
+
+            return psycopg.connect(
+                host=ep.host,
+                port=ep.port,
+                user=ep.user,
+                password=ep.password,
+                dbname=database,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                options="-c DateStyle=ISO",
+                autocommit=True,
+            )
+        import pymysql
+
+        return pymysql.connect(
+            host=ep.host,
+            port=ep.port,
+            user=ep.user,
+            password=ep.password or "",
+            database=database,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            local_infile=True,
+            autocommit=True,
+            charset="utf8mb4",
+        )
+
     def _ep(self) -> Endpoint:
         if self.endpoint is None:
             raise RuntimeError(f"target {self.label} is not started")

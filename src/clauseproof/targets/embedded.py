@@ -111,11 +111,41 @@ class EmbeddedServer(Target):
 
     kind = "embedded"
 
-    def __init__(self, label: str, namespace: str, bindir: Path | None) -> None:
+    def __init__(
+        self,
+        label: str,
+        namespace: str,
+        bindir: Path | None,
+        *,
+        settings: dict[str, str] | None = None,
+        data_source: Path | None = None,
+        create_namespace: bool = True,
+    ) -> None:
         super().__init__(label, namespace)
         self.bindir_option = bindir
         self.folder: Path | None = None
         self.run_as: str | None = None
+        #: Server settings beyond the stock ones (recorded in the evidence by the caller).
+        self.settings = dict(settings or {})
+        #: A data directory to start from (copied first) instead of initialising a new one.
+        self.data_source = data_source
+        self.with_namespace = create_namespace
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.folder is not None
+        return self.folder / "data"
+
+    def _copy_data(self, dest: Path) -> None:
+        """Copy ``data_source`` to ``dest`` keeping owners and modes (cp -a, reflinks where possible)."""
+        assert self.data_source is not None
+        if not self.data_source.is_dir():
+            raise ClauseproofError(f"the data directory to start from does not exist: {self.data_source}")
+        self._run(
+            ["cp", "-a", "--reflink=auto", str(self.data_source), str(dest)],
+            "copying the data directory",
+            as_owner=False,
+        )
 
     def _make_folder(self, engine: str) -> Path:
         folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{engine}-"))
@@ -124,9 +154,9 @@ class EmbeddedServer(Target):
         self.folder = folder
         return folder
 
-    def _run(self, args: list[str], what: str, timeout: float = START_TIMEOUT_S) -> None:
+    def _run(self, args: list[str], what: str, timeout: float = START_TIMEOUT_S, *, as_owner: bool = True) -> None:
         kwargs: dict[str, Any] = {}
-        if self.run_as:
+        if self.run_as and as_owner:
             kwargs["user"] = self.run_as
             kwargs["group"] = pwd.getpwnam(self.run_as).pw_gid
         try:
@@ -188,73 +218,91 @@ class EmbeddedPostgres(EmbeddedServer):
             shutil.chown(folder, user=self.run_as)
         data = folder / "data"
         try:
-            self._run(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                ],
-                "initdb",
-            )
-            last: ClauseproofError | None = None
-            for _ in range(3):  # a port taken between probing and binding: try another
-                port = free_port()
-                try:
-                    self._run(
-                        [
-                            str(bindir / "pg_ctl"),
-                            "-D",
-                            str(data),
-                            "-l",
-                            str(folder / "server.log"),
-                            "-w",
-                            "-t",
-                            str(START_TIMEOUT_S),
-                            "-o",
-                            f"-p {port} -h 127.0.0.1 -k {folder}",
-                            "start",
-                        ],
-                        "pg_ctl start",
-                        timeout=START_TIMEOUT_S + 5,
-                    )
-                    break
-                except ClauseproofError as exc:
-                    last = ClauseproofError(
-                        f"{exc.what}; server log:\n    {_tail(folder / 'server.log')}", checked=exc.checked
-                    )
+            if self.data_source is not None:
+                self._copy_data(data)
+                if self.run_as:
+                    self._run(["chown", "-R", self.run_as, str(data)], "chown of the data directory", as_owner=False)
+                (data / "postmaster.pid").unlink(missing_ok=True)
             else:
-                assert last is not None
-                raise last
-            self.endpoint = Endpoint(host="127.0.0.1", port=port, user="postgres", database="postgres")
-            self.create_namespace()
+                self._init_pg(bindir, data)
+            if self.settings:
+                with open(data / "postgresql.conf", "a") as conf:
+                    conf.write("\n# clauseproof: settings of this instance\n")
+                    for k, v in self.settings.items():
+                        conf.write(f"{k} = '{v}'\n")
+            self._start_pg(bindir, data, folder)
+            if self.with_namespace:
+                self.create_namespace()
         except BaseException:
             self.stop()
             raise
 
+    def _init_pg(self, bindir: Path, data: Path) -> None:
+        args = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+        self._run([*args, "--no-locale", "--no-sync"], "initdb")
+
+    def _start_pg(self, bindir: Path, data: Path, folder: Path) -> None:
+        last: ClauseproofError | None = None
+        for _ in range(3):  # a port taken between probing and binding: try another
+            port = free_port()
+            try:
+                self._run(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(data),
+                        "-l",
+                        str(folder / "server.log"),
+                        "-w",
+                        "-t",
+                        str(START_TIMEOUT_S),
+                        "-o",
+                        f"-p {port} -h 127.0.0.1 -k {folder}",
+                        "start",
+                    ],
+                    "pg_ctl start",
+                    timeout=START_TIMEOUT_S + 5,
+                )
+                break
+            except ClauseproofError as exc:
+                last = ClauseproofError(
+                    f"{exc.what}; server log:\n    {_tail(folder / 'server.log')}", checked=exc.checked
+                )
+        else:
+            assert last is not None
+            raise last
+        self.endpoint = Endpoint(host="127.0.0.1", port=port, user="postgres", database="postgres")
+
+    def stop_server(self) -> None:
+        """Stop the server cleanly but keep its folder (to copy the data directory, say)."""
+        if self.folder is None or not (self.data_dir / "postmaster.pid").exists():
+            return
+        bindir = self.bindir()
+        for mode in ("fast", "immediate"):
+            try:
+                self._run(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(self.data_dir),
+                        "-m",
+                        mode,
+                        "-w",
+                        "-t",
+                        str(STOP_TIMEOUT_S),
+                        "stop",
+                    ],
+                    f"pg_ctl stop -m {mode}",
+                    timeout=STOP_TIMEOUT_S + 5,
+                )
+                break
+            except ClauseproofError as exc:
+                log.warning("stopping embedded PostgreSQL: %s", exc)
+
     def stop(self) -> None:
         if self.folder is None:
             return
-        data = self.folder / "data"
-        if (data / "postmaster.pid").exists():
-            bindir = self.bindir()
-            for mode in ("fast", "immediate"):
-                try:
-                    self._run(
-                        [str(bindir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t", str(STOP_TIMEOUT_S), "stop"],
-                        f"pg_ctl stop -m {mode}",
-                        timeout=STOP_TIMEOUT_S + 5,
-                    )
-                    break
-                except ClauseproofError as exc:
-                    log.warning("stopping embedded PostgreSQL: %s", exc)
+        self.stop_server()
         self._cleanup_folder()
         self.endpoint = None
 
@@ -264,8 +312,8 @@ class EmbeddedMariaDB(EmbeddedServer):
 
     dialect = "mysql"
 
-    def __init__(self, label: str, namespace: str, bindir: Path | None) -> None:
-        super().__init__(label, namespace, bindir)
+    def __init__(self, label: str, namespace: str, bindir: Path | None, **kwargs: Any) -> None:
+        super().__init__(label, namespace, bindir, **kwargs)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def binaries(self) -> tuple[Path, Path]:
@@ -294,17 +342,21 @@ class EmbeddedMariaDB(EmbeddedServer):
         data = folder / "data"
         user = ["--user=root"] if os.geteuid() == 0 else []
         try:
-            self._run(
-                [
-                    str(install),
-                    "--no-defaults",
-                    f"--datadir={data}",
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                    *user,
-                ],
-                "mariadb-install-db",
-            )
+            if self.data_source is not None:
+                self._copy_data(data)
+            else:
+                self._run(
+                    [
+                        str(install),
+                        "--no-defaults",
+                        f"--datadir={data}",
+                        "--auth-root-authentication-method=normal",
+                        "--skip-test-db",
+                        *user,
+                    ],
+                    "mariadb-install-db",
+                )
+            extra = [f"--{k.replace('_', '-')}={v}" for k, v in self.settings.items()]
             last = ""
             for _ in range(3):
                 port = free_port()
@@ -322,6 +374,7 @@ class EmbeddedMariaDB(EmbeddedServer):
                         "--local-infile=1",
                         "--skip-name-resolve",
                         *user,
+                        *extra,
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -338,7 +391,8 @@ class EmbeddedMariaDB(EmbeddedServer):
                     checked=f"{server} in {folder}",
                 )
             self.endpoint = Endpoint(host="127.0.0.1", port=port, user="root", database="", unix_socket=None)
-            self.create_namespace()
+            if self.with_namespace:
+                self.create_namespace()
         except BaseException:
             self.stop()
             raise
@@ -370,6 +424,15 @@ class EmbeddedMariaDB(EmbeddedServer):
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    @property
+    def socket_path(self) -> Path:
+        assert self.folder is not None
+        return self.folder / "mariadbd.sock"
+
+    def stop_server(self) -> None:
+        """Stop the server cleanly (SIGTERM) but keep its folder."""
+        self._kill()
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
