@@ -6,6 +6,7 @@ import json
 import math
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,11 +92,24 @@ class CaseRecord:
 class CaseEvidence:
     """What a case uses to record its parameters and measurements (the ``evidence`` fixture)."""
 
-    def __init__(self, record: CaseRecord, catalog: Catalog, scale: float, simulated: bool = False) -> None:
+    def __init__(
+        self,
+        record: CaseRecord,
+        catalog: Catalog,
+        scale: float,
+        simulated: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.record = record
         self.catalog = catalog
         self.scale = scale
         self.simulated = simulated
+        self._progress = progress
+
+    def progress(self, message: str) -> None:
+        """A progress line on the terminal for a long step."""
+        if self._progress is not None:
+            self._progress(message)
 
     def parameters(self, **params: Any) -> None:
         """Record workload parameters (rows, row width, schema, parallelism, ...)."""
@@ -111,7 +125,7 @@ class CaseEvidence:
     def measure(
         self,
         clause_id: str,
-        value: float,
+        value: float | bool,
         unit: str,
         *,
         statistic: str,
@@ -126,7 +140,9 @@ class CaseEvidence:
             )
         clause = self.catalog[clause_id]
         try:
-            v = convert(value, unit, clause.unit, clause.metric)
+            v: float | bool = value if isinstance(value, bool) else convert(value, unit, clause.unit, clause.metric)
+            if clause.metric == "capability" and not isinstance(value, bool):
+                raise ValueError("a capability is measured as True or False")
         except (KeyError, ValueError):
             raise ClauseproofError(
                 f"{self.record.nodeid} measured {clause_id} in {unit!r}, but the clause's metric "

@@ -214,7 +214,7 @@ def evidence(request: pytest.FixtureRequest) -> CaseEvidence:
     simulated = False
     if record.target and record.target in run.targets:
         simulated = run.targets[record.target].simulated
-    return CaseEvidence(record, run.catalog, run.settings.scale, simulated)
+    return CaseEvidence(record, run.catalog, run.settings.scale, simulated, progress=run.progress)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -120,6 +120,8 @@ class EmbeddedServer(Target):
         settings: dict[str, str] | None = None,
         data_source: Path | None = None,
         create_namespace: bool = True,
+        restore_from: Path | None = None,
+        recovery: bool = False,
     ) -> None:
         super().__init__(label, namespace)
         self.bindir_option = bindir
@@ -130,6 +132,11 @@ class EmbeddedServer(Target):
         #: A data directory to start from (copied first) instead of initialising a new one.
         self.data_source = data_source
         self.with_namespace = create_namespace
+        #: A physical backup to restore and start from: ``base.tar`` (PostgreSQL) or a prepared
+        #: mariadb-backup folder (MariaDB).
+        self.restore_from = restore_from
+        #: PostgreSQL: start in targeted archive recovery (recovery.signal) and wait for promotion.
+        self.recovery = recovery
 
     @property
     def data_dir(self) -> Path:
@@ -218,7 +225,16 @@ class EmbeddedPostgres(EmbeddedServer):
             shutil.chown(folder, user=self.run_as)
         data = folder / "data"
         try:
-            if self.data_source is not None:
+            if self.restore_from is not None:
+                data.mkdir(mode=0o700)
+                if self.run_as:
+                    shutil.chown(data, user=self.run_as)
+                self._run(["tar", "-xf", str(self.restore_from), "-C", str(data)], "extracting the base backup")
+                if self.recovery:
+                    (data / "recovery.signal").touch()
+                    if self.run_as:
+                        shutil.chown(data / "recovery.signal", user=self.run_as)
+            elif self.data_source is not None:
                 self._copy_data(data)
                 if self.run_as:
                     self._run(["chown", "-R", self.run_as, str(data)], "chown of the data directory", as_owner=False)
@@ -231,6 +247,8 @@ class EmbeddedPostgres(EmbeddedServer):
                     for k, v in self.settings.items():
                         conf.write(f"{k} = '{v}'\n")
             self._start_pg(bindir, data, folder)
+            if self.recovery:
+                self._wait_promoted()
             if self.with_namespace:
                 self.create_namespace()
         except BaseException:
@@ -272,6 +290,28 @@ class EmbeddedPostgres(EmbeddedServer):
             assert last is not None
             raise last
         self.endpoint = Endpoint(host="127.0.0.1", port=port, user="postgres", database="postgres")
+
+    def _wait_promoted(self) -> None:
+        """Wait until targeted recovery ends in promotion; a recovery that fails raises with the log."""
+        import psycopg
+
+        assert self.folder is not None
+        deadline = time.monotonic() + START_TIMEOUT_S * 5
+        while time.monotonic() < deadline:
+            try:
+                with self.connect(in_namespace=False) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT pg_is_in_recovery()")
+                    row = cur.fetchone()
+                    if row is not None and not row[0]:
+                        return
+            except psycopg.OperationalError:
+                if not (self.data_dir / "postmaster.pid").exists():
+                    raise ClauseproofError(
+                        "the restored server stopped during recovery; server log:\n    "
+                        + _tail(self.folder / "server.log", 6)
+                    ) from None
+            time.sleep(0.1)
+        raise ClauseproofError("recovery did not finish in time; server log:\n    " + _tail(self.folder / "server.log"))
 
     def stop_server(self) -> None:
         """Stop the server cleanly but keep its folder (to copy the data directory, say)."""
@@ -344,6 +384,18 @@ class EmbeddedMariaDB(EmbeddedServer):
         try:
             if self.data_source is not None:
                 self._copy_data(data)
+            elif self.restore_from is not None:
+                self._run(
+                    [
+                        "mariadb-backup",
+                        "--no-defaults",
+                        "--copy-back",
+                        f"--target-dir={self.restore_from}",
+                        f"--datadir={data}",
+                    ],
+                    "mariadb-backup --copy-back",
+                    timeout=3600,
+                )
             else:
                 self._run(
                     [

@@ -1,0 +1,125 @@
+"""Backup and restore building blocks: commands timed around the command only, and work folders.
+
+The timed window of a phase is from just before the process starts to just after it exits;
+files it reads or writes are opened before the clock starts.  Nothing else runs inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from clauseproof.errors import ClauseproofError
+from clauseproof.targets.embedded import FOLDER_PREFIX
+
+
+@dataclass
+class Phase:
+    """One timed step of a backup or restore."""
+
+    name: str
+    seconds: float
+    command: str
+
+    def evidence(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def timed(
+    name: str,
+    args: list[str],
+    *,
+    stdout: Path | None = None,
+    stdin: Path | None = None,
+    shell: bool = False,
+    timeout: float = 3600,
+    env: dict[str, str] | None = None,
+) -> Phase:
+    """Run a command, timing only its run; a non-zero exit raises with its last error lines."""
+    out: IO[bytes] | int = subprocess.PIPE
+    inp: IO[bytes] | None = None
+    try:
+        if stdout is not None:
+            out = open(stdout, "wb")
+        if stdin is not None:
+            inp = open(stdin, "rb")
+        started = time.perf_counter()
+        proc = subprocess.run(
+            args if not shell else args[0],
+            stdout=out,
+            stdin=inp,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            check=False,
+            shell=shell,
+            env=None if env is None else {**os.environ, **env},
+        )
+        seconds = time.perf_counter() - started
+    except subprocess.TimeoutExpired:
+        raise ClauseproofError(f"{name} did not finish within {timeout:g} s", checked=_show(args, shell)) from None
+    finally:
+        for f in (out, inp):
+            if f is not None and not isinstance(f, int):
+                f.close()
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        raise ClauseproofError(
+            f"{name} failed (exit {proc.returncode}): " + " / ".join(err), checked=_show(args, shell)
+        )
+    return Phase(name=name, seconds=round(seconds, 4), command=_show(args, shell))
+
+
+def _show(args: list[str], shell: bool) -> str:
+    return args[0] if shell else shlex.join(args)
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file or of every file below a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class WorkFolder:
+    """A temporary folder for backups and archives, reaped like an embedded server if the run dies."""
+
+    def __init__(self, label: str, owner: str | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}work-{label}-"))
+        self.path.chmod(0o755)
+        (self.path / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": "work"}))
+        self.owner = owner
+
+    def sub(self, name: str, *, owned: bool = False) -> Path:
+        p = self.path / name
+        p.mkdir(parents=True, exist_ok=True)
+        if owned and self.owner:
+            shutil.chown(p, user=self.owner)
+        return p
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def open_for(path: Path, user: str | None) -> None:
+    """Let ``user`` (the server's) read a backup the harness wrote (done outside every window)."""
+    if user:
+        subprocess.run(["chown", "-R", user, str(path)], check=True)
+
+
+def fill_command(template: str, **values: str | int) -> str:
+    """A vendor command with its placeholders filled, each value shell-quoted."""
+    try:
+        return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+    except KeyError as exc:
+        raise ClauseproofError(
+            f"the vendor command {template!r} uses the unknown placeholder {exc}",
+            fix="use only {" + "}, {".join(sorted(values)) + "}",
+        ) from None
