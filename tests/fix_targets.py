@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,3 +43,13 @@ def mariadb_server() -> Iterator[EmbeddedMariaDB]:
     t.start()
     yield t
     t.stop()
+
+
+@pytest.fixture()
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester folder laid out like a clauseproof checkout, with the real suites."""
+    shutil.copytree(ROOT / "fixtures" / "ddl", pytester.path / "fixtures" / "ddl")
+    shutil.copytree(ROOT / "fixtures" / "catalog", pytester.path / "fixtures" / "catalog")
+    shutil.copytree(ROOT / "suites", pytester.path / "suites", ignore=shutil.ignore_patterns("__pycache__"))
+    (pytester.path / "conftest.py").write_text('pytest_plugins = ("fixtures.targets", "fixtures.backup")\n')
+    return pytester

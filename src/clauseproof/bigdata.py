@@ -27,6 +27,8 @@ BUILDER_VERSION = 1
 DATABASE = "clauseproof_data"
 TABLE = "settlement"
 BATCH_ROWS = 500_000
+#: Fewest rows one round adds: sizes grow by pages, so tiny rounds near the goal would crawl.
+MIN_ROUND_ROWS = 50_000
 
 _PG_DDL = f"""CREATE TABLE {TABLE} (
     settlement_id bigint NOT NULL, patient_id bigint NOT NULL, hospital_code varchar(12) NOT NULL,
@@ -123,7 +125,7 @@ def build(
                 pk_added = True
                 continue
             per_row = size / rows if rows else 120
-            batch = int(min(max((goal - size) / per_row, 1000) / workers + 1, BATCH_ROWS))
+            batch = int(min(max((goal - size) / per_row, MIN_ROUND_ROWS) / workers + 1, BATCH_ROWS))
             errors: list[BaseException] = []
 
             def work(conn: Any, lo: int, hi: int, errors: list[BaseException]) -> None:

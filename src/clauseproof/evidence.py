@@ -197,7 +197,8 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
     """One row per (clause, target) measured, or per clause with its coverage state."""
     rows: list[dict[str, Any]] = []
     for clause in catalog:
-        covering = [c for c in cases if clause.id in c.clause_ids]
+        covering = [c for c in cases if clause.id in c.clause_ids and c.outcome != "not run"]
+        deselected = [c for c in cases if clause.id in c.clause_ids and c.outcome == "not run"]
         base = {
             "id": clause.id,
             "mark": clause.mark,
@@ -208,16 +209,13 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
             "nodeids": sorted({c.nodeid for c in covering}),
         }
         if not covering:
-            rows.append(
-                {
-                    **base,
-                    "target": "",
-                    "verdict": NOT_COVERED,
-                    "measured": "",
-                    "reason": "no case verifies this clause"
-                    + (" (only a document or declaration can)" if clause.verification == "document" else ""),
-                }
-            )
+            if deselected:
+                reason = "its cases were not run in this run (deselected): " + ", ".join(c.nodeid for c in deselected)
+            else:
+                reason = "no case verifies this clause" + (
+                    " (only a document or declaration can)" if clause.verification == "document" else ""
+                )
+            rows.append({**base, "target": "", "verdict": NOT_COVERED, "measured": "", "reason": reason})
             continue
         for case in covering:
             ms = [m for m in case.measurements if m.clause_id == clause.id]
@@ -237,8 +235,6 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
                 continue
             if case.outcome == "skipped":
                 verdict, reason = SKIPPED, case.message
-            elif case.outcome == "not run":
-                verdict, reason = NOT_COVERED, "covering case was not run (deselected)"
             else:
                 verdict, reason = ERROR, case.message or f"case {case.outcome} before measuring"
             rows.append(

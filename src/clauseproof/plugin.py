@@ -270,8 +270,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("clauseproof")
     for row in doc["clause_rows"]:
         if row["verdict"] != "NOT COVERED":
+            case = row.get("nodeid", "").split("::")[-1].split("[")[0]
             terminalreporter.line(
-                f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} {row['measured']:<22} {row['rule']}"
+                f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} {row['measured']:<18} "
+                f"{row['rule']:<18} {case}"
             )
     terminalreporter.line("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     terminalreporter.line(f"report: {run.bundle / 'report.html'}")

@@ -26,11 +26,17 @@ from fixtures.backup import Source
 RESTORED_DB = "clauseproof_restored"
 
 
-def _digest(conn: Any, source: Source, schema: str) -> dict[str, TableDigest]:
+def _digest(
+    conn: Any, source: Source, schema: str, evidence: CaseEvidence | None = None, label: str = ""
+) -> dict[str, TableDigest]:
+    """Chunked digests of ``schema``; with ``evidence``, how long it took is recorded (outside every window)."""
+    started = time.perf_counter()
     try:
         return digest_tables(conn, source.server.dialect, schema)
     finally:
         conn.close()
+        if evidence is not None:
+            evidence.record.parameters.setdefault("digest_seconds", {})[label] = round(time.perf_counter() - started, 2)
 
 
 def _prove_equal(before: dict[str, TableDigest], after: dict[str, TableDigest], what: str) -> None:
@@ -89,7 +95,7 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
         return
     run_progress = evidence.progress
     run_progress(f"{target.label}: digest of the source before the physical backup")
-    before = _digest(src.connect(), src, src.schema)
+    before = _digest(src.connect(), src, src.schema, evidence, "source")
     out = src.work.path / "physical"
     restored: EmbeddedPostgres | EmbeddedMariaDB | None = None
     try:
@@ -181,7 +187,7 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
                 "connections (phases listed separately)",
             )
         run_progress(f"{target.label}: digest of the restored copy")
-        after = _digest(restored.connect_database(src.data.database), src, src.schema)
+        after = _digest(restored.connect_database(src.data.database), src, src.schema, evidence, "restored")
         _prove_equal(before, after, "the physically restored copy")
         _record(evidence, src, "physical", backup, restore, size, before, *windows)
         evidence.measure("SX-RDS-4", True, "bool", statistic="physical backup restored and proven equal")
@@ -205,7 +211,7 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
     )
     new_db = f"{target.namespace}_restored" if not src.embedded else RESTORED_DB
     evidence.progress(f"{target.label}: digest of the source before the logical backup")
-    before = _digest(src.connect(), src, src.schema)
+    before = _digest(src.connect(), src, src.schema, evidence, "source")
     out = src.work.path / "logical"
     created = False
     try:
@@ -233,7 +239,7 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
             restore.append(
                 timed("pg_restore -j 2", [tool("pg_restore"), *conn_args, "-d", new_db, "-j", "2", str(out)], env=env)
             )
-            after = _digest(server.connect_database(new_db), src, "public")
+            after = _digest(server.connect_database(new_db), src, "public", evidence, "restored")
             windows = (
                 "pg_dump -Fd -j 2 of the whole database from its start to its exit",
                 "CREATE DATABASE, then pg_restore -j 2 from its start to its exit",
@@ -261,7 +267,7 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
             restore.append(
                 timed("mariadb < dump", ["mariadb", *conn_args, new_db], stdin=out.with_suffix(".sql"), env=env)
             )
-            after = _digest(server.connect_database(new_db), src, new_db)
+            after = _digest(server.connect_database(new_db), src, new_db, evidence, "restored")
             windows = (
                 "mariadb-dump of the whole database into a file, from its start to its exit",
                 "CREATE DATABASE, then the mariadb client reading the dump, from its start to its exit",
