@@ -29,7 +29,15 @@ _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "password_env": str,
         "database": str,
     },
-    "server": {"cpu": str, "arch": str, "os": str, "nodes": int, "memory_gb": (int, float), "notes": str},
+    "server": {
+        "cpu": str,
+        "arch": str,
+        "os": str,
+        "nodes": int,
+        "memory_gb": (int, float),
+        "notes": str,
+        "backup_retention_days": int,
+    },
     "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
 }
 _REQUIRED = ("dialect", "host", "user")
