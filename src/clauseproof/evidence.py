@@ -159,9 +159,12 @@ class CaseEvidence:
                 "only full-scale runs give verdicts"
             )
         else:
-            verdict, reason = (
-                (PASS, "") if ok else (FAIL, f"measured {_fmt(v)} {clause.unit}, required {clause.rule()}")
-            )
+            if ok:
+                verdict, reason = PASS, ""
+            elif clause.metric == "capability":
+                verdict, reason = FAIL, f"not shown: {statistic}"
+            else:
+                verdict, reason = FAIL, f"measured {_fmt(v)} {clause.unit}, required {clause.rule()}"
         m = Measurement(
             clause_id=clause_id,
             target=self.record.target or "",
@@ -189,7 +192,7 @@ class CaseEvidence:
 
 def _fmt(v: float | bool) -> str:
     if isinstance(v, bool):
-        return str(v)
+        return "yes" if v else "no"
     return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
 
 

@@ -54,7 +54,9 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
 
 def num(value: Any) -> str:
     """A number for people: thousands separators for large values, 4 significant digits otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, (int, float)):
         return str(value)
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 

@@ -1,0 +1,50 @@
+"""SM4 known answers and the at-rest canary scan, with the plain server as positive control."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clauseproof.atrest import make_canaries, scan_files
+from clauseproof.sm4 import encrypt_block, known_answers
+
+
+def test_sm4_known_answers_of_gb_t_32907() -> None:
+    key = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    assert encrypt_block(key, key).hex() == "681edf34d206965e86b3e94f536e4246"
+    results = known_answers()
+    assert [r.ok for r in results] == [True, True]
+    assert results[1].got == "595298c7c6fd271f0402f804c33d3f66"
+    assert not known_answers(iterations=999_999)[1].ok  # the check can fail
+
+
+def test_canaries_are_random_and_found_across_chunk_boundaries(tmp_path: Path) -> None:
+    canaries = make_canaries(16)
+    assert len(set(canaries)) == 16 and len({c[:4] for c in canaries}) == 1
+    from clauseproof import atrest
+
+    f = tmp_path / "blob"
+    boundary = atrest.CHUNK - 10  # a canary straddling the 8 MiB read boundary
+    data = bytearray(b"\0" * (atrest.CHUNK * 2))
+    data[boundary : boundary + 28] = canaries[3]
+    data[100:128] = canaries[0][:20] + b"x" * 8  # a near miss: prefix matches, canary does not
+    f.write_bytes(bytes(data))
+    hits, n = scan_files([f], canaries)
+    assert n == len(data) and list(hits) == [canaries[3].decode()]
+
+
+def test_plain_servers_fail_the_scan_and_say_where(project: pytest.Pytester) -> None:
+    """Positive control: without at-rest encryption the canaries are found in data files, logs and backups."""
+    result = project.runpytest("suites/encryption", "--cp-target=embedded-postgresql")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*BZ-DB-2 FAIL on embedded-postgresql: not shown: part: data files encrypted*plaintext found in data files*"]
+    )
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    case = next(c for c in doc["cases"] if "canary" in c["nodeid"])
+    found = case["parameters"]["plaintext_found_in"]
+    assert {"data files", "WAL", "physical backup"} <= set(found)
+    assert any(p.startswith("base/") for p in found["data files"])
+    assert any(p.startswith("pg_wal/") for p in found["WAL"])
