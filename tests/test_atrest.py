@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_canaries_are_random_and_found_across_chunk_boundaries(tmp_path: Path) -
 
 def test_plain_servers_fail_the_scan_and_say_where(project: pytest.Pytester) -> None:
     """Positive control: without at-rest encryption the canaries are found in data files, logs and backups."""
-    result = project.runpytest("suites/encryption", "--cp-target=embedded-postgresql")
+    result = project.runpytest("suites/encryption", "--cp-target=embedded-postgresql", "-k", "not encrypted")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["*BZ-DB-2 FAIL on embedded-postgresql: not shown: part: data files encrypted*plaintext found in data files*"]
@@ -48,3 +49,21 @@ def test_plain_servers_fail_the_scan_and_say_where(project: pytest.Pytester) -> 
     assert {"data files", "WAL", "physical backup"} <= set(found)
     assert any(p.startswith("base/") for p in found["data files"])
     assert any(p.startswith("pg_wal/") for p in found["WAL"])
+
+
+def test_encrypted_mariadb_variant_passes_files_but_not_sm4(project: pytest.Pytester) -> None:
+    """Data files, logs and backups hold no canary under MariaDB encryption; the cipher is AES, so SM4 fails."""
+    result = project.runpytest("suites/encryption", "--cp-target=embedded-mariadb-encrypted", "-k", "canary_scan")
+    result.assert_outcomes(failed=1, skipped=1)  # the extra encrypted case defers to the parametrised one
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    case = next(c for c in doc["cases"] if c["nodeid"].endswith("[embedded-mariadb-encrypted]"))
+    verdicts = {m["statistic"].split(" (")[0].split(" —")[0]: m["verdict"] for m in case["measurements"]}
+    assert verdicts == {
+        "part: data files encrypted": "PASS",
+        "part: log files encrypted": "PASS",
+        "part: backup files encrypted": "PASS",
+        "part: SM4 is the storage cipher": "FAIL",
+    }
+    assert case["parameters"]["plaintext_found_in"] == {}
+    assert case["parameters"]["files_per_class"]["binary and relay logs"] >= 1  # the binary log was inspected
+    assert not re.search(r"1;[0-9a-f]{64}", json.dumps(doc))  # the key never reaches results

@@ -32,7 +32,7 @@ CLASSES: dict[str, dict[str, list[str]]] = {
         "temporary files": ["ibtmp*", "#sql*", "*/#sql*"],
         "redo log": ["ib_logfile*"],
         "undo log": ["undo[0-9]*"],
-        "binary and relay logs": ["*bin.[0-9]*", "*relay-bin.[0-9]*"],
+        "binary and relay logs": ["binlog.[0-9]*", "*-bin.[0-9]*", "*relay-bin.[0-9]*"],
         "Aria logs": ["aria_log.[0-9]*"],
     },
 }

@@ -16,6 +16,8 @@ import pytest
 from clauseproof.errors import ClauseproofError
 
 EMBEDDED = ("embedded-postgresql", "embedded-mariadb")
+#: Targets that can be named but are not part of the ``embedded`` alias.
+VARIANTS = ("embedded-mariadb-encrypted",)
 CONTAINERS = ("containers-postgresql", "containers-mariadb")
 ALIASES = {"embedded": EMBEDDED, "containers": CONTAINERS}
 URL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb")
@@ -77,7 +79,7 @@ def _targets(s: str) -> tuple[str, ...]:
             continue
         if part in ALIASES:
             out.extend(ALIASES[part])
-        elif part in EMBEDDED or part in CONTAINERS:
+        elif part in EMBEDDED or part in CONTAINERS or part in VARIANTS:
             out.append(part)
         elif "://" in part:
             scheme = part.split("://", 1)[0].split("+", 1)[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from clauseproof.atrest import CLASSES, make_canaries, scan_files, scan_tree
 from clauseproof.backup import WorkFolder, open_for, timed
 from clauseproof.evidence import CaseEvidence
+from clauseproof.plugin import RUN_KEY
 from clauseproof.sm4 import known_answers
 from clauseproof.targets.base import Target
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
@@ -91,6 +93,33 @@ def test_canary_scan(target: Target, evidence: CaseEvidence) -> None:
             "the raw files of an external target are not reachable; a profile command that copies them "
             "out ([commands] copy_files) is not supported yet"
         )
+    _scan(target, evidence)
+
+
+@pytest.fixture(scope="module")
+def encrypted_mariadb(request: pytest.FixtureRequest) -> Iterator[EmbeddedMariaDB]:
+    run = request.config.stash[RUN_KEY]
+    spec = "embedded-mariadb-encrypted"
+    if spec in run.settings.targets:
+        pytest.skip(f"{spec} is a target of this run: test_canary_scan covers it")
+    if not any(t.startswith("embedded-") for t in run.settings.targets):
+        pytest.skip("the encrypted MariaDB variant runs beside embedded targets only")
+    t = run.target(spec)
+    try:
+        assert isinstance(t, EmbeddedMariaDB)
+        yield t
+    finally:
+        run.stop_target(spec)
+
+
+@pytest.mark.clause("BZ-DB-2")
+def test_canary_scan_encrypted_mariadb(encrypted_mariadb: EmbeddedMariaDB, evidence: CaseEvidence) -> None:
+    """The same scan on MariaDB with data-at-rest encryption (file key management, AES_CTR)."""
+    evidence.record.target = encrypted_mariadb.label
+    _scan(encrypted_mariadb, evidence)
+
+
+def _scan(target: EmbeddedPostgres | EmbeddedMariaDB, evidence: CaseEvidence) -> None:
     canaries = make_canaries(16)
     conn = target.connect()
     temp = _write_canaries(target, conn, canaries)
@@ -149,6 +178,13 @@ def test_canary_scan(target: Target, evidence: CaseEvidence) -> None:
         for cls, hits in result.found.items()
         if hits
     }
+    encrypted = isinstance(target, EmbeddedMariaDB) and target.encrypted
+    cipher = (
+        "MariaDB data-at-rest encryption: file_key_management, "
+        f"{target.settings['file_key_management_encryption_algorithm']}, one generated key (never recorded)"
+        if encrypted
+        else "none: a plain server (the positive control that shows the scan finds plaintext)"
+    )
     evidence.parameters(
         canaries=len(canaries),
         canary_length=len(canaries[0]),
@@ -162,8 +198,7 @@ def test_canary_scan(target: Target, evidence: CaseEvidence) -> None:
         plaintext_found_in=where,
         bytes_scanned=result.bytes_scanned,
         scan_mb_per_s=round(result.mb_per_s, 1),
-        cipher_note="the embedded servers run without at-rest encryption; this case is the positive control "
-        "that shows the scan finds plaintext",
+        at_rest_encryption=cipher,
     )
     for part, classes in {**PARTS[target.dialect], "backup files": ["physical backup"]}.items():
         leaked = [c for c in classes if result.found.get(c)]
@@ -174,4 +209,15 @@ def test_canary_scan(target: Target, evidence: CaseEvidence) -> None:
             statistic=f"part: {part} encrypted (no canary in {', '.join(classes)})"
             + (f"; plaintext found in {', '.join(leaked)}" if leaked else ""),
         )
+    evidence.measure(
+        "BZ-DB-2",
+        False,
+        "bool",
+        statistic="part: SM4 is the storage cipher — "
+        + (
+            "MariaDB encrypts with AES (file_key_management offers AES_CBC and AES_CTR), not SM4"
+            if encrypted
+            else "no at-rest encryption is configured"
+        ),
+    )
     evidence.require_pass()

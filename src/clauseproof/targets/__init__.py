@@ -19,6 +19,8 @@ def make_target(spec: str, settings: Settings, namespace: str) -> Target:
         return EmbeddedPostgres(spec, namespace, settings.pg_bindir)
     if spec == "embedded-mariadb":
         return EmbeddedMariaDB(spec, namespace, settings.mariadb_bindir)
+    if spec == "embedded-mariadb-encrypted":
+        return EmbeddedMariaDB(spec, namespace, settings.mariadb_bindir, encrypted=True)
     if spec.startswith("containers-"):
         return ContainerTarget(spec, namespace, "postgresql" if spec.endswith("postgresql") else "mysql")
     if "://" in spec:
