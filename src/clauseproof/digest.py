@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,43 +98,63 @@ class TableDigest:
         return f"{self.key} in [{chunk * self.chunk_width}, {(chunk + 1) * self.chunk_width})"
 
 
-def _row_text(dialect: Dialect, columns: list[str]) -> str:
+def _row_text(dialect: Dialect, columns: list[str], nullable: set[str]) -> str:
+    """Canonical row text; only nullable columns pay for the NULL marker."""
     if dialect == "postgresql":
-        return "concat_ws(E'\\t', " + ", ".join(f"coalesce({c}::text, E'\\x01N')" for c in columns) + ")"
-    return "CONCAT_WS(CHAR(9), " + ", ".join(f"IFNULL({c}, CONCAT(CHAR(1), 'N'))" for c in columns) + ")"
+        parts = [f"coalesce({c}::text, E'\\x01N')" if c in nullable else c for c in columns]
+        return "concat_ws(E'\\t', " + ", ".join(parts) + ")"
+    parts = [f"IFNULL({c}, CONCAT(CHAR(1), 'N'))" if c in nullable else c for c in columns]
+    return "CONCAT_WS(CHAR(9), " + ", ".join(parts) + ")"
 
 
-def chunked_digest_sql(dialect: Dialect, table: str, columns: list[str], key: str | None, width: int) -> str:
-    """SQL returning ``(chunk, count, sum)`` per key range of ``width`` keys."""
-    row = _row_text(dialect, columns)
+def chunked_digest_sql(
+    dialect: Dialect,
+    table: str,
+    columns: list[str],
+    key: str | None,
+    width: int,
+    nullable: set[str] | None = None,
+    where: str = "",
+) -> str:
+    """SQL returning ``(chunk, count, sum)`` per key range of ``width`` keys (floor division)."""
+    row = _row_text(dialect, columns, set(columns) if nullable is None else nullable)
+    cond = f" WHERE {where}" if where else ""
     if dialect == "postgresql":
-        chunk = f"floor({key} / {width}::numeric)::bigint" if key else "0"
+        chunk = f"({key} / {width} - ({key} % {width} < 0)::int)" if key else "0"
         return (
             f"SELECT {chunk} AS chunk, count(*), "
-            f"sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint)::text FROM {table} GROUP BY 1"
+            f"sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint)::text FROM {table}{cond} GROUP BY 1"
         )
-    chunk = f"FLOOR({key} / {width})" if key else "0"
+    chunk = f"({key} DIV {width} - ({key} % {width} < 0))" if key else "0"
     return (
         f"SELECT {chunk} AS chunk, COUNT(*), "
-        f"CAST(SUM(CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)) AS CHAR) FROM {table} GROUP BY 1"
+        f"CAST(SUM(CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)) AS CHAR) FROM {table}{cond} GROUP BY 1"
     )
 
 
-def table_layout(conn: Any, dialect: Dialect, schema: str) -> dict[str, tuple[list[str], str | None]]:
-    """Base tables of ``schema`` (a MySQL database): their columns in order and an integer key, if any."""
+@dataclass(frozen=True)
+class TableLayout:
+    """Columns in order, the nullable ones, and a single integer primary-key column if there is one."""
+
+    columns: list[str]
+    nullable: set[str]
+    key: str | None
+
+
+def table_layout(conn: Any, dialect: Dialect, schema: str) -> dict[str, TableLayout]:
+    """Base tables of ``schema`` (a MySQL database) and their layout."""
     cur = conn.cursor()
-    ph = "%s"
     cur.execute(
-        f"SELECT table_name FROM information_schema.tables WHERE table_schema = {ph} "
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
         "AND table_type = 'BASE TABLE' ORDER BY table_name",
         (schema,),
     )
     tables = [r[0] for r in cur.fetchall()]
-    out: dict[str, tuple[list[str], str | None]] = {}
+    out: dict[str, TableLayout] = {}
     for t in tables:
         cur.execute(
-            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = {ph} "
-            f"AND table_name = {ph} ORDER BY ordinal_position",
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
             (schema, t),
         )
         cols = cur.fetchall()
@@ -149,24 +171,84 @@ def table_layout(conn: Any, dialect: Dialect, schema: str) -> dict[str, tuple[li
                 (schema, t),
             )
         pk = [r[0] for r in cur.fetchall()]
-        types = {c: str(dt).lower() for c, dt in cols}
+        types = {c: str(dt).lower() for c, dt, _ in cols}
         key = pk[0] if len(pk) == 1 and types.get(pk[0], "") in ("bigint", "integer", "int", "smallint") else None
-        out[t] = ([c for c, _ in cols], key)
+        out[t] = TableLayout(columns=[c for c, _, _ in cols], nullable={c for c, _, n in cols if n == "YES"}, key=key)
     cur.close()
     return out
 
 
-def digest_tables(conn: Any, dialect: Dialect, schema: str, width: int = DEFAULT_CHUNK_WIDTH) -> dict[str, TableDigest]:
-    """Chunked digests of every base table of ``schema``, computed on the server."""
+def digest_tables(
+    conn: Any,
+    dialect: Dialect,
+    schema: str,
+    width: int = DEFAULT_CHUNK_WIDTH,
+    *,
+    connect: Callable[[], Any] | None = None,
+    workers: int = 1,
+) -> dict[str, TableDigest]:
+    """Chunked digests of every base table of ``schema``, computed on the server.
+
+    With ``connect`` and ``workers`` > 1, each keyed table's key range is split over that many
+    connections (one server process each); partial chunks are merged by chunk id.
+    """
     result: dict[str, TableDigest] = {}
-    for table, (columns, key) in table_layout(conn, dialect, schema).items():
+    for table, layout in table_layout(conn, dialect, schema).items():
         qualified = f'"{schema}"."{table}"' if dialect == "postgresql" else f"`{schema}`.`{table}`"
-        cur = conn.cursor()
-        cur.execute(chunked_digest_sql(dialect, qualified, columns, key, width))
-        chunks = {int(c): Digest(int(n), int(s or 0)) for c, n, s in cur.fetchall()}
-        cur.close()
-        result[table] = TableDigest(table=table, key=key, chunk_width=width, chunks=chunks)
+        wheres = [""]
+        if layout.key and connect is not None and workers > 1:
+            cur = conn.cursor()
+            cur.execute(f"SELECT min({layout.key}), max({layout.key}) FROM {qualified}")
+            lo, hi = cur.fetchone()
+            cur.close()
+            if lo is not None and hi > lo:
+                bounds = [int(lo) + (int(hi) - int(lo) + 1) * i // workers for i in range(workers)] + [int(hi) + 1]
+                wheres = [f"{layout.key} >= {bounds[i]} AND {layout.key} < {bounds[i + 1]}" for i in range(workers)]
+        sqls = [
+            chunked_digest_sql(dialect, qualified, layout.columns, layout.key, width, layout.nullable, w)
+            for w in wheres
+        ]
+        parts = _run_parallel(conn, dialect, sqls, connect)
+        chunks: dict[int, Digest] = {}
+        for rows in parts:
+            for c, n, total in rows:
+                prev = chunks.get(int(c), Digest(0, 0))
+                chunks[int(c)] = Digest(prev.count + int(n), prev.total + int(total or 0))
+        result[table] = TableDigest(table=table, key=layout.key, chunk_width=width, chunks=chunks)
     return result
+
+
+def _run_parallel(conn: Any, dialect: Dialect, sqls: list[str], connect: Callable[[], Any] | None) -> list[Any]:
+    """Run each SQL on its own connection (the first on ``conn``), in threads; hash aggregation on PostgreSQL."""
+    results: list[Any] = [None] * len(sqls)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        c = conn if i == 0 else connect()  # type: ignore[misc]
+        try:
+            cur = c.cursor()
+            if dialect == "postgresql":  # the planner cannot know there are few chunks; sorting 10^7 rows is slow
+                cur.execute("SET enable_sort = off")
+            cur.execute(sqls[i])
+            results[i] = cur.fetchall()
+            if dialect == "postgresql":
+                cur.execute("RESET enable_sort")
+            cur.close()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if i:
+                c.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, len(sqls))]
+    for t in threads:
+        t.start()
+    work(0)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def compare_digests(before: dict[str, TableDigest], after: dict[str, TableDigest]) -> list[str]:

@@ -24,15 +24,19 @@ from clauseproof.targets.external import ExternalTarget
 from fixtures.backup import Source
 
 RESTORED_DB = "clauseproof_restored"
+#: Connections the content digest is split over (one server process each).
+DIGEST_WORKERS = 2
 
 
 def _digest(
-    conn: Any, source: Source, schema: str, evidence: CaseEvidence | None = None, label: str = ""
+    connect: Any, source: Source, schema: str, evidence: CaseEvidence | None = None, label: str = ""
 ) -> dict[str, TableDigest]:
-    """Chunked digests of ``schema``; with ``evidence``, how long it took is recorded (outside every window)."""
+    """Chunked digests of ``schema`` over two connections; with ``evidence`` the time is recorded
+    (outside every window)."""
     started = time.perf_counter()
+    conn = connect()
     try:
-        return digest_tables(conn, source.server.dialect, schema)
+        return digest_tables(conn, source.server.dialect, schema, connect=connect, workers=DIGEST_WORKERS)
     finally:
         conn.close()
         if evidence is not None:
@@ -96,7 +100,7 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
         return
     run_progress = evidence.progress
     run_progress(f"{target.label}: digest of the source before the physical backup")
-    before = _digest(src.connect(), src, src.schema, evidence, "source")
+    before = _digest(src.connect, src, src.schema, evidence, "source")
     out = src.work.path / "physical"
     restored: EmbeddedPostgres | EmbeddedMariaDB | None = None
     try:
@@ -188,7 +192,7 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
                 "connections (phases listed separately)",
             )
         run_progress(f"{target.label}: digest of the restored copy")
-        after = _digest(restored.connect_database(src.data.database), src, src.schema, evidence, "restored")
+        after = _digest(lambda: restored.connect_database(src.data.database), src, src.schema, evidence, "restored")
         _prove_equal(before, after, "the physically restored copy")
         _record(evidence, src, "physical", backup, restore, size, before, *windows)
         evidence.measure("SX-RDS-4", True, "bool", statistic="physical backup restored and proven equal")
@@ -213,7 +217,7 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
     )
     new_db = f"{target.namespace}_restored" if not src.embedded else RESTORED_DB
     evidence.progress(f"{target.label}: digest of the source before the logical backup")
-    before = _digest(src.connect(), src, src.schema, evidence, "source")
+    before = _digest(src.connect, src, src.schema, evidence, "source")
     out = src.work.path / "logical"
     created = False
     try:
@@ -241,7 +245,7 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
             restore.append(
                 timed("pg_restore -j 2", [tool("pg_restore"), *conn_args, "-d", new_db, "-j", "2", str(out)], env=env)
             )
-            after = _digest(server.connect_database(new_db), src, "public", evidence, "restored")
+            after = _digest(lambda: server.connect_database(new_db), src, "public", evidence, "restored")
             windows = (
                 "pg_dump -Fd -j 2 of the whole database from its start to its exit",
                 "CREATE DATABASE, then pg_restore -j 2 from its start to its exit",
@@ -269,7 +273,7 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
             restore.append(
                 timed("mariadb < dump", ["mariadb", *conn_args, new_db], stdin=out.with_suffix(".sql"), env=env)
             )
-            after = _digest(server.connect_database(new_db), src, new_db, evidence, "restored")
+            after = _digest(lambda: server.connect_database(new_db), src, new_db, evidence, "restored")
             windows = (
                 "mariadb-dump of the whole database into a file, from its start to its exit",
                 "CREATE DATABASE, then the mariadb client reading the dump, from its start to its exit",
@@ -311,11 +315,13 @@ def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) 
         "output_dir": str(out),
         "new_database": new_db,
     }
-    before = _digest(src.connect(), src, src.schema)
+    before = _digest(src.connect, src, src.schema)
     try:
         backup = [timed("vendor backup", [fill_command(commands["backup"], **values)], shell=True)]
         restore = [timed("vendor restore", [fill_command(commands["restore"], **values)], shell=True)]
-        after = _digest(target.connect_database(new_db), src, "public" if target.dialect == "postgresql" else new_db)
+        after = _digest(
+            lambda: target.connect_database(new_db), src, "public" if target.dialect == "postgresql" else new_db
+        )
         _prove_equal(before, after, "the vendor's restored database")
         _record(
             evidence,
@@ -533,7 +539,7 @@ def _restore_to(
         )
         try:
             restored.start()
-            return _digest(restored.connect_database(src.data.database), src, src.schema)[PITR_TABLE]
+            return _digest(lambda: restored.connect_database(src.data.database), src, src.schema)[PITR_TABLE]
         finally:
             restored.stop()
     assert isinstance(server, EmbeddedMariaDB) and server.folder is not None
@@ -564,7 +570,7 @@ def _restore_to(
             ["mariadb", "--no-defaults", f"--socket={restored.socket_path}", "-u", "root"],
             stdin=replay,
         )
-        return _digest(restored.connect_database(src.data.database), src, src.schema)[PITR_TABLE]
+        return _digest(lambda: restored.connect_database(src.data.database), src, src.schema)[PITR_TABLE]
     finally:
         restored.stop()
 
