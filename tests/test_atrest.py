@@ -67,3 +67,12 @@ def test_encrypted_mariadb_variant_passes_files_but_not_sm4(project: pytest.Pyte
     assert case["parameters"]["plaintext_found_in"] == {}
     assert case["parameters"]["files_per_class"]["binary and relay logs"] >= 1  # the binary log was inspected
     assert not re.search(r"1;[0-9a-f]{64}", json.dumps(doc))  # the key never reaches results
+
+
+def test_sm4_column_case_proves_each_part(project: pytest.Pytester) -> None:
+    result = project.runpytest("suites/encryption/test_column_sm4.py", "--cp-target=embedded-postgresql")
+    result.assert_outcomes(passed=1)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    case = doc["cases"][0]
+    assert [m["verdict"] for m in case["measurements"]] == ["PASS"] * 4
+    assert not re.search(r"[0-9a-f]{32}", json.dumps(case))  # no key material in the evidence

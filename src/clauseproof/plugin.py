@@ -271,6 +271,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for row in doc["clause_rows"]:
         if row["verdict"] != "NOT COVERED":
             case = row.get("nodeid", "").split("::")[-1].split("[")[0]
+            if row.get("statistic", "").startswith("part: "):
+                case += " — " + row["statistic"][6:70]
             terminalreporter.line(
                 f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} {row['measured']:<18} "
                 f"{row['rule']:<18} {case}"
