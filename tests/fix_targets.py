@@ -48,8 +48,8 @@ def mariadb_server() -> Iterator[EmbeddedMariaDB]:
 @pytest.fixture()
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester folder laid out like a clauseproof checkout, with the real suites."""
-    shutil.copytree(ROOT / "fixtures" / "ddl", pytester.path / "fixtures" / "ddl")
-    shutil.copytree(ROOT / "fixtures" / "catalog", pytester.path / "fixtures" / "catalog")
-    shutil.copytree(ROOT / "suites", pytester.path / "suites", ignore=shutil.ignore_patterns("__pycache__"))
+    skip = shutil.ignore_patterns("__pycache__")
+    for folder in ("fixtures", "workloads", "suites"):  # a checkout's importable packages and data
+        shutil.copytree(ROOT / folder, pytester.path / folder, ignore=skip)
     (pytester.path / "conftest.py").write_text('pytest_plugins = ("fixtures.targets", "fixtures.backup")\n')
     return pytester

@@ -38,7 +38,9 @@ def test_canaries_are_random_and_found_across_chunk_boundaries(tmp_path: Path) -
 
 def test_plain_servers_fail_the_scan_and_say_where(project: pytest.Pytester) -> None:
     """Positive control: without at-rest encryption the canaries are found in data files, logs and backups."""
-    result = project.runpytest("suites/encryption", "--cp-target=embedded-postgresql", "-k", "not encrypted")
+    result = project.runpytest(
+        "suites/encryption/test_at_rest.py", "--cp-target=embedded-postgresql", "-k", "not encrypted"
+    )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["*BZ-DB-2 FAIL on embedded-postgresql: not shown: part: data files encrypted*plaintext found in data files*"]
@@ -70,7 +72,8 @@ def test_encrypted_mariadb_variant_passes_files_but_not_sm4(project: pytest.Pyte
 
 
 def test_sm4_column_case_proves_each_part(project: pytest.Pytester) -> None:
-    result = project.runpytest("suites/encryption/test_column_sm4.py", "--cp-target=embedded-postgresql")
+    # a subprocess: the suite defines SQLAlchemy models, which must not be defined twice in one interpreter
+    result = project.runpytest_subprocess("suites/encryption/test_column_sm4.py", "--cp-target=embedded-postgresql")
     result.assert_outcomes(passed=1)
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
     case = doc["cases"][0]
