@@ -59,14 +59,16 @@ def test_encrypted_mariadb_variant_passes_files_but_not_sm4(project: pytest.Pyte
     result.assert_outcomes(failed=1, skipped=1)  # the extra encrypted case defers to the parametrised one
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
     case = next(c for c in doc["cases"] if c["nodeid"].endswith("[embedded-mariadb-encrypted]"))
-    verdicts = {m["statistic"].split(" (")[0].split(" —")[0]: m["verdict"] for m in case["measurements"]}
+    verdicts = {m["statistic"].split(" encrypted")[0]: m["verdict"] for m in case["measurements"]}
     assert verdicts == {
-        "part: data files encrypted": "PASS",
-        "part: log files encrypted": "PASS",
-        "part: backup files encrypted": "PASS",
-        "part: SM4 is the storage cipher": "FAIL",
+        "part: data files": "PASS",
+        "part: log files": "PASS",
+        "part: physical backup files": "PASS",
+        "part: logical backup files (a logical dump is plaintext by design)": "FAIL",
+        "part: SM4 is the storage cipher — MariaDB encrypts with AES (file_key_management offers AES_CBC and AES_CTR), "
+        "not SM4": "FAIL",
     }
-    assert case["parameters"]["plaintext_found_in"] == {}
+    assert list(case["parameters"]["plaintext_found_in"]) == ["logical backup"]
     assert case["parameters"]["files_per_class"]["binary and relay logs"] >= 1  # the binary log was inspected
     assert not re.search(r"1;[0-9a-f]{64}", json.dumps(doc))  # the key never reaches results
 

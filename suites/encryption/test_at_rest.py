@@ -167,6 +167,37 @@ def _scan(target: EmbeddedPostgres | EmbeddedMariaDB, evidence: CaseEvidence) ->
         result.found["physical backup"] = backup_hits
         result.files["physical backup"] = len(files)
         result.bytes_scanned += n
+        dump = work.path / "logical.sql"
+        ep = target._ep()
+        if isinstance(target, EmbeddedPostgres):
+            timed(
+                "pg_dump",
+                [
+                    str(target.bindir() / "pg_dump"),
+                    "-h",
+                    ep.host,
+                    "-p",
+                    str(ep.port),
+                    "-U",
+                    ep.user,
+                    "-d",
+                    ep.database,
+                    "-n",
+                    target.namespace,
+                    "-f",
+                    str(dump),
+                ],
+            )
+        else:
+            timed(
+                "mariadb-dump",
+                ["mariadb-dump", "--no-defaults", f"--socket={target.socket_path}", "-u", "root", target.namespace],
+                stdout=dump,
+            )
+        dump_hits, n = scan_files([dump], canaries)
+        result.found["logical backup"] = dump_hits
+        result.files["logical backup"] = 1
+        result.bytes_scanned += n
     finally:
         temp.close()
         with conn.cursor() as cur:
@@ -200,7 +231,20 @@ def _scan(target: EmbeddedPostgres | EmbeddedMariaDB, evidence: CaseEvidence) ->
         scan_mb_per_s=round(result.mb_per_s, 1),
         at_rest_encryption=cipher,
     )
-    for part, classes in {**PARTS[target.dialect], "backup files": ["physical backup"]}.items():
+    temp_canaries = {c.decode() for c in canaries[8:12]}
+    temp_on_disk = any(temp_canaries & set(hits) for hits in result.found.values())
+    if not temp_on_disk:
+        evidence.note(
+            "The 4 canaries of the temporary table were found in no file class: the temporary table "
+            "stayed in memory, so this scan shows temporary-file encryption neither way."
+        )
+    evidence.parameters(temporary_table_reached_disk=temp_on_disk)
+    parts = {
+        **PARTS[target.dialect],
+        "physical backup files": ["physical backup"],
+        "logical backup files (a logical dump is plaintext by design)": ["logical backup"],
+    }
+    for part, classes in parts.items():
         leaked = [c for c in classes if result.found.get(c)]
         evidence.measure(
             "BZ-DB-2",
