@@ -10,6 +10,7 @@ import pytest
 
 from clauseproof.atrest import make_canaries, scan_files
 from clauseproof.sm4 import encrypt_block, known_answers
+from clauseproof.targets.embedded import EmbeddedPostgres
 
 
 def test_sm4_known_answers_of_gb_t_32907() -> None:
@@ -81,3 +82,29 @@ def test_sm4_column_case_proves_each_part(project: pytest.Pytester) -> None:
     case = doc["cases"][0]
     assert [m["verdict"] for m in case["measurements"]] == ["PASS"] * 4
     assert not re.search(r"[0-9a-f]{32}", json.dumps(case))  # no key material in the evidence
+
+
+def test_external_target_scanned_through_copy_files(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
+    """A vendor's files reach the scan through the profile's copy_files command (here: cp of a data directory)."""
+    ep = pg_server._ep()
+    profile = project.path / "vendor.toml"
+    profile.write_text(
+        f'[target]\nname = "vendor-pg"\ndialect = "postgresql"\nhost = "{ep.host}"\nport = {ep.port}\n'
+        f'user = "postgres"\ndatabase = "postgres"\n\n[commands]\ncopy_files = "cp -a {pg_server.data_dir}/. '
+        '{output_dir}/"\n'
+    )
+    result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "canary_scan")
+    result.assert_outcomes(failed=1, skipped=1)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    case = next(c for c in doc["cases"] if c["nodeid"].endswith("[vendor]"))
+    params = case["parameters"]
+    assert params["files_from"] == "the profile's copy_files command"
+    assert {"data files", "WAL", "logical backup"} <= set(params["plaintext_found_in"])
+    assert params["not_inspectable"] == {"physical backup": "the profile declares no [commands] backup"}
+    assert any("not inspected" in n for n in case["notes"])
+    parts = [m["statistic"].split(" encrypted")[0] for m in case["measurements"]]
+    assert parts == [
+        "part: data files",
+        "part: log files",
+        "part: logical backup files (a logical dump is plaintext by design)",
+    ]
