@@ -42,7 +42,7 @@ def test_plain_servers_fail_the_scan_and_say_where(project: pytest.Pytester) -> 
     result = project.runpytest(
         "suites/encryption/test_at_rest.py", "--cp-target=embedded-postgresql", "-k", "not encrypted"
     )
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=1, skipped=1)  # the target-SM4 case needs a profile
     result.stdout.fnmatch_lines(
         ["*BZ-DB-2 FAIL on embedded-postgresql: not shown: part: data files encrypted*plaintext found in data files*"]
     )
@@ -59,7 +59,7 @@ def test_encrypted_mariadb_variant_passes_files_but_not_sm4(project: pytest.Pyte
     result = project.runpytest("suites/encryption", "--cp-target=embedded-mariadb-encrypted", "-k", "canary_scan")
     result.assert_outcomes(failed=1, skipped=1)  # the extra encrypted case defers to the parametrised one
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
-    case = next(c for c in doc["cases"] if c["nodeid"].endswith("[embedded-mariadb-encrypted]"))
+    case = next(c for c in doc["cases"] if c["nodeid"].endswith("test_canary_scan[embedded-mariadb-encrypted]"))
     verdicts = {m["statistic"].split(" encrypted")[0]: m["verdict"] for m in case["measurements"]}
     assert verdicts == {
         "part: data files": "PASS",
@@ -96,7 +96,7 @@ def test_external_target_scanned_through_copy_files(project: pytest.Pytester, pg
     result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "canary_scan")
     result.assert_outcomes(failed=1, skipped=1)
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
-    case = next(c for c in doc["cases"] if c["nodeid"].endswith("[vendor]"))
+    case = next(c for c in doc["cases"] if c["nodeid"].endswith("test_canary_scan[vendor]"))
     params = case["parameters"]
     assert params["files_from"] == "the profile's copy_files command"
     assert {"data files", "WAL", "logical backup"} <= set(params["plaintext_found_in"])
@@ -108,3 +108,22 @@ def test_external_target_scanned_through_copy_files(project: pytest.Pytester, pg
         "part: log files",
         "part: logical backup files (a logical dump is plaintext by design)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [("681edf34d206965e86b3e94f536e4246", "passed"), ("00000000000000000000000000000000", "failed")],
+)
+def test_target_sm4_known_answer_through_profile_sql(
+    project: pytest.Pytester, pg_server: EmbeddedPostgres, answer: str, outcome: str
+) -> None:
+    """The mechanism, with SQL standing in for a target's SM4 function: a right answer passes, a wrong one fails."""
+    ep = pg_server._ep()
+    profile = project.path / "vendor.toml"
+    profile.write_text(
+        f'[target]\nname = "vendor-pg"\ndialect = "postgresql"\nhost = "{ep.host}"\nport = {ep.port}\n'
+        f"user = \"postgres\"\n\n[sm4]\nencrypt_sql = \"SELECT decode('{answer}', 'hex') "
+        "WHERE '{key_hex}' = '{plaintext_hex}'\"\n"
+    )
+    result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "target_sm4")
+    result.assert_outcomes(**{outcome: 1})

@@ -21,7 +21,7 @@ from clauseproof.atrest import CLASSES, make_canaries, scan_files, scan_tree
 from clauseproof.backup import WorkFolder, fill_command, open_for, timed
 from clauseproof.evidence import CaseEvidence
 from clauseproof.plugin import RUN_KEY
-from clauseproof.sm4 import known_answers
+from clauseproof.sm4 import KAT_KEY, KAT_ONE, known_answers
 from clauseproof.targets.base import Target
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
@@ -50,6 +50,35 @@ def test_sm4_known_answers(evidence: CaseEvidence) -> None:
         all(r.ok for r in results),
         "bool",
         statistic="part: SM4 known-answer tests of the harness's own SM4 (cryptography)",
+    )
+    evidence.require_pass()
+
+
+@pytest.mark.clause("BZ-DB-2")
+def test_target_sm4_known_answer(target: Target, evidence: CaseEvidence) -> None:
+    """The target's own SM4 against GB/T 32907-2016 example 1, through the profile's [sm4] encrypt_sql."""
+    sql = target.profile.sm4.get("encrypt_sql") if isinstance(target, ExternalTarget) and target.profile else None
+    if not sql:
+        pytest.skip(
+            "the target's SM4 is tested when its profile declares [sm4] encrypt_sql "
+            "(placeholders {key_hex} {plaintext_hex}, returning hex)"
+        )
+    key = KAT_KEY.hex()
+    query = sql.format(key_hex=key, plaintext_hex=key)
+    with target.connect() as conn, conn.cursor() as cur:
+        cur.execute(query)
+        row = cur.fetchone()
+    value = row[0] if row else ""
+    if isinstance(value, bytes | bytearray | memoryview):  # a binary result: the ciphertext itself
+        got = bytes(value).hex()
+    else:  # text: hex, possibly with PostgreSQL's bytea prefix
+        got = str(value).strip().lower().removeprefix("\\x")
+    evidence.parameters(encrypt_sql=sql, expected=KAT_ONE.hex(), got=got)
+    evidence.measure(
+        "BZ-DB-2",
+        got == KAT_ONE.hex(),
+        "bool",
+        statistic="part: the target's SM4 gives the GB/T 32907-2016 example 1 ciphertext",
     )
     evidence.require_pass()
 

@@ -39,6 +39,7 @@ _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "backup_retention_days": int,
     },
     "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
+    "sm4": {"encrypt_sql": str},
 }
 _REQUIRED = ("dialect", "host", "user")
 
@@ -57,6 +58,9 @@ class Profile:
     database: str
     server: dict[str, Any] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
+    #: SQL that encrypts one block with the target's own SM4: placeholders {key_hex} and
+    #: {plaintext_hex} (32 hex digits each); it returns the ciphertext as hex.
+    sm4: dict[str, str] = field(default_factory=dict)
 
 
 def _line(text: str, section: str, key: str | None) -> int:
@@ -139,6 +143,7 @@ def load_profile(path: Path) -> Profile:
         database=target.get("database", "postgres" if dialect == "postgresql" else ""),
         server=dict(data.get("server", {})),
         commands=dict(data.get("commands", {})),
+        sm4=dict(data.get("sm4", {})),
     )
 
 
