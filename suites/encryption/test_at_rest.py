@@ -98,9 +98,14 @@ def _write_canaries(target: Target, conn: Any, canaries: list[bytes], evidence: 
     temp = target.connect()
     with temp.cursor() as cur:
         kw = "TEMP" if target.dialect == "postgresql" else "TEMPORARY"
+        if target.dialect == "postgresql":
+            # the smallest local buffer pool, so ~2 MB of filler evicts the temporary table's pages to disk
+            cur.execute("SET temp_buffers = '800kB'")
         cur.execute(f"CREATE {kw} TABLE canary_tmp (id INT PRIMARY KEY, secret VARCHAR(64))")
         for i, t in enumerate(text[8:12]):
             cur.execute("INSERT INTO canary_tmp VALUES (%s, %s)", (i, t))
+        if target.dialect == "postgresql":
+            cur.execute("INSERT INTO canary_tmp SELECT g, repeat('f', 60) FROM generate_series(100, 30099) g")
     try:
         _force_to_disk(target, conn)
     except Exception as exc:  # an external target's user may lack the privilege
@@ -308,8 +313,9 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
     evidence.parameters(
         canaries=len(canaries),
         canary_length=len(canaries[0]),
-        written_as="8 in table rows with an index on them, 4 in a temporary table held open during the scan, "
-        "4 as old values overwritten by an UPDATE (the logs keep them)",
+        written_as="8 in table rows with an index on them, 4 in a temporary table held open during the scan "
+        "(PostgreSQL: temp_buffers 800kB and 2 MB of filler so its pages reach disk), 4 as old values "
+        "overwritten by an UPDATE (the logs keep them)",
         files_from="the data directory in place" if embedded else "the profile's copy_files command",
         files_per_class=result.files,
         canaries_found_per_class={c: len(h) for c, h in result.found.items()},
