@@ -105,24 +105,7 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
     restored: EmbeddedPostgres | EmbeddedMariaDB | None = None
     try:
         if isinstance(src.server, EmbeddedPostgres):
-            ep = src.server.endpoint
-            assert ep is not None
-            cmd = [
-                str(src.server.bindir() / "pg_basebackup"),
-                "-h",
-                ep.host,
-                "-p",
-                str(ep.port),
-                "-U",
-                ep.user,
-                "-D",
-                str(out),
-                "-Ft",
-                "-X",
-                "fetch",
-                "-c",
-                "fast",
-            ]
+            cmd = src.server.physical_backup_command(out)
             run_progress(f"{target.label}: pg_basebackup")
             backup = [timed("pg_basebackup -Ft -X fetch -c fast", cmd)]
             size = size_of(out)
@@ -153,14 +136,7 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
             )
         else:
             assert isinstance(src.server, EmbeddedMariaDB)
-            cmd = [
-                "mariadb-backup",
-                "--no-defaults",
-                "--backup",
-                f"--target-dir={out}",
-                f"--socket={src.server.socket_path}",
-                "--user=root",
-            ]
+            cmd = src.server.physical_backup_command(out)
             run_progress(f"{target.label}: mariadb-backup --backup")
             backup = [timed("mariadb-backup --backup", cmd)]
             size = size_of(out)
@@ -234,13 +210,8 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
                 )
             ]
             size = size_of(out)
-            admin = server.connect(in_namespace=False)
-            t0 = time.perf_counter()
-            with admin.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {new_db}")
+            restore = [_create_database(server, new_db)]
             created = True
-            restore = [Phase("CREATE DATABASE", round(time.perf_counter() - t0, 4), f"CREATE DATABASE {new_db}")]
-            admin.close()
             evidence.progress(f"{target.label}: pg_restore -j2")
             restore.append(
                 timed("pg_restore -j 2", [tool("pg_restore"), *conn_args, "-d", new_db, "-j", "2", str(out)], env=env)
@@ -262,13 +233,8 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
                 )
             ]
             size = size_of(out.with_suffix(".sql"))
-            admin = server.connect(in_namespace=False)
-            t0 = time.perf_counter()
-            with admin.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {new_db}")
+            restore = [_create_database(server, new_db)]
             created = True
-            restore = [Phase("CREATE DATABASE", round(time.perf_counter() - t0, 4), f"CREATE DATABASE {new_db}")]
-            admin.close()
             evidence.progress(f"{target.label}: restoring the dump through the mariadb client (slow by nature)")
             restore.append(
                 timed("mariadb < dump", ["mariadb", *conn_args, new_db], stdin=out.with_suffix(".sql"), env=env)
@@ -293,6 +259,18 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
         shutil.rmtree(out, ignore_errors=True)
         out.with_suffix(".sql").unlink(missing_ok=True)
     evidence.require_pass()
+
+
+def _create_database(server: Target, name: str) -> Phase:
+    """CREATE DATABASE, timed from the statement's start to its end (the connection is opened before)."""
+    admin = server.connect(in_namespace=False)
+    try:
+        t0 = time.perf_counter()
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        return Phase("CREATE DATABASE", round(time.perf_counter() - t0, 4), f"CREATE DATABASE {name}")
+    finally:
+        admin.close()
 
 
 def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) -> None:
@@ -377,25 +355,9 @@ def test_point_in_time_recovery(target: Target, backup_source: Source, evidence:
         cur.execute(f"CREATE TABLE {PITR_TABLE} (id BIGINT PRIMARY KEY, batch INT NOT NULL, payload VARCHAR(64))")
     evidence.progress(f"{target.label}: base backup for point-in-time recovery")
     if isinstance(server, EmbeddedPostgres):
-        ep = server._ep()
         timed(
             "pg_basebackup",
-            [
-                str(server.bindir() / "pg_basebackup"),
-                "-h",
-                ep.host,
-                "-p",
-                str(ep.port),
-                "-U",
-                ep.user,
-                "-D",
-                str(work / "base"),
-                "-Ft",
-                "-X",
-                "fetch",
-                "-c",
-                "fast",
-            ],
+            server.physical_backup_command(work / "base"),
         )
         open_for(work, server.run_as)
         start_gtid = ""
@@ -403,14 +365,7 @@ def test_point_in_time_recovery(target: Target, backup_source: Source, evidence:
         assert isinstance(server, EmbeddedMariaDB)
         timed(
             "mariadb-backup --backup",
-            [
-                "mariadb-backup",
-                "--no-defaults",
-                "--backup",
-                f"--target-dir={work / 'base'}",
-                f"--socket={server.socket_path}",
-                "--user=root",
-            ],
+            server.physical_backup_command(work / "base"),
         )
         timed(
             "mariadb-backup --prepare",

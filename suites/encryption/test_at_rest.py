@@ -170,40 +170,17 @@ def test_canary_scan_encrypted_mariadb(encrypted_mariadb: EmbeddedMariaDB, evide
 
 def _physical_backup(target: Target, out: Path, commands: dict[str, str], values: dict[str, str | int]) -> bool:
     """Take a physical backup into ``out``; False when there is no way to (an external target without one)."""
-    ep = target._ep()
     if isinstance(target, EmbeddedPostgres):
         timed(
             "pg_basebackup",
-            [
-                str(target.bindir() / "pg_basebackup"),
-                "-h",
-                ep.host,
-                "-p",
-                str(ep.port),
-                "-U",
-                ep.user,
-                "-D",
-                str(out),
-                "-Ft",
-                "-X",
-                "fetch",
-                "-c",
-                "fast",
-            ],
+            target.physical_backup_command(out),
         )
         open_for(out, target.run_as)
         return True
     if isinstance(target, EmbeddedMariaDB):
         timed(
             "mariadb-backup --backup",
-            [
-                "mariadb-backup",
-                "--no-defaults",
-                "--backup",
-                f"--target-dir={out}",
-                f"--socket={target.socket_path}",
-                "--user=root",
-            ],
+            target.physical_backup_command(out),
         )
         return True
     if "backup" in commands:

@@ -115,38 +115,14 @@ class Target(ABC):
         """A new autocommit DB-API connection, inside the namespace unless told otherwise."""
         ep = self._ep()
         if self.dialect == "postgresql":
-            import psycopg
-
-            options = "-c DateStyle=ISO"
-            if in_namespace:
-                options += f" -c search_path={self.namespace}"
-            return psycopg.connect(
-                host=ep.host,
-                port=ep.port,
-                user=ep.user,
-                password=ep.password,
-                dbname=ep.database,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                options=options,
-                autocommit=True,
-            )
-        import pymysql
-
-        return pymysql.connect(
-            host=ep.host,
-            port=ep.port,
-            user=ep.user,
-            password=ep.password or "",
-            database=self.namespace if in_namespace else (ep.database or None),
-            connect_timeout=CONNECT_TIMEOUT_S,
-            local_infile=True,
-            autocommit=True,
-            charset="utf8mb4",
-            unix_socket=ep.unix_socket,
-        )
+            return self._open(ep.database, f"-c search_path={self.namespace}" if in_namespace else "")
+        return self._open(self.namespace if in_namespace else (ep.database or None), "")
 
     def connect_database(self, database: str) -> Any:
         """A new autocommit connection to a named database (its default schema on PostgreSQL)."""
+        return self._open(database, "")
+
+    def _open(self, database: str | None, pg_options: str) -> Any:
         ep = self._ep()
         if self.dialect == "postgresql":
             import psycopg
@@ -158,7 +134,7 @@ class Target(ABC):
                 password=ep.password,
                 dbname=database,
                 connect_timeout=CONNECT_TIMEOUT_S,
-                options="-c DateStyle=ISO",
+                options=f"-c DateStyle=ISO {pg_options}".strip(),
                 autocommit=True,
             )
         import pymysql
@@ -173,6 +149,7 @@ class Target(ABC):
             local_infile=True,
             autocommit=True,
             charset="utf8mb4",
+            unix_socket=ep.unix_socket,
         )
 
     def _ep(self) -> Endpoint:

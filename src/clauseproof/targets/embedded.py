@@ -291,6 +291,26 @@ class EmbeddedPostgres(EmbeddedServer):
             raise last
         self.endpoint = Endpoint(host="127.0.0.1", port=port, user="postgres", database="postgres")
 
+    def physical_backup_command(self, out: Path) -> list[str]:
+        """pg_basebackup into ``out``: tar format with the WAL inside ``base.tar``, fast checkpoint."""
+        ep = self._ep()
+        return [
+            str(self.bindir() / "pg_basebackup"),
+            "-h",
+            ep.host,
+            "-p",
+            str(ep.port),
+            "-U",
+            ep.user,
+            "-D",
+            str(out),
+            "-Ft",
+            "-X",
+            "fetch",
+            "-c",
+            "fast",
+        ]
+
     def _wait_promoted(self) -> None:
         """Wait until targeted recovery ends in promotion; a recovery that fails raises with the log."""
         import psycopg
@@ -503,6 +523,17 @@ class EmbeddedMariaDB(EmbeddedServer):
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def physical_backup_command(self, out: Path) -> list[str]:
+        """mariadb-backup --backup into ``out`` (to be prepared before a restore)."""
+        return [
+            "mariadb-backup",
+            "--no-defaults",
+            "--backup",
+            f"--target-dir={out}",
+            f"--socket={self.socket_path}",
+            "--user=root",
+        ]
 
     @property
     def socket_path(self) -> Path:
