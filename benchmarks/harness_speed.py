@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,7 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from sqlalchemy import BigInteger, LargeBinary, String, create_engine  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+
 from clauseproof.datasets import ensure_dataset  # noqa: E402
+from clauseproof.sm4column import EnvKeyProvider, SM4Attribute, install  # noqa: E402
 from clauseproof.targets.base import Target  # noqa: E402
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres  # noqa: E402
 from workloads import settlement  # noqa: E402
@@ -123,12 +128,6 @@ def bench_load(t: Target, rows: int, rounds: int, cache: Path) -> None:
 
 def bench_sm4(rows: int, rounds: int) -> None:
     """ORM insert of ``rows`` rows with two SM4-GCM columns vs the same insert of plain text columns."""
-    import os
-
-    from sqlalchemy import BigInteger, LargeBinary, String, create_engine
-    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-
-    from clauseproof.sm4column import EnvKeyProvider, SM4Attribute, install
 
     class Base(DeclarativeBase):
         pass

@@ -26,12 +26,12 @@ import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, event, inspect
+from sqlalchemy.orm import Mapper, Session
 
 from clauseproof.errors import ClauseproofError
 
@@ -157,6 +157,7 @@ class SM4Attribute:
         self.backing = backing
         self.key_name = key
         self.name = ""
+        self._layouts: dict[type, tuple[str, str, tuple[str, ...]]] = {}
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -187,11 +188,20 @@ class SM4Attribute:
         obj.__dict__[f"_sm4_dirty_{self.name}"] = True
         setattr(obj, self.backing, None if value is None else _PENDING)  # marks the row dirty
 
+    def _layout(self, cls: type) -> tuple[str, str, tuple[str, ...]]:
+        """(table, column, primary-key attribute names) of ``cls``, looked up once per class."""
+        cached = self._layouts.get(cls)
+        if cached is None:
+            mapper: Mapper[Any] = inspect(cls)
+            table = cast(Table, mapper.local_table).name
+            column = mapper.get_property(self.backing).columns[0].name
+            keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+            cached = self._layouts[cls] = (table, column, keys)
+        return cached
+
     def _aad(self, obj: Any) -> bytes:
-        mapper = inspect(type(obj))
-        table = mapper.local_table.name
-        column = mapper.get_property(self.backing).columns[0].name
-        pk = mapper.primary_key_from_instance(obj)
+        table, column, keys = self._layout(type(obj))
+        pk = [getattr(obj, k) for k in keys]
         if any(v is None for v in pk):
             raise ClauseproofError(
                 f"{type(obj).__name__}.{self.name}: the row key must be set before the flush",
