@@ -21,6 +21,7 @@ The row key (primary key) must be assigned before the flush; plaintext is sealed
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -32,6 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import Table, event, inspect
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import instance_state
 
 from clauseproof.errors import ClauseproofError
 
@@ -75,12 +77,16 @@ class EnvKeyProvider:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
+        self._keys: dict[str, bytes] = {}  # each key is read once, at its first use
 
     @staticmethod
     def variable(name: str) -> str:
         return "CLAUSEPROOF_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
     def key(self, name: str) -> bytes:
+        cached = self._keys.get(name)
+        if cached is not None:
+            return cached
         var = self.variable(name)
         if var not in self.environ:
             raise KeyUnavailable(
@@ -88,7 +94,8 @@ class EnvKeyProvider:
                 checked=f"environment variable {var}",
                 fix=f"set {var} to 32 hex digits to read this column",
             )
-        return _check_key(name, self.environ[var], f"environment variable {var}")
+        key = self._keys[name] = _check_key(name, self.environ[var], f"environment variable {var}")
+        return key
 
 
 class FileKeyProvider:
@@ -122,10 +129,15 @@ def aad(table: str, column: str, row_key: object) -> bytes:
     return f"{table}|{column}|{row_key}".encode()
 
 
+@functools.lru_cache(maxsize=64)
+def _sm4(key: bytes) -> algorithms.SM4:
+    return algorithms.SM4(key)
+
+
 def seal(key: bytes, plaintext: bytes, associated: bytes) -> bytes:
     """SM4-GCM encryption with a fresh random nonce."""
     nonce = os.urandom(NONCE)
-    enc = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
+    enc = Cipher(_sm4(key), modes.GCM(nonce)).encryptor()
     enc.authenticate_additional_data(associated)
     body = enc.update(plaintext) + enc.finalize()
     return MAGIC + bytes([VERSION]) + nonce + body + enc.tag
@@ -136,7 +148,7 @@ def unseal(key: bytes, sealed: bytes, associated: bytes) -> bytes:
     if len(sealed) < _HEADER + NONCE + TAG or not sealed.startswith(MAGIC) or sealed[len(MAGIC)] != VERSION:
         raise SealBroken("the value is not an SM4-GCM envelope of version 1")
     nonce = sealed[_HEADER : _HEADER + NONCE]
-    dec = Cipher(algorithms.SM4(key), modes.GCM(nonce, sealed[-TAG:])).decryptor()
+    dec = Cipher(_sm4(key), modes.GCM(nonce, sealed[-TAG:])).decryptor()
     dec.authenticate_additional_data(associated)
     try:
         return dec.update(sealed[_HEADER + NONCE : -TAG]) + dec.finalize()
@@ -186,7 +198,9 @@ class SM4Attribute:
     def __set__(self, obj: Any, value: str | None) -> None:
         obj.__dict__[self._slot()] = value
         obj.__dict__[f"_sm4_dirty_{self.name}"] = True
-        setattr(obj, self.backing, None if value is None else _PENDING)  # marks the row dirty
+        if value is None or instance_state(obj).key is not None:
+            # a persistent row must be marked dirty; a new one is sealed at its first flush anyway
+            setattr(obj, self.backing, None if value is None else _PENDING)
 
     def _layout(self, cls: type) -> tuple[str, str, tuple[str, ...]]:
         """(table, column, primary-key attribute names) of ``cls``, looked up once per class."""
