@@ -229,7 +229,7 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
                             **base,
                             "target": m.target,
                             "verdict": m.verdict,
-                            "measured": f"{_fmt(m.value)} {m.unit}",
+                            "measured": _fmt(m.value) if m.unit == "bool" else f"{_fmt(m.value)} {m.unit}",
                             "statistic": m.statistic,
                             "reason": m.reason,
                             "nodeid": case.nodeid,
