@@ -71,15 +71,10 @@ def bench_load(t: Target, rows: int, rounds: int, cache: Path) -> None:
     ep = t.endpoint
     if t.dialect == "postgresql":
         native = [
-            "psql",
+            t.tool("psql"),
             "-X",
             "-q",
-            "-h",
-            ep.host,
-            "-p",
-            str(ep.port),
-            "-U",
-            ep.user,
+            *ep.client_args(t.dialect),
             "-d",
             ep.database,
             "-c",
@@ -91,14 +86,8 @@ def bench_load(t: Target, rows: int, rounds: int, cache: Path) -> None:
         }
     else:
         native = [
-            "mariadb",
-            "--no-defaults",
-            "-h",
-            ep.host,
-            "-P",
-            str(ep.port),
-            "-u",
-            ep.user,
+            t.tool("mariadb"),
+            *ep.client_args(t.dialect),
             "--local-infile=1",
             t.namespace,
             "-e",

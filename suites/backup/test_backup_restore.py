@@ -186,11 +186,8 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
     evidence.parameters(retention_730_days=_retention(target))
     server = src.server
     ep = server._ep()
-    env = (
-        {"PGPASSWORD": ep.password}
-        if ep.password and server.dialect == "postgresql"
-        else ({"MYSQL_PWD": ep.password} if ep.password else {})
-    )
+    env = ep.client_env(server.dialect)
+    conn_args = ep.client_args(server.dialect)
     new_db = f"{target.namespace}_restored" if not src.embedded else RESTORED_DB
     evidence.progress(f"{target.label}: digest of the source before the logical backup")
     before = _digest(src.connect, src, src.schema, evidence, "source")
@@ -198,14 +195,11 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
     created = False
     try:
         if server.dialect == "postgresql":
-            bindir = server.bindir() if isinstance(server, EmbeddedPostgres) else None
-            tool = (lambda n: str(bindir / n)) if bindir else (lambda n: n)
-            conn_args = ["-h", ep.host, "-p", str(ep.port), "-U", ep.user]
             evidence.progress(f"{target.label}: pg_dump -Fd -j2")
             backup = [
                 timed(
                     "pg_dump -Fd -j 2 (whole database)",
-                    [tool("pg_dump"), *conn_args, "-d", src.data.database, "-Fd", "-j", "2", "-f", str(out)],
+                    [server.tool("pg_dump"), *conn_args, "-d", src.data.database, "-Fd", "-j", "2", "-f", str(out)],
                     env=env,
                 )
             ]
@@ -214,7 +208,11 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
             created = True
             evidence.progress(f"{target.label}: pg_restore -j2")
             restore.append(
-                timed("pg_restore -j 2", [tool("pg_restore"), *conn_args, "-d", new_db, "-j", "2", str(out)], env=env)
+                timed(
+                    "pg_restore -j 2",
+                    [server.tool("pg_restore"), *conn_args, "-d", new_db, "-j", "2", str(out)],
+                    env=env,
+                )
             )
             after = _digest(lambda: server.connect_database(new_db), src, "public", evidence, "restored")
             windows = (
@@ -222,12 +220,11 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
                 "CREATE DATABASE, then pg_restore -j 2 from its start to its exit",
             )
         else:
-            conn_args = ["--no-defaults", "-h", ep.host, "-P", str(ep.port), "-u", ep.user]
             evidence.progress(f"{target.label}: mariadb-dump")
             backup = [
                 timed(
                     "mariadb-dump --single-transaction --quick (whole database)",
-                    ["mariadb-dump", *conn_args, "--single-transaction", "--quick", src.data.database],
+                    [server.tool("mariadb-dump"), *conn_args, "--single-transaction", "--quick", src.data.database],
                     stdout=out.with_suffix(".sql"),
                     env=env,
                 )
@@ -237,7 +234,12 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
             created = True
             evidence.progress(f"{target.label}: restoring the dump through the mariadb client (slow by nature)")
             restore.append(
-                timed("mariadb < dump", ["mariadb", *conn_args, new_db], stdin=out.with_suffix(".sql"), env=env)
+                timed(
+                    "mariadb < dump",
+                    [server.tool("mariadb"), *conn_args, new_db],
+                    stdin=out.with_suffix(".sql"),
+                    env=env,
+                )
             )
             after = _digest(lambda: server.connect_database(new_db), src, new_db, evidence, "restored")
             windows = (

@@ -102,6 +102,22 @@ def _timed_loads(
         conn.close()
 
 
+def _measure(evidence: CaseEvidence, ds: Dataset, samples: list[float], *, duration: str, rate: str, noun: str) -> None:
+    """The duration clause from the median load, the rate clause from total rows over total seconds."""
+    n = len(samples)
+    evidence.measure(
+        duration, statistics.median(samples), "s", statistic=f"median of {n} {noun}", samples=samples, sample_unit="s"
+    )
+    evidence.measure(
+        rate,
+        ds.rows * n / sum(samples),
+        "rows/s",
+        statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} {noun}",
+        samples=[ds.rows / s for s in samples],
+        sample_unit="rows/s",
+    )
+
+
 @pytest.mark.clause("BZ-DB-4a", "BZ-DB-4b")
 def test_single_table_insert(
     target: Target,
@@ -126,18 +142,7 @@ def test_single_table_insert(
         source="memory",
         repeats=cp_settings.repeats,
     )
-    n = len(samples)
-    evidence.measure(
-        "BZ-DB-4a", statistics.median(samples), "s", statistic=f"median of {n} loads", samples=samples, sample_unit="s"
-    )
-    evidence.measure(
-        "BZ-DB-4b",
-        ds.rows * n / sum(samples),
-        "rows/s",
-        statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} loads",
-        samples=[ds.rows / s for s in samples],
-        sample_unit="rows/s",
-    )
+    _measure(evidence, ds, samples, duration="BZ-DB-4a", rate="BZ-DB-4b", noun="loads")
     evidence.require_pass()
 
 
@@ -165,21 +170,5 @@ def test_single_table_import(
         source="file",
         repeats=cp_settings.repeats,
     )
-    n = len(samples)
-    evidence.measure(
-        "BZ-DB-4c",
-        statistics.median(samples),
-        "s",
-        statistic=f"median of {n} imports",
-        samples=samples,
-        sample_unit="s",
-    )
-    evidence.measure(
-        "BZ-DB-4d",
-        ds.rows * n / sum(samples),
-        "rows/s",
-        statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} imports",
-        samples=[ds.rows / s for s in samples],
-        sample_unit="rows/s",
-    )
+    _measure(evidence, ds, samples, duration="BZ-DB-4c", rate="BZ-DB-4d", noun="imports")
     evidence.require_pass()

@@ -58,6 +58,18 @@ class Endpoint:
     password: str | None = field(default=None, repr=False)
     unix_socket: str | None = None
 
+    def client_args(self, dialect: str) -> list[str]:
+        """Connection arguments of the engine's command-line clients (psql, pg_dump, … / mariadb, mariadb-dump)."""
+        if dialect == "postgresql":
+            return ["-h", self.host, "-p", str(self.port), "-U", self.user]
+        return ["--no-defaults", "-h", self.host, "-P", str(self.port), "-u", self.user]
+
+    def client_env(self, dialect: str) -> dict[str, str] | None:
+        """The password for those clients, in the environment (never on a command line)."""
+        if not self.password:
+            return None
+        return {"PGPASSWORD" if dialect == "postgresql" else "MYSQL_PWD": self.password}
+
     def public(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "user": self.user, "database": self.database}
 
@@ -111,6 +123,10 @@ class Target(ABC):
         }
 
     # -- connections ------------------------------------------------------------------------
+    def tool(self, name: str) -> str:
+        """The command-line client ``name`` to use with this target (from PATH unless a subclass knows better)."""
+        return name
+
     def connect(self, *, in_namespace: bool = True) -> Any:
         """A new autocommit DB-API connection, inside the namespace unless told otherwise."""
         ep = self._ep()

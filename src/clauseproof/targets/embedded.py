@@ -178,6 +178,10 @@ class EmbeddedServer(Target):
                 f"{what} failed (exit {proc.returncode}): " + " / ".join(out), checked=" ".join(args)
             )
 
+    def stop_server(self) -> None:
+        """Stop the server but keep its folder (to copy the data directory, say)."""
+        raise NotImplementedError
+
     def _cleanup_folder(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -291,17 +295,15 @@ class EmbeddedPostgres(EmbeddedServer):
             raise last
         self.endpoint = Endpoint(host="127.0.0.1", port=port, user="postgres", database="postgres")
 
+    def tool(self, name: str) -> str:
+        """PostgreSQL's client tools of the same installation as the server."""
+        return str(self.bindir() / name)
+
     def physical_backup_command(self, out: Path) -> list[str]:
         """pg_basebackup into ``out``: tar format with the WAL inside ``base.tar``, fast checkpoint."""
-        ep = self._ep()
         return [
-            str(self.bindir() / "pg_basebackup"),
-            "-h",
-            ep.host,
-            "-p",
-            str(ep.port),
-            "-U",
-            ep.user,
+            self.tool("pg_basebackup"),
+            *self._ep().client_args(self.dialect),
             "-D",
             str(out),
             "-Ft",
