@@ -206,3 +206,22 @@ def test_ini_key_sets_option_and_flag_wins(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["clauseproof: targets embedded-mariadb; scale 1; repeats 7; *"])
     result = pytester.runpytest("--cp-repeats=2")
     result.stdout.fnmatch_lines(["clauseproof: targets embedded-mariadb; scale 1; repeats 2; *"])
+
+
+def test_target_fixture_factory_in_a_users_conftest(project: pytest.Pytester) -> None:
+    """A user builds one more target fixture in one line; it starts, works in its namespace and stops."""
+    (project.path / "conftest.py").write_text(
+        "from fixtures.targets import target_fixture\n"
+        'pytest_plugins = ("fixtures.targets", "fixtures.backup")\n'
+        'second_pg = target_fixture("embedded-postgresql")\n'
+    )
+    project.makepyfile(
+        test_mine="""
+        def test_uses_it(second_pg):
+            with second_pg.connect() as conn, conn.cursor() as cur:
+                cur.execute("SELECT current_schema()")
+                assert cur.fetchone()[0] == second_pg.namespace
+    """
+    )
+    result = project.runpytest("test_mine.py")
+    result.assert_outcomes(passed=1)

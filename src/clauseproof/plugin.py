@@ -34,12 +34,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(*ids): the catalog clause ids this case verifies")
     config.addinivalue_line("markers", "slow: long-running; excluded from the default self-test run")
-    config.addinivalue_line("markers", "benchmark_harness: measures the harness's own speed")
-    try:
-        settings = read_settings(config)
-    except ClauseproofError as exc:  # pragma: no cover - read_settings raises UsageError itself
-        raise as_usage_error(exc) from None
-    config.stash[RUN_KEY] = Run(config, settings)
+    config.stash[RUN_KEY] = Run(config, read_settings(config))
     reap_stale()
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
 
