@@ -7,7 +7,7 @@ import math
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -272,7 +272,3 @@ def write_bundle(results: Path, run_id: str, document: dict[str, Any]) -> Path:
 
 def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def as_dict(obj: Any) -> Any:
-    return asdict(obj)

@@ -254,11 +254,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = _run(config)
-    if run.bundle is None:
+    if run.bundle is None or run.document is None:
         return
-    import json
-
-    doc = json.loads((run.bundle / "evidence.json").read_text())
+    doc = run.document
     counts: dict[str, int] = {}
     for row in doc["clause_rows"]:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1

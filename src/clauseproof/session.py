@@ -7,6 +7,7 @@ import logging
 import secrets
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -19,7 +20,7 @@ from clauseproof.catalog import Catalog, load_catalog
 from clauseproof.datasets import Dataset, ensure_dataset
 from clauseproof.envinfo import client_environment, commit_info
 from clauseproof.errors import ClauseproofError
-from clauseproof.evidence import CaseRecord, as_dict, clause_rows, now_utc, write_bundle
+from clauseproof.evidence import CaseRecord, clause_rows, now_utc, write_bundle
 from clauseproof.report import write_report
 from clauseproof.settings import Settings
 from clauseproof.targets import Target, make_target
@@ -45,6 +46,8 @@ class Run:
         self.target_info: dict[str, dict[str, Any]] = {}
         self.datasets: dict[str, dict[str, Any]] = {}
         self.bundle: Path | None = None
+        #: The evidence document of the finished run (also written to the bundle).
+        self.document: dict[str, Any] | None = None
         atexit.register(self.stop_all_targets)
 
     # -- catalog ----------------------------------------------------------------------------
@@ -169,11 +172,12 @@ class Run:
             + [{"label": s, "error": str(e)} for s, e in self.target_failures.items()],
             "simulated_targets": simulated,
             "datasets": self.datasets,
-            "catalog": [as_dict(c) for c in catalog],
+            "catalog": [asdict(c) for c in catalog],
             "clause_rows": clause_rows(catalog, cases),
-            "cases": [as_dict(c) for c in cases],
+            "cases": [asdict(c) for c in cases],
         }
         folder = write_bundle(self.settings.results, self.run_id, doc)
         write_report(folder, doc)
         self.bundle = folder
+        self.document = doc
         return folder
