@@ -51,5 +51,5 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     skip = shutil.ignore_patterns("__pycache__")
     for folder in ("fixtures", "workloads", "suites"):  # a checkout's importable packages and data
         shutil.copytree(ROOT / folder, pytester.path / folder, ignore=skip)
-    (pytester.path / "conftest.py").write_text('pytest_plugins = ("fixtures.targets", "fixtures.backup")\n')
+    shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
     return pytester

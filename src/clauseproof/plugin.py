@@ -96,7 +96,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         )
     for item, ids in marked:
         if ids:
-            target = item.callspec.params.get("target") if hasattr(item, "callspec") else None
+            params = item.callspec.params if hasattr(item, "callspec") else {}
+            target = params.get("target") or params.get("replicated")
             run.cases[item.nodeid] = CaseRecord(
                 nodeid=item.nodeid, clause_ids=ids, target=str(target) if target else None
             )

@@ -17,7 +17,10 @@ from clauseproof.errors import ClauseproofError
 
 EMBEDDED = ("embedded-postgresql", "embedded-mariadb")
 #: Targets that can be named but are not part of the ``embedded`` alias.
-VARIANTS = ("embedded-mariadb-encrypted",)
+VARIANTS = ("embedded-mariadb-encrypted", "embedded-postgresql-replicated", "embedded-mariadb-replicated")
+#: Replicated topologies (1 primary + 5 replicas behind a proxy), started beside the embedded default
+#: by the replication suite.
+REPLICATED = ("embedded-postgresql-replicated", "embedded-mariadb-replicated")
 CONTAINERS = ("containers-postgresql", "containers-mariadb")
 ALIASES = {"embedded": EMBEDDED, "containers": CONTAINERS}
 URL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb")

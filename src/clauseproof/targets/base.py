@@ -88,6 +88,37 @@ def check_reachable(host: str, port: int, what: str, timeout: float = CONNECT_TI
         ) from None
 
 
+def open_endpoint(dialect: str, ep: Endpoint, database: str | None = None, pg_options: str = "") -> Any:
+    """A new autocommit DB-API connection to ``ep`` (psycopg 3 or PyMySQL)."""
+    if dialect == "postgresql":
+        import psycopg
+
+        return psycopg.connect(
+            host=ep.host,
+            port=ep.port,
+            user=ep.user,
+            password=ep.password,
+            dbname=database if database is not None else ep.database,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            options=f"-c DateStyle=ISO {pg_options}".strip(),
+            autocommit=True,
+        )
+    import pymysql
+
+    return pymysql.connect(
+        host=ep.host,
+        port=ep.port,
+        user=ep.user,
+        password=ep.password or "",
+        database=database if database is not None else (ep.database or None),
+        connect_timeout=CONNECT_TIMEOUT_S,
+        local_infile=True,
+        autocommit=True,
+        charset="utf8mb4",
+        unix_socket=ep.unix_socket,
+    )
+
+
 class Target(ABC):
     """A database target; subclasses start or reach the server."""
 
@@ -139,34 +170,7 @@ class Target(ABC):
         return self._open(database, "")
 
     def _open(self, database: str | None, pg_options: str) -> Any:
-        ep = self._ep()
-        if self.dialect == "postgresql":
-            import psycopg
-
-            return psycopg.connect(
-                host=ep.host,
-                port=ep.port,
-                user=ep.user,
-                password=ep.password,
-                dbname=database,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                options=f"-c DateStyle=ISO {pg_options}".strip(),
-                autocommit=True,
-            )
-        import pymysql
-
-        return pymysql.connect(
-            host=ep.host,
-            port=ep.port,
-            user=ep.user,
-            password=ep.password or "",
-            database=database,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            local_infile=True,
-            autocommit=True,
-            charset="utf8mb4",
-            unix_socket=ep.unix_socket,
-        )
+        return open_endpoint(self.dialect, self._ep(), database, pg_options)
 
     def _ep(self) -> Endpoint:
         if self.endpoint is None:

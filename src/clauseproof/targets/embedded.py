@@ -42,13 +42,17 @@ def free_port() -> int:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and waiting for its parent to reap it, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _cmdline(pid: int) -> str:
@@ -76,7 +80,8 @@ def reap_stale(tmp: str | None = None) -> list[str]:
             continue
         if _pid_alive(int(owner.get("pid", 0))):
             continue
-        for pid_file in (Path(folder) / "data" / "postmaster.pid", Path(folder) / "mariadbd.pid"):
+        # servers (postmaster.pid, mariadbd.pid) and helpers (pgpool.pid, haproxy.pid) of that folder
+        for pid_file in [Path(folder) / "data" / "postmaster.pid", *Path(folder).glob("*.pid")]:
             try:
                 pid = int(pid_file.read_text().split()[0])
             except (OSError, ValueError, IndexError):
@@ -199,6 +204,13 @@ class EmbeddedPostgres(EmbeddedServer):
 
     dialect = "postgresql"
 
+    def __init__(
+        self, label: str, namespace: str, bindir: Path | None, *, standby: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(label, namespace, bindir, **kwargs)
+        #: Start as a hot standby (standby.signal) of the server its ``primary_conninfo`` setting names.
+        self.standby = standby
+
     def bindir(self) -> Path:
         candidates = (
             [self.bindir_option]
@@ -243,6 +255,10 @@ class EmbeddedPostgres(EmbeddedServer):
                 if self.run_as:
                     self._run(["chown", "-R", self.run_as, str(data)], "chown of the data directory", as_owner=False)
                 (data / "postmaster.pid").unlink(missing_ok=True)
+                if self.standby:
+                    (data / "standby.signal").touch()
+                    if self.run_as:
+                        shutil.chown(data / "standby.signal", user=self.run_as)
             else:
                 self._init_pg(bindir, data)
             if self.settings:
@@ -421,7 +437,7 @@ class EmbeddedMariaDB(EmbeddedServer):
         return server / "mariadbd", install / "mariadb-install-db"
 
     def start(self) -> None:
-        server, install = self.binaries()
+        server, _ = self.binaries()
         folder = self._make_folder("mariadb")
         data = folder / "data"
         user = ["--user=root"] if os.geteuid() == 0 else []
@@ -441,17 +457,7 @@ class EmbeddedMariaDB(EmbeddedServer):
                     timeout=3600,
                 )
             else:
-                self._run(
-                    [
-                        str(install),
-                        "--no-defaults",
-                        f"--datadir={data}",
-                        "--auth-root-authentication-method=normal",
-                        "--skip-test-db",
-                        *user,
-                    ],
-                    "mariadb-install-db",
-                )
+                self.install_db(data)
             if self.encrypted:
                 key_file = folder / "keys.txt"  # never copied into results
                 key_file.write_text(f"1;{os.urandom(32).hex()}\n")
@@ -497,6 +503,21 @@ class EmbeddedMariaDB(EmbeddedServer):
         except BaseException:
             self.stop()
             raise
+
+    def install_db(self, data: Path) -> None:
+        """A new data directory (system tables, root without a password) at ``data``."""
+        _, install = self.binaries()
+        self._run(
+            [
+                str(install),
+                "--no-defaults",
+                f"--datadir={data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+            ],
+            "mariadb-install-db",
+        )
 
     def _wait_ready(self, port: int) -> bool:
         import pymysql

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.errors import ClauseproofError
+from clauseproof.replication import Node, Topology
 from clauseproof.targets.base import Endpoint, Target, check_reachable
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
@@ -40,6 +41,14 @@ _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
     "sm4": {"encrypt_sql": str},
+    "replication": {
+        "primary": str,
+        "replicas": list,
+        "read_endpoint": str,
+        "primary_weight": (int, float),
+        "replica_weights": list,
+        "proxy": str,
+    },
 }
 _REQUIRED = ("dialect", "host", "user")
 
@@ -61,6 +70,9 @@ class Profile:
     #: SQL that encrypts one block with the target's own SM4: placeholders {key_hex} and
     #: {plaintext_hex} (32 hex digits each); it returns the ciphertext as hex.
     sm4: dict[str, str] = field(default_factory=dict)
+    #: The replicated topology behind the target (SX-RDS-2): "host:port" of the primary and of
+    #: each replica, the read endpoint when it differs from the target's, and read weights.
+    replication: dict[str, Any] = field(default_factory=dict)
 
 
 def _line(text: str, section: str, key: str | None) -> int:
@@ -144,7 +156,49 @@ def load_profile(path: Path) -> Profile:
         server=dict(data.get("server", {})),
         commands=dict(data.get("commands", {})),
         sm4=dict(data.get("sm4", {})),
+        replication=_check_replication(data.get("replication", {}), err),
     )
+
+
+def _host_port(value: Any) -> tuple[str, int] | None:
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    host, _, port = value.rpartition(":")
+    return (host, int(port)) if host and port.isdigit() and 0 < int(port) < 65536 else None
+
+
+def _check_replication(rep: dict[str, Any], err: Any) -> dict[str, Any]:
+    """Validate [replication]: every endpoint "host:port", weights numbers matching the replicas."""
+    if not rep:
+        return {}
+    for key in ("primary", "read_endpoint"):
+        if key in rep and _host_port(rep[key]) is None:
+            raise err("replication", key, f"{rep[key]!r} is not host:port", f'write it as {key} = "10.0.0.10:5432"')
+    replicas = rep.get("replicas")
+    if replicas is not None and (not replicas or any(_host_port(r) is None for r in replicas)):
+        raise err(
+            "replication",
+            "replicas",
+            f"{replicas!r} is not a non-empty list of host:port",
+            'write it as replicas = ["10.0.0.11:5432", "10.0.0.12:5432"] (each replica\'s own endpoint)',
+        )
+    weights = rep.get("replica_weights")
+    if weights is not None:
+        if replicas is None or len(weights) != len(replicas):
+            raise err(
+                "replication", "replica_weights", "needs one weight per replica", "list as many weights as replicas"
+            )
+        if any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights):
+            raise err("replication", "replica_weights", f"{weights!r} are not all numbers >= 0", "use numbers >= 0")
+    if replicas is not None and "read_endpoint" not in rep and "primary" not in rep:
+        raise err(
+            "replication",
+            None,
+            "the target endpoint is the splitting proxy, so the primary's own endpoint is needed",
+            'add primary = "host:port" (the primary reached directly, for its counters), or read_endpoint = '
+            '"host:port" when the target endpoint is the primary itself (two-endpoint form)',
+        )
+    return dict(rep)
 
 
 def parse_url(url: str) -> tuple[str, Endpoint]:
@@ -239,6 +293,69 @@ class ExternalTarget(Target):
                 "could not drop %s on %s: %s", self.namespace, self.label, exc
             )
         self.endpoint = None
+
+    def topology(self) -> Topology | None:
+        """The replicated topology the profile declares ([replication]), or None.
+
+        Without ``replicas``, a PostgreSQL target behind pgpool-II is asked (SHOW POOL_NODES).
+        """
+        rep = self.profile.replication if self.profile else {}
+        if not rep:
+            return None
+        ep = self._ep()
+
+        def at(value: str) -> Endpoint:
+            hp = _host_port(value)
+            assert hp is not None  # validated with the profile
+            return Endpoint(hp[0], hp[1], ep.user, ep.database, password=ep.password)
+
+        replicas = list(rep.get("replicas", []))
+        weights = [float(w) for w in rep.get("replica_weights", [])]
+        source = "declared in the profile, each verified by connecting"
+        primary = at(rep["primary"]) if "primary" in rep else ep
+        if not replicas:
+            replicas, weights, primary_at = self._pool_nodes()
+            primary = at(primary_at)
+            source = "discovered from pgpool-II (SHOW POOL_NODES), each verified by connecting"
+        weights = weights or [1.0] * len(replicas)
+        read = at(rep["read_endpoint"]) if "read_endpoint" in rep else ep
+        return Topology(
+            dialect=self.dialect,
+            namespace=self.namespace,
+            primary=Node("primary", primary, float(rep.get("primary_weight", 0))),
+            replicas=[Node(f"replica{i}", at(r), w) for i, (r, w) in enumerate(zip(replicas, weights, strict=True), 1)],
+            write=ep,
+            read=read,
+            automatic_split="read_endpoint" not in rep,
+            proxy=str(rep.get("proxy", "declared by the vendor (not named in the profile)")),
+            source=source,
+        )
+
+    def _pool_nodes(self) -> tuple[list[str], list[float], str]:
+        if self.dialect != "postgresql":
+            raise ClauseproofError(
+                f"{self.label}: [replication] names no replicas",
+                fix='list them: replicas = ["host:port", ...]',
+            )
+        try:
+            with self.connect(in_namespace=False) as conn, conn.cursor() as cur:
+                cur.execute("SHOW POOL_NODES")
+                cols = [d[0] for d in cur.description or []]
+                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        except Exception as exc:
+            raise ClauseproofError(
+                f"{self.label}: [replication] names no replicas, and SHOW POOL_NODES failed "
+                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})",
+                checked="the target endpoint, asked as a pgpool-II endpoint",
+                fix='list the replicas: replicas = ["host:port", ...] under [replication]',
+            ) from None
+        primary = [f"{r['hostname']}:{r['port']}" for r in rows if r.get("role") == "primary"]
+        standbys = [r for r in rows if r.get("role") == "standby"]
+        return (
+            [f"{r['hostname']}:{r['port']}" for r in standbys],
+            [float(r.get("lb_weight") or 0) for r in standbys],
+            primary[0] if primary else f"{self._ep().host}:{self._ep().port}",
+        )
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -1,0 +1,624 @@
+"""Replicated topologies and the checks of SX-RDS-2: replicas, write placement, read balance, lag.
+
+A :class:`Topology` is what the checks need to know of a replicated target: the primary and
+every replica by direct endpoint (to verify each one, and to read counters the proxy does not
+control), the endpoint that takes writes and the one that takes reads (the same one when the
+split is automatic), and the read weight configured for each node.
+
+Every read reports the node that served it *inside the same statement*
+(``inet_server_addr()``/``inet_server_port()`` on PostgreSQL, ``@@server_id``/``@@hostname``/
+``@@port`` on the MySQL family); a node's identity is learnt by asking it directly.  The
+identities are cross-checked with each node's own counters (scans of the probe table in
+``pg_stat_user_tables``, ``Com_select``).  Balance is judged by a chi-square goodness-of-fit
+test of the nodes that served the first read of each new session (sessions are independent
+even when a pool pins a session to one node), against the configured weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from clauseproof.digest import Dialect
+from clauseproof.targets.base import Endpoint, open_endpoint
+
+#: The served-by expression, evaluated by the node that runs the statement.  On PostgreSQL it
+#: must be a stable function: pgpool-II sends a SELECT calling a volatile one (pg_is_in_recovery,
+#: pg_sleep) to the primary.
+IDENTITY = {
+    "postgresql": "host(inet_server_addr()) || ':' || inet_server_port()",
+    "mysql": "CONCAT(@@server_id, '@', @@hostname, ':', @@port)",
+}
+READ_TABLE = "cp_read_probe"
+WRITE_TABLE = "cp_write_probe"
+MARKER_TABLE = "cp_marker"
+
+
+@dataclass
+class Node:
+    """One server of the topology, reached directly (not through the proxy)."""
+
+    name: str
+    endpoint: Endpoint
+    #: Configured share of the reads (any scale; 0 = this node should serve no reads).
+    weight: float = 1.0
+
+
+@dataclass
+class Topology:
+    dialect: Dialect
+    namespace: str
+    primary: Node
+    replicas: list[Node]
+    write: Endpoint
+    read: Endpoint
+    #: One endpoint that splits reads from writes by itself.
+    automatic_split: bool
+    #: What splits or balances (for the evidence), e.g. "pgpool-II 4.3.5 (statement-level load balancing)".
+    proxy: str
+    #: How the replicas are known: "started by the harness", "declared in the profile", ...
+    source: str
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.primary, *self.replicas]
+
+    def open(self, ep: Endpoint) -> Any:
+        return open_endpoint(self.dialect, ep)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "dialect": self.dialect,
+            "primary": {"name": self.primary.name, **self.primary.endpoint.public(), "weight": self.primary.weight},
+            "replicas": [{"name": n.name, **n.endpoint.public(), "weight": n.weight} for n in self.replicas],
+            "write_endpoint": self.write.public(),
+            "read_endpoint": self.read.public(),
+            "split": "one endpoint, automatic" if self.automatic_split else "two endpoints (the application chooses)",
+            "proxy": self.proxy,
+            "source": self.source,
+        }
+
+
+@contextlib.contextmanager
+def _connection(topology: Topology, ep: Endpoint) -> Iterator[Any]:
+    conn = topology.open(ep)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _one(conn: Any, sql: str, args: tuple[Any, ...] | None = None) -> Any:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def identity_of(conn: Any, dialect: Dialect) -> str:
+    return str(_one(conn, f"SELECT {IDENTITY[dialect]}"))
+
+
+# -- replicas ---------------------------------------------------------------------------------
+@dataclass
+class ReplicaState:
+    name: str
+    endpoint: str
+    identity: str = ""
+    reachable: bool = False
+    read_only: bool = False
+    replicating: bool = False
+    current: bool = False
+    #: Seconds from the marker's commit on the primary until this replica had replayed its position.
+    catch_up_s: float | None = None
+    #: Position lag when the marker committed: WAL bytes (PostgreSQL) or GTID positions (MySQL family).
+    position_lag: str = ""
+    #: The server's own timestamp-based lag (pg_stat_replication.replay_lag, Seconds_Behind_Master).
+    reported_lag: str = ""
+    problem: str = ""
+
+    @property
+    def counted(self) -> bool:
+        return self.reachable and self.read_only and self.replicating and self.current
+
+
+def prepare(topology: Topology) -> None:
+    """Create the probe tables on the primary (inside the namespace; outside any timed window)."""
+    ns = topology.namespace
+    with _connection(topology, topology.primary.endpoint) as conn, conn.cursor() as cur:
+        for table in (READ_TABLE, WRITE_TABLE, MARKER_TABLE):
+            cur.execute(f"DROP TABLE IF EXISTS {ns}.{table}")
+        cur.execute(f"CREATE TABLE {ns}.{READ_TABLE} (id integer PRIMARY KEY, v varchar(40) NOT NULL)")
+        cur.execute(f"CREATE TABLE {ns}.{WRITE_TABLE} (token varchar(40) PRIMARY KEY, served_by varchar(200) NOT NULL)")
+        cur.execute(f"CREATE TABLE {ns}.{MARKER_TABLE} (token varchar(40) PRIMARY KEY)")
+        values = ", ".join(f"({i}, 'row {i}')" for i in range(1, 101))
+        cur.execute(f"INSERT INTO {ns}.{READ_TABLE} (id, v) VALUES {values}")
+
+
+def _primary_position(topology: Topology, token: str) -> str:
+    """Commit a marker on the primary and return the position that holds it."""
+    ns = topology.namespace
+    with _connection(topology, topology.primary.endpoint) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {ns}.{MARKER_TABLE} (token) VALUES (%s)", (token,))
+        if topology.dialect == "postgresql":
+            return str(_one(conn, "SELECT pg_current_wal_lsn()::text"))
+        return str(_one(conn, "SELECT @@gtid_binlog_pos"))
+
+
+def replica_states(topology: Topology, current_within_s: float = 5.0) -> list[ReplicaState]:
+    """Verify every replica directly: reachable, read-only, replicating, and current.
+
+    "Current" means the replica replays a marker committed on the primary within
+    ``current_within_s`` seconds, judged by positions (LSN / GTID), and the marker row is
+    visible there.  The servers' own timestamp-based lag is reported beside it.
+    """
+    token = "m" + secrets.token_hex(8)
+    states = [ReplicaState(n.name, f"{n.endpoint.host}:{n.endpoint.port}") for n in topology.replicas]
+    conns: dict[str, Any] = {}
+    try:
+        for node, st in zip(topology.replicas, states, strict=True):
+            try:
+                conns[node.name] = topology.open(node.endpoint)
+            except Exception as exc:
+                st.problem = f"cannot connect: {_first_line(exc)}"
+                continue
+            st.reachable = True
+            conn = conns[node.name]
+            st.identity = identity_of(conn, topology.dialect)
+            if topology.dialect == "postgresql":
+                in_recovery = bool(_one(conn, "SELECT pg_is_in_recovery()"))
+                st.read_only = in_recovery and _one(conn, "SHOW transaction_read_only") == "on"
+                status = _one(conn, "SELECT status FROM pg_stat_wal_receiver")
+                st.replicating = status == "streaming"
+                if not st.replicating:
+                    st.problem = f"WAL receiver status: {status or 'none (not a streaming standby)'}"
+            else:
+                st.read_only = bool(int(_one(conn, "SELECT @@read_only")))
+                with conn.cursor() as cur:
+                    cur.execute("SHOW SLAVE STATUS")
+                    row = cur.fetchone()
+                    cols = [d[0] for d in cur.description] if cur.description else []
+                status = dict(zip(cols, row, strict=True)) if row else {}
+                io, sql = status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")
+                st.replicating = io == "Yes" and sql == "Yes"
+                if not st.replicating:
+                    st.problem = f"replication threads: IO {io or 'none'}, SQL {sql or 'none'}"
+                behind = status.get("Seconds_Behind_Master")
+                st.reported_lag = f"Seconds_Behind_Master = {behind}"
+            if not st.read_only:
+                st.problem = (st.problem + "; " if st.problem else "") + "accepts writes (not read-only)"
+        position = _primary_position(topology, token)
+        committed = time.perf_counter()
+        if topology.dialect == "postgresql":
+            _pg_reported_lag(topology, states)
+        for node, st in zip(topology.replicas, states, strict=True):
+            conn = conns.get(node.name)
+            if conn is None:
+                continue
+            _wait_current(topology, conn, st, position, token, committed, current_within_s)
+    finally:
+        for c in conns.values():
+            with contextlib.suppress(Exception):
+                c.close()
+    return states
+
+
+def _wait_current(
+    topology: Topology, conn: Any, st: ReplicaState, position: str, token: str, committed: float, limit: float
+) -> None:
+    ns = topology.namespace
+    deadline = committed + limit
+    if topology.dialect == "postgresql":
+        first = _one(conn, "SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint", (position,))
+        st.position_lag = f"{max(int(first or 0), 0)} WAL bytes behind the marker's LSN {position} at first look"
+        while True:
+            if _one(conn, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (position,)):
+                st.catch_up_s = round(time.perf_counter() - committed, 4)
+                break
+            if time.perf_counter() > deadline:
+                break
+            time.sleep(0.002)
+    else:
+        replica_pos = _one(conn, "SELECT @@gtid_slave_pos")
+        st.position_lag = f"replica at GTID {replica_pos or '(none)'}, marker at {position}"
+        left = max(deadline - time.perf_counter(), 0.001)
+        if _one(conn, "SELECT MASTER_GTID_WAIT(%s, %s)", (position, left)) == 0:
+            st.catch_up_s = round(time.perf_counter() - committed, 4)
+    if st.catch_up_s is None:
+        st.problem = (
+            st.problem + "; " if st.problem else ""
+        ) + f"stale: not at the primary's position within {limit:g} s"
+        return
+    seen = _one(conn, f"SELECT count(*) FROM {ns}.{MARKER_TABLE} WHERE token = %s", (token,))
+    st.current = int(seen or 0) == 1
+    if not st.current:
+        st.problem = (st.problem + "; " if st.problem else "") + "position reached but the marker row is not visible"
+
+
+def _pg_reported_lag(topology: Topology, states: list[ReplicaState]) -> None:
+    """pg_stat_replication's timestamp-based replay_lag, matched to replicas by application_name."""
+    with _connection(topology, topology.primary.endpoint) as conn, conn.cursor() as cur:
+        cur.execute("SELECT application_name, state, replay_lag::text FROM pg_stat_replication")
+        rows = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+    for st in states:
+        if st.name in rows:
+            state, lag = rows[st.name]
+            st.reported_lag = f"pg_stat_replication: {state}, replay_lag {lag or 'null (idle)'}"
+
+
+# -- writes -------------------------------------------------------------------------------------
+@dataclass
+class WritePlacement:
+    writes: int
+    connections: int
+    primary_identity: str
+    served_by: dict[str, int]
+    rows_on_primary: int
+    primary_counter_delta: int
+    counter: str
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def all_on_primary(self) -> bool:
+        return (
+            not self.errors
+            and set(self.served_by) == {self.primary_identity}
+            and self.rows_on_primary == self.writes
+            and self.primary_counter_delta >= self.writes
+        )
+
+
+def _insert_counter(topology: Topology, conn: Any) -> int:
+    if topology.dialect == "postgresql":
+        _one(conn, "SELECT pg_stat_clear_snapshot()")
+        v = _one(
+            conn,
+            "SELECT n_tup_ins FROM pg_stat_user_tables WHERE schemaname = %s AND relname = %s",
+            (topology.namespace, WRITE_TABLE),
+        )
+        return int(v or 0)
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Com_insert'")
+        return int(cur.fetchone()[1])
+
+
+def write_placement(topology: Topology, writes: int = 200, connections: int = 10) -> WritePlacement:
+    """Send ``writes`` inserts through the write endpoint over new connections; where did each run?"""
+    ns = topology.namespace
+    with _connection(topology, topology.primary.endpoint) as conn:
+        primary_id = identity_of(conn, topology.dialect)
+        before = _insert_counter(topology, conn)
+    served: Counter[str] = Counter()
+    errors: list[str] = []
+    per_conn = -(-writes // connections)
+    done = 0
+    for _ in range(connections):
+        try:
+            with _connection(topology, topology.write) as conn, conn.cursor() as cur:
+                for _ in range(min(per_conn, writes - done)):
+                    token = "w" + secrets.token_hex(8)
+                    cur.execute(
+                        f"INSERT INTO {ns}.{WRITE_TABLE} (token, served_by) VALUES (%s, {IDENTITY[topology.dialect]})",
+                        (token,),
+                    )
+                    done += 1
+        except Exception as exc:
+            errors.append(_first_line(exc))
+    time.sleep(0.05)  # backends flush their statistics when their sessions end
+    with _connection(topology, topology.primary.endpoint) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT served_by, count(*) FROM {ns}.{WRITE_TABLE} GROUP BY served_by")
+            for who, n in cur.fetchall():
+                served[str(who)] += int(n)
+        after = _wait_counter(lambda: _insert_counter(topology, conn), before + done)
+    return WritePlacement(
+        writes=done,
+        connections=connections,
+        primary_identity=primary_id,
+        served_by=dict(served),
+        rows_on_primary=sum(served.values()),
+        primary_counter_delta=after - before,
+        counter="pg_stat_user_tables.n_tup_ins of the probe table on the primary"
+        if topology.dialect == "postgresql"
+        else "Com_insert on the primary",
+        errors=errors,
+    )
+
+
+def _wait_counter(read: Any, at_least: int, limit_s: float = 3.0) -> int:
+    """Read a statistics counter until it reaches ``at_least`` (statistics flush lazily) or time runs out."""
+    deadline = time.monotonic() + limit_s
+    value = int(read())
+    while value < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = int(read())
+    return value
+
+
+# -- reads --------------------------------------------------------------------------------------
+@dataclass
+class ReadBalance:
+    clients: int
+    sessions: int
+    reads: int
+    alpha: float
+    #: node name -> configured weight
+    weights: dict[str, float]
+    #: node name -> reads it served, as the statements reported
+    reads_by_node: dict[str, int]
+    #: node name -> first reads of sessions it served (the chi-square sample)
+    sessions_by_node: dict[str, int]
+    #: node name -> reads its own counter saw (proxy-independent)
+    counter_by_node: dict[str, int]
+    counter: str
+    unknown_identities: dict[str, int]
+    pinned_sessions: int
+    chi2: float
+    dof: int
+    p_value: float
+    seconds: float
+    max_concurrent: int
+    errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return not self.problems
+
+    def evidence(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _read_counters(topology: Topology, nodes: list[Node] | None = None) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for node in topology.nodes if nodes is None else nodes:
+        try:
+            with _connection(topology, node.endpoint) as conn:
+                if topology.dialect == "postgresql":
+                    v = _one(
+                        conn,
+                        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+                        "WHERE schemaname = %s AND relname = %s",
+                        (topology.namespace, READ_TABLE),
+                    )
+                    out[node.name] = int(v or 0)
+                else:
+                    with conn.cursor() as cur:
+                        cur.execute("SHOW GLOBAL STATUS LIKE 'Com_select'")
+                        out[node.name] = int(cur.fetchone()[1])
+        except Exception:
+            out[node.name] = None
+    return out
+
+
+def node_identities(topology: Topology) -> dict[str, str]:
+    """identity -> node name, each node asked directly."""
+    ids: dict[str, str] = {}
+    for node in topology.nodes:
+        with contextlib.suppress(Exception), _connection(topology, node.endpoint) as conn:
+            ids[identity_of(conn, topology.dialect)] = node.name
+    return ids
+
+
+def read_balance(
+    topology: Topology,
+    *,
+    clients: int = 50,
+    sessions_per_client: int = 20,
+    reads_per_session: int = 5,
+    alpha: float = 0.01,
+    time_limit_s: float = 180.0,
+) -> ReadBalance:
+    """``clients`` concurrent clients, each opening ``sessions_per_client`` new sessions on the
+    read endpoint and reading ``reads_per_session`` rows in each; who served what, and is it balanced?"""
+    from scipy.stats import chisquare
+
+    ns, dialect = topology.namespace, topology.dialect
+    who = node_identities(topology)
+    sql = f"SELECT {IDENTITY[dialect]}, v FROM {ns}.{READ_TABLE} WHERE id = %s"
+    lock = threading.Lock()
+    reads: Counter[str] = Counter()
+    firsts: Counter[str] = Counter()
+    errors: list[str] = []
+    pinned = 0
+    active = 0
+    max_active = 0
+    barrier = threading.Barrier(clients)
+    connected = threading.Barrier(clients)
+    deadline = time.monotonic() + time_limit_s
+
+    def client(k: int) -> None:
+        nonlocal pinned, active, max_active
+        try:
+            barrier.wait(timeout=60)
+        except threading.BrokenBarrierError:
+            pass
+        for s in range(sessions_per_client):
+            if time.monotonic() > deadline:
+                with lock:
+                    errors.append(f"client {k}: time limit of {time_limit_s:g} s reached after {s} sessions")
+                return
+            served: list[str] = []
+            try:
+                conn = topology.open(topology.read)
+                with lock:
+                    active += 1
+                    max_active = max(max_active, active)
+                try:
+                    if s == 0:  # every client holds its first session open until all are connected
+                        with contextlib.suppress(threading.BrokenBarrierError):
+                            connected.wait(timeout=60)
+                    with conn.cursor() as cur:
+                        for r in range(reads_per_session):
+                            cur.execute(sql, (1 + (k * 7 + s * 3 + r) % 100,))
+                            ident, v = cur.fetchone()
+                            if not v:
+                                raise RuntimeError("probe row not found")
+                            served.append(str(ident))
+                finally:
+                    with lock:
+                        active -= 1
+                    conn.close()
+            except Exception as exc:
+                with lock:
+                    errors.append(f"client {k}: {_first_line(exc)}")
+            with lock:
+                reads.update(served)
+                if served:
+                    firsts[served[0]] += 1
+                    if reads_per_session > 1 and len(set(served)) == 1:
+                        pinned += 1
+
+    before = _read_counters(topology)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(client, range(clients)))
+    seconds = time.perf_counter() - started
+    time.sleep(0.05)
+    total_reads = sum(reads.values())
+    after = _read_counters(topology)
+
+    names = [n.name for n in topology.nodes]
+    by_node = {n: 0 for n in names}
+    first_by_node = {n: 0 for n in names}
+    unknown: dict[str, int] = {}
+    for ident, n in reads.items():
+        if ident in who:
+            by_node[who[ident]] += n
+        else:
+            unknown[ident] = n
+    for ident, n in firsts.items():
+        if ident in who:
+            first_by_node[who[ident]] += n
+    counters: dict[str, int] = {}
+    problems: list[str] = []
+    for name in names:
+        b, a = before.get(name), after.get(name)
+        if b is None or a is None:
+            problems.append(f"{name}: its read counter could not be read")
+            continue
+        counters[name] = a - b
+        # statistics flush lazily: give a lagging counter a moment to reach what the statements reported
+        if counters[name] < by_node[name]:
+            counters[name] = _settle(topology, name, b, by_node[name])
+    weights = {n.name: n.weight for n in topology.nodes}
+    wsum = sum(weights.values())
+    total_first = sum(first_by_node.values())
+    observed, expected = [], []
+    for name in names:
+        share = weights[name] / wsum if wsum else 0.0
+        if share == 0 and first_by_node[name]:
+            problems.append(f"{name} served {by_node[name]} reads but is configured to serve none")
+        if share > 0:
+            observed.append(first_by_node[name])
+            expected.append(share * total_first)
+    chi2, p = float("nan"), 0.0
+    if total_first and len(observed) > 1 and sum(observed) == total_first:
+        res = chisquare(observed, expected)
+        chi2, p = float(res.statistic), float(res.pvalue)
+        if p < alpha:
+            problems.append(f"chi-square {chi2:.2f} on {len(observed) - 1} degrees of freedom, p = {p:.3g} < {alpha:g}")
+    elif total_first and len(observed) == 1 and sum(observed) == total_first:
+        chi2, p = 0.0, 1.0
+    elif not total_first:
+        problems.append("no read succeeded")
+    for node in topology.replicas:
+        if node.weight > 0 and by_node[node.name] == 0:
+            problems.append(f"{node.name} served no reads")
+    for name in names:
+        c = counters.get(name)
+        if c is not None and abs(c - by_node[name]) > max(2, 0.01 * by_node[name]):
+            problems.append(f"{name}: its own counter saw {c} reads, the statements reported {by_node[name]}")
+    if unknown:
+        problems.append(f"reads served by nodes outside the topology: {unknown}")
+    if errors:
+        problems.append(f"{len(errors)} client errors, first: {errors[0]}")
+    if max_active < clients:
+        problems.append(f"only {max_active} clients were connected at once (wanted {clients})")
+    return ReadBalance(
+        clients=clients,
+        sessions=clients * sessions_per_client,
+        reads=total_reads,
+        alpha=alpha,
+        weights=weights,
+        reads_by_node=by_node,
+        sessions_by_node=first_by_node,
+        counter_by_node=counters,
+        counter="scans of the probe table in pg_stat_user_tables (seq_scan + idx_scan)"
+        if dialect == "postgresql"
+        else "Com_select",
+        unknown_identities=unknown,
+        pinned_sessions=pinned,
+        chi2=chi2,
+        dof=max(len(observed) - 1, 0),
+        p_value=p,
+        seconds=round(seconds, 3),
+        max_concurrent=max_active,
+        errors=errors[:20],
+        problems=problems,
+    )
+
+
+def _settle(topology: Topology, name: str, before: int, want: int) -> int:
+    node = next(n for n in topology.nodes if n.name == name)
+
+    def read() -> int:
+        return (_read_counters(topology, [node]).get(name) or before) - before
+
+    return _wait_counter(read, want)
+
+
+# -- read-your-writes ---------------------------------------------------------------------------
+@dataclass
+class ReadYourWrites:
+    attempts: int
+    #: Reads in the writing session that saw the write at once (None: two endpoints, the session
+    #: that writes does not read through the read endpoint).
+    same_session_seen: int | None
+    new_session_seen: int
+    #: Seconds until a new session on the read endpoint saw the write, per attempt (None: never, within the limit).
+    new_session_visible_after_s: list[float | None]
+
+
+def read_your_writes(topology: Topology, attempts: int = 20, limit_s: float = 5.0) -> ReadYourWrites:
+    """Write a token and read it back at once in the same session and in a new session."""
+    ns = topology.namespace
+    same: int | None = 0 if topology.automatic_split else None
+    new = 0
+    visible: list[float | None] = []
+    with _connection(topology, topology.write) as wconn:
+        for _ in range(attempts):
+            token = "r" + secrets.token_hex(8)
+            with wconn.cursor() as cur:
+                cur.execute(f"INSERT INTO {ns}.{MARKER_TABLE} (token) VALUES (%s)", (token,))
+            t0 = time.perf_counter()
+            if same is not None:
+                same += int(_one(wconn, f"SELECT count(*) FROM {ns}.{MARKER_TABLE} WHERE token = %s", (token,)))
+            after: float | None = None
+            with _connection(topology, topology.read) as rconn:
+                first = True
+                while True:
+                    seen = int(_one(rconn, f"SELECT count(*) FROM {ns}.{MARKER_TABLE} WHERE token = %s", (token,)))
+                    if seen:
+                        after = round(time.perf_counter() - t0, 4)
+                        new += int(first)
+                        break
+                    first = False
+                    if time.perf_counter() - t0 > limit_s:
+                        break
+                    time.sleep(0.001)
+            visible.append(after)
+    return ReadYourWrites(attempts, same, new, visible)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,143 @@
+"""SX-RDS-2: at least 5 read-only replicas, automatic read/write split, reads balanced over them.
+
+Against a replicated topology (the embedded pgpool-II and HAProxy topologies, or a vendor's
+declared in a profile):
+
+- every replica is verified directly: reachable, read-only, replicating, and current (it
+  replays a marker committed on the primary within a few seconds, judged by LSN / GTID
+  position; the servers' timestamp-based lag is reported beside it);
+- writes through the write endpoint each record the node that ran them; all must be the primary,
+  and the primary's own insert counter must agree;
+- 50 concurrent clients open many new sessions on the read endpoint; each read reports its
+  node inside the statement, cross-checked with each node's own read counter; balance is a
+  chi-square test of the sessions' first reads against the configured weights;
+- read-your-writes and replication lag are measured and reported (the clause sets no bound).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+
+from clauseproof import replication as rep
+from clauseproof.catalog import Catalog
+from clauseproof.evidence import CaseEvidence
+from clauseproof.replication import Topology
+from clauseproof.targets import Target
+
+
+def _pool_nodes(topology: Topology) -> list[dict[str, Any]] | None:
+    """pgpool-II's own per-node view (select_cnt is the proxy's counter), when the read endpoint is pgpool."""
+    if topology.dialect != "postgresql":
+        return None
+    with contextlib.suppress(Exception), topology.open(topology.read) as conn, conn.cursor() as cur:
+        cur.execute("SHOW POOL_NODES")
+        cols = [d[0] for d in cur.description or []]
+        keep = ("node_id", "hostname", "port", "status", "role", "lb_weight", "select_cnt", "replication_delay")
+        return [{k: v for k, v in zip(cols, r, strict=True) if k in keep} for r in cur.fetchall()]
+    return None
+
+
+@pytest.mark.clause("SX-RDS-2a", "SX-RDS-2b", "SX-RDS-2c")
+def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvidence, clause_catalog: Catalog) -> None:
+    target, topology = replicated
+    evidence.record.target = target.label
+    p_count, p_split, p_bal = (clause_catalog[c].params for c in ("SX-RDS-2a", "SX-RDS-2b", "SX-RDS-2c"))
+    sessions = max(2, round(p_bal["sessions_per_client"] * min(evidence.scale, 1.0)))
+    evidence.parameters(
+        topology=topology.describe(),
+        current_within_s=p_count["current_within_s"],
+        writes=p_split["writes"],
+        clients=p_bal["clients"],
+        sessions_per_client=sessions,
+        reads_per_session=p_bal["reads_per_session"],
+        alpha=p_bal["alpha"],
+        identity_sql=rep.IDENTITY[topology.dialect],
+    )
+    evidence.window(
+        "no timed window: counts, placements and a chi-square test; probe tables are created on the primary "
+        "first, each replica is verified by connecting to it directly"
+    )
+    evidence.progress(f"SX-RDS-2 on {target.label}: verifying {len(topology.replicas)} replicas ...")
+    rep.prepare(topology)
+    states = rep.replica_states(topology, current_within_s=p_count["current_within_s"])
+    counted = [s for s in states if s.counted]
+    evidence.parameters(replicas=[vars(s) | {"counted": s.counted} for s in states])
+    evidence.measure(
+        "SX-RDS-2a",
+        len(counted),
+        "replicas",
+        statistic=f"replicas that are reachable, read-only, replicating and current within "
+        f"{p_count['current_within_s']} s ({topology.source})"
+        + "".join(f"; {s.name}: {s.problem}" for s in states if s.problem),
+        samples=[s.catch_up_s for s in states if s.catch_up_s is not None],
+        sample_unit="s",
+    )
+
+    placement = rep.write_placement(topology, writes=p_split["writes"])
+    pool_before = _pool_nodes(topology)
+    evidence.progress(
+        f"SX-RDS-2 on {target.label}: {p_bal['clients']} clients x {sessions} new sessions x "
+        f"{p_bal['reads_per_session']} reads ..."
+    )
+    balance = rep.read_balance(
+        topology,
+        clients=p_bal["clients"],
+        sessions_per_client=sessions,
+        reads_per_session=p_bal["reads_per_session"],
+        alpha=p_bal["alpha"],
+    )
+    pool_after = _pool_nodes(topology)
+    ryw = rep.read_your_writes(topology)
+    evidence.parameters(
+        write_placement=vars(placement),
+        read_balance=balance.evidence(),
+        pgpool_nodes_before=pool_before,
+        pgpool_nodes_after=pool_after,
+        read_your_writes=vars(ryw),
+    )
+
+    replica_reads = sum(balance.reads_by_node[n.name] for n in topology.replicas)
+    split_ok = topology.automatic_split and placement.all_on_primary and replica_reads > 0
+    if not topology.automatic_split:
+        why = "two endpoints: the application chooses where to write and where to read, the split is not automatic"
+    elif not placement.all_on_primary:
+        why = f"writes ran on {placement.served_by} (primary is {placement.primary_identity})" + (
+            f"; errors: {placement.errors[:2]}" if placement.errors else ""
+        )
+    elif not replica_reads:
+        why = "no read through the same endpoint was served by a replica"
+    else:
+        why = (
+            f"one endpoint; {placement.writes} of {placement.writes} writes on the primary, "
+            f"{replica_reads} reads on replicas"
+        )
+    evidence.measure("SX-RDS-2b", split_ok, "bool", statistic=f"part: automatic read/write split ({why})")
+    evidence.measure(
+        "SX-RDS-2c",
+        balance.balanced,
+        "bool",
+        statistic=f"part: reads balanced over the replicas — chi-square {balance.chi2:.2f}, {balance.dof} d.f., "
+        f"p = {balance.p_value:.3g} (alpha {balance.alpha:g}) over {sum(balance.sessions_by_node.values())} "
+        f"sessions' first reads; reads per node {balance.reads_by_node}"
+        + (f"; problems: {'; '.join(balance.problems)}" if balance.problems else ""),
+        samples=[float(balance.reads_by_node[n.name]) for n in topology.replicas],
+        sample_unit="reads",
+    )
+    lag = [s.catch_up_s for s in states if s.catch_up_s is not None]
+    evidence.note(
+        f"Replication lag by position: every counted replica replayed the marker's position within "
+        f"{max(lag) * 1000:.1f} ms of its commit on the primary."
+        if lag
+        else "No replica reached the marker."
+    )
+    same = "n/a (two endpoints)" if ryw.same_session_seen is None else f"{ryw.same_session_seen}/{ryw.attempts}"
+    evidence.note(
+        f"Read-your-writes: a write read back at once in the same session: {same}; in a new session on the read "
+        f"endpoint: {ryw.new_session_seen}/{ryw.attempts} at the first read (the clause sets no bound; reported)."
+    )
+    if not topology.automatic_split:
+        evidence.note(f"Split: {topology.proxy}.")
+    evidence.require_pass()

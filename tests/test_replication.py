@@ -1,0 +1,207 @@
+"""SX-RDS-2 checks on real topologies, with their positive controls.
+
+One PostgreSQL topology (primary + 5 streaming replicas behind pgpool-II) is shared by the
+module; the controls that damage it (a paused replica, a stopped replica) run last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clauseproof import replication as rep
+from clauseproof.catalog import load_catalog
+from clauseproof.errors import ClauseproofError
+from clauseproof.evidence import judge
+from clauseproof.targets.embedded import FOLDER_PREFIX, reap_stale
+from clauseproof.targets.external import ExternalTarget, load_profile
+from clauseproof.targets.replicated import Helper, ReplicatedMariaDB, ReplicatedPostgres
+from tests.fix_targets import CATALOG
+
+NS = "clauseproof_selftest_rep"
+
+
+@pytest.fixture(scope="module")
+def pg_topology() -> Iterator[ReplicatedPostgres]:
+    t = ReplicatedPostgres("selftest-pg-replicated", NS, None)
+    started = time.perf_counter()
+    t.start()
+    assert time.perf_counter() - started < 60, "the topology must be up within 60 s"
+    rep.prepare(t.topology())
+    yield t
+    t.stop()
+
+
+def test_topology_is_replicating_and_splits_automatically(pg_topology: ReplicatedPostgres) -> None:
+    topo = pg_topology.topology()
+    states = rep.replica_states(topo)
+    assert [s.counted for s in states] == [True] * 5, [s.problem for s in states]
+    assert all(s.catch_up_s is not None and s.catch_up_s < 5 for s in states)
+    assert all("WAL bytes" in s.position_lag and "replay_lag" in s.reported_lag for s in states)
+    placement = rep.write_placement(topo, writes=40, connections=4)
+    assert placement.all_on_primary, placement
+    assert topo.automatic_split
+
+
+def test_balance_passes_on_the_balancing_proxy(pg_topology: ReplicatedPostgres) -> None:
+    b = rep.read_balance(pg_topology.topology(), clients=50, sessions_per_client=4, reads_per_session=3)
+    assert b.balanced, b.problems
+    assert b.max_concurrent == 50
+    assert b.counter_by_node == b.reads_by_node  # the nodes' own counters agree with the statements
+    assert b.reads_by_node["primary"] == 0
+
+
+def test_balance_fails_against_weights_the_proxy_does_not_follow(pg_topology: ReplicatedPostgres) -> None:
+    """Positive control of the chi-square test: declared weights 1:1:1:1:6, the proxy balances 1:1:1:1:1."""
+    topo = pg_topology.topology()
+    skewed = dataclasses.replace(
+        topo, replicas=[dataclasses.replace(n, weight=6.0 if i == 4 else 1.0) for i, n in enumerate(topo.replicas)]
+    )
+    b = rep.read_balance(skewed, clients=50, sessions_per_client=4, reads_per_session=1)
+    assert not b.balanced
+    assert any("chi-square" in p for p in b.problems), b.problems
+
+
+def test_balance_fails_when_every_read_goes_to_the_primary() -> None:
+    """Positive control: pgpool-II with load balancing off sends every read to the primary."""
+    t = ReplicatedPostgres("selftest-pg-no-balance", NS, None, replicas=2, load_balance=False)
+    t.start()
+    try:
+        topo = t.topology()
+        rep.prepare(topo)
+        b = rep.read_balance(topo, clients=10, sessions_per_client=3, reads_per_session=2)
+        assert not b.balanced
+        assert b.reads_by_node["primary"] == b.reads == 60
+        assert any("configured to serve none" in p for p in b.problems)
+        assert any("replica1 served no reads" in p for p in b.problems)
+    finally:
+        t.stop()
+
+
+def test_a_profile_declares_or_discovers_the_topology(pg_topology: ReplicatedPostgres, tmp_path: Path) -> None:
+    """A vendor's topology through a profile: declared replicas, or discovered from pgpool-II."""
+    topo = pg_topology.topology()
+    proxy = topo.write
+    replicas = ", ".join(f'"127.0.0.1:{n.endpoint.port}"' for n in topo.replicas)
+    declared = tmp_path / "declared.toml"
+    declared.write_text(
+        textwrap.dedent(f"""
+        [target]
+        dialect = "postgresql"
+        host = "127.0.0.1"
+        port = {proxy.port}
+        user = "postgres"
+        [replication]
+        primary = "127.0.0.1:{topo.primary.endpoint.port}"
+        replicas = [{replicas}]
+        proxy = "pgpool-II"
+        """)
+    )
+    discovered = tmp_path / "discovered.toml"
+    discovered.write_text(declared.read_text().split("[replication]")[0] + "[replication]\nproxy = 'pgpool-II'\n")
+    for path, source in ((declared, "declared"), (discovered, "discovered")):
+        t = ExternalTarget.from_profile(path, "clauseproof_selftest_profile")
+        t.start()
+        try:
+            got = t.topology()
+            assert got is not None and source in got.source and got.automatic_split
+            assert [n.endpoint.port for n in got.replicas] == [n.endpoint.port for n in topo.replicas]
+            assert got.primary.endpoint.port == topo.primary.endpoint.port
+            rep.prepare(got)
+            assert sum(s.counted for s in rep.replica_states(got)) == 5
+        finally:
+            t.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('primary = "db1"\nreplicas = ["db2:5432"]', "[replication] primary: 'db1' is not host:port"),
+        ('replicas = ["db2:5432"]', "the primary's own endpoint is needed"),
+        ('read_endpoint = "p:1"\nreplicas = []', "is not a non-empty list of host:port"),
+        ('read_endpoint = "p:1"\nreplicas = ["a:1"]\nreplica_weights = [1, 2]', "needs one weight per replica"),
+    ],
+)
+def test_bad_replication_sections_are_named(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "vendor.toml"
+    path.write_text(f'[target]\ndialect = "mysql"\nhost = "h"\nuser = "u"\n[replication]\n{body}\n')
+    with pytest.raises(ClauseproofError) as exc:
+        load_profile(path)
+    assert message in str(exc.value) and f"{path}:" in str(exc.value)
+
+
+def test_a_paused_replica_is_reported_stale(pg_topology: ReplicatedPostgres) -> None:
+    """Positive control: a replica that stopped replaying is not current, and not counted."""
+    topo = pg_topology.topology()
+    with topo.open(topo.replicas[0].endpoint) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_wal_replay_pause()")
+        try:
+            states = rep.replica_states(topo, current_within_s=1.0)
+        finally:
+            cur.execute("SELECT pg_wal_replay_resume()")
+    assert not states[0].counted and "stale" in states[0].problem
+    assert all(s.counted for s in states[1:])
+
+
+def test_a_stopped_replica_fails_the_count(pg_topology: ReplicatedPostgres) -> None:
+    """Positive control: with one of five replicas stopped, "at least 5 replicas" fails."""
+    pg_topology.stop_replica(4)
+    states = rep.replica_states(pg_topology.topology())
+    counted = sum(s.counted for s in states)
+    assert counted == 4
+    assert "cannot connect" in states[4].problem
+    assert not judge(load_catalog(CATALOG)["SX-RDS-2a"], counted)
+
+
+def test_mariadb_topology_two_endpoints_and_a_stopped_sql_thread() -> None:
+    """MariaDB: writes on the primary, reads balanced by HAProxy, and a replica whose SQL thread stopped is stale."""
+    t = ReplicatedMariaDB("selftest-mariadb-replicated", NS, None, replicas=2)
+    t.start()
+    try:
+        topo = t.topology()
+        assert not topo.automatic_split and topo.read != topo.write
+        rep.prepare(topo)
+        assert rep.write_placement(topo, writes=20, connections=2).all_on_primary
+        b = rep.read_balance(topo, clients=10, sessions_per_client=4, reads_per_session=2)
+        assert b.balanced, b.problems
+        assert b.counter_by_node == b.reads_by_node
+        with topo.open(topo.replicas[0].endpoint) as conn, conn.cursor() as cur:
+            cur.execute("STOP SLAVE SQL_THREAD")
+        states = rep.replica_states(topo, current_within_s=1.0)
+        assert not states[0].replicating and "SQL No" in states[0].problem
+        assert not states[0].counted and states[1].counted
+    finally:
+        t.stop()
+
+
+def test_a_proxy_left_by_a_killed_run_is_reaped() -> None:
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}pgpool-"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / "owner.json").write_text(json.dumps({"pid": dead.pid, "engine": "pgpool"}))
+    helper = Helper("sleeper", [sys.executable, "-c", "import time; time.sleep(300)", str(folder)], folder, 1, 15)
+    helper.proc = subprocess.Popen(helper.args, start_new_session=True)
+    (folder / "sleeper-leader.pid").write_text(str(helper.proc.pid))
+    assert str(folder) in reap_stale()
+    assert helper.proc.wait(timeout=10) == -signal.SIGKILL
+    assert not folder.exists()
+
+
+def test_replication_suite_skips_a_single_server_with_the_reason(project: pytest.Pytester) -> None:
+    result = project.runpytest(
+        "suites/replication", "--cp-target=postgresql://postgres@127.0.0.1:5432/postgres", "-rs", "-p", "no:randomly"
+    )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*is one server: SX-RDS-2 needs a replicated topology*"])
+    assert os.environ.get("CLAUSEPROOF_TARGET") is None
