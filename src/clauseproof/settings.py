@@ -95,7 +95,7 @@ def _targets(s: str) -> tuple[str, ...]:
             out.append(part)
         else:
             raise ValueError(
-                f"Could not parse value: {part!r} (expected one of {', '.join([*ALIASES, *EMBEDDED, *CONTAINERS])}, "
+                f"Could not parse value: {part!r} (expected one of {', '.join([*ALIASES, *EMBEDDED, *VARIANTS, *CONTAINERS])}, "
                 "a URL such as postgresql://user@host:5432/db, or a profile file ending in .toml)"
             )
     if not out:
@@ -118,8 +118,9 @@ def _default_cache() -> str:
 OPTIONS = (
     Option(
         "target",
-        "what the suites run against: embedded (default), embedded-postgresql, "
-        "embedded-mariadb, containers, a SQLAlchemy-style URL, or a profile .toml; comma-separated",
+        "what the suites run against: embedded (default), embedded-postgresql, embedded-mariadb, "
+        "embedded-mariadb-encrypted, embedded-postgresql-replicated, embedded-mariadb-replicated, containers, "
+        "a SQLAlchemy-style URL, or a profile .toml; comma-separated",
         "embedded",
         _targets,
     ),
