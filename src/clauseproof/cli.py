@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="re-render report.html from a run's evidence.json")
     rep.add_argument("run", type=Path, help="a run folder, e.g. results/latest")
     sub.add_parser("reap", help="stop and remove embedded servers left by crashed runs")
+    clean = sub.add_parser("cloud-cleanup", help="delete every VM a run created (named cp-<run id>-...)")
+    clean.add_argument("--cloud", required=True, help="the cloud profile .toml the run used")
+    clean.add_argument("--run", required=True, help="the run id (results/<run id>/, or the VMs' name prefix)")
     args = parser.parse_args(argv)
 
     if args.command == "catalog":
@@ -37,10 +40,41 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(write_report(args.run, doc))
         return 0
+    if args.command == "cloud-cleanup":
+        return _cloud_cleanup(args.cloud, args.run)
     from clauseproof.targets.embedded import reap_stale
 
     for folder in reap_stale():
         print(f"removed {folder}")
+    return 0
+
+
+def _cloud_cleanup(spec: str, run_id: str) -> int:
+    from clauseproof.cloud.base import GONE
+    from clauseproof.cloud.batch import cleanup
+    from clauseproof.cloud.profile import make_driver
+    from clauseproof.errors import ClauseproofError
+
+    if spec in ("simulated", "none"):
+        print(f"clauseproof: --cloud {spec}: the simulated cloud lives inside its run; nothing outlives it")
+        return 0
+    try:
+        driver = make_driver(spec)
+    except ClauseproofError as exc:
+        print(f"clauseproof: {exc}", file=sys.stderr)
+        return 2
+    try:
+        found = [v for v in driver.list_vms(run_id) if v.state != GONE]
+        left = cleanup(driver, run_id)
+    finally:
+        driver.close()
+    for v in found:
+        if not any(item.startswith(f"{v.name} ({v.id}") for item in left):
+            print(f"deleted {v.name} ({v.id}, was {v.state})")
+    if left:
+        print(f"clauseproof: still there after the clean-up: {', '.join(left)}", file=sys.stderr)
+        return 1
+    print(f"run {run_id}: {len(found)} VMs deleted, none left")
     return 0
 
 

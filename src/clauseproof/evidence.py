@@ -131,8 +131,12 @@ class CaseEvidence:
         statistic: str,
         samples: list[float] | None = None,
         sample_unit: str | None = None,
+        why: str = "",
     ) -> Measurement:
-        """Record a measured value for a clause and judge it against the clause's threshold."""
+        """Record a measured value for a clause and judge it against the clause's threshold.
+
+        ``why`` explains a failure beyond the numbers (which VMs failed, say); it is added to the
+        reason of a FAIL."""
         if clause_id not in self.record.clause_ids:
             raise ClauseproofError(
                 f"{self.record.nodeid} measured {clause_id}, which its clause marker does not name",
@@ -165,6 +169,8 @@ class CaseEvidence:
                 verdict, reason = FAIL, f"not shown: {statistic}"
             else:
                 verdict, reason = FAIL, f"measured {_fmt(v)} {clause.unit}, required {clause.rule()}"
+            if why:
+                reason += f": {why}"
         m = Measurement(
             clause_id=clause_id,
             target=self.record.target or "",
@@ -193,6 +199,8 @@ class CaseEvidence:
 def _fmt(v: float | bool) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if math.isinf(v):
+        return "never reached"
     return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
 
 

@@ -95,12 +95,22 @@ def _targets(s: str) -> tuple[str, ...]:
             out.append(part)
         else:
             raise ValueError(
-                f"Could not parse value: {part!r} (expected one of {', '.join([*ALIASES, *EMBEDDED, *VARIANTS, *CONTAINERS])}, "
+                f"Could not parse value: {part!r} (expected one of "
+                f"{', '.join([*ALIASES, *EMBEDDED, *VARIANTS, *CONTAINERS])}, "
                 "a URL such as postgresql://user@host:5432/db, or a profile file ending in .toml)"
             )
     if not out:
         raise ValueError(f"Could not parse value: {s!r} (no target named)")
     return tuple(dict.fromkeys(out))
+
+
+def _cloud(s: str) -> str:
+    if s in ("simulated", "none") or s.endswith(".toml"):
+        return s
+    raise ValueError(
+        f"Could not parse value: {s!r} (expected simulated (moto's EC2 on loopback), none, "
+        "or a cloud profile file ending in .toml)"
+    )
 
 
 def _path(s: str) -> Path:
@@ -124,6 +134,13 @@ OPTIONS = (
         "embedded",
         _targets,
     ),
+    Option(
+        "cloud",
+        "what the VM cases run against: simulated (default: moto's EC2 on loopback, results are not evidence), "
+        "none, or a cloud profile .toml (a Libcloud provider)",
+        "simulated",
+        _cloud,
+    ),
     Option("repeats", "how many times each timed load is repeated (default 3)", "3", _positive_int),
     Option(
         "scale",
@@ -146,6 +163,7 @@ class Settings:
     """All settings of one run, validated."""
 
     targets: tuple[str, ...]
+    cloud: str
     repeats: int
     scale: float
     seed: int
@@ -192,6 +210,7 @@ def read_settings(config: pytest.Config) -> Settings:
     root = Path(str(config.rootpath))
     return Settings(
         targets=values["target"],
+        cloud=values["cloud"],
         repeats=values["repeats"],
         scale=values["scale"],
         seed=values["seed"],

@@ -1,0 +1,160 @@
+"""Which cloud the VM cases run against: ``--cp-cloud`` = ``simulated`` (default), ``none``, or a profile.
+
+A cloud profile (TOML) names a Libcloud provider, the environment variables holding the
+credentials, the image and size, and the batch settings::
+
+    [cloud]
+    provider = "openstack"          # a Libcloud Provider name; "fake" is the self-tests' fake cloud
+    key_env = "OS_USERNAME"
+    secret_env = "OS_PASSWORD"
+    image = "<image id>"
+    size = "<flavor id>"
+    poll_interval_s = 1.0
+    reach_port = 22                 # optional: "created" then also means a TCP connection succeeded
+
+    [cloud.options]                 # passed to the Libcloud driver as they are
+    ex_force_auth_url = "https://keystone.example:5000"
+    ex_force_auth_version = "3.x_password"
+    ex_tenant_name = "acceptance"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clauseproof.cloud.base import ComputeDriver
+from clauseproof.errors import ClauseproofError
+
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "provider": str,
+    "key_env": str,
+    "secret_env": str,
+    "image": str,
+    "size": str,
+    "location": str,
+    "options": dict,
+    "create_options": dict,
+    "concurrency": int,
+    "count": int,
+    "poll_interval_s": (int, float),
+    "timeout_s": (int, float),
+    "reach_port": int,
+    # the fake cloud (self-tests)
+    "state_file": str,
+    "boot_s": (int, float),
+    "api_latency_s": (int, float),
+    "never_running": list,
+    "fail_delete": list,
+    "hosts": int,
+    "quota": int,
+    "groups": bool,
+}
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """How the batch cases run: poll interval, time limit, VM count override, reachability port."""
+
+    poll_interval_s: float = 0.5
+    timeout_s: float = 600.0
+    count: int | None = None
+    reach_port: int | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+
+
+def load_cloud_profile(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ClauseproofError(
+            f"cannot read the cloud profile {path}: {exc.strerror}", fix="check --cp-cloud"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ClauseproofError(
+            f"the cloud profile {path} is not valid TOML: {exc}", fix="correct the line named"
+        ) from None
+    cloud = data.get("cloud")
+    if not isinstance(cloud, dict) or set(data) != {"cloud"}:
+        raise ClauseproofError(
+            f"{path}: a cloud profile holds one section, [cloud]",
+            fix="put provider, key_env, image, size under [cloud]",
+        )
+    for key, value in cloud.items():
+        if key not in _KEYS:
+            raise ClauseproofError(f"{path}: [cloud] {key}: unknown key", fix=f"the keys are {', '.join(_KEYS)}")
+        want = _KEYS[key]
+        if (isinstance(value, bool) and want is not bool) or not isinstance(value, want):
+            raise ClauseproofError(f"{path}: [cloud] {key}: {value!r} has the wrong type", fix=f"give {key} a {want}")
+    if "provider" not in cloud:
+        raise ClauseproofError(f"{path}: [cloud] has no provider", fix='add provider = "openstack" (a Libcloud name)')
+    return dict(cloud)
+
+
+def cloud_settings(spec: str) -> CloudSettings:
+    if spec in ("simulated", "none"):
+        return CloudSettings()
+    p = load_cloud_profile(Path(spec))
+    return CloudSettings(
+        poll_interval_s=float(p.get("poll_interval_s", 0.5)),
+        timeout_s=float(p.get("timeout_s", 600.0)),
+        count=p.get("count"),
+        reach_port=p.get("reach_port"),
+        profile=p,
+    )
+
+
+def _env(path: str, name: str | None, what: str) -> str | None:
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise ClauseproofError(
+            f"the cloud profile {path} reads the {what} from the environment variable {name}, which is not set",
+            fix=f"export {name}=... before the run (it is never written to results)",
+        )
+    return value
+
+
+def make_driver(spec: str) -> ComputeDriver:
+    """The driver ``--cp-cloud`` names (started: a simulator is running when this returns)."""
+    if spec == "simulated":
+        from clauseproof.cloud.ec2sim import SimulatedEC2
+
+        return SimulatedEC2()
+    p = load_cloud_profile(Path(spec))
+    if p["provider"] == "fake":
+        from clauseproof.cloud.fake import FakeDriver
+
+        return FakeDriver(
+            Path(p.get("state_file", Path(spec).with_suffix(".state.json"))),
+            boot_s=float(p.get("boot_s", 0.05)),
+            api_latency_s=float(p.get("api_latency_s", 0.0)),
+            never_running=tuple(p.get("never_running", ())),
+            fail_delete=tuple(p.get("fail_delete", ())),
+            hosts=int(p.get("hosts", 100)),
+            quota=int(p.get("quota", 1000)),
+            groups=bool(p.get("groups", True)),
+        )
+    from clauseproof.cloud.libcloud_driver import LibcloudDriver, provider_class
+
+    provider_class(p["provider"])  # an unknown provider is named before credentials are asked for
+    for needed in ("image", "size", "key_env"):
+        if needed not in p:
+            raise ClauseproofError(f"{spec}: [cloud] has no {needed}", fix=f"add {needed} = ... under [cloud]")
+    key = _env(spec, p["key_env"], "key")
+    assert key is not None
+    return LibcloudDriver(
+        p["provider"],
+        key,
+        _env(spec, p.get("secret_env"), "secret"),
+        image=p["image"],
+        size=p["size"],
+        location=p.get("location"),
+        options=p.get("options"),
+        create_options=p.get("create_options"),
+        concurrency=int(p.get("concurrency", 10)),
+    )
