@@ -174,3 +174,32 @@ def test_profile_example_in_docs_is_valid(tmp_path: Path) -> None:
     os.environ.pop("OS_USERNAME", None)
     with pytest.raises(ClauseproofError, match="OS_USERNAME"):
         make_driver(str(path))
+
+
+def test_libcloud_adapter_end_to_end_touches_only_its_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Libcloud path, through a provider registered with Libcloud's own set_driver."""
+    from libcloud.compute.base import Node
+    from libcloud.compute.providers import set_driver
+    from libcloud.compute.types import NodeState
+
+    from clauseproof.cloud.batch import act_batch
+    from tests import libcloud_memory
+
+    set_driver("cpmemory", "tests.libcloud_memory", "MemoryNodeDriver")  # type: ignore[arg-type]  # strings at run time
+    libcloud_memory.NODES["prod"] = Node("prod", "prod-db", NodeState.RUNNING, [], [], None)  # not ours
+    path = tmp_path / "lc.toml"
+    path.write_text(
+        '[cloud]\nprovider = "cpmemory"\nkey_env = "CP_TEST_KEY"\nimage = "img"\nsize = "small"\n'
+        '[cloud.options]\nregion = "r1"\n'
+    )
+    monkeypatch.setenv("CP_TEST_KEY", "k")
+    driver = make_driver(str(path))
+    assert driver.describe()["driver"] == "libcloud cpmemory"
+    created = create_batch(driver, "r9", 5, poll_s=0.01, timeout_s=2)
+    assert not created.failures and len(driver.list_vms("r9")) == 5
+    ids = [t.id for t in created.vms]
+    assert not act_batch(driver, "r9", ids, "stop", poll_s=0.01, timeout_s=2).failures
+    assert not act_batch(driver, "r9", ids, "start", poll_s=0.01, timeout_s=2).failures
+    deleted = delete_batch(driver, "r9", ids, poll_s=0.01, timeout_s=2)
+    assert not deleted.failures and deleted.leftovers == {}
+    assert list(libcloud_memory.NODES) == ["prod"]  # the account's own VM was never touched
