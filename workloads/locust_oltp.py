@@ -1,0 +1,299 @@
+"""Locust users for the medical-insurance OLTP workload (PostgreSQL via psycopg 3, MySQL family via PyMySQL).
+
+    locust -f workloads/locust_oltp.py --host postgresql://postgres@127.0.0.1:5432/postgres \\
+        --cp-schema app --headless -u 20 -r 20 -t 60s
+
+The database URL is Locust's ``--host``; a password comes from ``CLAUSEPROOF_PASSWORD``.
+Options of this workload (``locust -f workloads/locust_oltp.py --help`` lists them):
+
+- ``--cp-schema``: schema (PostgreSQL) or database (MySQL family) holding the tables;
+- ``--cp-weights``: e.g. ``settle=4,lookup=10,transfer=2,report=1``;
+- ``--cp-rate``: 0 (default) runs closed loop, each user issuing its next request when the last
+  one returns; N > 0 runs open loop, each user *starting* N requests per second on a fixed
+  schedule whatever the server does, over up to ``--cp-inflight`` connections, so a stall shows
+  up as latency (measured from the scheduled start) instead of as a lower offered load;
+- ``--cp-series``: a JSON-lines file receiving, every second, the requests, failures, latency
+  percentiles, every write's completion time and every error of that second (``{pid}`` in the
+  name is replaced by the process id, for distributed workers).
+
+Every request is reported to Locust's request event with its name, the latency in float
+milliseconds from ``time.perf_counter`` and its exception, if any: nothing is swallowed.
+"""
+
+from __future__ import annotations
+
+# Locust first: its gevent patching must be in place before psycopg is imported, or every
+# database call blocks the whole process.
+import locust  # isort: skip  # noqa: I001
+from locust import User, events, task
+from locust.exception import StopUser
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
+from locust.user.task import LOCUST_STATE_STOPPING
+
+import json
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import gevent
+from gevent.queue import Queue
+
+from workloads import oltp
+
+PENDING_LIMIT = 100_000
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument("--cp-schema", default="public", help="schema or database holding the workload's tables")
+    parser.add_argument("--cp-weights", default="settle=4,lookup=10,transfer=2,report=1", help="operation weights")
+    parser.add_argument("--cp-rate", type=float, default=0.0, help="open loop: requests started per second per user")
+    parser.add_argument("--cp-inflight", type=int, default=4, help="open loop: connections per user")
+    parser.add_argument("--cp-series", default="", help="JSON-lines file for the per-second series")
+
+
+def connect(url: str) -> tuple[str, Any]:
+    """(dialect, autocommit connection) for a postgresql:// or mysql:// URL."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    password = unquote(u.password) if u.password else os.environ.get("CLAUSEPROOF_PASSWORD")
+    scheme = u.scheme.split("+")[0]
+    if scheme in ("postgresql", "postgres"):
+        import psycopg
+
+        conn = psycopg.connect(
+            host=u.hostname,
+            port=u.port or 5432,
+            user=unquote(u.username or "postgres"),
+            password=password,
+            dbname=u.path.lstrip("/") or "postgres",
+            autocommit=True,
+            connect_timeout=5,
+        )
+        conn._cp_url = url  # type: ignore[attr-defined]
+        return "postgresql", conn
+    if scheme in ("mysql", "mariadb"):
+        import pymysql
+
+        conn = pymysql.connect(
+            host=u.hostname,
+            port=u.port or 3306,
+            user=unquote(u.username or "root"),
+            password=password or "",
+            database=u.path.lstrip("/") or None,
+            autocommit=True,
+            connect_timeout=5,
+        )
+        conn._cp_url = url  # type: ignore[attr-defined]
+        return "mysql", conn
+    raise ValueError(f"--host {url!r}: use postgresql://user@host:port/db or mysql://user@host:port/db")
+
+
+class Series:
+    """Per-second buckets of this process's requests, appended to the series file as each second closes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path.replace("{pid}", str(os.getpid()))
+        self.lock = threading.Lock()
+        self.buckets: dict[int, dict[str, Any]] = {}
+        self.closed_up_to = int(time.time())
+
+    def add(self, name: str, ms: float, exc: BaseException | None) -> None:
+        now = time.time()
+        with self.lock:
+            b = self.buckets.setdefault(
+                int(now), {"requests": defaultdict(int), "failures": defaultdict(int), "lat": [], "writes": [], "errors": []}
+            )
+            b["requests"][name] += 1
+            if exc is not None:
+                b["failures"][name] += 1
+                b["errors"].append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            else:
+                b["lat"].append(ms)
+                if name in oltp.WRITES:
+                    b["writes"].append([round(now, 6), round(ms, 3)])
+
+    def flush(self, final: bool = False) -> None:
+        upto = int(time.time()) + (1 if final else 0)
+        with self.lock:
+            ready = sorted(s for s in self.buckets if s < upto)
+            lines = []
+            for sec in ready:
+                b = self.buckets.pop(sec)
+                lat = sorted(b["lat"])
+
+                def q(p: float, lat: list[float] = lat) -> float | None:
+                    return round(lat[min(len(lat) - 1, int(p * len(lat)))], 3) if lat else None
+
+                lines.append(
+                    json.dumps(
+                        {
+                            "t": sec,
+                            "pid": os.getpid(),
+                            "requests": dict(b["requests"]),
+                            "failures": dict(b["failures"]),
+                            "p50_ms": q(0.50),
+                            "p95_ms": q(0.95),
+                            "p99_ms": q(0.99),
+                            "max_ms": round(lat[-1], 3) if lat else None,
+                            "writes": b["writes"],
+                            "errors": b["errors"],
+                        }
+                    )
+                )
+        if lines:
+            with open(self.path, "a") as f:
+                f.write("\n".join(lines) + "\n")
+
+
+SERIES: Series | None = None
+
+
+@events.init.add_listener
+def _init(environment: Any, **_: Any) -> None:
+    global SERIES
+    opts = environment.parsed_options
+    if opts is None:
+        return
+    try:
+        oltp.parse_weights(opts.cp_weights)
+    except ValueError as exc:
+        raise SystemExit(f"--cp-weights: {exc}") from None
+    if opts.cp_series and not getattr(opts, "master", False):
+        SERIES = Series(opts.cp_series)
+
+        def _flusher() -> None:
+            while True:
+                gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)
+                SERIES.flush()
+
+        gevent.spawn(_flusher)
+
+
+@events.request.add_listener
+def _record(name: str, response_time: float, exception: BaseException | None, **_: Any) -> None:
+    if SERIES is not None:
+        SERIES.add(name, response_time, exception)
+
+
+@events.quitting.add_listener
+def _quit(**_: Any) -> None:
+    if SERIES is not None:
+        SERIES.flush(final=True)
+
+
+def _replace(conn: Any) -> Any:
+    """Close a connection whose state is unknown; a new one to the same server, or None if it cannot be made."""
+    url = getattr(conn, "_cp_url", None)
+    try:
+        conn.close()
+    except Exception:
+        pass
+    if url is None:
+        return None
+    try:
+        return connect(url)[1]
+    except Exception:
+        return None
+
+
+class OltpUser(User):
+    """One client: closed loop by default, open loop at ``--cp-rate`` requests per second."""
+
+    def on_start(self) -> None:
+        opts = self.environment.parsed_options
+        self.schema = opts.cp_schema if opts else "public"
+        weights = oltp.parse_weights(opts.cp_weights if opts else "")
+        self.names = [n for n in oltp.OPERATIONS if weights[n]]
+        self.weights = [weights[n] for n in self.names]
+        self.rng = random.Random()
+        self.rate = opts.cp_rate if opts else 0.0
+        self.inflight = max(1, opts.cp_inflight if opts else 4)
+        self.dialect = ""
+        self.conns: Queue[tuple[Any, dict[str, Any]]] = Queue()
+        for _ in range(self.inflight if self.rate > 0 else 1):
+            self.conns.put(self._open())
+
+    def _open(self) -> tuple[Any, dict[str, Any]]:
+        self.dialect, conn = connect(self.host)
+        return conn, oltp.operations(conn, self.dialect, self.schema, self.rng)
+
+    def on_stop(self) -> None:
+        while not self.conns.empty():
+            try:
+                self.conns.get_nowait()[0].close()
+            except Exception:
+                pass
+
+    def _stopping(self) -> bool:
+        """Whether Locust is stopping this user.  The driver may swallow the GreenletExit Locust uses to
+        stop a user in the middle of a query (psycopg turns it into an OperationalError), so the
+        runner's state is asked as well."""
+        runner = self.environment.runner
+        return self._state == LOCUST_STATE_STOPPING or (
+            runner is not None and runner.state in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP)
+        )
+
+    def _request(self, name: str, started: float, spawned: bool = False) -> None:
+        if self._stopping():
+            if spawned:
+                return
+            raise StopUser()
+        conn, ops = self.conns.get()
+        exc: BaseException | None = None
+        try:
+            ops[name]()
+        except BaseException as e:
+            # after any error the connection's state is unknown (an interrupted query leaves it
+            # busy): replace it; the error itself is still reported below
+            conn = _replace(conn)
+            ops = oltp.operations(conn, self.dialect, self.schema, self.rng) if conn is not None else {}
+            if not isinstance(e, Exception) or self._stopping():
+                if conn is not None:
+                    self.conns.put((conn, ops))
+                if spawned:
+                    return
+                raise StopUser() from None  # Locust is stopping this user: leave, do not report
+            exc = e
+        if conn is not None:
+            self.conns.put((conn, ops))
+        else:
+            self.conns.put(self._open())
+        self.environment.events.request.fire(
+            request_type=self.dialect,
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000.0,
+            response_length=0,
+            exception=exc,
+            context={},
+        )
+
+    @task
+    def work(self) -> None:
+        if self.rate <= 0:  # closed loop: one request after the other
+            self._request(self.rng.choices(self.names, self.weights)[0], time.perf_counter())
+            return
+        # open loop: start requests on a fixed schedule; a stall queues them (latency grows from the
+        # scheduled start), it never lowers the offered rate
+        interval = 1.0 / self.rate
+        scheduled = time.perf_counter()
+        pending: list[Any] = []
+        while not self._stopping():
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                gevent.sleep(delay)
+            pending = [g for g in pending if not g.dead]
+            if len(pending) >= PENDING_LIMIT:
+                raise RuntimeError(f"open loop: {PENDING_LIMIT} requests pending; the server stalls beyond the client")
+            name = self.rng.choices(self.names, self.weights)[0]
+            pending.append(gevent.spawn(self._request, name, scheduled, True))
+            scheduled += interval
+        gevent.joinall(pending, timeout=5)
+        raise StopUser()
+
+
+__all__ = ["OltpUser", "locust"]
