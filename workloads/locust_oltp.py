@@ -24,12 +24,7 @@ from __future__ import annotations
 
 # Locust first: its gevent patching must be in place before psycopg is imported, or every
 # database call blocks the whole process.
-import locust  # isort: skip  # noqa: I001
-from locust import User, events, task
-from locust.exception import StopUser
-from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
-from locust.user.task import LOCUST_STATE_STOPPING
-
+import locust  # isort: skip
 import json
 import os
 import random
@@ -40,6 +35,10 @@ from typing import Any
 
 import gevent
 from gevent.queue import Queue
+from locust import User, events, task
+from locust.exception import StopUser
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from workloads import oltp
 
@@ -74,7 +73,7 @@ def connect(url: str) -> tuple[str, Any]:
             autocommit=True,
             connect_timeout=5,
         )
-        conn._cp_url = url  # type: ignore[attr-defined]
+        conn._cp_url = url  # type: ignore[attr-defined]  # to reconnect after an error
         return "postgresql", conn
     if scheme in ("mysql", "mariadb"):
         import pymysql
@@ -88,7 +87,7 @@ def connect(url: str) -> tuple[str, Any]:
             autocommit=True,
             connect_timeout=5,
         )
-        conn._cp_url = url  # type: ignore[attr-defined]
+        conn._cp_url = url  # to reconnect after an error
         return "mysql", conn
     raise ValueError(f"--host {url!r}: use postgresql://user@host:port/db or mysql://user@host:port/db")
 
@@ -105,13 +104,20 @@ class Series:
     def add(self, name: str, ms: float, exc: BaseException | None) -> None:
         now = time.time()
         with self.lock:
-            b = self.buckets.setdefault(
-                int(now), {"requests": defaultdict(int), "failures": defaultdict(int), "lat": [], "writes": [], "errors": []}
-            )
+            b = self.buckets.get(int(now))
+            if b is None:
+                b = self.buckets[int(now)] = {
+                    "requests": defaultdict(int),
+                    "failures": defaultdict(int),
+                    "lat": [],
+                    "writes": [],
+                    "errors": [],
+                }
             b["requests"][name] += 1
             if exc is not None:
                 b["failures"][name] += 1
-                b["errors"].append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+                text = str(exc).strip().splitlines()
+                b["errors"].append(f"{name}: {type(exc).__name__}: {text[0] if text else ''}")
             else:
                 b["lat"].append(ms)
                 if name in oltp.WRITES:
@@ -219,6 +225,8 @@ class OltpUser(User):
             self.conns.put(self._open())
 
     def _open(self) -> tuple[Any, dict[str, Any]]:
+        if not self.host:
+            raise ValueError("no database URL: give it as --host postgresql://... or mysql://...")
         self.dialect, conn = connect(self.host)
         return conn, oltp.operations(conn, self.dialect, self.schema, self.rng)
 

@@ -80,9 +80,11 @@ def populate(conn: Any, dialect: str, schema: str, *, patients: int = PATIENTS, 
             for setting in ("max_recursive_iterations", "cte_max_recursion_depth"):  # MariaDB, MySQL
                 try:
                     cur.execute(f"SET SESSION {setting} = 100000000")
-                except Exception:  # the other engine's name  # noqa: S110
+                except Exception:  # the other engine's name
                     pass
-            series = "(WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n}) SELECT i FROM g) AS g"
+            series = (
+                "(WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n}) SELECT i FROM g) AS g"
+            )
         cur.execute(
             f"INSERT INTO {s}.oltp_patient SELECT i, CONCAT('patient ', i), "
             f"CASE WHEN i % 3 = 0 THEN '390' ELSE '310' END, {code('i % 50')} FROM {series.format(n=patients)}"
@@ -98,7 +100,7 @@ def populate(conn: Any, dialect: str, schema: str, *, patients: int = PATIENTS, 
                 cur.execute(
                     f"SELECT setval(pg_get_serial_sequence('{s}.oltp_settlement', 'settlement_id'), {settlements})"
                 )
-            cur.execute(f"ANALYZE {s}.oltp_settlement" if dialect == "postgresql" else f"ANALYZE TABLE {s}.oltp_settlement")
+            cur.execute(f"ANALYZE {'' if dialect == 'postgresql' else 'TABLE '}{s}.oltp_settlement")
 
 
 def operations(conn: Any, dialect: str, schema: str, rng: random.Random) -> dict[str, Callable[[], None]]:

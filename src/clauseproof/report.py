@@ -52,6 +52,42 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
     return svg[svg.index("<svg") :]
 
 
+def _series_plot(series: dict[str, Any], title: str) -> str:
+    """Throughput and latency percentiles per second of a background load, windows shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = series.get("t") or []
+    if not t:
+        return ""
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.2, 3.6), dpi=96, sharex=True)
+    ax1.plot(t, series["requests_per_s"], color="#4a78b5", linewidth=1.2, label="requests/s")
+    if any(series.get("failures_per_s") or []):
+        ax1.plot(t, series["failures_per_s"], color="#c0392b", linewidth=1.2, label="failures/s")
+    ax1.set_ylabel("per second")
+    for key, color in (("p50_ms", "#7f8c8d"), ("p95_ms", "#e67e22"), ("p99_ms", "#c0392b"), ("max_ms", "#8e44ad")):
+        ys = [float("nan") if y is None else y for y in series.get(key, [])]
+        ax2.plot(t, ys, color=color, linewidth=1.0, label=key.replace("_ms", ""))
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency ms")
+    ax2.set_xlabel("seconds")
+    for i, w in enumerate(series.get("windows", [])):
+        for ax in (ax1, ax2):
+            ax.axvspan(w["start"], w["end"], color=f"C{i % 10}", alpha=0.12)
+        ax1.text(w["start"], ax1.get_ylim()[1], w["label"][:18], fontsize=6, va="top", rotation=90)
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax1.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]
+
+
 def num(value: Any) -> str:
     """A number for people: thousands separators for large values, 4 significant digits otherwise."""
     if isinstance(value, bool):
@@ -74,12 +110,18 @@ def render(document: dict[str, Any]) -> str:
             c = clauses[m["clause_id"]]
             thr = None if isinstance(c["threshold"], bool) else c["threshold"]
             plots[(case["nodeid"], m["clause_id"])] = _plot(m, thr, c["comparator"])
+    series_plots = {
+        case["nodeid"]: _series_plot(case["parameters"]["load_series"], f"background load on {case['target']}")
+        for case in document["cases"]
+        if isinstance(case.get("parameters", {}).get("load_series"), dict)
+    }
     counts: dict[str, int] = {}
     for row in document["clause_rows"]:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     return env.get_template("report.html.j2").render(
         doc=document,
         plots=plots,
+        series_plots=series_plots,
         counts=counts,
         vclass=VERDICT_CLASS,
         env_json=json.dumps(document["environment"], indent=2, ensure_ascii=False),

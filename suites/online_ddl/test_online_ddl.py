@@ -1,0 +1,247 @@
+"""SX-RDS-6 ▲: online schema change and data change without locking, under concurrent write load.
+
+The OLTP workload runs in the background (Locust, closed loop, separate processes) while the
+case changes the settlement table: add a column, add an index (``CREATE INDEX CONCURRENTLY`` /
+``ALGORITHM=INPLACE, LOCK=NONE``), update every pre-loaded row in committed batches.  Each step
+is a window; against a baseline window without DDL the case reports the largest gap between
+successive write commits, p99 and max write latency, and errors.  Afterwards: the pre-loaded
+rows' original columns are unchanged (content digest), no invalid index is left, the fund's
+total is conserved.  The adversarial step, an idle transaction holding the table open, is
+reported (with the DDL session's lock timeout), not judged.  A lock-free algorithm the engine
+cannot honour must be refused with an error, never silently run heavier.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from clauseproof.catalog import Catalog
+from clauseproof.digest import digest_sql
+from clauseproof.evidence import CaseEvidence
+from clauseproof.load import BackgroundLoad
+from clauseproof.targets.base import Target
+from workloads import oltp
+
+#: Each change's window runs on this long after the statement returns, so that writes it held up
+#: complete (and are counted) inside it.
+TAIL_S = 1.0
+ORIGINAL = ("settlement_id", "patient_id", "hospital_code", "total_amount", "settled_at")
+
+
+def _digest(conn: Any, target: Target, schema: str, upto: int) -> tuple[int, int]:
+    table = f"(SELECT {', '.join(ORIGINAL)} FROM {schema}.oltp_settlement WHERE settlement_id <= {upto}) AS d"
+    with conn.cursor() as cur:
+        cur.execute(digest_sql(target.dialect, table, ORIGINAL))
+        n, total = cur.fetchone()
+    return int(n), int(total)
+
+
+def _steps(dialect: str, s: str) -> list[tuple[str, list[str]]]:
+    if dialect == "postgresql":
+        return [
+            ("add column", [f"ALTER TABLE {s}.oltp_settlement ADD COLUMN note varchar(40)"]),
+            (
+                "add index",
+                [f"CREATE INDEX CONCURRENTLY ix_settlement_patient ON {s}.oltp_settlement (patient_id, settled_at)"],
+            ),
+        ]
+    return [
+        ("add column", [f"ALTER TABLE {s}.oltp_settlement ADD COLUMN note varchar(40), ALGORITHM=INSTANT, LOCK=NONE"]),
+        (
+            "add index",
+            [
+                f"ALTER TABLE {s}.oltp_settlement ADD INDEX ix_settlement_patient (patient_id, settled_at), "
+                "ALGORITHM=INPLACE, LOCK=NONE"
+            ],
+        ),
+    ]
+
+
+def _invalid_indexes(conn: Any, target: Target, schema: str) -> list[str]:
+    with conn.cursor() as cur:
+        if target.dialect == "postgresql":
+            cur.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid AND indrelid = %s::regclass",
+                (f"{schema}.oltp_settlement",),
+            )
+            return [r[0] for r in cur.fetchall()]
+        cur.execute(
+            "SELECT count(*) FROM information_schema.statistics WHERE table_schema = %s AND table_name = "
+            "'oltp_settlement' AND index_name = 'ix_settlement_patient'",
+            (schema,),
+        )
+        return [] if cur.fetchone()[0] else ["ix_settlement_patient (missing)"]
+
+
+def _refused_algorithm(conn: Any, target: Target, schema: str) -> str:
+    """An ALGORITHM/LOCK the engine cannot honour must raise, not silently copy the table."""
+    if target.dialect != "mysql":
+        return "n/a: PostgreSQL has no ALGORITHM/LOCK clause"
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"ALTER TABLE {schema}.oltp_settlement MODIFY total_amount varchar(20), ALGORITHM=INPLACE, LOCK=NONE"
+            )
+    except Exception as exc:
+        return f"refused as it must be: {exc}"
+    return "NOT refused: a column type change ran under ALGORITHM=INPLACE, LOCK=NONE"
+
+
+@pytest.mark.clause("SX-RDS-6")
+def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
+    p = clause_catalog["SX-RDS-6"].params
+    n = max(10_000, int(p["settlements"] * min(evidence.scale, 1.0)))
+    s, dialect = target.namespace, target.dialect
+    conn = target.connect()
+    try:
+        oltp.populate(conn, dialect, s, settlements=n)  # untimed set-up
+        before = _digest(conn, target, s, n)
+        fund_before = oltp.fund_total(conn, s)
+        evidence.parameters(
+            preloaded_rows=n,
+            users=p["users"],
+            load="closed loop, weights settle=4,lookup=10,transfer=2,report=1 (settle and transfer write)",
+            stall_limit_s=p["stall_limit_s"],
+            batch_rows=p["batch_rows"],
+            lock_timeout_s=p["lock_timeout_s"],
+        )
+        evidence.window(
+            "no single timed window: per step (baseline, each DDL, the batched update, the adversarial step) the "
+            f"background writes' commit times and latencies are compared; each change's window runs from just before "
+            f"its statement until {TAIL_S:g} s after it returns; set-up and checks are outside the windows"
+        )
+        load = BackgroundLoad(target, s, users=int(p["users"]), processes=2)
+        evidence.progress(f"SX-RDS-6 on {target.label}: background load of {p['users']} users ...")
+        load.start()
+        step_log: list[dict[str, Any]] = []
+        try:
+            time.sleep(2)  # warm-up, not judged
+            with load.window("baseline (no DDL)"):
+                time.sleep(float(p["baseline_s"]))
+            with conn.cursor() as cur:
+                for label, stmts in _steps(dialect, s):
+                    with load.window(label):
+                        t0 = time.perf_counter()
+                        for stmt in stmts:
+                            cur.execute(stmt)
+                        step_log.append({"step": label, "sql": stmts, "seconds": round(time.perf_counter() - t0, 3)})
+                        time.sleep(TAIL_S)  # writes queued behind the DDL finish inside its window
+                with load.window("batched update"):
+                    t0 = time.perf_counter()
+                    batch = int(p["batch_rows"])
+                    for lo in range(1, n + 1, batch):
+                        cur.execute(
+                            f"UPDATE {s}.oltp_settlement SET note = 'checked' "
+                            f"WHERE settlement_id BETWEEN {lo} AND {lo + batch - 1}"
+                        )
+                    step_log.append(
+                        {
+                            "step": "batched update",
+                            "rows": n,
+                            "batch": batch,
+                            "seconds": round(time.perf_counter() - t0, 3),
+                        }
+                    )
+            time.sleep(1)
+            adversarial = _adversarial(target, conn, s, float(p["lock_timeout_s"]), load)
+            with load.window("after"):
+                time.sleep(2)
+        finally:
+            result = load.stop()
+        after = _digest(conn, target, s, n)
+        invalid = _invalid_indexes(conn, target, s)
+        fund_after = oltp.fund_total(conn, s)
+        refused = _refused_algorithm(conn, target, s)
+    finally:
+        conn.close()
+
+    stats = {w.label: result.window_stats(w) for w in result.windows}
+    baseline = stats["baseline (no DDL)"]
+    judged = [w for w in stats if w not in ("baseline (no DDL)", "after") and not w.startswith("adversarial")]
+    errors = result.errors()
+    adversarial["stats"] = stats[adversarial["window"]]
+    worst_gap = max((stats[w]["max_commit_gap_s"] or 0.0) for w in judged)
+    evidence.parameters(
+        steps=step_log,
+        windows=list(stats.values()),
+        adversarial=adversarial,
+        content_digest={"before": before, "after": after, "equal": before == after},
+        invalid_indexes=invalid,
+        fund_total={"before": fund_before, "after": fund_after},
+        algorithm_check=refused,
+        load_errors=errors[:50],
+        load_client={"processes": result.processes, "cpu_s": result.client_cpu_s, "wall_s": result.wall_s},
+        load_series=result.series(),
+    )
+    problems = []
+    if errors:
+        problems.append(f"{len(errors)} request errors under load, first: {errors[0]}")
+    if worst_gap > float(p["stall_limit_s"]):
+        stalled = [w for w in judged if (stats[w]["max_commit_gap_s"] or 0) > float(p["stall_limit_s"])]
+        problems.append(f"writes stalled {worst_gap:.2f} s (> {p['stall_limit_s']} s) during {', '.join(stalled)}")
+    if before != after:
+        problems.append(f"the pre-loaded rows changed: digest {before} before, {after} after")
+    if invalid:
+        problems.append(f"invalid indexes left: {invalid}")
+    if abs(fund_after - fund_before) > 0.005:
+        problems.append(f"fund total changed from {fund_before} to {fund_after}")
+    if refused.startswith("NOT refused"):
+        problems.append(refused)
+    summary = "; ".join(
+        f"{w}: max commit gap {stats[w]['max_commit_gap_s']} s, write p99 {stats[w]['write_p99_ms']} ms, "
+        f"max {stats[w]['write_max_ms']} ms"
+        for w in ["baseline (no DDL)", *judged]
+    )
+    evidence.measure(
+        "SX-RDS-6",
+        not problems,
+        "bool",
+        statistic=f"part: online add column, add index, batched update under {p['users']} writing clients — "
+        + summary
+        + (
+            f"; problems: {'; '.join(problems)}" if problems else f"; baseline max gap {baseline['max_commit_gap_s']} s"
+        ),
+    )
+    evidence.note(
+        f"Adversarial: {adversarial['what']} — DDL {adversarial['outcome']}; writes stalled up to "
+        f"{adversarial['stats']['max_commit_gap_s']} s (write max {adversarial['stats']['write_max_ms']} ms)."
+    )
+    evidence.note(f"Algorithm check: {refused}.")
+    evidence.require_pass()
+
+
+def _adversarial(target: Target, conn: Any, s: str, lock_timeout: float, load: BackgroundLoad) -> dict[str, Any]:
+    """An idle transaction holds the table open while a DDL needs an exclusive lock (bounded by a lock timeout)."""
+    idle = target.connect()
+    what = "an idle transaction that read the table holds it open while ADD COLUMN waits for its lock"
+    try:
+        with idle.cursor() as icur:
+            icur.execute("BEGIN" if target.dialect == "postgresql" else "START TRANSACTION")
+            icur.execute(f"SELECT count(*) FROM {s}.oltp_settlement WHERE settlement_id = 1")
+            icur.fetchall()
+            with conn.cursor() as cur:
+                if target.dialect == "postgresql":
+                    cur.execute(f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'")
+                else:
+                    cur.execute(f"SET SESSION lock_wait_timeout = {max(1, int(lock_timeout))}")
+                label = f"adversarial: ADD COLUMN behind an idle transaction (lock timeout {lock_timeout:g} s)"
+                with load.window(label) as w:
+                    t0 = time.perf_counter()
+                    try:
+                        cur.execute(f"ALTER TABLE {s}.oltp_settlement ADD COLUMN note2 varchar(40)")
+                        outcome = f"completed in {time.perf_counter() - t0:.2f} s"
+                    except Exception as exc:
+                        outcome = (
+                            f"failed after {time.perf_counter() - t0:.2f} s: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                        )
+                    time.sleep(0.5)
+                if target.dialect == "postgresql":
+                    cur.execute("RESET lock_timeout")
+            icur.execute("ROLLBACK")
+    finally:
+        idle.close()
+    return {"what": what, "outcome": outcome, "window": w.label}
