@@ -8,6 +8,9 @@
    The native times include the client process start (about 10-20 ms), as a user would see them.
 3. SM4 column encryption: an ORM insert of 100,000 rows with two SM4-GCM columns against the
    same insert with plain text columns, on the embedded PostgreSQL.
+4. The load generator (``--only oltp``): the OLTP workload's point select (patient by key) in
+   Locust against ``pgbench -S`` (account by key) at the same client count on the same embedded
+   PostgreSQL, each for the same time; Locust in 1 and 2 processes; TPS ratio and client CPU.
 """
 
 from __future__ import annotations
@@ -166,6 +169,98 @@ def bench_sm4(rows: int, rounds: int) -> None:
     )
 
 
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def bench_oltp(clients: int, seconds: int) -> None:
+    import json
+    import re
+
+    from clauseproof.load import LOCUSTFILE, target_url
+    from workloads import oltp
+
+    t = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)
+    t.start()
+    try:
+        with t.connect() as conn:
+            oltp.populate(conn, "postgresql", "clauseproof_bench")
+        ep = t._ep()
+        pgbench = t.tool("pgbench")
+        conn_args = ["-h", ep.host, "-p", str(ep.port), "-U", ep.user]
+        subprocess.run([pgbench, "-i", "-s", "1", "-q", *conn_args, "postgres"], check=True, capture_output=True)
+        cpu0 = _children_cpu()
+        out = subprocess.run(
+            [pgbench, "-S", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), *conn_args, "postgres"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        pg_cpu = _children_cpu() - cpu0
+        m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+        assert m, out
+        pg_tps = float(m.group(1))
+        print(
+            f"pgbench -S: {clients} clients, -j 2, {seconds} s: {pg_tps:,.0f} TPS, "
+            f"client CPU {pg_cpu / seconds:.2f} cores"
+        )
+        for procs in (1, 2):
+            folder = Path(tempfile.mkdtemp(prefix="clauseproof-bench-locust-"))
+            share = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+            cpu0 = _children_cpu()
+            running = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "locust",
+                        "-f",
+                        str(LOCUSTFILE),
+                        "--headless",
+                        "--only-summary",
+                        "--host",
+                        target_url(t),
+                        "--cp-schema",
+                        "clauseproof_bench",
+                        "--cp-weights",
+                        "lookup=1",
+                        "--cp-series",
+                        str(folder / f"s{i}.jsonl"),
+                        "-u",
+                        str(n),
+                        "-r",
+                        str(n * 10),
+                        "-t",
+                        f"{seconds}s",
+                    ],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for i, n in enumerate(share)
+            ]
+            for r in running:
+                r.wait()
+            cpu = _children_cpu() - cpu0
+            per_t: dict[int, int] = {}
+            for f in folder.glob("s*.jsonl"):
+                for line in f.read_text().splitlines():
+                    d = json.loads(line)
+                    per_t[d["t"]] = per_t.get(d["t"], 0) + sum(d["requests"].values())
+            full = sorted(per_t)[1:-1]  # whole seconds only (not the ramp-up and stop seconds)
+            tps = sum(per_t[x] for x in full) / max(len(full), 1)
+            shutil.rmtree(folder, ignore_errors=True)
+            print(
+                f"Locust point select: {clients} users in {procs} process(es), {seconds} s: {tps:,.0f} TPS "
+                f"= {tps / pg_tps * 100:.0f} % of pgbench; client CPU {cpu / seconds:.2f} cores"
+            )
+    finally:
+        t.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -173,8 +268,14 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--engines", default="postgresql,mariadb")
     p.add_argument("--sm4-rows", type=int, default=100_000)
-    p.add_argument("--only", choices=["generation", "load", "sm4"], help="run one section only")
+    p.add_argument("--only", choices=["generation", "load", "sm4", "oltp"], help="run one section only")
+    p.add_argument("--clients", type=int, default=16, help="oltp: clients for pgbench and Locust users")
+    p.add_argument("--seconds", type=int, default=15, help="oltp: seconds per measurement")
     a = p.parse_args()
+    if a.only in (None, "oltp"):
+        bench_oltp(a.clients, a.seconds)
+    if a.only == "oltp":
+        return 0
     if a.only in (None, "sm4"):
         bench_sm4(a.sm4_rows, a.rounds)
     if a.only == "sm4":
