@@ -147,3 +147,30 @@ def _free_port() -> int:
     from clauseproof.targets.embedded import free_port
 
     return free_port()
+
+
+def test_web_ui_serves_on_loopback(pg_server: Target) -> None:
+    """The standalone run with Locust's web UI (bound to 127.0.0.1) comes up and serves its page."""
+    import urllib.request
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", target_url(pg_server)]
+    proc = subprocess.Popen(
+        [*cmd, "--cp-schema", SCHEMA, "--web-host", "127.0.0.1", "--web-port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    assert r.status == 200 and b"Locust" in r.read()
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the web UI did not come up within 30 s"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -41,6 +41,7 @@ from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from workloads import oltp
+from workloads.oltp import connect
 
 PENDING_LIMIT = 100_000
 
@@ -52,44 +53,6 @@ def _options(parser: Any) -> None:
     parser.add_argument("--cp-rate", type=float, default=0.0, help="open loop: requests started per second per user")
     parser.add_argument("--cp-inflight", type=int, default=4, help="open loop: connections per user")
     parser.add_argument("--cp-series", default="", help="JSON-lines file for the per-second series")
-
-
-def connect(url: str) -> tuple[str, Any]:
-    """(dialect, autocommit connection) for a postgresql:// or mysql:// URL."""
-    from urllib.parse import unquote, urlsplit
-
-    u = urlsplit(url)
-    password = unquote(u.password) if u.password else os.environ.get("CLAUSEPROOF_PASSWORD")
-    scheme = u.scheme.split("+")[0]
-    if scheme in ("postgresql", "postgres"):
-        import psycopg
-
-        conn = psycopg.connect(
-            host=u.hostname,
-            port=u.port or 5432,
-            user=unquote(u.username or "postgres"),
-            password=password,
-            dbname=u.path.lstrip("/") or "postgres",
-            autocommit=True,
-            connect_timeout=5,
-        )
-        conn._cp_url = url  # type: ignore[attr-defined]  # to reconnect after an error
-        return "postgresql", conn
-    if scheme in ("mysql", "mariadb"):
-        import pymysql
-
-        conn = pymysql.connect(
-            host=u.hostname,
-            port=u.port or 3306,
-            user=unquote(u.username or "root"),
-            password=password or "",
-            database=u.path.lstrip("/") or None,
-            autocommit=True,
-            connect_timeout=5,
-        )
-        conn._cp_url = url  # to reconnect after an error
-        return "mysql", conn
-    raise ValueError(f"--host {url!r}: use postgresql://user@host:port/db or mysql://user@host:port/db")
 
 
 class Series:

@@ -13,7 +13,10 @@ Every name is qualified with the schema (PostgreSQL) or database (MySQL family) 
 
 from __future__ import annotations
 
+import argparse
+import os
 import random
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -150,8 +153,72 @@ def operations(conn: Any, dialect: str, schema: str, rng: random.Random) -> dict
     return {"settle": settle, "lookup": lookup, "transfer": transfer, "report": report}
 
 
+def connect(url: str) -> tuple[str, Any]:
+    """(dialect, autocommit connection) for a postgresql:// or mysql:// URL."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    password = unquote(u.password) if u.password else os.environ.get("CLAUSEPROOF_PASSWORD")
+    scheme = u.scheme.split("+")[0]
+    if scheme in ("postgresql", "postgres"):
+        import psycopg
+
+        conn = psycopg.connect(
+            host=u.hostname,
+            port=u.port or 5432,
+            user=unquote(u.username or "postgres"),
+            password=password,
+            dbname=u.path.lstrip("/") or "postgres",
+            autocommit=True,
+            connect_timeout=5,
+        )
+        conn._cp_url = url  # type: ignore[attr-defined]  # to reconnect after an error
+        return "postgresql", conn
+    if scheme in ("mysql", "mariadb"):
+        import pymysql
+
+        conn = pymysql.connect(
+            host=u.hostname,
+            port=u.port or 3306,
+            user=unquote(u.username or "root"),
+            password=password or "",
+            database=u.path.lstrip("/") or None,
+            autocommit=True,
+            connect_timeout=5,
+        )
+        conn._cp_url = url  # to reconnect after an error
+        return "mysql", conn
+    raise ValueError(f"--host {url!r}: use postgresql://user@host:port/db or mysql://user@host:port/db")
+
+
 def fund_total(conn: Any, schema: str) -> float:
     """The sum of all balances: transfers move money, they never create or destroy it."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT sum(balance) FROM {schema}.oltp_fund")
         return float(cur.fetchone()[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workloads.oltp --host URL --schema app``: create and fill the workload's tables."""
+    p = argparse.ArgumentParser(prog="python -m workloads.oltp", description=main.__doc__)
+    p.add_argument("--host", required=True, help="postgresql://user@host:port/db or mysql://user@host:port/db")
+    p.add_argument("--schema", required=True, help="schema (PostgreSQL) or database (MySQL family), made if missing")
+    p.add_argument("--patients", type=int, default=PATIENTS)
+    p.add_argument("--settlements", type=int, default=0)
+    a = p.parse_args(argv)
+    try:
+        dialect, conn = connect(a.host)
+    except Exception as exc:
+        print(f"cannot connect to {a.host}: {exc}", file=sys.stderr)
+        return 2
+    with conn:
+        with conn.cursor() as cur:
+            kind = "SCHEMA" if dialect == "postgresql" else "DATABASE"
+            cur.execute(f"CREATE {kind} IF NOT EXISTS {a.schema}")
+        populate(conn, dialect, a.schema, patients=a.patients, settlements=a.settlements)
+    print(f"{a.schema}: oltp_patient ({a.patients} rows), oltp_fund ({ACCOUNTS}), oltp_settlement ({a.settlements})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
