@@ -145,6 +145,7 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
                             "seconds": round(time.perf_counter() - t0, 3),
                         }
                     )
+                    time.sleep(TAIL_S)
             time.sleep(1)
             adversarial = _adversarial(target, conn, s, float(p["lock_timeout_s"]), load)
             with load.window("after"):

@@ -2,7 +2,8 @@
 
 VMs are named ``cp-<run id>-vmNNN``; the run's VMs are found by that prefix, so nothing else
 in the account is ever listed as ours or deleted.  Libcloud creates one VM per call, so a batch
-is bounded concurrent calls (``concurrency`` in the profile).
+is bounded concurrent calls (``concurrency`` in the profile).  Libcloud has no portable server-group
+call, so strict anti-affinity (SX-ECS-8) is skipped with that reason on this path.
 """
 
 from __future__ import annotations
@@ -91,8 +92,6 @@ class LibcloudDriver(ComputeDriver):
             kwargs = dict(self.create_options)
             if self.location is not None:
                 kwargs["location"] = self.location
-            if group:
-                kwargs["ex_server_group"] = group
             node = self.conn.create_node(name=name, size=self.size, image=self.image, **kwargs)
             return name, str(node.id), time.perf_counter()
 
