@@ -151,17 +151,22 @@ def _target_id(spec: str) -> str:
     return spec
 
 
+def started_target(run: Run, spec: str) -> Target:
+    """The started target for ``spec``; the case is skipped if it cannot exist here, failed if it will not start."""
+    try:
+        return run.target(spec)
+    except TargetUnavailable as exc:
+        pytest.skip(f"{spec}: {exc}")
+    except ClauseproofError as exc:
+        pytest.fail(f"target {spec}: {exc}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     """The started target of this parametrization; stopped after its last case."""
     run = _run(request.config)
     spec = request.param
-    try:
-        t = run.target(spec)
-    except TargetUnavailable as exc:
-        pytest.skip(f"{spec}: {exc}")
-    except ClauseproofError as exc:
-        pytest.fail(f"target {spec}: {exc}", pytrace=False)
+    t = started_target(run, spec)
     try:
         yield t
     finally:

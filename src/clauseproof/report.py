@@ -23,6 +23,18 @@ VERDICT_CLASS = {
 }
 
 
+def _svg(fig: Any) -> str:
+    """A matplotlib figure as inline SVG (closed afterwards)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]
+
+
 def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str) -> str:
     import matplotlib
 
@@ -44,12 +56,7 @@ def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str)
     ax.set_xticks(xs)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(f"{measurement['clause_id']} on {measurement['target']}", fontsize=9)
-    fig.tight_layout()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
+    return _svg(fig)
 
 
 def _series_plot(series: dict[str, Any], title: str) -> str:
@@ -80,12 +87,7 @@ def _series_plot(series: dict[str, Any], title: str) -> str:
     for ax in (ax1, ax2):
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax1.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
+    return _svg(fig)
 
 
 def num(value: Any) -> str:

@@ -158,25 +158,38 @@ def create_batch(
     return _finish(result, "reachable_s" if reach_port else "reached_s")
 
 
+def _issue(
+    driver: ComputeDriver,
+    run_id: str,
+    ids: list[str],
+    verb: str,
+    call: Callable[[list[str]], dict[str, str]],
+    done: Callable[[Vm | None], bool],
+    poll_s: float,
+    timeout_s: float,
+) -> tuple[dict[str, VmTiming], int]:
+    """One API call for ``ids`` (the clock starts before it), then poll until each VM is done."""
+    names = {v.id: v.name for v in driver.list_vms(run_id)}
+    timings = {vid: VmTiming(names.get(vid, vid), vid) for vid in ids}
+    t0 = time.perf_counter()
+    errors = call(ids)
+    accepted = round(time.perf_counter() - t0, 4)
+    for vid, t in timings.items():
+        if vid in errors:
+            t.error = f"{verb} refused: {errors[vid]}"
+        else:
+            t.accepted_s = accepted
+    pending = {vid: t for vid, t in timings.items() if not t.error}
+    polls = _poll(driver, run_id, pending, done, t0, poll_s, timeout_s) if pending else 0
+    return timings, polls
+
+
 def delete_batch(
     driver: ComputeDriver, run_id: str, ids: list[str], *, poll_s: float = 0.5, timeout_s: float = 600.0
 ) -> BatchResult:
     """Delete VMs and wait until each is gone from the API or terminated."""
-    names = {v.id: v.name for v in driver.list_vms(run_id)}
-    timings = {vid: VmTiming(names.get(vid, vid), vid) for vid in ids}
-    t0 = time.perf_counter()
-    errors = driver.delete(ids)
-    accepted = round(time.perf_counter() - t0, 4)
-    for vid, t in timings.items():
-        if vid in errors:
-            t.error = f"delete refused: {errors[vid]}"
-        else:
-            t.accepted_s = accepted
-    pending = {vid: t for vid, t in timings.items() if not t.error}
-    polls = (
-        _poll(driver, run_id, pending, lambda vm: vm is None or vm.state == GONE, t0, poll_s, timeout_s)
-        if pending
-        else 0
+    timings, polls = _issue(
+        driver, run_id, ids, "delete", driver.delete, lambda vm: vm is None or vm.state == GONE, poll_s, timeout_s
     )
     result = BatchResult(
         operation="delete",
@@ -200,17 +213,16 @@ def act_batch(
 ) -> BatchResult:
     """start / stop / reboot, each timed to the target state (running / stopped / running again)."""
     want = STOPPED if action == "stop" else RUNNING
-    names = {v.id: v.name for v in driver.list_vms(run_id)}
-    timings = {vid: VmTiming(names.get(vid, vid), vid) for vid in ids}
-    t0 = time.perf_counter()
-    errors = driver.act(ids, action)
-    for vid, t in timings.items():
-        if vid in errors:
-            t.error = f"{action} refused: {errors[vid]}"
-        else:
-            t.accepted_s = round(time.perf_counter() - t0, 4)
-    pending = {vid: t for vid, t in timings.items() if not t.error}
-    polls = _poll(driver, run_id, pending, lambda vm: vm is not None and vm.state == want, t0, poll_s, timeout_s)
+    timings, polls = _issue(
+        driver,
+        run_id,
+        ids,
+        action,
+        lambda batch: driver.act(batch, action),
+        lambda vm: vm is not None and vm.state == want,
+        poll_s,
+        timeout_s,
+    )
     meaning = f"{action} done = the API reports the VM {want}"
     if action == "reboot":
         meaning += (
