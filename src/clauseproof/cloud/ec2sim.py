@@ -76,7 +76,7 @@ class SimulatedEC2(ComputeDriver):
             raise CloudError(str(exc)) from None
         accepted = time.perf_counter()
         ids = [i["InstanceId"] for i in resp["Instances"]]
-        # one call made them all; the names go on as tags (a second call, outside nothing: still timed)
+        # one call made them all; naming each VM (a tag per VM) is part of creating it, so it stays timed
         for vid, name in zip(ids, names, strict=False):
             self.client.create_tags(Resources=[vid], Tags=[{"Key": "Name", "Value": name}])
         return [(n, vid, accepted) for n, vid in zip(names, ids, strict=False)]
