@@ -174,3 +174,29 @@ def test_web_ui_serves_on_loopback(pg_server: Target) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_broken_connections_are_reported_and_replaced(pg_server: Target) -> None:
+    """Server-side terminated sessions: each failed request is reported, and the users reconnect and go on."""
+    with pg_server.connect() as conn:
+        oltp.populate(conn, pg_server.dialect, SCHEMA, settlements=1000)
+    load = BackgroundLoad(pg_server, SCHEMA, users=4, weights="lookup=1", limit_s=60)
+    load.start()
+    try:
+        time.sleep(1)
+        with pg_server.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND datname = 'postgres'"
+            )
+            killed = cur.fetchone()[0]
+        time.sleep(0.5)
+        with load.window("after"):
+            time.sleep(1.5)
+    finally:
+        result = load.stop()
+    assert killed >= 4
+    errors = result.errors()
+    assert errors and all("lookup:" in e for e in errors)
+    assert len(errors) <= killed  # one failed request per broken connection, no retry storm
+    assert result.window_stats(result.windows[0])["requests_approx"] > 0  # the users went on

@@ -155,21 +155,6 @@ def _quit(**_: Any) -> None:
         SERIES.flush(final=True)
 
 
-def _replace(conn: Any) -> Any:
-    """Close a connection whose state is unknown; a new one to the same server, or None if it cannot be made."""
-    url = getattr(conn, "_cp_url", None)
-    try:
-        conn.close()
-    except Exception:
-        pass
-    if url is None:
-        return None
-    try:
-        return connect(url)[1]
-    except Exception:
-        return None
-
-
 class OltpUser(User):
     """One client: closed loop by default, open loop at ``--cp-rate`` requests per second."""
 
@@ -183,7 +168,8 @@ class OltpUser(User):
         self.rate = opts.cp_rate if opts else 0.0
         self.inflight = max(1, opts.cp_inflight if opts else 4)
         self.dialect = ""
-        self.conns: Queue[tuple[Any, dict[str, Any]]] = Queue()
+        #: (connection, its operations), or None where a reconnect failed (the next request retries it)
+        self.conns: Queue[tuple[Any, dict[str, Any]] | None] = Queue()
         for _ in range(self.inflight if self.rate > 0 else 1):
             self.conns.put(self._open())
 
@@ -193,12 +179,25 @@ class OltpUser(User):
         self.dialect, conn = connect(self.host)
         return conn, oltp.operations(conn, self.dialect, self.schema, self.rng)
 
+    def _reopen(self, conn: Any) -> tuple[Any, dict[str, Any]] | None:
+        """Close a connection whose state is unknown; a new one, or None if none can be made now."""
+        try:
+            conn.close()
+        except Exception:
+            pass
+        try:
+            return self._open()
+        except Exception:
+            return None
+
     def on_stop(self) -> None:
         while not self.conns.empty():
-            try:
-                self.conns.get_nowait()[0].close()
-            except Exception:
-                pass
+            slot = self.conns.get_nowait()
+            if slot is not None:
+                try:
+                    slot[0].close()
+                except Exception:
+                    pass
 
     def _stopping(self) -> bool:
         """Whether Locust is stopping this user.  The driver may swallow the GreenletExit Locust uses to
@@ -214,26 +213,23 @@ class OltpUser(User):
             if spawned:
                 return
             raise StopUser()
-        conn, ops = self.conns.get()
+        slot = self.conns.get()
         exc: BaseException | None = None
         try:
-            ops[name]()
+            if slot is None:  # the last reconnect failed: try again, as part of this request
+                slot = self._open()
+            slot[1][name]()
         except BaseException as e:
             # after any error the connection's state is unknown (an interrupted query leaves it
-            # busy): replace it; the error itself is still reported below
-            conn = _replace(conn)
-            ops = oltp.operations(conn, self.dialect, self.schema, self.rng) if conn is not None else {}
+            # busy): replace it; the error itself is reported below
+            slot = self._reopen(slot[0]) if slot is not None else None
             if not isinstance(e, Exception) or self._stopping():
-                if conn is not None:
-                    self.conns.put((conn, ops))
+                self.conns.put(slot)
                 if spawned:
                     return
                 raise StopUser() from None  # Locust is stopping this user: leave, do not report
             exc = e
-        if conn is not None:
-            self.conns.put((conn, ops))
-        else:
-            self.conns.put(self._open())
+        self.conns.put(slot)
         self.environment.events.request.fire(
             request_type=self.dialect,
             name=name,

@@ -172,7 +172,6 @@ def connect(url: str) -> tuple[str, Any]:
             autocommit=True,
             connect_timeout=5,
         )
-        conn._cp_url = url  # type: ignore[attr-defined]  # to reconnect after an error
         return "postgresql", conn
     if scheme in ("mysql", "mariadb"):
         import pymysql
@@ -186,7 +185,6 @@ def connect(url: str) -> tuple[str, Any]:
             autocommit=True,
             connect_timeout=5,
         )
-        conn._cp_url = url  # to reconnect after an error
         return "mysql", conn
     raise ValueError(f"--host {url!r}: use postgresql://user@host:port/db or mysql://user@host:port/db")
 
