@@ -102,6 +102,14 @@ def _one(conn: Any, sql: str, args: tuple[Any, ...] | None = None) -> Any:
     return row[0] if row else None
 
 
+def pool_nodes(conn: Any) -> list[dict[str, Any]]:
+    """pgpool-II's own view of its nodes (``SHOW POOL_NODES``): role, status, weight, select_cnt, ..."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW POOL_NODES")
+        cols = [d[0] for d in cur.description or []]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
 def identity_of(conn: Any, dialect: Dialect) -> str:
     return str(_one(conn, f"SELECT {IDENTITY[dialect]}"))
 

@@ -32,11 +32,9 @@ def _pool_nodes(topology: Topology) -> list[dict[str, Any]] | None:
     """pgpool-II's own per-node view (select_cnt is the proxy's counter), when the read endpoint is pgpool."""
     if topology.dialect != "postgresql":
         return None
-    with contextlib.suppress(Exception), topology.open(topology.read) as conn, conn.cursor() as cur:
-        cur.execute("SHOW POOL_NODES")
-        cols = [d[0] for d in cur.description or []]
-        keep = ("node_id", "hostname", "port", "status", "role", "lb_weight", "select_cnt", "replication_delay")
-        return [{k: v for k, v in zip(cols, r, strict=True) if k in keep} for r in cur.fetchall()]
+    keep = ("node_id", "hostname", "port", "status", "role", "lb_weight", "select_cnt", "replication_delay")
+    with contextlib.suppress(Exception), topology.open(topology.read) as conn:
+        return [{k: v for k, v in row.items() if k in keep} for row in rep.pool_nodes(conn)]
     return None
 
 

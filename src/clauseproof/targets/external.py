@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.errors import ClauseproofError
-from clauseproof.replication import Node, Topology
+from clauseproof.replication import Node, Topology, pool_nodes
 from clauseproof.targets.base import Endpoint, Target, check_reachable
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
@@ -338,10 +338,8 @@ class ExternalTarget(Target):
                 fix='list them: replicas = ["host:port", ...]',
             )
         try:
-            with self.connect(in_namespace=False) as conn, conn.cursor() as cur:
-                cur.execute("SHOW POOL_NODES")
-                cols = [d[0] for d in cur.description or []]
-                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            with self.connect(in_namespace=False) as conn:
+                rows = pool_nodes(conn)
         except Exception as exc:
             raise ClauseproofError(
                 f"{self.label}: [replication] names no replicas, and SHOW POOL_NODES failed "

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.errors import ClauseproofError
-from clauseproof.replication import Node, Topology
+from clauseproof.replication import Node, Topology, pool_nodes
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.embedded import (
     FOLDER_PREFIX,
@@ -345,10 +345,8 @@ class ReplicatedPostgres(ReplicatedTopology):
         last = ""
         while time.monotonic() < deadline:
             try:
-                with self.connect(in_namespace=False) as conn, conn.cursor() as cur:
-                    cur.execute("SHOW POOL_NODES")
-                    cols = [d[0] for d in cur.description or []]
-                    rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+                with self.connect(in_namespace=False) as conn:
+                    rows = pool_nodes(conn)
                 roles = [r.get("role") for r in rows]
                 if roles.count("primary") == 1 and roles.count("standby") == len(self.replicas):
                     return
@@ -357,13 +355,6 @@ class ReplicatedPostgres(ReplicatedTopology):
                 last = str(exc).strip()
             time.sleep(0.2)
         raise ClauseproofError(f"pgpool-II did not see the primary and {len(self.replicas)} standbys: {last}")
-
-    def pool_nodes(self) -> list[dict[str, Any]]:
-        """pgpool's own view (SHOW POOL_NODES): role, status, weight, select_cnt per node."""
-        with self.connect(in_namespace=False) as conn, conn.cursor() as cur:
-            cur.execute("SHOW POOL_NODES")
-            cols = [d[0] for d in cur.description or []]
-            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 class ReplicatedMariaDB(ReplicatedTopology):
