@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,8 +229,6 @@ class BackgroundLoad:
             stderr_tail=self._tail(),
             exit_codes=codes,
         )
-        import shutil
-
         shutil.rmtree(self.folder, ignore_errors=True)
         self.procs = []
         return result

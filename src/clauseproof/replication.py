@@ -439,16 +439,11 @@ def read_balance(
     pinned = 0
     active = 0
     max_active = 0
-    barrier = threading.Barrier(clients)
     connected = threading.Barrier(clients)
     deadline = time.monotonic() + time_limit_s
 
     def client(k: int) -> None:
         nonlocal pinned, active, max_active
-        try:
-            barrier.wait(timeout=60)
-        except threading.BrokenBarrierError:
-            pass
         for s in range(sessions_per_client):
             if time.monotonic() > deadline:
                 with lock:
