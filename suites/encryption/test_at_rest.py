@@ -9,6 +9,7 @@ the positive control: they must fail, naming where the plaintext was found.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterator
@@ -101,16 +102,47 @@ def _write_canaries(target: Target, conn: Any, canaries: list[bytes], evidence: 
         if target.dialect == "postgresql":
             # the smallest local buffer pool, so ~2 MB of filler evicts the temporary table's pages to disk
             cur.execute("SET temp_buffers = '800kB'")
-        cur.execute(f"CREATE {kw} TABLE canary_tmp (id INT PRIMARY KEY, secret VARCHAR(64))")
+        cur.execute(f"CREATE {kw} TABLE canary_tmp (id INT PRIMARY KEY, secret VARCHAR(64), pad VARCHAR(1000))")
         for i, t in enumerate(text[8:12]):
-            cur.execute("INSERT INTO canary_tmp VALUES (%s, %s)", (i, t))
+            cur.execute("INSERT INTO canary_tmp (id, secret) VALUES (%s, %s)", (i, t))
         if target.dialect == "postgresql":
-            cur.execute("INSERT INTO canary_tmp SELECT g, repeat('f', 60) FROM generate_series(100, 30099) g")
+            cur.execute(
+                "INSERT INTO canary_tmp (id, secret) SELECT g, repeat('f', 60) FROM generate_series(100, 30099) g"
+            )
+        else:
+            _spill_innodb_temp(cur, evidence)
     try:
         _force_to_disk(target, conn)
     except Exception as exc:  # an external target's user may lack the privilege
         evidence.note(f"forcing the canaries to disk was refused: {str(exc).strip().splitlines()[0]}")
     return temp
+
+
+#: The most filler written to push an InnoDB temporary table out of the buffer pool.
+TEMP_FILLER_MAX = 512 << 20
+
+
+def _spill_innodb_temp(cur: Any, evidence: CaseEvidence) -> None:
+    """InnoDB keeps temporary tables in ibtmp1 behind the buffer pool: write 1.3 x the pool of filler
+    (at most 512 MiB) after the canaries, so their pages are evicted to disk."""
+    cur.execute("SELECT @@innodb_buffer_pool_size")
+    pool = int(cur.fetchone()[0])
+    want = int(pool * 1.3)
+    if want > TEMP_FILLER_MAX:
+        evidence.note(
+            f"The buffer pool holds {pool >> 20} MiB; writing {want >> 20} MiB of temporary filler to spill the "
+            f"temporary table is more than this case writes ({TEMP_FILLER_MAX >> 20} MiB)."
+        )
+        return
+    rows = want // 1000
+    for setting in ("max_recursive_iterations", "cte_max_recursion_depth"):  # MariaDB, MySQL
+        with contextlib.suppress(Exception):
+            cur.execute(f"SET SESSION {setting} = {rows + 1000}")
+    cur.execute(
+        "INSERT INTO canary_tmp (id, pad) WITH RECURSIVE g(i) AS (SELECT 100 UNION ALL SELECT i + 1 FROM g "
+        f"WHERE i < {rows + 99}) SELECT i, REPEAT('f', 990) FROM g"
+    )
+    evidence.parameters(temporary_filler_bytes=rows * 1000, buffer_pool_bytes=pool)
 
 
 def _force_to_disk(target: Target, conn: Any) -> None:
@@ -282,7 +314,16 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
         cipher = "as the vendor configured it (the profile's [server] notes say more)"
     temp_canaries = {c.decode() for c in canaries[8:12]}
     temp_on_disk = any(temp_canaries & set(hits) for hits in result.found.values())
-    if not temp_on_disk:
+    pool = int(evidence.record.parameters.get("buffer_pool_bytes") or 0)
+    ibtmp = root / "ibtmp1"
+    ibtmp_size = ibtmp.stat().st_size if target.dialect == "mysql" and ibtmp.exists() else 0
+    if pool and ibtmp_size > pool and not temp_on_disk:
+        evidence.note(
+            f"The temporary table's pages reached disk (ibtmp1 grew to {ibtmp_size >> 20} MiB, beyond the "
+            f"{pool >> 20} MiB buffer pool) and none of its 4 canaries is there in plaintext."
+        )
+        temp_on_disk = True
+    elif not temp_on_disk:
         evidence.note(
             "The 4 canaries of the temporary table were found in no file class: the temporary table "
             "stayed in memory, so this scan shows temporary-file encryption neither way."
@@ -291,7 +332,8 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
         canaries=len(canaries),
         canary_length=len(canaries[0]),
         written_as="8 in table rows with an index on them, 4 in a temporary table held open during the scan "
-        "(PostgreSQL: temp_buffers 800kB and 2 MB of filler so its pages reach disk), 4 as old values "
+        "(PostgreSQL: temp_buffers 800kB and 2 MB of filler; InnoDB: 1.3 x the buffer pool of filler; so its "
+        "pages reach disk), 4 as old values "
         "overwritten by an UPDATE (the logs keep them)",
         files_from="the data directory in place" if embedded else "the profile's copy_files command",
         files_per_class=result.files,
