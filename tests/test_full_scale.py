@@ -29,4 +29,11 @@ def test_full_scale_acceptance_run_reports_every_clause(tmp_path: pytest.TempPat
         for target in ("embedded-postgresql", "embedded-mariadb"):
             assert rows[(cid, target)]["verdict"] in ("PASS", "FAIL"), rows[(cid, target)]
     assert {r["id"] for r in doc["clause_rows"]} == {c["id"] for c in doc["catalog"]}
+    assert not [r for r in doc["clause_rows"] if r["verdict"] == "ERROR"]
+    for cid in ("SX-RDS-2a", "SX-RDS-2b", "SX-RDS-2c"):
+        for target in ("embedded-postgresql-replicated", "embedded-mariadb-replicated"):
+            assert rows[(cid, target)]["verdict"] in ("PASS", "FAIL"), rows[(cid, target)]
+    for target in ("embedded-postgresql", "embedded-mariadb"):
+        assert rows[("SX-RDS-6", target)]["verdict"] in ("PASS", "FAIL"), rows[("SX-RDS-6", target)]
+    assert rows[("SX-ECS-6a", "simulated EC2 (moto)")]["verdict"] == "NOT EVIDENCE"
     assert (results / "latest" / "report.html").is_file()
