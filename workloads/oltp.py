@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from clauseproof.targets.base import row_numbers
+
 OPERATIONS = ("settle", "lookup", "transfer", "report")
 WRITES = ("settle", "transfer")
 DEFAULT_WEIGHTS = {"settle": 4, "lookup": 10, "transfer": 2, "report": 1}
@@ -77,27 +79,18 @@ def populate(conn: Any, dialect: str, schema: str, *, patients: int = PATIENTS, 
     with conn.cursor() as cur:
         for stmt in ddl(dialect, s):
             cur.execute(stmt)
-        if dialect == "postgresql":
-            series = "generate_series(1, {n}) AS g(i)"
-        else:
-            for setting in ("max_recursive_iterations", "cte_max_recursion_depth"):  # MariaDB, MySQL
-                try:
-                    cur.execute(f"SET SESSION {setting} = 100000000")
-                except Exception:  # the other engine's name
-                    pass
-            series = (
-                "(WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n}) SELECT i FROM g) AS g"
-            )
         cur.execute(
             f"INSERT INTO {s}.oltp_patient SELECT i, CONCAT('patient ', i), "
-            f"CASE WHEN i % 3 = 0 THEN '390' ELSE '310' END, {code('i % 50')} FROM {series.format(n=patients)}"
+            f"CASE WHEN i % 3 = 0 THEN '390' ELSE '310' END, {code('i % 50')} "
+            f"FROM {row_numbers(cur, dialect, 1, patients)}"
         )
-        cur.execute(f"INSERT INTO {s}.oltp_fund SELECT i, 1000000.00 FROM {series.format(n=ACCOUNTS)}")
+        cur.execute(f"INSERT INTO {s}.oltp_fund SELECT i, 1000000.00 FROM {row_numbers(cur, dialect, 1, ACCOUNTS)}")
         if settlements:
             cur.execute(
                 f"INSERT INTO {s}.oltp_settlement (settlement_id, patient_id, hospital_code, total_amount, settled_at) "
                 f"SELECT i, 1 + i % {patients}, {code('i % 50')}, "
-                f"(i % 100000) / 100.0, TIMESTAMP '2024-01-01 00:00:00' FROM {series.format(n=settlements)}"
+                f"(i % 100000) / 100.0, TIMESTAMP '2024-01-01 00:00:00' "
+                f"FROM {row_numbers(cur, dialect, 1, settlements)}"
             )
             if dialect == "postgresql":
                 cur.execute(

@@ -9,7 +9,6 @@ the positive control: they must fail, naming where the plaintext was found.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from clauseproof.backup import WorkFolder, fill_command, open_for, timed
 from clauseproof.evidence import CaseEvidence
 from clauseproof.plugin import RUN_KEY
 from clauseproof.sm4 import KAT_KEY, KAT_ONE, known_answers
-from clauseproof.targets.base import Target
+from clauseproof.targets.base import Target, row_numbers
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
 
@@ -135,12 +134,8 @@ def _spill_innodb_temp(cur: Any, evidence: CaseEvidence) -> None:
         )
         return
     rows = want // 1000
-    for setting in ("max_recursive_iterations", "cte_max_recursion_depth"):  # MariaDB, MySQL
-        with contextlib.suppress(Exception):
-            cur.execute(f"SET SESSION {setting} = {rows + 1000}")
     cur.execute(
-        "INSERT INTO canary_tmp (id, pad) WITH RECURSIVE g(i) AS (SELECT 100 UNION ALL SELECT i + 1 FROM g "
-        f"WHERE i < {rows + 99}) SELECT i, REPEAT('f', 990) FROM g"
+        f"INSERT INTO canary_tmp (id, pad) SELECT i, REPEAT('f', 990) FROM {row_numbers(cur, 'mysql', 100, rows + 99)}"
     )
     evidence.parameters(temporary_filler_bytes=rows * 1000, buffer_pool_bytes=pool)
 

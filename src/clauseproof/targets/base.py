@@ -7,6 +7,7 @@ It creates that namespace on start and drops only that on stop.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -72,6 +73,18 @@ class Endpoint:
 
     def public(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "user": self.user, "database": self.database}
+
+
+def row_numbers(cur: Any, dialect: str, lo: int, hi: int) -> str:
+    """A FROM item yielding column ``i`` = lo..hi, made on the server: ``generate_series`` on PostgreSQL, a
+    recursive CTE on the MySQL family (whose session recursion limit is raised to fit, under MariaDB's name
+    or MySQL's, whichever the server knows)."""
+    if dialect == "postgresql":
+        return f"generate_series({lo}, {hi}) AS g(i)"
+    for setting in ("max_recursive_iterations", "cte_max_recursion_depth"):  # MariaDB, MySQL
+        with contextlib.suppress(Exception):
+            cur.execute(f"SET SESSION {setting} = {hi - lo + 1000}")
+    return f"(WITH RECURSIVE g(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM g WHERE i < {hi}) SELECT i FROM g) AS g"
 
 
 def check_reachable(host: str, port: int, what: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
