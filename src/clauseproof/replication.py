@@ -320,7 +320,6 @@ def write_placement(topology: Topology, writes: int = 200, connections: int = 10
                     done += 1
         except Exception as exc:
             errors.append(_first_line(exc))
-    time.sleep(0.05)  # backends flush their statistics when their sessions end
     with _connection(topology, topology.primary.endpoint) as conn:
         with conn.cursor() as cur:
             cur.execute(f"SELECT served_by, count(*) FROM {ns}.{WRITE_TABLE} GROUP BY served_by")
@@ -342,7 +341,8 @@ def write_placement(topology: Topology, writes: int = 200, connections: int = 10
 
 
 def _wait_counter(read: Any, at_least: int, limit_s: float = 3.0) -> int:
-    """Read a statistics counter until it reaches ``at_least`` (statistics flush lazily) or time runs out."""
+    """Read a statistics counter until it reaches ``at_least`` or time runs out (backends flush their
+    statistics when their sessions end, a moment after the client has closed them)."""
     deadline = time.monotonic() + limit_s
     value = int(read())
     while value < at_least and time.monotonic() < deadline:
@@ -485,7 +485,6 @@ def read_balance(
     with ThreadPoolExecutor(max_workers=clients) as pool:
         list(pool.map(client, range(clients)))
     seconds = time.perf_counter() - started
-    time.sleep(0.05)
     total_reads = sum(reads.values())
     after = _read_counters(topology)
 
