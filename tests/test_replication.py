@@ -55,6 +55,11 @@ def test_topology_is_replicating_and_splits_automatically(pg_topology: Replicate
 
 
 def test_balance_passes_on_the_balancing_proxy(pg_topology: ReplicatedPostgres) -> None:
+    # A freshly started pgpool-II skewed the first ~200 sessions measurably in 1 of 6 trials
+    # (p = 0.002, first reads 30/25/44/43/58); every later round was consistent with equal weights.
+    # The suite reports that as it finds it; this self-test is about a balancing proxy, so it
+    # lets the pool's 64 children serve their first sessions before the round it judges.
+    rep.read_balance(pg_topology.topology(), clients=50, sessions_per_client=2, reads_per_session=1)
     b = rep.read_balance(pg_topology.topology(), clients=50, sessions_per_client=4, reads_per_session=3)
     assert b.balanced, b.problems
     assert b.max_concurrent == 50
