@@ -177,10 +177,9 @@ def _children_cpu() -> float:
 
 
 def bench_oltp(clients: int, seconds: int) -> None:
-    import json
     import re
 
-    from clauseproof.load import LOCUSTFILE, target_url
+    from clauseproof.load import BackgroundLoad
     from workloads import oltp
 
     t = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)
@@ -208,54 +207,22 @@ def bench_oltp(clients: int, seconds: int) -> None:
             f"client CPU {pg_cpu / seconds:.2f} cores"
         )
         for procs in (1, 2):
-            folder = Path(tempfile.mkdtemp(prefix="clauseproof-bench-locust-"))
-            share = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-            cpu0 = _children_cpu()
-            running = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "locust",
-                        "-f",
-                        str(LOCUSTFILE),
-                        "--headless",
-                        "--only-summary",
-                        "--host",
-                        target_url(t),
-                        "--cp-schema",
-                        "clauseproof_bench",
-                        "--cp-weights",
-                        "lookup=1",
-                        "--cp-series",
-                        str(folder / f"s{i}.jsonl"),
-                        "-u",
-                        str(n),
-                        "-r",
-                        str(n * 10),
-                        "-t",
-                        f"{seconds}s",
-                    ],
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for i, n in enumerate(share)
-            ]
-            for r in running:
-                r.wait()
-            cpu = _children_cpu() - cpu0
-            per_t: dict[int, int] = {}
-            for f in folder.glob("s*.jsonl"):
-                for line in f.read_text().splitlines():
-                    d = json.loads(line)
-                    per_t[d["t"]] = per_t.get(d["t"], 0) + sum(d["requests"].values())
-            full = sorted(per_t)[1:-1]  # whole seconds only (not the ramp-up and stop seconds)
-            tps = sum(per_t[x] for x in full) / max(len(full), 1)
-            shutil.rmtree(folder, ignore_errors=True)
+            load = BackgroundLoad(t, "clauseproof_bench", users=clients, weights="lookup=1", processes=procs)
+            load.start()  # until every process has answered: start-up stays out of the window
+            with load.window("measured"):
+                time.sleep(seconds)
+            result = load.stop()
+            w = result.windows[0]
+            # whole seconds inside the window only (the series is per second)
+            per_t = {line["t"]: 0 for line in result.lines if w.start <= line["t"] and line["t"] + 1 <= w.end}
+            for line in result.lines:
+                if line["t"] in per_t:
+                    per_t[line["t"]] += sum(line["requests"].values())
+            tps = sum(per_t.values()) / max(len(per_t), 1)
             print(
-                f"Locust point select: {clients} users in {procs} process(es), {seconds} s: {tps:,.0f} TPS "
-                f"= {tps / pg_tps * 100:.0f} % of pgbench; client CPU {cpu / seconds:.2f} cores"
+                f"Locust point select: {clients} users in {procs} process(es), {len(per_t)} whole seconds: "
+                f"{tps:,.0f} TPS = {tps / pg_tps * 100:.0f} % of pgbench; client CPU "
+                f"{result.client_cpu_s / result.wall_s:.2f} cores (over the processes' whole life)"
             )
     finally:
         t.stop()
