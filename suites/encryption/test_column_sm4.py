@@ -2,6 +2,8 @@
 
 On the embedded default the harness's own SM4-GCM column type (``clauseproof.sm4column``)
 is what is proven: it is client-side encryption, so the server only ever stores ciphertext.
+A target whose profile declares its own column encryption (``[column_encryption]``) is proven
+or disproven with the same checks through that declaration (``clauseproof.colcrypt``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import pytest
 from sqlalchemy import BigInteger, LargeBinary, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from clauseproof import colcrypt
 from clauseproof.evidence import CaseEvidence
+from clauseproof.plugin import RUN_KEY
 from clauseproof.sm4column import EnvKeyProvider, KeyUnavailable, SealBroken, SM4Attribute, install
 from clauseproof.targets.base import Target
+from clauseproof.targets.external import ExternalTarget
 
 
 class _Base(DeclarativeBase):
@@ -102,4 +107,36 @@ def test_sm4_column_encryption(target: Target, evidence: CaseEvidence) -> None:
     }
     for part, ok in parts.items():
         evidence.measure("BZ-DB-2", ok, "bool", statistic=f"part: {part}")
+    evidence.require_pass()
+
+
+@pytest.mark.clause("BZ-DB-2")
+def test_target_column_encryption(request: pytest.FixtureRequest, target: Target, evidence: CaseEvidence) -> None:
+    """The target's own column encryption, as its profile's [column_encryption] declares it: the same four
+    checks, and whether the declared cipher is SM4."""
+    spec = target.profile.column_encryption if isinstance(target, ExternalTarget) and target.profile else None
+    if spec is None:
+        pytest.skip(
+            "the target's own column encryption is tested when its profile declares [column_encryption] "
+            "(README: 'A target's own encryption'); the harness's SM4 column type is proven beside it"
+        )
+    result = colcrypt.check(target, spec, seed=request.config.stash[RUN_KEY].settings.seed)
+    evidence.parameters(**result.details)
+    for note in result.notes:
+        evidence.note(note)
+    sm4 = "SM4" in spec.algorithm.upper()
+    evidence.note(
+        f"the cipher is the target's declaration ({spec.algorithm!r}); the stored bytes cannot show it without "
+        "the key — the target's SM4 itself is checked by its known answer ([sm4] encrypt_sql)"
+    )
+    evidence.measure(
+        "BZ-DB-2",
+        sm4,
+        "bool",
+        statistic=f"part: the column cipher is SM4 (declared: {spec.algorithm})",
+        why="the profile declares another cipher",
+    )
+    for part, ok in result.parts.items():
+        if ok is not None:
+            evidence.measure("BZ-DB-2", ok, "bool", statistic=f"part: {part}", why=result.why.get(part, ""))
     evidence.require_pass()

@@ -101,8 +101,11 @@ def check_reachable(host: str, port: int, what: str, timeout: float = CONNECT_TI
         ) from None
 
 
-def open_endpoint(dialect: str, ep: Endpoint, database: str | None = None, pg_options: str = "") -> Any:
-    """A new autocommit DB-API connection to ``ep`` (psycopg 3 or PyMySQL)."""
+def open_endpoint(
+    dialect: str, ep: Endpoint, database: str | None = None, pg_options: str = "", extra: dict[str, Any] | None = None
+) -> Any:
+    """A new autocommit DB-API connection to ``ep`` (psycopg 3 or PyMySQL); ``extra`` are further keyword
+    arguments of the driver's ``connect`` (libpq parameters for psycopg)."""
     if dialect == "postgresql":
         import psycopg
 
@@ -115,6 +118,7 @@ def open_endpoint(dialect: str, ep: Endpoint, database: str | None = None, pg_op
             connect_timeout=CONNECT_TIMEOUT_S,
             options=f"-c DateStyle=ISO {pg_options}".strip(),
             autocommit=True,
+            **(extra or {}),
         )
     import pymysql
 
@@ -129,6 +133,7 @@ def open_endpoint(dialect: str, ep: Endpoint, database: str | None = None, pg_op
         autocommit=True,
         charset="utf8mb4",
         unix_socket=ep.unix_socket,
+        **(extra or {}),
     )
 
 

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clauseproof.colcrypt import KEYS as COLUMN_ENCRYPTION_KEYS
+from clauseproof.colcrypt import ColumnEncryption
+from clauseproof.colcrypt import parse as parse_column_encryption
 from clauseproof.errors import ClauseproofError
 from clauseproof.replication import Node, Topology, pool_nodes
 from clauseproof.targets.base import Endpoint, Target, check_reachable
@@ -41,6 +44,7 @@ _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
     "sm4": {"encrypt_sql": str},
+    "column_encryption": COLUMN_ENCRYPTION_KEYS,
     "replication": {
         "primary": str,
         "replicas": list,
@@ -73,6 +77,8 @@ class Profile:
     #: The replicated topology behind the target (SX-RDS-2): "host:port" of the primary and of
     #: each replica, the read endpoint when it differs from the target's, and read weights.
     replication: dict[str, Any] = field(default_factory=dict)
+    #: The target's own column encryption, as SQL templates (``clauseproof.colcrypt``).
+    column_encryption: ColumnEncryption | None = None
 
 
 def _line(text: str, section: str, key: str | None) -> int:
@@ -157,6 +163,7 @@ def load_profile(path: Path) -> Profile:
         commands=dict(data.get("commands", {})),
         sm4=dict(data.get("sm4", {})),
         replication=_check_replication(data.get("replication", {}), err),
+        column_encryption=parse_column_encryption(data.get("column_encryption", {}), err),
     )
 
 

@@ -1,0 +1,479 @@
+"""A target's own column encryption, as its profile declares it, proven or disproven (BZ-DB-2).
+
+Targets encrypt columns in two ways: in their client driver (openGauss's fully encrypted
+database: ``ENCRYPTED WITH (COLUMN_ENCRYPTION_KEY = …)`` columns, read in plaintext only by a
+connection made with ``enable_ce=1``), or on the server with functions and a key the session
+holds.  ``[column_encryption]`` in a profile declares either as SQL templates; the harness then
+makes a table of two encrypted columns in its own namespace, one key per column, writes the
+same plaintext into both, and checks what the clause asks:
+
+- stored bytes hold no plaintext (read by a session without keys) and a session with the keys
+  reads every value back;
+- the same plaintext in two columns gives different ciphertexts;
+- a session without a key cannot read plaintext, and — where keys are given per key — a session
+  holding one column's key cannot read the other column;
+- a ciphertext moved to another row, to another column, or altered is rejected (an error or no
+  value, never a plaintext).
+
+Key material the templates need (``{secret_hex}``) is generated per run and never recorded:
+statements are recorded as templates, and error messages have every key replaced by ``<key>``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from clauseproof.errors import ClauseproofError
+from clauseproof.targets.base import open_endpoint
+
+TABLE = "cp_column_encryption"
+COLUMNS = ("id_number", "phone")
+ROWS = 200
+
+#: The keys of [column_encryption], their types, and the placeholders each template may use.
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "algorithm": str,
+    "column_type": str,
+    "setup": list,
+    "create_key": str,
+    "drop_key": str,
+    "teardown": list,
+    "keyed_options": dict,
+    "keyed_session": list,
+    "write": str,
+    "read": str,
+}
+PLACEHOLDERS = {
+    "column_type": {"key", "namespace"},
+    "setup": {"namespace"},
+    "create_key": {"key", "secret_hex", "namespace"},
+    "drop_key": {"key", "namespace"},
+    "teardown": {"namespace"},
+    "keyed_session": {"key", "secret_hex", "namespace"},
+    "write": {"value", "key", "namespace"},
+    "read": {"column", "key", "namespace"},
+}
+REDACTED = "<key>"
+
+
+@dataclass(frozen=True)
+class ColumnEncryption:
+    """``[column_encryption]`` of a profile."""
+
+    #: The cipher as the target names it (SM4_SM3, say); recorded as the target's declaration.
+    algorithm: str
+    #: The column's type in CREATE TABLE, naming its key: ``{key}``.
+    column_type: str
+    #: Statements run once on a keyed session before the keys are made (``{namespace}``).
+    setup: tuple[str, ...] = ()
+    #: Makes one column's key (``{key}``, ``{secret_hex}``: 16 random bytes of this run, as hex).
+    create_key: str = ""
+    #: Drops one column's key at the end, also after a failure.
+    drop_key: str = ""
+    #: Statements run once at the end, also after a failure (drop what ``setup`` made).
+    teardown: tuple[str, ...] = ()
+    #: Driver connection options of a session that holds the keys (``enable_ce = "1"``, say).
+    keyed_options: dict[str, str] = field(default_factory=dict)
+    #: Statements by which a session takes one key (run once per key it holds).
+    keyed_session: tuple[str, ...] = ()
+    #: The SQL expression that writes a value (``{value}`` is the bound parameter).
+    write: str = "{value}"
+    #: The SQL expression that reads a column (``{column}``).
+    read: str = "{column}"
+
+    @property
+    def per_key_sessions(self) -> bool:
+        """A session can be given one key and not the other."""
+        return any("{key}" in s for s in self.keyed_session)
+
+
+def parse(body: dict[str, Any], err: Any) -> ColumnEncryption | None:
+    """Validate ``[column_encryption]``; ``err(section, key, msg, fix)`` makes the error naming file and line."""
+    if not body:
+        return None
+    sec = "column_encryption"
+    for key in ("algorithm", "column_type"):
+        if key not in body:
+            raise err(sec, None, f"missing key {key!r}", f"add {key} = ... under [{sec}]")
+    for key in ("setup", "teardown", "keyed_session"):
+        if any(not isinstance(s, str) for s in body.get(key, [])):
+            raise err(sec, key, "must be a list of SQL statements (strings)", f'write {key} = ["...", "..."]')
+    options = body.get("keyed_options", {})
+    if any(not isinstance(v, str | int) or isinstance(v, bool) for v in options.values()):
+        raise err(
+            sec, "keyed_options", "values must be strings or integers", 'write keyed_options = { enable_ce = "1" }'
+        )
+    for key, allowed in PLACEHOLDERS.items():
+        for template in body.get(key, []) if key in ("setup", "teardown", "keyed_session") else [body.get(key, "")]:
+            try:
+                names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            except ValueError as exc:
+                raise err(
+                    sec, key, f"{template!r} is not a valid template ({exc})", "write {{ and }} for literal braces"
+                ) from None
+            unknown = names - allowed
+            if unknown:
+                raise err(
+                    sec,
+                    key,
+                    f"unknown placeholder {{{sorted(unknown)[0]}}}",
+                    f"{key} may use {', '.join('{' + a + '}' for a in sorted(allowed))}; write {{{{ }}}} for braces",
+                )
+    if "{value}" not in body.get("write", "{value}"):
+        raise err(sec, "write", "does not contain {value}", "write it as an expression of {value}")
+    if "{column}" not in body.get("read", "{column}"):
+        raise err(sec, "read", "does not contain {column}", "write it as an expression of {column}")
+    named = [body.get(k, "") for k in ("column_type", "create_key", "write", "read")] + list(
+        body.get("keyed_session", [])
+    )
+    if not any("{key}" in t for t in named):
+        raise err(
+            sec,
+            None,
+            "no template names the column's key ({key}), so the columns cannot have keys of their own",
+            "name {key} in column_type (ENCRYPTED WITH (COLUMN_ENCRYPTION_KEY = {key})) or in write/read",
+        )
+    return ColumnEncryption(
+        algorithm=body["algorithm"],
+        column_type=body["column_type"],
+        setup=tuple(body.get("setup", ())),
+        create_key=body.get("create_key", ""),
+        drop_key=body.get("drop_key", ""),
+        teardown=tuple(body.get("teardown", ())),
+        keyed_options={k: str(v) for k, v in options.items()},
+        keyed_session=tuple(body.get("keyed_session", ())),
+        write=body.get("write", "{value}"),
+        read=body.get("read", "{column}"),
+    )
+
+
+@dataclass
+class ColumnResult:
+    """What the checks showed: each part True (shown), False (disproven) or None (not shown, see notes)."""
+
+    parts: dict[str, bool | None]
+    details: dict[str, Any]
+    notes: list[str]
+    #: For a disproven part, what showed it.
+    why: dict[str, str] = field(default_factory=dict)
+
+
+class _Session:
+    """One connection whose statements fail with a ClauseproofError that names the step and hides keys."""
+
+    def __init__(self, conn: Any, secrets: list[str], label: str) -> None:
+        self.conn = conn
+        self.secrets = secrets
+        self.label = label
+
+    def hide(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, REDACTED).replace(s.upper(), REDACTED)
+        return text
+
+    def error_line(self, exc: BaseException) -> str:
+        lines = str(exc).strip().splitlines()
+        return self.hide(lines[0] if lines else type(exc).__name__)
+
+    def run(self, sql: str, params: Any = None, *, step: str, template: str = "", many: bool = False) -> list[Any]:
+        try:
+            with self.conn.cursor() as cur:
+                if many:
+                    cur.executemany(sql, params)
+                    return []
+                cur.execute(sql, params)
+                return list(cur.fetchall()) if cur.description else []
+        except Exception as exc:
+            raise ClauseproofError(
+                f"[column_encryption] {step} failed on the {self.label} session: {self.error_line(exc)}",
+                checked=f"the profile's template {template!r}" if template else "",
+                fix="correct that template in the profile (keys appear here as <key>)",
+            ) from None
+
+    def try_read(self, sql: str, params: Any) -> tuple[str, Any]:
+        """('value', v) or ('error', message): a read that may be refused."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, params)
+                row = cur.fetchone()
+            return "value", (row[0] if row else None)
+        except Exception as exc:
+            if self.conn_broken():
+                raise ClauseproofError(
+                    f"the {self.label} session was lost during a read: {self.error_line(exc)}",
+                    fix="check the target's log",
+                ) from None
+            return "error", self.error_line(exc)
+
+    def conn_broken(self) -> bool:
+        closed = getattr(self.conn, "closed", None)  # psycopg
+        if isinstance(closed, bool):
+            return closed
+        return not getattr(self.conn, "open", True)  # PyMySQL
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, memoryview | bytearray | bytes):
+        return bytes(v).decode("utf-8", "replace")
+    return str(v)
+
+
+def _raw(v: Any) -> bytes:
+    if v is None:
+        return b""
+    if isinstance(v, memoryview | bytearray | bytes):
+        return bytes(v)
+    return str(v).encode("utf-8")
+
+
+def plaintexts(seed: int) -> list[str]:
+    """Identity-number-like values, random per seed so none can match stored bytes by chance."""
+    rnd = random.Random(seed)
+    return [f"61{rnd.randrange(10**15):015d}X" for _ in range(ROWS)]
+
+
+def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, str] | None = None) -> ColumnResult:
+    """Run the checks against ``target`` (a started target with its own namespace)."""
+    ns = target.namespace
+    keys = {c: f"{ns}_{c}" for c in COLUMNS}
+    secret = secrets or {c: os.urandom(16).hex() for c in COLUMNS}
+    hidden = [secret[c] for c in COLUMNS]
+    ep = target._ep()
+    pg = target.dialect == "postgresql"
+    database = ep.database if pg else ns
+    pg_options = f"-c search_path={ns}" if pg else ""
+
+    sessions: list[_Session] = []
+
+    def take_keys(s: _Session, held: tuple[str, ...]) -> None:
+        for c in held:
+            for stmt in spec.keyed_session:
+                s.run(stmt.format(key=keys[c], secret_hex=secret[c], namespace=ns), step="keyed_session", template=stmt)
+
+    def open_session(label: str, held: tuple[str, ...], *, take: bool = True) -> _Session:
+        extra: dict[str, Any] = dict(spec.keyed_options) if held else {}
+        opts = pg_options
+        if pg and "options" in extra:
+            opts = f"{opts} {extra.pop('options')}"
+        try:
+            conn = open_endpoint(target.dialect, ep, database, opts, extra)
+        except Exception as exc:
+            raise ClauseproofError(
+                f"[column_encryption] could not open the {label} session: "
+                f"{_Session(None, hidden, label).error_line(exc)}",
+                checked=f"keyed_options {sorted(spec.keyed_options)}" if held else "",
+                fix="check keyed_options: they are passed to the driver's connect() (psycopg: libpq parameters; "
+                "a vendor's own parameter, such as openGauss's enable_ce, needs psycopg built on the vendor's libpq)",
+            ) from None
+        s = _Session(conn, hidden, label)
+        sessions.append(s)
+        if take:
+            take_keys(s, held)
+        return s
+
+    def w(c: str) -> str:  # the write expression, with the driver's placeholder and literal % doubled
+        return spec.write.replace("%", "%%").format(value="%s", key=keys[c], namespace=ns)
+
+    def r(c: str) -> str:
+        return spec.read.replace("%", "%%").format(column=c, key=keys[c], namespace=ns)
+
+    values = plaintexts(seed)
+    parts: dict[str, bool | None] = {}
+    why: dict[str, str] = {}
+    notes: list[str] = []
+
+    def judge(part: str, ok: bool | None, failed_because: str) -> None:
+        parts[part] = ok
+        if ok is False:
+            why[part] = failed_because
+
+    reads: dict[str, str] = {}
+    made_keys: list[str] = []
+    table_made = set_up = False
+    keyed: _Session | None = None
+    try:
+        keyed = open_session("keyed", COLUMNS, take=False)  # it takes the keys once they are made
+        set_up = True  # teardown runs even when setup fails part-way
+        for stmt in spec.setup:
+            keyed.run(stmt.format(namespace=ns), step="setup", template=stmt)
+        if spec.create_key:
+            for c in COLUMNS:
+                keyed.run(
+                    spec.create_key.format(key=keys[c], secret_hex=secret[c], namespace=ns),
+                    step="create_key",
+                    template=spec.create_key,
+                )
+                made_keys.append(c)
+        take_keys(keyed, COLUMNS)
+        cols = ", ".join(f"{c} {spec.column_type.format(key=keys[c], namespace=ns)}" for c in COLUMNS)
+        keyed.run(
+            f"CREATE TABLE {TABLE} (row_id BIGINT PRIMARY KEY, {cols})", step="CREATE TABLE", template=spec.column_type
+        )
+        table_made = True
+        keyed.run(
+            f"INSERT INTO {TABLE} (row_id, {', '.join(COLUMNS)}) VALUES (%s, {w(COLUMNS[0])}, {w(COLUMNS[1])})",
+            [(i, v, v) for i, v in enumerate(values, 1)],
+            step="INSERT",
+            template=spec.write,
+            many=True,
+        )
+        back = keyed.run(
+            f"SELECT row_id, {r(COLUMNS[0])}, {r(COLUMNS[1])} FROM {TABLE} ORDER BY row_id",
+            step="keyed SELECT",
+            template=spec.read,
+        )
+        round_trip = len(back) == ROWS and all(
+            _text(a) == v and _text(b) == v for (_, a, b), v in zip(back, values, strict=False)
+        )
+
+        bare = open_session("keyless", ())
+        stored = bare.run(f"SELECT row_id, {', '.join(COLUMNS)} FROM {TABLE} ORDER BY row_id", step="keyless SELECT")
+        raw = {(int(row[0]), c): row[k] for row in stored for k, c in enumerate(COLUMNS, 1)}
+        blob = b"".join(_raw(v) for v in raw.values())
+        leaked = sum(1 for v in values if v.encode() in blob)
+        same = sum(1 for i in range(1, ROWS + 1) if _raw(raw.get((i, COLUMNS[0]))) == _raw(raw.get((i, COLUMNS[1]))))
+        judge(
+            "column-level encryption (stored bytes hold no plaintext; a keyed session reads them back)",
+            leaked == 0 and round_trip,
+            f"{leaked} of {ROWS} plaintexts found in the stored bytes"
+            + ("" if round_trip else "; the keyed session did not read every value back"),
+        )
+        judge(
+            "a key per column (same plaintext in two columns, different ciphertext)",
+            same == 0,
+            f"{same} of {ROWS} rows hold the same stored bytes in both columns",
+        )
+        outcome, got = bare.try_read(f"SELECT {r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
+        keyless_reads = outcome == "value" and _text(got) == values[0]
+        reads["keyless session reads id_number"] = _outcome(outcome, got, values[0])
+
+        partial: bool | None = None
+        if spec.per_key_sessions:
+            one = open_session("phone-key-only", (COLUMNS[1],))
+            o1, g1 = one.try_read(f"SELECT {r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
+            o2, g2 = one.try_read(f"SELECT {r(COLUMNS[1])} FROM {TABLE} WHERE row_id = %s", (1,))
+            reads["phone-key-only session reads id_number"] = _outcome(o1, g1, values[0])
+            reads["phone-key-only session reads phone"] = _outcome(o2, g2, values[0])
+            partial = not (o1 == "value" and _text(g1) == values[0]) and o2 == "value" and _text(g2) == values[0]
+        else:
+            notes.append(
+                "a session holding one column's key and not the other was not shown: the profile gives keys "
+                "per connection (keyed_options) or keyed_session names no {key}"
+            )
+        judge(
+            "a key per user (a session without the keys cannot read plaintext)",
+            not keyless_reads,
+            "a session without keys read row 1's id_number as plaintext",
+        )
+        judge(
+            "a key per user (a session holding one column's key cannot read the other column)",
+            partial,
+            f"a session holding the phone key only: id_number {reads.get('phone-key-only session reads id_number')}, "
+            f"phone {reads.get('phone-key-only session reads phone')}",
+        )
+
+        # Someone with table access but no keys moves ciphertexts around and alters one.
+        first, third = raw[(1, COLUMNS[0])], raw[(3, COLUMNS[0])]
+        altered = _alter(raw[(4, COLUMNS[0])])
+        moves = [
+            ("moved to another row (row 1's id_number into row 2)", COLUMNS[0], 2, first, values[0]),
+            ("moved to another column (row 3's id_number into its phone)", COLUMNS[1], 3, third, values[2]),
+            ("altered (one byte of row 4's id_number flipped)", COLUMNS[0], 4, altered, values[3]),
+        ]
+        rejected = 0
+        for _what, col, row_id, value, _plain in moves:
+            bare.run(f"UPDATE {TABLE} SET {col} = %s WHERE row_id = %s", (value, row_id), step="UPDATE (tamper)")
+        for what, col, row_id, _value, plain in moves:
+            outcome, got = keyed.try_read(f"SELECT {r(col)} FROM {TABLE} WHERE row_id = %s", (row_id,))
+            ok = outcome == "error" or got is None
+            rejected += ok
+            reads[what] = _outcome(outcome, got, plain)
+        judge(
+            "a ciphertext moved to another row or column, or altered, is rejected",
+            rejected == len(moves),
+            "; ".join(
+                f"{what}: {reads[what]}" for what, *_ in moves if not reads[what].startswith(("refused", "no value"))
+            ),
+        )
+        details = {
+            "rows": ROWS,
+            "columns": list(COLUMNS),
+            "algorithm_declared": spec.algorithm,
+            "templates": {
+                k: getattr(spec, k)
+                for k in (
+                    "column_type",
+                    "setup",
+                    "create_key",
+                    "drop_key",
+                    "teardown",
+                    "keyed_session",
+                    "write",
+                    "read",
+                )
+            }
+            | {"keyed_options": sorted(spec.keyed_options)},
+            "key_names": list(keys.values()),
+            "key_material": "16 random bytes per column for this run, never recorded"
+            if any("{secret_hex}" in t for t in (spec.create_key, *spec.keyed_session))
+            else "held by the target",
+            "plaintexts_found_in_stored_bytes": leaked,
+            "rows_with_equal_ciphertext_in_both_columns": same,
+            "keyed_round_trip": round_trip,
+            "reads": reads,
+        }
+        return ColumnResult(parts=parts, details=details, notes=notes, why=why)
+    finally:
+        cleanup = keyed if keyed is not None and not keyed.conn_broken() else None
+        if cleanup is not None:
+            if table_made:
+                _quiet(cleanup, f"DROP TABLE IF EXISTS {TABLE}", notes)
+            for c in made_keys:
+                if spec.drop_key:
+                    _quiet(cleanup, spec.drop_key.format(key=keys[c], namespace=ns), notes)
+            if set_up:
+                for stmt in spec.teardown:
+                    _quiet(cleanup, stmt.format(namespace=ns), notes)
+        for s in sessions:
+            s.close()
+
+
+def _quiet(s: _Session, sql: str, notes: list[str]) -> None:
+    try:
+        s.run(sql, step="clean-up")
+    except ClauseproofError as exc:
+        notes.append(f"clean-up: {exc.what}")
+
+
+def _alter(v: Any) -> Any:
+    b = bytearray(_raw(v))
+    if not b:
+        return v
+    b[len(b) // 2] ^= 0x01
+    if isinstance(v, str):  # a text column (base64 or hex ciphertext, say): stay valid text
+        s = list(v)
+        i = len(s) // 2
+        s[i] = "A" if s[i] != "A" else "B"
+        return "".join(s)
+    return bytes(b)
+
+
+def _outcome(outcome: str, got: Any, plain: str) -> str:
+    if outcome == "error":
+        return f"refused: {got}"
+    if got is None:
+        return "no value (NULL)"
+    text = _text(got)
+    return "read as plaintext" if text == plain else f"a value that is not the plaintext ({len(_raw(got))} bytes)"

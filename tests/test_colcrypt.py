@@ -1,0 +1,226 @@
+"""A target's own column encryption through [column_encryption] (clauseproof.colcrypt).
+
+No target with SM4 column encryption can be built here, so the mechanism is proven with
+stand-ins declared exactly as a vendor would: server-side encryption with pgcrypto
+(PostgreSQL) and AES_ENCRYPT (MariaDB), keys taken per session, and — the positive control —
+a "target" whose declared encryption stores plaintext, on which every check fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clauseproof import colcrypt
+from clauseproof.errors import ClauseproofError
+from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.external import ExternalTarget, load_profile
+
+#: Server-side encryption with pgcrypto, the key taken by the session into a setting of its own.
+PGCRYPTO = """
+[column_encryption]
+algorithm = "AES-128 (pgcrypto OpenPGP symmetric), a stand-in"
+setup = ["CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA {namespace}"]
+column_type = "bytea"
+keyed_session = ["SELECT set_config('cp.{key}', '{secret_hex}', false)"]
+write = "pgp_sym_encrypt({value}, current_setting('cp.{key}'))"
+read = "pgp_sym_decrypt({column}, current_setting('cp.{key}'))"
+"""
+
+#: The same on MariaDB: AES_ENCRYPT with a key in a user variable.
+AES_ENCRYPT = """
+[column_encryption]
+algorithm = "AES-128-ECB (AES_ENCRYPT), a stand-in"
+column_type = "VARBINARY(64)"
+keyed_session = ["SET @`cp_{key}` = UNHEX('{secret_hex}')"]
+write = "AES_ENCRYPT({value}, @`cp_{key}`)"
+read = "CAST(AES_DECRYPT({column}, @`cp_{key}`) AS CHAR)"
+"""
+
+#: The positive control: encryption declared, plaintext stored.
+PLAINTEXT = """
+[column_encryption]
+algorithm = "SM4_SM3"
+column_type = "text"
+keyed_session = ["SELECT '{key}'"]
+"""
+
+SECRETS = {"id_number": "00112233445566778899aabbccddeeff", "phone": "ffeeddccbbaa99887766554433221100"}
+
+
+def _target(tmp_path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, section: str) -> ExternalTarget:
+    ep = server._ep()
+    dialect = "postgresql" if isinstance(server, EmbeddedPostgres) else "mysql"
+    profile = tmp_path / "vendor.toml"
+    profile.write_text(
+        f'[target]\nname = "vendor"\ndialect = "{dialect}"\nhost = "{ep.host}"\nport = {ep.port}\n'
+        f'user = "{ep.user}"\n{section}'
+    )
+    return ExternalTarget.from_profile(profile, "clauseproof_colcrypt")
+
+
+@pytest.fixture()
+def pg_vendor(tmp_path: Path, pg_server: EmbeddedPostgres) -> Iterator[ExternalTarget]:
+    t = _target(tmp_path, pg_server, PGCRYPTO)
+    t.start()
+    yield t
+    t.stop()
+
+
+def _check(t: ExternalTarget) -> colcrypt.ColumnResult:
+    assert t.profile is not None and t.profile.column_encryption is not None
+    return colcrypt.check(t, t.profile.column_encryption, seed=7, secrets=SECRETS)
+
+
+def test_pgcrypto_stand_in_is_judged_part_by_part(pg_vendor: ExternalTarget) -> None:
+    r = _check(pg_vendor)
+    parts = list(r.parts.values())
+    # stored bytes hold no plaintext, the columns differ, keyless and one-key sessions cannot read
+    assert parts[:4] == [True, True, True, True], r.details
+    # pgcrypto binds a ciphertext to its key only: moved to another row it still decrypts (an honest FAIL);
+    # under another column's key, or altered, it is refused
+    assert parts[4] is False
+    reads = r.details["reads"]
+    assert reads["moved to another row (row 1's id_number into row 2)"] == "read as plaintext"
+    assert reads["moved to another column (row 3's id_number into its phone)"].startswith("refused: Wrong key")
+    assert reads["altered (one byte of row 4's id_number flipped)"].startswith("refused:")
+    assert reads["keyless session reads id_number"].startswith("refused: unrecognized configuration parameter")
+    assert reads["phone-key-only session reads phone"] == "read as plaintext"
+    text = json.dumps(r.details) + json.dumps(r.notes)
+    assert not any(s in text for s in SECRETS.values())  # keys never recorded
+    with pg_vendor.connect() as conn, conn.cursor() as cur:  # its table is gone; its namespace stays until stop
+        cur.execute("SELECT count(*) FROM pg_tables WHERE tablename = %s", (colcrypt.TABLE,))
+        assert cur.fetchone()[0] == 0
+
+
+def test_plaintext_behind_an_encryption_declaration_fails_every_check(
+    tmp_path: Path, pg_server: EmbeddedPostgres
+) -> None:
+    t = _target(tmp_path, pg_server, PLAINTEXT)
+    t.start()
+    try:
+        r = _check(t)
+    finally:
+        t.stop()
+    assert list(r.parts.values()) == [False, False, False, False, False], r.details
+    assert r.details["plaintexts_found_in_stored_bytes"] == colcrypt.ROWS
+    assert r.details["rows_with_equal_ciphertext_in_both_columns"] == colcrypt.ROWS
+
+
+def test_mariadb_stand_in(tmp_path: Path, mariadb_server: EmbeddedMariaDB) -> None:
+    t = _target(tmp_path, mariadb_server, AES_ENCRYPT)
+    t.start()
+    try:
+        r = _check(t)
+    finally:
+        t.stop()
+    assert list(r.parts.values())[:4] == [True, True, True, True], r.details
+    assert r.parts["a ciphertext moved to another row or column, or altered, is rejected"] is False
+    assert r.details["reads"]["keyless session reads id_number"] == "no value (NULL)"
+
+
+def test_keys_are_hidden_in_error_messages(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
+    """A statement that fails with the key in the server's message: the error names the step, not the key."""
+    t = _target(
+        tmp_path, pg_server, PGCRYPTO.replace("set_config('cp.{key}', '{secret_hex}', false)", "'{secret_hex}'::int")
+    )
+    t.start()
+    try:
+        with pytest.raises(ClauseproofError) as exc:
+            _check(t)
+    finally:
+        t.stop()
+    message = str(exc.value)
+    assert "keyed_session failed" in message and "<key>" in message
+    assert not any(s in message for s in SECRETS.values())
+
+
+OPENGAUSS = """
+[column_encryption]
+algorithm = "SM4_SM3"
+setup = ['CREATE CLIENT MASTER KEY {namespace}_cmk WITH (KEY_STORE = localkms, KEY_PATH = "cp", ALGORITHM = SM4)']
+create_key = "CREATE COLUMN ENCRYPTION KEY {key} WITH VALUES (CLIENT_MASTER_KEY = {namespace}_cmk, ALGORITHM = SM4_SM3)"
+column_type = "varchar(32) ENCRYPTED WITH (COLUMN_ENCRYPTION_KEY = {key}, ENCRYPTION_TYPE = RANDOMIZED)"
+keyed_options = { enable_ce = "1" }
+"""
+
+
+def test_a_driver_that_does_not_know_the_keyed_options_is_named(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
+    """The README's openGauss example against stock libpq: a clear error naming the option and the fix."""
+    t = _target(tmp_path, pg_server, OPENGAUSS)
+    t.start()
+    try:
+        with pytest.raises(ClauseproofError) as exc:
+            _check(t)
+    finally:
+        t.stop()
+    assert 'could not open the keyed session: invalid connection option "enable_ce"' in str(exc.value)
+    assert "vendor's libpq" in str(exc.value)
+
+
+def test_teardown_runs_after_a_failure(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
+    broken = PGCRYPTO.replace('write = "pgp_sym_encrypt', 'write = "no_such_function')
+    broken += 'teardown = ["DROP TABLE {namespace}.cp_marker"]\n'
+    broken = broken.replace("setup = [", 'setup = ["CREATE TABLE {namespace}.cp_marker (i int)", ')
+    t = _target(tmp_path, pg_server, broken)
+    t.start()
+    try:
+        with pytest.raises(ClauseproofError, match="INSERT failed on the keyed session: function no_such_function"):
+            _check(t)
+        with t.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (t.namespace,))
+            assert cur.fetchone()[0] == 0  # neither the case's table nor the one setup made
+    finally:
+        t.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('[column_encryption]\ncolumn_type = "bytea"\n', "missing key 'algorithm'"),
+        (
+            '[column_encryption]\nalgorithm = "SM4"\ncolumn_type = "bytea {keyname}"\n',
+            ":8: [column_encryption] column_type: unknown placeholder {keyname}",
+        ),
+        ('[column_encryption]\nalgorithm = "SM4"\ncolumn_type = "bytea"\n', "no template names the column's key"),
+        (
+            '[column_encryption]\nalgorithm = "SM4"\ncolumn_type = "bytea"\nwrite = "enc({key})"\n',
+            "write: does not contain {value}",
+        ),
+        (
+            '[column_encryption]\nalgorithm = "SM4"\ncolumn_type = "x"\nsetup = "one"\n',
+            "setup: 'one' is not of type list",
+        ),
+    ],
+)
+def test_malformed_column_encryption_is_named(tmp_path: Path, body: str, expected: str) -> None:
+    p = tmp_path / "vendor.toml"
+    p.write_text(f'[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nuser = "u"\n\n{body}')
+    with pytest.raises(ClauseproofError) as exc:
+        load_profile(p)
+    assert expected in str(exc.value)
+
+
+def test_suite_case_reports_the_parts(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
+    """Through the suite: the stand-in FAILs (not SM4; a moved row accepted), with every part named."""
+    ep = pg_server._ep()
+    profile = project.path / "vendor.toml"
+    profile.write_text(
+        f'[target]\nname = "vendor-pg"\ndialect = "postgresql"\nhost = "{ep.host}"\nport = {ep.port}\n'
+        f'user = "postgres"\n{PGCRYPTO}'
+    )
+    result = project.runpytest("suites/encryption/test_column_sm4.py", f"--cp-target={profile}", "-k", "target_column")
+    result.assert_outcomes(failed=1)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    case = next(c for c in doc["cases"] if "test_target_column_encryption" in c["nodeid"])
+    verdicts = {m["statistic"]: m["verdict"] for m in case["measurements"]}
+    assert (
+        verdicts["part: the column cipher is SM4 (declared: AES-128 (pgcrypto OpenPGP symmetric), a stand-in)"]
+        == "FAIL"
+    )
+    assert verdicts["part: a key per column (same plaintext in two columns, different ciphertext)"] == "PASS"
+    assert verdicts["part: a ciphertext moved to another row or column, or altered, is rejected"] == "FAIL"
+    assert case["parameters"]["key_material"].endswith("never recorded")
