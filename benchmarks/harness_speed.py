@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from sqlalchemy import BigInteger, LargeBinary, String, create_engine  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
+from clauseproof.atrest import CHUNK, CLASSES, make_canaries, scan_tree  # noqa: E402
 from clauseproof.datasets import ensure_dataset  # noqa: E402
 from clauseproof.sm4column import EnvKeyProvider, SM4Attribute, install  # noqa: E402
 from clauseproof.targets.base import Target  # noqa: E402
@@ -169,6 +170,40 @@ def bench_sm4(rows: int, rounds: int) -> None:
     )
 
 
+def bench_scan(mib: int, rounds: int) -> None:
+    """scan_tree over ``mib`` MiB of random files holding 16 canaries, after one read to warm the cache."""
+    import random
+
+    canaries = make_canaries(16)
+    root = Path(tempfile.mkdtemp(prefix="clauseproof-bench-scan-"))
+    try:
+        files = []
+        for i in range(mib // 64):  # 64 MiB "relation segments", as PostgreSQL's base/ holds them
+            path = root / "base" / "1" / str(16384 + i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(64 << 20))
+            files.append(path)
+        rnd = random.Random(1)
+        places = [(files[0], CHUNK - 10)] + [(rnd.choice(files), rnd.randrange((64 << 20) - 64)) for _ in range(15)]
+        for (path, offset), canary in zip(places, canaries, strict=True):
+            with open(path, "r+b") as f:
+                f.seek(offset)
+                f.write(canary)
+        scan_tree(root, CLASSES["postgresql"], canaries)  # warm the page cache
+        rates = []
+        for _ in range(rounds):
+            result = scan_tree(root, CLASSES["postgresql"], canaries)
+            found = sum(len(h) for h in result.found.values())
+            assert found == 16, f"the scan found {found} of 16 canaries"
+            rates.append(result.mb_per_s)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"canary scan: {mib} MiB of random bytes, 16 canaries (all found), {rounds} rounds: "
+        f"median {statistics.median(rates):,.0f} MB/s (min {min(rates):,.0f}, max {max(rates):,.0f})"
+    )
+
+
 def _children_cpu() -> float:
     import resource
 
@@ -235,10 +270,15 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--engines", default="postgresql,mariadb")
     p.add_argument("--sm4-rows", type=int, default=100_000)
-    p.add_argument("--only", choices=["generation", "load", "sm4", "oltp"], help="run one section only")
+    p.add_argument("--only", choices=["generation", "load", "sm4", "oltp", "scan"], help="run one section only")
     p.add_argument("--clients", type=int, default=16, help="oltp: clients for pgbench and Locust users")
     p.add_argument("--seconds", type=int, default=15, help="oltp: seconds per measurement")
+    p.add_argument("--scan-mib", type=int, default=1024, help="scan: MiB of files to scan")
     a = p.parse_args()
+    if a.only in (None, "scan"):
+        bench_scan(a.scan_mib, a.rounds)
+    if a.only == "scan":
+        return 0
     if a.only in (None, "oltp"):
         bench_oltp(a.clients, a.seconds)
     if a.only == "oltp":
