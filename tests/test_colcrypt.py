@@ -138,6 +138,26 @@ def test_keys_are_hidden_in_error_messages(tmp_path: Path, pg_server: EmbeddedPo
     assert not any(s in message for s in SECRETS.values())
 
 
+def test_keys_are_hidden_when_the_server_quotes_them_cut_short(tmp_path: Path, mariadb_server: EmbeddedMariaDB) -> None:
+    """MariaDB quotes at most 80 characters of a statement in a syntax error: a cut key is hidden too."""
+    t = _target(
+        tmp_path,
+        mariadb_server,
+        AES_ENCRYPT.replace(
+            "SET @`cp_{key}` = UNHEX('{secret_hex}')", "SELECT FROM 'xx{secret_hex}{secret_hex}{secret_hex}'"
+        ),
+    )
+    t.start()
+    try:
+        with pytest.raises(ClauseproofError) as exc:
+            _check(t)
+    finally:
+        t.stop()
+    message = str(exc.value)
+    assert "'xx<key>..." in message, message
+    assert not any(s[i : i + 8] in message.lower() for s in SECRETS.values() for i in range(25))
+
+
 OPENGAUSS = """
 [column_encryption]
 algorithm = "SM4_SM3"
