@@ -96,6 +96,24 @@ def test_pgcrypto_stand_in_is_judged_part_by_part(pg_vendor: ExternalTarget) -> 
         assert cur.fetchone()[0] == 0
 
 
+def test_a_percent_sign_in_a_template_reaches_the_server_as_written(
+    tmp_path: Path, pg_server: EmbeddedPostgres
+) -> None:
+    """The drivers' parameter style uses %: the templates' own % signs must not be taken for it."""
+    section = PGCRYPTO.replace(
+        "read = \"pgp_sym_decrypt({column}, current_setting('cp.{key}'))\"",
+        "read = \"left(pgp_sym_decrypt({column}, current_setting('cp.{key}')) || '%', -1)\"",
+    ).replace('write = "pgp_sym_encrypt({value},', "write = \"pgp_sym_encrypt(left({value} || '%', -1),")
+    assert section.count("%") == 2
+    t = _target(tmp_path, pg_server, section)
+    t.start()
+    try:
+        r = _check(t)
+    finally:
+        t.stop()
+    assert r.details["keyed_round_trip"] is True
+
+
 def test_plaintext_behind_an_encryption_declaration_fails_every_check(
     tmp_path: Path, pg_server: EmbeddedPostgres
 ) -> None:

@@ -341,6 +341,7 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
         )
         back = keyed.run(
             f"SELECT row_id, {r(COLUMNS[0])}, {r(COLUMNS[1])} FROM {TABLE} ORDER BY row_id",
+            (),  # no parameters, but the drivers must still turn the template's %% back into %
             step="keyed SELECT",
             template=spec.read,
         )
