@@ -272,6 +272,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             case = row.get("nodeid", "").split("::")[-1].split("[")[0]
             if row.get("statistic", "").startswith("part: "):
                 case += " — " + row["statistic"][6:70]
+            elif row["verdict"] in ("SKIPPED", "ERROR") and row.get("reason"):
+                case += " — " + row["reason"].splitlines()[0][:70]  # the report has the whole reason
             terminalreporter.line(
                 f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} {row['measured']:<18} "
                 f"{row['rule']:<18} {case}"
