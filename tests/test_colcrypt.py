@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,15 @@ def _target(tmp_path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, section:
     return ExternalTarget.from_profile(profile, "clauseproof_colcrypt")
 
 
-@pytest.fixture()
-def pg_vendor(tmp_path: Path, pg_server: EmbeddedPostgres) -> Iterator[ExternalTarget]:
-    t = _target(tmp_path, pg_server, PGCRYPTO)
+@contextmanager
+def _vendor(tmp_path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, section: str) -> Iterator[ExternalTarget]:
+    """An external target through a profile with ``section``, started in its own namespace, stopped after."""
+    t = _target(tmp_path, server, section)
     t.start()
-    yield t
-    t.stop()
+    try:
+        yield t
+    finally:
+        t.stop()
 
 
 def _check(t: ExternalTarget) -> colcrypt.ColumnResult:
@@ -75,8 +79,17 @@ def _check(t: ExternalTarget) -> colcrypt.ColumnResult:
     return colcrypt.check(t, t.profile.column_encryption, seed=7, secrets=SECRETS)
 
 
-def test_pgcrypto_stand_in_is_judged_part_by_part(pg_vendor: ExternalTarget) -> None:
-    r = _check(pg_vendor)
+def _run(tmp_path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, section: str) -> colcrypt.ColumnResult:
+    with _vendor(tmp_path, server, section) as t:
+        return _check(t)
+
+
+def test_pgcrypto_stand_in_is_judged_part_by_part(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
+    with _vendor(tmp_path, pg_server, PGCRYPTO) as vendor:
+        r = _check(vendor)
+        with vendor.connect() as conn, conn.cursor() as cur:  # its table is gone; its namespace stays until stop
+            cur.execute("SELECT count(*) FROM pg_tables WHERE tablename = %s", (colcrypt.TABLE,))
+            assert cur.fetchone()[0] == 0
     parts = list(r.parts.values())
     # stored bytes hold no plaintext, the columns differ, keyless and one-key sessions cannot read
     assert parts[:4] == [True, True, True, True], r.details
@@ -91,9 +104,6 @@ def test_pgcrypto_stand_in_is_judged_part_by_part(pg_vendor: ExternalTarget) -> 
     assert reads["phone-key-only session reads phone"] == "read as plaintext"
     text = json.dumps(r.details) + json.dumps(r.notes)
     assert not any(s in text for s in SECRETS.values())  # keys never recorded
-    with pg_vendor.connect() as conn, conn.cursor() as cur:  # its table is gone; its namespace stays until stop
-        cur.execute("SELECT count(*) FROM pg_tables WHERE tablename = %s", (colcrypt.TABLE,))
-        assert cur.fetchone()[0] == 0
 
 
 def test_a_percent_sign_in_a_template_reaches_the_server_as_written(
@@ -105,36 +115,21 @@ def test_a_percent_sign_in_a_template_reaches_the_server_as_written(
         "read = \"left(pgp_sym_decrypt({column}, current_setting('cp.{key}')) || '%', -1)\"",
     ).replace('write = "pgp_sym_encrypt({value},', "write = \"pgp_sym_encrypt(left({value} || '%', -1),")
     assert section.count("%") == 2
-    t = _target(tmp_path, pg_server, section)
-    t.start()
-    try:
-        r = _check(t)
-    finally:
-        t.stop()
+    r = _run(tmp_path, pg_server, section)
     assert r.details["keyed_round_trip"] is True
 
 
 def test_plaintext_behind_an_encryption_declaration_fails_every_check(
     tmp_path: Path, pg_server: EmbeddedPostgres
 ) -> None:
-    t = _target(tmp_path, pg_server, PLAINTEXT)
-    t.start()
-    try:
-        r = _check(t)
-    finally:
-        t.stop()
+    r = _run(tmp_path, pg_server, PLAINTEXT)
     assert list(r.parts.values()) == [False, False, False, False, False], r.details
     assert r.details["plaintexts_found_in_stored_bytes"] == colcrypt.ROWS
     assert r.details["rows_with_equal_ciphertext_in_both_columns"] == colcrypt.ROWS
 
 
 def test_mariadb_stand_in(tmp_path: Path, mariadb_server: EmbeddedMariaDB) -> None:
-    t = _target(tmp_path, mariadb_server, AES_ENCRYPT)
-    t.start()
-    try:
-        r = _check(t)
-    finally:
-        t.stop()
+    r = _run(tmp_path, mariadb_server, AES_ENCRYPT)
     assert list(r.parts.values())[:4] == [True, True, True, True], r.details
     assert r.parts["a ciphertext moved to another row or column, or altered, is rejected"] is False
     assert r.details["reads"]["keyless session reads id_number"] == "no value (NULL)"
@@ -142,15 +137,9 @@ def test_mariadb_stand_in(tmp_path: Path, mariadb_server: EmbeddedMariaDB) -> No
 
 def test_keys_are_hidden_in_error_messages(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
     """A statement that fails with the key in the server's message: the error names the step, not the key."""
-    t = _target(
-        tmp_path, pg_server, PGCRYPTO.replace("set_config('cp.{key}', '{secret_hex}', false)", "'{secret_hex}'::int")
-    )
-    t.start()
-    try:
-        with pytest.raises(ClauseproofError) as exc:
-            _check(t)
-    finally:
-        t.stop()
+    broken = PGCRYPTO.replace("set_config('cp.{key}', '{secret_hex}', false)", "'{secret_hex}'::int")
+    with pytest.raises(ClauseproofError) as exc:
+        _run(tmp_path, pg_server, broken)
     message = str(exc.value)
     assert "keyed_session failed" in message and "<key>" in message
     assert not any(s in message for s in SECRETS.values())
@@ -158,43 +147,28 @@ def test_keys_are_hidden_in_error_messages(tmp_path: Path, pg_server: EmbeddedPo
 
 def test_keys_are_hidden_when_the_server_quotes_them_cut_short(tmp_path: Path, mariadb_server: EmbeddedMariaDB) -> None:
     """MariaDB quotes at most 80 characters of a statement in a syntax error: a cut key is hidden too."""
-    t = _target(
-        tmp_path,
-        mariadb_server,
-        AES_ENCRYPT.replace(
-            "SET @`cp_{key}` = UNHEX('{secret_hex}')", "SELECT FROM 'xx{secret_hex}{secret_hex}{secret_hex}'"
-        ),
-    )
-    t.start()
-    try:
-        with pytest.raises(ClauseproofError) as exc:
-            _check(t)
-    finally:
-        t.stop()
+    with pytest.raises(ClauseproofError) as exc:
+        _run(
+            tmp_path,
+            mariadb_server,
+            AES_ENCRYPT.replace(
+                "SET @`cp_{key}` = UNHEX('{secret_hex}')", "SELECT FROM 'xx{secret_hex}{secret_hex}{secret_hex}'"
+            ),
+        )
     message = str(exc.value)
     assert "'xx<key>..." in message, message
     assert not any(s[i : i + 8] in message.lower() for s in SECRETS.values() for i in range(25))
 
 
-OPENGAUSS = """
-[column_encryption]
-algorithm = "SM4_SM3"
-setup = ['CREATE CLIENT MASTER KEY {namespace}_cmk WITH (KEY_STORE = localkms, KEY_PATH = "cp", ALGORITHM = SM4)']
-create_key = "CREATE COLUMN ENCRYPTION KEY {key} WITH VALUES (CLIENT_MASTER_KEY = {namespace}_cmk, ALGORITHM = SM4_SM3)"
-column_type = "varchar(32) ENCRYPTED WITH (COLUMN_ENCRYPTION_KEY = {key}, ENCRYPTION_TYPE = RANDOMIZED)"
-keyed_options = { enable_ce = "1" }
-"""
+#: The README's openGauss-style example, as a vendor would copy it.
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+OPENGAUSS = "[column_encryption]" + README.split("\n[column_encryption]", 1)[1].split("```", 1)[0]
 
 
 def test_a_driver_that_does_not_know_the_keyed_options_is_named(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
     """The README's openGauss example against stock libpq: a clear error naming the option and the fix."""
-    t = _target(tmp_path, pg_server, OPENGAUSS)
-    t.start()
-    try:
-        with pytest.raises(ClauseproofError) as exc:
-            _check(t)
-    finally:
-        t.stop()
+    with pytest.raises(ClauseproofError) as exc:
+        _run(tmp_path, pg_server, OPENGAUSS)
     assert 'could not open the keyed session: invalid connection option "enable_ce"' in str(exc.value)
     assert "vendor's libpq" in str(exc.value)
 
@@ -203,16 +177,12 @@ def test_teardown_runs_after_a_failure(tmp_path: Path, pg_server: EmbeddedPostgr
     broken = PGCRYPTO.replace('write = "pgp_sym_encrypt', 'write = "no_such_function')
     broken += 'teardown = ["DROP TABLE {namespace}.cp_marker"]\n'
     broken = broken.replace("setup = [", 'setup = ["CREATE TABLE {namespace}.cp_marker (i int)", ')
-    t = _target(tmp_path, pg_server, broken)
-    t.start()
-    try:
+    with _vendor(tmp_path, pg_server, broken) as t:
         with pytest.raises(ClauseproofError, match="INSERT failed on the keyed session: function no_such_function"):
             _check(t)
         with t.connect() as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (t.namespace,))
             assert cur.fetchone()[0] == 0  # neither the case's table nor the one setup made
-    finally:
-        t.stop()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from clauseproof.errors import ClauseproofError
+from clauseproof.errors import ClauseproofError, first_line
 
 TABLE = "cp_column_encryption"
 COLUMNS = ("id_number", "phone")
@@ -184,8 +184,7 @@ class _Session:
         return _HEX_RUN.sub(sub, text)
 
     def error_line(self, exc: BaseException) -> str:
-        lines = str(exc).strip().splitlines()
-        return self.hide(lines[0] if lines else type(exc).__name__)
+        return self.hide(first_line(exc))
 
     def run(self, sql: str, params: Any = None, *, step: str, template: str = "", many: bool = False) -> list[Any]:
         try:

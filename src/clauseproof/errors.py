@@ -21,5 +21,11 @@ class ClauseproofError(Exception):
         return " ".join(parts)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (drivers add context lines), or its type where it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class TargetUnavailable(ClauseproofError):
     """A target kind that cannot run here (no Docker engine, say): its cases are skipped."""

@@ -19,6 +19,7 @@ import pytest
 
 from clauseproof.atrest import CLASSES, make_canaries, scan_files, scan_tree
 from clauseproof.backup import WorkFolder, fill_command, open_for, timed
+from clauseproof.errors import first_line
 from clauseproof.evidence import CaseEvidence
 from clauseproof.plugin import RUN_KEY
 from clauseproof.sm4 import KAT_KEY, KAT_ONE, known_answers
@@ -113,7 +114,7 @@ def _write_canaries(target: Target, conn: Any, canaries: list[bytes], evidence: 
     try:
         _force_to_disk(target, conn)
     except Exception as exc:  # an external target's user may lack the privilege
-        evidence.note(f"forcing the canaries to disk was refused: {str(exc).strip().splitlines()[0]}")
+        evidence.note(f"forcing the canaries to disk was refused: {first_line(exc)}")
     return temp
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from clauseproof.catalog import Catalog
 from clauseproof.digest import digest_sql
+from clauseproof.errors import first_line
 from clauseproof.evidence import CaseEvidence
 from clauseproof.load import BackgroundLoad
 from clauseproof.targets.base import Target
@@ -235,10 +236,7 @@ def _adversarial(target: Target, conn: Any, s: str, lock_timeout: float, load: B
                         cur.execute(f"ALTER TABLE {s}.oltp_settlement ADD COLUMN note2 varchar(40)")
                         outcome = f"completed in {time.perf_counter() - t0:.2f} s"
                     except Exception as exc:
-                        outcome = (
-                            f"failed after {time.perf_counter() - t0:.2f} s: "
-                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-                        )
+                        outcome = f"failed after {time.perf_counter() - t0:.2f} s: {first_line(exc)}"
                     time.sleep(0.5)
                 if target.dialect == "postgresql":
                     cur.execute("RESET lock_timeout")

@@ -18,7 +18,7 @@ from typing import Any
 from clauseproof.colcrypt import KEYS as COLUMN_ENCRYPTION_KEYS
 from clauseproof.colcrypt import ColumnEncryption
 from clauseproof.colcrypt import parse as parse_column_encryption
-from clauseproof.errors import ClauseproofError
+from clauseproof.errors import ClauseproofError, first_line
 from clauseproof.replication import Node, Topology, pool_nodes
 from clauseproof.targets.base import Endpoint, Target, check_reachable
 
@@ -283,7 +283,7 @@ class ExternalTarget(Target):
             self.endpoint = None
             raise ClauseproofError(
                 f"connected to {ep.host}:{ep.port} but could not create the harness's namespace "
-                f"{self.namespace}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                f"{self.namespace}: {first_line(exc)}",
                 checked=f"user {ep.user!r}, database {ep.database!r}",
                 fix="check the user, the password variable and that the user may create a "
                 + ("schema in that database" if self.dialect == "postgresql" else "database"),
@@ -349,8 +349,7 @@ class ExternalTarget(Target):
                 rows = pool_nodes(conn)
         except Exception as exc:
             raise ClauseproofError(
-                f"{self.label}: [replication] names no replicas, and SHOW POOL_NODES failed "
-                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})",
+                f"{self.label}: [replication] names no replicas, and SHOW POOL_NODES failed ({first_line(exc)})",
                 checked="the target endpoint, asked as a pgpool-II endpoint",
                 fix='list the replicas: replicas = ["host:port", ...] under [replication]',
             ) from None
