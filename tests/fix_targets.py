@@ -29,6 +29,19 @@ def our_folders() -> set[str]:
     return out
 
 
+def vendor_profile(
+    path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, sections: str = "", name: str = "vendor-pg"
+) -> Path:
+    """Write a vendor profile at ``path`` whose [target] is the embedded ``server``, followed by ``sections``."""
+    ep = server._ep()
+    database = f'database = "{ep.database}"\n' if server.dialect == "postgresql" else ""
+    path.write_text(
+        f'[target]\nname = "{name}"\ndialect = "{server.dialect}"\nhost = "{ep.host}"\nport = {ep.port}\n'
+        f'user = "{ep.user}"\n{database}\n{sections}'
+    )
+    return path
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedPostgres]:
     t = EmbeddedPostgres("selftest-postgresql", "clauseproof_selftest", None)

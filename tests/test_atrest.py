@@ -11,6 +11,7 @@ import pytest
 from clauseproof.atrest import make_canaries, scan_files
 from clauseproof.sm4 import encrypt_block, known_answers
 from clauseproof.targets.embedded import EmbeddedPostgres
+from tests.fix_targets import vendor_profile
 
 
 def test_sm4_known_answers_of_gb_t_32907() -> None:
@@ -86,12 +87,10 @@ def test_sm4_column_case_proves_each_part(project: pytest.Pytester) -> None:
 
 def test_external_target_scanned_through_copy_files(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
     """A vendor's files reach the scan through the profile's copy_files command (here: cp of a data directory)."""
-    ep = pg_server._ep()
-    profile = project.path / "vendor.toml"
-    profile.write_text(
-        f'[target]\nname = "vendor-pg"\ndialect = "postgresql"\nhost = "{ep.host}"\nport = {ep.port}\n'
-        f'user = "postgres"\ndatabase = "postgres"\n\n[commands]\ncopy_files = "cp -a {pg_server.data_dir}/. '
-        '{output_dir}/"\n'
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        pg_server,
+        f'[commands]\ncopy_files = "cp -a {pg_server.data_dir}/. {{output_dir}}/"\n',
     )
     result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "canary_scan")
     result.assert_outcomes(failed=1, skipped=1)
@@ -118,12 +117,10 @@ def test_target_sm4_known_answer_through_profile_sql(
     project: pytest.Pytester, pg_server: EmbeddedPostgres, answer: str, outcome: str
 ) -> None:
     """The mechanism, with SQL standing in for a target's SM4 function: a right answer passes, a wrong one fails."""
-    ep = pg_server._ep()
-    profile = project.path / "vendor.toml"
-    profile.write_text(
-        f'[target]\nname = "vendor-pg"\ndialect = "postgresql"\nhost = "{ep.host}"\nport = {ep.port}\n'
-        f"user = \"postgres\"\n\n[sm4]\nencrypt_sql = \"SELECT decode('{answer}', 'hex') "
-        "WHERE '{key_hex}' = '{plaintext_hex}'\"\n"
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        pg_server,
+        f"[sm4]\nencrypt_sql = \"SELECT decode('{answer}', 'hex') WHERE '{{key_hex}}' = '{{plaintext_hex}}'\"\n",
     )
     result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "target_sm4")
     result.assert_outcomes(**{outcome: 1})

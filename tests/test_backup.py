@@ -12,7 +12,8 @@ from clauseproof.datasets import ensure_dataset
 from clauseproof.digest import compare_digests, digest_tables
 from clauseproof.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from tests.fix_targets import ROOT, our_folders
+from clauseproof.targets.embedded import EmbeddedPostgres
+from tests.fix_targets import ROOT, our_folders, vendor_profile
 from workloads import settlement
 
 
@@ -75,17 +76,16 @@ def test_backup_suite_end_to_end_at_small_scale(project: pytest.Pytester) -> Non
     assert case["parameters"]["data_set"]["from_cache"] is True
 
 
-def test_vendor_commands_through_a_profile(project: pytest.Pytester, pg_server: Target) -> None:
-    ep = pg_server._ep()
+def test_vendor_commands_through_a_profile(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
     bindir = "/usr/lib/postgresql/15/bin"
-    profile = project.path / "vendor.toml"
-    profile.write_text(
-        f'[target]\nname = "vendor-pg"\ndialect = "postgresql"\nhost = "{ep.host}"\nport = {ep.port}\n'
-        'user = "postgres"\ndatabase = "postgres"\n\n[commands]\n'
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        pg_server,
+        "[commands]\n"
         f'backup = "{bindir}/pg_dump -h {{host}} -p {{port}} -U {{user}} -d {{database}} -Fc '
         '-f {output_dir}/db.dump"\n'
         f'restore = "{bindir}/createdb -h {{host}} -p {{port}} -U {{user}} {{new_database}} && '
-        f'{bindir}/pg_restore -h {{host}} -p {{port}} -U {{user}} -d {{new_database}} {{output_dir}}/db.dump"\n'
+        f'{bindir}/pg_restore -h {{host}} -p {{port}} -U {{user}} -d {{new_database}} {{output_dir}}/db.dump"\n',
     )
     result = project.runpytest("suites/backup", f"--cp-target={profile}", "--cp-scale=0.003", "-rs")
     result.assert_outcomes(passed=2, skipped=1)  # PITR needs the vendor's restore-to-time command

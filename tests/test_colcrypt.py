@@ -19,6 +19,7 @@ from clauseproof import colcrypt
 from clauseproof.errors import ClauseproofError
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget, load_profile
+from tests.fix_targets import vendor_profile
 
 #: Server-side encryption with pgcrypto, the key taken by the session into a setting of its own.
 PGCRYPTO = """
@@ -53,13 +54,7 @@ SECRETS = {"id_number": "00112233445566778899aabbccddeeff", "phone": "ffeeddccbb
 
 
 def _target(tmp_path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, section: str) -> ExternalTarget:
-    ep = server._ep()
-    dialect = "postgresql" if isinstance(server, EmbeddedPostgres) else "mysql"
-    profile = tmp_path / "vendor.toml"
-    profile.write_text(
-        f'[target]\nname = "vendor"\ndialect = "{dialect}"\nhost = "{ep.host}"\nport = {ep.port}\n'
-        f'user = "{ep.user}"\n{section}'
-    )
+    profile = vendor_profile(tmp_path / "vendor.toml", server, section, name="vendor")
     return ExternalTarget.from_profile(profile, "clauseproof_colcrypt")
 
 
@@ -214,12 +209,7 @@ def test_malformed_column_encryption_is_named(tmp_path: Path, body: str, expecte
 
 def test_suite_case_reports_the_parts(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
     """Through the suite: the stand-in FAILs (not SM4; a moved row accepted), with every part named."""
-    ep = pg_server._ep()
-    profile = project.path / "vendor.toml"
-    profile.write_text(
-        f'[target]\nname = "vendor-pg"\ndialect = "postgresql"\nhost = "{ep.host}"\nport = {ep.port}\n'
-        f'user = "postgres"\n{PGCRYPTO}'
-    )
+    profile = vendor_profile(project.path / "vendor.toml", pg_server, PGCRYPTO)
     result = project.runpytest("suites/encryption/test_column_sm4.py", f"--cp-target={profile}", "-k", "target_column")
     result.assert_outcomes(failed=1)
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
