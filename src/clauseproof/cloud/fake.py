@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -47,16 +48,17 @@ class FakeDriver(ComputeDriver):
 
     @contextlib.contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
+        # A lock file serialises the writers; the state is replaced whole (write, then rename), so a reader
+        # without the lock, or a process killed mid-write, never sees a half-written state.
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.state_file, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.seek(0)
-            text = f.read()
+        with open(self.state_file.with_name(self.state_file.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            text = self.state_file.read_text() if self.state_file.exists() else ""
             state = json.loads(text) if text.strip() else {"vms": {}, "groups": {}}
             yield state
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps(state))
+            tmp = self.state_file.with_name(f"{self.state_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self.state_file)
 
     def _api(self) -> None:
         if self.api_latency_s:
