@@ -109,18 +109,44 @@ def test_external_target_scanned_through_copy_files(project: pytest.Pytester, pg
     ]
 
 
+SM4_PLPGSQL = Path(__file__).parent / "sql" / "sm4_plpgsql.sql"
+PUBLISHED = "0123456789abcdeffedcba9876543210"
+
+
 @pytest.mark.parametrize(
-    ("answer", "outcome"),
-    [("681edf34d206965e86b3e94f536e4246", "passed"), ("00000000000000000000000000000000", "failed")],
+    ("encrypt_sql", "outcome", "says"),
+    [
+        # a real SM4 on the target's side (PL/pgSQL, written from the standard)
+        ("SELECT public.cp_sm4_encrypt('{key_hex}', '{plaintext_hex}')", "passed", ""),
+        # the cheapest cheat: the published example's answer looked up, anything for the rest
+        (
+            f"SELECT CASE WHEN '{{key_hex}}' = '{PUBLISHED}' AND '{{plaintext_hex}}' = '{PUBLISHED}' "
+            "THEN '681edf34d206965e86b3e94f536e4246' ELSE md5('{plaintext_hex}') END",
+            "failed",
+            "*published example is right but 8 of 8 random vectors are wrong*",
+        ),
+        # AES called SM4
+        (
+            "SELECT public.encrypt(decode('{plaintext_hex}', 'hex'), decode('{key_hex}', 'hex'), 'aes-ecb/pad:none')",
+            "failed",
+            "*9 of 9 vectors wrong, the published example among them*",
+        ),
+    ],
+    ids=["plpgsql-sm4", "looked-up-answer", "aes"],
 )
 def test_target_sm4_known_answer_through_profile_sql(
-    project: pytest.Pytester, pg_server: EmbeddedPostgres, answer: str, outcome: str
+    project: pytest.Pytester, pg_server: EmbeddedPostgres, encrypt_sql: str, outcome: str, says: str
 ) -> None:
-    """The mechanism, with SQL standing in for a target's SM4 function: a right answer passes, a wrong one fails."""
-    profile = vendor_profile(
-        project.path / "vendor.toml",
-        pg_server,
-        f"[sm4]\nencrypt_sql = \"SELECT decode('{answer}', 'hex') WHERE '{{key_hex}}' = '{{plaintext_hex}}'\"\n",
-    )
+    """The target's SM4 is compared with the harness's on random keys and blocks: a real SM4 passes, the
+    looked-up published answer and another cipher fail."""
+    with pg_server.connect(in_namespace=False) as conn, conn.cursor() as cur:
+        cur.execute(SM4_PLPGSQL.read_text())
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+    profile = vendor_profile(project.path / "vendor.toml", pg_server, f'[sm4]\nencrypt_sql = "{encrypt_sql}"\n')
     result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "target_sm4")
     result.assert_outcomes(**{outcome: 1})
+    if says:
+        result.stdout.fnmatch_lines([f"*BZ-DB-2 FAIL on *: {says}"])
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    vectors = next(c for c in doc["cases"] if "target_sm4" in c["nodeid"])["parameters"]["vectors"]
+    assert len(vectors) == 9 and len({v["key"] for v in vectors}) == 9  # random per run

@@ -16,10 +16,11 @@ from clauseproof.catalog import Catalog, Clause
 from clauseproof.errors import ClauseproofError
 from clauseproof.units import convert
 
-PASS, FAIL, NOT_EVIDENCE, NOT_COVERED, SKIPPED, ERROR = (
+PASS, FAIL, NOT_EVIDENCE, NOT_SHOWN, NOT_COVERED, SKIPPED, ERROR = (
     "PASS",
     "FAIL",
     "NOT EVIDENCE",
+    "NOT SHOWN",
     "NOT COVERED",
     "SKIPPED",
     "ERROR",
@@ -132,11 +133,13 @@ class CaseEvidence:
         samples: list[float] | None = None,
         sample_unit: str | None = None,
         why: str = "",
+        wrong: str = "",
     ) -> Measurement:
         """Record a measured value for a clause and judge it against the clause's threshold.
 
         ``why`` explains a failure beyond the numbers (which VMs failed, say); it is added to the
-        reason of a FAIL."""
+        reason of a FAIL.  ``wrong`` says the work's result was wrong (a restore unequal to its
+        source, say): the verdict is then FAIL whatever the value, at any scale, naming it."""
         if clause_id not in self.record.clause_ids:
             raise ClauseproofError(
                 f"{self.record.nodeid} measured {clause_id}, which its clause marker does not name",
@@ -154,7 +157,9 @@ class CaseEvidence:
                 fix="measure in a unit of that metric",
             ) from None
         ok = judge(clause, v)
-        if self.simulated:
+        if wrong:
+            verdict, reason = FAIL, f"result wrong: {wrong}"
+        elif self.simulated:
             verdict, reason = NOT_EVIDENCE, "simulated target: results are not evidence"
         elif self.scale < 1:
             verdict = NOT_EVIDENCE
@@ -165,12 +170,12 @@ class CaseEvidence:
         else:
             if ok:
                 verdict, reason = PASS, ""
-            elif clause.metric == "capability":
-                verdict, reason = FAIL, f"not shown: {statistic}"
+            elif clause.metric == "capability":  # the statistic says what was checked; the reason says why not
+                verdict, reason = FAIL, why or "disproven"
             else:
                 verdict, reason = FAIL, f"measured {_fmt(v)} {clause.unit}, required {clause.rule()}"
-            if why:
-                reason += f": {why}"
+                if why:
+                    reason += f": {why}"
         m = Measurement(
             clause_id=clause_id,
             target=self.record.target or "",
@@ -186,6 +191,21 @@ class CaseEvidence:
         )
         self.record.measurements.append(m)
         return m
+
+    def not_shown(self, clause_id: str, *, statistic: str, why: str) -> Measurement:
+        """Record a part of a clause that this run could not show either way (never an absent row):
+        it keeps the clause from PASS without claiming a FAIL.  ``why`` says what was missing."""
+        m = self.measure(clause_id, False, "bool", statistic=statistic)
+        m.verdict, m.reason = NOT_SHOWN, why
+        return m
+
+    def part(self, clause_id: str, ok: bool | None, *, statistic: str, why: str = "", not_shown: str = "") -> None:
+        """One part of a capability clause: shown (True), disproven (False, ``why``) or not shown (None,
+        ``not_shown`` says why)."""
+        if ok is None:
+            self.not_shown(clause_id, statistic=statistic, why=not_shown or "not shown in this run")
+        else:
+            self.measure(clause_id, ok, "bool", statistic=statistic, why=why)
 
     def require_pass(self) -> None:
         """Fail the case (plainly, without a traceback) if any clause it measured failed."""

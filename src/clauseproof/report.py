@@ -17,6 +17,7 @@ VERDICT_CLASS = {
     "PASS": "pass",
     "FAIL": "fail",
     "NOT EVIDENCE": "ne",
+    "NOT SHOWN": "ns",
     "NOT COVERED": "nc",
     "SKIPPED": "skip",
     "ERROR": "err",

@@ -22,7 +22,7 @@ from clauseproof.backup import WorkFolder, fill_command, open_for, timed
 from clauseproof.errors import first_line
 from clauseproof.evidence import CaseEvidence
 from clauseproof.plugin import RUN_KEY
-from clauseproof.sm4 import KAT_KEY, KAT_ONE, known_answers
+from clauseproof.sm4 import KAT_KEY, KAT_ONE, known_answers, random_vectors
 from clauseproof.targets.base import Target, row_numbers
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
@@ -55,33 +55,60 @@ def test_sm4_known_answers(evidence: CaseEvidence) -> None:
     evidence.require_pass()
 
 
+#: Random (key, block) pairs per run beside the published example: a looked-up answer cannot pass.
+RANDOM_VECTORS = 8
+
+
 @pytest.mark.clause("BZ-DB-2")
 def test_target_sm4_known_answer(target: Target, evidence: CaseEvidence) -> None:
-    """The target's own SM4 against GB/T 32907-2016 example 1, through the profile's [sm4] encrypt_sql."""
+    """The target's own SM4, through the profile's [sm4] encrypt_sql: GB/T 32907-2016 example 1 and
+    random keys and blocks made for this run, each compared with the harness's SM4 (cryptography)."""
     sql = target.profile.sm4.get("encrypt_sql") if isinstance(target, ExternalTarget) and target.profile else None
     if not sql:
         pytest.skip(
             "the target's SM4 is tested when its profile declares [sm4] encrypt_sql "
             "(placeholders {key_hex} {plaintext_hex}, returning hex)"
         )
-    key = KAT_KEY.hex()
-    query = sql.format(key_hex=key, plaintext_hex=key)
+    vectors = [(KAT_KEY, KAT_KEY, KAT_ONE), *random_vectors(RANDOM_VECTORS)]
+    results = []
     with target.connect() as conn, conn.cursor() as cur:
-        cur.execute(query)
-        row = cur.fetchone()
-    value = row[0] if row else ""
-    if isinstance(value, bytes | bytearray | memoryview):  # a binary result: the ciphertext itself
-        got = bytes(value).hex()
-    else:  # text: hex, possibly with PostgreSQL's bytea prefix
-        got = str(value).strip().lower().removeprefix("\\x")
-    evidence.parameters(encrypt_sql=sql, expected=KAT_ONE.hex(), got=got)
+        for key, block, expected in vectors:
+            cur.execute(sql.format(key_hex=key.hex(), plaintext_hex=block.hex()))
+            row = cur.fetchone()
+            got = _ciphertext_hex(row[0] if row else "")
+            results.append({"key": key.hex(), "plaintext": block.hex(), "expected": expected.hex(), "got": got})
+    wrong = [r for r in results if r["got"] != r["expected"]]
+    published_ok = results[0]["got"] == results[0]["expected"]
+    evidence.parameters(
+        encrypt_sql=sql,
+        vectors=results,
+        vectors_from="GB/T 32907-2016 example 1, then random keys and blocks made for this run (test keys that "
+        "protect nothing, recorded so the check can be repeated), expected values from the harness's SM4",
+    )
+    if not wrong:
+        why = ""
+    elif published_ok:
+        why = (
+            f"the published example is right but {len(wrong)} of {RANDOM_VECTORS} random vectors are wrong "
+            "(a looked-up answer is not an SM4 implementation)"
+        )
+    else:
+        why = f"{len(wrong)} of {len(results)} vectors wrong, the published example among them"
     evidence.measure(
         "BZ-DB-2",
-        got == KAT_ONE.hex(),
+        not wrong,
         "bool",
-        statistic="part: the target's SM4 gives the GB/T 32907-2016 example 1 ciphertext",
+        statistic=f"part: the target's SM4 matches the harness's SM4 on GB/T 32907-2016 example 1 and "
+        f"{RANDOM_VECTORS} random keys and blocks",
+        why=why,
     )
     evidence.require_pass()
+
+
+def _ciphertext_hex(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):  # a binary result: the ciphertext itself
+        return bytes(value).hex()
+    return str(value).strip().lower().removeprefix("\\x")  # text: hex, possibly with PostgreSQL's bytea prefix
 
 
 def _write_canaries(target: Target, conn: Any, canaries: list[bytes], evidence: CaseEvidence) -> Any:
