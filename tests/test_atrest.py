@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,7 @@ def test_plain_servers_fail_the_scan_and_say_where(project: pytest.Pytester) -> 
         "suites/encryption/test_at_rest.py", "--cp-target=embedded-postgresql", "-k", "not encrypted"
     )
     result.assert_outcomes(passed=1, failed=1, skipped=1)  # the target-SM4 case needs a profile
-    result.stdout.fnmatch_lines(
-        ["*BZ-DB-2 FAIL on embedded-postgresql: not shown: part: data files encrypted*plaintext found in data files*"]
-    )
+    result.stdout.fnmatch_lines(["*BZ-DB-2 FAIL on embedded-postgresql: plaintext found in data files*"])
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
     case = next(c for c in doc["cases"] if "canary" in c["nodeid"])
     found = case["parameters"]["plaintext_found_in"]
@@ -100,13 +99,61 @@ def test_external_target_scanned_through_copy_files(project: pytest.Pytester, pg
     assert params["files_from"] == "the profile's copy_files command"
     assert {"data files", "WAL", "logical backup"} <= set(params["plaintext_found_in"])
     assert params["not_inspectable"] == {"physical backup": "the profile declares no [commands] backup"}
-    assert any("not inspected" in n for n in case["notes"])
-    parts = [m["statistic"].split(" encrypted")[0] for m in case["measurements"]]
-    assert parts == [
-        "part: data files",
-        "part: log files",
-        "part: logical backup files (a logical dump is plaintext by design)",
-    ]
+    parts = {m["statistic"].split(" encrypted")[0]: m["verdict"] for m in case["measurements"]}
+    assert parts == {
+        "part: data files": "FAIL",
+        "part: log files": "FAIL",
+        "part: physical backup files": "NOT SHOWN",  # a row that says so, never an absent row
+        "part: logical backup files (a logical dump is plaintext by design)": "FAIL",
+    }
+
+
+@pytest.mark.parametrize(
+    ("copy_files", "backup", "missing", "backup_why"),
+    [
+        # the cheapest cheat: a copy command that copies nothing, a backup command that writes nothing
+        ("mkdir -p {output_dir}", "true", "no data files file was scanned", "the backup wrote 0 bytes"),
+        # a copy and a backup taken before the canaries were written (an old snapshot of an unencrypted server)
+        (
+            "cp -a {stale}/. {output_dir}/",
+            "cp -a {stale}/base {output_dir}/",
+            "the canary table's relation file",
+            "the profile declares no [commands] restore",
+        ),
+    ],
+    ids=["empty-copy", "stale-copy"],
+)
+def test_a_copy_that_is_not_current_shows_nothing(
+    project: pytest.Pytester,
+    pg_server: EmbeddedPostgres,
+    tmp_path: Path,
+    copy_files: str,
+    backup: str,
+    missing: str,
+    backup_why: str,
+) -> None:
+    """No canary found in files that are not shown to be the target's current files is NOT SHOWN, never PASS."""
+    stale = tmp_path / "stale"
+    shutil.copytree(pg_server.data_dir, stale, ignore=shutil.ignore_patterns("postmaster.pid"))
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        pg_server,
+        f'[commands]\ncopy_files = "{copy_files.replace("{stale}", str(stale))}"\n'
+        f'backup = "{backup.replace("{stale}", str(stale))}"\n',
+    )
+    result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "canary_scan")
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    case = next(c for c in doc["cases"] if c["nodeid"].endswith("test_canary_scan[vendor]"))
+    verdicts = {m["statistic"].split(" encrypted")[0]: (m["verdict"], m["reason"]) for m in case["measurements"]}
+    assert {k: v for k, (v, _) in verdicts.items() if "logical" not in k} == {
+        "part: data files": "NOT SHOWN",
+        "part: log files": "NOT SHOWN",
+        "part: physical backup files": "NOT SHOWN",
+    }
+    assert missing in verdicts["part: data files"][1]
+    assert backup_why in verdicts["part: physical backup files"][1]
+    assert "PASS" not in {v for v, _ in verdicts.values()}
+    result.stdout.fnmatch_lines(["*NOT SHOWN*data files encrypted*"])
 
 
 SM4_PLPGSQL = Path(__file__).parent / "sql" / "sm4_plpgsql.sql"

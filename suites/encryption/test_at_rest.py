@@ -9,9 +9,11 @@ the positive control: they must fail, naming where the plaintext was found.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +113,10 @@ def _ciphertext_hex(value: Any) -> str:
     return str(value).strip().lower().removeprefix("\\x")  # text: hex, possibly with PostgreSQL's bytea prefix
 
 
-def _write_canaries(target: Target, conn: Any, canaries: list[bytes], evidence: CaseEvidence) -> Any:
-    """Write the canaries; return a session holding a temporary table open (close it after the scan)."""
+def _write_canaries(target: Target, conn: Any, canaries: list[bytes], evidence: CaseEvidence) -> tuple[Any, bool]:
+    """Write the canaries; return a session holding a temporary table open (close it after the scan), and
+    whether the table's pages were forced to disk (without that, finding no canary in the data files proves
+    nothing)."""
     text = [c.decode() for c in canaries]
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS canary")
@@ -142,7 +146,8 @@ def _write_canaries(target: Target, conn: Any, canaries: list[bytes], evidence: 
         _force_to_disk(target, conn)
     except Exception as exc:  # an external target's user may lack the privilege
         evidence.note(f"forcing the canaries to disk was refused: {first_line(exc)}")
-    return temp
+        return temp, False
+    return temp, True
 
 
 #: The most filler written to push an InnoDB temporary table out of the buffer pool.
@@ -169,18 +174,90 @@ def _spill_innodb_temp(cur: Any, evidence: CaseEvidence) -> None:
 
 
 def _force_to_disk(target: Target, conn: Any) -> None:
+    """Write the canary table's pages to its files, changing no server-wide setting: a checkpoint on
+    PostgreSQL; ``FLUSH TABLES … FOR EXPORT`` (this table's dirty pages only) on the MySQL family."""
     with conn.cursor() as cur:
         if target.dialect == "postgresql":
             cur.execute("CHECKPOINT")
         else:
-            cur.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
-            cur.execute("FLUSH TABLES")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")
-                if int(cur.fetchone()[1]) == 0:
-                    break
-                time.sleep(0.2)
+            cur.execute("FLUSH TABLES canary FOR EXPORT")
+            cur.execute("UNLOCK TABLES")
+
+
+@dataclass
+class Expected:
+    """A file the scanned copy must hold, as the server names it after the canaries were written."""
+
+    part: str
+    what: str
+    #: Path relative to the data directory (matched by file name alone when ``by_name``).
+    path: str
+    min_bytes: int
+    by_name: bool = False
+
+
+def _expected_files(target: Target, conn: Any, evidence: CaseEvidence) -> list[Expected]:
+    """Files a current and complete copy holds: the canary table's own file at its full size and the log
+    file being written after the canaries.  Asked of the server, after the canaries reached disk."""
+    out: list[Expected] = []
+    with conn.cursor() as cur:
+        if target.dialect == "postgresql":
+            cur.execute("SELECT pg_relation_filepath('canary'), pg_relation_size('canary')")
+            path, size = cur.fetchone()
+            out.append(Expected("data files", "the canary table's relation file", str(path), int(size)))
+            cur.execute("SELECT pg_walfile_name(pg_current_wal_lsn())")
+            out.append(
+                Expected("log files", "the WAL segment written after the canaries", f"pg_wal/{cur.fetchone()[0]}", 1)
+            )
+            return out
+        cur.execute(
+            "SELECT FILE_SIZE FROM information_schema.INNODB_SYS_TABLESPACES WHERE NAME = %s",
+            (f"{target.namespace}/canary",),
+        )
+        row = cur.fetchone()
+        out.append(
+            Expected(
+                "data files",
+                "the canary table's tablespace",
+                f"{target.namespace}/canary.ibd",
+                int(row[0]) if row else 1,
+            )
+        )
+        try:
+            cur.execute("SHOW MASTER STATUS")
+            status = cur.fetchone()
+        except Exception as exc:  # the privilege to see it may be missing
+            evidence.note(f"the binary log position could not be read ({first_line(exc)}); its file is not required")
+            status = None
+        if status:
+            out.append(
+                Expected(
+                    "log files",
+                    "the binary log written after the canaries",
+                    str(status[0]),
+                    int(status[1]),
+                    by_name=True,
+                )
+            )
+    return out
+
+
+def _currency_problems(root: Path, expected: list[Expected]) -> dict[str, list[str]]:
+    """Per part, what the copy lacks of what the server says it holds (missing, or shorter than it is)."""
+    problems: dict[str, list[str]] = {}
+    for e in expected:
+        if e.by_name:
+            found = [p for p in root.rglob(Path(e.path).name) if p.is_file()]
+        else:
+            found = [root / e.path] if (root / e.path).is_file() else []
+        if not found:
+            problems.setdefault(e.part, []).append(f"{e.what} ({e.path}) is not in the files scanned")
+        elif max(p.stat().st_size for p in found) < e.min_bytes:
+            size = max(p.stat().st_size for p in found)
+            problems.setdefault(e.part, []).append(
+                f"{e.what} ({e.path}) has {size:,} bytes in the files scanned, the server has {e.min_bytes:,}"
+            )
+    return problems
 
 
 @pytest.mark.clause("BZ-DB-2")
@@ -245,6 +322,29 @@ def _physical_backup(target: Target, out: Path, commands: dict[str, str], values
     return False
 
 
+def _restored_canaries(
+    target: Target, commands: dict[str, str], values: dict[str, str | int], rows: list[bytes]
+) -> str:
+    """Restore a vendor's backup with its restore command and look for the canary rows; '' when all are
+    there, otherwise why the backup is not shown to hold them."""
+    if "restore" not in commands:
+        return "the backup is not shown to hold the canary table: the profile declares no [commands] restore"
+    new_db = f"{target.namespace}_restored"
+    try:
+        timed("vendor restore", [fill_command(commands["restore"], **{**values, "new_database": new_db})], shell=True)
+        table = f"{target.namespace}.canary" if target.dialect == "postgresql" else "canary"
+        with target.connect_database(new_db) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT secret FROM {table}")
+            present = {str(r[0]).encode() for r in cur.fetchall()}
+    except Exception as exc:
+        return f"restoring the backup to look for the canary rows failed: {first_line(exc)}"
+    finally:
+        with contextlib.suppress(Exception), target.connect(in_namespace=False) as admin, admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {new_db}")
+    missing = [c for c in rows if c not in present]
+    return f"the restored backup lacks {len(missing)} of {len(rows)} canary rows" if missing else ""
+
+
 def _logical_dump(target: Target, dump: Path) -> None:
     ep = target._ep()
     if target.dialect == "postgresql":
@@ -277,12 +377,37 @@ def _logical_dump(target: Target, dump: Path) -> None:
         )
 
 
+#: The class that must have files for a part's "no canary found" to count (the others may be empty).
+ESSENTIAL = {
+    "data files": ("data files",),
+    "log files": ("WAL", "redo log"),
+    "physical backup files": ("physical backup",),
+    "logical backup files (a logical dump is plaintext by design)": ("logical backup",),
+}
+
+
+def _unshown(
+    part: str, classes: list[str], files: dict[str, int], stale: dict[str, list[str]], forced: bool
+) -> list[str]:
+    """Why finding no canary in a part's files would prove nothing: no file of its essential class, a file the
+    server names missing or short in the copy, or canaries never forced to disk."""
+    why = [f"no {c} file was scanned" for c in classes if c in ESSENTIAL.get(part, ()) and not files.get(c)]
+    if part in ("data files", "log files"):  # one copy: a file of either part missing or short shows it is not current
+        why += stale.get("data files", []) + stale.get("log files", [])
+    else:
+        why += stale.get(part, [])
+    if part == "data files" and not forced:
+        why.append("the canaries were not forced to disk (see the notes)")
+    return why
+
+
 def _scan(target: Target, evidence: CaseEvidence) -> None:
     embedded = isinstance(target, EmbeddedPostgres | EmbeddedMariaDB)
     commands = target.profile.commands if isinstance(target, ExternalTarget) and target.profile else {}
     canaries = make_canaries(16)
     conn = target.connect()
-    temp = _write_canaries(target, conn, canaries, evidence)
+    temp, forced = _write_canaries(target, conn, canaries, evidence)
+    expected = _expected_files(target, conn, evidence)
     work = WorkFolder("atrest", owner=target.run_as if isinstance(target, EmbeddedPostgres) else None)
     ep = target._ep()
     values: dict[str, str | int] = {"host": ep.host, "port": ep.port, "user": ep.user, "database": ep.database}
@@ -300,12 +425,23 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
             )
         evidence.progress(f"{target.label}: scanning the data directory for {len(canaries)} canaries")
         result = scan_tree(root, CLASSES[target.dialect], canaries)
+        stale = _currency_problems(root, expected)
         backup = work.path / "backup"
         if _physical_backup(target, backup, commands, values):
             files = [p for p in backup.rglob("*") if p.is_file()]
             hits, n = scan_files(files, canaries)
             result.found["physical backup"], result.files["physical backup"] = hits, len(files)
             result.bytes_scanned += n
+            # a backup smaller than the canary table it must hold cannot be the table's backup
+            least = next(e.min_bytes for e in expected if e.part == "data files")
+            if n < least:
+                stale["physical backup files"] = [
+                    f"the backup wrote {n:,} bytes in {len(files)} files, less than the canary table's {least:,} bytes"
+                ]
+            elif not embedded:  # a vendor's backup is shown to hold the canaries only by restoring it
+                shown = _restored_canaries(target, commands, {**values, "output_dir": str(backup)}, canaries[:8])
+                if shown:
+                    stale["physical backup files"] = [shown]
         else:
             not_inspectable["physical backup"] = "the profile declares no [commands] backup"
         dump = work.path / "logical.sql"
@@ -359,6 +495,9 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
         "pages reach disk), 4 as old values "
         "overwritten by an UPDATE (the logs keep them)",
         files_from="the data directory in place" if embedded else "the profile's copy_files command",
+        canaries_forced_to_disk=forced,
+        files_required=[vars(e) for e in expected],
+        files_missing_or_short=stale,
         files_per_class=result.files,
         canaries_found_per_class={c: len(h) for c, h in result.found.items()},
         plaintext_found_in=where,
@@ -373,21 +512,28 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
         "physical backup files": ["physical backup"],
         "logical backup files (a logical dump is plaintext by design)": ["logical backup"],
     }
+    empty = [c for c, n in result.files.items() if n == 0 and c != "other files"]
+    if empty:
+        evidence.note(f"file classes with no file to scan (shown neither way): {', '.join(empty)}")
     for part, classes in parts.items():
+        statistic = f"part: {part} encrypted (no canary in {', '.join(classes)})"
         if any(c in not_inspectable for c in classes):
-            evidence.note(
-                f"part '{part}' not inspected: "
-                + "; ".join(not_inspectable[c] for c in classes if c in not_inspectable)
+            evidence.not_shown(
+                "BZ-DB-2",
+                statistic=statistic,
+                why="not inspected: " + "; ".join(not_inspectable[c] for c in classes if c in not_inspectable),
             )
             continue
         leaked = [c for c in classes if result.found.get(c)]
-        evidence.measure(
-            "BZ-DB-2",
-            not leaked,
-            "bool",
-            statistic=f"part: {part} encrypted (no canary in {', '.join(classes)})"
-            + (f"; plaintext found in {', '.join(leaked)}" if leaked else ""),
-        )
+        missing = _unshown(part, classes, result.files, stale, forced)
+        if leaked or not missing:
+            evidence.measure(
+                "BZ-DB-2", not leaked, "bool", statistic=statistic, why=f"plaintext found in {', '.join(leaked)}"
+            )
+        else:  # nothing found, but in files that are not shown to hold the canaries
+            evidence.not_shown(
+                "BZ-DB-2", statistic=statistic, why="the files scanned do not show it: " + "; ".join(missing)
+            )
     if embedded:
         evidence.measure(
             "BZ-DB-2",
