@@ -97,6 +97,41 @@ def test_vendor_commands_through_a_profile(project: pytest.Pytester, pg_server: 
         assert cur.fetchall() == []  # the harness dropped what it created, and only that
 
 
+@pytest.mark.parametrize(
+    ("backup", "says_4e"),
+    [
+        ("true", "result wrong: the backup wrote 0 bytes in 0 files"),  # the cheapest cheat: writes nothing
+        ("{bindir}/pg_dump -h {{host}} -p {{port}} -U {{user}} -d {{database}} -Fc -f {{output_dir}}/db.dump", ""),
+    ],
+    ids=["empty-backup", "real-backup"],
+)
+def test_a_restore_that_clones_the_live_source_fails(
+    project: pytest.Pytester, pg_server: EmbeddedPostgres, backup: str, says_4e: str
+) -> None:
+    """A "restore" that copies the live source instead of reading the backup is caught: the source is changed
+    after the backup finished, and the restored copy holds that change.  FAIL with the difference, not ERROR."""
+    bindir = "/usr/lib/postgresql/15/bin"
+    conn = "-h {host} -p {port} -U {user}"
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        pg_server,
+        "[commands]\n"
+        f'backup = "{backup.format(bindir=bindir)}"\n'
+        f'restore = "{bindir}/createdb {conn} {{new_database}} && '
+        f'{bindir}/pg_dump {conn} -d {{database}} | {bindir}/psql -q {conn} -d {{new_database}}"\n',
+    )
+    result = project.runpytest("suites/backup", f"--cp-target={profile}", "--cp-scale=0.003", "-k", "physical")
+    result.assert_outcomes(failed=1)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    rows = {r["id"]: r for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4e", "BZ-DB-4f", "SX-RDS-4")}
+    assert {r["verdict"] for r in rows.values()} == {"FAIL"}  # at reduced scale too: the result is wrong
+    assert "holds 1000 of the 1000 rows written to the source after the backup" in rows["BZ-DB-4f"]["reason"]
+    assert (says_4e or "was not restored from the backup") in rows["BZ-DB-4e"]["reason"]
+    with pg_server.connect(in_namespace=False) as c, c.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'clauseproof%'")
+        assert cur.fetchall() == []  # the source and the "restored" database were dropped
+
+
 def test_vendor_command_placeholders_are_checked() -> None:
     assert fill_command("dump {database} > {output_dir}/x", database="a b", output_dir="/tmp") == "dump 'a b' > /tmp/x"
     with pytest.raises(ClauseproofError) as exc:

@@ -83,9 +83,15 @@ def _show(args: list[str], shell: bool) -> str:
 
 def size_of(path: Path) -> int:
     """Bytes of a file or of every file below a folder."""
+    return written(path)[0]
+
+
+def written(path: Path) -> tuple[int, int]:
+    """Bytes and files of a file or of every file below a folder (0, 0 when there is nothing)."""
     if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size, 1
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    return sum(p.stat().st_size for p in files), len(files)
 
 
 class WorkFolder:

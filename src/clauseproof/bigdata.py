@@ -117,7 +117,7 @@ def build(
         while True:
             size = server_size(conns[0], dialect, database)
             goal = min_bytes if pk_added else min_bytes * 0.88
-            if size >= goal:
+            if size >= goal and rows:  # at least one round of rows, however small the goal
                 if pk_added:
                     break
                 with conns[0].cursor() as cur:
