@@ -6,6 +6,7 @@ module; the controls that damage it (a paused replica, a stopped replica) run la
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +29,7 @@ from clauseproof.targets.embedded import FOLDER_PREFIX, reap_stale
 from clauseproof.targets.external import ExternalTarget, load_profile
 from clauseproof.targets.replicated import Helper, ReplicatedMariaDB, ReplicatedPostgres
 from tests.fix_targets import CATALOG
+from tests.forwarder import forwarder
 
 NS = "clauseproof_selftest_rep"
 
@@ -92,6 +94,49 @@ def test_balance_fails_when_every_read_goes_to_the_primary() -> None:
         assert any("replica1 served no reads" in p for p in b.problems)
     finally:
         t.stop()
+
+
+def test_one_server_behind_several_endpoints_counts_once(pg_topology: ReplicatedPostgres) -> None:
+    """The cheapest cheat on "at least 5 replicas": one replica reached through five endpoints."""
+    topo = pg_topology.topology()
+    one = topo.replicas[0]
+    with contextlib.ExitStack() as stack:
+        ports = [stack.enter_context(forwarder(one.endpoint.host, one.endpoint.port)) for _ in range(4)]
+        aliases = [
+            dataclasses.replace(one, name=f"endpoint{i}", endpoint=dataclasses.replace(one.endpoint, port=p))
+            for i, p in enumerate(ports, 2)
+        ]
+        cheat = dataclasses.replace(topo, replicas=[one, *aliases])
+        states = rep.replica_states(cheat)
+    assert [s.counted for s in states] == [True, False, False, False, False], [s.problem for s in states]
+    assert all(s.same_server_as == one.name for s in states[1:])
+    assert "the same server as replica1" in states[1].problem
+
+
+def test_replicas_of_another_cluster_and_weights_that_define_balance_away(pg_topology: ReplicatedPostgres) -> None:
+    """Replicas that stream from another primary are not counted; declared weights that leave one read node
+    cannot make a single node "balanced"."""
+    topo = pg_topology.topology()
+    other = ReplicatedPostgres("selftest-pg-other-cluster", NS, None, replicas=1)
+    other.start()
+    try:
+        foreign = [dataclasses.replace(n, name="other-cluster1") for n in other.topology().replicas]
+        mixed = dataclasses.replace(topo, replicas=[*topo.replicas[:1], *foreign])
+        states = rep.replica_states(mixed)
+        assert states[0].counted and not states[1].counted
+        assert "another cluster: system identifier" in states[1].problem
+    finally:
+        other.stop()
+    # every read to one replica, weights declared 1, 0, 0, 0, 0 (and 0 for the primary)
+    weights = [1.0, 0.0, 0.0, 0.0, 0.0]
+    pinned = dataclasses.replace(
+        topo,
+        read=topo.replicas[0].endpoint,
+        replicas=[dataclasses.replace(n, weight=w) for n, w in zip(topo.replicas, weights, strict=True)],
+    )
+    b = rep.read_balance(pinned, clients=5, sessions_per_client=2, reads_per_session=1)
+    assert not b.balanced
+    assert any("at least two read nodes with a positive weight" in p for p in b.problems), b.problems
 
 
 def test_a_profile_declares_or_discovers_the_topology(pg_topology: ReplicatedPostgres, tmp_path: Path) -> None:
@@ -181,6 +226,12 @@ def test_mariadb_topology_two_endpoints_and_a_stopped_sql_thread() -> None:
         b = rep.read_balance(topo, clients=10, sessions_per_client=4, reads_per_session=2)
         assert b.balanced, b.problems
         assert b.counter_by_node == b.reads_by_node
+        one = topo.replicas[1]
+        with forwarder(one.endpoint.host, one.endpoint.port) as port:  # one server behind a second endpoint
+            alias = dataclasses.replace(one, name="endpoint3", endpoint=dataclasses.replace(one.endpoint, port=port))
+            states = rep.replica_states(dataclasses.replace(topo, replicas=[*topo.replicas, alias]))
+        assert [s.counted for s in states] == [True, True, False], [s.problem for s in states]
+        assert states[2].same_server_as == one.name
         with topo.open(topo.replicas[0].endpoint) as conn, conn.cursor() as cur:
             cur.execute("STOP SLAVE SQL_THREAD")
         states = rep.replica_states(topo, current_within_s=1.0)

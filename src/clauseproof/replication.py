@@ -17,6 +17,7 @@ even when a pool pins a session to one node), against the configured weights.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import threading
 import time
@@ -130,11 +131,26 @@ class ReplicaState:
     position_lag: str = ""
     #: The server's own timestamp-based lag (pg_stat_replication.replay_lag, Seconds_Behind_Master).
     reported_lag: str = ""
+    #: Replicates from this topology's primary (same system identifier and listed by the primary as a
+    #: streaming standby / Master_Server_Id is the primary's and the primary lists it among its replicas).
+    from_primary: bool = False
+    #: Reached through another endpoint already: the node of that endpoint (one server counts once).
+    same_server_as: str = ""
     problem: str = ""
 
     @property
     def counted(self) -> bool:
-        return self.reachable and self.read_only and self.replicating and self.current
+        return (
+            self.reachable
+            and self.read_only
+            and self.replicating
+            and self.from_primary
+            and not self.same_server_as
+            and self.current
+        )
+
+    def add_problem(self, text: str) -> None:
+        self.problem = f"{self.problem}; {text}" if self.problem else text
 
 
 def prepare(topology: Topology) -> None:
@@ -162,61 +178,179 @@ def _primary_position(topology: Topology, token: str) -> str:
 
 
 def replica_states(topology: Topology, current_within_s: float = 5.0) -> list[ReplicaState]:
-    """Verify every replica directly: reachable, read-only, replicating, and current.
+    """Verify every replica directly: reachable, read-only, replicating from this primary, a server of
+    its own (not one reached before through another endpoint), and current.
 
     "Current" means the replica replays a marker committed on the primary within
     ``current_within_s`` seconds, judged by positions (LSN / GTID), and the marker row is
-    visible there.  The servers' own timestamp-based lag is reported beside it.
+    visible there.  The servers' own timestamp-based lag is reported beside it.  A replica that
+    cannot be queried is judged (not counted, with the reason), never an error of the case.
     """
     token = "m" + secrets.token_hex(8)
     states = [ReplicaState(n.name, f"{n.endpoint.host}:{n.endpoint.port}") for n in topology.replicas]
     conns: dict[str, Any] = {}
     try:
+        primary_facts = _primary_facts(topology)
         for node, st in zip(topology.replicas, states, strict=True):
             try:
                 conns[node.name] = topology.open(node.endpoint)
             except Exception as exc:
-                st.problem = f"cannot connect: {_first_line(exc)}"
+                st.add_problem(f"cannot connect: {_first_line(exc)}")
                 continue
             st.reachable = True
-            conn = conns[node.name]
-            st.identity = identity_of(conn, topology.dialect)
-            if topology.dialect == "postgresql":
-                in_recovery = bool(_one(conn, "SELECT pg_is_in_recovery()"))
-                st.read_only = in_recovery and _one(conn, "SHOW transaction_read_only") == "on"
-                status = _one(conn, "SELECT status FROM pg_stat_wal_receiver")
-                st.replicating = status == "streaming"
-                if not st.replicating:
-                    st.problem = f"WAL receiver status: {status or 'none (not a streaming standby)'}"
-            else:
-                st.read_only = bool(int(_one(conn, "SELECT @@read_only")))
-                with conn.cursor() as cur:
-                    cur.execute("SHOW SLAVE STATUS")
-                    row = cur.fetchone()
-                    cols = [d[0] for d in cur.description] if cur.description else []
-                status = dict(zip(cols, row, strict=True)) if row else {}
-                io, sql = status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")
-                st.replicating = io == "Yes" and sql == "Yes"
-                if not st.replicating:
-                    st.problem = f"replication threads: IO {io or 'none'}, SQL {sql or 'none'}"
-                behind = status.get("Seconds_Behind_Master")
-                st.reported_lag = f"Seconds_Behind_Master = {behind}"
-            if not st.read_only:
-                st.problem = (st.problem + "; " if st.problem else "") + "accepts writes (not read-only)"
+            try:
+                _replica_facts(topology, conns[node.name], st, primary_facts)
+            except Exception as exc:
+                st.add_problem(f"cannot be queried: {_first_line(exc)}")
+                st.replicating = False
+        for st, same in zip(states, same_servers(topology, conns), strict=True):
+            if same:
+                st.same_server_as = same
+                st.add_problem(f"the same server as {same} (reached through another endpoint): counted once")
         position = _primary_position(topology, token)
         committed = time.perf_counter()
         if topology.dialect == "postgresql":
             _pg_reported_lag(topology, states)
         for node, st in zip(topology.replicas, states, strict=True):
             conn = conns.get(node.name)
-            if conn is None:
+            if conn is None or not st.replicating:
                 continue
-            _wait_current(topology, conn, st, position, token, committed, current_within_s)
+            try:
+                _wait_current(topology, conn, st, position, token, committed, current_within_s)
+            except Exception as exc:
+                st.add_problem(f"cannot be queried: {_first_line(exc)}")
     finally:
         for c in conns.values():
             with contextlib.suppress(Exception):
                 c.close()
     return states
+
+
+@dataclass
+class _PrimaryFacts:
+    identity: str
+    #: PostgreSQL: system identifier; MySQL family: @@server_id.
+    system_id: str
+    #: application_name of each streaming standby (PostgreSQL) / server ids the primary lists (MySQL family).
+    replicas: Counter[str]
+    listed: bool
+
+
+def _primary_facts(topology: Topology) -> _PrimaryFacts:
+    with _connection(topology, topology.primary.endpoint) as conn:
+        identity = identity_of(conn, topology.dialect)
+        if topology.dialect == "postgresql":
+            system_id = str(_one(conn, "SELECT system_identifier FROM pg_control_system()"))
+            with conn.cursor() as cur:
+                cur.execute("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")
+                return _PrimaryFacts(identity, system_id, Counter(str(r[0]) for r in cur.fetchall()), True)
+        system_id = str(_one(conn, "SELECT @@server_id"))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW SLAVE HOSTS")
+                cols = [d[0] for d in cur.description or []]
+                ids = Counter(str(dict(zip(cols, r, strict=True)).get("Server_id")) for r in cur.fetchall())
+            return _PrimaryFacts(identity, system_id, ids, True)
+        except Exception:  # the privilege may be missing: Master_Server_Id alone then
+            return _PrimaryFacts(identity, system_id, Counter(), False)
+
+
+def _replica_facts(topology: Topology, conn: Any, st: ReplicaState, primary: _PrimaryFacts) -> None:
+    st.identity = identity_of(conn, topology.dialect)
+    if topology.dialect == "postgresql":
+        in_recovery = bool(_one(conn, "SELECT pg_is_in_recovery()"))
+        st.read_only = in_recovery and _one(conn, "SHOW transaction_read_only") == "on"
+        with conn.cursor() as cur:
+            cur.execute("SELECT status, conninfo FROM pg_stat_wal_receiver")
+            row = cur.fetchone()
+        status, conninfo = (row[0], str(row[1] or "")) if row else (None, "")
+        st.replicating = status == "streaming"
+        if not st.replicating:
+            st.add_problem(f"WAL receiver status: {status or 'none (not a streaming standby)'}")
+        system_id = str(_one(conn, "SELECT system_identifier FROM pg_control_system()"))
+        m = re.search(r"application_name=(\S+)", conninfo)
+        name = m.group(1) if m else "walreceiver"
+        if system_id != primary.system_id:
+            st.add_problem(f"another cluster: system identifier {system_id}, the primary's is {primary.system_id}")
+        elif st.replicating and primary.replicas[name] <= 0:
+            st.add_problem(f"the primary lists no streaming standby named {name!r} (pg_stat_replication)")
+        else:
+            st.from_primary = st.replicating
+            primary.replicas[name] -= 1
+    else:
+        st.read_only = bool(int(_one(conn, "SELECT @@read_only")))
+        with conn.cursor() as cur:
+            cur.execute("SHOW SLAVE STATUS")
+            row = cur.fetchone()
+            cols = [d[0] for d in cur.description] if cur.description else []
+        status = dict(zip(cols, row, strict=True)) if row else {}
+        io, sql = status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")
+        st.replicating = io == "Yes" and sql == "Yes"
+        if not st.replicating:
+            st.add_problem(f"replication threads: IO {io or 'none'}, SQL {sql or 'none'}")
+        st.reported_lag = f"Seconds_Behind_Master = {status.get('Seconds_Behind_Master')}"
+        master = str(status.get("Master_Server_Id", ""))
+        server_id = str(_one(conn, "SELECT @@server_id"))
+        if master != primary.system_id:
+            st.add_problem(f"replicates from server id {master or 'none'}, the primary's is {primary.system_id}")
+        elif primary.listed and primary.replicas[server_id] <= 0:
+            st.add_problem(f"the primary does not list server id {server_id} among its replicas (SHOW SLAVE HOSTS)")
+        else:
+            st.from_primary = st.replicating
+    if not st.read_only:
+        st.add_problem("accepts writes (not read-only)")
+
+
+def same_servers(topology: Topology, conns: dict[str, Any]) -> list[str]:
+    """For each replica, the node reached before it that is the same server (or ''): every open session
+    marks itself where the server lists its sessions, and every other session looks for those marks.
+
+    PostgreSQL: a random ``application_name`` in ``pg_stat_activity``; MySQL family: the session's
+    ``(ID, HOST)`` in ``information_schema.PROCESSLIST`` (HOST holds the client's port)."""
+    order = [topology.primary.name, *(n.name for n in topology.replicas)]
+    opened: dict[str, Any] = {}
+    extra: list[Any] = []
+    try:
+        for node in topology.nodes:
+            if node.name in conns:
+                opened[node.name] = conns[node.name]
+            else:
+                with contextlib.suppress(Exception):
+                    opened[node.name] = topology.open(node.endpoint)
+                    extra.append(opened[node.name])
+        marks: dict[str, tuple[Any, ...]] = {}
+        for name, conn in opened.items():
+            with contextlib.suppress(Exception):
+                if topology.dialect == "postgresql":
+                    mark = f"cp-ident-{secrets.token_hex(6)}"
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT set_config('application_name', %s, false)", (mark,))
+                    marks[name] = (mark,)
+                else:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT ID, HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+                        marks[name] = tuple(cur.fetchone())
+        first: dict[str, str] = {}
+        for i, name in enumerate(order):
+            conn = opened.get(name)
+            if conn is None:
+                continue
+            for earlier in order[:i]:
+                if earlier in first or earlier not in marks:
+                    continue
+                with contextlib.suppress(Exception):
+                    if topology.dialect == "postgresql":
+                        sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                    else:
+                        sql = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND HOST = %s"
+                    if int(_one(conn, sql, marks[earlier]) or 0):
+                        first[name] = earlier
+                        break
+    finally:
+        for c in extra:
+            with contextlib.suppress(Exception):
+                c.close()
+    return [first.get(n.name, "") for n in topology.replicas]
 
 
 def _wait_current(
@@ -241,14 +375,12 @@ def _wait_current(
         if _one(conn, "SELECT MASTER_GTID_WAIT(%s, %s)", (position, left)) == 0:
             st.catch_up_s = round(time.perf_counter() - committed, 4)
     if st.catch_up_s is None:
-        st.problem = (
-            st.problem + "; " if st.problem else ""
-        ) + f"stale: not at the primary's position within {limit:g} s"
+        st.add_problem(f"stale: not at the primary's position within {limit:g} s")
         return
     seen = _one(conn, f"SELECT count(*) FROM {ns}.{MARKER_TABLE} WHERE token = %s", (token,))
     st.current = int(seen or 0) == 1
     if not st.current:
-        st.problem = (st.problem + "; " if st.problem else "") + "position reached but the marker row is not visible"
+        st.add_problem("position reached but the marker row is not visible")
 
 
 def _pg_reported_lag(topology: Topology, states: list[ReplicaState]) -> None:
@@ -410,9 +542,9 @@ def _read_counters(topology: Topology, nodes: list[Node] | None = None) -> dict[
 def node_identities(topology: Topology) -> dict[str, str]:
     """identity -> node name, each node asked directly."""
     ids: dict[str, str] = {}
-    for node in topology.nodes:
+    for node in topology.nodes:  # one server behind two endpoints keeps the first node's name
         with contextlib.suppress(Exception), _connection(topology, node.endpoint) as conn:
-            ids[identity_of(conn, topology.dialect)] = node.name
+            ids.setdefault(identity_of(conn, topology.dialect), node.name)
     return ids
 
 
@@ -424,9 +556,13 @@ def read_balance(
     reads_per_session: int = 5,
     alpha: float = 0.01,
     time_limit_s: float = 180.0,
+    verified: set[str] | None = None,
 ) -> ReadBalance:
     """``clients`` concurrent clients, each opening ``sessions_per_client`` new sessions on the
-    read endpoint and reading ``reads_per_session`` rows in each; who served what, and is it balanced?"""
+    read endpoint and reading ``reads_per_session`` rows in each; who served what, and is it balanced?
+
+    ``verified`` names the replicas shown to replicate (``replica_states``); a read served by any
+    other replica is a problem.  Balance needs at least two read nodes with a positive weight."""
     from scipy.stats import chisquare
 
     ns, dialect = topology.namespace, topology.dialect
@@ -535,6 +671,18 @@ def read_balance(
     for node in topology.replicas:
         if node.weight > 0 and by_node[node.name] == 0:
             problems.append(f"{node.name} served no reads")
+        if verified is not None and node.name not in verified and by_node[node.name]:
+            problems.append(f"{node.name} served {by_node[node.name]} reads but is not a verified replica")
+    readers = [
+        n.name
+        for n in topology.nodes
+        if n.weight > 0 and (verified is None or n.name in verified or n is topology.primary)
+    ]
+    if len(readers) < 2:
+        problems.append(
+            f"balance needs at least two read nodes with a positive weight; the weights are {weights}"
+            + (f" and the verified replicas {sorted(verified)}" if verified is not None else "")
+        )
     for name in names:
         c = counters.get(name)
         if c is not None and abs(c - by_node[name]) > max(2, 0.01 * by_node[name]):

@@ -62,16 +62,20 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
     rep.prepare(topology)
     states = rep.replica_states(topology, current_within_s=p_count["current_within_s"])
     counted = [s for s in states if s.counted]
+    verified = {s.name for s in counted}
     evidence.parameters(replicas=[vars(s) | {"counted": s.counted} for s in states])
+    problems = "; ".join(f"{s.name}: {s.problem}" for s in states if s.problem)
+    if problems:
+        evidence.note(f"Replicas not counted or with a remark: {problems}")
     evidence.measure(
         "SX-RDS-2a",
         len(counted),
         "replicas",
-        statistic=f"replicas that are reachable, read-only, replicating and current within "
-        f"{p_count['current_within_s']} s ({topology.source})"
-        + "".join(f"; {s.name}: {s.problem}" for s in states if s.problem),
+        statistic=f"distinct replicas that are reachable, read-only, replicating from this primary and current "
+        f"within {p_count['current_within_s']} s ({topology.source})",
         samples=[s.catch_up_s for s in states if s.catch_up_s is not None],
         sample_unit="s",
+        why=problems,
     )
 
     placement = rep.write_placement(topology, writes=p_split["writes"])
@@ -86,6 +90,7 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         sessions_per_client=sessions,
         reads_per_session=p_bal["reads_per_session"],
         alpha=p_bal["alpha"],
+        verified=verified,
     )
     pool_after = _pool_nodes(topology)
     ryw = rep.read_your_writes(topology)
@@ -97,7 +102,7 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         read_your_writes=vars(ryw),
     )
 
-    replica_reads = sum(balance.reads_by_node[n.name] for n in topology.replicas)
+    replica_reads = sum(balance.reads_by_node[n] for n in verified)
     split_ok = topology.automatic_split and placement.all_on_primary and replica_reads > 0
     if not topology.automatic_split:
         why = "two endpoints: the application chooses where to write and where to read, the split is not automatic"
@@ -106,23 +111,30 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
             f"; errors: {placement.errors[:2]}" if placement.errors else ""
         )
     elif not replica_reads:
-        why = "no read through the same endpoint was served by a replica"
+        why = "no read through the same endpoint was served by a verified replica"
     else:
         why = (
             f"one endpoint; {placement.writes} of {placement.writes} writes on the primary, "
             f"{replica_reads} reads on replicas"
         )
-    evidence.measure("SX-RDS-2b", split_ok, "bool", statistic=f"part: automatic read/write split ({why})")
+    evidence.measure(
+        "SX-RDS-2b",
+        split_ok,
+        "bool",
+        statistic="part: automatic read/write split" + (f" ({why})" if split_ok else ""),
+        why=why,
+    )
     evidence.measure(
         "SX-RDS-2c",
         balance.balanced,
         "bool",
         statistic=f"part: reads balanced over the replicas — chi-square {balance.chi2:.2f}, {balance.dof} d.f., "
         f"p = {balance.p_value:.3g} (alpha {balance.alpha:g}) over {sum(balance.sessions_by_node.values())} "
-        f"sessions' first reads; reads per node {balance.reads_by_node}"
-        + (f"; problems: {'; '.join(balance.problems)}" if balance.problems else ""),
+        f"sessions' first reads against the configured weights {balance.weights}; reads per node "
+        f"{balance.reads_by_node}",
         samples=[float(balance.reads_by_node[n.name]) for n in topology.replicas],
         sample_unit="reads",
+        why="; ".join(balance.problems),
     )
     lag = [s.catch_up_s for s in states if s.catch_up_s is not None]
     evidence.note(
