@@ -252,3 +252,23 @@ def test_a_server_that_fails_to_start_leaves_nothing(tmp_path: Path) -> None:
         t.start()
     assert "mariadbd did not accept connections" in str(exc.value)
     assert our_folders() == before and t.proc is None
+
+
+def test_a_password_in_a_target_url_is_masked_everywhere(
+    project: pytest.Pytester, mariadb_server: EmbeddedMariaDB
+) -> None:
+    """An inline password reaches the server (the SM4 column case connects with it) and nothing the run
+    writes or prints: evidence, report, terminal, command line, target labels."""
+    secret = "Inline-s3cret-pw"
+    with mariadb_server.connect(in_namespace=False) as admin, admin.cursor() as cur:
+        cur.execute(f"CREATE USER IF NOT EXISTS 'inline'@'127.0.0.1' IDENTIFIED BY '{secret}'")
+        cur.execute("GRANT ALL ON `clauseproof\\_%`.* TO 'inline'@'127.0.0.1'")
+    ep = mariadb_server._ep()
+    url = f"mysql://inline:{secret}@127.0.0.1:{ep.port}/"
+    result = project.runpytest("suites/encryption/test_column_sm4.py", f"--cp-target={url}", "-k", "sm4_column")
+    result.assert_outcomes(passed=1)
+    results = project.path / "results" / "latest"
+    for text in (result.stdout.str(), (results / "evidence.json").read_text(), (results / "report.html").read_text()):
+        assert secret not in text
+    doc = json.loads((results / "evidence.json").read_text())
+    assert "inline:***@" in doc["command_line"] and doc["parameters"]["targets"] == [url.replace(secret, "***")]

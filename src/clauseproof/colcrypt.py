@@ -21,10 +21,19 @@ statements are recorded as templates, and error messages have every key replaced
 
 from __future__ import annotations
 
+import base64
+import binascii
+import bz2
+import contextlib
+import gzip
+import lzma
+import math
 import os
 import random
 import re
 import string
+import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,14 +161,91 @@ def parse(body: dict[str, Any], err: Any) -> ColumnEncryption | None:
     )
 
 
+#: A stored value must hold at least one cipher block, and all of them together look random: Shannon
+#: entropy of their bytes (hex and base64 text decoded first) at least this many bits per byte.  Random
+#: bytes give ~7.9 over a few kB; identity numbers in any reversible encoding give at most ~4.
+MIN_CIPHERTEXT_BYTES = 16
+MIN_ENTROPY_BITS = 6.0
+
+
+def _decodings(raw: bytes) -> list[bytes]:
+    """``raw`` and what it decodes to as hex, base64 (standard and URL-safe), and each of those
+    decompressed (zlib, gzip, bz2, lzma): the encodings a store could hide plaintext under."""
+    out = [raw]
+    text = raw.strip()
+    if text[:2] in (b"\\x", b"0x"):
+        text = text[2:]
+    with contextlib.suppress(ValueError):
+        out.append(bytes.fromhex(text.decode("ascii")))
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        with contextlib.suppress(ValueError, binascii.Error):
+            out.append(decode(text + b"=" * (-len(text) % 4)))
+    for b in list(out):
+        for inflate in (zlib.decompress, gzip.decompress, bz2.decompress, lzma.decompress):
+            with contextlib.suppress(Exception):
+                out.append(inflate(b))
+    return out
+
+
+def plaintext_forms(value: str) -> list[bytes]:
+    """The plaintext as a store could hold it without encrypting it: UTF-8, UTF-16, reversed, hex, base64."""
+    utf8 = value.encode()
+    return [
+        utf8,
+        value.encode("utf-16-le"),
+        value.encode("utf-16-be"),
+        utf8[::-1],
+        utf8.hex().encode(),
+        utf8.hex().upper().encode(),
+        base64.b64encode(utf8).rstrip(b"="),
+    ]
+
+
+def plaintext_found(values: list[str], stored: list[bytes]) -> int:
+    """How many of ``values`` appear in ``stored`` in plain or under a common encoding or compression."""
+    blobs = [d for raw in stored for d in _decodings(raw)]
+    return sum(1 for v in values if any(form in blob for form in plaintext_forms(v) for blob in blobs))
+
+
+def _best_decoding(raw: bytes) -> bytes:
+    """The bytes a hex or base64 text stands for (the text itself otherwise)."""
+    text = raw.strip()
+    if text[:2] in (b"\\x", b"0x"):
+        text = text[2:]
+    if text and re.fullmatch(rb"[0-9A-Fa-f]+", text) and len(text) % 2 == 0:
+        return bytes.fromhex(text.decode())
+    if text and re.fullmatch(rb"[A-Za-z0-9+/=_-]+", text) and len(text) % 4 == 0:
+        with contextlib.suppress(ValueError, binascii.Error):
+            return base64.b64decode(text, altchars=b"-_" if b"-" in text or b"_" in text else None)
+    return raw
+
+
+def ciphertext_shape(stored: list[bytes]) -> tuple[bool, str]:
+    """Whether stored values look like ciphertext: each at least a cipher block long, together near-random
+    bytes.  Returns (ok, what was seen)."""
+    decoded = [_best_decoding(v) for v in stored if v]
+    if not decoded:
+        return False, "no stored value"
+    short = sum(1 for d in decoded if len(d) < MIN_CIPHERTEXT_BYTES)
+    blob = b"".join(decoded)
+    counts = Counter(blob)
+    entropy = -sum(n / len(blob) * math.log2(n / len(blob)) for n in counts.values())
+    seen = (
+        f"{entropy:.2f} bits per byte over {len(blob):,} stored bytes (at least {MIN_ENTROPY_BITS:g} wanted), "
+        f"{short} of {len(decoded)} values shorter than {MIN_CIPHERTEXT_BYTES} bytes"
+    )
+    return entropy >= MIN_ENTROPY_BITS and short == 0, seen
+
+
 @dataclass
 class ColumnResult:
-    """What the checks showed: each part True (shown), False (disproven) or None (not shown, see notes)."""
+    """What the checks showed: each part True (shown), False (disproven) or None (not shown); ``why`` says
+    what disproved a part, or why it could not be shown."""
 
     parts: dict[str, bool | None]
     details: dict[str, Any]
     notes: list[str]
-    #: For a disproven part, what showed it.
+    #: For a disproven part, what showed it; for a part not shown, why not.
     why: dict[str, str] = field(default_factory=dict)
 
 
@@ -303,10 +389,12 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
     why: dict[str, str] = {}
     notes: list[str] = []
 
-    def judge(part: str, ok: bool | None, failed_because: str) -> None:
+    def judge(part: str, ok: bool | None, failed_because: str, unshown: str = "") -> None:
         parts[part] = ok
         if ok is False:
             why[part] = failed_because
+        elif ok is None:
+            why[part] = unshown
 
     reads: dict[str, str] = {}
     made_keys: list[str] = []
@@ -351,19 +439,20 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
         bare = open_session("keyless", ())
         stored = bare.run(f"SELECT row_id, {', '.join(COLUMNS)} FROM {TABLE} ORDER BY row_id", step="keyless SELECT")
         raw = {(int(row[0]), c): row[k] for row in stored for k, c in enumerate(COLUMNS, 1)}
-        blob = b"".join(_raw(v) for v in raw.values())
-        leaked = sum(1 for v in values if v.encode() in blob)
+        stored_bytes = [_raw(v) for v in raw.values()]
+        leaked = plaintext_found(values, stored_bytes)
+        shaped, shape = ciphertext_shape(stored_bytes)
         same = sum(1 for i in range(1, ROWS + 1) if _raw(raw.get((i, COLUMNS[0]))) == _raw(raw.get((i, COLUMNS[1]))))
-        judge(
-            "column-level encryption (stored bytes hold no plaintext; a keyed session reads them back)",
-            leaked == 0 and round_trip,
-            f"{leaked} of {ROWS} plaintexts found in the stored bytes"
-            + ("" if round_trip else "; the keyed session did not read every value back"),
+        failures = [f"{leaked} of {ROWS} plaintexts found in the stored bytes (plain, encoded or compressed)"] * bool(
+            leaked
         )
+        failures += [f"the stored values do not look like ciphertext: {shape}"] * (not shaped)
+        failures += ["the keyed session did not read every value back"] * (not round_trip)
         judge(
-            "a key per column (same plaintext in two columns, different ciphertext)",
-            same == 0,
-            f"{same} of {ROWS} rows hold the same stored bytes in both columns",
+            "column-level encryption (stored bytes hold no plaintext, plain or encoded, and look like ciphertext; "
+            "a keyed session reads them back)",
+            not failures,
+            "; ".join(failures),
         )
         outcome, got = bare.try_read(f"SELECT {r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
         keyless_reads = outcome == "value" and _text(got) == values[0]
@@ -377,11 +466,6 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
             reads["phone-key-only session reads id_number"] = _outcome(o1, g1, values[0])
             reads["phone-key-only session reads phone"] = _outcome(o2, g2, values[0])
             partial = not (o1 == "value" and _text(g1) == values[0]) and o2 == "value" and _text(g2) == values[0]
-        else:
-            notes.append(
-                "a session holding one column's key and not the other was not shown: the profile gives keys "
-                "per connection (keyed_options) or keyed_session names no {key}"
-            )
         judge(
             "a key per user (a session without the keys cannot read plaintext)",
             not keyless_reads,
@@ -392,6 +476,8 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
             partial,
             f"a session holding the phone key only: id_number {reads.get('phone-key-only session reads id_number')}, "
             f"phone {reads.get('phone-key-only session reads phone')}",
+            "the profile gives keys per connection (keyed_options) or keyed_session names no {key}, so no session "
+            "could hold one column's key and not the other",
         )
 
         # Someone with table access but no keys moves ciphertexts around and alters one.
@@ -408,17 +494,41 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
         ]
         for _what, col, row_id, value, _plain in moves:
             bare.run(f"UPDATE {TABLE} SET {col} = %s WHERE row_id = %s", (value, row_id), step="UPDATE (tamper)")
-        accepted = []  # refused means an error or no value; any value read is an acceptance
+        accepted: dict[str, str] = {}  # refused means an error or no value; any value read is an acceptance
         for what, col, row_id, _value, plain in moves:
             outcome, got = keyed.try_read(f"SELECT {r(col)} FROM {TABLE} WHERE row_id = %s", (row_id,))
             reads[what] = _outcome(outcome, got, plain)
             if outcome == "value" and got is not None:
-                accepted.append(f"{what}: {reads[what]}")
+                accepted[what] = f"{what}: {reads[what]}"
+        cross = moves[1][0]
+        # What only distinct keys give: a value sealed under the id_number key is not opened through the phone
+        # column's key; and where the harness hands out the key material, a wrong key opens nothing.
+        key_failures = [accepted[cross]] if cross in accepted else []
+        if spec.per_key_sessions and any("{secret_hex}" in t for t in spec.keyed_session):
+            wrong = open_session("wrong-key", ())
+            for stmt in spec.keyed_session:
+                wrong.run(
+                    stmt.format(key=keys[COLUMNS[0]], secret_hex=os.urandom(16).hex(), namespace=ns),
+                    step="keyed_session (a wrong key)",
+                    template=stmt,
+                )
+            o, g = wrong.try_read(f"SELECT {r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
+            reads["a session with a wrong id_number key reads id_number"] = _outcome(o, g, values[0])
+            if o == "value" and _text(g) == values[0]:
+                key_failures.append("a session given a wrong id_number key read row 1's id_number as plaintext")
+        else:
+            notes.append(
+                "a wrong key was not tried: the target holds the key material (no {secret_hex} in keyed_session); "
+                "a key per column is judged by the value moved between the columns alone"
+            )
         judge(
-            "a ciphertext moved to another row or column, or altered, is rejected",
-            not accepted,
-            "; ".join(accepted),
+            "a key per column (a value sealed under one column's key is not read through the other's; "
+            "a wrong key reads nothing)",
+            not key_failures,
+            "; ".join(key_failures),
         )
+        rest = [v for k, v in accepted.items() if k != cross]
+        judge("a ciphertext moved to another row, or altered, is rejected", not rest, "; ".join(rest))
         details = {
             "rows": ROWS,
             "columns": list(COLUMNS),
@@ -430,6 +540,7 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
             if any("{secret_hex}" in t for t in (spec.create_key, *spec.keyed_session))
             else "held by the target",
             "plaintexts_found_in_stored_bytes": leaked,
+            "ciphertext_shape": shape,
             "rows_with_equal_ciphertext_in_both_columns": same,
             "keyed_round_trip": round_trip,
             "reads": reads,

@@ -19,7 +19,7 @@ from clauseproof.datasets import Dataset
 from clauseproof.errors import ClauseproofError, TargetUnavailable
 from clauseproof.evidence import CaseEvidence, CaseRecord
 from clauseproof.session import Run
-from clauseproof.settings import Settings, add_options, as_usage_error, read_settings
+from clauseproof.settings import Settings, add_options, as_usage_error, mask_passwords, read_settings
 from clauseproof.targets import Target
 from clauseproof.targets.embedded import reap_stale
 
@@ -50,7 +50,8 @@ def _run(config: pytest.Config) -> Run:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     s = _run(config).settings
-    return [f"clauseproof: targets {', '.join(s.targets)}; scale {s.scale:g}; repeats {s.repeats}; results {s.results}"]
+    targets = mask_passwords(", ".join(s.targets))
+    return [f"clauseproof: targets {targets}; scale {s.scale:g}; repeats {s.repeats}; results {s.results}"]
 
 
 def _clause_ids(item: pytest.Item) -> list[str]:
@@ -99,7 +100,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             params = item.callspec.params if hasattr(item, "callspec") else {}
             target = params.get("target") or params.get("replicated")
             run.cases[item.nodeid] = CaseRecord(
-                nodeid=item.nodeid, clause_ids=ids, target=str(target) if target else None
+                nodeid=item.nodeid, clause_ids=ids, target=mask_passwords(str(target)) if target else None
             )
     if config.getoption("cp_list_catalog"):
         _print_catalog(config, run)
@@ -212,9 +213,7 @@ def evidence(request: pytest.FixtureRequest) -> CaseEvidence:
         raise ClauseproofError(
             f"{request.node.nodeid} uses the evidence fixture but names no clause", fix='add @pytest.mark.clause("ID")'
         )
-    simulated = False
-    if record.target and record.target in run.targets:
-        simulated = run.targets[record.target].simulated
+    simulated = any(t.simulated for spec, t in run.targets.items() if mask_passwords(spec) == record.target)
     return CaseEvidence(record, run.catalog, run.settings.scale, simulated, progress=run.progress)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -22,7 +24,7 @@ from clauseproof.envinfo import client_environment, commit_info
 from clauseproof.errors import ClauseproofError
 from clauseproof.evidence import CaseRecord, clause_rows, now_utc, write_bundle
 from clauseproof.report import write_report
-from clauseproof.settings import Settings
+from clauseproof.settings import Settings, mask_passwords, url_passwords
 from clauseproof.targets import Target, make_target
 from clauseproof.targets.base import NAMESPACE_PREFIX
 
@@ -45,6 +47,10 @@ class Run:
         self.target_failures: dict[str, ClauseproofError] = {}
         self.target_info: dict[str, dict[str, Any]] = {}
         self.datasets: dict[str, dict[str, Any]] = {}
+        #: Passwords this run knows (inline in target URLs, from the environment): never written anywhere.
+        self.secrets: set[str] = set(url_passwords(settings.targets))
+        if os.environ.get("CLAUSEPROOF_PASSWORD"):
+            self.secrets.add(os.environ["CLAUSEPROOF_PASSWORD"])
         self.bundle: Path | None = None
         #: The evidence document of the finished run (also written to the bundle).
         self.document: dict[str, Any] | None = None
@@ -91,6 +97,8 @@ class Run:
                 self.target_failures[spec] = exc
                 raise
             self.targets[spec] = t
+            if t.endpoint is not None and t.endpoint.password:
+                self.secrets.add(t.endpoint.password)
             info = t.describe()
             info["start_seconds"] = round(time.perf_counter() - started, 2)
             try:
@@ -144,6 +152,15 @@ class Run:
         return rows if self.settings.scale >= 1 else max(1000, int(rows * self.settings.scale))
 
     # -- evidence ---------------------------------------------------------------------------
+    def _redacted(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` with every password this run knows replaced by ``***`` wherever it occurs (a driver's
+        error message may quote a connection string); passwords shorter than 4 characters are masked in
+        URLs only, so as not to mangle ordinary words."""
+        text = mask_passwords(json.dumps(doc, ensure_ascii=False, default=str))
+        for secret in sorted((s for s in self.secrets if len(s) >= 4), key=len, reverse=True):
+            text = text.replace(json.dumps(secret, ensure_ascii=False)[1:-1], "***")
+        return dict(json.loads(text))
+
     def write_evidence(self, exitstatus: int) -> Path | None:
         if not self.cases:
             return None
@@ -158,10 +175,10 @@ class Run:
             "started": self.started,
             "finished": now_utc(),
             "exit_status": int(exitstatus),
-            "command_line": " ".join(["pytest", *self.config.invocation_params.args]),
+            "command_line": mask_passwords(" ".join(["pytest", *self.config.invocation_params.args])),
             "harness": {"version": __version__, **commit_info(self.settings.rootdir)},
             "parameters": {
-                "targets": list(self.settings.targets),
+                "targets": [mask_passwords(t) for t in self.settings.targets],
                 "repeats": self.settings.repeats,
                 "scale": self.settings.scale,
                 "seed": self.settings.seed,
@@ -169,13 +186,14 @@ class Run:
             },
             "environment": {"client": client_environment()},
             "targets": list(self.target_info.values())
-            + [{"label": s, "error": str(e)} for s, e in self.target_failures.items()],
+            + [{"label": mask_passwords(s), "error": str(e)} for s, e in self.target_failures.items()],
             "simulated_targets": simulated,
             "datasets": self.datasets,
             "catalog": [asdict(c) for c in catalog],
             "clause_rows": clause_rows(catalog, cases),
             "cases": [asdict(c) for c in cases],
         }
+        doc = self._redacted(doc)
         folder = write_bundle(self.settings.results, self.run_id, doc)
         write_report(folder, doc)
         self.bundle = folder

@@ -6,6 +6,7 @@ Precedence: command line, then environment, then ini file, then the default.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,19 @@ class Option:
     @property
     def env(self) -> str:
         return "CLAUSEPROOF_" + self.name.upper()
+
+
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)([^@\s]+)(@)")
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:password@host``) replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\1***\3", text)
+
+
+def url_passwords(targets: tuple[str, ...]) -> list[str]:
+    """The passwords written inline in target URLs (to be kept out of everything the run writes)."""
+    return [m.group(2) for t in targets for m in [_URL_PASSWORD.search(t)] if m]
 
 
 def _positive_int(s: str) -> int:
