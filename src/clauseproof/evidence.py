@@ -105,6 +105,9 @@ class CaseEvidence:
         self.catalog = catalog
         self.scale = scale
         self.simulated = simulated
+        #: Why this case's verdicts are not evidence although the target is real (fewer VMs than the clause
+        #: names, say); empty when they are.
+        self.not_evidence = ""
         self._progress = progress
 
     def progress(self, message: str) -> None:
@@ -157,16 +160,16 @@ class CaseEvidence:
                 fix="measure in a unit of that metric",
             ) from None
         ok = judge(clause, v)
+        would_be = f"would be {PASS if ok else FAIL}" + (f": {why}" if why and not ok else "")
         if wrong:
             verdict, reason = FAIL, f"result wrong: {wrong}"
         elif self.simulated:
-            verdict, reason = NOT_EVIDENCE, "simulated target: results are not evidence"
+            verdict, reason = NOT_EVIDENCE, f"simulated target: results are not evidence; {would_be}"
+        elif self.not_evidence:
+            verdict, reason = NOT_EVIDENCE, f"{self.not_evidence}; {would_be}"
         elif self.scale < 1:
             verdict = NOT_EVIDENCE
-            reason = (
-                f"run at scale {self.scale:g}; would be {PASS if ok else FAIL} at this size; "
-                "only full-scale runs give verdicts"
-            )
+            reason = f"run at scale {self.scale:g}; {would_be} at this size; only full-scale runs give verdicts"
         else:
             if ok:
                 verdict, reason = PASS, ""

@@ -19,10 +19,14 @@ from clauseproof.evidence import CaseEvidence
 from fixtures.cloud import Cloud
 
 
-def _use(evidence: CaseEvidence, cloud: Cloud) -> None:
+def _use(evidence: CaseEvidence, cloud: Cloud, count: int, clause_vms: int) -> None:
     evidence.record.target = cloud.driver.name
     evidence.simulated = cloud.driver.simulated
-    evidence.parameters(cloud=cloud.driver.describe(), poll_interval_s=cloud.settings.poll_interval_s)
+    if count < clause_vms and evidence.scale >= 1:  # the profile's count: fewer VMs than the clause names
+        evidence.not_evidence = f"{count} VMs (the cloud profile's count), fewer than the clause's {clause_vms}"
+    evidence.parameters(
+        cloud=cloud.driver.describe(), poll_interval_s=cloud.settings.poll_interval_s, vms=count, clause_vms=clause_vms
+    )
 
 
 def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -> None:
@@ -44,8 +48,9 @@ def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -
 
 @pytest.mark.clause("SX-ECS-6a", "SX-ECS-6b")
 def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
-    _use(evidence, cloud)
-    count = cloud.count(int(clause_catalog["SX-ECS-6a"].params["vms"]), evidence.scale)
+    clause_vms = int(clause_catalog["SX-ECS-6a"].params["vms"])
+    count = cloud.count(clause_vms, evidence.scale)
+    _use(evidence, cloud, count, clause_vms)
     s = cloud.settings
     evidence.window(
         "create: from before the first API call until the slowest VM is seen running"
@@ -86,8 +91,9 @@ def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_ca
 
 @pytest.mark.clause("SX-ECS-2")
 def test_batch_lifecycle(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
-    _use(evidence, cloud)
-    count = cloud.count(int(clause_catalog["SX-ECS-2"].params["vms"]), 1.0)
+    clause_vms = int(clause_catalog["SX-ECS-2"].params["vms"])
+    count = cloud.count(clause_vms, 1.0)
+    _use(evidence, cloud, count, clause_vms)
     s = cloud.settings
     evidence.window("each batch operation from before its API call until every VM is seen in the target state")
     left: list[str] = []
@@ -124,8 +130,9 @@ def test_batch_lifecycle(cloud: Cloud, evidence: CaseEvidence, clause_catalog: C
 
 @pytest.mark.clause("SX-ECS-8")
 def test_strict_anti_affinity(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
-    _use(evidence, cloud)
-    count = cloud.count(int(clause_catalog["SX-ECS-8"].params["vms"]), 1.0)
+    clause_vms = int(clause_catalog["SX-ECS-8"].params["vms"])
+    count = cloud.count(clause_vms, 1.0)
+    _use(evidence, cloud, count, clause_vms)
     s = cloud.settings
     try:
         group = cloud.driver.create_group(cloud.run_id, "anti-affinity")

@@ -27,7 +27,9 @@ def _ends(name: str, suffixes: set[str]) -> bool:
 
 
 class FakeDriver(ComputeDriver):
-    name = "fake"
+    name = "fake cloud (simulated)"
+    #: The self-tests' fake: wherever a profile selects it, its results are not evidence.
+    simulated = True
 
     def __init__(
         self,
