@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from clauseproof.catalog import load_catalog
+from clauseproof.catalog import load_catalog, numbers_in
 from clauseproof.errors import ClauseproofError
 from tests.fix_targets import CATALOG
 
@@ -121,6 +124,8 @@ def test_unit_that_does_not_match_metric_is_an_error_with_line(tmp_path: Path) -
         (('metric = "duration"', 'metric = "speed"'), "metric 'speed' is not one of"),
         (('id = "BZ-DB-4a"', 'id = "bz4a"'), "does not follow the scheme"),
         (('text = "单表插入100万数据小于1.3秒"', 'text = "单表插入100万数据小于1秒"'), "not quoted exactly"),
+        # a threshold eased away from the number its own quoted text states
+        (("threshold = 1.3", "threshold = 13"), "threshold 13 is not a number its quoted text states (1e+06, 1.3)"),
     ],
 )
 def test_catalog_errors_name_the_problem(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
@@ -134,3 +139,35 @@ def test_catalog_file_is_valid_toml_with_one_table_per_clause() -> None:
     data = tomllib.loads(CATALOG.read_text(encoding="utf-8"))
     ids = [c["id"] for c in data["clause"]]
     assert len(ids) == len(set(ids))
+
+
+def test_numbers_stated_in_chinese_clauses() -> None:
+    assert numbers_in("平均存储性能可达到80万条/秒以上") == [800000.0]
+    assert numbers_in("批量创建30台虚拟机时间≤80秒") == [30.0, 80.0]
+
+
+def _copy_catalog(folder: Path, seeds: bool) -> Path:
+    folder.mkdir()
+    (folder / "clauses.toml").write_text(
+        CATALOG.read_text(encoding="utf-8").replace("Single-table insert", "Single table insert", 1), encoding="utf-8"
+    )
+    if seeds:
+        shutil.copytree(SEEDS, folder / "seeds")
+    return folder / "clauses.toml"
+
+
+def test_a_catalog_without_its_seeds_is_refused(project: pytest.Pytester, tmp_path: Path) -> None:
+    catalog = _copy_catalog(tmp_path / "custom", seeds=False)
+    result = project.runpytest("suites/encryption", f"--cp-catalog={catalog}", "-k", "sm4_known_answers")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*has no seeds folder beside it*"])
+
+
+def test_a_custom_catalog_is_recorded_by_hash_and_marked(project: pytest.Pytester, tmp_path: Path) -> None:
+    catalog = _copy_catalog(tmp_path / "custom", seeds=True)
+    project.runpytest("suites/encryption", f"--cp-catalog={catalog}", "-k", "test_sm4_known_answers")
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    params = doc["parameters"]
+    assert params["catalog_shipped"] is False
+    assert params["catalog_sha256"] == hashlib.sha256(catalog.read_bytes()).hexdigest()
+    assert all(r["reason"].startswith("judged against a custom catalog (sha256 ") for r in doc["clause_rows"])

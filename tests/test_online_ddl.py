@@ -26,7 +26,10 @@ BEGIN
 END $$;
 CREATE EVENT TRIGGER cp_arm ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION public.cp_arm();
 """
-UNDO = "DROP EVENT TRIGGER IF EXISTS cp_arm; DROP FUNCTION IF EXISTS public.cp_arm(); DROP FUNCTION IF EXISTS public.cp_swallow();"
+UNDO = (
+    "DROP EVENT TRIGGER IF EXISTS cp_arm; DROP FUNCTION IF EXISTS public.cp_arm(); "
+    "DROP FUNCTION IF EXISTS public.cp_swallow();"
+)
 
 
 def test_an_update_acknowledged_but_not_made_fails(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import tomllib
 from collections.abc import Iterator
@@ -88,6 +90,19 @@ def _line_of(text: str, clause_id: str, key: str) -> int:
     return start + 1
 
 
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(万|亿)?")
+
+
+def numbers_in(text: str) -> list[float]:
+    """The numbers a clause's text states, with 万 (10^4) and 亿 (10^8) applied: "80万条/秒" gives 800000."""
+    scale = {"万": 1e4, "亿": 1e8}
+    return [float(m.group(1)) * scale.get(m.group(2) or "", 1.0) for m in _NUMBER.finditer(text)]
+
+
+def catalog_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
     """Read and validate the catalog; every problem is reported with its file and line."""
     try:
@@ -155,6 +170,13 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
                 bad("seed", f"seed file {seed_path} does not exist")
             elif entry["text"] not in seed_path.read_text(encoding="utf-8"):
                 bad("text", f"text is not quoted exactly from {entry['seed']}")
+        if metric != "capability" and isinstance(thr, int | float) and not isinstance(thr, bool):
+            stated = numbers_in(str(entry["text"]))
+            if not any(math.isclose(float(thr), n) for n in stated):
+                bad(
+                    "threshold",
+                    f"threshold {thr:g} is not a number its quoted text states ({', '.join(f'{n:g}' for n in stated)})",
+                )
         if len(problems) > before:
             continue
         clauses[cid] = Clause(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from clauseproof import __version__
-from clauseproof.catalog import Catalog, load_catalog
+from clauseproof.catalog import Catalog, catalog_sha256, load_catalog
 from clauseproof.datasets import Dataset, ensure_dataset
 from clauseproof.envinfo import client_environment, commit_info
 from clauseproof.errors import ClauseproofError
@@ -65,7 +65,13 @@ class Run:
             path = self.settings.catalog
             seeds = path.parent / "seeds"
             try:
-                self._catalog = load_catalog(path, seeds_dir=seeds if seeds.is_dir() else None)
+                if not seeds.is_dir():
+                    raise ClauseproofError(
+                        f"the clause catalog {path} has no seeds folder beside it ({seeds}): its quoted texts "
+                        "cannot be checked against the procurement documents",
+                        fix="put the documents the catalog quotes in a seeds/ folder next to it",
+                    )
+                self._catalog = load_catalog(path, seeds_dir=seeds)
             except ClauseproofError as exc:
                 self._catalog_error = exc
                 raise
@@ -152,6 +158,20 @@ class Run:
         return rows if self.settings.scale >= 1 else max(1000, int(rows * self.settings.scale))
 
     # -- evidence ---------------------------------------------------------------------------
+    def _shipped_catalog(self) -> bool:
+        """Whether the run's catalog is the one this checkout ships (same bytes)."""
+        shipped = self.settings.rootdir / "fixtures" / "catalog" / "clauses.toml"
+        return shipped.is_file() and catalog_sha256(shipped) == catalog_sha256(self.settings.catalog)
+
+    def _marked_custom(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows judged against a catalog other than the shipped one say so, with the catalog's hash."""
+        if self._shipped_catalog():
+            return rows
+        mark = f"judged against a custom catalog (sha256 {catalog_sha256(self.settings.catalog)[:16]}…)"
+        return [
+            {**r, "custom_catalog": True, "reason": f"{mark}; {r['reason']}" if r["reason"] else mark} for r in rows
+        ]
+
     def _redacted(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` with every password this run knows replaced by ``***`` wherever it occurs (a driver's
         error message may quote a connection string); passwords shorter than 4 characters are masked in
@@ -183,6 +203,8 @@ class Run:
                 "scale": self.settings.scale,
                 "seed": self.settings.seed,
                 "catalog": str(self.settings.catalog),
+                "catalog_sha256": catalog_sha256(self.settings.catalog),
+                "catalog_shipped": self._shipped_catalog(),
             },
             "environment": {"client": client_environment()},
             "targets": list(self.target_info.values())
@@ -190,7 +212,7 @@ class Run:
             "simulated_targets": simulated,
             "datasets": self.datasets,
             "catalog": [asdict(c) for c in catalog],
-            "clause_rows": clause_rows(catalog, cases),
+            "clause_rows": self._marked_custom(clause_rows(catalog, cases)),
             "cases": [asdict(c) for c in cases],
         }
         doc = self._redacted(doc)
