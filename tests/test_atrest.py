@@ -11,7 +11,7 @@ import pytest
 
 from clauseproof.atrest import make_canaries, scan_files
 from clauseproof.sm4 import encrypt_block, known_answers
-from clauseproof.targets.embedded import EmbeddedPostgres
+from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from tests.fix_targets import vendor_profile
 
 
@@ -197,3 +197,31 @@ def test_target_sm4_known_answer_through_profile_sql(
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
     vectors = next(c for c in doc["cases"] if "target_sm4" in c["nodeid"])["parameters"]["vectors"]
     assert len(vectors) == 9 and len({v["key"] for v in vectors}) == 9  # random per run
+
+
+def test_the_encryption_suite_changes_no_server_wide_setting(
+    project: pytest.Pytester, mariadb_server: EmbeddedMariaDB
+) -> None:
+    """On an external target the canary scan forces its table to disk without a global setting (it used to set
+    innodb_max_dirty_pages_pct = 0 and leave it so)."""
+
+    def globals_now() -> dict[str, str]:
+        with mariadb_server.connect(in_namespace=False) as conn, conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL VARIABLES")
+            return {k: v for k, v in cur.fetchall() if "gtid" not in k}
+
+    before = globals_now()
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        mariadb_server,
+        f'[commands]\ncopy_files = "cp -a {mariadb_server.data_dir}/. {{output_dir}}/"\n',
+        name="vendor-mariadb",
+    )
+    project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "canary_scan")
+    after = globals_now()
+    assert {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)} == {}
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    case = next(c for c in doc["cases"] if c["nodeid"].endswith("test_canary_scan[vendor]"))
+    assert case["parameters"]["canaries_forced_to_disk"] is True
+    verdicts = {m["statistic"].split(" encrypted")[0]: m["verdict"] for m in case["measurements"]}
+    assert verdicts["part: data files"] == "FAIL"  # plain MariaDB: the flushed canary table holds plaintext
