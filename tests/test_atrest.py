@@ -174,7 +174,7 @@ PUBLISHED = "0123456789abcdeffedcba9876543210"
         ),
         # AES called SM4
         (
-            "SELECT public.encrypt(decode('{plaintext_hex}', 'hex'), decode('{key_hex}', 'hex'), 'aes-ecb/pad:none')",
+            "SELECT cp_aes.encrypt(decode('{plaintext_hex}', 'hex'), decode('{key_hex}', 'hex'), 'aes-ecb/pad:none')",
             "failed",
             "*9 of 9 vectors wrong, the published example among them*",
         ),
@@ -188,9 +188,15 @@ def test_target_sm4_known_answer_through_profile_sql(
     looked-up published answer and another cipher fail."""
     with pg_server.connect(in_namespace=False) as conn, conn.cursor() as cur:
         cur.execute(SM4_PLPGSQL.read_text())
-        cur.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
-    profile = vendor_profile(project.path / "vendor.toml", pg_server, f'[sm4]\nencrypt_sql = "{encrypt_sql}"\n')
-    result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "target_sm4")
+        cur.execute("CREATE SCHEMA cp_aes; CREATE EXTENSION pgcrypto SCHEMA cp_aes")  # kept apart, dropped after
+    try:
+        profile = vendor_profile(project.path / "vendor.toml", pg_server, f'[sm4]\nencrypt_sql = "{encrypt_sql}"\n')
+        result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "target_sm4")
+    finally:
+        with pg_server.connect(in_namespace=False) as conn, conn.cursor() as cur:
+            cur.execute("DROP SCHEMA cp_aes CASCADE")
+            cur.execute("DROP FUNCTION public.cp_sm4_encrypt(text, text), public.cp_sm4_tau(bigint)")
+            cur.execute("DROP FUNCTION public.cp_sm4_rotl(bigint, int)")
     result.assert_outcomes(**{outcome: 1})
     if says:
         result.stdout.fnmatch_lines([f"*BZ-DB-2 FAIL on *: {says}"])

@@ -21,7 +21,7 @@ def _set_clause(catalog: Path, clause_id: str, **values: object) -> None:
     block = text[start:end]
     for key, value in values.items():
         rendered = (
-            json.dumps(value)
+            json.dumps(value, ensure_ascii=False)
             if isinstance(value, str)
             else (
                 "{ " + ", ".join(f"{k} = {v}" for k, v in value.items()) + " }"
@@ -30,7 +30,7 @@ def _set_clause(catalog: Path, clause_id: str, **values: object) -> None:
             )
         )
         if re.search(rf"^{key} = ", block, flags=re.M):
-            block = re.sub(rf"^{key} = .*$", f"{key} = {rendered}", block, flags=re.M)
+            block = re.sub(rf"^{key} = .*$", lambda _m: f"{key} = {rendered}", block, flags=re.M)
         else:
             block = block.rstrip("\n") + f"\n{key} = {rendered}\n\n"
     catalog.write_text(text[:start] + block + text[end:], encoding="utf-8")
@@ -111,9 +111,27 @@ def _run_suite(project: pytest.Pytester, *extra: str) -> tuple[pytest.RunResult,
 
 def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pytester) -> None:
     catalog = project.path / "fixtures" / "catalog" / "clauses.toml"
-    # full scale of a 2,000-row clause with an impossible threshold: the verdict must be FAIL
-    _set_clause(catalog, "BZ-DB-4a", threshold=1e-6, params={"rows": 2000})
-    _set_clause(catalog, "BZ-DB-4b", threshold=1.0, params={"rows": 2000})
+    # full scale of a 2,000-row clause with an impossible threshold: the verdict must be FAIL.  A threshold must be
+    # a number its quoted text states, so the control quotes a seed of its own that states it.
+    (catalog.parent / "seeds" / "control.txt").write_text(
+        "对照：单表插入2000数据小于0.000001秒\n对照：平均存储性能可达到1条/秒以上\n", encoding="utf-8"
+    )
+    _set_clause(
+        catalog,
+        "BZ-DB-4a",
+        seed="control.txt",
+        text="单表插入2000数据小于0.000001秒",
+        threshold=1e-6,
+        params={"rows": 2000},
+    )
+    _set_clause(
+        catalog,
+        "BZ-DB-4b",
+        seed="control.txt",
+        text="平均存储性能可达到1条/秒以上",
+        threshold=1.0,
+        params={"rows": 2000},
+    )
     result, doc = _run_suite(project)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*BZ-DB-4a FAIL on embedded-postgresql: measured * s, required < 1e-06 s*"])
@@ -133,7 +151,7 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
     assert target["server"]["settings"]["fsync"] == "on" and "PostgreSQL" in target["server"]["version"]
     assert target["server_machine"]["cores"] == env["cores"] and target["server_machine"]["architecture"]
     html = (project.path / "results" / "latest" / "report.html").read_text()
-    assert "单表插入100万数据小于1.3秒" in html and "<svg" in html and ">FAIL<" in html and "NOT COVERED" in html
+    assert "单表插入2000数据小于0.000001秒" in html and "<svg" in html and ">FAIL<" in html and "NOT COVERED" in html
     assert html.index("<h2>Clauses</h2>") < html.index("<h2>Cases</h2>") < html.index("<h2>Environment</h2>")
 
 
