@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from clauseproof.datasets import ensure_dataset
 from clauseproof.targets.base import Target
+from clauseproof.targets.embedded import EmbeddedPostgres
 from tests.fix_targets import CATALOG, ROOT
 from workloads import settlement
 
@@ -30,7 +34,7 @@ def _set_clause(catalog: Path, clause_id: str, **values: object) -> None:
             )
         )
         if re.search(rf"^{key} = ", block, flags=re.M):
-            block = re.sub(rf"^{key} = .*$", lambda _m: f"{key} = {rendered}", block, flags=re.M)
+            block = re.sub(rf"^{key} = .*$", f"{key} = {rendered}".replace("\\", "\\\\"), block, flags=re.M)
         else:
             block = block.rstrip("\n") + f"\n{key} = {rendered}\n\n"
     catalog.write_text(text[:start] + block + text[end:], encoding="utf-8")
@@ -174,12 +178,18 @@ def test_unavailable_target_is_skipped_with_reason(project: pytest.Pytester, mon
     assert {r["verdict"] for r in doc["clause_rows"] if r["id"] == "BZ-DB-4c"} == {"SKIPPED"}
 
 
-def test_unreachable_target_errors_cleanly(project: pytest.Pytester) -> None:
-    result = project.runpytest("suites/bulk_load", "--cp-target=mysql://root@127.0.0.1:1/")
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*cannot reach the mysql target*127.0.0.1:1*"])
-    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
-    assert {r["verdict"] for r in doc["clause_rows"] if r["id"] == "BZ-DB-4a"} == {"ERROR"}
+def test_unreachable_target_is_a_configuration_error_said_once(project: pytest.Pytester) -> None:
+    result = project.runpytest("suites/bulk_load", "--cp-target=mysql://root:pw-in-url@127.0.0.1:1/")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # 4: configuration error, not "a clause FAILED"
+    out = result.stdout.str() + result.stderr.str()
+    assert out.count("cannot reach the mysql target") == 1 and "pw-in-url" not in out
+    assert "exit status 4: configuration error" in out
+    assert not (project.path / "results" / "latest").exists()  # a run that judged nothing does not move latest
+    (bundle,) = (project.path / "results").glob("*/evidence.json")
+    doc = json.loads(bundle.read_text())
+    assert "cannot reach" in doc["configuration_error"]
+    rows = [r for r in doc["clause_rows"] if r["id"] == "BZ-DB-4a"]
+    assert rows[0]["verdict"] == "NOT COVERED" and rows[0]["reason"].startswith("not run: configuration error")
 
 
 @pytest.mark.parametrize("server", ["pg_server", "mariadb_server"])
@@ -243,3 +253,22 @@ def test_target_fixture_factory_in_a_users_conftest(project: pytest.Pytester) ->
     )
     result = project.runpytest("test_mine.py")
     result.assert_outcomes(passed=1)
+
+
+def test_a_silent_server_or_the_wrong_protocol_fails_fast(
+    project: pytest.Pytester, pg_server: EmbeddedPostgres
+) -> None:
+    """A port that accepts and never answers, and a mysql:// URL pointed at PostgreSQL: a configuration error
+    within seconds (it used to hang forever, or take 61 s), naming what was checked."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[object] = []
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    try:
+        for port in (silent.getsockname()[1], pg_server._ep().port):
+            started = time.monotonic()
+            result = project.runpytest("suites/bulk_load", f"--cp-target=mysql://root@127.0.0.1:{port}/")
+            assert time.monotonic() - started < 20
+            assert result.ret == pytest.ExitCode.USAGE_ERROR
+            assert "sent no MySQL greeting within 5 s" in result.stdout.str() + result.stderr.str()
+    finally:
+        silent.close()

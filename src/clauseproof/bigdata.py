@@ -11,11 +11,13 @@ builder version) and copied for the next run; the evidence says so.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,17 @@ def build(
         build_seconds=round(time.perf_counter() - started, 2),
         from_cache=False,
     )
+
+
+@contextlib.contextmanager
+def cache_lock(cache: Path, key: str) -> Iterator[None]:
+    """Hold the cached data directory ``key`` for this process: two runs sharing a cache neither build it
+    twice nor delete it while the other copies it."""
+    folder = cache / "datadirs"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def cached_datadir(cache: Path, key: str) -> tuple[Path, BigData] | None:

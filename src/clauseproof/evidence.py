@@ -26,6 +26,11 @@ PASS, FAIL, NOT_EVIDENCE, NOT_SHOWN, NOT_COVERED, SKIPPED, ERROR = (
     "ERROR",
 )
 
+#: The outcome of a case the run never reached because it was interrupted (Ctrl-C, SIGTERM, SIGHUP), or
+#: because a configuration error stopped it.
+NOT_RUN_INTERRUPTED = "not run: interrupted"
+NOT_RUN_CONFIG = "not run: configuration error"
+
 _OPS = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -231,7 +236,8 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
     """One row per (clause, target) measured, or per clause with its coverage state."""
     rows: list[dict[str, Any]] = []
     for clause in catalog:
-        covering = [c for c in cases if clause.id in c.clause_ids and c.outcome != "not run"]
+        covering = [c for c in cases if clause.id in c.clause_ids and not c.outcome.startswith("not run")]
+        stopped = [c for c in cases if clause.id in c.clause_ids and c.outcome.startswith("not run: ")]
         deselected = [c for c in cases if clause.id in c.clause_ids and c.outcome == "not run"]
         base = {
             "id": clause.id,
@@ -243,7 +249,9 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
             "nodeids": sorted({c.nodeid for c in covering}),
         }
         if not covering:
-            if deselected:
+            if stopped:  # the run stopped before these cases: interrupted, or a configuration error
+                reason = f"{stopped[0].outcome}: the run stopped before " + ", ".join(c.nodeid for c in stopped)
+            elif deselected:
                 reason = "its cases were not run in this run (deselected): " + ", ".join(c.nodeid for c in deselected)
             else:
                 reason = "no case verifies this clause" + (
@@ -284,11 +292,31 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
     return rows
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temporary name in the same folder, flushed, then renamed (a full
+    disk or a kill mid-write leaves the previous file, never half of one)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_bundle(results: Path, run_id: str, document: dict[str, Any]) -> Path:
-    """Write ``results/<run_id>/evidence.json`` and point ``results/latest`` at it."""
+    """Write ``results/<run_id>/evidence.json`` (whole or not at all); ``latest`` is moved separately, once the
+    bundle is complete (:func:`point_latest`)."""
     folder = results / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "evidence.json").write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    write_atomic(folder / "evidence.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    return folder
+
+
+def point_latest(results: Path, run_id: str) -> None:
+    """Point ``results/latest`` at a complete bundle."""
     latest = results / "latest"
     tmp = results / f".latest-{os.getpid()}"
     try:
@@ -297,8 +325,7 @@ def write_bundle(results: Path, run_id: str, document: dict[str, Any]) -> Path:
         tmp.symlink_to(run_id)
         os.replace(tmp, latest)
     except OSError:
-        (results / "LATEST").write_text(run_id + "\n")
-    return folder
+        write_atomic(results / "LATEST", run_id + "\n")
 
 
 def now_utc() -> str:

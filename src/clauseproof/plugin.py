@@ -34,14 +34,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(*ids): the catalog clause ids this case verifies")
     config.addinivalue_line("markers", "slow: long-running; excluded from the default self-test run")
-    config.stash[RUN_KEY] = Run(config, read_settings(config))
+    run = config.stash[RUN_KEY] = Run(config, read_settings(config))
     reap_stale()
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
 
-        def _term(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt("SIGTERM")
+    def _stop(signum: int, frame: FrameType | None) -> None:  # like Ctrl-C: cases clean up, the bundle is written
+        run.interrupted_by = signal.Signals(signum).name
+        raise KeyboardInterrupt(run.interrupted_by)
 
-        signal.signal(signal.SIGTERM, _term)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal was closed
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _stop)
+
+
+def _read_only(config: pytest.Config) -> bool:
+    """A run that only lists (--collect-only, the catalog listing) writes no bundle."""
+    return bool(config.getoption("collectonly", False) or config.getoption("cp_list_catalog", False))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _read_only(session.config):
+        return
+    try:
+        _run(session.config).check_results_writable()
+    except ClauseproofError as exc:
+        raise as_usage_error(exc) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    run = _run(item.config)
+    run.running = item.nodeid
+    try:
+        return (yield)
+    finally:
+        run.running = None
 
 
 def _run(config: pytest.Config) -> Run:
@@ -102,6 +128,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             run.cases[item.nodeid] = CaseRecord(
                 nodeid=item.nodeid, clause_ids=ids, target=mask_passwords(str(target)) if target else None
             )
+    run.selected = {item.nodeid for item in items}
     if config.getoption("cp_list_catalog"):
         _print_catalog(config, run)
         config.stash[_LISTED] = True
@@ -152,14 +179,21 @@ def _target_id(spec: str) -> str:
     return spec
 
 
+#: Exit status of a run stopped by a configuration error (pytest's usage error): a bad profile, missing
+#: binaries, an unreachable target, a wrong password.
+CONFIG_ERROR = int(pytest.ExitCode.USAGE_ERROR)
+
+
 def started_target(run: Run, spec: str) -> Target:
-    """The started target for ``spec``; the case is skipped if it cannot exist here, failed if it will not start."""
+    """The started target for ``spec``; the case is skipped if it cannot exist here; a target that will not
+    start stops the run with its message, said once (exit status 4: a configuration error)."""
     try:
         return run.target(spec)
     except TargetUnavailable as exc:
-        pytest.skip(f"{spec}: {exc}")
+        pytest.skip(f"{mask_passwords(spec)}: {exc}")
     except ClauseproofError as exc:
-        pytest.fail(f"target {spec}: {exc}", pytrace=False)
+        run.config_error = f"target {mask_passwords(spec)}: {exc}"
+        pytest.exit(f"clauseproof: configuration error: {run.config_error}", returncode=CONFIG_ERROR)
 
 
 @pytest.fixture(scope="session")
@@ -250,6 +284,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if session.config.stash.get(_LISTED, False):
         session.exitstatus = 0
         return
+    if _read_only(session.config):
+        run.stop_all_targets()
+        return
     started = time.perf_counter()
     run.stop_all_targets()
     folder = run.write_evidence(exitstatus)
@@ -280,3 +317,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.line("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     terminalreporter.line(f"report: {run.bundle / 'report.html'}")
     terminalreporter.line(f"evidence: {run.bundle / 'evidence.json'}")
+    if not run.latest_moved:
+        terminalreporter.line("results/latest was not moved: this run judged no clause")
+    if doc.get("interrupted"):
+        i = doc["interrupted"]
+        terminalreporter.line(f"interrupted by {i['by']} during {i['during']}; {i['cases_not_run']} cases not run")
+    meaning = EXIT_MEANING.get(int(exitstatus))
+    if meaning:
+        terminalreporter.line(f"exit status {int(exitstatus)}: {meaning}")
+
+
+#: What each exit status of an acceptance run means (the README lists them too).
+EXIT_MEANING = {
+    0: "no clause FAILED",
+    1: "at least one clause FAILED (a valid result; the report says which and why)",
+    2: "interrupted (Ctrl-C, SIGTERM or SIGHUP): the bundle holds what was judged before",
+    3: "internal error of the harness",
+    4: "configuration error (bad option, catalog, profile, or a target that would not start)",
+}

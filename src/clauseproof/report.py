@@ -13,6 +13,8 @@ from typing import Any
 
 import jinja2
 
+from clauseproof.evidence import write_atomic
+
 VERDICT_CLASS = {
     "PASS": "pass",
     "FAIL": "fail",
@@ -133,5 +135,5 @@ def render(document: dict[str, Any]) -> str:
 
 def write_report(folder: Path, document: dict[str, Any]) -> Path:
     path = folder / "report.html"
-    path.write_text(render(document), encoding="utf-8")
+    write_atomic(path, render(document))
     return path

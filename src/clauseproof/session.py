@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -22,7 +23,15 @@ from clauseproof.catalog import Catalog, catalog_sha256, load_catalog
 from clauseproof.datasets import Dataset, ensure_dataset
 from clauseproof.envinfo import client_environment, commit_info
 from clauseproof.errors import ClauseproofError
-from clauseproof.evidence import CaseRecord, clause_rows, now_utc, write_bundle
+from clauseproof.evidence import (
+    NOT_RUN_CONFIG,
+    NOT_RUN_INTERRUPTED,
+    CaseRecord,
+    clause_rows,
+    now_utc,
+    point_latest,
+    write_bundle,
+)
 from clauseproof.report import write_report
 from clauseproof.settings import Settings, mask_passwords, url_passwords
 from clauseproof.targets import Target, make_target
@@ -43,6 +52,8 @@ class Run:
         self._catalog: Catalog | None = None
         self._catalog_error: ClauseproofError | None = None
         self.cases: dict[str, CaseRecord] = {}
+        #: Node ids selected to run (after -k / -m deselection).
+        self.selected: set[str] = set()
         self.targets: dict[str, Target] = {}
         self.target_failures: dict[str, ClauseproofError] = {}
         self.target_info: dict[str, dict[str, Any]] = {}
@@ -52,6 +63,13 @@ class Run:
         if os.environ.get("CLAUSEPROOF_PASSWORD"):
             self.secrets.add(os.environ["CLAUSEPROOF_PASSWORD"])
         self.bundle: Path | None = None
+        #: Whether ``results/latest`` was moved to this run's bundle (not when the run judged nothing).
+        self.latest_moved = False
+        #: The signal that interrupted the run, and the case that was running then.
+        self.interrupted_by = ""
+        #: The configuration error that stopped the run (a target that would not start), said once.
+        self.config_error = ""
+        self.running: str | None = None
         #: The evidence document of the finished run (also written to the bundle).
         self.document: dict[str, Any] | None = None
         atexit.register(self.stop_all_targets)
@@ -151,7 +169,9 @@ class Run:
     # -- data -------------------------------------------------------------------------------
     def dataset(self, workload: ModuleType, rows: int) -> Dataset:
         ds = ensure_dataset(workload, rows, self.settings.seed, self.settings.cache, progress=self.progress)
-        self.datasets[f"{ds.workload}-{ds.rows}"] = ds.evidence()
+        key = f"{ds.workload}-{ds.rows}"
+        if key not in self.datasets or self.datasets[key]["from_cache"]:  # generated in this run stays so
+            self.datasets[key] = ds.evidence()
         return ds
 
     def scaled(self, rows: int) -> int:
@@ -181,6 +201,28 @@ class Run:
             text = text.replace(json.dumps(secret, ensure_ascii=False)[1:-1], "***")
         return dict(json.loads(text))
 
+    def check_results_writable(self, min_free: int = 64 << 20) -> None:
+        """Before the first case: the results folder can be written and has room, or a clear error now."""
+        folder = self.settings.results
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".probe-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+            free = shutil.disk_usage(folder).free
+        except OSError as exc:
+            raise ClauseproofError(
+                f"the results folder {folder} cannot be written: {exc.strerror or exc}",
+                checked="creating the folder and a file in it, before any case runs",
+                fix="make it writable, or point --cp-results (CLAUSEPROOF_RESULTS) at a folder that is",
+            ) from None
+        if free < min_free:
+            raise ClauseproofError(
+                f"the results folder {folder} has {free >> 20} MiB free, less than the {min_free >> 20} MiB "
+                "a run needs",
+                fix="free some space, or point --cp-results (CLAUSEPROOF_RESULTS) elsewhere",
+            )
+
     def write_evidence(self, exitstatus: int) -> Path | None:
         if not self.cases:
             return None
@@ -189,12 +231,27 @@ class Run:
         except ClauseproofError:
             return None
         cases = list(self.cases.values())
+        interrupted = None
+        stopped = {pytest.ExitCode.INTERRUPTED: NOT_RUN_INTERRUPTED, pytest.ExitCode.USAGE_ERROR: NOT_RUN_CONFIG}
+        if exitstatus in stopped:
+            for c in cases:
+                if c.outcome == "not run" and c.nodeid in self.selected:
+                    c.outcome = stopped[pytest.ExitCode(exitstatus)]
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            interrupted = {
+                "at": now_utc(),
+                "by": self.interrupted_by or "SIGINT (Ctrl-C)",
+                "during": self.running or "between cases",
+                "cases_not_run": sum(c.outcome == NOT_RUN_INTERRUPTED for c in cases),
+            }
         simulated = [i["label"] for i in self.target_info.values() if i.get("simulated")]
         doc: dict[str, Any] = {
             "run_id": self.run_id,
             "started": self.started,
             "finished": now_utc(),
             "exit_status": int(exitstatus),
+            "interrupted": interrupted,
+            "configuration_error": self.config_error or None,
             "command_line": mask_passwords(" ".join(["pytest", *self.config.invocation_params.args])),
             "harness": {"version": __version__, **commit_info(self.settings.rootdir)},
             "parameters": {
@@ -220,4 +277,7 @@ class Run:
         write_report(folder, doc)
         self.bundle = folder
         self.document = doc
+        if any(c.measurements for c in cases):  # latest moves only to a complete bundle that judged something
+            point_latest(self.settings.results, self.run_id)
+            self.latest_moved = True
         return folder

@@ -122,19 +122,35 @@ def open_endpoint(
         )
     import pymysql
 
-    return pymysql.connect(
-        host=ep.host,
-        port=ep.port,
-        user=ep.user,
-        password=ep.password or "",
-        database=database if database is not None else (ep.database or None),
-        connect_timeout=CONNECT_TIMEOUT_S,
-        local_infile=True,
-        autocommit=True,
-        charset="utf8mb4",
-        unix_socket=ep.unix_socket,
-        **(extra or {}),
-    )
+    try:
+        conn = pymysql.connect(
+            host=ep.host,
+            port=ep.port,
+            user=ep.user,
+            password=ep.password or "",
+            database=database if database is not None else (ep.database or None),
+            connect_timeout=CONNECT_TIMEOUT_S,
+            # PyMySQL's connect_timeout covers the TCP connect only; the greeting and the login are read with
+            # read_timeout, so a port that accepts and never speaks (or a PostgreSQL server, which waits for the
+            # client to speak first) would hang.  Bounded here, lifted below for the session's own queries.
+            read_timeout=CONNECT_TIMEOUT_S,
+            local_infile=True,
+            autocommit=True,
+            charset="utf8mb4",
+            unix_socket=ep.unix_socket,
+            **(extra or {}),
+        )
+    except pymysql.err.OperationalError as exc:
+        if "timed out" in str(exc):
+            raise ClauseproofError(
+                f"the server at {ep.host}:{ep.port} accepted the connection but sent no MySQL greeting within "
+                f"{CONNECT_TIMEOUT_S} s",
+                checked="the MySQL protocol handshake",
+                fix="check that a MySQL-family server listens there (a PostgreSQL port, say, stays silent)",
+            ) from None
+        raise
+    conn._read_timeout = None  # a quirk of PyMySQL: the next read resets the socket's timeout from this
+    return conn
 
 
 class Target(ABC):
