@@ -272,3 +272,36 @@ def test_a_silent_server_or_the_wrong_protocol_fails_fast(
             assert "sent no MySQL greeting within 5 s" in result.stdout.str() + result.stderr.str()
     finally:
         silent.close()
+
+
+def test_an_unwritable_results_folder_stops_the_run_before_the_first_case(project: pytest.Pytester) -> None:
+    blocker = project.path / "a-file"
+    blocker.write_text("not a folder")
+    started = time.monotonic()
+    result = project.runpytest("suites/bulk_load", f"--cp-results={blocker / 'results'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and time.monotonic() - started < 15
+    result.stderr.fnmatch_lines(["*results folder*cannot be written*Fix: make it writable, or point --cp-results*"])
+    assert "passed" not in result.stdout.str()  # no case ran
+
+
+def test_collect_only_writes_no_run(project: pytest.Pytester) -> None:
+    result = project.runpytest("suites/bulk_load", "--collect-only", "-q")
+    assert result.ret == 0
+    assert not (project.path / "results").exists() or not any((project.path / "results").iterdir())
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk during the evidence write: the file is written whole or not at all, no temporary left behind."""
+    from clauseproof import evidence
+
+    target = tmp_path / "evidence.json"
+    evidence.write_atomic(target, '{"complete": true}')
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evidence.os, "fsync", full)
+    with pytest.raises(OSError):
+        evidence.write_atomic(target, '{"complete": fals')
+    assert json.loads(target.read_text()) == {"complete": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["evidence.json"]

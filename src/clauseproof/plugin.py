@@ -64,10 +64,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
     run = _run(item.config)
     run.running = item.nodeid
-    try:
-        return (yield)
-    finally:
-        run.running = None
+    result = yield  # an interruption propagates from here and leaves the case named
+    run.running = None
+    return result
 
 
 def _run(config: pytest.Config) -> Run:
