@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.backup import fill_command, timed
+from clauseproof.backup import timed
+from clauseproof.commands import fill_command
 from clauseproof.datasets import ensure_dataset
 from clauseproof.digest import compare_digests, digest_tables
 from clauseproof.errors import ClauseproofError
 from clauseproof.targets.base import Target
 from clauseproof.targets.embedded import EmbeddedPostgres
+from clauseproof.targets.external import load_profile
 from tests.fix_targets import ROOT, our_folders, vendor_profile
 from workloads import settlement
 
@@ -137,6 +139,21 @@ def test_vendor_command_placeholders_are_checked() -> None:
     with pytest.raises(ClauseproofError) as exc:
         fill_command("dump {db}", database="x")
     assert "unknown placeholder 'db'" in str(exc.value) and "{database}" in str(exc.value)
+    # a user named $(...) inside a template's own quotes would run: such templates are refused
+    assert fill_command("dump --user {user}", user="$(touch /tmp/x)") == "dump --user '$(touch /tmp/x)'"
+    for quoted in ('dump --user "{user}"', "sh -c 'pg_dump {database}'"):
+        with pytest.raises(ClauseproofError, match="inside quotes"):
+            fill_command(quoted, user="u", database="d")
+
+
+def test_a_profile_that_quotes_a_placeholder_is_refused_with_its_line(tmp_path: Path) -> None:
+    profile = tmp_path / "vendor.toml"
+    profile.write_text(
+        '[target]\ndialect = "mysql"\nhost = "h"\nuser = "u"\n\n[commands]\nbackup = "dump -u \\"{user}\\""\n'
+    )
+    with pytest.raises(ClauseproofError) as exc:
+        load_profile(profile)
+    assert f"{profile}:7" in str(exc.value) and "{user} inside quotes" in str(exc.value)
 
 
 def test_timed_failure_names_the_command() -> None:

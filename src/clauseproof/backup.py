@@ -118,14 +118,3 @@ def open_for(path: Path, user: str | None) -> None:
     """Let ``user`` (the server's) read a backup the harness wrote (done outside every window)."""
     if user:
         subprocess.run(["chown", "-R", user, str(path)], check=True)
-
-
-def fill_command(template: str, **values: str | int) -> str:
-    """A vendor command with its placeholders filled, each value shell-quoted."""
-    try:
-        return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
-    except KeyError as exc:
-        raise ClauseproofError(
-            f"the vendor command {template!r} uses the unknown placeholder {exc}",
-            fix="use only {" + "}, {".join(sorted(values)) + "}",
-        ) from None

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clauseproof.errors import ClauseproofError
+from clauseproof.errors import ClauseproofError, first_line
 from clauseproof.targets.base import Target
 
 BUILDER_VERSION = 1
@@ -105,9 +105,21 @@ def build(
     dialect = target.dialect
     started = time.perf_counter()
     admin = target.connect(in_namespace=False)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {database}")
-    admin.close()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {database}")
+    except Exception as exc:
+        if "permission denied" in str(exc).lower() or "access denied" in str(exc).lower():
+            raise ClauseproofError(
+                f"the backup suite could not create its database {database} on {target.label}: {first_line(exc)}",
+                checked="CREATE DATABASE as the target's user (the suite builds its data set in a database named "
+                "after the run, and restores into another, and drops both)",
+                fix="grant the user CREATEDB (PostgreSQL: ALTER ROLE <user> CREATEDB) or CREATE/DROP on databases "
+                "named clauseproof_% (MySQL family), or deselect the backup suite",
+            ) from None
+        raise
+    finally:
+        admin.close()
     conns = [target.connect_database(database) for _ in range(workers)]
     insert = _PG_INSERT if dialect == "postgresql" else _MY_INSERT
     with conns[0].cursor() as cur:

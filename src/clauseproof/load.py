@@ -34,11 +34,19 @@ LOCUSTFILE = ROOT / "workloads" / "locust_oltp.py"
 
 
 def target_url(target: Target) -> str:
-    """The workload's ``--host`` for a target (the password travels in CLAUSEPROOF_PASSWORD)."""
+    """The workload's ``--host`` for a target, names escaped (the password travels in CLAUSEPROOF_PASSWORD)."""
+    from sqlalchemy import URL
+
     ep = target._ep()
-    if target.dialect == "postgresql":
-        return f"postgresql://{ep.user}@{ep.host}:{ep.port}/{ep.database}"
-    return f"mysql://{ep.user}@{ep.host}:{ep.port}/{target.namespace}"
+    pg = target.dialect == "postgresql"
+    url = URL.create(
+        "postgresql" if pg else "mysql",
+        username=ep.user,
+        host=ep.host,
+        port=ep.port,
+        database=ep.database if pg else target.namespace,
+    )
+    return url.render_as_string(hide_password=False)
 
 
 def _quantile(values: list[float], q: float) -> float | None:

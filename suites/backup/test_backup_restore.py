@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from clauseproof.backup import Phase, fill_command, open_for, timed, written
+from clauseproof.backup import Phase, open_for, timed, written
+from clauseproof.commands import fill_command
 from clauseproof.digest import TableDigest, compare_digests, digest_tables, summary, table_layout
 from clauseproof.errors import ClauseproofError
 from clauseproof.evidence import CaseEvidence

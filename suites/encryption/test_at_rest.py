@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from clauseproof.atrest import CLASSES, make_canaries, scan_files, scan_tree
-from clauseproof.backup import WorkFolder, fill_command, open_for, timed
+from clauseproof.backup import WorkFolder, open_for, timed
+from clauseproof.commands import fill_command
 from clauseproof.errors import first_line
 from clauseproof.evidence import CaseEvidence
 from clauseproof.plugin import RUN_KEY

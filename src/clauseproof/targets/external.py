@@ -18,6 +18,7 @@ from typing import Any
 from clauseproof.colcrypt import KEYS as COLUMN_ENCRYPTION_KEYS
 from clauseproof.colcrypt import ColumnEncryption
 from clauseproof.colcrypt import parse as parse_column_encryption
+from clauseproof.commands import quoted_placeholders
 from clauseproof.errors import ClauseproofError, first_line
 from clauseproof.replication import Node, Topology, pool_nodes
 from clauseproof.targets.base import Endpoint, Target, check_reachable
@@ -147,6 +148,15 @@ def load_profile(path: Path) -> Profile:
             f"{dialect!r} is not one of postgresql, mysql",
             'set dialect = "postgresql" or "mysql" (MySQL, MariaDB, TDSQL and other MySQL-protocol systems)',
         )
+    for name, template in data.get("commands", {}).items():
+        quoted = quoted_placeholders(template)
+        if quoted:
+            raise err(
+                "commands",
+                name,
+                f"{', '.join(quoted)} inside quotes: the harness shell-quotes every placeholder itself",
+                "write the placeholders without quotes around them, e.g. --user {user}",
+            )
     port = target.get("port", DEFAULT_PORTS[dialect])
     if not 0 < port < 65536:
         raise err("target", "port", f"{port} is not a TCP port", "use a port between 1 and 65535")
