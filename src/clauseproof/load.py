@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clauseproof import reaper
 from clauseproof.errors import ClauseproofError
 from clauseproof.targets.base import Target
 
@@ -158,6 +159,7 @@ class BackgroundLoad:
         if ep.password:
             env["CLAUSEPROOF_PASSWORD"] = ep.password
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env[reaper.PARENT_ENV] = str(os.getpid())  # the load generator dies with this process, however it dies
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         self._cpu0 = ru.ru_utime + ru.ru_stime
         self._t0 = time.time()
@@ -174,11 +176,11 @@ class BackgroundLoad:
                 "-u", str(users), "-r", str(max(users, 1) * 10), "-t", f"{int(self.limit_s)}s", "--stop-timeout", "5",
             ]  # fmt: skip
             with open(self.folder / f"locust-{i}.log", "wb") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                    )
+                proc = subprocess.Popen(
+                    cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
+            self.procs.append(proc)
+            reaper.register("locust", proc.pid, self.folder)
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             dead = [p for p in self.procs if p.poll() is not None]
@@ -222,6 +224,7 @@ class BackgroundLoad:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
                 codes.append(p.wait())
+            reaper.unregister(p.pid)
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         lines = []
         for f in sorted(self.folder.glob("series-*.jsonl")):

@@ -94,8 +94,11 @@ def reap_stale(tmp: str | None = None) -> list[str]:
                     time.sleep(0.05)
         shutil.rmtree(folder, ignore_errors=True)
         reaped.append(folder)
+    from clauseproof.reaper import reap_registered  # registered process groups: proxies, load generators
+
+    reaped += reap_registered()
     for f in reaped:
-        log.warning("removed an embedded server left by a crashed run: %s", f)
+        log.warning("removed what a crashed run left: %s", f)
     return reaped
 
 

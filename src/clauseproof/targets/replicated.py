@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from clauseproof import reaper
 from clauseproof.errors import ClauseproofError
 from clauseproof.replication import Node, Topology, pool_nodes
 from clauseproof.targets.base import Endpoint, Target
@@ -69,6 +70,7 @@ class Helper:
                 self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder
             )
         (self.folder / f"{self.name}-leader.pid").write_text(str(self.proc.pid))  # for reap_stale
+        reaper.register(self.name, self.proc.pid, self.folder)  # kept outside the folder: the group and its shm
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -100,6 +102,7 @@ class Helper:
                 self.proc.wait()
         with contextlib.suppress(ProcessLookupError):  # children left behind by the leader
             os.killpg(self.proc.pid, signal.SIGKILL)
+        reaper.unregister(self.proc.pid)
         self.proc = None
 
 
