@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     clean = sub.add_parser("cloud-cleanup", help="delete every VM a run created (named cp-<run id>-...)")
     clean.add_argument("--cloud", required=True, help="the cloud profile .toml the run used")
     clean.add_argument("--run", required=True, help="the run id (results/<run id>/, or the VMs' name prefix)")
+    drop = sub.add_parser(
+        "cleanup", help="drop what a killed run left on an external target (its namespace and databases, by run id)"
+    )
+    drop.add_argument("--target", required=True, help="the target URL or profile .toml the run used")
+    drop.add_argument("--run", required=True, help="the run id (results/<run id>/)")
     args = parser.parse_args(argv)
 
     if args.command == "catalog":
@@ -42,10 +47,47 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "cloud-cleanup":
         return _cloud_cleanup(args.cloud, args.run)
+    if args.command == "cleanup":
+        return _target_cleanup(args.target, args.run)
     from clauseproof.targets.embedded import reap_stale
 
     for folder in reap_stale():
         print(f"removed {folder}")
+    return 0
+
+
+def _target_cleanup(spec: str, run_id: str) -> int:
+    """Stop the run's sessions and drop ``clauseproof_<run id>`` and the databases named after it; nothing else."""
+    import re
+
+    from clauseproof.errors import ClauseproofError, first_line
+    from clauseproof.settings import mask_passwords
+    from clauseproof.targets.base import NAMESPACE_PREFIX, check_reachable, drop_run_objects, open_endpoint
+    from clauseproof.targets.external import ExternalTarget
+
+    if not re.fullmatch(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}", run_id):
+        print(f"clauseproof: {run_id!r} is not a run id (like 20261123-214500-ab12: see results/)", file=sys.stderr)
+        return 2
+    namespace = NAMESPACE_PREFIX + run_id.replace("-", "_")
+    try:
+        if spec.endswith(".toml"):
+            target = ExternalTarget.from_profile(Path(spec), namespace)
+        else:
+            target = ExternalTarget.from_url(spec, namespace)
+        ep = target._endpoint
+        check_reachable(ep.host, ep.port, f"the {target.dialect} target {target.label}")
+        conn = open_endpoint(target.dialect, ep)
+    except ClauseproofError as exc:
+        print(f"clauseproof: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"clauseproof: cannot connect to {mask_passwords(spec)}: {first_line(exc)}", file=sys.stderr)
+        return 2
+    try:
+        dropped = drop_run_objects(conn, target.dialect, namespace)
+    finally:
+        conn.close()
+    print(f"run {run_id} on {target.label}: dropped (if present) {', '.join(dropped)}")
     return 0
 
 

@@ -76,7 +76,11 @@ def _run(config: pytest.Config) -> Run:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     s = _run(config).settings
     targets = mask_passwords(", ".join(s.targets))
-    return [f"clauseproof: targets {targets}; scale {s.scale:g}; repeats {s.repeats}; results {s.results}"]
+    run = _run(config)
+    return [
+        f"clauseproof: run {run.run_id} (namespace {run.namespace}); targets {targets}; scale {s.scale:g}; "
+        f"repeats {s.repeats}; results {s.results}"
+    ]
 
 
 def _clause_ids(item: pytest.Item) -> list[str]:

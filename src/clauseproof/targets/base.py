@@ -204,7 +204,10 @@ class Target(ABC):
         return self._open(database, "")
 
     def _open(self, database: str | None, pg_options: str) -> Any:
-        return open_endpoint(self.dialect, self._ep(), database, pg_options)
+        # PostgreSQL sessions carry the run's namespace as their application name, so that what a stopped run
+        # left running can be found and stopped (MySQL-family sessions are found by their database)
+        extra = {"application_name": self.namespace} if self.dialect == "postgresql" else None
+        return open_endpoint(self.dialect, self._ep(), database, pg_options, extra)
 
     def _ep(self) -> Endpoint:
         if self.endpoint is None:
@@ -224,17 +227,13 @@ class Target(ABC):
             conn.close()
 
     def drop_namespace(self) -> None:
-        """Drop the harness's own namespace, and nothing else."""
+        """Drop the harness's own namespace, and nothing else (statements of this run still running in it are
+        stopped first: an interrupted run leaves nothing behind)."""
         if not self._namespace_created:
             return
-        assert self.namespace.startswith(NAMESPACE_PREFIX)
         conn = self.connect(in_namespace=False)
         try:
-            with conn.cursor() as cur:
-                if self.dialect == "postgresql":
-                    cur.execute(f"DROP SCHEMA IF EXISTS {self.namespace} CASCADE")
-                else:
-                    cur.execute(f"DROP DATABASE IF EXISTS {self.namespace}")
+            drop_run_objects(conn, self.dialect, self.namespace, databases=False)
             self._namespace_created = False
         finally:
             conn.close()
@@ -335,3 +334,51 @@ class Target(ABC):
         finally:
             conn.close()
         return {"version": version, "settings": settings}
+
+
+#: Databases a run makes beside its namespace (the backup suite's data set and restore).
+RUN_DATABASES = ("_data", "_restored")
+
+
+def stop_run_sessions(conn: Any, dialect: str, namespace: str) -> int:
+    """Stop this user's sessions that work for the run ``namespace`` (a statement sent before an interruption
+    runs on in the server): PostgreSQL sessions named after the namespace or in its databases, MySQL-family
+    sessions in its databases.  Returns how many were stopped."""
+    assert namespace.startswith(NAMESPACE_PREFIX)
+    dbs = [namespace + suffix for suffix in ("", *RUN_DATABASES)]
+    with conn.cursor() as cur:
+        if dialect == "postgresql":
+            cur.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND usename = current_user AND (application_name = %s OR datname = ANY(%s))",
+                (namespace, dbs),
+            )
+            return int(cur.fetchone()[0])
+        cur.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND DB IN (%s, %s, %s)",
+            tuple(dbs),
+        )
+        ids = [int(r[0]) for r in cur.fetchall()]
+        for i in ids:
+            with contextlib.suppress(Exception):  # ended meanwhile
+                cur.execute(f"KILL {i}")
+        return len(ids)
+
+
+def drop_run_objects(conn: Any, dialect: str, namespace: str, *, databases: bool = True) -> list[str]:
+    """Stop the run's sessions, then drop its namespace (and, with ``databases``, the databases named after it).
+    Only names that start with the run's namespace are touched.  Returns what was dropped."""
+    assert namespace.startswith(NAMESPACE_PREFIX)
+    stop_run_sessions(conn, dialect, namespace)
+    dropped = []
+    with conn.cursor() as cur:
+        if databases:
+            for suffix in RUN_DATABASES:
+                cur.execute(f"DROP DATABASE IF EXISTS {namespace}{suffix}")
+                dropped.append(namespace + suffix)
+        if dialect == "postgresql":
+            cur.execute(f"DROP SCHEMA IF EXISTS {namespace} CASCADE")
+        else:
+            cur.execute(f"DROP DATABASE IF EXISTS {namespace}")
+        dropped.append(namespace)
+    return dropped

@@ -1,0 +1,68 @@
+"""An interrupted or killed run leaves nothing on an external target: statements it sent are stopped before its
+objects are dropped, and `clauseproof cleanup` drops what a SIGKILLed run left, by its run id only."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from clauseproof.targets.embedded import EmbeddedPostgres
+from tests.fix_targets import vendor_profile
+
+
+def _ours(pg_server: EmbeddedPostgres) -> list[str]:
+    with pg_server.connect(in_namespace=False) as conn, conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'clauseproof_2%'")
+        return sorted(r[0] for r in cur.fetchall())
+
+
+def _start_backup_run(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> tuple[subprocess.Popen[bytes], str]:
+    """A backup run against the server as an external target, stopped while it builds its data set."""
+    profile = vendor_profile(project.path / "vendor.toml", pg_server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suites/backup", f"--cp-target={profile}", "--cp-scale=0.3", "-k", "logical"],
+        cwd=project.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    seen = b""
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    while b"MiB so far" not in seen:  # the data set is being built, a statement is running on the server
+        assert time.monotonic() < deadline and proc.poll() is None, seen[-1500:]
+        if select.select([proc.stdout], [], [], 1)[0]:
+            seen += os.read(proc.stdout.fileno(), 65536)
+    run = re.search(rb"clauseproof: run ([0-9]{8}-[0-9]{6}-[0-9a-f]{4})", seen)
+    assert run, seen[:1500]
+    return proc, run.group(1).decode()
+
+
+def test_ctrl_c_during_the_data_build_leaves_nothing(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
+    proc, _ = _start_backup_run(project, pg_server)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
+    assert _ours(pg_server) == []
+
+
+def test_cleanup_drops_what_a_killed_run_left(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
+    proc, run = _start_backup_run(project, pg_server)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _ours(pg_server) == [f"clauseproof_{run.replace('-', '_')}_data"]  # left by the killed run
+    cli = [sys.executable, "-m", "clauseproof.cli", "cleanup", "--target", str(project.path / "vendor.toml")]
+    done = subprocess.run([*cli, "--run", run], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert _ours(pg_server) == []
+    with pg_server.connect(in_namespace=False) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'clauseproof_2%'")
+        assert cur.fetchone()[0] == 0  # the statement it had sent was stopped too
+    bad = subprocess.run([*cli, "--run", "postgres"], capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "is not a run id" in bad.stderr
