@@ -9,11 +9,13 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from clauseproof.targets.embedded import EmbeddedPostgres
+from clauseproof.targets.base import drop_run_objects
+from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from tests.fix_targets import vendor_profile
 
 
@@ -66,3 +68,38 @@ def test_cleanup_drops_what_a_killed_run_left(project: pytest.Pytester, pg_serve
         assert cur.fetchone()[0] == 0  # the statement it had sent was stopped too
     bad = subprocess.run([*cli, "--run", "postgres"], capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "is not a run id" in bad.stderr
+
+
+def test_a_running_statement_of_the_run_is_stopped_before_its_database_is_dropped(
+    mariadb_server: EmbeddedMariaDB,
+) -> None:
+    """The MySQL family: a statement still running in the run's database (a SLEEP standing in for a long INSERT)
+    is killed, then the database dropped; a session elsewhere is left alone."""
+    ns = "clauseproof_20990101_000000_abcd"
+    with mariadb_server.connect(in_namespace=False) as admin, admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {ns}_data")
+    busy = mariadb_server.connect_database(f"{ns}_data")
+    other = mariadb_server.connect(in_namespace=False)
+    errors: list[BaseException] = []
+
+    def sleep() -> None:
+        try:
+            with busy.cursor() as c:
+                c.execute("SELECT SLEEP(60)")
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=sleep)
+    t.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    with mariadb_server.connect(in_namespace=False) as conn:
+        dropped = drop_run_objects(conn, "mysql", ns)
+    t.join(timeout=10)
+    assert not t.is_alive() and time.monotonic() - started < 10
+    assert f"{ns}_data" in dropped and errors  # the sleeping session was killed
+    with other.cursor() as cur:  # not the run's: untouched
+        cur.execute("SELECT 1")
+        cur.execute("SHOW DATABASES LIKE 'clauseproof_2099%'")
+        assert cur.fetchall() == ()
+    other.close()
