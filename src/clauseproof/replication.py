@@ -272,11 +272,8 @@ def _replica_facts(topology: Topology, conn: Any, st: ReplicaState, primary: _Pr
         name = m.group(1) if m else "walreceiver"
         if system_id != primary.system_id:
             st.add_problem(f"another cluster: system identifier {system_id}, the primary's is {primary.system_id}")
-        elif st.replicating and primary.replicas[name] <= 0:
-            st.add_problem(f"the primary lists no streaming standby named {name!r} (pg_stat_replication)")
         else:
-            st.from_primary = st.replicating
-            primary.replicas[name] -= 1
+            _claim(st, primary, name, f"the primary lists no streaming standby named {name!r} (pg_stat_replication)")
     else:
         st.read_only = bool(int(_one(conn, "SELECT @@read_only")))
         with conn.cursor() as cur:
@@ -293,12 +290,20 @@ def _replica_facts(topology: Topology, conn: Any, st: ReplicaState, primary: _Pr
         server_id = str(_one(conn, "SELECT @@server_id"))
         if master != primary.system_id:
             st.add_problem(f"replicates from server id {master or 'none'}, the primary's is {primary.system_id}")
-        elif primary.listed and primary.replicas[server_id] <= 0:
-            st.add_problem(f"the primary does not list server id {server_id} among its replicas (SHOW SLAVE HOSTS)")
         else:
-            st.from_primary = st.replicating
+            _claim(st, primary, server_id, f"the primary does not list server id {server_id} (SHOW SLAVE HOSTS)")
     if not st.read_only:
         st.add_problem("accepts writes (not read-only)")
+
+
+def _claim(st: ReplicaState, primary: _PrimaryFacts, key: str, unlisted: str) -> None:
+    """A replicating replica is from this primary when the primary lists it (each listing claimed once)."""
+    if st.replicating and primary.listed and primary.replicas[key] <= 0:
+        st.add_problem(unlisted)
+        return
+    st.from_primary = st.replicating
+    if st.replicating and primary.listed:
+        primary.replicas[key] -= 1
 
 
 def same_servers(topology: Topology, conns: dict[str, Any]) -> list[str]:
