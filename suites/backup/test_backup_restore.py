@@ -159,8 +159,8 @@ def _record(
     window_backup: str,
     window_restore: str,
 ) -> None:
-    """Record the phases and judge BZ-DB-4e/4f and SX-RDS-4: a backup that wrote nothing, or a restore that is
-    not the source as of the backup, is FAIL whatever the times."""
+    """Record the phases and judge BZ-DB-4e/4f and SX-RDS-4 (manual backup and restore): a backup that wrote
+    nothing, or a restore that is not the source as of the backup, is FAIL whatever the times."""
     b = sum(p.seconds for p in backup)
     r = sum(p.seconds for p in restore)
     backup_bytes, backup_files = written
@@ -201,6 +201,14 @@ def _record(
         statistic=f"{method}: one restore, compared with the source as of the backup",
         samples=[r],
         sample_unit="s",
+        wrong=unequal or empty,
+    )
+    evidence.measure(
+        "SX-RDS-4",
+        not (unequal or empty),
+        "bool",
+        statistic=f"{method} backup restored into a new instance or database, compared with the source as of the "
+        "backup",
         wrong=unequal or empty,
     )
 
@@ -290,13 +298,6 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
             src, before, change, lambda: restored.connect_database(src.data.database), src.schema, evidence, "restored"
         )
         _record(evidence, src, "physical", backup, restore, size, before, change, unequal, *windows)
-        evidence.measure(
-            "SX-RDS-4",
-            not unequal,
-            "bool",
-            statistic="physical backup restored, compared with the source as of the backup",
-            wrong=unequal,
-        )
     finally:
         if restored is not None:
             restored.stop()
@@ -379,14 +380,6 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
             src, before, change, lambda: server.connect_database(new_db), restored_schema, evidence, "restored"
         )
         _record(evidence, src, "logical (database level)", backup, restore, size, before, change, unequal, *windows)
-        evidence.measure(
-            "SX-RDS-4",
-            not unequal,
-            "bool",
-            statistic="database-level logical backup restored into a new database, compared with the source as of "
-            "the backup",
-            wrong=unequal,
-        )
     finally:
         _undo_change(src, change)
         if created:
@@ -457,13 +450,6 @@ def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) 
             unequal,
             "the vendor's backup command from its start to its exit",
             "the vendor's restore command from its start to its exit",
-        )
-        evidence.measure(
-            "SX-RDS-4",
-            not unequal,
-            "bool",
-            statistic="vendor backup restored, compared with the source as of the backup",
-            wrong=unequal,
         )
     finally:
         _undo_change(src, change)
