@@ -540,11 +540,9 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
             "BZ-DB-2",
             False,
             "bool",
-            statistic="part: SM4 is the storage cipher — "
-            + (
-                "MariaDB encrypts with AES (file_key_management offers AES_CBC and AES_CTR), not SM4"
-                if encrypted
-                else "no at-rest encryption is configured"
-            ),
+            statistic="part: SM4 is the storage cipher",
+            why="MariaDB encrypts with AES (file_key_management offers AES_CBC and AES_CTR), not SM4"
+            if encrypted
+            else "no at-rest encryption is configured",
         )
     evidence.require_pass()
