@@ -13,7 +13,7 @@ from clauseproof.datasets import ensure_dataset
 from clauseproof.digest import compare_digests, digest_tables
 from clauseproof.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from clauseproof.targets.embedded import EmbeddedPostgres
+from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import load_profile
 from tests.fix_targets import ROOT, our_folders, vendor_profile
 from workloads import settlement
@@ -160,3 +160,29 @@ def test_timed_failure_names_the_command() -> None:
     with pytest.raises(ClauseproofError) as exc:
         timed("the tool", ["sh", "-c", "echo broken >&2; exit 3"])
     assert "the tool failed (exit 3): broken" in str(exc.value)
+
+
+def test_a_restore_that_clones_the_live_source_fails_on_mariadb(
+    project: pytest.Pytester, mariadb_server: EmbeddedMariaDB
+) -> None:
+    """The same cheat on the MySQL family: a backup that writes nothing, a restore that dumps the live source."""
+    conn = "--no-defaults -h {host} -P {port} -u {user}"
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        mariadb_server,
+        "[commands]\n"
+        'backup = "true"\n'
+        f'restore = "mariadb-admin {conn} create {{new_database}} && '
+        f'mariadb-dump {conn} {{database}} | mariadb {conn} {{new_database}}"\n',
+        name="vendor-mariadb",
+    )
+    result = project.runpytest("suites/backup", f"--cp-target={profile}", "--cp-scale=0.01", "-k", "physical")
+    result.assert_outcomes(failed=1)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    rows = {r["id"]: r for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4e", "BZ-DB-4f", "SX-RDS-4")}
+    assert {r["verdict"] for r in rows.values()} == {"FAIL"}
+    assert "the backup wrote 0 bytes in 0 files" in rows["BZ-DB-4e"]["reason"]
+    assert "rows written to the source after the backup had finished" in rows["BZ-DB-4f"]["reason"]
+    with mariadb_server.connect(in_namespace=False) as c, c.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'clauseproof\\_2%'")  # the run's source and "restored" databases
+        assert cur.fetchall() == ()
