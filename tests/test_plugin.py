@@ -173,8 +173,9 @@ def test_unavailable_target_is_skipped_with_reason(project: pytest.Pytester, mon
         pytest.skip("a Docker socket exists here")
     result = project.runpytest("suites/bulk_load", "--cp-target=containers-postgresql", "-rs")
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*SKIPPED*no Docker engine*"])
-    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    result.stdout.fnmatch_lines(["*SKIPPED*no Docker engine*", "*latest was not moved: this run judged no clause*"])
+    (bundle,) = (project.path / "results").glob("*/evidence.json")
+    doc = json.loads(bundle.read_text())
     assert {r["verdict"] for r in doc["clause_rows"] if r["id"] == "BZ-DB-4c"} == {"SKIPPED"}
 
 
@@ -231,9 +232,9 @@ def test_ini_key_sets_option_and_flag_wins(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nclauseproof_repeats = 7\nclauseproof_target = embedded-mariadb\n")
     pytester.makepyfile(test_x="def test_a(): pass\n")
     result = pytester.runpytest()
-    result.stdout.fnmatch_lines(["clauseproof: targets embedded-mariadb; scale 1; repeats 7; *"])
+    result.stdout.fnmatch_lines(["clauseproof: run *; targets embedded-mariadb; scale 1; repeats 7; *"])
     result = pytester.runpytest("--cp-repeats=2")
-    result.stdout.fnmatch_lines(["clauseproof: targets embedded-mariadb; scale 1; repeats 2; *"])
+    result.stdout.fnmatch_lines(["clauseproof: run *; targets embedded-mariadb; scale 1; repeats 2; *"])
 
 
 def test_target_fixture_factory_in_a_users_conftest(project: pytest.Pytester) -> None:
