@@ -268,7 +268,9 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
                             **base,
                             "target": m.target,
                             "verdict": m.verdict,
-                            "measured": _fmt(m.value) if m.unit == "bool" else f"{_fmt(m.value)} {m.unit}",
+                            "measured": "—"
+                            if m.verdict == NOT_SHOWN
+                            else (_fmt(m.value) if m.unit == "bool" else f"{_fmt(m.value)} {m.unit}"),
                             "statistic": m.statistic,
                             "reason": m.reason,
                             "nodeid": case.nodeid,
