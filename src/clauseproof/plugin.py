@@ -74,9 +74,9 @@ def _run(config: pytest.Config) -> Run:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    s = _run(config).settings
-    targets = mask_passwords(", ".join(s.targets))
     run = _run(config)
+    s = run.settings
+    targets = mask_passwords(", ".join(s.targets))
     return [
         f"clauseproof: run {run.run_id} (namespace {run.namespace}); targets {targets}; scale {s.scale:g}; "
         f"repeats {s.repeats}; results {s.results}"

@@ -183,15 +183,6 @@ class Run:
         shipped = self.settings.rootdir / "fixtures" / "catalog" / "clauses.toml"
         return shipped.is_file() and catalog_sha256(shipped) == catalog_sha256(self.settings.catalog)
 
-    def _marked_custom(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows judged against a catalog other than the shipped one say so, with the catalog's hash."""
-        if self._shipped_catalog():
-            return rows
-        mark = f"judged against a custom catalog (sha256 {catalog_sha256(self.settings.catalog)[:16]}…)"
-        return [
-            {**r, "custom_catalog": True, "reason": f"{mark}; {r['reason']}" if r["reason"] else mark} for r in rows
-        ]
-
     def _redacted(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` with every password this run knows replaced by ``***`` wherever it occurs (a driver's
         error message may quote a connection string); passwords shorter than 4 characters are masked in
@@ -245,6 +236,8 @@ class Run:
                 "cases_not_run": sum(c.outcome == NOT_RUN_INTERRUPTED for c in cases),
             }
         simulated = [i["label"] for i in self.target_info.values() if i.get("simulated")]
+        sha, shipped = catalog_sha256(self.settings.catalog), self._shipped_catalog()
+        rows = clause_rows(catalog, cases)
         doc: dict[str, Any] = {
             "run_id": self.run_id,
             "started": self.started,
@@ -260,8 +253,8 @@ class Run:
                 "scale": self.settings.scale,
                 "seed": self.settings.seed,
                 "catalog": str(self.settings.catalog),
-                "catalog_sha256": catalog_sha256(self.settings.catalog),
-                "catalog_shipped": self._shipped_catalog(),
+                "catalog_sha256": sha,
+                "catalog_shipped": shipped,
             },
             "environment": {"client": client_environment()},
             "targets": list(self.target_info.values())
@@ -269,7 +262,7 @@ class Run:
             "simulated_targets": simulated,
             "datasets": self.datasets,
             "catalog": [asdict(c) for c in catalog],
-            "clause_rows": self._marked_custom(clause_rows(catalog, cases)),
+            "clause_rows": rows if shipped else _marked_custom(rows, sha),
             "cases": [asdict(c) for c in cases],
         }
         doc = self._redacted(doc)
@@ -281,3 +274,9 @@ class Run:
             point_latest(self.settings.results, self.run_id)
             self.latest_moved = True
         return folder
+
+
+def _marked_custom(rows: list[dict[str, Any]], sha: str) -> list[dict[str, Any]]:
+    """Rows judged against a catalog other than the shipped one say so, with the catalog's hash."""
+    mark = f"judged against a custom catalog (sha256 {sha[:16]}…)"
+    return [{**r, "custom_catalog": True, "reason": f"{mark}; {r['reason']}" if r["reason"] else mark} for r in rows]
