@@ -306,3 +306,15 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path, monkeypat
         evidence.write_atomic(target, '{"complete": fals')
     assert json.loads(target.read_text()) == {"complete": True}
     assert [p.name for p in tmp_path.iterdir()] == ["evidence.json"]
+
+
+def test_time_per_suite_is_summed_from_its_cases() -> None:
+    from clauseproof.evidence import CaseRecord
+    from clauseproof.session import suite_seconds
+
+    cases = [
+        CaseRecord("suites/backup/test_b.py::t[x]", [], None, duration_s=3.25),
+        CaseRecord("suites/backup/test_b.py::u", [], None, duration_s=1.0),
+        CaseRecord("suites/bulk_load/test_l.py::t", [], None, duration_s=2.0),
+    ]
+    assert suite_seconds(cases) == {"backup": 4.2, "bulk_load": 2.0}

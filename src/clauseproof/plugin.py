@@ -318,6 +318,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 f"{row['rule']:<18} {case}"
             )
     terminalreporter.line("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if doc.get("suite_seconds"):
+        terminalreporter.line(
+            "time per suite: " + ", ".join(f"{k} {v:,.0f} s" for k, v in sorted(doc["suite_seconds"].items()))
+        )
     terminalreporter.line(f"report: {run.bundle / 'report.html'}")
     terminalreporter.line(f"evidence: {run.bundle / 'evidence.json'}")
     if not run.latest_moved:

@@ -263,6 +263,7 @@ class Run:
             "datasets": self.datasets,
             "catalog": [asdict(c) for c in catalog],
             "clause_rows": rows if shipped else _marked_custom(rows, sha),
+            "suite_seconds": suite_seconds(cases),
             "cases": [asdict(c) for c in cases],
         }
         doc = self._redacted(doc)
@@ -280,3 +281,13 @@ def _marked_custom(rows: list[dict[str, Any]], sha: str) -> list[dict[str, Any]]
     """Rows judged against a catalog other than the shipped one say so, with the catalog's hash."""
     mark = f"judged against a custom catalog (sha256 {sha[:16]}…)"
     return [{**r, "custom_catalog": True, "reason": f"{mark}; {r['reason']}" if r["reason"] else mark} for r in rows]
+
+
+def suite_seconds(cases: list[CaseRecord]) -> dict[str, float]:
+    """Seconds each suite folder took: its cases' set-up, call and tear-down, targets started for them included."""
+    out: dict[str, float] = {}
+    for c in cases:
+        parts = c.nodeid.split("/")
+        suite = parts[1] if len(parts) > 2 and parts[0] == "suites" else parts[0].split("::")[0]
+        out[suite] = out.get(suite, 0.0) + c.duration_s
+    return {k: round(v, 1) for k, v in out.items()}
