@@ -121,8 +121,16 @@ def test_external_target_scanned_through_copy_files(project: pytest.Pytester, pg
             "the canary table's relation file",
             "the profile declares no [commands] restore",
         ),
+        # a current copy whose bytes are changed on the way (compressed here): no plaintext left to find
+        (
+            "cp -a {datadir}/. {output_dir}/ && find {output_dir} -type f -exec sh -c "
+            "'for f; do gzip -c $f > $f.z && mv $f.z $f; done' _ {{}} +",
+            "true",
+            "bytes in the files scanned, the server has",
+            "the backup wrote 0 bytes",
+        ),
     ],
-    ids=["empty-copy", "stale-copy"],
+    ids=["empty-copy", "stale-copy", "changed-copy"],
 )
 def test_a_copy_that_is_not_current_shows_nothing(
     project: pytest.Pytester,
@@ -136,11 +144,11 @@ def test_a_copy_that_is_not_current_shows_nothing(
     """No canary found in files that are not shown to be the target's current files is NOT SHOWN, never PASS."""
     stale = tmp_path / "stale"
     shutil.copytree(pg_server.data_dir, stale, ignore=shutil.ignore_patterns("postmaster.pid"))
+    copy_files = copy_files.replace("{stale}", str(stale)).replace("{datadir}", str(pg_server.data_dir))
     profile = vendor_profile(
         project.path / "vendor.toml",
         pg_server,
-        f'[commands]\ncopy_files = "{copy_files.replace("{stale}", str(stale))}"\n'
-        f'backup = "{backup.replace("{stale}", str(stale))}"\n',
+        f'[commands]\ncopy_files = "{copy_files}"\nbackup = "{backup.replace("{stale}", str(stale))}"\n',
     )
     result = project.runpytest("suites/encryption/test_at_rest.py", f"--cp-target={profile}", "-k", "canary_scan")
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())

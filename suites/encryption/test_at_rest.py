@@ -195,6 +195,8 @@ class Expected:
     path: str
     min_bytes: int
     by_name: bool = False
+    #: The copy must have exactly ``min_bytes`` (a table's file; a log file may have grown since).
+    exact: bool = False
 
 
 def _expected_files(target: Target, conn: Any, evidence: CaseEvidence) -> list[Expected]:
@@ -205,7 +207,7 @@ def _expected_files(target: Target, conn: Any, evidence: CaseEvidence) -> list[E
         if target.dialect == "postgresql":
             cur.execute("SELECT pg_relation_filepath('canary'), pg_relation_size('canary')")
             path, size = cur.fetchone()
-            out.append(Expected("data files", "the canary table's relation file", str(path), int(size)))
+            out.append(Expected("data files", "the canary table's relation file", str(path), int(size), exact=True))
             cur.execute("SELECT pg_walfile_name(pg_current_wal_lsn())")
             out.append(
                 Expected("log files", "the WAL segment written after the canaries", f"pg_wal/{cur.fetchone()[0]}", 1)
@@ -222,6 +224,7 @@ def _expected_files(target: Target, conn: Any, evidence: CaseEvidence) -> list[E
                 "the canary table's tablespace",
                 f"{target.namespace}/canary.ibd",
                 int(row[0]) if row else 1,
+                exact=row is not None,
             )
         )
         try:
@@ -253,11 +256,12 @@ def _currency_problems(root: Path, expected: list[Expected]) -> dict[str, list[s
             found = [root / e.path] if (root / e.path).is_file() else []
         if not found:
             problems.setdefault(e.part, []).append(f"{e.what} ({e.path}) is not in the files scanned")
-        elif max(p.stat().st_size for p in found) < e.min_bytes:
+        else:
             size = max(p.stat().st_size for p in found)
-            problems.setdefault(e.part, []).append(
-                f"{e.what} ({e.path}) has {size:,} bytes in the files scanned, the server has {e.min_bytes:,}"
-            )
+            if size < e.min_bytes or (e.exact and size != e.min_bytes):  # cut short, or changed on the way
+                problems.setdefault(e.part, []).append(
+                    f"{e.what} ({e.path}) has {size:,} bytes in the files scanned, the server has {e.min_bytes:,}"
+                )
     return problems
 
 
