@@ -96,3 +96,26 @@ def test_a_load_generator_dies_with_its_parent_even_after_a_sigkill() -> None:
         time.sleep(0.05)
     stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
     assert stat == "" or stat[stat.rindex(")") + 2] == "Z"  # gone (or a zombie awaiting its new parent)
+
+
+def test_two_runs_sharing_a_cache_take_the_data_directory_in_turn(tmp_path: Path) -> None:
+    """The cached 1 GiB data directory is built and copied under a lock: a second run waits for the first
+    (two runs used to both build it, and one deleted the directory the other was copying)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from clauseproof import bigdata\n"
+            "with bigdata.cache_lock(Path(sys.argv[1]), 'k'):\n    print('held', flush=True); time.sleep(1.5)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    from clauseproof import bigdata
+
+    started = time.monotonic()
+    with bigdata.cache_lock(tmp_path, "k"):
+        waited = time.monotonic() - started
+    holder.wait()
+    assert waited > 0.5  # it waited for the other run's hold to end
