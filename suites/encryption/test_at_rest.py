@@ -247,7 +247,8 @@ def _expected_files(target: Target, conn: Any, evidence: CaseEvidence) -> list[E
 
 
 def _currency_problems(root: Path, expected: list[Expected]) -> dict[str, list[str]]:
-    """Per part, what the copy lacks of what the server says it holds (missing, or shorter than it is)."""
+    """Per part, what the copy lacks of what the server says it holds: missing, shorter, or (a table's file) of
+    another size."""
     problems: dict[str, list[str]] = {}
     for e in expected:
         if e.by_name:
