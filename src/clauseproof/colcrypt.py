@@ -443,11 +443,13 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
         leaked = plaintext_found(values, stored_bytes)
         shaped, shape = ciphertext_shape(stored_bytes)
         same = sum(1 for i in range(1, ROWS + 1) if _raw(raw.get((i, COLUMNS[0]))) == _raw(raw.get((i, COLUMNS[1]))))
-        failures = [f"{leaked} of {ROWS} plaintexts found in the stored bytes (plain, encoded or compressed)"] * bool(
-            leaked
-        )
-        failures += [f"the stored values do not look like ciphertext: {shape}"] * (not shaped)
-        failures += ["the keyed session did not read every value back"] * (not round_trip)
+        failures = []
+        if leaked:
+            failures.append(f"{leaked} of {ROWS} plaintexts found in the stored bytes (plain, encoded or compressed)")
+        if not shaped:
+            failures.append(f"the stored values do not look like ciphertext: {shape}")
+        if not round_trip:
+            failures.append("the keyed session did not read every value back")
         judge(
             "column-level encryption (stored bytes hold no plaintext, plain or encoded, and look like ciphertext; "
             "a keyed session reads them back)",
