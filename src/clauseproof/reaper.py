@@ -34,22 +34,24 @@ def registry() -> Path:
     return folder
 
 
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (tells a reused pid from the one recorded)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a reused pid from the one recorded)."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def _pgrp(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else int(fields[2])
+    fields = _stat(pid)
+    return None if fields is None or fields[0] == "Z" else int(fields[2])
 
 
 def register(kind: str, pid: int, folder: Path | None = None) -> Path:
