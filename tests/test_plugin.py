@@ -318,3 +318,12 @@ def test_time_per_suite_is_summed_from_its_cases() -> None:
         CaseRecord("suites/bulk_load/test_l.py::t", [], None, duration_s=2.0),
     ]
     assert suite_seconds(cases) == {"backup": 4.2, "bulk_load": 2.0}
+
+
+def test_a_bundle_is_readable_by_the_runs_owner_only(tmp_path: Path) -> None:
+    """The bundle's folder is 0700 and its files (evidence.json, and report.html through the same writer) 0600."""
+    from clauseproof.evidence import write_bundle
+
+    folder = write_bundle(tmp_path, "20990101-000000-abcd", {"clause_rows": []})
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "evidence.json").stat().st_mode & 0o777 == 0o600

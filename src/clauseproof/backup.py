@@ -98,9 +98,13 @@ class WorkFolder:
     """A temporary folder for backups and archives, reaped like an embedded server if the run dies."""
 
     def __init__(self, label: str, owner: str | None = None) -> None:
+        # 0700, owned by the server's user where the harness runs as root: backups and dumps of the data are
+        # for the run only (another local user could otherwise read base.tar or a dump)
         self.path = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}work-{label}-"))
-        self.path.chmod(0o755)
         (self.path / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": "work"}))
+        if owner and os.geteuid() == 0:
+            shutil.chown(self.path, user=owner)
+        self.path.chmod(0o700)
         self.owner = owner
 
     def sub(self, name: str, *, owned: bool = False) -> Path:

@@ -299,7 +299,8 @@ def write_atomic(path: Path, text: str) -> None:
     disk or a kill mid-write leaves the previous file, never half of one)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        # readable by the run's owner only
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -313,6 +314,7 @@ def write_bundle(results: Path, run_id: str, document: dict[str, Any]) -> Path:
     bundle is complete (:func:`point_latest`)."""
     folder = results / run_id
     folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)  # the run's owner only
     write_atomic(folder / "evidence.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))
     return folder
 
