@@ -355,7 +355,8 @@ def stop_run_sessions(conn: Any, dialect: str, namespace: str) -> int:
             )
             return int(cur.fetchone()[0])
         cur.execute(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND DB IN (%s, %s, %s)",
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+            f"AND DB IN ({', '.join(['%s'] * len(dbs))})",
             tuple(dbs),
         )
         ids = [int(r[0]) for r in cur.fetchall()]
