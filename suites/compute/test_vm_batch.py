@@ -12,14 +12,17 @@ import math
 
 import pytest
 
-from clauseproof.catalog import Catalog
+from clauseproof.catalog import Catalog, Clause
 from clauseproof.cloud.base import Unsupported
 from clauseproof.cloud.batch import BatchResult, act_batch, create_batch, delete_batch, run_vms
 from clauseproof.evidence import CaseEvidence
 from fixtures.cloud import Cloud
 
 
-def _use(evidence: CaseEvidence, cloud: Cloud, count: int, clause_vms: int) -> None:
+def _use(evidence: CaseEvidence, cloud: Cloud, clause: Clause, scale: float) -> int:
+    """Record the cloud and return the VM count of this case (the clause's, or the profile's override)."""
+    clause_vms = int(clause.params["vms"])
+    count = cloud.count(clause_vms, scale)
     evidence.record.target = cloud.driver.name
     evidence.simulated = cloud.driver.simulated
     if count < clause_vms and evidence.scale >= 1:  # the profile's count: fewer VMs than the clause names
@@ -27,6 +30,7 @@ def _use(evidence: CaseEvidence, cloud: Cloud, count: int, clause_vms: int) -> N
     evidence.parameters(
         cloud=cloud.driver.describe(), poll_interval_s=cloud.settings.poll_interval_s, vms=count, clause_vms=clause_vms
     )
+    return count
 
 
 def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -> None:
@@ -48,9 +52,7 @@ def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -
 
 @pytest.mark.clause("SX-ECS-6a", "SX-ECS-6b")
 def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
-    clause_vms = int(clause_catalog["SX-ECS-6a"].params["vms"])
-    count = cloud.count(clause_vms, evidence.scale)
-    _use(evidence, cloud, count, clause_vms)
+    count = _use(evidence, cloud, clause_catalog["SX-ECS-6a"], evidence.scale)
     s = cloud.settings
     evidence.window(
         "create: from before the first API call until the slowest VM is seen running"
@@ -91,9 +93,7 @@ def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_ca
 
 @pytest.mark.clause("SX-ECS-2")
 def test_batch_lifecycle(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
-    clause_vms = int(clause_catalog["SX-ECS-2"].params["vms"])
-    count = cloud.count(clause_vms, 1.0)
-    _use(evidence, cloud, count, clause_vms)
+    count = _use(evidence, cloud, clause_catalog["SX-ECS-2"], 1.0)
     s = cloud.settings
     evidence.window("each batch operation from before its API call until every VM is seen in the target state")
     left: list[str] = []
@@ -130,9 +130,7 @@ def test_batch_lifecycle(cloud: Cloud, evidence: CaseEvidence, clause_catalog: C
 
 @pytest.mark.clause("SX-ECS-8")
 def test_strict_anti_affinity(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
-    clause_vms = int(clause_catalog["SX-ECS-8"].params["vms"])
-    count = cloud.count(clause_vms, 1.0)
-    _use(evidence, cloud, count, clause_vms)
+    count = _use(evidence, cloud, clause_catalog["SX-ECS-8"], 1.0)
     s = cloud.settings
     try:
         group = cloud.driver.create_group(cloud.run_id, "anti-affinity")
