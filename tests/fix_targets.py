@@ -32,14 +32,24 @@ def our_folders() -> set[str]:
 def vendor_profile(
     path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, sections: str = "", name: str = "vendor-pg"
 ) -> Path:
-    """Write a vendor profile at ``path`` whose [target] is the embedded ``server``, followed by ``sections``."""
+    """Write a vendor profile at ``path`` whose [target] is the embedded ``server``, followed by ``sections``.
+    The server's password is read from an environment variable set here, as a vendor's profile would."""
     ep = server._ep()
     database = f'database = "{ep.database}"\n' if server.dialect == "postgresql" else ""
+    variable = f"CLAUSEPROOF_SELFTEST_PW_{ep.port}"
+    os.environ[variable] = server.password
     path.write_text(
         f'[target]\nname = "{name}"\ndialect = "{server.dialect}"\nhost = "{ep.host}"\nport = {ep.port}\n'
-        f'user = "{ep.user}"\n{database}\n{sections}'
+        f'user = "{ep.user}"\npassword_env = "{variable}"\n{database}\n{sections}'
     )
     return path
+
+
+def url_of(server: EmbeddedPostgres | EmbeddedMariaDB) -> str:
+    """A target URL of the embedded ``server``, password included (masked by the harness in what it writes)."""
+    ep = server._ep()
+    scheme = "postgresql" if server.dialect == "postgresql" else "mysql"
+    return f"{scheme}://{ep.user}:{server.password}@{ep.host}:{ep.port}/{ep.database}"
 
 
 @pytest.fixture(scope="session")

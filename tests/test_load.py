@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,9 +26,16 @@ def server(request: pytest.FixtureRequest) -> Target:
     return t
 
 
+def _env(target: Target) -> dict[str, str]:
+    """Locust's environment: the target's password where the workload looks for it (never in --host)."""
+    return {**os.environ, "CLAUSEPROOF_PASSWORD": target._ep().password or ""}
+
+
 def _locust(target: Target, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", target_url(target), "--cp-schema", SCHEMA]
-    return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=_env(target)
+    )
 
 
 def _series(path: Path) -> list[dict]:
@@ -122,6 +130,7 @@ def test_distributed_master_and_two_workers(pg_server: Target, tmp_path: Path) -
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=_env(pg_server),
         )
         for _ in range(2)
     ]
@@ -160,6 +169,7 @@ def test_web_ui_serves_on_loopback(pg_server: Target) -> None:
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=_env(pg_server),
     )
     try:
         deadline = time.monotonic() + 30

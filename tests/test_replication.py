@@ -152,12 +152,14 @@ def test_a_profile_declares_or_discovers_the_topology(pg_topology: ReplicatedPos
         host = "127.0.0.1"
         port = {proxy.port}
         user = "postgres"
+        password_env = "CLAUSEPROOF_SELFTEST_TOPOLOGY_PW"
         [replication]
         primary = "127.0.0.1:{topo.primary.endpoint.port}"
         replicas = [{replicas}]
         proxy = "pgpool-II"
         """)
     )
+    os.environ["CLAUSEPROOF_SELFTEST_TOPOLOGY_PW"] = proxy.password or ""
     discovered = tmp_path / "discovered.toml"
     discovered.write_text(declared.read_text().split("[replication]")[0] + "[replication]\nproxy = 'pgpool-II'\n")
     for path, source in ((declared, "declared"), (discovered, "discovered")):

@@ -18,7 +18,7 @@ from clauseproof.targets.base import check_reachable
 from clauseproof.targets.containers import ContainerTarget
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, reap_stale
 from clauseproof.targets.external import ExternalTarget, load_profile
-from tests.fix_targets import our_folders
+from tests.fix_targets import our_folders, url_of
 
 
 def _alive(pid: int) -> bool:
@@ -96,13 +96,11 @@ def test_unreachable_target_fails_fast_naming_host_and_port() -> None:
 
 def test_external_target_touches_only_its_namespace(pg_server: EmbeddedPostgres) -> None:
     assert pg_server.endpoint is not None
-    ep = pg_server.endpoint
     admin = pg_server.connect(in_namespace=False)
     with admin.cursor() as cur:
         cur.execute("CREATE SCHEMA IF NOT EXISTS vendor_data")
         cur.execute("CREATE TABLE IF NOT EXISTS vendor_data.keep_me (id int)")
-    url = f"postgresql://postgres@{ep.host}:{ep.port}/postgres"
-    t = ExternalTarget.from_url(url, "clauseproof_ext_test")
+    t = ExternalTarget.from_url(url_of(pg_server), "clauseproof_ext_test")
     t.start()
     conn = t.connect()
     with conn.cursor() as cur:

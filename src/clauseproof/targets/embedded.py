@@ -4,7 +4,14 @@ Each server lives in its own temporary folder ``clauseproof-<engine>-*`` holding
 directory, socket, log and an ``owner.json`` naming the process that started it.  A later run
 stops and removes any such folder whose owner is gone, so a crashed run never blocks the next.
 Servers run with stock settings; only paths, ports and (for MariaDB) ``local_infile`` are set.
-As root, PostgreSQL's tools run as the ``postgres`` user and ``mariadbd`` gets ``--user=root``.
+
+No other local user gets in.  The folder is 0700, owned by the server's OS user (``postgres`` and
+``mysql`` where the harness runs as root, else the harness's own user), so only that user and
+root reach the Unix socket inside it; the socket needs no password.  TCP (127.0.0.1) needs the
+instance's own random password, made at start and never written to results: PostgreSQL's
+``pg_hba.conf`` is written at every start (scram-sha-256 on TCP, including replication),
+MariaDB's ``root@127.0.0.1`` gets the password through ``--init-file`` (removed once the server
+is up) and every other root account but the socket's ``root@localhost`` is dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -25,11 +33,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from clauseproof.errors import ClauseproofError
-from clauseproof.targets.base import Endpoint, Target
+from clauseproof.targets.base import CONNECT_TIMEOUT_S, Endpoint, Target
 
 log = logging.getLogger("clauseproof.embedded")
 
 START_TIMEOUT_S = 60
+#: PostgreSQL's client authentication, written into the data directory at every start: the socket (in a 0700
+#: folder) without a password, TCP only with the instance's password, replication included.
+PG_HBA = """# written by clauseproof at every start
+local all all trust
+local replication all trust
+host all all 127.0.0.1/32 scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
+"""
 STOP_TIMEOUT_S = 30
 FOLDER_PREFIX = "clauseproof-"
 
@@ -102,6 +118,27 @@ def reap_stale(tmp: str | None = None) -> list[str]:
     return reaped
 
 
+def make_private_folder(engine: str, owner: str | None = None) -> Path:
+    """A folder ``clauseproof-<engine>-*`` that only ``owner`` (the server's OS user, where the harness runs
+    as root) and root may enter, with the ``owner.json`` that lets a later run reap it."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{engine}-"))  # 0700
+    (folder / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": engine}))
+    if owner and os.geteuid() == 0:
+        shutil.chown(folder, user=owner)
+    return folder
+
+
+def _mysql_user() -> str:
+    try:
+        pwd.getpwnam("mysql")
+    except KeyError:
+        raise ClauseproofError(
+            "running as root, and there is no 'mysql' user to run mariadbd as (it never runs as root here)",
+            fix="install the Debian package mariadb-server, which creates it, or run as a normal user",
+        ) from None
+    return "mysql"
+
+
 def _find_binaries(names: tuple[str, ...], candidates: list[Path], option: str, package: str) -> Path:
     for d in candidates:
         if all((d / n).is_file() and os.access(d / n, os.X_OK) for n in names):
@@ -130,8 +167,11 @@ class EmbeddedServer(Target):
         create_namespace: bool = True,
         restore_from: Path | None = None,
         recovery: bool = False,
+        password: str | None = None,
     ) -> None:
         super().__init__(label, namespace)
+        #: This instance's password over TCP (a replica takes its primary's); never written to results.
+        self.password = password or secrets.token_urlsafe(24)
         self.bindir_option = bindir
         self.folder: Path | None = None
         self.run_as: str | None = None
@@ -162,10 +202,9 @@ class EmbeddedServer(Target):
             as_owner=False,
         )
 
-    def _make_folder(self, engine: str) -> Path:
-        folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{engine}-"))
-        folder.chmod(0o755)
-        (folder / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": engine}))
+    def _make_folder(self, engine: str, owner: str | None) -> Path:
+        """The instance's folder: 0700 (as made by mkdtemp), owned by the server's OS user ``owner`` if given."""
+        folder = make_private_folder(engine, owner)
         self.folder = folder
         return folder
 
@@ -239,9 +278,7 @@ class EmbeddedPostgres(EmbeddedServer):
                     fix="install the Debian package postgresql, which creates it, or run as a normal user",
                 ) from None
             self.run_as = "postgres"
-        folder = self._make_folder("pg")
-        if self.run_as:
-            shutil.chown(folder, user=self.run_as)
+        folder = self._make_folder("pg", self.run_as)
         data = folder / "data"
         try:
             if self.restore_from is not None:
@@ -250,36 +287,70 @@ class EmbeddedPostgres(EmbeddedServer):
                     shutil.chown(data, user=self.run_as)
                 self._run(["tar", "-xf", str(self.restore_from), "-C", str(data)], "extracting the base backup")
                 if self.recovery:
-                    (data / "recovery.signal").touch()
-                    if self.run_as:
-                        shutil.chown(data / "recovery.signal", user=self.run_as)
+                    self._write(data / "recovery.signal", "")
             elif self.data_source is not None:
                 self._copy_data(data)
                 if self.run_as:
                     self._run(["chown", "-R", self.run_as, str(data)], "chown of the data directory", as_owner=False)
                 (data / "postmaster.pid").unlink(missing_ok=True)
                 if self.standby:
-                    (data / "standby.signal").touch()
-                    if self.run_as:
-                        shutil.chown(data / "standby.signal", user=self.run_as)
+                    self._write(data / "standby.signal", "")
             else:
                 self._init_pg(bindir, data)
+            self._write(data / "pg_hba.conf", PG_HBA)  # whatever the data directory came with
             if self.settings:
                 with open(data / "postgresql.conf", "a") as conf:
                     conf.write("\n# clauseproof: settings of this instance\n")
                     for k, v in self.settings.items():
                         conf.write(f"{k} = '{v}'\n")
             self._start_pg(bindir, data, folder)
-            if self.recovery:
-                self._wait_promoted()
+            if not self.standby:  # a standby is read-only: it has its primary's password
+                from psycopg import sql
+
+                if self.recovery:
+                    self._wait_promoted()
+                with self._admin() as conn:
+                    conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password)))
             if self.with_namespace:
                 self.create_namespace()
         except BaseException:
             self.stop()
             raise
 
+    def _write(self, path: Path, text: str) -> None:
+        """A file of the data directory, owned by the server's user, 0600."""
+        path.write_text(text)
+        path.chmod(0o600)
+        if self.run_as:
+            shutil.chown(path, user=self.run_as)
+
+    @property
+    def port(self) -> int:
+        return self._ep().port
+
+    def socket_args(self) -> list[str]:
+        """Client-tool arguments that reach the server through its Unix socket (no password: only the server's
+        user and root can enter the folder that holds it)."""
+        assert self.folder is not None
+        return ["-h", str(self.folder), "-p", str(self.port), "-U", "postgres"]
+
+    def _admin(self) -> Any:
+        """A superuser session through the socket, for the harness's own set-up."""
+        import psycopg
+
+        assert self.folder is not None
+        return psycopg.connect(
+            host=str(self.folder),
+            port=self.port,
+            user="postgres",
+            dbname="postgres",
+            connect_timeout=CONNECT_TIMEOUT_S,
+            autocommit=True,
+        )
+
     def _init_pg(self, bindir: Path, data: Path) -> None:
-        args = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+        args = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust"]
+        args += ["--auth-host=scram-sha-256", "-E", "UTF8"]
         self._run([*args, "--no-locale", "--no-sync"], "initdb")
 
     def _start_pg(self, bindir: Path, data: Path, folder: Path) -> None:
@@ -312,7 +383,9 @@ class EmbeddedPostgres(EmbeddedServer):
         else:
             assert last is not None
             raise last
-        self.endpoint = Endpoint(host="127.0.0.1", port=port, user="postgres", database="postgres")
+        self.endpoint = Endpoint(
+            host="127.0.0.1", port=port, user="postgres", database="postgres", password=self.password
+        )
 
     def tool(self, name: str) -> str:
         """PostgreSQL's client tools of the same installation as the server."""
@@ -322,7 +395,7 @@ class EmbeddedPostgres(EmbeddedServer):
         """pg_basebackup into ``out``: tar format with the WAL inside ``base.tar``, fast checkpoint."""
         return [
             self.tool("pg_basebackup"),
-            *self._ep().client_args(self.dialect),
+            *self.socket_args(),
             "-D",
             str(out),
             "-Ft",
@@ -340,7 +413,7 @@ class EmbeddedPostgres(EmbeddedServer):
         deadline = time.monotonic() + START_TIMEOUT_S * 5
         while time.monotonic() < deadline:
             try:
-                with self.connect(in_namespace=False) as conn, conn.cursor() as cur:
+                with self._admin() as conn, conn.cursor() as cur:
                     cur.execute("SELECT pg_is_in_recovery()")
                     row = cur.fetchone()
                     if row is not None and not row[0]:
@@ -416,6 +489,8 @@ class EmbeddedMariaDB(EmbeddedServer):
         super().__init__(label, namespace, bindir, **kwargs)
         self.proc: subprocess.Popen[bytes] | None = None
         self.encrypted = encrypted
+        #: The OS user mariadbd runs as: ``mysql`` where the harness runs as root (never root itself).
+        self.server_user = _mysql_user() if os.geteuid() == 0 else None
         if encrypted:
             self.settings = {**self.ENCRYPTION_SETTINGS, **self.settings}
 
@@ -441,9 +516,9 @@ class EmbeddedMariaDB(EmbeddedServer):
 
     def start(self) -> None:
         server, _ = self.binaries()
-        folder = self._make_folder("mariadb")
+        folder = self._make_folder("mariadb", self.server_user)
         data = folder / "data"
-        user = ["--user=root"] if os.geteuid() == 0 else []
+        user = [f"--user={self.server_user}"] if self.server_user else []
         try:
             if self.data_source is not None:
                 self._copy_data(data)
@@ -461,11 +536,12 @@ class EmbeddedMariaDB(EmbeddedServer):
                 )
             else:
                 self.install_db(data)
+            if self.server_user and (self.data_source is not None or self.restore_from is not None):
+                self._run(["chown", "-R", self.server_user, str(data)], "chown of the data directory")
             if self.encrypted:
-                key_file = folder / "keys.txt"  # never copied into results
-                key_file.write_text(f"1;{os.urandom(32).hex()}\n")
-                key_file.chmod(0o600)
+                key_file = self._private(folder / "keys.txt", f"1;{os.urandom(32).hex()}\n")  # never in results
                 self.settings["file_key_management_filename"] = str(key_file)
+            init_file = self._private(folder / "init.sql", self._accounts_sql())
             extra = [f"--{k.replace('_', '-')}={v}" for k, v in self.settings.items()]
             last = ""
             for _ in range(3):
@@ -483,6 +559,7 @@ class EmbeddedMariaDB(EmbeddedServer):
                         f"--log-error={log_path}",
                         "--local-infile=1",
                         "--skip-name-resolve",
+                        f"--init-file={init_file}",
                         *user,
                         *extra,
                     ],
@@ -500,7 +577,8 @@ class EmbeddedMariaDB(EmbeddedServer):
                     f"mariadbd did not accept connections within {START_TIMEOUT_S} s; server log:\n    {last}",
                     checked=f"{server} in {folder}",
                 )
-            self.endpoint = Endpoint(host="127.0.0.1", port=port, user="root", database="", unix_socket=None)
+            init_file.unlink()  # it holds the password; read at start, before the first connection
+            self.endpoint = Endpoint(host="127.0.0.1", port=port, user="root", database="", password=self.password)
             if self.with_namespace:
                 self.create_namespace()
         except BaseException:
@@ -508,7 +586,7 @@ class EmbeddedMariaDB(EmbeddedServer):
             raise
 
     def install_db(self, data: Path) -> None:
-        """A new data directory (system tables, root without a password) at ``data``."""
+        """A new data directory at ``data`` (system tables; the root accounts get their password at start)."""
         _, install = self.binaries()
         self._run(
             [
@@ -517,9 +595,30 @@ class EmbeddedMariaDB(EmbeddedServer):
                 f"--datadir={data}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
-                *(["--user=root"] if os.geteuid() == 0 else []),
+                *([f"--user={self.server_user}"] if self.server_user else []),
             ],
             "mariadb-install-db",
+        )
+
+    def _private(self, path: Path, text: str) -> Path:
+        """A file only the server's user (and root) may read."""
+        path.write_text(text)
+        path.chmod(0o600)
+        if self.server_user:
+            shutil.chown(path, user=self.server_user)
+        return path
+
+    def _accounts_sql(self) -> str:
+        """The ``--init-file`` run before the server accepts connections: root over TCP only with this
+        instance's password, root through the socket (in the 0700 folder) without one, no other root account.
+        It runs outside the binary log, so replicas and point-in-time replays never see it."""
+        pw = self.password.replace("\\", "\\\\").replace("'", "\\'")
+        return (
+            "SET SESSION sql_log_bin = 0;\n"
+            "DELETE FROM mysql.global_priv WHERE User = 'root' AND Host NOT IN ('localhost', '127.0.0.1');\n"
+            "FLUSH PRIVILEGES;\n"
+            f"CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY '{pw}';\n"
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n"
         )
 
     def _wait_ready(self, port: int) -> bool:
@@ -560,6 +659,11 @@ class EmbeddedMariaDB(EmbeddedServer):
             f"--socket={self.socket_path}",
             "--user=root",
         ]
+
+    def socket_args(self) -> list[str]:
+        """Client-tool arguments through the Unix socket (no password: only the server's user and root can enter
+        the folder that holds it)."""
+        return ["--no-defaults", f"--socket={self.socket_path}", "-u", "root"]
 
     @property
     def socket_path(self) -> Path:

@@ -15,13 +15,11 @@ endpoint is the write endpoint; :meth:`topology` describes the rest for the SX-R
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +30,6 @@ from clauseproof.errors import ClauseproofError
 from clauseproof.replication import Node, Topology, pool_nodes
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.embedded import (
-    FOLDER_PREFIX,
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     EmbeddedMariaDB,
@@ -40,6 +37,7 @@ from clauseproof.targets.embedded import (
     EmbeddedServer,
     _tail,
     free_port,
+    make_private_folder,
 )
 
 DEFAULT_REPLICAS = 5
@@ -104,13 +102,6 @@ class Helper:
             os.killpg(self.proc.pid, signal.SIGKILL)
         reaper.unregister(self.proc.pid)
         self.proc = None
-
-
-def _topology_folder(engine: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{engine}-"))
-    folder.chmod(0o755)
-    (folder / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": engine}))
-    return folder
 
 
 class ReplicatedTopology(Target):
@@ -232,7 +223,7 @@ class ReplicatedPostgres(ReplicatedTopology):
                 fix="install the Debian package pgpool2 (apt-get install pgpool2); ./run installs it",
             )
         try:
-            self.folder = _topology_folder("pgpool")
+            self.folder = make_private_folder("pgpool")
             primary = EmbeddedPostgres(
                 f"{self.label}/primary", self.namespace, self.bindir_option, settings=self.node_settings()
             )
@@ -243,7 +234,7 @@ class ReplicatedPostgres(ReplicatedTopology):
             primary._run(
                 [
                     primary.tool("pg_basebackup"),
-                    *primary._ep().client_args("postgresql"),
+                    *primary.socket_args(),
                     "-D",
                     str(base),
                     "-X",
@@ -263,9 +254,11 @@ class ReplicatedPostgres(ReplicatedTopology):
                         data_source=base,
                         standby=True,
                         create_namespace=False,
+                        password=primary.password,
                         settings={
                             **self.node_settings(),
-                            "primary_conninfo": f"host={p.host} port={p.port} user={p.user} "
+                            # through the primary's socket: the password stays out of the replicas' settings
+                            "primary_conninfo": f"host={primary.folder} port={p.port} user={p.user} "
                             f"application_name=replica{i}",
                         },
                     )
@@ -295,8 +288,8 @@ class ReplicatedPostgres(ReplicatedTopology):
             "wd_ipc_socket_dir": f"'{folder}'",
             "memqcache_oiddir": f"'{folder / 'oiddir'}'",
             "use_watchdog": "off",
-            "enable_pool_hba": "off",
-            "pool_passwd": "''",
+            "enable_pool_hba": "on",
+            "pool_passwd": f"'{folder / 'pool_passwd'}'",
             "num_init_children": str(PROXY_CLIENTS),
             "max_pool": "1",
             "load_balance_mode": "on" if self.load_balance else "off",
@@ -317,7 +310,11 @@ class ReplicatedPostgres(ReplicatedTopology):
             lines[f"backend_application_name{i}"] = "'primary'" if i == 0 else f"'replica{i}'"
         (folder / "pgpool.conf").write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
         (folder / "pcp.conf").write_text("")
-        (folder / "pool_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+        # clients authenticate to pgpool, and pgpool to the servers, with the primary's password (which the
+        # replicas share); pool_passwd holds it as text, in the run's 0700 folder, removed with it
+        (folder / "pool_hba.conf").write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+        (folder / "pool_passwd").write_text(f"postgres:TEXT{self.primary.password}\n")
+        (folder / "pool_passwd").chmod(0o600)
         version = subprocess.run([pgpool, "--version"], capture_output=True, text=True, check=False)
         self.pgpool_version = (version.stdout or version.stderr).strip().split(" (")[0]
         self.proxy = Helper(
@@ -337,7 +334,9 @@ class ReplicatedPostgres(ReplicatedTopology):
             signal.SIGINT,  # fast shutdown (SIGTERM waits for clients to disconnect)
         )
         self.proxy.start()
-        self.endpoint = self.read_endpoint = Endpoint("127.0.0.1", port, "postgres", "postgres")
+        self.endpoint = self.read_endpoint = Endpoint(
+            "127.0.0.1", port, "postgres", "postgres", password=self.primary.password
+        )
         self._wait_pgpool_nodes()
 
     def _wait_pgpool_nodes(self) -> None:
@@ -384,9 +383,10 @@ class ReplicatedMariaDB(ReplicatedTopology):
                 fix="install the Debian package haproxy (apt-get install haproxy); ./run installs it",
             )
         try:
-            self.folder = folder = _topology_folder("mariadbrep")
+            installer = EmbeddedMariaDB(self.label, self.namespace, self.bindir_option)
+            self.folder = folder = make_private_folder("mariadbrep", installer.server_user)
             template = folder / "template"
-            EmbeddedMariaDB(self.label, self.namespace, self.bindir_option).install_db(template)
+            installer.install_db(template)
             primary = EmbeddedMariaDB(
                 f"{self.label}/primary",
                 self.namespace,
@@ -410,6 +410,7 @@ class ReplicatedMariaDB(ReplicatedTopology):
                         self.bindir_option,
                         data_source=template,
                         create_namespace=False,
+                        password=primary.password,
                         settings={**self.node_settings(), "server_id": str(i + 1), "read_only": "ON"},
                     )
                     for i in range(1, self.n_replicas + 1)
@@ -420,9 +421,9 @@ class ReplicatedMariaDB(ReplicatedTopology):
             for r in self.replicas:
                 with r.connect(in_namespace=False) as conn, conn.cursor() as cur:
                     cur.execute(
-                        "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD='', "
+                        "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
                         "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-                        (p.host, p.port, p.user),
+                        (p.host, p.port, p.user, p.password),
                     )
                     cur.execute("START SLAVE")
             self.endpoint = p
@@ -454,4 +455,5 @@ class ReplicatedMariaDB(ReplicatedTopology):
             "haproxy", [haproxy, "-db", "-f", str(self.folder / "haproxy.cfg")], self.folder, port, signal.SIGTERM
         )
         self.proxy.start()
-        self.read_endpoint = Endpoint("127.0.0.1", port, "root", "")
+        assert self.primary is not None
+        self.read_endpoint = Endpoint("127.0.0.1", port, "root", "", password=self.primary.password)
