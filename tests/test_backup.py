@@ -162,6 +162,18 @@ def test_timed_failure_names_the_command() -> None:
     assert "the tool failed (exit 3): broken" in str(exc.value)
 
 
+def test_a_command_that_prompts_fails_at_once_and_leaves_nothing() -> None:
+    """A vendor command waiting for a password (libpq's createdb asks on the terminal, others read standard
+    input) hung the run forever: it now has neither, and fails within its first second."""
+    import time
+
+    for prompt in ("read answer", "exec 3</dev/tty && read answer <&3"):
+        t0 = time.monotonic()
+        with pytest.raises(ClauseproofError, match="failed"):
+            timed("prompting command", [f"{prompt} && exit 0; exit 3"], shell=True, timeout=30)
+        assert time.monotonic() - t0 < 5
+
+
 def test_a_restore_that_clones_the_live_source_fails_on_mariadb(
     project: pytest.Pytester, mariadb_server: EmbeddedMariaDB
 ) -> None:

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from clauseproof.backup import Phase, open_for, timed, written
-from clauseproof.commands import fill_command
+from clauseproof.backup import Phase, open_for, timed, vendor_command, written
 from clauseproof.digest import TableDigest, compare_digests, digest_tables, summary, table_layout
 from clauseproof.errors import ClauseproofError
 from clauseproof.evidence import CaseEvidence
@@ -425,10 +424,10 @@ def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) 
     before = _digest(src.connect, src, src.schema)
     change: SourceChange | None = None
     try:
-        backup = [timed("vendor backup", [fill_command(commands["backup"], **values)], shell=True)]
+        backup = [vendor_command("vendor backup", commands["backup"], target, values)]
         size = written(out)
         change = _change_source(src)
-        restore = [timed("vendor restore", [fill_command(commands["restore"], **values)], shell=True)]
+        restore = [vendor_command("vendor restore", commands["restore"], target, values)]
         unequal = _verdict_after_restore(
             src,
             before,

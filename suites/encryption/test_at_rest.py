@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from clauseproof.atrest import CLASSES, make_canaries, scan_files, scan_tree
-from clauseproof.backup import WorkFolder, open_for, timed
-from clauseproof.commands import fill_command
+from clauseproof.backup import WorkFolder, open_for, timed, vendor_command
 from clauseproof.errors import first_line
 from clauseproof.evidence import CaseEvidence
 from clauseproof.plugin import RUN_KEY
@@ -323,7 +322,7 @@ def _physical_backup(target: Target, out: Path, commands: dict[str, str], values
         return True
     if "backup" in commands:
         out.mkdir(parents=True, exist_ok=True)
-        timed("vendor backup", [fill_command(commands["backup"], **{**values, "output_dir": str(out)})], shell=True)
+        vendor_command("vendor backup", commands["backup"], target, {**values, "output_dir": str(out)})
         return True
     return False
 
@@ -337,7 +336,7 @@ def _restored_canaries(
         return "the backup is not shown to hold the canary table: the profile declares no [commands] restore"
     new_db = f"{target.namespace}_restored"
     try:
-        timed("vendor restore", [fill_command(commands["restore"], **{**values, "new_database": new_db})], shell=True)
+        vendor_command("vendor restore", commands["restore"], target, {**values, "new_database": new_db})
         table = f"{target.namespace}.canary" if target.dialect == "postgresql" else "canary"
         with target.connect_database(new_db) as conn, conn.cursor() as cur:
             cur.execute(f"SELECT secret FROM {table}")
@@ -424,11 +423,7 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
         else:
             root = work.sub("files")
             evidence.progress(f"{target.label}: copying the target's files with the profile's copy_files command")
-            timed(
-                "vendor copy_files",
-                [fill_command(commands["copy_files"], **{**values, "output_dir": str(root)})],
-                shell=True,
-            )
+            vendor_command("vendor copy_files", commands["copy_files"], target, {**values, "output_dir": str(root)})
         evidence.progress(f"{target.label}: scanning the data directory for {len(canaries)} canaries")
         result = scan_tree(root, CLASSES[target.dialect], canaries)
         stale = _currency_problems(root, expected)
