@@ -94,7 +94,7 @@ def group_members(pgid: int) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == pgid]
 
 
-def _shm_segments(creators: set[int]) -> list[int]:
+def shm_segments(creators: set[int]) -> list[int]:
     """System V shared-memory segments created by ``creators`` (from /proc/sysvipc/shm)."""
     out = []
     with contextlib.suppress(OSError):
@@ -105,6 +105,12 @@ def _shm_segments(creators: set[int]) -> list[int]:
             if int(row["cpid"]) in creators:
                 out.append(int(row["shmid"]))
     return out
+
+
+def remove_shm(creators: set[int]) -> None:
+    """Remove the segments ``creators`` made (a SIGKILLed PostgreSQL or pgpool-II leaves its own behind)."""
+    for shmid in shm_segments(creators):
+        subprocess.run(["ipcrm", "-m", str(shmid)], capture_output=True, check=False)
 
 
 def _owner_alive(entry: dict[str, Any]) -> bool:
@@ -132,8 +138,7 @@ def reap_registered() -> list[str]:
             deadline = time.monotonic() + 5
             while group_members(pgid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            for shmid in _shm_segments(creators):
-                subprocess.run(["ipcrm", "-m", str(shmid)], capture_output=True, check=False)
+            remove_shm(creators)
         if entry.get("folder"):
             shutil.rmtree(entry["folder"], ignore_errors=True)
         path.unlink(missing_ok=True)

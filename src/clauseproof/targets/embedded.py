@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from clauseproof import reaper
 from clauseproof.errors import ClauseproofError
 from clauseproof.targets.base import CONNECT_TIMEOUT_S, Endpoint, Target
 
@@ -85,6 +86,22 @@ def _tail(path: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
+def _working_in(folder: str) -> list[int]:
+    """Live processes whose working folder lies in ``folder`` or whose command line names it."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            cwd = ""
+        if cwd == folder or cwd.startswith(folder + "/") or folder in _cmdline(int(entry)):
+            if _pid_alive(int(entry)):
+                out.append(int(entry))
+    return out
+
+
 def reap_stale(tmp: str | None = None) -> list[str]:
     """Stop and remove embedded servers whose owning process is gone; return what was reaped."""
     reaped = []
@@ -96,23 +113,26 @@ def reap_stale(tmp: str | None = None) -> list[str]:
             continue
         if _pid_alive(int(owner.get("pid", 0))):
             continue
-        # servers (postmaster.pid, mariadbd.pid) and helpers (pgpool.pid, haproxy.pid) of that folder
+        # servers (postmaster.pid, mariadbd.pid), helpers (pgpool.pid, haproxy.pid), and every process working in
+        # the folder or naming it (initdb and its single-user postgres, pg_ctl, tar, cp of a data directory)
+        pids = set(_working_in(folder))
         for pid_file in [Path(folder) / "data" / "postmaster.pid", *Path(folder).glob("*.pid")]:
             try:
                 pid = int(pid_file.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
             if _pid_alive(pid) and folder in _cmdline(pid):
+                pids.add(pid)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-                for _ in range(100):
-                    if not _pid_alive(pid):
-                        break
-                    time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reaper.remove_shm(pids)  # PostgreSQL's System V segment outlives a SIGKILLed postgres
         shutil.rmtree(folder, ignore_errors=True)
         reaped.append(folder)
-    from clauseproof.reaper import reap_registered  # registered process groups: proxies, load generators
-
-    reaped += reap_registered()
+    reaped += reaper.reap_registered()  # registered process groups: proxies, load generators, tools
     for f in reaped:
         log.warning("removed what a crashed run left: %s", f)
     return reaped
