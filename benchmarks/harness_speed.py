@@ -31,9 +31,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from sqlalchemy import BigInteger, LargeBinary, String, create_engine  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
-from clauseproof.atrest import CHUNK, CLASSES, make_canaries, scan_tree  # noqa: E402
-from clauseproof.datasets import ensure_dataset  # noqa: E402
-from clauseproof.sm4column import EnvKeyProvider, SM4Attribute, install  # noqa: E402
+from clauseproof.bulk_load.datasets import ensure_dataset  # noqa: E402
+from clauseproof.encryption.atrest import CHUNK, CLASSES, make_canaries, scan_tree  # noqa: E402
+from clauseproof.encryption.sm4column import EnvKeyProvider, SM4Attribute, install  # noqa: E402
 from clauseproof.targets.base import Target  # noqa: E402
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres  # noqa: E402
 from workloads import settlement  # noqa: E402
@@ -214,7 +214,7 @@ def _children_cpu() -> float:
 def bench_oltp(clients: int, seconds: int) -> None:
     import re
 
-    from clauseproof.load import BackgroundLoad
+    from clauseproof.load.background import BackgroundLoad
     from workloads import oltp
 
     t = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)

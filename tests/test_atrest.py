@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.atrest import make_canaries, scan_files
-from clauseproof.sm4 import encrypt_block, known_answers
+from clauseproof.encryption.atrest import make_canaries, scan_files
+from clauseproof.encryption.sm4 import encrypt_block, known_answers
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from tests.fix_targets import vendor_profile
 
@@ -27,7 +27,7 @@ def test_sm4_known_answers_of_gb_t_32907() -> None:
 def test_canaries_are_random_and_found_across_chunk_boundaries(tmp_path: Path) -> None:
     canaries = make_canaries(16)
     assert len(set(canaries)) == 16 and len({c[:4] for c in canaries}) == 1
-    from clauseproof import atrest
+    from clauseproof.encryption import atrest
 
     f = tmp_path / "blob"
     boundary = atrest.CHUNK - 10  # a canary straddling the 8 MiB read boundary

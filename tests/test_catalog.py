@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.catalog import load_catalog, numbers_in
-from clauseproof.errors import ClauseproofError
+from clauseproof.core.catalog import load_catalog, numbers_in
+from clauseproof.core.errors import ClauseproofError
 from tests.fix_targets import CATALOG
 
 SEEDS = CATALOG.parent / "seeds"

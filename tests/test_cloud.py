@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.cloud.base import GONE
-from clauseproof.cloud.batch import create_batch, delete_batch
-from clauseproof.cloud.fake import FakeDriver
-from clauseproof.cloud.profile import make_driver
-from clauseproof.errors import ClauseproofError
+from clauseproof.compute.base import GONE
+from clauseproof.compute.batch import create_batch, delete_batch
+from clauseproof.compute.fake import FakeDriver
+from clauseproof.compute.profile import make_driver
+from clauseproof.core.errors import ClauseproofError
 from tests.fix_targets import ROOT
 
 
@@ -170,7 +170,7 @@ def test_simulated_cloud_is_not_evidence(project: pytest.Pytester) -> None:
 
 
 def test_profile_example_in_docs_is_valid(tmp_path: Path) -> None:
-    text = textwrap.dedent((ROOT / "src/clauseproof/cloud/profile.py").read_text().split('"""')[1])
+    text = textwrap.dedent((ROOT / "src/clauseproof/compute/profile.py").read_text().split('"""')[1])
     example = text[text.index("[cloud]") :]
     example = "\n".join(line[4:] if line.startswith("    ") else line for line in example.splitlines())
     path = tmp_path / "example.toml"
@@ -186,7 +186,7 @@ def test_libcloud_adapter_end_to_end_touches_only_its_run(tmp_path: Path, monkey
     from libcloud.compute.providers import set_driver
     from libcloud.compute.types import NodeState
 
-    from clauseproof.cloud.batch import act_batch
+    from clauseproof.compute.batch import act_batch
     from tests import libcloud_memory
 
     set_driver("cpmemory", "tests.libcloud_memory", "MemoryNodeDriver")  # type: ignore[arg-type]  # strings at run time

@@ -1,4 +1,4 @@
-"""A target's own column encryption through [column_encryption] (clauseproof.colcrypt).
+"""A target's own column encryption through [column_encryption] (clauseproof.encryption.colcrypt).
 
 No target with SM4 column encryption can be built here, so the mechanism is proven with
 stand-ins declared exactly as a vendor would: server-side encryption with pgcrypto
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof import colcrypt
-from clauseproof.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.encryption import colcrypt
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget, load_profile
 from tests.fix_targets import vendor_profile
@@ -70,8 +70,8 @@ def _vendor(tmp_path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, section:
 
 
 def _check(t: ExternalTarget) -> colcrypt.ColumnResult:
-    assert t.profile is not None and t.profile.column_encryption is not None
-    return colcrypt.check(t, t.profile.column_encryption, seed=7, secrets=SECRETS)
+    assert t.profile is not None and t.profile.section("column_encryption") is not None
+    return colcrypt.check(t, t.profile.section("column_encryption"), seed=7, secrets=SECRETS)
 
 
 def _run(tmp_path: Path, server: EmbeddedPostgres | EmbeddedMariaDB, section: str) -> colcrypt.ColumnResult:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from clauseproof.datasets import ensure_dataset
-from clauseproof.digest import Digest, combine, digest_lines
+from clauseproof.bulk_load.datasets import ensure_dataset
+from clauseproof.targets.digest import Digest, combine, digest_lines
 from workloads import settlement
 
 ROW = re.compile(

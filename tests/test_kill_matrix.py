@@ -130,6 +130,5 @@ def test_kill_matrix(project: pytest.Pytester, suite: str, moment: float) -> Non
         f"{suite} killed at {moment} s (finished first: {finished}); reaped: {reap.stdout.strip()!r}; "
         f"nothing left {settle:.1f} s after reap"
     )
-    assert not left, f"left after SIGKILL at {moment} s and reap:\n{left}\n(just after reap: {first})\nrun log tail:\n" + "\n".join(
-        log.read_text(errors="replace").splitlines()[-15:]
-    )
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    assert not left, f"left after SIGKILL at {moment} s and reap:\n{left}\n(just after reap: {first})\nrun log:\n{tail}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.load import LOCUSTFILE, ROOT, BackgroundLoad, target_url
+from clauseproof.load.background import LOCUSTFILE, ROOT, BackgroundLoad, target_url
 from clauseproof.targets.base import Target
 from workloads import oltp
 

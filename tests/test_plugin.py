@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.datasets import ensure_dataset
+from clauseproof.bulk_load.datasets import ensure_dataset
 from clauseproof.targets.base import Target
 from clauseproof.targets.embedded import EmbeddedPostgres
 from tests.fix_targets import CATALOG, ROOT
@@ -293,7 +293,7 @@ def test_collect_only_writes_no_run(project: pytest.Pytester) -> None:
 
 def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk during the evidence write: the file is written whole or not at all, no temporary left behind."""
-    from clauseproof import evidence
+    from clauseproof.core import evidence
 
     target = tmp_path / "evidence.json"
     evidence.write_atomic(target, '{"complete": true}')
@@ -309,8 +309,8 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path, monkeypat
 
 
 def test_time_per_suite_is_summed_from_its_cases() -> None:
-    from clauseproof.evidence import CaseRecord
-    from clauseproof.session import suite_seconds
+    from clauseproof.core.evidence import CaseRecord
+    from clauseproof.run.session import suite_seconds
 
     cases = [
         CaseRecord("suites/backup/test_b.py::t[x]", [], None, duration_s=3.25),
@@ -322,7 +322,7 @@ def test_time_per_suite_is_summed_from_its_cases() -> None:
 
 def test_a_bundle_is_readable_by_the_runs_owner_only(tmp_path: Path) -> None:
     """The bundle's folder is 0700 and its files (evidence.json, and report.html through the same writer) 0600."""
-    from clauseproof.evidence import write_bundle
+    from clauseproof.core.evidence import write_bundle
 
     folder = write_bundle(tmp_path, "20990101-000000-abcd", {"clause_rows": []})
     assert folder.stat().st_mode & 0o777 == 0o700

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.cloud.profile import load_cloud_profile
+from clauseproof.compute.profile import load_cloud_profile
 from clauseproof.targets.external import load_profile
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -29,7 +29,7 @@ def test_each_readme_profile_example_loads(tmp_path: Path, block: str) -> None:
     p.write_text(block if "[target]" in block else TARGET + block)
     profile = load_profile(p)
     if "[column_encryption]" in block:
-        assert profile.column_encryption is not None
-        assert profile.column_encryption.keyed_options == {"enable_ce": "1"}
-        assert profile.column_encryption.teardown
+        assert profile.section("column_encryption") is not None
+        assert profile.section("column_encryption").keyed_options == {"enable_ce": "1"}
+        assert profile.section("column_encryption").teardown
         assert profile.sm4["encrypt_sql"] and profile.commands["copy_files"]

@@ -12,7 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from clauseproof import reaper
+from clauseproof.core import reaper
 
 #: A group leader that creates a System V shared-memory segment (as pgpool-II does) and two children.
 LEADER = textwrap.dedent(
@@ -30,7 +30,7 @@ OWNER = textwrap.dedent(
     """
     import subprocess, sys, time
     from pathlib import Path
-    from clauseproof import reaper
+    from clauseproof.core import reaper
     leader = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True, stdout=subprocess.PIPE)
     shmid = leader.stdout.readline().decode().strip()
     reaper.register("test-proxy", leader.pid, Path(sys.argv[2]))
@@ -75,7 +75,8 @@ def test_a_live_runs_processes_are_left_alone() -> None:
 
 
 def test_a_load_generator_dies_with_its_parent_even_after_a_sigkill() -> None:
-    child = "from clauseproof.reaper import die_with_parent; import os, sys, time; die_with_parent(int(sys.argv[1]));"
+    child = "from clauseproof.core.reaper import die_with_parent; import os, sys, time; "
+    child += "die_with_parent(int(sys.argv[1]));"
     child += " print(os.getpid(), flush=True); time.sleep(60)"
     parent = subprocess.Popen(
         [
@@ -105,14 +106,14 @@ def test_two_runs_sharing_a_cache_take_the_data_directory_in_turn(tmp_path: Path
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from clauseproof import bigdata\n"
+            "import sys, time; from pathlib import Path; from clauseproof.bulk_load import bigdata\n"
             "with bigdata.cache_lock(Path(sys.argv[1]), 'k'):\n    print('held', flush=True); time.sleep(1.5)",
             str(tmp_path),
         ],
         stdout=subprocess.PIPE,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
-    from clauseproof import bigdata
+    from clauseproof.bulk_load import bigdata
 
     started = time.monotonic()
     with bigdata.cache_lock(tmp_path, "k"):

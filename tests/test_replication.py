@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof import replication as rep
-from clauseproof.catalog import load_catalog
-from clauseproof.errors import ClauseproofError
-from clauseproof.evidence import judge
+from clauseproof.core.catalog import load_catalog
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.evidence import judge
+from clauseproof.replication import checks as rep
 from clauseproof.targets.embedded import FOLDER_PREFIX, reap_stale
 from clauseproof.targets.external import ExternalTarget, load_profile
 from clauseproof.targets.replicated import Helper, ReplicatedMariaDB, ReplicatedPostgres

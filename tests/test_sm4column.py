@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import BigInteger, Engine, LargeBinary, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from clauseproof.errors import ClauseproofError
-from clauseproof.sm4column import (
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.encryption.sm4column import (
     EnvKeyProvider,
     FileKeyProvider,
     KeyUnavailable,

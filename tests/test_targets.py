@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.errors import ClauseproofError, TargetUnavailable
+from clauseproof.core.errors import ClauseproofError, TargetUnavailable
 from clauseproof.targets.base import check_reachable
 from clauseproof.targets.containers import ContainerTarget
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, reap_stale

@@ -44,7 +44,7 @@ from workloads import oltp
 from workloads.oltp import connect
 
 if os.environ.get("CLAUSEPROOF_PARENT_PID"):  # started by the harness: never outlive it (a SIGKILL included)
-    from clauseproof.reaper import die_with_parent
+    from clauseproof.core.reaper import die_with_parent
 
     die_with_parent(int(os.environ["CLAUSEPROOF_PARENT_PID"]))
 

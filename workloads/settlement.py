@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clauseproof import textgen as tg
+from clauseproof.bulk_load import textgen as tg
 
 NAME = "settlement"
 #: Column names in file and DDL order.

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from clauseproof.report import write_report
+from clauseproof.core.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +60,8 @@ def _target_cleanup(spec: str, run_id: str) -> int:
     """Stop the run's sessions and drop ``clauseproof_<run id>`` and the databases named after it; nothing else."""
     import re
 
-    from clauseproof.errors import ClauseproofError, first_line
-    from clauseproof.settings import mask_passwords
+    from clauseproof.core.errors import ClauseproofError, first_line
+    from clauseproof.core.settings import mask_passwords
     from clauseproof.targets.base import NAMESPACE_PREFIX, check_reachable, drop_run_objects, open_endpoint
     from clauseproof.targets.external import ExternalTarget
 
@@ -92,10 +92,10 @@ def _target_cleanup(spec: str, run_id: str) -> int:
 
 
 def _cloud_cleanup(spec: str, run_id: str) -> int:
-    from clauseproof.cloud.base import GONE
-    from clauseproof.cloud.batch import cleanup
-    from clauseproof.cloud.profile import make_driver
-    from clauseproof.errors import ClauseproofError
+    from clauseproof.compute.base import GONE
+    from clauseproof.compute.batch import cleanup
+    from clauseproof.compute.profile import make_driver
+    from clauseproof.core.errors import ClauseproofError
 
     if spec in ("simulated", "none"):
         print(f"clauseproof: --cloud {spec}: the simulated cloud lives inside its run; nothing outlives it")

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from clauseproof.backup import Phase, open_for, timed, vendor_command, written
-from clauseproof.digest import TableDigest, compare_digests, digest_tables, summary, table_layout
-from clauseproof.errors import ClauseproofError
-from clauseproof.evidence import CaseEvidence
+from clauseproof.backup.phases import Phase, open_for, timed, vendor_command, written
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.evidence import CaseEvidence
 from clauseproof.targets.base import Target
+from clauseproof.targets.digest import TableDigest, compare_digests, digest_tables, summary, table_layout
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
 from fixtures.backup import Source

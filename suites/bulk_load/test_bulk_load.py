@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from clauseproof.catalog import Catalog
-from clauseproof.datasets import Dataset
-from clauseproof.evidence import CaseEvidence
-from clauseproof.settings import Settings
+from clauseproof.bulk_load.datasets import Dataset
+from clauseproof.core.catalog import Catalog
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.settings import Settings
 from clauseproof.targets import Target
 from workloads import settlement
 

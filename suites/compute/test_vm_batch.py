@@ -12,10 +12,10 @@ import math
 
 import pytest
 
-from clauseproof.catalog import Catalog, Clause
-from clauseproof.cloud.base import Unsupported
-from clauseproof.cloud.batch import BatchResult, act_batch, create_batch, delete_batch, run_vms
-from clauseproof.evidence import CaseEvidence
+from clauseproof.compute.base import Unsupported
+from clauseproof.compute.batch import BatchResult, act_batch, create_batch, delete_batch, run_vms
+from clauseproof.core.catalog import Catalog, Clause
+from clauseproof.core.evidence import CaseEvidence
 from fixtures.cloud import Cloud
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from clauseproof.atrest import CLASSES, make_canaries, scan_files, scan_tree
-from clauseproof.backup import WorkFolder, open_for, timed, vendor_command
-from clauseproof.errors import first_line
-from clauseproof.evidence import CaseEvidence
-from clauseproof.plugin import RUN_KEY
-from clauseproof.sm4 import KAT_KEY, KAT_ONE, known_answers, random_vectors
+from clauseproof.backup.phases import WorkFolder, open_for, timed, vendor_command
+from clauseproof.core.errors import first_line
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.encryption.atrest import CLASSES, make_canaries, scan_files, scan_tree
+from clauseproof.encryption.sm4 import KAT_KEY, KAT_ONE, known_answers, random_vectors
+from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.base import Target, row_numbers
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget

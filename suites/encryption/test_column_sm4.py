@@ -1,9 +1,9 @@
 """BZ-DB-2, column level: SM4 column encryption with a key per column and per user.
 
-On the embedded default the harness's own SM4-GCM column type (``clauseproof.sm4column``)
+On the embedded default the harness's own SM4-GCM column type (``clauseproof.encryption.sm4column``)
 is what is proven: it is client-side encryption, so the server only ever stores ciphertext.
 A target whose profile declares its own column encryption (``[column_encryption]``) is proven
-or disproven with the same checks through that declaration (``clauseproof.colcrypt``).
+or disproven with the same checks through that declaration (``clauseproof.encryption.colcrypt``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,18 @@ import pytest
 from sqlalchemy import URL, BigInteger, LargeBinary, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from clauseproof import colcrypt
-from clauseproof.evidence import CaseEvidence
-from clauseproof.plugin import RUN_KEY
-from clauseproof.sm4column import EnvKeyProvider, KeyUnavailable, SealBroken, SM4Attribute, aad, install, unseal
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.encryption import colcrypt
+from clauseproof.encryption.sm4column import (
+    EnvKeyProvider,
+    KeyUnavailable,
+    SealBroken,
+    SM4Attribute,
+    aad,
+    install,
+    unseal,
+)
+from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.base import Target
 from clauseproof.targets.external import ExternalTarget
 
@@ -138,7 +146,9 @@ def test_sm4_column_encryption(target: Target, evidence: CaseEvidence) -> None:
 def test_target_column_encryption(request: pytest.FixtureRequest, target: Target, evidence: CaseEvidence) -> None:
     """The target's own column encryption, as its profile's [column_encryption] declares it: the same four
     checks, and whether the declared cipher is SM4."""
-    spec = target.profile.column_encryption if isinstance(target, ExternalTarget) and target.profile else None
+    spec = (
+        target.profile.section("column_encryption") if isinstance(target, ExternalTarget) and target.profile else None
+    )
     if spec is None:
         pytest.skip(
             "the target's own column encryption is tested when its profile declares [column_encryption] "

@@ -18,116 +18,17 @@ from typing import Any
 
 import pytest
 
-from clauseproof.catalog import Catalog
-from clauseproof.digest import digest_sql
-from clauseproof.errors import first_line
-from clauseproof.evidence import CaseEvidence
-from clauseproof.load import BackgroundLoad
+from clauseproof.core.catalog import Catalog
+from clauseproof.core.errors import first_line
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.load.background import BackgroundLoad
+from clauseproof.online_ddl import checks
 from clauseproof.targets.base import Target
 from workloads import oltp
 
 #: Each change's window runs on this long after the statement returns, so that writes it held up
 #: complete (and are counted) inside it.
 TAIL_S = 1.0
-ORIGINAL = ("settlement_id", "patient_id", "hospital_code", "total_amount", "settled_at")
-
-
-def _digest(conn: Any, target: Target, schema: str, upto: int) -> tuple[int, int]:
-    table = f"(SELECT {', '.join(ORIGINAL)} FROM {schema}.oltp_settlement WHERE settlement_id <= {upto}) AS d"
-    with conn.cursor() as cur:
-        cur.execute(digest_sql(target.dialect, table, ORIGINAL))
-        n, total = cur.fetchone()
-    return int(n), int(total)
-
-
-def _steps(dialect: str, s: str) -> list[tuple[str, list[str]]]:
-    if dialect == "postgresql":
-        return [
-            ("add column", [f"ALTER TABLE {s}.oltp_settlement ADD COLUMN note varchar(40)"]),
-            (
-                "add index",
-                [f"CREATE INDEX CONCURRENTLY ix_settlement_patient ON {s}.oltp_settlement (patient_id, settled_at)"],
-            ),
-        ]
-    return [
-        ("add column", [f"ALTER TABLE {s}.oltp_settlement ADD COLUMN note varchar(40), ALGORITHM=INSTANT, LOCK=NONE"]),
-        (
-            "add index",
-            [
-                f"ALTER TABLE {s}.oltp_settlement ADD INDEX ix_settlement_patient (patient_id, settled_at), "
-                "ALGORITHM=INPLACE, LOCK=NONE"
-            ],
-        ),
-    ]
-
-
-def _invalid_indexes(conn: Any, target: Target, schema: str) -> list[str]:
-    with conn.cursor() as cur:
-        if target.dialect == "postgresql":
-            cur.execute(
-                "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid AND indrelid = %s::regclass",
-                (f"{schema}.oltp_settlement",),
-            )
-            return [r[0] for r in cur.fetchall()]
-        cur.execute(
-            "SELECT count(*) FROM information_schema.statistics WHERE table_schema = %s AND table_name = "
-            "'oltp_settlement' AND index_name = 'ix_settlement_patient'",
-            (schema,),
-        )
-        return [] if cur.fetchone()[0] else ["ix_settlement_patient (missing)"]
-
-
-def _changes_missing(conn: Any, target: Target, schema: str, upto: int) -> list[str]:
-    """Each change proven to have happened: the new column and the new index exist (the index valid), and every
-    pre-loaded row carries the batched update's value.  A change a target acknowledged but did not make is named."""
-    missing: list[str] = []
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
-            "AND table_name = 'oltp_settlement' AND column_name = 'note'",
-            (schema,),
-        )
-        if not cur.fetchone()[0]:
-            missing.append("the added column note is not in the table")
-        if target.dialect == "postgresql":
-            cur.execute(
-                "SELECT indisvalid AND indisready FROM pg_index WHERE indexrelid = to_regclass(%s)",
-                (f"{schema}.ix_settlement_patient",),
-            )
-            row = cur.fetchone()
-            if row is None or not row[0]:
-                missing.append(
-                    "the added index ix_settlement_patient is " + ("missing" if row is None else "not valid")
-                )
-        else:
-            cur.execute(
-                "SELECT count(*) FROM information_schema.statistics WHERE table_schema = %s "
-                "AND table_name = 'oltp_settlement' AND index_name = 'ix_settlement_patient'",
-                (schema,),
-            )
-            if not cur.fetchone()[0]:
-                missing.append("the added index ix_settlement_patient is missing")
-        if not missing:
-            same = "note IS NOT DISTINCT FROM 'checked'" if target.dialect == "postgresql" else "note <=> 'checked'"
-            cur.execute(f"SELECT count(*) FROM {schema}.oltp_settlement WHERE settlement_id <= {upto} AND NOT ({same})")
-            left = int(cur.fetchone()[0])
-            if left:
-                missing.append(f"the batched update left {left:,} of {upto:,} pre-loaded rows unchanged")
-    return missing
-
-
-def _refused_algorithm(conn: Any, target: Target, schema: str) -> str:
-    """An ALGORITHM/LOCK the engine cannot honour must raise, not silently copy the table."""
-    if target.dialect != "mysql":
-        return "n/a: PostgreSQL has no ALGORITHM/LOCK clause"
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"ALTER TABLE {schema}.oltp_settlement MODIFY total_amount varchar(20), ALGORITHM=INPLACE, LOCK=NONE"
-            )
-    except Exception as exc:
-        return f"refused as it must be: {exc}"
-    return "NOT refused: a column type change ran under ALGORITHM=INPLACE, LOCK=NONE"
 
 
 @pytest.mark.clause("SX-RDS-6")
@@ -138,7 +39,7 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
     conn = target.connect()
     try:
         oltp.populate(conn, dialect, s, settlements=n)  # untimed set-up
-        before = _digest(conn, target, s, n)
+        before = checks.original_digest(conn, target, s, n)
         fund_before = oltp.fund_total(conn, s)
         evidence.parameters(
             preloaded_rows=n,
@@ -162,7 +63,7 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
             with load.window("baseline (no DDL)"):
                 time.sleep(float(p["baseline_s"]))
             with conn.cursor() as cur:
-                for label, stmts in _steps(dialect, s):
+                for label, stmts in checks.steps(dialect, s):
                     with load.window(label):
                         t0 = time.perf_counter()
                         for stmt in stmts:
@@ -195,11 +96,11 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
                 time.sleep(2)
         finally:
             result = load.stop()
-        after = _digest(conn, target, s, n)
-        invalid = _invalid_indexes(conn, target, s)
-        not_made = _changes_missing(conn, target, s, n)
+        after = checks.original_digest(conn, target, s, n)
+        invalid = checks.invalid_indexes(conn, target, s)
+        not_made = checks.changes_missing(conn, target, s, n)
         fund_after = oltp.fund_total(conn, s)
-        refused = _refused_algorithm(conn, target, s)
+        refused = checks.refused_algorithm(conn, target, s)
     finally:
         conn.close()
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from clauseproof import replication as rep
-from clauseproof.catalog import Catalog
-from clauseproof.evidence import CaseEvidence
-from clauseproof.replication import Topology
+from clauseproof.core.catalog import Catalog
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.replication import checks as rep
 from clauseproof.targets import Target
+from clauseproof.targets.topology import Topology, pool_nodes
 
 
 def _pool_nodes(topology: Topology) -> list[dict[str, Any]] | None:
@@ -34,7 +34,7 @@ def _pool_nodes(topology: Topology) -> list[dict[str, Any]] | None:
         return None
     keep = ("node_id", "hostname", "port", "status", "role", "lb_weight", "select_cnt", "replication_delay")
     with contextlib.suppress(Exception), topology.open(topology.read) as conn:
-        return [{k: v for k, v in row.items() if k in keep} for row in rep.pool_nodes(conn)]
+        return [{k: v for k, v in row.items() if k in keep} for row in pool_nodes(conn)]
     return None
 
 

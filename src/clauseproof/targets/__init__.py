@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clauseproof.settings import Settings
+from clauseproof.core.settings import Settings
 from clauseproof.targets.base import Target
 from clauseproof.targets.containers import ContainerTarget
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.digest import Dialect, Digest, digest_sql
-from clauseproof.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.digest import Dialect, Digest, digest_sql
 
 NAMESPACE_PREFIX = "clauseproof_"
 CONNECT_TIMEOUT_S = 5

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from clauseproof.errors import TargetUnavailable
+from clauseproof.core.errors import TargetUnavailable
 from clauseproof.targets.base import Endpoint, Target
 
 IMAGES = {"postgresql": "postgres:15-bookworm", "mysql": "mariadb:10.11"}

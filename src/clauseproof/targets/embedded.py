@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from clauseproof import reaper
-from clauseproof.errors import ClauseproofError
+from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import CONNECT_TIMEOUT_S, Endpoint, Target
 
 log = logging.getLogger("clauseproof.embedded")

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.colcrypt import KEYS as COLUMN_ENCRYPTION_KEYS
-from clauseproof.colcrypt import ColumnEncryption
-from clauseproof.colcrypt import parse as parse_column_encryption
-from clauseproof.commands import quoted_placeholders
-from clauseproof.errors import ClauseproofError, first_line
-from clauseproof.replication import Node, Topology, pool_nodes
+from clauseproof.core.commands import quoted_placeholders
+from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.targets import sections
 from clauseproof.targets.base import Endpoint, Target, check_reachable
+from clauseproof.targets.topology import Node, Topology, pool_nodes
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -45,7 +43,6 @@ _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
     "sm4": {"encrypt_sql": str},
-    "column_encryption": COLUMN_ENCRYPTION_KEYS,
     "replication": {
         "primary": str,
         "replicas": list,
@@ -78,8 +75,13 @@ class Profile:
     #: The replicated topology behind the target (SX-RDS-2): "host:port" of the primary and of
     #: each replica, the read endpoint when it differs from the target's, and read weights.
     replication: dict[str, Any] = field(default_factory=dict)
-    #: The target's own column encryption, as SQL templates (``clauseproof.colcrypt``).
-    column_encryption: ColumnEncryption | None = None
+    #: Sections of the capabilities (``[column_encryption]``, say), each as its capability parsed it
+    #: (:mod:`clauseproof.targets.sections`); absent sections are not listed.
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """A capability's section as it parsed it, or None when the profile has none."""
+        return self.sections.get(name)
 
 
 def _line(text: str, section: str, key: str | None) -> int:
@@ -117,13 +119,14 @@ def load_profile(path: Path) -> Profile:
         what = f"[{section}]" + (f" {key}" if key else "")
         return ClauseproofError(f"{where}: {what}: {msg}", checked=f"the target profile {path}", fix=fix)
 
+    known = {**_PROFILE_KEYS, **{name: sec.keys for name, sec in sections.registered().items()}}
     for section, body in data.items():
-        if section not in _PROFILE_KEYS:
-            raise err(section, None, "unknown section", f"use only [{'], ['.join(_PROFILE_KEYS)}]")
+        if section not in known:
+            raise err(section, None, "unknown section", f"use only [{'], ['.join(known)}]")
         if not isinstance(body, dict):
             raise err(section, None, "must be a table", f"write it as [{section}] with keys below it")
         for key, value in body.items():
-            allowed = _PROFILE_KEYS[section]
+            allowed = known[section]
             if key not in allowed:
                 raise err(section, key, "unknown key", f"the keys of [{section}] are {', '.join(allowed)}")
             want = allowed[key]
@@ -173,7 +176,7 @@ def load_profile(path: Path) -> Profile:
         commands=dict(data.get("commands", {})),
         sm4=dict(data.get("sm4", {})),
         replication=_check_replication(data.get("replication", {}), err),
-        column_encryption=parse_column_encryption(data.get("column_encryption", {}), err),
+        sections={name: sec.parse(data[name], err) for name, sec in sections.registered().items() if data.get(name)},
     )
 
 

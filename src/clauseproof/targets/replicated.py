@@ -25,9 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from clauseproof import reaper
-from clauseproof.errors import ClauseproofError
-from clauseproof.replication import Node, Topology, pool_nodes
+from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.embedded import (
     START_TIMEOUT_S,
@@ -39,6 +38,7 @@ from clauseproof.targets.embedded import (
     free_port,
     make_private_folder,
 )
+from clauseproof.targets.topology import Node, Topology, pool_nodes
 
 DEFAULT_REPLICAS = 5
 #: Clients the proxies must accept at once (the balance check uses 50).

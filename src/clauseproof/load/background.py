@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof import reaper
-from clauseproof.errors import ClauseproofError
+from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
 
 ROOT = Path(__file__).resolve().parents[2]

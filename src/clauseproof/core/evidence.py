@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clauseproof.catalog import Catalog, Clause
-from clauseproof.errors import ClauseproofError
-from clauseproof.units import convert
+from clauseproof.core.catalog import Catalog, Clause
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.units import convert
 
 PASS, FAIL, NOT_EVIDENCE, NOT_SHOWN, NOT_COVERED, SKIPPED, ERROR = (
     "PASS",

@@ -1,9 +1,7 @@
 """Replicated topologies and the checks of SX-RDS-2: replicas, write placement, read balance, lag.
 
-A :class:`Topology` is what the checks need to know of a replicated target: the primary and
-every replica by direct endpoint (to verify each one, and to read counters the proxy does not
-control), the endpoint that takes writes and the one that takes reads (the same one when the
-split is automatic), and the read weight configured for each node.
+The checks take a :class:`~clauseproof.targets.topology.Topology`, what a replicated target is made
+of (the target describes it; the checks judge it).
 
 Every read reports the node that served it *inside the same statement*
 (``inet_server_addr()``/``inet_server_port()`` on PostgreSQL, ``@@server_id``/``@@hostname``/
@@ -27,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clauseproof.digest import Dialect
-from clauseproof.targets.base import Endpoint, open_endpoint
+from clauseproof.targets.base import Endpoint
+from clauseproof.targets.digest import Dialect
+from clauseproof.targets.topology import Node, Topology
 
 #: The served-by expression, evaluated by the node that runs the statement.  On PostgreSQL it
 #: must be a stable function: pgpool-II sends a SELECT calling a volatile one (pg_is_in_recovery,
@@ -40,51 +39,6 @@ IDENTITY = {
 READ_TABLE = "cp_read_probe"
 WRITE_TABLE = "cp_write_probe"
 MARKER_TABLE = "cp_marker"
-
-
-@dataclass
-class Node:
-    """One server of the topology, reached directly (not through the proxy)."""
-
-    name: str
-    endpoint: Endpoint
-    #: Configured share of the reads (any scale; 0 = this node should serve no reads).
-    weight: float = 1.0
-
-
-@dataclass
-class Topology:
-    dialect: Dialect
-    namespace: str
-    primary: Node
-    replicas: list[Node]
-    write: Endpoint
-    read: Endpoint
-    #: One endpoint that splits reads from writes by itself.
-    automatic_split: bool
-    #: What splits or balances (for the evidence), e.g. "pgpool-II 4.3.5 (statement-level load balancing)".
-    proxy: str
-    #: How the replicas are known: "started by the harness", "declared in the profile", ...
-    source: str
-
-    @property
-    def nodes(self) -> list[Node]:
-        return [self.primary, *self.replicas]
-
-    def open(self, ep: Endpoint) -> Any:
-        return open_endpoint(self.dialect, ep)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "dialect": self.dialect,
-            "primary": {"name": self.primary.name, **self.primary.endpoint.public(), "weight": self.primary.weight},
-            "replicas": [{"name": n.name, **n.endpoint.public(), "weight": n.weight} for n in self.replicas],
-            "write_endpoint": self.write.public(),
-            "read_endpoint": self.read.public(),
-            "split": "one endpoint, automatic" if self.automatic_split else "two endpoints (the application chooses)",
-            "proxy": self.proxy,
-            "source": self.source,
-        }
 
 
 @contextlib.contextmanager
@@ -101,14 +55,6 @@ def _one(conn: Any, sql: str, args: tuple[Any, ...] | None = None) -> Any:
         cur.execute(sql, args)
         row = cur.fetchone()
     return row[0] if row else None
-
-
-def pool_nodes(conn: Any) -> list[dict[str, Any]]:
-    """pgpool-II's own view of its nodes (``SHOW POOL_NODES``): role, status, weight, select_cnt, ..."""
-    with conn.cursor() as cur:
-        cur.execute("SHOW POOL_NODES")
-        cols = [d[0] for d in cur.description or []]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 def identity_of(conn: Any, dialect: Dialect) -> str:

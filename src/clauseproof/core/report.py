@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from clauseproof.evidence import write_atomic
+from clauseproof.core.evidence import write_atomic
 
 VERDICT_CLASS = {
     "PASS": "pass",
@@ -105,7 +105,8 @@ def num(value: Any) -> str:
 def render(document: dict[str, Any]) -> str:
     """The HTML report of an evidence document."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("clauseproof", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
+        loader=jinja2.PackageLoader("clauseproof.core", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
     )
     env.filters["num"] = num
     clauses = {c["id"]: c for c in document["catalog"]}

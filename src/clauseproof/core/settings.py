@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from clauseproof.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError
 
 EMBEDDED = ("embedded-postgresql", "embedded-mariadb")
 #: Targets that can be named but are not part of the ``embedded`` alias.

@@ -37,7 +37,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clauseproof.errors import ClauseproofError, first_line
+from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.targets.sections import Section
 
 TABLE = "cp_column_encryption"
 COLUMNS = ("id_number", "phone")
@@ -590,3 +591,7 @@ def _outcome(outcome: str, got: Any, plain: str) -> str:
         return "no value (NULL)"
     text = _text(got)
     return "read as plaintext" if text == plain else f"a value that is not the plaintext ({len(_raw(got))} bytes)"
+
+
+#: ``[column_encryption]`` of a profile, registered in pyproject.toml (entry point group ``clauseproof.sections``).
+SECTION = Section("column_encryption", KEYS, parse)

@@ -35,7 +35,7 @@ from sqlalchemy import Table, event, inspect
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 
-from clauseproof.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError
 
 MAGIC = b"SM4G"
 VERSION = 1
@@ -237,7 +237,7 @@ def _provider_of(obj: Any) -> KeyProvider:
     if provider is None:
         raise KeyUnavailable(
             "this object is in no session with SM4 keys installed",
-            fix="call clauseproof.sm4column.install(session, provider)",
+            fix="call clauseproof.encryption.sm4column.install(session, provider)",
         )
     return provider
 

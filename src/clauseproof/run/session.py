@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from clauseproof import __version__
-from clauseproof.catalog import Catalog, catalog_sha256, load_catalog
-from clauseproof.datasets import Dataset, ensure_dataset
-from clauseproof.envinfo import client_environment, commit_info
-from clauseproof.errors import ClauseproofError
-from clauseproof.evidence import (
+from clauseproof.bulk_load.datasets import Dataset, ensure_dataset
+from clauseproof.core.catalog import Catalog, catalog_sha256, load_catalog
+from clauseproof.core.environment import client_environment, commit_info
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.evidence import (
     NOT_RUN_CONFIG,
     NOT_RUN_INTERRUPTED,
     CaseRecord,
@@ -32,8 +32,8 @@ from clauseproof.evidence import (
     point_latest,
     write_bundle,
 )
-from clauseproof.report import write_report
-from clauseproof.settings import Settings, mask_passwords, url_passwords
+from clauseproof.core.report import write_report
+from clauseproof.core.settings import Settings, mask_passwords, url_passwords
 from clauseproof.targets import Target, make_target
 from clauseproof.targets.base import NAMESPACE_PREFIX
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from clauseproof.cloud.base import GONE, PENDING, RUNNING, STOPPED, CloudError, ComputeDriver, Vm, name_prefix
+from clauseproof.compute.base import GONE, PENDING, RUNNING, STOPPED, CloudError, ComputeDriver, Vm, name_prefix
 
 
 def _ends(name: str, suffixes: set[str]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from clauseproof.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError
 
 
 def quoted_placeholders(template: str) -> list[str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clauseproof.cloud.base import FAILED, GONE, RUNNING, STOPPED, CloudError, ComputeDriver, Vm, vm_names
+from clauseproof.compute.base import FAILED, GONE, RUNNING, STOPPED, CloudError, ComputeDriver, Vm, vm_names
 
 
 @dataclass

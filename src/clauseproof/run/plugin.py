@@ -1,6 +1,6 @@
 """The pytest plugin: options, the ``clause`` marker, fixtures and the evidence bundle.
 
-Thin by design: the work lives in :mod:`clauseproof.session` and the modules it uses.
+Thin by design: the work lives in :mod:`clauseproof.run.session` and the modules it uses.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from clauseproof.catalog import Catalog
-from clauseproof.datasets import Dataset
-from clauseproof.errors import ClauseproofError, TargetUnavailable
-from clauseproof.evidence import CaseEvidence, CaseRecord
-from clauseproof.session import Run
-from clauseproof.settings import Settings, add_options, as_usage_error, mask_passwords, read_settings
+from clauseproof.bulk_load.datasets import Dataset
+from clauseproof.core.catalog import Catalog
+from clauseproof.core.errors import ClauseproofError, TargetUnavailable
+from clauseproof.core.evidence import CaseEvidence, CaseRecord
+from clauseproof.core.settings import Settings, add_options, as_usage_error, mask_passwords, read_settings
+from clauseproof.run.session import Run
 from clauseproof.targets import Target
 from clauseproof.targets.embedded import reap_stale
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from clauseproof.cloud.base import (
+from clauseproof.compute.base import (
     FAILED,
     GONE,
     OTHER,
@@ -23,7 +23,7 @@ from clauseproof.cloud.base import (
     Vm,
     name_prefix,
 )
-from clauseproof.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError
 
 
 def _state(libcloud_state: Any) -> str:

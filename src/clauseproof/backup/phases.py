@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from clauseproof import reaper
-from clauseproof.commands import fill_command
-from clauseproof.errors import ClauseproofError
+from clauseproof.core import reaper
+from clauseproof.core.commands import fill_command
+from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import FOLDER_PREFIX
 
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.cloud.base import ComputeDriver
-from clauseproof.errors import ClauseproofError
+from clauseproof.compute.base import ComputeDriver
+from clauseproof.core.errors import ClauseproofError
 
 _KEYS: dict[str, type | tuple[type, ...]] = {
     "provider": str,
@@ -122,12 +122,12 @@ def _env(path: str, name: str | None, what: str) -> str | None:
 def make_driver(spec: str) -> ComputeDriver:
     """The driver ``--cp-cloud`` names (started: a simulator is running when this returns)."""
     if spec == "simulated":
-        from clauseproof.cloud.ec2sim import SimulatedEC2
+        from clauseproof.compute.ec2sim import SimulatedEC2
 
         return SimulatedEC2()
     p = load_cloud_profile(Path(spec))
     if p["provider"] == "fake":
-        from clauseproof.cloud.fake import FakeDriver
+        from clauseproof.compute.fake import FakeDriver
 
         return FakeDriver(
             Path(p.get("state_file", Path(spec).with_suffix(".state.json"))),
@@ -139,7 +139,7 @@ def make_driver(spec: str) -> ComputeDriver:
             quota=int(p.get("quota", 1000)),
             groups=bool(p.get("groups", True)),
         )
-    from clauseproof.cloud.libcloud_driver import LibcloudDriver, provider_class
+    from clauseproof.compute.libcloud_driver import LibcloudDriver, provider_class
 
     provider_class(p["provider"])  # an unknown provider is named before credentials are asked for
     for needed in ("image", "size", "key_env"):

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from clauseproof.cloud.base import (
+from clauseproof.compute.base import (
     GONE,
     OTHER,
     PENDING,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.errors import ClauseproofError
-from clauseproof.units import COMPARATORS, METRIC_UNITS, units_for
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.units import COMPARATORS, METRIC_UNITS, units_for
 
 MARKS = ("★", "▲", "plain")
 VERIFICATIONS = ("measured", "api", "document")
@@ -197,6 +197,6 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
         raise ClauseproofError(
             "the clause catalog has errors:\n  " + "\n  ".join(problems),
             checked=f"every [[clause]] in {path}",
-            fix="correct the keys named; metrics and their units are listed in clauseproof/units.py",
+            fix="correct the keys named; metrics and their units are listed in src/clauseproof/core/units.py",
         )
     return Catalog(path=path, clauses=clauses)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clauseproof.errors import ClauseproofError, first_line
+from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.targets.base import Target
 
 BUILDER_VERSION = 1

@@ -1,0 +1,1 @@
+"""Online schema and data change under load (SX-RDS-6)."""
