@@ -67,6 +67,14 @@ def test_backup_suite_end_to_end_at_small_scale(project: pytest.Pytester) -> Non
     pitr = next(c for c in doc["cases"] if "point_in_time" in c["nodeid"] and "postgresql" in c["nodeid"])
     assert all(r["equal"] for r in pitr["parameters"]["restores"])
     assert "recovery target" in pitr["parameters"]["beyond_archive"]["refused_with"]
+    assert "a server of its own" in pitr["parameters"]["source_notes"][0]  # not the 1 GiB source
+    for engine in ("postgresql", "mariadb"):  # the source's digest is computed by one case and reused by the other
+        seconds = [
+            c["parameters"]["digest_seconds"]["source"]
+            for c in doc["cases"]
+            if engine in c["nodeid"] and ("physical" in c["nodeid"] or "logical" in c["nodeid"])
+        ]
+        assert sorted(isinstance(x, str) for x in seconds) == [False, True], seconds
     assert our_folders() == before  # every restored instance, backup and archive removed
     # second run: the data directory comes from the cache
     result = project.runpytest(
