@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.targets.base import open_endpoint
 from clauseproof.targets.sections import Section
 
 TABLE = "cp_column_encryption"
@@ -339,109 +340,145 @@ def plaintexts(seed: int) -> list[str]:
 
 
 def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, str] | None = None) -> ColumnResult:
-    """Run the checks against ``target`` (a started target with its own namespace)."""
-    from clauseproof.targets.base import open_endpoint  # here: the targets package imports this module
+    """Run the checks against ``target`` (a started target with its own namespace): set up the keys and the
+    table, then judge what is stored, who can read it, and what a key holder accepts; clean up whatever
+    happened."""
+    run = _Check(target, spec, seed, secrets)
+    try:
+        run.set_up()
+        run.store()
+        run.judge_storage()
+        run.judge_key_per_user()
+        run.judge_tampering()
+        return run.result()
+    finally:  # clean-up notes still reach the result: it holds the same list
+        run.clean_up()
 
-    ns = target.namespace
-    keys = {c: f"{ns}_{c}" for c in COLUMNS}
-    secret = secrets or {c: os.urandom(16).hex() for c in COLUMNS}
-    hidden = [secret[c] for c in COLUMNS]
-    ep = target._ep()
-    pg = target.dialect == "postgresql"
-    database = ep.database if pg else ns
-    pg_options = f"-c search_path={ns}" if pg else ""
 
-    sessions: list[_Session] = []
+class _Check:
+    """The state of one column-encryption check, step by step."""
 
-    def take_keys(s: _Session, held: tuple[str, ...]) -> None:
+    def __init__(self, target: Any, spec: ColumnEncryption, seed: int, secrets: dict[str, str] | None) -> None:
+        self.target, self.spec = target, spec
+        ns = self.ns = target.namespace
+        self.keys = {c: f"{ns}_{c}" for c in COLUMNS}
+        self.secret = secrets or {c: os.urandom(16).hex() for c in COLUMNS}
+        self.hidden = [self.secret[c] for c in COLUMNS]
+        self.ep = target._ep()
+        pg = target.dialect == "postgresql"
+        self.database = self.ep.database if pg else ns
+        self.pg_options = f"-c search_path={ns}" if pg else ""
+        self.pg = pg
+        self.values = plaintexts(seed)
+        self.sessions: list[_Session] = []
+        self.parts: dict[str, bool | None] = {}
+        self.why: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.reads: dict[str, str] = {}
+        self.made_keys: list[str] = []
+        self.table_made = self.set_up_started = False
+        self.keyed: _Session | None = None
+        self.bare: _Session | None = None
+        self.raw: dict[tuple[int, str], Any] = {}
+        self.facts: dict[str, Any] = {}
+
+    # -- sessions and templates ---------------------------------------------------------------
+    def take_keys(self, s: _Session, held: tuple[str, ...]) -> None:
         for c in held:
-            for stmt in spec.keyed_session:
-                s.run(stmt.format(key=keys[c], secret_hex=secret[c], namespace=ns), step="keyed_session", template=stmt)
+            for stmt in self.spec.keyed_session:
+                s.run(
+                    stmt.format(key=self.keys[c], secret_hex=self.secret[c], namespace=self.ns),
+                    step="keyed_session",
+                    template=stmt,
+                )
 
-    def open_session(label: str, held: tuple[str, ...], *, take: bool = True) -> _Session:
-        extra: dict[str, Any] = dict(spec.keyed_options) if held else {}
-        opts = pg_options
-        if pg and "options" in extra:
+    def open_session(self, label: str, held: tuple[str, ...], *, take: bool = True) -> _Session:
+        extra: dict[str, Any] = dict(self.spec.keyed_options) if held else {}
+        opts = self.pg_options
+        if self.pg and "options" in extra:
             opts = f"{opts} {extra.pop('options')}"
         try:
-            conn = open_endpoint(target.dialect, ep, database, opts, extra)
+            conn = open_endpoint(self.target.dialect, self.ep, self.database, opts, extra)
         except Exception as exc:
             raise ClauseproofError(
                 f"[column_encryption] could not open the {label} session: "
-                f"{_Session(None, hidden, label).error_line(exc)}",
-                checked=f"keyed_options {sorted(spec.keyed_options)}" if held else "",
+                f"{_Session(None, self.hidden, label).error_line(exc)}",
+                checked=f"keyed_options {sorted(self.spec.keyed_options)}" if held else "",
                 fix="check keyed_options: they are passed to the driver's connect() (psycopg: libpq parameters; "
                 "a vendor's own parameter, such as openGauss's enable_ce, needs psycopg built on the vendor's libpq)",
             ) from None
-        s = _Session(conn, hidden, label)
-        sessions.append(s)
+        s = _Session(conn, self.hidden, label)
+        self.sessions.append(s)
         if take:
-            take_keys(s, held)
+            self.take_keys(s, held)
         return s
 
-    def w(c: str) -> str:  # the write expression, with the driver's placeholder and literal % doubled
-        return spec.write.replace("%", "%%").format(value="%s", key=keys[c], namespace=ns)
+    def w(self, c: str) -> str:
+        """The write expression, with the driver's placeholder and literal % doubled."""
+        return self.spec.write.replace("%", "%%").format(value="%s", key=self.keys[c], namespace=self.ns)
 
-    def r(c: str) -> str:
-        return spec.read.replace("%", "%%").format(column=c, key=keys[c], namespace=ns)
+    def r(self, c: str) -> str:
+        return self.spec.read.replace("%", "%%").format(column=c, key=self.keys[c], namespace=self.ns)
 
-    values = plaintexts(seed)
-    parts: dict[str, bool | None] = {}
-    why: dict[str, str] = {}
-    notes: list[str] = []
-
-    def judge(part: str, ok: bool | None, failed_because: str, unshown: str = "") -> None:
-        parts[part] = ok
+    def judge(self, part: str, ok: bool | None, failed_because: str, unshown: str = "") -> None:
+        self.parts[part] = ok
         if ok is False:
-            why[part] = failed_because
+            self.why[part] = failed_because
         elif ok is None:
-            why[part] = unshown
+            self.why[part] = unshown
 
-    reads: dict[str, str] = {}
-    made_keys: list[str] = []
-    table_made = set_up = False
-    keyed: _Session | None = None
-    try:
-        keyed = open_session("keyed", COLUMNS, take=False)  # it takes the keys once they are made
-        set_up = True  # teardown runs even when setup fails part-way
+    # -- steps ----------------------------------------------------------------------------------
+    def set_up(self) -> None:
+        """The keyed session, the profile's setup, one key per column."""
+        spec, ns = self.spec, self.ns
+        keyed = self.keyed = self.open_session("keyed", COLUMNS, take=False)  # it takes the keys once made
+        self.set_up_started = True  # teardown runs even when setup fails part-way
         for stmt in spec.setup:
             keyed.run(stmt.format(namespace=ns), step="setup", template=stmt)
         if spec.create_key:
             for c in COLUMNS:
                 keyed.run(
-                    spec.create_key.format(key=keys[c], secret_hex=secret[c], namespace=ns),
+                    spec.create_key.format(key=self.keys[c], secret_hex=self.secret[c], namespace=ns),
                     step="create_key",
                     template=spec.create_key,
                 )
-                made_keys.append(c)
-        take_keys(keyed, COLUMNS)
-        cols = ", ".join(f"{c} {spec.column_type.format(key=keys[c], namespace=ns)}" for c in COLUMNS)
+                self.made_keys.append(c)
+        self.take_keys(keyed, COLUMNS)
+
+    def store(self) -> None:
+        """The table with two encrypted columns, the same plaintexts written into both, read back keyed."""
+        keyed, spec, values = self.keyed, self.spec, self.values
+        assert keyed is not None
+        cols = ", ".join(f"{c} {spec.column_type.format(key=self.keys[c], namespace=self.ns)}" for c in COLUMNS)
         keyed.run(
             f"CREATE TABLE {TABLE} (row_id BIGINT PRIMARY KEY, {cols})", step="CREATE TABLE", template=spec.column_type
         )
-        table_made = True
+        self.table_made = True
         keyed.run(
-            f"INSERT INTO {TABLE} (row_id, {', '.join(COLUMNS)}) VALUES (%s, {w(COLUMNS[0])}, {w(COLUMNS[1])})",
+            f"INSERT INTO {TABLE} (row_id, {', '.join(COLUMNS)}) "
+            f"VALUES (%s, {self.w(COLUMNS[0])}, {self.w(COLUMNS[1])})",
             [(i, v, v) for i, v in enumerate(values, 1)],
             step="INSERT",
             template=spec.write,
             many=True,
         )
         back = keyed.run(
-            f"SELECT row_id, {r(COLUMNS[0])}, {r(COLUMNS[1])} FROM {TABLE} ORDER BY row_id",
+            f"SELECT row_id, {self.r(COLUMNS[0])}, {self.r(COLUMNS[1])} FROM {TABLE} ORDER BY row_id",
             (),  # no parameters, but the drivers must still turn the template's %% back into %
             step="keyed SELECT",
             template=spec.read,
         )
-        round_trip = len(back) == ROWS and all(
+        self.facts["keyed_round_trip"] = len(back) == ROWS and all(
             _text(a) == v and _text(b) == v for (_, a, b), v in zip(back, values, strict=False)
         )
 
-        bare = open_session("keyless", ())
+    def judge_storage(self) -> None:
+        """What a session without keys sees: no plaintext in any form, bytes that look like ciphertext."""
+        bare = self.bare = self.open_session("keyless", ())
         stored = bare.run(f"SELECT row_id, {', '.join(COLUMNS)} FROM {TABLE} ORDER BY row_id", step="keyless SELECT")
-        raw = {(int(row[0]), c): row[k] for row in stored for k, c in enumerate(COLUMNS, 1)}
+        raw = self.raw = {(int(row[0]), c): row[k] for row in stored for k, c in enumerate(COLUMNS, 1)}
         stored_bytes = [_raw(v) for v in raw.values()]
-        leaked = plaintext_found(values, stored_bytes)
+        leaked = plaintext_found(self.values, stored_bytes)
         shaped, shape = ciphertext_shape(stored_bytes)
         same = sum(1 for i in range(1, ROWS + 1) if _raw(raw.get((i, COLUMNS[0]))) == _raw(raw.get((i, COLUMNS[1]))))
         failures = []
@@ -449,41 +486,55 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
             failures.append(f"{leaked} of {ROWS} plaintexts found in the stored bytes (plain, encoded or compressed)")
         if not shaped:
             failures.append(f"the stored values do not look like ciphertext: {shape}")
-        if not round_trip:
+        if not self.facts["keyed_round_trip"]:
             failures.append("the keyed session did not read every value back")
-        judge(
+        self.judge(
             "column-level encryption (stored bytes hold no plaintext, plain or encoded, and look like ciphertext; "
             "a keyed session reads them back)",
             not failures,
             "; ".join(failures),
         )
+        self.facts.update(
+            plaintexts_found_in_stored_bytes=leaked,
+            ciphertext_shape=shape,
+            rows_with_equal_ciphertext_in_both_columns=same,
+        )
+
+    def judge_key_per_user(self) -> None:
+        """A session without keys reads no plaintext; one holding one column's key reads that column only."""
+        bare, values, r = self.bare, self.values, self.r
+        assert bare is not None
         outcome, got = bare.try_read(f"SELECT {r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
         keyless_reads = outcome == "value" and _text(got) == values[0]
-        reads["keyless session reads id_number"] = _outcome(outcome, got, values[0])
-
+        self.reads["keyless session reads id_number"] = _outcome(outcome, got, values[0])
         partial: bool | None = None
-        if spec.per_key_sessions:
-            one = open_session("phone-key-only", (COLUMNS[1],))
+        if self.spec.per_key_sessions:
+            one = self.open_session("phone-key-only", (COLUMNS[1],))
             o1, g1 = one.try_read(f"SELECT {r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
             o2, g2 = one.try_read(f"SELECT {r(COLUMNS[1])} FROM {TABLE} WHERE row_id = %s", (1,))
-            reads["phone-key-only session reads id_number"] = _outcome(o1, g1, values[0])
-            reads["phone-key-only session reads phone"] = _outcome(o2, g2, values[0])
+            self.reads["phone-key-only session reads id_number"] = _outcome(o1, g1, values[0])
+            self.reads["phone-key-only session reads phone"] = _outcome(o2, g2, values[0])
             partial = not (o1 == "value" and _text(g1) == values[0]) and o2 == "value" and _text(g2) == values[0]
-        judge(
+        self.judge(
             "a key per user (a session without the keys cannot read plaintext)",
             not keyless_reads,
             "a session without keys read row 1's id_number as plaintext",
         )
-        judge(
+        self.judge(
             "a key per user (a session holding one column's key cannot read the other column)",
             partial,
-            f"a session holding the phone key only: id_number {reads.get('phone-key-only session reads id_number')}, "
-            f"phone {reads.get('phone-key-only session reads phone')}",
+            "a session holding the phone key only: id_number "
+            f"{self.reads.get('phone-key-only session reads id_number')}, "
+            f"phone {self.reads.get('phone-key-only session reads phone')}",
             "the profile gives keys per connection (keyed_options) or keyed_session names no {key}, so no session "
             "could hold one column's key and not the other",
         )
 
-        # Someone with table access but no keys moves ciphertexts around and alters one.
+    def judge_tampering(self) -> None:
+        """Someone with table access but no keys moves ciphertexts around and alters one; and, where the harness
+        hands out the key material, a session given a wrong key."""
+        bare, keyed, raw, values, r = self.bare, self.keyed, self.raw, self.values, self.r
+        assert bare is not None and keyed is not None
         moves = [
             ("moved to another row (row 1's id_number into row 2)", COLUMNS[0], 2, raw[(1, COLUMNS[0])], values[0]),
             (
@@ -500,67 +551,77 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
         accepted: dict[str, str] = {}  # refused means an error or no value; any value read is an acceptance
         for what, col, row_id, _value, plain in moves:
             outcome, got = keyed.try_read(f"SELECT {r(col)} FROM {TABLE} WHERE row_id = %s", (row_id,))
-            reads[what] = _outcome(outcome, got, plain)
+            self.reads[what] = _outcome(outcome, got, plain)
             if outcome == "value" and got is not None:
-                accepted[what] = f"{what}: {reads[what]}"
+                accepted[what] = f"{what}: {self.reads[what]}"
         cross = moves[1][0]
         # What only distinct keys give: a value sealed under the id_number key is not opened through the phone
         # column's key; and where the harness hands out the key material, a wrong key opens nothing.
         key_failures = [accepted[cross]] if cross in accepted else []
-        if spec.per_key_sessions and any("{secret_hex}" in t for t in spec.keyed_session):
-            wrong = open_session("wrong-key", ())
-            for stmt in spec.keyed_session:
-                wrong.run(
-                    stmt.format(key=keys[COLUMNS[0]], secret_hex=os.urandom(16).hex(), namespace=ns),
-                    step="keyed_session (a wrong key)",
-                    template=stmt,
-                )
-            o, g = wrong.try_read(f"SELECT {r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
-            reads["a session with a wrong id_number key reads id_number"] = _outcome(o, g, values[0])
-            if o == "value" and _text(g) == values[0]:
-                key_failures.append("a session given a wrong id_number key read row 1's id_number as plaintext")
+        if self.spec.per_key_sessions and any("{secret_hex}" in t for t in self.spec.keyed_session):
+            key_failures += self._wrong_key_reads()
         else:
-            notes.append(
+            self.notes.append(
                 "a wrong key was not tried: the target holds the key material (no {secret_hex} in keyed_session); "
                 "a key per column is judged by the value moved between the columns alone"
             )
-        judge(
+        self.judge(
             "a key per column (a value sealed under one column's key is not read through the other's; "
             "a wrong key reads nothing)",
             not key_failures,
             "; ".join(key_failures),
         )
         rest = [v for k, v in accepted.items() if k != cross]
-        judge("a ciphertext moved to another row, or altered, is rejected", not rest, "; ".join(rest))
+        self.judge("a ciphertext moved to another row, or altered, is rejected", not rest, "; ".join(rest))
+
+    def _wrong_key_reads(self) -> list[str]:
+        wrong = self.open_session("wrong-key", ())
+        for stmt in self.spec.keyed_session:
+            wrong.run(
+                stmt.format(key=self.keys[COLUMNS[0]], secret_hex=os.urandom(16).hex(), namespace=self.ns),
+                step="keyed_session (a wrong key)",
+                template=stmt,
+            )
+        o, g = wrong.try_read(f"SELECT {self.r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
+        self.reads["a session with a wrong id_number key reads id_number"] = _outcome(o, g, self.values[0])
+        if o == "value" and _text(g) == self.values[0]:
+            return ["a session given a wrong id_number key read row 1's id_number as plaintext"]
+        return []
+
+    def result(self) -> ColumnResult:
+        spec = self.spec
         details = {
             "rows": ROWS,
             "columns": list(COLUMNS),
             "algorithm_declared": spec.algorithm,
             "templates": {k: v for k, v in asdict(spec).items() if k not in ("algorithm", "keyed_options")}
             | {"keyed_options": sorted(spec.keyed_options)},  # option names only
-            "key_names": list(keys.values()),
+            "key_names": list(self.keys.values()),
             "key_material": "16 random bytes per column for this run, never recorded"
             if any("{secret_hex}" in t for t in (spec.create_key, *spec.keyed_session))
             else "held by the target",
-            "plaintexts_found_in_stored_bytes": leaked,
-            "ciphertext_shape": shape,
-            "rows_with_equal_ciphertext_in_both_columns": same,
-            "keyed_round_trip": round_trip,
-            "reads": reads,
+            "plaintexts_found_in_stored_bytes": self.facts["plaintexts_found_in_stored_bytes"],
+            "ciphertext_shape": self.facts["ciphertext_shape"],
+            "rows_with_equal_ciphertext_in_both_columns": self.facts["rows_with_equal_ciphertext_in_both_columns"],
+            "keyed_round_trip": self.facts["keyed_round_trip"],
+            "reads": self.reads,
         }
-        return ColumnResult(parts=parts, details=details, notes=notes, why=why)
-    finally:  # clean-up notes still reach the result: it holds this same list
+        return ColumnResult(parts=self.parts, details=details, notes=self.notes, why=self.why)
+
+    def clean_up(self) -> None:
+        """Drop the table and keys, run the teardown (each failure a note), close every session."""
+        keyed = self.keyed
         cleanup = keyed if keyed is not None and not keyed.conn_broken() else None
         if cleanup is not None:
-            if table_made:
-                _quiet(cleanup, f"DROP TABLE IF EXISTS {TABLE}", notes)
-            for c in made_keys:
-                if spec.drop_key:
-                    _quiet(cleanup, spec.drop_key.format(key=keys[c], namespace=ns), notes)
-            if set_up:
-                for stmt in spec.teardown:
-                    _quiet(cleanup, stmt.format(namespace=ns), notes)
-        for s in sessions:
+            if self.table_made:
+                _quiet(cleanup, f"DROP TABLE IF EXISTS {TABLE}", self.notes)
+            for c in self.made_keys:
+                if self.spec.drop_key:
+                    _quiet(cleanup, self.spec.drop_key.format(key=self.keys[c], namespace=self.ns), self.notes)
+            if self.set_up_started:
+                for stmt in self.spec.teardown:
+                    _quiet(cleanup, stmt.format(namespace=self.ns), self.notes)
+        for s in self.sessions:
             s.close()
 
 
