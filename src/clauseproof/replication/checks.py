@@ -499,6 +499,18 @@ def node_identities(topology: Topology) -> dict[str, str]:
     return ids
 
 
+@dataclass
+class _Reads:
+    """What the read clients saw: identities of the nodes that served reads, and of each session's first read."""
+
+    reads: Counter[str] = field(default_factory=Counter)
+    firsts: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    pinned: int = 0
+    max_active: int = 0
+    seconds: float = 0.0
+
+
 def read_balance(
     topology: Topology,
     *,
@@ -514,36 +526,75 @@ def read_balance(
 
     ``verified`` names the replicas shown to replicate (``replica_states``); a read served by any
     other replica is a problem.  Balance needs at least two read nodes with a positive weight."""
-    from scipy.stats import chisquare
-
-    ns, dialect = topology.namespace, topology.dialect
     who = node_identities(topology)
-    sql = f"SELECT {IDENTITY[dialect]}, v FROM {ns}.{READ_TABLE} WHERE id = %s"
+    before = _read_counters(topology)
+    seen = _drive_reads(topology, clients, sessions_per_client, reads_per_session, time_limit_s)
+    after = _read_counters(topology)
+    names = [n.name for n in topology.nodes]
+    by_node, unknown = _by_node(seen.reads, who, names)
+    first_by_node, _ = _by_node(seen.firsts, who, names)
+    problems: list[str] = []
+    counters = _counter_deltas(topology, before, after, by_node, problems)
+    weights = {n.name: n.weight for n in topology.nodes}
+    chi2, p, dof = _chi_square(names, weights, by_node, first_by_node, alpha, problems)
+    _placement_problems(topology, weights, by_node, counters, verified, problems)
+    if unknown:
+        problems.append(f"reads served by nodes outside the topology: {unknown}")
+    if seen.errors:
+        problems.append(f"{len(seen.errors)} client errors, first: {seen.errors[0]}")
+    if seen.max_active < clients:
+        problems.append(f"only {seen.max_active} clients were connected at once (wanted {clients})")
+    return ReadBalance(
+        clients=clients,
+        sessions=clients * sessions_per_client,
+        reads=sum(seen.reads.values()),
+        alpha=alpha,
+        weights=weights,
+        reads_by_node=by_node,
+        sessions_by_node=first_by_node,
+        counter_by_node=counters,
+        counter="scans of the probe table in pg_stat_user_tables (seq_scan + idx_scan)"
+        if topology.dialect == "postgresql"
+        else "Com_select",
+        unknown_identities=unknown,
+        pinned_sessions=seen.pinned,
+        chi2=chi2,
+        dof=dof,
+        p_value=p,
+        seconds=round(seen.seconds, 3),
+        max_concurrent=seen.max_active,
+        errors=seen.errors[:20],
+        problems=problems,
+    )
+
+
+def _drive_reads(
+    topology: Topology, clients: int, sessions_per_client: int, reads_per_session: int, time_limit_s: float
+) -> _Reads:
+    """The clients, concurrently, each a new session at a time on the read endpoint; every client holds its
+    first session open until all are connected, so the endpoint sees ``clients`` sessions at once."""
+    sql = f"SELECT {IDENTITY[topology.dialect]}, v FROM {topology.namespace}.{READ_TABLE} WHERE id = %s"
+    seen = _Reads()
     lock = threading.Lock()
-    reads: Counter[str] = Counter()
-    firsts: Counter[str] = Counter()
-    errors: list[str] = []
-    pinned = 0
     active = 0
-    max_active = 0
     connected = threading.Barrier(clients)
     deadline = time.monotonic() + time_limit_s
 
     def client(k: int) -> None:
-        nonlocal pinned, active, max_active
+        nonlocal active
         for s in range(sessions_per_client):
             if time.monotonic() > deadline:
                 with lock:
-                    errors.append(f"client {k}: time limit of {time_limit_s:g} s reached after {s} sessions")
+                    seen.errors.append(f"client {k}: time limit of {time_limit_s:g} s reached after {s} sessions")
                 return
             served: list[str] = []
             try:
                 conn = topology.open(topology.read)
                 with lock:
                     active += 1
-                    max_active = max(max_active, active)
+                    seen.max_active = max(seen.max_active, active)
                 try:
-                    if s == 0:  # every client holds its first session open until all are connected
+                    if s == 0:
                         with contextlib.suppress(threading.BrokenBarrierError):
                             connected.wait(timeout=60)
                     with conn.cursor() as cur:
@@ -559,46 +610,65 @@ def read_balance(
                     conn.close()
             except Exception as exc:
                 with lock:
-                    errors.append(f"client {k}: {_first_line(exc)}")
+                    seen.errors.append(f"client {k}: {_first_line(exc)}")
             with lock:
-                reads.update(served)
+                seen.reads.update(served)
                 if served:
-                    firsts[served[0]] += 1
+                    seen.firsts[served[0]] += 1
                     if reads_per_session > 1 and len(set(served)) == 1:
-                        pinned += 1
+                        seen.pinned += 1
 
-    before = _read_counters(topology)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         list(pool.map(client, range(clients)))
-    seconds = time.perf_counter() - started
-    total_reads = sum(reads.values())
-    after = _read_counters(topology)
+    seen.seconds = time.perf_counter() - started
+    return seen
 
-    names = [n.name for n in topology.nodes]
+
+def _by_node(counts: Counter[str], who: dict[str, str], names: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Counts by identity turned into counts by node name, and the identities of no node."""
     by_node = {n: 0 for n in names}
-    first_by_node = {n: 0 for n in names}
     unknown: dict[str, int] = {}
-    for ident, n in reads.items():
+    for ident, n in counts.items():
         if ident in who:
             by_node[who[ident]] += n
         else:
             unknown[ident] = n
-    for ident, n in firsts.items():
-        if ident in who:
-            first_by_node[who[ident]] += n
+    return by_node, unknown
+
+
+def _counter_deltas(
+    topology: Topology,
+    before: dict[str, int | None],
+    after: dict[str, int | None],
+    by_node: dict[str, int],
+    problems: list[str],
+) -> dict[str, int]:
+    """Each node's own read counter over the run (statistics flush lazily: a lagging one gets a moment)."""
     counters: dict[str, int] = {}
-    problems: list[str] = []
-    for name in names:
+    for node in topology.nodes:
+        name = node.name
         b, a = before.get(name), after.get(name)
         if b is None or a is None:
             problems.append(f"{name}: its read counter could not be read")
             continue
         counters[name] = a - b
-        # statistics flush lazily: give a lagging counter a moment to reach what the statements reported
         if counters[name] < by_node[name]:
             counters[name] = _settle(topology, name, b, by_node[name])
-    weights = {n.name: n.weight for n in topology.nodes}
+    return counters
+
+
+def _chi_square(
+    names: list[str],
+    weights: dict[str, float],
+    by_node: dict[str, int],
+    first_by_node: dict[str, int],
+    alpha: float,
+    problems: list[str],
+) -> tuple[float, float, int]:
+    """Goodness of fit of the sessions' first reads against the configured weights: (chi2, p, dof)."""
+    from scipy.stats import chisquare
+
     wsum = sum(weights.values())
     total_first = sum(first_by_node.values())
     observed, expected = [], []
@@ -619,6 +689,18 @@ def read_balance(
         chi2, p = 0.0, 1.0
     elif not total_first:
         problems.append("no read succeeded")
+    return chi2, p, max(len(observed) - 1, 0)
+
+
+def _placement_problems(
+    topology: Topology,
+    weights: dict[str, float],
+    by_node: dict[str, int],
+    counters: dict[str, int],
+    verified: set[str] | None,
+    problems: list[str],
+) -> None:
+    """Replicas that served nothing or were not verified, fewer than two read nodes, counters that disagree."""
     for node in topology.replicas:
         if node.weight > 0 and by_node[node.name] == 0:
             problems.append(f"{node.name} served no reads")
@@ -634,38 +716,10 @@ def read_balance(
             f"balance needs at least two read nodes with a positive weight; the weights are {weights}"
             + (f" and the verified replicas {sorted(verified)}" if verified is not None else "")
         )
-    for name in names:
-        c = counters.get(name)
-        if c is not None and abs(c - by_node[name]) > max(2, 0.01 * by_node[name]):
-            problems.append(f"{name}: its own counter saw {c} reads, the statements reported {by_node[name]}")
-    if unknown:
-        problems.append(f"reads served by nodes outside the topology: {unknown}")
-    if errors:
-        problems.append(f"{len(errors)} client errors, first: {errors[0]}")
-    if max_active < clients:
-        problems.append(f"only {max_active} clients were connected at once (wanted {clients})")
-    return ReadBalance(
-        clients=clients,
-        sessions=clients * sessions_per_client,
-        reads=total_reads,
-        alpha=alpha,
-        weights=weights,
-        reads_by_node=by_node,
-        sessions_by_node=first_by_node,
-        counter_by_node=counters,
-        counter="scans of the probe table in pg_stat_user_tables (seq_scan + idx_scan)"
-        if dialect == "postgresql"
-        else "Com_select",
-        unknown_identities=unknown,
-        pinned_sessions=pinned,
-        chi2=chi2,
-        dof=max(len(observed) - 1, 0),
-        p_value=p,
-        seconds=round(seconds, 3),
-        max_concurrent=max_active,
-        errors=errors[:20],
-        problems=problems,
-    )
+    for node in topology.nodes:
+        c = counters.get(node.name)
+        if c is not None and abs(c - by_node[node.name]) > max(2, 0.01 * by_node[node.name]):
+            problems.append(f"{node.name}: its own counter saw {c} reads, the statements reported {by_node[node.name]}")
 
 
 def _settle(topology: Topology, name: str, before: int, want: int) -> int:
