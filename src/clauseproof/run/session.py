@@ -215,6 +215,8 @@ class Run:
             )
 
     def write_evidence(self, exitstatus: int) -> Path | None:
+        """Write the bundle (evidence.json, report.html) of a run that reached its cases; move ``latest`` to it
+        when it judged something."""
         if not self.cases:
             return None
         try:
@@ -222,23 +224,41 @@ class Run:
         except ClauseproofError:
             return None
         cases = list(self.cases.values())
-        interrupted = None
+        interrupted = self._mark_not_run(cases, exitstatus)
+        doc = self._redacted(self._document(catalog, cases, exitstatus, interrupted))
+        folder = write_bundle(self.settings.results, self.run_id, doc)
+        write_report(folder, doc)
+        self.bundle = folder
+        self.document = doc
+        if any(c.measurements for c in cases):  # latest moves only to a complete bundle that judged something
+            point_latest(self.settings.results, self.run_id)
+            self.latest_moved = True
+        return folder
+
+    def _mark_not_run(self, cases: list[CaseRecord], exitstatus: int) -> dict[str, Any] | None:
+        """Cases an interruption or a configuration error kept from running say so; the interruption itself."""
         stopped = {pytest.ExitCode.INTERRUPTED: NOT_RUN_INTERRUPTED, pytest.ExitCode.USAGE_ERROR: NOT_RUN_CONFIG}
         if exitstatus in stopped:
             for c in cases:
                 if c.outcome == "not run" and c.nodeid in self.selected:
                     c.outcome = stopped[pytest.ExitCode(exitstatus)]
-        if exitstatus == pytest.ExitCode.INTERRUPTED:
-            interrupted = {
-                "at": now_utc(),
-                "by": self.interrupted_by or "SIGINT (Ctrl-C)",
-                "during": self.running or "between cases",
-                "cases_not_run": sum(c.outcome == NOT_RUN_INTERRUPTED for c in cases),
-            }
+        if exitstatus != pytest.ExitCode.INTERRUPTED:
+            return None
+        return {
+            "at": now_utc(),
+            "by": self.interrupted_by or "SIGINT (Ctrl-C)",
+            "during": self.running or "between cases",
+            "cases_not_run": sum(c.outcome == NOT_RUN_INTERRUPTED for c in cases),
+        }
+
+    def _document(
+        self, catalog: Catalog, cases: list[CaseRecord], exitstatus: int, interrupted: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The evidence document: run, harness, parameters, environment, targets, catalog, verdicts, cases."""
         simulated = [i["label"] for i in self.target_info.values() if i.get("simulated")]
         sha, shipped = catalog_sha256(self.settings.catalog), self._shipped_catalog()
         rows = clause_rows(catalog, cases)
-        doc: dict[str, Any] = {
+        return {
             "run_id": self.run_id,
             "started": self.started,
             "finished": now_utc(),
@@ -266,15 +286,6 @@ class Run:
             "suite_seconds": suite_seconds(cases),
             "cases": [asdict(c) for c in cases],
         }
-        doc = self._redacted(doc)
-        folder = write_bundle(self.settings.results, self.run_id, doc)
-        write_report(folder, doc)
-        self.bundle = folder
-        self.document = doc
-        if any(c.measurements for c in cases):  # latest moves only to a complete bundle that judged something
-            point_latest(self.settings.results, self.run_id)
-            self.latest_moved = True
-        return folder
 
 
 def _marked_custom(rows: list[dict[str, Any]], sha: str) -> list[dict[str, Any]]:
