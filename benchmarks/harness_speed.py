@@ -100,6 +100,7 @@ def bench_load(t: Target, rows: int, rounds: int, cache: Path) -> None:
         ]
         paths = {"harness LOAD DATA LOCAL": lambda: t.bulk_load(conn, "bench", ds.columns, path=ds.path)}
     times: dict[str, list[float]] = {k: [] for k in [*paths, "native client"]}
+    env = {**os.environ, **(t._ep().client_env(t.dialect) or {})}  # the embedded server's password
     for _ in range(rounds):
         for name, fn in paths.items():
             _prepare(t, conn, "bench")
@@ -108,7 +109,7 @@ def bench_load(t: Target, rows: int, rounds: int, cache: Path) -> None:
             times[name].append(time.perf_counter() - t0)
         _prepare(t, conn, "bench")
         t0 = time.perf_counter()
-        subprocess.run(native, check=True, capture_output=True)
+        subprocess.run(native, check=True, capture_output=True, env=env)
         times["native client"].append(time.perf_counter() - t0)
         assert t.digest(conn, "bench", ds.columns) == ds.digest
     conn.close()
@@ -225,13 +226,17 @@ def bench_oltp(clients: int, seconds: int) -> None:
         ep = t._ep()
         pgbench = t.tool("pgbench")
         conn_args = ["-h", ep.host, "-p", str(ep.port), "-U", ep.user]
-        subprocess.run([pgbench, "-i", "-s", "1", "-q", *conn_args, "postgres"], check=True, capture_output=True)
+        env = {**os.environ, **(ep.client_env("postgresql") or {})}  # the embedded server's password
+        subprocess.run(
+            [pgbench, "-i", "-s", "1", "-q", *conn_args, "postgres"], check=True, capture_output=True, env=env
+        )
         cpu0 = _children_cpu()
         out = subprocess.run(
             [pgbench, "-S", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), *conn_args, "postgres"],
             check=True,
             capture_output=True,
             text=True,
+            env=env,
         ).stdout
         pg_cpu = _children_cpu() - cpu0
         m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
