@@ -206,3 +206,42 @@ def test_a_restore_that_clones_the_live_source_fails_on_mariadb(
     with mariadb_server.connect(in_namespace=False) as c, c.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE 'clauseproof\\_2%'")  # the run's source and "restored" databases
         assert cur.fetchall() == ()
+
+
+@pytest.mark.slow
+def test_two_whole_runs_share_one_cache(project: pytest.Pytester) -> None:
+    """Two runs at once on one cache (3 of 3 tries broke before the lock): both pass, the data set is built once,
+    and the second run copies it whole."""
+    import subprocess
+    import sys
+
+    cache = project.path / "cache"
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "suites/backup",
+                "-k",
+                "physical and postgresql",
+                "--cp-scale=0.005",
+                f"--cp-cache={cache}",
+                f"--cp-results={project.path / f'results-{i}'}",
+                "-p",
+                "no:randomly",
+            ],
+            cwd=project.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in (1, 2)
+    ]
+    outs = [r.communicate(timeout=600)[0].decode(errors="replace") for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], [o[-1500:] for o in outs]
+    from_cache = []
+    for i in (1, 2):
+        doc = json.loads((project.path / f"results-{i}" / "latest" / "evidence.json").read_text())
+        case = next(c for c in doc["cases"] if c["outcome"] == "passed")
+        from_cache.append(case["parameters"]["data_set"]["from_cache"])
+    assert sorted(from_cache) == [False, True]

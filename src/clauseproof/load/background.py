@@ -30,7 +30,7 @@ from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/clauseproof/load/background.py
 LOCUSTFILE = ROOT / "workloads" / "locust_oltp.py"
 
 
