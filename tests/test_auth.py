@@ -30,20 +30,22 @@ def _as_nobody(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _tcp_logins(args: list[str], server: EmbeddedPostgres | EmbeddedMariaDB, refused: str, wrong_refused: str) -> None:
+    """The client ``args`` over TCP: refused with no password and with a wrong one, let in with the instance's."""
+    variable = "PGPASSWORD" if server.dialect == "postgresql" else "MYSQL_PWD"
+    for env, expected in (({}, refused), ({variable: "guess"}, wrong_refused)):
+        got = subprocess.run(args, capture_output=True, text=True, timeout=10, env={"PATH": os.environ["PATH"], **env})
+        assert got.returncode != 0 and expected in got.stderr, got.stderr
+    env = {**os.environ, **(server._ep().client_env(server.dialect) or {})}
+    right = subprocess.run(args, capture_output=True, text=True, timeout=10, env=env)
+    assert right.returncode == 0, right.stderr
+
+
 def test_postgresql_refuses_tcp_without_the_password(pg_server: EmbeddedPostgres) -> None:
     """The cheapest way in (initdb -A trust, as before): psql over TCP with no password; and a wrong one."""
     ep = pg_server._ep()
     args = ["psql", "-w", "-h", ep.host, "-p", str(ep.port), "-U", "postgres", "-d", "postgres", "-c", "SELECT 1"]
-    none = subprocess.run(args, capture_output=True, text=True, timeout=10, env={"PATH": os.environ["PATH"]})
-    assert none.returncode != 0 and "no password supplied" in none.stderr
-    wrong = subprocess.run(
-        args, capture_output=True, text=True, timeout=10, env={"PATH": os.environ["PATH"], "PGPASSWORD": "guess"}
-    )
-    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
-    right = subprocess.run(
-        args, capture_output=True, text=True, timeout=10, env={**os.environ, **(ep.client_env("postgresql") or {})}
-    )
-    assert right.returncode == 0, right.stderr
+    _tcp_logins(args, pg_server, "no password supplied", "password authentication failed")
 
 
 @ROOT_ONLY
@@ -61,18 +63,10 @@ def test_postgresql_socket_and_copy_to_program_are_closed_to_other_users(pg_serv
 
 
 def test_mariadb_refuses_tcp_without_the_password(mariadb_server: EmbeddedMariaDB) -> None:
+    """Root over TCP without a password (as before), or with a wrong one; and no root account but two."""
     ep = mariadb_server._ep()
     args = ["mariadb", "--no-defaults", "-h", ep.host, "-P", str(ep.port), "-u", "root", "-e", "SELECT 1"]
-    none = subprocess.run(args, capture_output=True, text=True, timeout=10, env={"PATH": os.environ["PATH"]})
-    assert none.returncode != 0 and "Access denied" in none.stderr
-    wrong = subprocess.run(
-        args, capture_output=True, text=True, timeout=10, env={"PATH": os.environ["PATH"], "MYSQL_PWD": "guess"}
-    )
-    assert wrong.returncode != 0 and "Access denied" in wrong.stderr
-    right = subprocess.run(
-        args, capture_output=True, text=True, timeout=10, env={**os.environ, **(ep.client_env("mysql") or {})}
-    )
-    assert right.returncode == 0, right.stderr
+    _tcp_logins(args, mariadb_server, "Access denied", "Access denied")
     with mariadb_server.connect(in_namespace=False) as conn, conn.cursor() as cur:
         cur.execute("SELECT User, Host FROM mysql.user WHERE User = 'root' ORDER BY Host")
         assert cur.fetchall() == (("root", "127.0.0.1"), ("root", "localhost"))  # no ::1, no host name, no anonymous
