@@ -45,12 +45,13 @@ def _digest(
             evidence.record.parameters.setdefault("digest_seconds", {})[label] = round(time.perf_counter() - started, 2)
 
 
-def _source_digest(src: Source, evidence: CaseEvidence) -> dict[str, TableDigest]:
+def _source_digest(src: Source, evidence: CaseEvidence, label: str) -> dict[str, TableDigest]:
     """The source's digest as of now, computed once per source and reused by the next case (the source is the
     harness's own; the rows a case adds after its backup are removed before the next case starts)."""
     if src.schema in src.digests:
         evidence.record.parameters.setdefault("digest_seconds", {})["source"] = "reused: computed by an earlier case"
         return dict(src.digests[src.schema])
+    evidence.progress(f"{label}: digest of the source before the backup")
     got = _digest(src.connect, src, src.schema, evidence, "source")
     src.digests[src.schema] = dict(got)
     return got
@@ -232,8 +233,7 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
         _vendor_backup_restore(target, src, evidence)
         return
     run_progress = evidence.progress
-    run_progress(f"{target.label}: digest of the source before the physical backup")
-    before = _source_digest(src, evidence)
+    before = _source_digest(src, evidence, target.label)
     out = src.work.path / "physical"
     restored: EmbeddedPostgres | EmbeddedMariaDB | None = None
     change: SourceChange | None = None
@@ -326,8 +326,7 @@ def test_logical_backup_restore(target: Target, backup_source: Source, evidence:
     env = ep.client_env(server.dialect)
     conn_args = ep.client_args(server.dialect)
     new_db = f"{target.namespace}_restored" if not src.embedded else RESTORED_DB
-    evidence.progress(f"{target.label}: digest of the source before the logical backup")
-    before = _source_digest(src, evidence)
+    before = _source_digest(src, evidence, target.label)
     out = src.work.path / "logical"
     created = False
     change: SourceChange | None = None
@@ -432,7 +431,7 @@ def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) 
         "output_dir": str(out),
         "new_database": new_db,
     }
-    before = _source_digest(src, evidence)
+    before = _source_digest(src, evidence, target.label)
     change: SourceChange | None = None
     try:
         backup = [vendor_command("vendor backup", commands["backup"], target, values)]
