@@ -44,8 +44,8 @@ START_TIMEOUT_S = 60
 PG_HBA = """# written by clauseproof at every start
 local all all trust
 local replication all trust
-host all all 127.0.0.1/32 scram-sha-256
-host replication all 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 {method}
+host replication all 127.0.0.1/32 {method}
 """
 STOP_TIMEOUT_S = 30
 FOLDER_PREFIX = "clauseproof-"
@@ -267,11 +267,21 @@ class EmbeddedPostgres(EmbeddedServer):
     dialect = "postgresql"
 
     def __init__(
-        self, label: str, namespace: str, bindir: Path | None, *, standby: bool = False, **kwargs: Any
+        self,
+        label: str,
+        namespace: str,
+        bindir: Path | None,
+        *,
+        standby: bool = False,
+        tcp_auth: str = "scram-sha-256",
+        **kwargs: Any,
     ) -> None:
         super().__init__(label, namespace, bindir, **kwargs)
         #: Start as a hot standby (standby.signal) of the server its ``primary_conninfo`` setting names.
         self.standby = standby
+        #: How TCP clients prove the password: scram-sha-256, or md5 where a proxy opens a connection to every
+        #: node per client session (SCRAM's 4096 PBKDF2 rounds per connection add up there).
+        self.tcp_auth = tcp_auth
 
     def bindir(self) -> Path:
         candidates = (
@@ -317,7 +327,7 @@ class EmbeddedPostgres(EmbeddedServer):
                     self._write(data / "standby.signal", "")
             else:
                 self._init_pg(bindir, data)
-            self._write(data / "pg_hba.conf", PG_HBA)  # whatever the data directory came with
+            self._write(data / "pg_hba.conf", PG_HBA.format(method=self.tcp_auth))  # whatever the copy came with
             if self.settings:
                 with open(data / "postgresql.conf", "a") as conf:
                     conf.write("\n# clauseproof: settings of this instance\n")
@@ -330,6 +340,7 @@ class EmbeddedPostgres(EmbeddedServer):
                 if self.recovery:
                     self._wait_promoted()
                 with self._admin() as conn:
+                    conn.execute(sql.SQL("SET password_encryption = {}").format(sql.Literal(self.tcp_auth)))
                     conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(self.password)))
             if self.with_namespace:
                 self.create_namespace()
