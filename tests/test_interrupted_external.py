@@ -34,6 +34,7 @@ def _start_backup_run(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=_sigint_default,
     )
     seen = b""
     deadline = time.monotonic() + 60
@@ -103,3 +104,9 @@ def test_a_running_statement_of_the_run_is_stopped_before_its_database_is_droppe
         cur.execute("SHOW DATABASES LIKE 'clauseproof_2099%'")
         assert cur.fetchall() == ()
     other.close()
+
+
+def _sigint_default() -> None:
+    """Ctrl-C as in a terminal: a run started from a background job (``cmd &`` in a script) inherits SIGINT
+    ignored, and Python keeps it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -42,6 +42,7 @@ def test_a_signal_to_run_interrupts_cleanly(tmp_path: Path, sig: signal.Signals)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=_sigint_default,
     )
     try:
         _wait_for(proc, b"ready in")  # the server is up and a case is about to run
@@ -69,3 +70,9 @@ def _folders_of(pid: int) -> list[str]:
             if f'"pid": {pid}' in Path(f, "owner.json").read_text():
                 out.append(f)
     return out
+
+
+def _sigint_default() -> None:
+    """Ctrl-C as in a terminal: a run started from a background job (``cmd &`` in a script) inherits SIGINT
+    ignored, and Python keeps it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
