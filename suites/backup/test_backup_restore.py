@@ -133,12 +133,18 @@ def _count_changed(connect: Any, schema: str, change: SourceChange, dialect: str
 
 
 def _undo_change(src: Source, change: SourceChange | None) -> None:
+    """Remove the rows added after the backup; if that fails, the source's remembered digest is forgotten (the
+    next case computes it again rather than compare against a source that no longer holds)."""
     if change is None:
         return
-    with contextlib.closing(src.connect()) as conn, conn.cursor() as cur:
-        cur.execute(f"DELETE FROM {change.table} WHERE {change.key} > {change.above}")
-        if not getattr(conn, "autocommit", True):
-            conn.commit()
+    try:
+        with contextlib.closing(src.connect()) as conn, conn.cursor() as cur:
+            cur.execute(f"DELETE FROM {change.table} WHERE {change.key} > {change.above}")
+            if not getattr(conn, "autocommit", True):
+                conn.commit()
+    except BaseException:
+        src.digests.clear()
+        raise
 
 
 def _verdict_after_restore(
