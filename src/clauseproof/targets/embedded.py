@@ -195,7 +195,10 @@ class EmbeddedServer(Target):
         self.password = password or secrets.token_urlsafe(24)
         self.bindir_option = bindir
         self.folder: Path | None = None
+        #: The OS user client tools run as (PostgreSQL's, where the harness runs as root).
         self.run_as: str | None = None
+        #: The OS user the server runs as and owns its files, where the harness runs as root (never root itself).
+        self.server_user: str | None = None
         #: Server settings beyond the stock ones (recorded in the evidence by the caller).
         self.settings = dict(settings or {})
         #: A data directory to start from (copied first) instead of initialising a new one.
@@ -223,11 +226,19 @@ class EmbeddedServer(Target):
             as_owner=False,
         )
 
-    def _make_folder(self, engine: str, owner: str | None) -> Path:
-        """The instance's folder: 0700 (as made by mkdtemp), owned by the server's OS user ``owner`` if given."""
-        folder = make_private_folder(engine, owner)
+    def _make_folder(self, engine: str) -> Path:
+        """The instance's folder: 0700 (as made by mkdtemp), owned by the server's OS user."""
+        folder = make_private_folder(engine, self.server_user)
         self.folder = folder
         return folder
+
+    def _private(self, path: Path, text: str) -> Path:
+        """A file only the server's OS user (and root) may read."""
+        path.write_text(text)
+        path.chmod(0o600)
+        if self.server_user:
+            shutil.chown(path, user=self.server_user)
+        return path
 
     def _run(self, args: list[str], what: str, timeout: float = START_TIMEOUT_S, *, as_owner: bool = True) -> None:
         kwargs: dict[str, Any] = {}
@@ -308,8 +319,8 @@ class EmbeddedPostgres(EmbeddedServer):
                     "running as root, and there is no 'postgres' user to run initdb as",
                     fix="install the Debian package postgresql, which creates it, or run as a normal user",
                 ) from None
-            self.run_as = "postgres"
-        folder = self._make_folder("pg", self.run_as)
+            self.run_as = self.server_user = "postgres"
+        folder = self._make_folder("pg")
         data = folder / "data"
         try:
             if self.restore_from is not None:
@@ -318,17 +329,17 @@ class EmbeddedPostgres(EmbeddedServer):
                     shutil.chown(data, user=self.run_as)
                 self._run(["tar", "-xf", str(self.restore_from), "-C", str(data)], "extracting the base backup")
                 if self.recovery:
-                    self._write(data / "recovery.signal", "")
+                    self._private(data / "recovery.signal", "")
             elif self.data_source is not None:
                 self._copy_data(data)
                 if self.run_as:
                     self._run(["chown", "-R", self.run_as, str(data)], "chown of the data directory", as_owner=False)
                 (data / "postmaster.pid").unlink(missing_ok=True)
                 if self.standby:
-                    self._write(data / "standby.signal", "")
+                    self._private(data / "standby.signal", "")
             else:
                 self._init_pg(bindir, data)
-            self._write(data / "pg_hba.conf", PG_HBA.format(method=self.tcp_auth))  # whatever the copy came with
+            self._private(data / "pg_hba.conf", PG_HBA.format(method=self.tcp_auth))  # whatever the copy came with
             if self.settings:
                 with open(data / "postgresql.conf", "a") as conf:
                     conf.write("\n# clauseproof: settings of this instance\n")
@@ -348,13 +359,6 @@ class EmbeddedPostgres(EmbeddedServer):
         except BaseException:
             self.stop()
             raise
-
-    def _write(self, path: Path, text: str) -> None:
-        """A file of the data directory, owned by the server's user, 0600."""
-        path.write_text(text)
-        path.chmod(0o600)
-        if self.run_as:
-            shutil.chown(path, user=self.run_as)
 
     @property
     def port(self) -> int:
@@ -521,8 +525,7 @@ class EmbeddedMariaDB(EmbeddedServer):
         super().__init__(label, namespace, bindir, **kwargs)
         self.proc: subprocess.Popen[bytes] | None = None
         self.encrypted = encrypted
-        #: The OS user mariadbd runs as: ``mysql`` where the harness runs as root (never root itself).
-        self.server_user = _mysql_user() if os.geteuid() == 0 else None
+        self.server_user = _mysql_user() if os.geteuid() == 0 else None  # mariadbd as mysql, never as root
         if encrypted:
             self.settings = {**self.ENCRYPTION_SETTINGS, **self.settings}
 
@@ -548,7 +551,7 @@ class EmbeddedMariaDB(EmbeddedServer):
 
     def start(self) -> None:
         server, _ = self.binaries()
-        folder = self._make_folder("mariadb", self.server_user)
+        folder = self._make_folder("mariadb")
         data = folder / "data"
         user = [f"--user={self.server_user}"] if self.server_user else []
         try:
@@ -631,14 +634,6 @@ class EmbeddedMariaDB(EmbeddedServer):
             ],
             "mariadb-install-db",
         )
-
-    def _private(self, path: Path, text: str) -> Path:
-        """A file only the server's user (and root) may read."""
-        path.write_text(text)
-        path.chmod(0o600)
-        if self.server_user:
-            shutil.chown(path, user=self.server_user)
-        return path
 
     def _accounts_sql(self) -> str:
         """The ``--init-file`` run before the server accepts connections: root over TCP only with this
