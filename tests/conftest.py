@@ -1,5 +1,9 @@
 """Self-test wiring: fixture modules only."""
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 pytest_plugins = ("pytester", "tests.fix_targets")
@@ -10,3 +14,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # from sys.modules, and compiled extensions (psycopg's, SQLAlchemy's) then raise exception
     # classes of the first import that no longer match the re-imported module's.
     config.option.runpytest = "subprocess"
+    # Inner runs write the HTML report only (the PDF and DOCX take seconds; the tests that check them ask for
+    # them), and sign with a key of the self-tests, never with the user's own (~/.config/clauseproof).
+    os.environ.setdefault("CLAUSEPROOF_FORMATS", "html")
+    if "XDG_CONFIG_HOME" not in os.environ:
+        os.environ["XDG_CONFIG_HOME"] = _MADE["config"] = tempfile.mkdtemp(prefix="clauseproof-selftest-config-")
+
+
+_MADE: dict[str, str] = {}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "config" in _MADE:
+        shutil.rmtree(_MADE.pop("config"), ignore_errors=True)

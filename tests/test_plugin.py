@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from clauseproof.bulk_load.datasets import ensure_dataset
+from clauseproof.cli import main as cli
 from clauseproof.targets.base import Target
 from clauseproof.targets.embedded import EmbeddedPostgres
 from tests.fix_targets import CATALOG, ROOT
+from tests.test_report import pdf_fonts, pdf_text
 from workloads import settlement
 
 
@@ -87,6 +89,7 @@ def test_env_variable_sets_option(pytester: pytest.Pytester, monkeypatch: pytest
 def test_catalog_listing_shows_coverage(project: pytest.Pytester) -> None:
     result = project.runpytest("--cp-list-catalog", "suites")
     assert result.ret == 0
+    assert not (project.path / "results").exists()  # a read-only command writes no run and moves no latest
     result.stdout.fnmatch_lines(
         [
             "*BZ-SYNC-7*",
@@ -136,7 +139,7 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
         threshold=1.0,
         params={"rows": 2000},
     )
-    result, doc = _run_suite(project)
+    result, doc = _run_suite(project, "--cp-formats=html,pdf,docx")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*BZ-DB-4a FAIL on embedded-postgresql: measured * s, required < 1e-06 s*"])
     rows = {(r["id"], r["target"]): r for r in doc["clause_rows"]}
@@ -154,9 +157,38 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
     target = doc["targets"][0]
     assert target["server"]["settings"]["fsync"] == "on" and "PostgreSQL" in target["server"]["version"]
     assert target["server_machine"]["cores"] == env["cores"] and target["server_machine"]["architecture"]
-    html = (project.path / "results" / "latest" / "report.html").read_text()
-    assert "单表插入2000数据小于0.000001秒" in html and "<svg" in html and ">FAIL<" in html and "NOT COVERED" in html
-    assert html.index("<h2>Clauses</h2>") < html.index("<h2>Cases</h2>") < html.index("<h2>Environment</h2>")
+    _check_report_forms(project.path / "results" / "latest", doc)
+
+
+def _check_report_forms(folder: Path, doc: dict) -> None:
+    """The report as a committee reads it: HTML, PDF and DOCX say the same verdicts in Chinese and English, the
+    matrix comes first with one row per clause, Chinese is set in an embedded CJK font, the bundle verifies."""
+    html = (folder / "report.html").read_text()
+    assert "单表插入2000数据小于0.000001秒" in html and "<svg" in html
+    assert "不通过 / FAIL" in html and "未覆盖 / NOT COVERED" in html
+    order = ["<h1>验收测试报告", "1 结论矩阵 / Verdict matrix", "2 问题清单 / Issue list", "8 签字确认 / Sign-off"]
+    assert [html.index(h) for h in order] == sorted(html.index(h) for h in order)
+    matrix = html[html.index(order[1]) : html.index(order[2])]
+    assert matrix.count('<td class="idc">') == len(doc["catalog"])  # one row per clause
+    pdf = folder / "report.pdf"
+    fonts = pdf_fonts(pdf)
+    assert re.search(r"Noto-?Sans-?CJK\S*\s.*\byes\b", fonts), fonts  # embedded (a subset), not substituted
+    first_pages = pdf_text(pdf, last=3)
+    assert "结论矩阵" in first_pages and "Verdict matrix" in first_pages and "不通过" in first_pages
+    from docx import Document
+
+    word = Document(str(folder / "report.docx"))
+    east_asia = word.styles["Normal"].element.rPr.rFonts.get(
+        "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}eastAsia"
+    )
+    assert east_asia == "Noto Sans CJK SC"
+    cells = {c.text for table in word.tables for row in table.rows for c in row.cells}
+    assert "不通过 / FAIL" in cells and "BZ-DB-4a" in cells
+    assert cli(["verify", str(folder)]) == 0
+    data = bytearray(pdf.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one byte
+    pdf.write_bytes(bytes(data))
+    assert cli(["verify", str(folder)]) == 1
 
 
 def test_reduced_scale_is_not_evidence(project: pytest.Pytester) -> None:
@@ -164,7 +196,8 @@ def test_reduced_scale_is_not_evidence(project: pytest.Pytester) -> None:
     assert result.ret == 0
     verdicts = {r["verdict"] for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4a", "BZ-DB-4b")}
     assert verdicts == {"NOT EVIDENCE"}
-    assert "scale 0.001" in (project.path / "results" / "latest" / "report.html").read_text()
+    html = (project.path / "results" / "latest" / "report.html").read_text()
+    assert "数据规模为 0.001" in html and "scale 0.001" in html
 
 
 def test_unavailable_target_is_skipped_with_reason(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The ``clauseproof`` command: list the catalog with coverage, re-render a report, clean up."""
+"""The ``clauseproof`` command: list the catalog with coverage, re-render a report, sign and verify runs, clean up."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="re-render report.html from a run's evidence.json")
     rep.add_argument("run", type=Path, help="a run folder, e.g. results/latest")
     sub.add_parser("reap", help="stop and remove embedded servers left by crashed runs")
+    kg = sub.add_parser("keygen", help="make the Ed25519 key that signs each run's manifest")
+    kg.add_argument("--out", type=Path, default=None, help="where (default ~/.config/clauseproof/signing-ed25519.pem)")
+    ver = sub.add_parser("verify", help="check a run's signature and every file's SHA-256 and SM3 (exit 1 if not)")
+    ver.add_argument("run", type=Path, help="a run folder, e.g. results/latest, or a .tar.gz/.zip of one")
+    ver.add_argument("--fingerprint", default="", help="the signing key's fingerprint the report prints (SHA256:...)")
     clean = sub.add_parser("cloud-cleanup", help="delete every VM a run created (named cp-<run id>-...)")
     clean.add_argument("--cloud", required=True, help="the cloud profile .toml the run used")
     clean.add_argument("--run", required=True, help="the run id (results/<run id>/, or the VMs' name prefix)")
@@ -43,8 +48,14 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        print(write_report(args.run, doc))
+        for path in write_report(args.run, doc):
+            print(path)
+        print("the manifest now differs from the re-rendered report: sign the run again or keep the original")
         return 0
+    if args.command == "keygen":
+        return _keygen(args.out)
+    if args.command == "verify":
+        return _verify(args.run, args.fingerprint)
     if args.command == "cloud-cleanup":
         return _cloud_cleanup(args.cloud, args.run)
     if args.command == "cleanup":
@@ -54,6 +65,64 @@ def main(argv: list[str] | None = None) -> int:
     for folder in reap_stale():
         print(f"removed {folder}")
     return 0
+
+
+def _keygen(out: Path | None) -> int:
+    from clauseproof.core.bundle import default_key_path, fingerprint, keygen
+    from clauseproof.core.errors import ClauseproofError
+
+    path = out or default_key_path()
+    try:
+        key = keygen(path)
+    except ClauseproofError as exc:
+        print(f"clauseproof: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: Ed25519 signing key, fingerprint {fingerprint(key.public_key())}")
+    print("runs sign with it when it is at the default place or given as --cp-signing-key / CLAUSEPROOF_SIGNING_KEY")
+    return 0
+
+
+def _verify(run: Path, expect: str) -> int:
+    """Check a run folder (or an archive of one) against its signed manifest."""
+    import shutil
+    import tarfile
+    import tempfile
+    import zipfile
+
+    from clauseproof.core.bundle import MANIFEST, verify
+
+    tmp = None
+    folder = run
+    try:
+        if run.is_file():
+            tmp = Path(tempfile.mkdtemp(prefix="clauseproof-verify-"))
+            if zipfile.is_zipfile(run):
+                with zipfile.ZipFile(run) as z:
+                    z.extractall(tmp)
+            elif tarfile.is_tarfile(run):
+                with tarfile.open(run) as tar:
+                    tar.extractall(tmp, filter="data")
+            else:
+                print(f"clauseproof: {run} is neither a folder nor a .zip/.tar archive of a run", file=sys.stderr)
+                return 2
+            found = sorted(p.parent for p in tmp.rglob(MANIFEST))
+            if not found:
+                print(f"clauseproof: {run} holds no {MANIFEST}", file=sys.stderr)
+                return 2
+            folder = found[0]
+        result = verify(folder, expect_fingerprint=expect)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if result.ok:
+        print(f"{run}: OK: {result.checked} files match the manifest, signed by {result.fingerprint}")
+        if not expect:
+            print("compare that fingerprint with the one the report prints (or pass --fingerprint)")
+        return 0
+    print(f"{run}: NOT OK ({len(result.problems)} problems)", file=sys.stderr)
+    for p in result.problems:
+        print(f"  {p}", file=sys.stderr)
+    return 1
 
 
 def _target_cleanup(spec: str, run_id: str) -> int:

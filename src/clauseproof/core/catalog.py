@@ -16,6 +16,9 @@ from clauseproof.core.units import COMPARATORS, METRIC_UNITS, units_for
 
 MARKS = ("★", "▲", "plain")
 VERIFICATIONS = ("measured", "api", "document")
+#: How a clause's parts on one target roll up to its verdict there: "all" (default) every part must pass;
+#: "any" one part (one backup method, say) passing suffices, the others are informational.
+ROLLUPS = ("all", "any")
 ID_PATTERN = re.compile(r"^(BZ|SX)-[A-Z]+-[A-Z0-9]+[a-z]?$")
 _REQUIRED = (
     "id",
@@ -48,6 +51,7 @@ class Clause:
     threshold: float | bool
     unit: str
     params: dict[str, Any] = field(default_factory=dict)
+    rollup: str = "all"
 
     def rule(self) -> str:
         """The verdict rule in words, e.g. ``< 1.3 s``."""
@@ -62,6 +66,8 @@ class Catalog:
 
     path: Path
     clauses: dict[str, Clause]
+    #: SHA-256 of the bytes read (not of the file at some later time)
+    sha256: str = ""
 
     def __getitem__(self, clause_id: str) -> Clause:
         return self.clauses[clause_id]
@@ -137,7 +143,7 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
         if missing:
             bad("id", f"missing key(s) {', '.join(missing)}")
             continue
-        unknown = sorted(set(entry) - set(_REQUIRED) - {"params"})
+        unknown = sorted(set(entry) - set(_REQUIRED) - {"params", "rollup"})
         if unknown:
             bad(unknown[0], f"unknown key(s) {', '.join(unknown)}")
         if not ID_PATTERN.match(cid):
@@ -160,6 +166,8 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
                 bad("threshold", 'a capability clause needs comparator "==" and threshold = true')
         elif isinstance(thr, bool) or not isinstance(thr, (int, float)):
             bad("threshold", f"threshold {thr!r} is not a number")
+        if entry.get("rollup", "all") not in ROLLUPS:
+            bad("rollup", f"rollup {entry['rollup']!r} is not one of {', '.join(ROLLUPS)}")
         params = entry.get("params", {})
         if not isinstance(params, dict):
             bad("params", "params must be an inline table")
@@ -192,6 +200,7 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
             threshold=thr if isinstance(thr, bool) else float(thr),
             unit=unit,
             params=dict(params),
+            rollup=entry.get("rollup", "all"),
         )
     if problems:
         raise ClauseproofError(
@@ -199,4 +208,4 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
             checked=f"every [[clause]] in {path}",
             fix="correct the keys named; metrics and their units are listed in src/clauseproof/core/units.py",
         )
-    return Catalog(path=path, clauses=clauses)
+    return Catalog(path=path, clauses=clauses, sha256=hashlib.sha256(raw_text.encode("utf-8")).hexdigest())

@@ -294,14 +294,69 @@ def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any
     return rows
 
 
+#: The order in which a part's verdict keeps a clause from PASS on a target: the first present wins.
+_BLOCKING = (FAIL, ERROR, NOT_SHOWN, SKIPPED, NOT_EVIDENCE)
+NOT_RUN_HERE = "NOT RUN"
+
+
+def rollup(rows: list[dict[str, Any]], rule: str) -> str:
+    """The verdict of one clause on one target from its parts' rows.
+
+    ``all``: every part must PASS; any FAIL makes it FAIL, else an ERROR, NOT SHOWN, SKIPPED or NOT EVIDENCE part
+    keeps it from PASS (in that order).  ``any``: one PASS part suffices (one backup method, say), unless a part's
+    result was wrong (a restore unequal to its source): a wrong result is FAIL under every rule."""
+    verdicts = [r["verdict"] for r in rows]
+    if not verdicts:
+        return NOT_RUN_HERE
+    if any(r["verdict"] == FAIL and str(r.get("reason", "")).startswith("result wrong") for r in rows):
+        return FAIL
+    if rule == "any" and PASS in verdicts:
+        return PASS
+    for v in _BLOCKING:
+        if v in verdicts:
+            return v
+    return PASS if all(v == PASS for v in verdicts) else NOT_COVERED
+
+
+def verdict_matrix(clauses: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per catalog clause (as dicts), one column per target that any row names, each cell the clause's
+    rolled-up verdict there (``NOT RUN`` where its cases address other targets); a clause no case covers is NOT
+    COVERED."""
+    targets: list[str] = []
+    for r in rows:
+        if r.get("target") and r["target"] not in targets:
+            targets.append(r["target"])
+    out = []
+    for clause in clauses:
+        rule = clause.get("rollup", "all")
+        mine = [r for r in rows if r["id"] == clause["id"]]
+        covered = [r for r in mine if r["verdict"] != NOT_COVERED]
+        cells = {}
+        for t in targets:
+            parts = [r for r in covered if r.get("target") == t]
+            cells[t] = {"verdict": rollup(parts, rule) if covered else NOT_COVERED, "parts": len(parts)}
+        untargeted = [r for r in covered if not r.get("target")]  # a case that broke before its target was known
+        overall = rollup(covered, "all") if covered else NOT_COVERED
+        if covered and not untargeted:
+            judged = [c["verdict"] for c in cells.values() if c["verdict"] != NOT_RUN_HERE]
+            overall = next((v for v in _BLOCKING if v in judged), PASS)
+        out.append({"id": clause["id"], "mark": clause["mark"], "rollup": rule, "cells": cells, "overall": overall})
+    return {"targets": targets, "rows": out}
+
+
 def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (UTF-8 text): see :func:`write_atomic_bytes`."""
+    write_atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all: a temporary name in the same folder, flushed, then renamed (a full
     disk or a kill mid-write leaves the previous file, never half of one)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         # readable by the run's owner only
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,7 +1,10 @@
-"""The readable report: one offline HTML file beside evidence.json.
+"""The report testers sign: HTML and PDF from one template, in Chinese, English or both.
 
-Order: the clause table (every catalog clause, covered or not), then each case with a plot of
-its samples against the threshold, then the environment.  Plots are inline SVG from matplotlib.
+Order (a 验收测试报告): cover with the overall conclusion, the verdict matrix (one row per clause,
+one column per target), the issue list, the tender documents tested against, the environment,
+the method, the results per clause (quoted text, expected, measured, samples, plot, verdict),
+the clauses not covered, the sign-off block, then the case records.  Plots are inline SVG
+from matplotlib (vector in the PDF); every word comes from ``core/messages.toml``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any
 
 import jinja2
 
-from clauseproof.core.evidence import write_atomic
+from clauseproof.core.catalog import Clause
+from clauseproof.core.evidence import verdict_matrix, write_atomic, write_atomic_bytes
+from clauseproof.core.i18n import Messages
 
 VERDICT_CLASS = {
     "PASS": "pass",
@@ -23,6 +28,7 @@ VERDICT_CLASS = {
     "NOT COVERED": "nc",
     "SKIPPED": "skip",
     "ERROR": "err",
+    "NOT RUN": "nr",
 }
 
 
@@ -102,39 +108,115 @@ def num(value: Any) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def render(document: dict[str, Any]) -> str:
-    """The HTML report of an evidence document."""
+def context(document: dict[str, Any], lang: str | None = None) -> dict[str, Any]:
+    """What every form of the report prints (HTML, PDF, DOCX), in ``lang`` (default: the run's ``--cp-lang``)."""
+    lang = lang or document.get("report", {}).get("lang") or "zh+en"
+    t = Messages(lang)
+    rows = document["clause_rows"]
+    matrix = document.get("matrix") or verdict_matrix(document["catalog"], rows)  # bundles older than the matrix
+    measurements = {
+        (m["nodeid"], m["clause_id"], m["target"], m["statistic"]): m
+        for case in document["cases"]
+        for m in case["measurements"]
+    }
+    by_clause: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_clause.setdefault(r["id"], []).append(r)
+    overall = [o["overall"] for o in matrix["rows"]]
+    return {
+        "doc": document,
+        "lang": lang,
+        "t": t,
+        "tv": t.verdict,
+        "tester": document.get("report", {}).get("tester", ""),
+        "signing": document.get("report", {}).get("signing", {}),
+        "banners": _banners(t, document),
+        "clauses": {c["id"]: {**c, "rule": Clause(**c).rule()} for c in document["catalog"]},
+        "matrix": matrix,
+        "rows_by_clause": by_clause,
+        "measurement": lambda r: measurements.get((r.get("nodeid"), r["id"], r.get("target"), r.get("statistic"))),
+        "issues": [r for r in rows if r["verdict"] in ("FAIL", "ERROR")],
+        "uncovered": [r for r in rows if r["verdict"] == "NOT COVERED"],
+        "overall": _overall(t, overall),
+        "totals": [(v, overall.count(v)) for v in VERDICT_CLASS if overall.count(v)],
+        "verdicts": list(VERDICT_CLASS),
+        "vclass": VERDICT_CLASS,
+        "client": document.get("environment", {}).get("client", {}),
+    }
+
+
+def _banners(t: Messages, doc: dict[str, Any]) -> list[str]:
+    """What makes the whole report not evidence, or incomplete, said first."""
+    out = []
+    if doc["parameters"]["scale"] < 1:
+        out.append(t("scale_banner", scale=doc["parameters"]["scale"]))
+    if doc.get("simulated_targets"):
+        out.append(t("simulated_banner", names=", ".join(doc["simulated_targets"])))
+    if doc.get("interrupted"):
+        i = doc["interrupted"]
+        out.append(t("interrupted_banner", at=i["at"], by=i["by"], during=i["during"], n=i["cases_not_run"]))
+    if not doc["parameters"].get("catalog_shipped", True):
+        out.append(t("custom_catalog_banner", sha=doc["parameters"]["catalog_sha256"][:16] + "…"))
+    return out
+
+
+def render(document: dict[str, Any], lang: str | None = None, ctx: dict[str, Any] | None = None) -> str:
+    """The HTML report (the PDF is printed from it), with the plots as inline SVG."""
+    ctx = ctx or context(document, lang)
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("clauseproof.core", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
     )
     env.filters["num"] = num
-    clauses = {c["id"]: c for c in document["catalog"]}
+    clauses = ctx["clauses"]
     plots: dict[tuple[str, str], str] = {}
     for case in document["cases"]:
         for m in case["measurements"]:
             c = clauses[m["clause_id"]]
             thr = None if isinstance(c["threshold"], bool) else c["threshold"]
-            plots[(case["nodeid"], m["clause_id"])] = _plot(m, thr, c["comparator"])
+            if (case["nodeid"], m["clause_id"]) not in plots:
+                plots[(case["nodeid"], m["clause_id"])] = _plot(m, thr, c["comparator"])
     series_plots = {
         case["nodeid"]: _series_plot(case["parameters"]["load_series"], f"background load on {case['target']}")
         for case in document["cases"]
         if isinstance(case.get("parameters", {}).get("load_series"), dict)
     }
-    counts: dict[str, int] = {}
-    for row in document["clause_rows"]:
-        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     return env.get_template("report.html.j2").render(
-        doc=document,
+        **ctx,
         plots=plots,
         series_plots=series_plots,
-        counts=counts,
-        vclass=VERDICT_CLASS,
-        env_json=json.dumps(document["environment"], indent=2, ensure_ascii=False),
+        case_parameters=lambda c: {k: v for k, v in c.items() if k != "load_series"},  # the series is plotted
+        env_json=json.dumps(document["environment"], indent=1, ensure_ascii=False),
     )
 
 
-def write_report(folder: Path, document: dict[str, Any]) -> Path:
-    path = folder / "report.html"
-    write_atomic(path, render(document))
-    return path
+def _overall(t: Messages, verdicts: list[str]) -> list[str]:
+    """The overall conclusion in words, from the clauses' rolled-up verdicts."""
+    failed = sum(v in ("FAIL", "ERROR") for v in verdicts)
+    passed = verdicts.count("PASS")
+    uncovered = verdicts.count("NOT COVERED")
+    other = len(verdicts) - failed - passed - uncovered
+    if failed:
+        return t.lines("overall_fail", failed=failed, passed=passed, other=other, uncovered=uncovered)
+    if other:
+        return t.lines("overall_open", other=other, uncovered=uncovered)
+    return t.lines("overall_pass", judged=passed, uncovered=uncovered)
+
+
+def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, docx: bool = True) -> list[Path]:
+    """``report.html``, and from the same context ``report.pdf`` (WeasyPrint) and ``report.docx`` (python-docx)."""
+    ctx = context(document)
+    html = render(document, ctx=ctx)
+    written = [folder / "report.html"]
+    write_atomic(written[0], html)
+    if pdf:
+        from weasyprint import HTML
+
+        written.append(folder / "report.pdf")
+        write_atomic_bytes(written[-1], HTML(string=html, base_url=str(folder)).write_pdf())
+    if docx:
+        from clauseproof.core.wordreport import build
+
+        written.append(folder / "report.docx")
+        write_atomic_bytes(written[-1], build(document, ctx))
+    return written

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import LANGS
+
+FORMATS = ("html", "pdf", "docx")
 
 EMBEDDED = ("embedded-postgresql", "embedded-mariadb")
 #: Targets that can be named but are not part of the ``embedded`` alias.
@@ -135,6 +138,22 @@ def _opt_path(s: str) -> Path | None:
     return _path(s) if s else None
 
 
+def _lang(s: str) -> str:
+    if s not in LANGS:
+        raise ValueError(f"Could not parse value: {s!r} (expected one of {', '.join(LANGS)})")
+    return s
+
+
+def _formats(s: str) -> tuple[str, ...]:
+    parts = tuple(dict.fromkeys(p.strip() for p in s.split(",") if p.strip()))
+    bad = [p for p in parts if p not in FORMATS]
+    if bad or "html" not in parts:
+        raise ValueError(
+            f"Could not parse value: {s!r} (expected html, optionally with pdf and docx: e.g. html,pdf,docx)"
+        )
+    return parts
+
+
 def _default_cache() -> str:
     return str(Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "clauseproof")
 
@@ -167,6 +186,21 @@ OPTIONS = (
     Option("results", "folder for evidence bundles (default <rootdir>/results)", "", _opt_path),
     Option("catalog", "clause catalog file (default <rootdir>/fixtures/catalog/clauses.toml)", "", _opt_path),
     Option("cache", "cache folder for generated data (default ~/.cache/clauseproof)", "", _opt_path),
+    Option("lang", "report language: zh, en or zh+en (default zh+en: both)", "zh+en", _lang),
+    Option("tester", "the testing party named on the report's cover and sign-off (default: left blank)", "", str),
+    Option(
+        "formats",
+        "report forms written beside evidence.json: any of html, pdf, docx, comma-separated (default all three)",
+        "html,pdf,docx",
+        _formats,
+    ),
+    Option(
+        "signing_key",
+        "Ed25519 key signing the run's manifest (default ~/.config/clauseproof/signing-ed25519.pem, "
+        "made on first use; `clauseproof keygen` makes one)",
+        "",
+        _opt_path,
+    ),
     Option("pg_bindir", "folder with PostgreSQL's initdb and pg_ctl (default: searched)", "", _opt_path),
     Option("mariadb_bindir", "folder with mariadbd and mariadb-install-db (default: searched)", "", _opt_path),
 )
@@ -184,6 +218,10 @@ class Settings:
     results: Path
     catalog: Path
     cache: Path
+    lang: str
+    tester: str
+    formats: tuple[str, ...]
+    signing_key: Path | None
     pg_bindir: Path | None
     mariadb_bindir: Path | None
     rootdir: Path
@@ -231,6 +269,10 @@ def read_settings(config: pytest.Config) -> Settings:
         results=values["results"] or root / "results",
         catalog=values["catalog"] or root / "fixtures" / "catalog" / "clauses.toml",
         cache=values["cache"] or Path(_default_cache()),
+        lang=values["lang"],
+        tester=values["tester"],
+        formats=values["formats"],
+        signing_key=values["signing_key"],
         pg_bindir=values["pg_bindir"],
         mariadb_bindir=values["mariadb_bindir"],
         rootdir=root,

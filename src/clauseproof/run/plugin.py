@@ -55,7 +55,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if _read_only(session.config):
         return
     try:
-        _run(session.config).check_results_writable()
+        run = _run(session.config)
+        run.check_results_writable()
+        run.load_signing_key()
     except ClauseproofError as exc:
         raise as_usage_error(exc) from None
 

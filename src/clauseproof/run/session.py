@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -17,9 +18,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clauseproof import __version__
 from clauseproof.bulk_load.datasets import Dataset, ensure_dataset
+from clauseproof.core.bundle import default_key_path, fingerprint, keygen, load_key, sign, write_manifest
 from clauseproof.core.catalog import Catalog, catalog_sha256, load_catalog
 from clauseproof.core.environment import client_environment, commit_info
 from clauseproof.core.errors import ClauseproofError
@@ -30,6 +33,7 @@ from clauseproof.core.evidence import (
     clause_rows,
     now_utc,
     point_latest,
+    verdict_matrix,
     write_bundle,
 )
 from clauseproof.core.report import write_report
@@ -72,6 +76,7 @@ class Run:
         self.running: str | None = None
         #: The evidence document of the finished run (also written to the bundle).
         self.document: dict[str, Any] | None = None
+        self.signing_key: Ed25519PrivateKey | None = None
         atexit.register(self.stop_all_targets)
 
     # -- catalog ----------------------------------------------------------------------------
@@ -178,10 +183,10 @@ class Run:
         return rows if self.settings.scale >= 1 else max(1000, int(rows * self.settings.scale))
 
     # -- evidence ---------------------------------------------------------------------------
-    def _shipped_catalog(self) -> bool:
-        """Whether the run's catalog is the one this checkout ships (same bytes)."""
+    def _shipped_catalog(self, catalog: Catalog) -> bool:
+        """Whether the run's catalog, as it was read, is the one this checkout ships (same bytes)."""
         shipped = self.settings.rootdir / "fixtures" / "catalog" / "clauses.toml"
-        return shipped.is_file() and catalog_sha256(shipped) == catalog_sha256(self.settings.catalog)
+        return shipped.is_file() and catalog_sha256(shipped) == catalog.sha256
 
     def _redacted(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` with every password this run knows replaced by ``***`` wherever it occurs (a driver's
@@ -214,6 +219,17 @@ class Run:
                 fix="free some space, or point --cp-results (CLAUSEPROOF_RESULTS) elsewhere",
             )
 
+    def load_signing_key(self) -> None:
+        """The key that will sign the manifest, read now so that a bad one stops the run before any case; the
+        default one is made on first use (and said so)."""
+        path = self.settings.signing_key
+        if path is None:
+            path = default_key_path()
+            if not path.exists():
+                key = keygen(path)
+                self.progress(f"made a signing key {path} ({fingerprint(key.public_key())}); keep it")
+        self.signing_key = load_key(path)
+
     def write_evidence(self, exitstatus: int) -> Path | None:
         """Write the bundle (evidence.json, report.html) of a run that reached its cases; move ``latest`` to it
         when it judged something."""
@@ -226,8 +242,15 @@ class Run:
         cases = list(self.cases.values())
         interrupted = self._mark_not_run(cases, exitstatus)
         doc = self._redacted(self._document(catalog, cases, exitstatus, interrupted))
+        if self.signing_key is not None:
+            fp = fingerprint(self.signing_key.public_key())
+            doc["report"]["signing"] = {"algorithm": "Ed25519", "fingerprint": fp}
         folder = write_bundle(self.settings.results, self.run_id, doc)
-        write_report(folder, doc)
+        formats = self.settings.formats
+        write_report(folder, doc, pdf="pdf" in formats, docx="docx" in formats)
+        write_manifest(folder, doc)
+        if self.signing_key is not None:
+            sign(folder, self.signing_key)
         self.bundle = folder
         self.document = doc
         if any(c.measurements for c in cases):  # latest moves only to a complete bundle that judged something
@@ -256,8 +279,9 @@ class Run:
     ) -> dict[str, Any]:
         """The evidence document: run, harness, parameters, environment, targets, catalog, verdicts, cases."""
         simulated = [i["label"] for i in self.target_info.values() if i.get("simulated")]
-        sha, shipped = catalog_sha256(self.settings.catalog), self._shipped_catalog()
+        sha, shipped = catalog.sha256, self._shipped_catalog(catalog)
         rows = clause_rows(catalog, cases)
+        clauses = [asdict(c) for c in catalog]
         return {
             "run_id": self.run_id,
             "started": self.started,
@@ -281,11 +305,31 @@ class Run:
             + [{"label": mask_passwords(s), "error": str(e)} for s, e in self.target_failures.items()],
             "simulated_targets": simulated,
             "datasets": self.datasets,
-            "catalog": [asdict(c) for c in catalog],
+            "catalog": clauses,
             "clause_rows": rows if shipped else _marked_custom(rows, sha),
+            "matrix": verdict_matrix(clauses, rows),
+            "basis": _basis(catalog),
+            "report": {"lang": self.settings.lang, "tester": self.settings.tester},
             "suite_seconds": suite_seconds(cases),
             "cases": [asdict(c) for c in cases],
         }
+
+
+def _basis(catalog: Catalog) -> list[dict[str, Any]]:
+    """The tender documents the catalog quotes: file, size, SHA-256 and how many clauses quote each."""
+    out = []
+    for name in sorted({c.seed for c in catalog}):
+        path = catalog.path.parent / "seeds" / name
+        data = path.read_bytes() if path.is_file() else b""
+        out.append(
+            {
+                "file": name,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest() if data else "missing",
+                "clauses": sum(c.seed == name for c in catalog),
+            }
+        )
+    return out
 
 
 def _marked_custom(rows: list[dict[str, Any]], sha: str) -> list[dict[str, Any]]:

@@ -1,0 +1,163 @@
+"""The report testers sign: roll-up and matrix, words in both languages, PDF/DOCX, the signed manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import string
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clauseproof.cli import main as cli
+from clauseproof.core.bundle import keygen, sign, verify, write_manifest
+from clauseproof.core.evidence import FAIL, NOT_COVERED, NOT_EVIDENCE, NOT_SHOWN, PASS, rollup, verdict_matrix
+from clauseproof.core.i18n import Messages, catalog
+
+
+def _row(cid: str, target: str, verdict: str, reason: str = "") -> dict[str, Any]:
+    return {"id": cid, "target": target, "verdict": verdict, "reason": reason, "statistic": "", "measured": ""}
+
+
+def test_rollup_every_part_must_pass() -> None:
+    assert rollup([_row("X", "t", PASS), _row("X", "t", PASS)], "all") == PASS
+    assert rollup([_row("X", "t", PASS), _row("X", "t", FAIL)], "all") == FAIL
+    # a part not shown keeps the clause from PASS without claiming FAIL
+    assert rollup([_row("X", "t", PASS), _row("X", "t", NOT_SHOWN)], "all") == NOT_SHOWN
+    assert rollup([_row("X", "t", NOT_SHOWN), _row("X", "t", FAIL)], "all") == FAIL
+    assert rollup([_row("X", "t", PASS), _row("X", "t", NOT_EVIDENCE)], "all") == NOT_EVIDENCE
+
+
+def test_rollup_any_method_but_a_wrong_result_fails_anyway() -> None:
+    """The cheapest cheat under "one method suffices": a fast backup method whose restore is unequal to its
+    source.  A wrong result is FAIL under every rule."""
+    fast_but_slow = [_row("B", "t", FAIL, "measured 9 s, required < 7 s"), _row("B", "t", PASS)]
+    assert rollup(fast_but_slow, "any") == PASS
+    assert rollup(fast_but_slow, "all") == FAIL
+    wrong = [_row("B", "t", FAIL, "result wrong: the restored copy differs"), _row("B", "t", PASS)]
+    assert rollup(wrong, "any") == FAIL
+
+
+def test_matrix_has_one_row_per_clause_and_a_column_per_target() -> None:
+    clauses = [
+        {"id": "A", "mark": "★", "rollup": "all"},
+        {"id": "B", "mark": "plain", "rollup": "any"},
+        {"id": "C", "mark": "▲"},  # a bundle older than roll-up rules: "all"
+    ]
+    rows = [
+        _row("A", "pg", PASS),
+        _row("A", "pg", NOT_SHOWN),
+        _row("A", "maria", PASS),
+        _row("B", "pg", FAIL, "slow"),
+        _row("B", "pg", PASS),
+        _row("C", "", NOT_COVERED),
+    ]
+    m = verdict_matrix(clauses, rows)
+    assert m["targets"] == ["pg", "maria"]
+    assert [r["id"] for r in m["rows"]] == ["A", "B", "C"]
+    a, b, c = m["rows"]
+    assert a["cells"]["pg"] == {"verdict": NOT_SHOWN, "parts": 2} and a["cells"]["maria"]["verdict"] == PASS
+    assert a["overall"] == NOT_SHOWN  # not PASS while one target has a part not shown
+    assert b["cells"]["pg"]["verdict"] == PASS and b["cells"]["maria"]["verdict"] == "NOT RUN"
+    assert b["overall"] == PASS
+    assert c["overall"] == NOT_COVERED and {x["verdict"] for x in c["cells"].values()} == {NOT_COVERED}
+
+
+def test_every_message_has_both_languages_with_the_same_placeholders() -> None:
+    fields = string.Formatter()
+    for group, entries in catalog().items():
+        for key, entry in entries.items():
+            assert set(entry) == {"zh", "en"}, f"[{group}] {key}"
+            names = [{f for _, f, _, _ in fields.parse(entry[lang]) if f} for lang in ("zh", "en")]
+            assert names[0] == names[1], f"[{group}] {key}: placeholders differ"
+            assert re.search(r"[\u4e00-\u9fff]", entry["zh"]), f"[{group}] {key}: zh holds no Chinese"
+    t = Messages("zh+en")
+    assert t.verdict("FAIL") == "不通过 / FAIL"
+    assert Messages("zh").verdict("PASS") == "通过" and Messages("en").verdict("PASS") == "PASS"
+
+
+def _bundle(tmp_path: Path) -> tuple[Path, Any]:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "evidence.json").write_text('{"run_id": "x"}')
+    (folder / "report.html").write_text("<p>通过</p>")
+    (folder / "plots").mkdir()
+    (folder / "plots" / "a.svg").write_text("<svg/>")
+    key = keygen(tmp_path / "key.pem")
+    write_manifest(folder, {"run_id": "x", "parameters": {"catalog_sha256": "c"}, "basis": []})
+    sign(folder, key)
+    return folder, key
+
+
+def test_verify_names_each_file_changed_added_or_removed(tmp_path: Path) -> None:
+    folder, _ = _bundle(tmp_path)
+    assert verify(folder).ok
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"evidence.json", "report.html", "plots/a.svg"}
+    assert len(manifest["files"]["report.html"]["sm3"]) == 64
+    data = bytearray((folder / "report.html").read_bytes())
+    data[3] ^= 1  # one bit of one byte
+    (folder / "report.html").write_bytes(bytes(data))
+    (folder / "plots" / "a.svg").unlink()
+    (folder / "extra.txt").write_text("x")
+    problems = verify(folder).problems
+    assert problems == ["removed: plots/a.svg", "added: extra.txt (not in the manifest)", _changed("report.html")]
+
+
+def _changed(rel: str) -> str:
+    return f"changed: {rel} (its SHA-256/SM3 differ from the manifest)"
+
+
+def test_verify_catches_a_rewritten_manifest_and_a_re_signed_bundle(tmp_path: Path) -> None:
+    """The cheapest cheats: change a verdict and rewrite the manifest's hash to match (the signature breaks), or
+    re-sign the changed bundle with one's own key (the fingerprint no longer matches the report's)."""
+    folder, key = _bundle(tmp_path)
+    from clauseproof.core.bundle import fingerprint
+
+    honest = fingerprint(key.public_key())
+    (folder / "evidence.json").write_text('{"run_id": "x", "verdict": "PASS"}')
+    manifest = json.loads((folder / "manifest.json").read_text())
+    from clauseproof.core.bundle import file_hashes
+
+    manifest["files"]["evidence.json"] = file_hashes(folder / "evidence.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert any("signature does not match" in p for p in verify(folder).problems)
+    forger = keygen(tmp_path / "forger.pem")
+    sign(folder, forger)
+    assert verify(folder).ok  # a consistent bundle, but whose?
+    problems = verify(folder, expect_fingerprint=honest).problems
+    assert problems == [f"signed by key {fingerprint(forger.public_key())}, not by the expected {honest}"]
+
+
+def test_verify_command_reads_an_archive_and_sets_the_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = _bundle(tmp_path)
+    archive = shutil.make_archive(str(tmp_path / "bundle"), "zip", folder.parent, folder.name)
+    assert cli(["verify", archive]) == 0
+    assert "OK: 3 files match" in capsys.readouterr().out
+    (folder / "evidence.json").write_text("{}")
+    changed = shutil.make_archive(str(tmp_path / "changed"), "gztar", folder.parent, folder.name)
+    assert cli(["verify", changed]) == 1
+    assert _changed("evidence.json") in capsys.readouterr().err
+    assert cli(["verify", str(tmp_path / "key.pem")]) == 2  # neither a folder nor an archive
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "k.pem"
+    assert cli(["keygen", "--out", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert cli(["keygen", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def pdf_fonts(pdf: Path) -> str:
+    return subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+
+
+def pdf_text(pdf: Path, last: int = 0) -> str:
+    args = ["pdftotext", "-layout", *(["-l", str(last)] if last else []), str(pdf), "-"]
+    return subprocess.run(args, capture_output=True, text=True, check=True).stdout
