@@ -100,48 +100,46 @@ def populate(conn: Any, dialect: str, schema: str, *, patients: int = PATIENTS, 
 
 
 def operations(conn: Any, dialect: str, schema: str, rng: random.Random) -> dict[str, Callable[[], None]]:
-    """The four operations on ``conn`` (autocommit on; ``transfer`` makes its own transaction)."""
+    """The four operations on ``conn`` (autocommit on; ``transfer`` makes its own transaction).
+
+    They share one cursor and their statements are built once: a Locust client spends its CPU per request,
+    and a new cursor and query string per call were a measurable part of it (``./run bench --only oltp``).
+    The caller replaces the connection, and with it these, after any error."""
     s = schema
     begin = "BEGIN" if dialect == "postgresql" else "START TRANSACTION"
+    cur = conn.cursor()
+    insert = f"INSERT INTO {s}.oltp_settlement (patient_id, hospital_code, total_amount) VALUES (%s, %s, %s)"
+    select = f"SELECT name, insurance_type, hospital_code FROM {s}.oltp_patient WHERE patient_id = %s"
+    update = f"UPDATE {s}.oltp_fund SET balance = balance + %s WHERE account_id = %s"
+    aggregate = (
+        f"SELECT count(*), sum(total_amount) FROM (SELECT total_amount FROM {s}.oltp_settlement "
+        f"WHERE hospital_code = %s ORDER BY settlement_id DESC LIMIT 100) t"
+    )
 
     def settle() -> None:
         p = rng.randint(1, PATIENTS)
-        with conn.cursor() as cur:
-            cur.execute(
-                f"INSERT INTO {s}.oltp_settlement (patient_id, hospital_code, total_amount) VALUES (%s, %s, %s)",
-                (p, f"H{p % 50:011d}", round(rng.uniform(1, 5000), 2)),
-            )
+        cur.execute(insert, (p, f"H{p % 50:011d}", round(rng.uniform(1, 5000), 2)))
 
     def lookup() -> None:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT name, insurance_type, hospital_code FROM {s}.oltp_patient WHERE patient_id = %s",
-                (rng.randint(1, PATIENTS),),
-            )
-            if cur.fetchone() is None:
-                raise LookupError("patient not found")
+        cur.execute(select, (rng.randint(1, PATIENTS),))
+        if cur.fetchone() is None:
+            raise LookupError("patient not found")
 
     def transfer() -> None:
         a, b = rng.sample(range(1, ACCOUNTS + 1), 2)
         amount = round(rng.uniform(1, 100), 2)
-        with conn.cursor() as cur:
-            cur.execute(begin)
-            try:
-                for acc, delta in sorted(((a, -amount), (b, amount))):  # fixed lock order: no deadlocks
-                    cur.execute(f"UPDATE {s}.oltp_fund SET balance = balance + %s WHERE account_id = %s", (delta, acc))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        cur.execute(begin)
+        try:
+            for acc, delta in sorted(((a, -amount), (b, amount))):  # fixed lock order: no deadlocks
+                cur.execute(update, (delta, acc))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def report() -> None:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT count(*), sum(total_amount) FROM (SELECT total_amount FROM {s}.oltp_settlement "
-                f"WHERE hospital_code = %s ORDER BY settlement_id DESC LIMIT 100) t",
-                (f"H{rng.randint(0, 49):011d}",),
-            )
-            cur.fetchone()
+        cur.execute(aggregate, (f"H{rng.randint(0, 49):011d}",))
+        cur.fetchone()
 
     return {"settle": settle, "lookup": lookup, "transfer": transfer, "report": report}
 
