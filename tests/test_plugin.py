@@ -139,7 +139,8 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
         threshold=1.0,
         params={"rows": 2000},
     )
-    result, doc = _run_suite(project, "--cp-formats=html,pdf,docx")
+    junit = project.path / "junit.xml"
+    result, doc = _run_suite(project, "--cp-formats=html,pdf,docx", f"--junitxml={junit}", "-o", "junit_family=xunit1")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*BZ-DB-4a FAIL on embedded-postgresql: measured * s, required < 1e-06 s*"])
     rows = {(r["id"], r["target"]): r for r in doc["clause_rows"]}
@@ -158,6 +159,11 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
     assert target["server"]["settings"]["fsync"] == "on" and "PostgreSQL" in target["server"]["version"]
     assert target["server_machine"]["cores"] == env["cores"] and target["server_machine"]["architecture"]
     _check_report_forms(project.path / "results" / "latest", doc)
+    xml = junit.read_text()
+    assert '<property name="clause" value="BZ-DB-4a"' in xml
+    assert re.search(r'<property name="BZ-DB-4a embedded-postgresql" value="FAIL: [0-9.]+ s"', xml)
+    bench = json.loads((project.path / "results" / "latest" / "benchmark-smaller-is-better.json").read_text())
+    assert any(e["name"].startswith("BZ-DB-4a · embedded-postgresql") and e["unit"] == "s" for e in bench)
 
 
 def _check_report_forms(folder: Path, doc: dict) -> None:

@@ -161,3 +161,57 @@ def pdf_fonts(pdf: Path) -> str:
 def pdf_text(pdf: Path, last: int = 0) -> str:
     args = ["pdftotext", "-layout", *(["-l", str(last)] if last else []), str(pdf), "-"]
     return subprocess.run(args, capture_output=True, text=True, check=True).stdout
+
+
+def _doc(values: dict[str, list[float]]) -> dict[str, Any]:
+    """A run with one numeric measurement per clause: "D" a duration (< 10 s), "R" a rate (>= 100 rows/s)."""
+    catalog = [
+        {"id": "D", "comparator": "<", "threshold": 10, "unit": "s"},
+        {"id": "R", "comparator": ">=", "threshold": 100, "unit": "rows/s"},
+    ]
+    measurements = []
+    for cid, samples in values.items():
+        lo, hi = min(samples), max(samples)
+        measurements.append(
+            {
+                "clause_id": cid,
+                "target": "pg",
+                "statistic": "median",
+                "value": sorted(samples)[len(samples) // 2],
+                "unit": catalog[0]["unit"] if cid == "D" else "rows/s",
+                "sample_unit": catalog[0]["unit"] if cid == "D" else "rows/s",
+                "samples": samples,
+                "spread": {"min": lo, "max": hi, "stdev": 0.1},
+                "verdict": PASS,
+            }
+        )
+    return {"catalog": catalog, "cases": [{"nodeid": "suites/x.py::test_x", "measurements": measurements}]}
+
+
+def test_compare_flags_only_worse_changes_outside_the_noise() -> None:
+    from clauseproof.core.compare import benchmark_json, compare
+
+    base = _doc({"D": [1.0, 1.1, 1.2], "R": [200, 210, 220]})
+    slower = _doc({"D": [1.5, 1.6, 1.7], "R": [150, 160, 170]})  # 45 % slower, rate 24 % lower: both worse
+    noisy = _doc({"D": [1.1, 1.5, 1.19], "R": [190, 200, 215]})  # ranges overlap the baseline's: noise
+    faster = _doc({"D": [0.5, 0.6, 0.7], "R": [400, 410, 420]})
+    changes, new, gone = compare(slower, base)
+    assert not new and not gone
+    assert {c.key.split(" · ")[0]: c.regression(10) for c in changes} == {"D": True, "R": True}
+    assert not any(c.regression(50) for c in changes)  # under the gate
+    assert not any(c.regression(10) for c in compare(noisy, base)[0])
+    assert not any(c.regression(0) for c in compare(faster, base)[0])
+    bench = benchmark_json(slower)
+    assert [e["value"] for e in bench["smaller"]] == [1.6] and [e["value"] for e in bench["bigger"]] == [160]
+    assert bench["smaller"][0]["extra"].startswith("clause D: < 10 s")
+
+
+def test_compare_command_gates_on_regressions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, doc in (("base", _doc({"D": [1.0, 1.1, 1.2]})), ("new", _doc({"D": [2.0, 2.1, 2.2]}))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "evidence.json").write_text(json.dumps(doc))
+    assert cli(["compare", str(tmp_path / "new"), str(tmp_path / "base")]) == 0  # no gate: report only
+    assert cli(["compare", str(tmp_path / "new"), str(tmp_path / "base"), "--fail-on-regression", "10%"]) == 1
+    out = capsys.readouterr()
+    assert "REGRESSION" in out.out and "1 regressions beyond 10 %" in out.err
+    assert cli(["compare", str(tmp_path / "new"), str(tmp_path / "nothing")]) == 2

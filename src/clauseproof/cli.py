@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from clauseproof.core.report import write_report
+from clauseproof.core.report import num, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="re-render report.html from a run's evidence.json")
     rep.add_argument("run", type=Path, help="a run folder, e.g. results/latest")
     sub.add_parser("reap", help="stop and remove embedded servers left by crashed runs")
+    cmp = sub.add_parser("compare", help="value changes between two runs, per clause, target and part (CI gate)")
+    cmp.add_argument("run", type=Path, help="the new run's folder")
+    cmp.add_argument("baseline", type=Path, help="the baseline run's folder")
+    cmp.add_argument(
+        "--fail-on-regression",
+        default="",
+        metavar="PCT",
+        help="exit 1 when a value got worse by more than PCT (e.g. 10%%) outside both runs' sample ranges",
+    )
     kg = sub.add_parser("keygen", help="make the Ed25519 key that signs each run's manifest")
     kg.add_argument("--out", type=Path, default=None, help="where (default ~/.config/clauseproof/signing-ed25519.pem)")
     ver = sub.add_parser("verify", help="check a run's signature and every file's SHA-256 and SM3 (exit 1 if not)")
@@ -38,20 +47,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(pytest.main(["--cp-list-catalog", "-q", "-p", "no:benchmark", *args.paths]))
     if args.command == "report":
-        evidence = args.run / "evidence.json"
-        try:
-            doc = json.loads(evidence.read_text())
-        except (OSError, ValueError) as exc:
-            print(
-                f"clauseproof: cannot read {evidence}: {exc}. Fix: name a folder under results/ "
-                "that holds evidence.json.",
-                file=sys.stderr,
-            )
+        doc = _read_doc(args.run)
+        if doc is None:
             return 2
         for path in write_report(args.run, doc):
             print(path)
         print("the manifest now differs from the re-rendered report: sign the run again or keep the original")
         return 0
+    if args.command == "compare":
+        return _compare(args.run, args.baseline, args.fail_on_regression)
     if args.command == "keygen":
         return _keygen(args.out)
     if args.command == "verify":
@@ -64,6 +68,53 @@ def main(argv: list[str] | None = None) -> int:
 
     for folder in reap_stale():
         print(f"removed {folder}")
+    return 0
+
+
+def _read_doc(run: Path) -> dict | None:
+    evidence = run / "evidence.json"
+    try:
+        return dict(json.loads(evidence.read_text()))
+    except (OSError, ValueError) as exc:
+        print(
+            f"clauseproof: cannot read {evidence}: {exc}. Fix: name a folder under results/ that holds evidence.json.",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _compare(run: Path, baseline: Path, gate: str) -> int:
+    from clauseproof.core.compare import compare
+
+    try:
+        gate_pct = float(gate.rstrip("%")) if gate else None
+    except ValueError:
+        print(f"clauseproof: --fail-on-regression {gate!r}: give a percentage, e.g. 10%", file=sys.stderr)
+        return 2
+    now, then = _read_doc(run), _read_doc(baseline)
+    if now is None or then is None:
+        return 2
+    changes, new, gone = compare(now, then)
+    print(f"{run} against {baseline}: {len(changes)} values in both runs")
+    regressions = []
+    for c in changes:
+        noise = "inside the noise" if c.overlap else "outside the noise"
+        worse = "worse" if c.worse_pct > 0 else "better" if c.worse_pct < 0 else "same"
+        flag = ""
+        if gate_pct is not None and c.regression(gate_pct):
+            flag = "  REGRESSION"
+            regressions.append(c)
+        print(
+            f"  {c.key}: {num(c.before)} -> {num(c.after)} {c.unit} ({c.pct:+.1f} %, {worse}, {noise}; "
+            f"verdict {c.verdicts[0]} -> {c.verdicts[1]}){flag}"
+        )
+    for key in new:
+        print(f"  new: {key}")
+    for key in gone:
+        print(f"  not measured in {run.name}: {key}")
+    if regressions:
+        print(f"{len(regressions)} regressions beyond {gate_pct:g} % outside the noise", file=sys.stderr)
+        return 1
     return 0
 
 

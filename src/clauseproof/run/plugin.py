@@ -274,6 +274,11 @@ def pytest_runtest_makereport(
             record.message = _short(report)
         elif report.when == "call" and record.outcome == "not run":
             record.outcome = "passed"
+        if report.when == "call":  # JUnit XML properties, written from the teardown report (junit_family=xunit1)
+            item.user_properties.extend(("clause", cid) for cid in record.clause_ids)
+            item.user_properties.extend(
+                (f"{m.clause_id} {m.target}", f"{m.verdict}: {m.value} {m.unit}") for m in record.measurements
+            )
     return report
 
 

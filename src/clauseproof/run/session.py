@@ -24,6 +24,7 @@ from clauseproof import __version__
 from clauseproof.bulk_load.datasets import Dataset, ensure_dataset
 from clauseproof.core.bundle import default_key_path, fingerprint, keygen, load_key, sign, write_manifest
 from clauseproof.core.catalog import Catalog, catalog_sha256, load_catalog
+from clauseproof.core.compare import write_benchmark_json
 from clauseproof.core.environment import client_environment, commit_info
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import (
@@ -248,6 +249,7 @@ class Run:
         folder = write_bundle(self.settings.results, self.run_id, doc)
         formats = self.settings.formats
         write_report(folder, doc, pdf="pdf" in formats, docx="docx" in formats)
+        write_benchmark_json(folder, doc)
         write_manifest(folder, doc)
         if self.signing_key is not None:
             sign(folder, self.signing_key)
