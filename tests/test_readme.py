@@ -27,7 +27,11 @@ def test_each_readme_profile_example_loads(tmp_path: Path, block: str) -> None:
         assert load_cloud_profile(p)["provider"]
         return
     p.write_text(block if "[target]" in block else TARGET + block)
+    for name in re.findall(r'"([\w.-]+\.pdf)"', block):  # the documents a [documents] example names
+        (tmp_path / name).write_bytes(b"%PDF-1.4\n")
     profile = load_profile(p)
+    if "[documents]" in block:
+        assert profile.documents["SX-ECS-S1"][1].name == "third-party-report-2026.pdf"
     if "[column_encryption]" in block:
         assert profile.section("column_encryption") is not None
         assert profile.section("column_encryption").keyed_options == {"enable_ce": "1"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from clauseproof.cli import main as cli
-from clauseproof.core.bundle import keygen, sign, verify, write_manifest
+from clauseproof.core.bundle import keygen, sign, sm2_key, verify, write_manifest
 from clauseproof.core.evidence import FAIL, NOT_COVERED, NOT_EVIDENCE, NOT_SHOWN, PASS, rollup, verdict_matrix
 from clauseproof.core.i18n import Messages, catalog
 
@@ -81,20 +83,28 @@ def test_every_message_has_both_languages_with_the_same_placeholders() -> None:
 
 def _bundle(tmp_path: Path) -> tuple[Path, Any]:
     folder = tmp_path / "run"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "evidence.json").write_text('{"run_id": "x"}')
     (folder / "report.html").write_text("<p>通过</p>")
     (folder / "plots").mkdir()
     (folder / "plots" / "a.svg").write_text("<svg/>")
     key = keygen(tmp_path / "key.pem")
     write_manifest(folder, {"run_id": "x", "parameters": {"catalog_sha256": "c"}, "basis": []})
-    sign(folder, key)
+    sign(folder, key, sm2_key(tmp_path / "key.pem"))
     return folder, key
 
 
 def test_verify_names_each_file_changed_added_or_removed(tmp_path: Path) -> None:
     folder, _ = _bundle(tmp_path)
-    assert verify(folder).ok
+    checked = verify(folder)
+    assert checked.ok and checked.sm2  # Debian 12's OpenSSL 3.0 signs with SM2
+    sig = json.loads((folder / "manifest.sig").read_text())
+    raw = bytearray(base64.b64decode(sig["sm2"]["signature"]))
+    raw[-3] ^= 1  # one bit of the SM2 signature's s
+    sig["sm2"]["signature"] = base64.b64encode(bytes(raw)).decode()
+    (folder / "manifest.sig").write_text(json.dumps(sig))
+    assert verify(folder).problems == ["the SM2 signature does not match manifest.json"]
+    folder, _ = _bundle(tmp_path / "again")
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"evidence.json", "report.html", "plots/a.svg"}
     assert len(manifest["files"]["report.html"]["sm3"]) == 64
@@ -215,3 +225,76 @@ def test_compare_command_gates_on_regressions(tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr()
     assert "REGRESSION" in out.out and "1 regressions beyond 10 %" in out.err
     assert cli(["compare", str(tmp_path / "new"), str(tmp_path / "nothing")]) == 2
+
+
+def test_documents_attached_in_a_profile_are_reported_never_passed(
+    project: pytest.Pytester, pg_server: Any, tmp_path: Path
+) -> None:
+    """A warranty letter attached to BZ-DB-5 is DOCUMENTED with its SHA-256 and copied into the signed bundle;
+    a document attached to a clause that has a measurement does not change that verdict."""
+    from tests.fix_targets import vendor_profile
+
+    (tmp_path / "warranty.txt").write_text("质保两年 / two-year warranty\n", encoding="utf-8")
+    profile = vendor_profile(
+        tmp_path / "vendor.toml",
+        pg_server,
+        '[documents]\n"BZ-DB-5" = ["warranty.txt"]\n"BZ-DB-4a" = "warranty.txt"\n',
+    )
+    result = project.runpytest("suites/bulk_load", f"--cp-target={profile}", "--cp-scale=0.001", "-k", "insert")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    folder = project.path / "results" / "latest"
+    doc = json.loads((folder / "evidence.json").read_text())
+    sha = hashlib.sha256((tmp_path / "warranty.txt").read_bytes()).hexdigest()
+    (row,) = [r for r in doc["clause_rows"] if r["id"] == "BZ-DB-5"]
+    assert row["verdict"] == "DOCUMENTED" and sha in row["reason"] and row["target"] == "vendor-pg"
+    matrix = {r["id"]: r for r in doc["matrix"]["rows"]}
+    assert matrix["BZ-DB-5"]["overall"] == "DOCUMENTED"
+    assert matrix["BZ-DB-4a"]["overall"] == "NOT EVIDENCE"  # the measurement decides; the document adds nothing
+    assert (folder / "documents" / "BZ-DB-5" / "warranty.txt").read_bytes() == (tmp_path / "warranty.txt").read_bytes()
+    assert verify(folder).ok
+    assert "已提供文件 / DOCUMENTED" in (folder / "report.html").read_text()
+
+
+def test_documents_for_an_unknown_clause_stop_the_run(project: pytest.Pytester, pg_server: Any, tmp_path: Path) -> None:
+    (tmp_path / "w.txt").write_text("x")
+    profile = vendor_profile_with(tmp_path, pg_server, '[documents]\n"BZ-DB-99" = ["w.txt"]\n')
+    result = project.runpytest("suites/bulk_load", f"--cp-target={profile}", "--cp-scale=0.001", "-k", "insert")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "attaches documents to BZ-DB-99, not clause ids of the catalog" in result.stdout.str() + result.stderr.str()
+    missing = vendor_profile_with(tmp_path, pg_server, '[documents]\n"BZ-DB-5" = ["nowhere.pdf"]\n')
+    result = project.runpytest("suites/bulk_load", f"--cp-target={missing}", "--cp-scale=0.001", "-k", "insert")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "[documents] BZ-DB-5: no such file" in result.stdout.str() + result.stderr.str()
+
+
+def vendor_profile_with(folder: Path, server: Any, sections: str) -> Path:
+    from tests.fix_targets import vendor_profile
+
+    return vendor_profile(folder / "vendor.toml", server, sections)
+
+
+def test_rerun_repeats_the_recorded_cases_and_refuses_other_code() -> None:
+    from clauseproof.cli import rerun_args
+
+    doc = {
+        "harness": {"commit": "abc", "dirty": False},
+        "parameters": {"seed": 7, "scale": 1, "repeats": 3, "catalog": "c.toml", "targets": ["embedded"]},
+        "cases": [
+            {"nodeid": "suites/a.py::test_x[embedded-postgresql]", "outcome": "failed"},
+            {"nodeid": "suites/a.py::test_x[embedded-mariadb]", "outcome": "passed"},
+            {"nodeid": "suites/b.py::test_y[embedded-mariadb]", "outcome": "not run"},
+        ],
+    }
+    args, problems = rerun_args(doc, {"commit": "abc"}, ["--cp-target=vendor.toml"])
+    assert not problems
+    assert args == [
+        "suites/a.py::test_x",
+        "--cp-seed=7",
+        "--cp-scale=1",
+        "--cp-repeats=3",
+        "--cp-catalog=c.toml",
+        "--cp-target=vendor.toml",
+    ]
+    assert rerun_args(doc, {"commit": "abc"}, [])[0][-1] == "--cp-target=embedded"
+    _, problems = rerun_args(doc, {"commit": "def"}, [])
+    assert problems == ["the run was made by commit abc, this checkout is def"]

@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PCT",
         help="exit 1 when a value got worse by more than PCT (e.g. 10%%) outside both runs' sample ranges",
     )
+    rr = sub.add_parser("rerun", help="repeat a recorded run (same cases, catalog, seed, scale, repeats) as a witness")
+    rr.add_argument("run", type=Path, help="the recorded run's folder")
+    rr.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="e.g. --cp-target=vendor.toml (default: the recorded)"
+    )
     kg = sub.add_parser("keygen", help="make the Ed25519 key that signs each run's manifest")
     kg.add_argument("--out", type=Path, default=None, help="where (default ~/.config/clauseproof/signing-ed25519.pem)")
     ver = sub.add_parser("verify", help="check a run's signature and every file's SHA-256 and SM3 (exit 1 if not)")
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "compare":
         return _compare(args.run, args.baseline, args.fail_on_regression)
+    if args.command == "rerun":
+        return _rerun(args.run, args.pytest_args)
     if args.command == "keygen":
         return _keygen(args.out)
     if args.command == "verify":
@@ -118,6 +125,58 @@ def _compare(run: Path, baseline: Path, gate: str) -> int:
     return 0
 
 
+def rerun_args(doc: dict, current: dict, extra: list[str]) -> tuple[list[str], list[str]]:
+    """The pytest arguments repeating a recorded run, and the problems that make it not the same run."""
+    problems = []
+    recorded = doc.get("harness", {})
+    if recorded.get("commit") and recorded.get("commit") != current.get("commit"):
+        problems.append(f"the run was made by commit {recorded['commit']}, this checkout is {current.get('commit')}")
+    if recorded.get("dirty"):
+        problems.append("the recorded run's checkout had uncommitted changes: its code cannot be named exactly")
+    params = doc.get("parameters", {})
+    tests = sorted({c["nodeid"].split("[")[0] for c in doc.get("cases", []) if not c["outcome"].startswith("not run")})
+    if not tests:
+        problems.append("the recorded run ran no case")
+    args = [
+        *tests,
+        f"--cp-seed={params.get('seed')}",
+        f"--cp-scale={params.get('scale')}",
+        f"--cp-repeats={params.get('repeats')}",
+        f"--cp-catalog={params.get('catalog')}",
+    ]
+    if not any(a.startswith("--cp-target") for a in extra):
+        args.append("--cp-target=" + ",".join(params.get("targets", [])))
+    return [*args, *extra], problems
+
+
+def _rerun(run: Path, extra: list[str]) -> int:
+    import os
+
+    import pytest
+
+    from clauseproof.core.catalog import catalog_sha256
+    from clauseproof.core.environment import commit_info
+
+    doc = _read_doc(run)
+    if doc is None:
+        return 2
+    args, problems = rerun_args(doc, commit_info(Path.cwd()), extra)
+    catalog = Path(doc.get("parameters", {}).get("catalog", ""))
+    if not catalog.is_file() or catalog_sha256(catalog) != doc["parameters"].get("catalog_sha256"):
+        problems.append(f"the catalog {catalog} is missing or differs from the recorded one (sha256 differs)")
+    if problems:
+        print(f"clauseproof: cannot repeat {run} exactly:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        print(
+            "Fix: check out the recorded commit (git checkout <commit>) with its catalog, then rerun.", file=sys.stderr
+        )
+        return 2
+    os.environ["CLAUSEPROOF_RERUN_OF"] = str(doc.get("run_id"))
+    print("clauseproof: pytest " + " ".join(args))
+    return int(pytest.main(args))
+
+
 def _keygen(out: Path | None) -> int:
     from clauseproof.core.bundle import default_key_path, fingerprint, keygen
     from clauseproof.core.errors import ClauseproofError
@@ -166,7 +225,8 @@ def _verify(run: Path, expect: str) -> int:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     if result.ok:
-        print(f"{run}: OK: {result.checked} files match the manifest, signed by {result.fingerprint}")
+        sm2 = " and its SM2 signature holds" if result.sm2 else ""
+        print(f"{run}: OK: {result.checked} files match the manifest, signed by {result.fingerprint}{sm2}")
         if not expect:
             print("compare that fingerprint with the one the report prints (or pass --fingerprint)")
         return 0

@@ -2,7 +2,8 @@
 
 ``manifest.json`` lists every file of the run folder (itself and its signature excepted) with its size,
 SHA-256 and SM3, and the harness version and commit, the catalog's and the tender documents' hashes.
-``manifest.sig`` holds an Ed25519 signature over the manifest's bytes and the public key; the report
+``manifest.sig`` holds an Ed25519 signature over the manifest's bytes and the public key (and an SM2
+signature with SM3 made by the machine's OpenSSL, where it has SM2); the report
 prints the key's fingerprint, so a witness checks that the bundle was signed by the tester's key and
 not re-signed by whoever changed it.  ``clauseproof verify`` checks both.
 """
@@ -13,6 +14,8 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,10 @@ from clauseproof.core.evidence import write_atomic
 
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
 _CHUNK = 1 << 20
+#: the distinguishing identifier of SM2 signatures (GB/T 35276's default user ID)
+SM2_ID = "1234567812345678"
+_OPENSSL_TIMEOUT = 30
+_SM2_OPTS = ("-rawin", "-digest", "sm3", "-pkeyopt")
 
 
 def default_key_path() -> Path:
@@ -105,17 +112,101 @@ def write_manifest(folder: Path, document: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def sign(folder: Path, key: Ed25519PrivateKey) -> dict[str, str]:
-    """Sign ``manifest.json``'s bytes; ``manifest.sig`` holds the algorithm, public key, fingerprint, signature."""
+def sm2_key(ed25519_path: Path) -> Path | None:
+    """The SM2 key beside the Ed25519 one (``signing-sm2.pem``), made with OpenSSL on first use; None where this
+    machine's OpenSSL has no SM2."""
+    path = ed25519_path.with_name("signing-sm2.pem")
+    if path.exists():
+        return path
+    try:
+        made = subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "SM2", "-out", str(path)],
+            capture_output=True,
+            timeout=_OPENSSL_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if made.returncode != 0:
+        path.unlink(missing_ok=True)
+        return None
+    path.chmod(0o600)
+    return path
+
+
+def _sm2_sign(key: Path, data_path: Path) -> dict[str, str] | None:
+    """An SM2 signature with SM3 (OpenSSL's pkeyutl) over a file, and the public key; None where OpenSSL fails."""
+    try:
+        sig = subprocess.run(
+            ["openssl", "pkeyutl", "-sign", "-inkey", str(key), *_SM2_OPTS, f"distid:{SM2_ID}", "-in", str(data_path)],
+            capture_output=True,
+            timeout=_OPENSSL_TIMEOUT,
+            check=True,
+        ).stdout
+        pub = subprocess.run(
+            ["openssl", "pkey", "-in", str(key), "-pubout"], capture_output=True, timeout=_OPENSSL_TIMEOUT, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {
+        "algorithm": "SM2-with-SM3",
+        "distid": SM2_ID,
+        "public_key_pem": pub.decode(),
+        "signature": base64.b64encode(sig).decode(),
+    }
+
+
+def _sm2_verify(entry: dict[str, str], data_path: Path) -> str:
+    """ "" when the SM2 signature holds; otherwise what is wrong (or that it could not be checked here)."""
+    with tempfile.TemporaryDirectory(prefix="clauseproof-sm2-") as tmp:
+        pub, sig = Path(tmp) / "pub.pem", Path(tmp) / "sig.der"
+        pub.write_text(entry["public_key_pem"])
+        sig.write_bytes(base64.b64decode(entry["signature"]))
+        distid = f"distid:{entry.get('distid', SM2_ID)}"
+        try:
+            done = subprocess.run(
+                [
+                    "openssl",
+                    "pkeyutl",
+                    "-verify",
+                    "-pubin",
+                    "-inkey",
+                    str(pub),
+                    *_SM2_OPTS,
+                    distid,
+                    "-in",
+                    str(data_path),
+                    "-sigfile",
+                    str(sig),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=_OPENSSL_TIMEOUT,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"the SM2 signature could not be checked here: {exc}"
+    if done.returncode == 0:
+        return ""
+    if "Signature Verification Failure" in done.stdout + done.stderr:
+        return f"the SM2 signature does not match {MANIFEST}"
+    return f"the SM2 signature could not be checked here: {(done.stderr or done.stdout).strip()[:200]}"
+
+
+def sign(folder: Path, key: Ed25519PrivateKey, sm2: Path | None = None) -> dict[str, Any]:
+    """Sign ``manifest.json``'s bytes; ``manifest.sig`` holds the algorithm, public key, fingerprint, signature,
+    and an SM2 signature (GB/T 35275 style, SM3 digest) where ``sm2`` names a key OpenSSL can use."""
     data = (folder / MANIFEST).read_bytes()
     public = key.public_key()
-    sig = {
+    sig: dict[str, Any] = {
         "algorithm": "Ed25519",
         "public_key": public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex(),
         "fingerprint": fingerprint(public),
         "signature": base64.b64encode(key.sign(data)).decode(),
         "signed": MANIFEST,
     }
+    if sm2 is not None:
+        entry = _sm2_sign(sm2, folder / MANIFEST)
+        if entry is not None:
+            sig["sm2"] = entry
     write_atomic(folder / SIGNATURE, json.dumps(sig, indent=1) + "\n")
     return sig
 
@@ -127,6 +218,7 @@ class Verification:
     folder: Path
     fingerprint: str = ""
     checked: int = 0
+    sm2: bool = False  # an SM2 signature was present and holds
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -151,6 +243,12 @@ def verify(folder: Path, *, expect_fingerprint: str = "") -> Verification:
         public.verify(signature, manifest_bytes)
     except InvalidSignature:
         v.problems.append(f"the signature does not match {MANIFEST}: the manifest was changed after signing")
+    if "sm2" in sig:
+        problem = _sm2_verify(sig["sm2"], folder / MANIFEST)
+        if problem:
+            v.problems.append(problem)
+        else:
+            v.sm2 = True
     if expect_fingerprint and expect_fingerprint != v.fingerprint:
         v.problems.append(f"signed by key {v.fingerprint}, not by the expected {expect_fingerprint}")
     listed: dict[str, dict[str, Any]] = manifest.get("files", {})

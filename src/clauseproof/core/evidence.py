@@ -26,6 +26,10 @@ PASS, FAIL, NOT_EVIDENCE, NOT_SHOWN, NOT_COVERED, SKIPPED, ERROR = (
     "ERROR",
 )
 
+#: A clause a vendor's document (a warranty, licence, certificate, third-party report) is attached to: shown with
+#: the files' SHA-256, never counted as PASS.
+DOCUMENTED = "DOCUMENTED"
+
 #: The outcome of a case the run never reached because it was interrupted (Ctrl-C, SIGTERM, SIGHUP), or
 #: because a configuration error stopped it.
 NOT_RUN_INTERRUPTED = "not run: interrupted"
@@ -232,10 +236,17 @@ def _fmt(v: float | bool) -> str:
     return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def clause_rows(catalog: Catalog, cases: list[CaseRecord]) -> list[dict[str, Any]]:
-    """One row per (clause, target) measured, or per clause with its coverage state."""
+def clause_rows(
+    catalog: Catalog, cases: list[CaseRecord], documents: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per (clause, target) measured, or per clause with its coverage state; a clause with documents
+    attached (``{clause, target, files: [{name, sha256, bytes}]}``) gets a DOCUMENTED row per target instead of
+    NOT COVERED (and beside its measured rows)."""
     rows: list[dict[str, Any]] = []
     for clause in catalog:
+        rows.extend(_document_rows(clause, [d for d in documents or [] if d["clause"] == clause.id]))
+        if any(r["id"] == clause.id for r in rows) and not any(clause.id in c.clause_ids for c in cases):
+            continue
         covering = [c for c in cases if clause.id in c.clause_ids and not c.outcome.startswith("not run")]
         stopped = [c for c in cases if clause.id in c.clause_ids and c.outcome.startswith("not run: ")]
         deselected = [c for c in cases if clause.id in c.clause_ids and c.outcome == "not run"]
@@ -305,6 +316,10 @@ def rollup(rows: list[dict[str, Any]], rule: str) -> str:
     ``all``: every part must PASS; any FAIL makes it FAIL, else an ERROR, NOT SHOWN, SKIPPED or NOT EVIDENCE part
     keeps it from PASS (in that order).  ``any``: one PASS part suffices (one backup method, say), unless a part's
     result was wrong (a restore unequal to its source): a wrong result is FAIL under every rule."""
+    measured = [r for r in rows if r["verdict"] != DOCUMENTED]
+    if rows and not measured:
+        return DOCUMENTED
+    rows = measured  # documents beside measurements add nothing to the verdict
     verdicts = [r["verdict"] for r in rows]
     if not verdicts:
         return NOT_RUN_HERE
@@ -338,10 +353,31 @@ def verdict_matrix(clauses: list[dict[str, Any]], rows: list[dict[str, Any]]) ->
         untargeted = [r for r in covered if not r.get("target")]  # a case that broke before its target was known
         overall = rollup(covered, "all") if covered else NOT_COVERED
         if covered and not untargeted:
-            judged = [c["verdict"] for c in cells.values() if c["verdict"] != NOT_RUN_HERE]
-            overall = next((v for v in _BLOCKING if v in judged), PASS)
+            judged = [c["verdict"] for c in cells.values() if c["verdict"] not in (NOT_RUN_HERE, DOCUMENTED)]
+            overall = next((v for v in _BLOCKING if v in judged), PASS) if judged else DOCUMENTED
         out.append({"id": clause["id"], "mark": clause["mark"], "rollup": rule, "cells": cells, "overall": overall})
     return {"targets": targets, "rows": out}
+
+
+def _document_rows(clause: Clause, attached: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": clause.id,
+            "mark": clause.mark,
+            "text": clause.text,
+            "summary": clause.summary,
+            "rule": clause.rule(),
+            "verification": clause.verification,
+            "nodeids": [],
+            "target": d["target"],
+            "verdict": DOCUMENTED,
+            "measured": ", ".join(f["name"] for f in d["files"]),
+            "statistic": "documents attached in the profile's [documents]",
+            "reason": "; ".join(f"{f['name']}: sha256 {f['sha256']}" for f in d["files"])
+            + " (a document is not a measurement: read it; never counted as PASS)",
+        }
+        for d in attached
+    ]
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -29,6 +29,7 @@ VERDICT_CLASS = {
     "SKIPPED": "skip",
     "ERROR": "err",
     "NOT RUN": "nr",
+    "DOCUMENTED": "doc",
 }
 
 

@@ -25,6 +25,7 @@ _FILL = {
     "SKIPPED": "E4E9F5",
     "ERROR": "F3C6F0",
     "NOT RUN": "FAFAFA",
+    "DOCUMENTED": "E0F0F5",
 }
 
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clauseproof import __version__
 from clauseproof.bulk_load.datasets import Dataset, ensure_dataset
-from clauseproof.core.bundle import default_key_path, fingerprint, keygen, load_key, sign, write_manifest
+from clauseproof.core.bundle import default_key_path, fingerprint, keygen, load_key, sign, sm2_key, write_manifest
 from clauseproof.core.catalog import Catalog, catalog_sha256, load_catalog
 from clauseproof.core.compare import write_benchmark_json
 from clauseproof.core.environment import client_environment, commit_info
@@ -78,6 +78,9 @@ class Run:
         #: The evidence document of the finished run (also written to the bundle).
         self.document: dict[str, Any] | None = None
         self.signing_key: Ed25519PrivateKey | None = None
+        self.sm2_key: Path | None = None
+        #: documents the targets' profiles attach to clauses ({clause, target, files})
+        self.documents: list[dict[str, Any]] = []
         atexit.register(self.stop_all_targets)
 
     # -- catalog ----------------------------------------------------------------------------
@@ -121,6 +124,7 @@ class Run:
             started = time.perf_counter()
             try:
                 t = make_target(spec, self.settings, self.namespace)
+                self._attach_documents(t)  # a wrong clause id stops the run before the target starts
                 self.progress(f"starting target {t.label} ...")
                 t.start()
             except ClauseproofError as exc:
@@ -139,6 +143,26 @@ class Run:
             self.target_info[spec] = info
             self.progress(f"target {t.label} ready in {info['start_seconds']} s")
         return self.targets[spec]
+
+    def _attach_documents(self, t: Target) -> None:
+        """The profile's ``[documents]``: clause ids checked against the catalog, files hashed (and copied into the
+        bundle when it is written)."""
+        documents = getattr(getattr(t, "profile", None), "documents", None) or {}
+        unknown = [cid for cid in documents if cid not in self.catalog]
+        if unknown:
+            raise ClauseproofError(
+                f"the profile of {t.label} attaches documents to {', '.join(unknown)}, not clause ids of the catalog",
+                checked=f"[documents] against {self.catalog.path}",
+                fix="use the ids `clauseproof catalog` lists",
+            )
+        for cid, paths in documents.items():
+            files = []
+            for p in paths:
+                data = p.read_bytes()
+                files.append(
+                    {"name": p.name, "path": str(p), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                )
+            self.documents.append({"clause": cid, "target": t.label, "files": files})
 
     @staticmethod
     def _server_machine(t: Target, server: dict[str, Any]) -> dict[str, Any]:
@@ -230,6 +254,7 @@ class Run:
                 key = keygen(path)
                 self.progress(f"made a signing key {path} ({fingerprint(key.public_key())}); keep it")
         self.signing_key = load_key(path)
+        self.sm2_key = sm2_key(path)  # None where this machine's OpenSSL has no SM2
 
     def write_evidence(self, exitstatus: int) -> Path | None:
         """Write the bundle (evidence.json, report.html) of a run that reached its cases; move ``latest`` to it
@@ -247,18 +272,27 @@ class Run:
             fp = fingerprint(self.signing_key.public_key())
             doc["report"]["signing"] = {"algorithm": "Ed25519", "fingerprint": fp}
         folder = write_bundle(self.settings.results, self.run_id, doc)
+        self._copy_documents(folder)
         formats = self.settings.formats
         write_report(folder, doc, pdf="pdf" in formats, docx="docx" in formats)
         write_benchmark_json(folder, doc)
         write_manifest(folder, doc)
         if self.signing_key is not None:
-            sign(folder, self.signing_key)
+            sign(folder, self.signing_key, self.sm2_key)
         self.bundle = folder
         self.document = doc
         if any(c.measurements for c in cases):  # latest moves only to a complete bundle that judged something
             point_latest(self.settings.results, self.run_id)
             self.latest_moved = True
         return folder
+
+    def _copy_documents(self, folder: Path) -> None:
+        """Attached documents go into the bundle (``documents/<clause>/<file>``), so the manifest covers them."""
+        for d in self.documents:
+            for f in d["files"]:
+                dest = folder / "documents" / d["clause"] / f["name"]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f["path"], dest)
 
     def _mark_not_run(self, cases: list[CaseRecord], exitstatus: int) -> dict[str, Any] | None:
         """Cases an interruption or a configuration error kept from running say so; the interruption itself."""
@@ -282,7 +316,10 @@ class Run:
         """The evidence document: run, harness, parameters, environment, targets, catalog, verdicts, cases."""
         simulated = [i["label"] for i in self.target_info.values() if i.get("simulated")]
         sha, shipped = catalog.sha256, self._shipped_catalog(catalog)
-        rows = clause_rows(catalog, cases)
+        attached = [
+            {**d, "files": [{k: v for k, v in f.items() if k != "path"} for f in d["files"]]} for d in self.documents
+        ]
+        rows = clause_rows(catalog, cases, attached)
         clauses = [asdict(c) for c in catalog]
         return {
             "run_id": self.run_id,
@@ -311,7 +348,9 @@ class Run:
             "clause_rows": rows if shipped else _marked_custom(rows, sha),
             "matrix": verdict_matrix(clauses, rows),
             "basis": _basis(catalog),
+            "documents": attached,
             "report": {"lang": self.settings.lang, "tester": self.settings.tester},
+            "rerun_of": os.environ.get("CLAUSEPROOF_RERUN_OF") or None,
             "suite_seconds": suite_seconds(cases),
             "cases": [asdict(c) for c in cases],
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ class Profile:
     #: Sections of the capabilities (``[column_encryption]``, say), each as its capability parsed it
     #: (:mod:`clauseproof.targets.sections`); absent sections are not listed.
     sections: dict[str, Any] = field(default_factory=dict)
+    #: ``[documents]``: clause id → files that document it (warranties, licences, certificates, third-party
+    #: reports); each is reported as DOCUMENTED with its SHA-256, never as PASS.
+    documents: dict[str, list[Path]] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
         """A capability's section as it parsed it, or None when the profile has none."""
@@ -121,10 +125,12 @@ def load_profile(path: Path) -> Profile:
 
     known = {**_PROFILE_KEYS, **{name: sec.keys for name, sec in sections.registered().items()}}
     for section, body in data.items():
-        if section not in known:
-            raise err(section, None, "unknown section", f"use only [{'], ['.join(known)}]")
+        if section not in known and section != "documents":
+            raise err(section, None, "unknown section", f"use only [{'], ['.join([*known, 'documents'])}]")
         if not isinstance(body, dict):
             raise err(section, None, "must be a table", f"write it as [{section}] with keys below it")
+        if section == "documents":
+            continue
         for key, value in body.items():
             allowed = known[section]
             if key not in allowed:
@@ -177,7 +183,27 @@ def load_profile(path: Path) -> Profile:
         sm4=dict(data.get("sm4", {})),
         replication=_check_replication(data.get("replication", {}), err),
         sections={name: sec.parse(data[name], err) for name, sec in sections.registered().items() if data.get(name)},
+        documents=_check_documents(path, data.get("documents", {}), err),
     )
+
+
+def _check_documents(path: Path, body: dict[str, Any], err: Callable[..., ClauseproofError]) -> dict[str, list[Path]]:
+    """``[documents]``: clause id → files (relative to the profile) that document it; every file must exist."""
+    out: dict[str, list[Path]] = {}
+    for clause_id, value in body.items():
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise err(
+                "documents", clause_id, f"{value!r} is not a file name or a list of them", 'write "ID" = ["file"]'
+            )
+        files = [(path.parent / n).resolve() for n in names]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise err(
+                "documents", clause_id, f"no such file: {', '.join(missing)}", "name files relative to the profile"
+            )
+        out[clause_id] = files
+    return out
 
 
 def _host_port(value: Any) -> tuple[str, int] | None:
