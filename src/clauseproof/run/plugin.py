@@ -304,6 +304,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.progress(f"evidence written in {time.perf_counter() - started:.1f} s")
 
 
+#: columns of the terminal's clause table and their least widths
+_COLUMNS = {"id": 10, "target": 22, "verdict": 13, "measured": 18, "rule": 18}
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = _run(config)
     if run.bundle is None or run.document is None:
@@ -313,17 +317,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for row in doc["clause_rows"]:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     terminalreporter.section("clauseproof")
-    for row in doc["clause_rows"]:
-        if row["verdict"] != "NOT COVERED":
-            case = row.get("nodeid", "").split("::")[-1].split("[")[0]
-            if row.get("statistic", "").startswith("part: "):
-                case += " — " + row["statistic"][6:70]
-            elif row["verdict"] in ("SKIPPED", "ERROR") and row.get("reason"):
-                case += " — " + row["reason"].splitlines()[0][:70]  # the report has the whole reason
-            terminalreporter.line(
-                f"{row['id']:<10} {row['target']:<22} {row['verdict']:<13} {row['measured']:<18} "
-                f"{row['rule']:<18} {case}"
-            )
+    shown = [r for r in doc["clause_rows"] if r["verdict"] != "NOT COVERED"]
+    width = {k: max([len(str(r.get(k, ""))) for r in shown] + [minimum]) for k, minimum in _COLUMNS.items()}
+    for row in shown:
+        case = row.get("nodeid", "").split("::")[-1].split("[")[0]
+        if row.get("statistic", "").startswith("part: "):
+            case += " — " + row["statistic"][6:70]
+        elif row["verdict"] in ("SKIPPED", "ERROR") and row.get("reason"):
+            case += " — " + row["reason"].splitlines()[0][:70]  # the report has the whole reason
+        cells = [f"{row.get(k, '')!s:<{w}}" for k, w in width.items()]  # as wide as the longest target
+        terminalreporter.line(" ".join([*cells, case]))
     terminalreporter.line("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if doc.get("suite_seconds"):
         terminalreporter.line(
