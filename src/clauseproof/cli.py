@@ -105,7 +105,7 @@ def _compare(run: Path, baseline: Path, gate: str) -> int:
     print(f"{run} against {baseline}: {len(changes)} values in both runs")
     regressions = []
     for c in changes:
-        noise = "inside the noise" if c.overlap else "outside the noise"
+        noise = c.noise
         worse = "worse" if c.worse_pct > 0 else "better" if c.worse_pct < 0 else "same"
         flag = ""
         if gate_pct is not None and c.regression(gate_pct):

@@ -2,7 +2,8 @@
 
 A change is a regression only when it goes the worse way (by the clause's comparator: a duration
 that grows, a rate that falls), exceeds the gate (``--fail-on-regression 10%``) *and* lies outside
-the noise: the two runs' sample ranges (min..max) do not overlap.  The absolute verdicts stay the
+the noise: the two runs' sample ranges (min..max) do not overlap.  A single sample (a 1 GiB backup,
+say) has no known noise: it is judged on the gate alone, and the output says so.  The absolute verdicts stay the
 clause's own; this only says what moved.
 """
 
@@ -28,6 +29,13 @@ class Change:
     smaller_is_better: bool
     overlap: bool  # the two runs' sample ranges overlap: the change is inside the noise
     verdicts: tuple[str, str]
+    samples: tuple[int, int] = (0, 0)  # how many samples each run had (1: its noise is unknown)
+
+    @property
+    def noise(self) -> str:
+        if min(self.samples) < 2:
+            return "noise unknown (a single sample)"
+        return "inside the noise" if self.overlap else "outside the noise"
 
     @property
     def pct(self) -> float:
@@ -79,6 +87,7 @@ def compare(run: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[Change]
                 smaller_is_better=b["comparator"] in SMALLER_IS_BETTER,
                 overlap=a_lo <= b_hi and b_lo <= a_hi,
                 verdicts=(a["verdict"], b["verdict"]),
+                samples=(len(a.get("samples") or []), len(b.get("samples") or [])),
             )
         )
     return changes, sorted(set(now) - set(then)), sorted(set(then) - set(now))

@@ -115,7 +115,8 @@ def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
     doc.add_heading(f"1 {t('matrix')}", level=1)
     doc.add_paragraph(t("rollup_intro")).runs[0].font.size = Pt(8)
     targets = matrix["targets"]
-    rows, shades = [], {i + 3: [] for i in range(len(targets))}  # type: ignore[var-annotated]
+    rows: list[list[str]] = []
+    shades: dict[int, list[str]] = {i + 3: [] for i in range(len(targets))}  # the target columns
     for row in matrix["rows"]:
         c = clauses[row["id"]]
         text = c["text"] if len(c["text"]) <= 46 else c["text"][:45] + "…"

@@ -35,6 +35,7 @@ from clauseproof.core.evidence import (
     now_utc,
     point_latest,
     verdict_matrix,
+    write_atomic_bytes,
     write_bundle,
 )
 from clauseproof.core.report import write_report
@@ -81,6 +82,7 @@ class Run:
         self.sm2_key: Path | None = None
         #: documents the targets' profiles attach to clauses ({clause, target, files})
         self.documents: list[dict[str, Any]] = []
+        self._document_bytes: dict[tuple[str, str], bytes] = {}
         atexit.register(self.stop_all_targets)
 
     # -- catalog ----------------------------------------------------------------------------
@@ -159,6 +161,7 @@ class Run:
             files = []
             for p in paths:
                 data = p.read_bytes()
+                self._document_bytes[(cid, p.name)] = data  # what was hashed is what goes into the bundle
                 files.append(
                     {"name": p.name, "path": str(p), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                 )
@@ -292,7 +295,7 @@ class Run:
             for f in d["files"]:
                 dest = folder / "documents" / d["clause"] / f["name"]
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f["path"], dest)
+                write_atomic_bytes(dest, self._document_bytes[(d["clause"], f["name"])])
 
     def _mark_not_run(self, cases: list[CaseRecord], exitstatus: int) -> dict[str, Any] | None:
         """Cases an interruption or a configuration error kept from running say so; the interruption itself."""
