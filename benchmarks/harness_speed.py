@@ -11,6 +11,7 @@
 4. The load generator (``--only oltp``): the OLTP workload's point select (patient by key) in
    Locust against ``pgbench -S`` (account by key) at the same client count on the same embedded
    PostgreSQL, each for the same time; Locust in 1 and 2 processes; TPS ratio and client CPU.
+5. The failover judge (``--only history``): 1,000,000 operations with an outage, judged (≤ 10 s asked).
 """
 
 from __future__ import annotations
@@ -268,6 +269,44 @@ def bench_oltp(clients: int, seconds: int) -> None:
         t.stop()
 
 
+def bench_history(ops: int, rounds: int) -> None:
+    """The failover judge over a history of ``ops`` operations (writes and reads of 16 clients, a 3 s outage),
+    a final read of every acknowledged id and 10 leader polls per second."""
+    import numpy as np
+
+    from clauseproof.failover.history import READ, WRITE, History, LeaderSample, judge
+
+    rng = np.random.default_rng(1)
+    h = History(capacity=ops)
+    start, fault_at = 0.0, ops / 20_000 / 2  # 20,000 operations per second; the fault half way
+    acked = []
+    t0 = time.perf_counter()
+    for i in range(ops):
+        at = start + i / 20_000
+        kind = WRITE if i % 4 else READ
+        j = h.invoke(i % 16, kind, i, at=at)
+        down = fault_at <= at < fault_at + 3
+        h.complete(j, ("info" if rng.random() < 0.5 else "fail") if down else "ok", at=at + 0.002)
+        if kind == WRITE and not down:
+            acked.append(i)
+    build = time.perf_counter() - t0
+    end_at = ops / 20_000
+    leaders = [
+        LeaderSample(k / 10, {"n1": k / 10 < fault_at + 2, "n2": k / 10 >= fault_at + 2, "n3": False})
+        for k in range(int(end_at * 10))
+    ]
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        trial = judge(h, fault="kill", fault_at=fault_at, end_at=end_at, final_ids=acked, leaders=leaders)
+        times.append(time.perf_counter() - t0)
+    assert trial.problems == [], trial.problems
+    print(
+        f"failover judge: {ops:,} operations, {len(leaders):,} leader polls, {rounds} rounds: median "
+        f"{statistics.median(times):.2f} s (recording them took {build:.1f} s, {build / ops * 1e6:.2f} µs each)"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -275,11 +314,18 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--engines", default="postgresql,mariadb")
     p.add_argument("--sm4-rows", type=int, default=100_000)
-    p.add_argument("--only", choices=["generation", "load", "sm4", "oltp", "scan"], help="run one section only")
+    p.add_argument(
+        "--only", choices=["generation", "load", "sm4", "oltp", "scan", "history"], help="run one section only"
+    )
+    p.add_argument("--history-ops", type=int, default=1_000_000, help="history: operations judged")
     p.add_argument("--clients", type=int, default=16, help="oltp: clients for pgbench and Locust users")
     p.add_argument("--seconds", type=int, default=15, help="oltp: seconds per measurement")
     p.add_argument("--scan-mib", type=int, default=1024, help="scan: MiB of files to scan")
     a = p.parse_args()
+    if a.only in (None, "history"):
+        bench_history(a.history_ops, a.rounds)
+    if a.only == "history":
+        return 0
     if a.only in (None, "scan"):
         bench_scan(a.scan_mib, a.rounds)
     if a.only == "scan":

@@ -15,6 +15,7 @@ LAYERS = {
     "backup": 2,
     "bulk_load": 2,
     "compute": 2,
+    "failover": 2,
     "encryption": 2,
     "load": 2,
     "online_ddl": 2,

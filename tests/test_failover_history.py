@@ -1,0 +1,130 @@
+"""The failover judge on synthetic histories: an honest failover passes, and each positive control of the issue
+(lost acknowledged writes, no failover manager, no quorum, a freeze, a fault hook that does nothing, two
+leaders) is judged as what it is."""
+
+from __future__ import annotations
+
+import math
+
+from clauseproof.failover.history import READ, WRITE, History, LeaderSample, judge
+
+FAULT = 100.0
+
+
+def _run(
+    *,
+    down: tuple[float, float] = (100.0, 103.0),
+    outcome_when_down: str = "info",
+    end: float = 110.0,
+    writers: int = 4,
+    readers: int = 2,
+) -> tuple[History, list[int]]:
+    """Writers insert ids every 0.1 s from t=90 to ``end``; inside ``down`` their writes get ``outcome_when_down``.
+    Readers read every 0.1 s and fail inside ``down``.  Returns the history and every acknowledged id."""
+    h = History(capacity=16)  # grows as it goes
+    acked, next_id, t = [], 1, 90.0
+    while t < end:
+        for p in range(writers):
+            i = h.invoke(p, WRITE, next_id, at=t)
+            ok = not (down[0] <= t < down[1])
+            h.complete(i, "ok" if ok else outcome_when_down, at=t + 0.005)
+            if ok:
+                acked.append(next_id)
+            next_id += 1
+        for r in range(readers):
+            i = h.invoke(100 + r, READ, at=t)
+            h.complete(i, "ok" if not (down[0] <= t < down[1]) else "fail", at=t + 0.002)
+        t = round(t + 0.1, 3)
+    return h, acked
+
+
+def _leaders(change_at: float | None, *, end: float = 110.0, two_at: float | None = None) -> list[LeaderSample]:
+    out, t = [], 90.0
+    while t < end:
+        if change_at is not None and t >= change_at:
+            w = {"n1": None, "n2": True, "n3": False}
+        else:
+            w = {"n1": True, "n2": False, "n3": False}
+        if two_at is not None and abs(t - two_at) < 1e-6:
+            w = {"n1": True, "n2": True, "n3": False}
+        out.append(LeaderSample(at=t, writable=w))
+        t = round(t + 0.1, 3)
+    return out
+
+
+def test_an_honest_failover_passes_with_its_rto_and_no_loss() -> None:
+    h, acked = _run()
+    t = judge(h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(102.5))
+    assert t.problems == []
+    assert math.isclose(t.rto_s, 3.005, abs_tol=1e-6) and math.isclose(t.all_writers_back_s, 3.005, abs_tol=1e-6)
+    assert t.lost == [] and t.indeterminate == 4 * 30 and t.indeterminate_present == 0
+    assert t.leader_before == "n1" and t.leader_after == "n2" and t.failed_over
+    assert 2.9 < t.read_gap_s < 3.2
+
+
+def test_acknowledged_writes_lost_by_async_replication_fail_rpo_naming_them() -> None:
+    """Positive control: asynchronous replicas held back before the kill lose what the old primary acknowledged."""
+    h, acked = _run()
+    lost = [i for i in acked if 361 <= i <= 400]  # the last second before the fault
+    final = [i for i in acked if i not in lost]
+    t = judge(h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=final, leaders=_leaders(102.5))
+    assert t.lost == lost and t.rpo_rows == 40
+    assert t.problems == [
+        "40 acknowledged writes lost (ids 361, 362, 363, 364, 365, 366, 367, 368, 369, 370 and 30 more)"
+    ]
+
+
+def test_no_failover_manager_fails_rto_at_the_deadline() -> None:
+    h, acked = _run(down=(100.0, 999.0))
+    t = judge(h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(None), deadline_s=10)
+    assert math.isinf(t.rto_s) and t.lost == []
+    assert t.problems == ["no acknowledged write after the fault"]
+
+
+def test_no_quorum_refuses_writes_and_says_so_instead_of_calling_them_lost() -> None:
+    h, acked = _run(down=(100.0, 999.0), outcome_when_down="fail")
+    leaders = [
+        LeaderSample(s.at, {"n1": None, "n2": None, "n3": False}) if s.at >= FAULT else s for s in _leaders(None)
+    ]
+    t = judge(h, fault="kill 2 of 3", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=leaders)
+    assert t.lost == [] and t.refused_after_fault == 400
+    assert t.problems == ["no acknowledged write after the fault; 400 writes were refused (not lost)"]
+
+
+def test_a_freeze_shorter_than_detection_is_a_stall_without_failover() -> None:
+    h, acked = _run(down=(100.0, 102.0))
+    t = judge(h, fault="freeze 2 s", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(None))
+    assert t.fault_applied and not t.failed_over and t.problems == []
+    assert math.isclose(t.rto_s, 2.005, abs_tol=1e-6)
+
+
+def test_a_fault_hook_that_does_nothing_is_not_a_pass() -> None:
+    h, acked = _run(down=(0.0, 0.0))
+    t = judge(h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(None))
+    assert not t.fault_applied
+    assert t.problems == ["the fault was not applied: n1 led before and after, and no write failed or stalled"]
+
+
+def test_two_writable_nodes_in_one_round_fail_whatever_the_rto() -> None:
+    h, acked = _run()
+    t = judge(h, fault="isolate", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(102.5, two_at=101.0))
+    assert t.split_brain == [(101.0, ["n1", "n2"])]
+    assert t.problems == ["1 polling rounds saw more than one writable node, first +1.00 s from the fault: n1, n2"]
+
+
+def test_duplicates_phantoms_and_refused_writes_that_took_effect() -> None:
+    h, acked = _run(outcome_when_down="fail")
+    refused = 361 + 4 * 10  # a write refused to the client during the outage
+    final = [*acked, acked[0], 10_000_000, refused]
+    t = judge(h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=final, leaders=_leaders(102.5))
+    assert t.duplicates == [acked[0]] and t.phantoms == [10_000_000] and t.failed_but_present == [refused]
+    assert len(t.problems) == 3
+
+
+def test_pending_operations_become_indeterminate_when_the_trial_closes() -> None:
+    h = History()
+    i = h.invoke(0, WRITE, 5, at=1.0)
+    h.close(at=2.0)
+    assert h.outcome[i] == 2 and h.completed[i] == 2.0
+    t = judge(h, fault="kill", fault_at=1.5, end_at=2.0, final_ids=[5], leaders=[])
+    assert t.indeterminate == 1 and t.indeterminate_present == 1 and t.lost == []
