@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SUITES = ("bulk_load", "backup", "encryption", "replication", "online_ddl", "compute")
+SUITES = ("bulk_load", "backup", "encryption", "replication", "online_ddl", "compute", "failover")
 #: Seconds after the run's start at which it is killed: while servers start, while data is built, while cases run.
 MOMENTS = (2.0, 6.0, 14.0)
 #: How long what the kill left may take to go once ``reap`` has returned (a client tool whose server is gone).

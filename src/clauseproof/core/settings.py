@@ -21,7 +21,12 @@ FORMATS = ("html", "pdf", "docx")
 
 EMBEDDED = ("embedded-postgresql", "embedded-mariadb")
 #: Targets that can be named but are not part of the ``embedded`` alias.
-VARIANTS = ("embedded-mariadb-encrypted", "embedded-postgresql-replicated", "embedded-mariadb-replicated")
+VARIANTS = (
+    "embedded-mariadb-encrypted",
+    "embedded-postgresql-replicated",
+    "embedded-mariadb-replicated",
+    "embedded-postgresql-ha",
+)
 #: Replicated topologies (1 primary + 5 replicas behind a proxy), started beside the embedded default
 #: by the replication suite.
 REPLICATED = ("embedded-postgresql-replicated", "embedded-mariadb-replicated")
@@ -162,7 +167,8 @@ OPTIONS = (
     Option(
         "target",
         "what the suites run against: embedded (default), embedded-postgresql, embedded-mariadb, "
-        "embedded-mariadb-encrypted, embedded-postgresql-replicated, embedded-mariadb-replicated, containers, "
+        "embedded-mariadb-encrypted, embedded-postgresql-replicated, embedded-mariadb-replicated, "
+        "embedded-postgresql-ha, containers, "
         "a SQLAlchemy-style URL, or a profile .toml; comma-separated",
         "embedded",
         _targets,

@@ -118,10 +118,13 @@ class Trial:
 
 
 def _leader(samples: list[LeaderSample]) -> str | None:
-    if not samples:
-        return None
-    writable = [n for n, w in samples[-1].writable.items() if w]
-    return writable[0] if len(writable) == 1 else None
+    """The one writable node of the latest round that had exactly one (a round that straddles the fault may see
+    the old leader gone and no new one yet)."""
+    for s in reversed(samples):
+        writable = [n for n, w in s.writable.items() if w]
+        if len(writable) == 1:
+            return writable[0]
+    return None
 
 
 def _longest_gap(times: np.ndarray, start: float, end: float) -> float:

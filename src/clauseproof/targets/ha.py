@@ -1,0 +1,420 @@
+"""``embedded-postgresql-ha``: 3 PostgreSQL nodes managed by Patroni over a 3-member etcd cluster (Raft), with
+synchronous replication and HAProxy routing writes by Patroni's REST health checks — the layout users deploy.
+
+Everything runs on loopback in one ``clauseproof-ha-*`` folder (reaped after a crash like every embedded server):
+etcd members ``etcd1..3``, Patroni nodes ``node1..3`` (each starts its own PostgreSQL, as the ``postgres`` user
+when the harness runs as root), and HAProxy, whose write port sends a connection to the node answering 200 on
+Patroni's ``GET /primary``.  The target's endpoint is HAProxy's write port; :meth:`leader` asks Patroni which
+node leads; :meth:`kill_node` / :meth:`freeze_node` / :meth:`thaw_node` / :meth:`start_node` are the faults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.base import Endpoint, Target
+from clauseproof.targets.embedded import EmbeddedPostgres, _tail, _working_in, free_port, make_private_folder
+from clauseproof.targets.replicated import Helper
+
+NODES = 3
+#: Patroni's leader key lives ``TTL`` seconds without renewal; the loop runs every ``LOOP_WAIT`` seconds.  A
+#: killed leader is replaced after at most about TTL + LOOP_WAIT.
+TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 1, 4
+START_TIMEOUT_S = 90
+HTTP_TIMEOUT_S = 1.0
+
+
+@dataclass
+class Node:
+    name: str
+    pg_port: int
+    rest_port: int
+    folder: Path
+    patroni: subprocess.Popen[bytes] | None = None
+    frozen: bool = False
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def rest(port: int, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of Patroni's REST API on ``port`` (0 and {} when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        with contextlib.suppress(ValueError):
+            return e.code, json.loads(e.read() or b"{}")
+        return e.code, {}
+    except (OSError, ValueError):
+        return 0, {}
+
+
+class PatroniCluster(Target):
+    """The HA target; see the module's docstring."""
+
+    kind = "embedded"
+    dialect = "postgresql"
+
+    def __init__(self, label: str, namespace: str, bindir: Path | None) -> None:
+        super().__init__(label, namespace)
+        self.pg = EmbeddedPostgres(label + "-binaries", namespace, bindir)  # finds the binaries only
+        self.folder: Path | None = None
+        self.password = secrets.token_urlsafe(24)
+        self.nodes: list[Node] = []
+        self.etcd: list[Helper] = []
+        self.proxy: Helper | None = None
+        self.scope = "cp-" + secrets.token_hex(4)
+
+    # -- start ------------------------------------------------------------------------------
+    def start(self) -> None:
+        for tool in ("etcd", "haproxy"):
+            if shutil.which(tool) is None:
+                raise ClauseproofError(
+                    f"{self.label} needs {tool}, which is not installed",
+                    fix="apt-get install etcd-server haproxy (./run installs them)",
+                )
+        user = "postgres" if os.geteuid() == 0 else None
+        self.folder = make_private_folder("ha", user)
+        started = time.monotonic()
+        try:
+            self._start_etcd()
+            self._start_patroni(user)
+            self._wait_roles(started)
+            self._start_haproxy()
+            self.endpoint = Endpoint("127.0.0.1", self.proxy.port, "postgres", "postgres", password=self.password)  # type: ignore[union-attr]
+            self._create_namespace()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_etcd(self) -> None:
+        assert self.folder is not None
+        ports = [(free_port(), free_port()) for _ in range(NODES)]
+        cluster = ",".join(f"etcd{i}=http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports, 1))
+        for i, (client, peer) in enumerate(ports, 1):
+            args = [
+                "etcd",
+                f"--name=etcd{i}",
+                f"--data-dir={self.folder / f'etcd{i}'}",
+                f"--listen-client-urls=http://127.0.0.1:{client}",
+                f"--advertise-client-urls=http://127.0.0.1:{client}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster={cluster}",
+                f"--initial-cluster-token={self.scope}",
+                "--initial-cluster-state=new",
+                "--enable-v2=false",
+            ]
+            helper = Helper(f"etcd{i}", args, self.folder, client, signal.SIGTERM)
+            helper.start()
+            self.etcd.append(helper)
+
+    def _config(self, node: Node) -> dict[str, Any]:
+        assert self.folder is not None
+        auth = {"username": "postgres", "password": self.password}
+        return {
+            "scope": self.scope,
+            "name": node.name,
+            "restapi": {"listen": f"127.0.0.1:{node.rest_port}", "connect_address": f"127.0.0.1:{node.rest_port}"},
+            "etcd3": {"hosts": [f"127.0.0.1:{e.port}" for e in self.etcd]},
+            "bootstrap": {
+                "dcs": {
+                    "ttl": TTL,
+                    "loop_wait": LOOP_WAIT,
+                    "retry_timeout": RETRY_TIMEOUT,
+                    "synchronous_mode": True,
+                    "postgresql": {
+                        "use_pg_rewind": True,
+                        "parameters": {
+                            "shared_buffers": "64MB",
+                            "max_connections": 100,
+                            "wal_level": "replica",
+                            "hot_standby": "on",
+                            "wal_log_hints": "on",
+                            "max_wal_senders": 10,
+                            "max_replication_slots": 10,
+                        },
+                    },
+                },
+                "initdb": [{"encoding": "UTF8"}, {"auth-local": "trust"}],
+            },
+            "postgresql": {
+                "listen": f"127.0.0.1:{node.pg_port}",
+                "connect_address": f"127.0.0.1:{node.pg_port}",
+                "data_dir": str(node.folder / "data"),
+                "bin_dir": str(self.pg.bindir()),
+                "pgpass": str(node.folder / "pgpass"),
+                "authentication": {"superuser": auth, "replication": auth, "rewind": auth},
+                "parameters": {"unix_socket_directories": str(node.folder)},
+                "pg_hba": [
+                    "local all all trust",
+                    "host all all 127.0.0.1/32 scram-sha-256",
+                    "host replication all 127.0.0.1/32 scram-sha-256",
+                ],
+            },
+        }
+
+    def _start_patroni(self, user: str | None) -> None:
+        assert self.folder is not None
+        # Debian's Patroni runs on the system Python, which the postgres user can run (a virtualenv under a
+        # private home may not be)
+        patroni = Path(shutil.which("patroni") or "/usr/bin/patroni")
+        if not patroni.exists():
+            raise ClauseproofError(
+                f"{self.label} needs Patroni, which is not installed",
+                fix="apt-get install patroni etcd-server (./run installs them)",
+            )
+        for i in range(1, NODES + 1):
+            node = Node(f"node{i}", free_port(), free_port(), self.folder / f"node{i}")
+            node.folder.mkdir(mode=0o700)
+            config = node.folder / "patroni.yml"
+            config.write_text(json.dumps(self._config(node)))  # JSON is YAML
+            config.chmod(0o600)
+            if user:
+                shutil.chown(node.folder, user=user)
+                shutil.chown(config, user=user)
+            self.nodes.append(node)
+            self._launch(node)
+
+    def _launch(self, node: Node) -> None:
+        """Start ``node``'s Patroni (which starts its PostgreSQL) in a session of its own."""
+        assert self.folder is not None
+        user = "postgres" if os.geteuid() == 0 else None
+        kwargs: dict[str, Any] = {"user": user, "group": pwd.getpwnam(user).pw_gid} if user else {}
+        with open(node.folder / "patroni.log", "ab") as out:
+            node.patroni = subprocess.Popen(
+                [shutil.which("patroni") or "/usr/bin/patroni", str(node.folder / "patroni.yml")],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=node.folder,
+                env={**os.environ, "HOME": str(node.folder)},
+                **kwargs,
+            )
+        reaper.register(node.name, node.patroni.pid, self.folder)
+
+    def start_node(self, node: Node, timeout: float = 60.0) -> float:
+        """Start a killed node again; seconds until Patroni reports it running as a replica (it rejoins, rewound
+        with pg_rewind where needed)."""
+        started = time.monotonic()
+        self._launch(node)
+        while time.monotonic() - started < timeout:
+            members = rest(node.rest_port, "/cluster")[1].get("members", [])
+            me: dict[str, Any] = next((m for m in members if m.get("name") == node.name), {})
+            if me.get("role") in ("replica", "sync_standby") and me.get("state") in ("running", "streaming"):
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise ClauseproofError(
+            f"{node.name} did not rejoin as a replica within {timeout:g} s; its log:\n    "
+            + _tail(node.folder / "patroni.log")
+        )
+
+    def _wait_roles(self, started: float) -> None:
+        """Until one node leads and the others stream from it, or a clear error with the logs."""
+        deadline = started + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.patroni is not None and node.patroni.poll() is not None:
+                    raise ClauseproofError(
+                        f"Patroni {node.name} exited at start (status {node.patroni.returncode}); its log:\n    "
+                        + _tail(node.folder / "patroni.log")
+                    )
+            # ready only once a synchronous standby is named: before that a commit is acknowledged by the leader
+            # alone, and a kill loses it (seen: a table made right after start was gone after the failover)
+            members = rest(self.nodes[0].rest_port, "/cluster")[1].get("members", [])
+            roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
+            if roles.count("leader") == 1 and "sync_standby" in roles and len(roles) == NODES:
+                return
+            time.sleep(0.25)
+        raise ClauseproofError(
+            f"{self.label}: no leader with a synchronous standby and {NODES - 1} replicas within {START_TIMEOUT_S} s; "
+            "node1's log:\n    " + _tail(self.nodes[0].folder / "patroni.log")
+        )
+
+    def _start_haproxy(self) -> None:
+        assert self.folder is not None
+        port = free_port()
+        servers = "".join(f"    server {n.name} 127.0.0.1:{n.pg_port} check port {n.rest_port}\n" for n in self.nodes)
+        (self.folder / "haproxy.cfg").write_text(
+            "global\n    maxconn 400\n"
+            "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n"
+            "listen write\n"
+            f"    bind 127.0.0.1:{port}\n"
+            "    option httpchk GET /primary\n"
+            "    http-check expect status 200\n"
+            "    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions\n"
+            f"{servers}"
+        )
+        self.proxy = Helper(
+            "haproxy", ["haproxy", "-db", "-f", str(self.folder / "haproxy.cfg")], self.folder, port, signal.SIGTERM
+        )
+        self.proxy.start()
+        # HAProxy starts every server as up until its checks say otherwise: ready once 5 connections in a row
+        # reach a node that accepts writes
+        deadline, in_a_row = time.monotonic() + 10, 0
+        while time.monotonic() < deadline:
+            in_a_row = in_a_row + 1 if self._through_proxy_writable() else 0
+            if in_a_row == 5:
+                return
+            time.sleep(0.1)
+        raise ClauseproofError(f"{self.label}: HAProxy on 127.0.0.1:{port} did not reach the leader within 10 s")
+
+    def _through_proxy_writable(self) -> bool:
+        try:
+            conn = self.connect_node(None)
+        except Exception:
+            return False
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT NOT pg_is_in_recovery()")
+                row = cur.fetchone()
+                return bool(row and row[0])
+        except Exception:
+            return False
+        finally:
+            conn.close()
+
+    def _create_namespace(self) -> None:
+        conn = self.connect_node(None)
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.namespace}")
+        conn.close()
+
+    # -- use --------------------------------------------------------------------------------
+    def connect_node(self, node: Node | None, timeout: float = 2.0) -> Any:
+        """An autocommit connection to ``node`` (None: through HAProxy's write port)."""
+        import psycopg
+
+        port = self.proxy.port if node is None else node.pg_port  # type: ignore[union-attr]
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=port,
+            user="postgres",
+            password=self.password,
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=max(1, int(timeout)),
+        )
+
+    def connect(self, *, in_namespace: bool = True) -> Any:
+        conn = self.connect_node(None)
+        if in_namespace:
+            with conn.cursor() as cur:
+                cur.execute(f"SET search_path TO {self.namespace}")
+        return conn
+
+    def leader(self) -> Node | None:
+        """The node Patroni names as leader (asked of every node that answers), or None."""
+        for n in self.nodes:
+            for m in rest(n.rest_port, "/cluster")[1].get("members", []):
+                if m.get("role") == "leader":
+                    return next((x for x in self.nodes if x.name == m.get("name")), None)
+        return None
+
+    def writable(self, node: Node, timeout: float = 0.5) -> bool | None:
+        """Whether ``node`` itself accepts writes now (``pg_is_in_recovery()`` false), None if it does not answer."""
+        try:
+            conn = self.connect_node(node, timeout)
+        except Exception:
+            return None
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET statement_timeout = 500")
+                cur.execute("SELECT NOT pg_is_in_recovery()")
+                row = cur.fetchone()
+                return bool(row and row[0])
+        except Exception:
+            return None
+        finally:
+            conn.close()
+
+    # -- faults -----------------------------------------------------------------------------
+    def kill_node(self, node: Node) -> float:
+        """SIGKILL every process of the node — Patroni, the postmaster and every backend (a backend outlives a
+        killed postmaster and goes on committing on its open connection) — as the machine dying would; the
+        ``time.monotonic()`` instant the signals went out (finding the processes takes tens of milliseconds, and
+        writes acknowledged meanwhile are the old leader's, not a new one's)."""
+        pids = set(_working_in(str(node.folder)))
+        if node.patroni is not None:
+            pids.add(node.patroni.pid)
+        killed_at = time.monotonic()
+        for _ in range(2):  # again for a backend forked between the scan and the postmaster's death
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            pids = set(_working_in(str(node.folder)))
+        if node.patroni is not None:
+            node.patroni.wait(10)
+            reaper.unregister(node.patroni.pid)
+            node.patroni = None
+        deadline = time.monotonic() + 5
+        while _working_in(str(node.folder)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return killed_at
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "nodes": [{"name": n.name, "postgresql": n.pg_port, "rest": n.rest_port} for n in self.nodes],
+            "etcd": [f"127.0.0.1:{e.port}" for e in self.etcd],
+            "patroni": {"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT, "synchronous_mode": True},
+            "proxy": "HAProxy, writes to the node answering 200 on Patroni's GET /primary (checked every 200 ms)",
+        }
+
+    def server_environment(self) -> dict[str, Any]:
+        conn = self.connect_node(None)
+        with conn.cursor() as cur:
+            cur.execute("SELECT version()")
+            row = cur.fetchone()
+        conn.close()
+        return {"version": row[0] if row else "", "settings": {"synchronous_mode": "true (Patroni)"}}
+
+    # -- stop -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+        for node in self.nodes:
+            if node.patroni is not None and node.patroni.poll() is None:
+                if node.frozen:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(node.patroni.pid, signal.SIGCONT)
+                node.patroni.send_signal(signal.SIGTERM)  # Patroni stops its PostgreSQL
+        for node in self.nodes:
+            if node.patroni is not None:
+                try:
+                    node.patroni.wait(30)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(node.patroni.pid, signal.SIGKILL)
+                    node.patroni.wait()
+                reaper.unregister(node.patroni.pid)
+                node.patroni = None
+            pid = node.postmaster_pid()
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for e in self.etcd:
+            e.stop()
+        self.etcd, self.nodes = [], []
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None

@@ -1,0 +1,47 @@
+"""The embedded HA cluster (Patroni over etcd, HAProxy) under a real fault, and the positive control of a fault
+hook that does nothing; start and stop leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clauseproof.failover.trial import run_trial
+from clauseproof.targets.embedded import _working_in
+from clauseproof.targets.ha import PatroniCluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PatroniCluster]:
+    c = PatroniCluster("embedded-postgresql-ha", "clauseproof_selftest", None)
+    c.start()
+    yield c
+    folder = c.folder
+    c.stop()
+    assert folder is not None and not folder.exists()
+    assert not _working_in(str(folder))  # no etcd, Patroni, PostgreSQL or HAProxy left
+
+
+def test_killing_the_leader_fails_over_without_losing_an_acknowledged_write(cluster: PatroniCluster) -> None:
+    r = run_trial(cluster, fault="kill", apply=cluster.kill_node, restore=cluster.start_node, before_s=2, settle_s=2)
+    t = r.trial
+    assert t.problems == [], t.problems
+    assert t.failed_over and 1 < t.rto_s < 30 and t.lost == [] and t.acknowledged > 100
+    assert r.converged, r.convergence
+
+
+def test_a_fault_hook_that_does_nothing_is_noticed(cluster: PatroniCluster) -> None:
+    r = run_trial(cluster, fault="kill (a hook that does nothing)", apply=lambda victim: None, before_s=2, settle_s=2)
+    assert not r.trial.fault_applied
+    assert r.trial.problems[0].startswith("the fault was not applied")
+
+
+def test_the_cluster_runs_postgres_as_postgres(cluster: PatroniCluster) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the nodes to the postgres user")
+    node = cluster.nodes[0]
+    pid = node.postmaster_pid()
+    assert pid is not None and Path(f"/proc/{pid}").stat().st_uid != 0
