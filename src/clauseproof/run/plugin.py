@@ -129,7 +129,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item, ids in marked:
         if ids:
             params = item.callspec.params if hasattr(item, "callspec") else {}
-            target = params.get("target") or params.get("replicated")
+            target = params.get("target") or params.get("replicated") or params.get("ha_cluster")
             run.cases[item.nodeid] = CaseRecord(
                 nodeid=item.nodeid, clause_ids=ids, target=mask_passwords(str(target)) if target else None
             )
