@@ -250,15 +250,7 @@ def clause_rows(
         covering = [c for c in cases if clause.id in c.clause_ids and not c.outcome.startswith("not run")]
         stopped = [c for c in cases if clause.id in c.clause_ids and c.outcome.startswith("not run: ")]
         deselected = [c for c in cases if clause.id in c.clause_ids and c.outcome == "not run"]
-        base = {
-            "id": clause.id,
-            "mark": clause.mark,
-            "text": clause.text,
-            "summary": clause.summary,
-            "rule": clause.rule(),
-            "verification": clause.verification,
-            "nodeids": sorted({c.nodeid for c in covering}),
-        }
+        base = {**_clause_base(clause), "nodeids": sorted({c.nodeid for c in covering})}
         if not covering:
             if stopped:  # the run stopped before these cases: interrupted, or a configuration error
                 reason = f"{stopped[0].outcome}: the run stopped before " + ", ".join(c.nodeid for c in stopped)
@@ -359,15 +351,22 @@ def verdict_matrix(clauses: list[dict[str, Any]], rows: list[dict[str, Any]]) ->
     return {"targets": targets, "rows": out}
 
 
+def _clause_base(clause: Clause) -> dict[str, Any]:
+    """What every row of a clause repeats: its id, mark, quoted text, summary, rule and how it is verified."""
+    return {
+        "id": clause.id,
+        "mark": clause.mark,
+        "text": clause.text,
+        "summary": clause.summary,
+        "rule": clause.rule(),
+        "verification": clause.verification,
+    }
+
+
 def _document_rows(clause: Clause, attached: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
-            "id": clause.id,
-            "mark": clause.mark,
-            "text": clause.text,
-            "summary": clause.summary,
-            "rule": clause.rule(),
-            "verification": clause.verification,
+            **_clause_base(clause),
             "nodeids": [],
             "target": d["target"],
             "verdict": DOCUMENTED,

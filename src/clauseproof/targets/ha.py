@@ -271,26 +271,11 @@ class PatroniCluster(Target):
         # reach a node that accepts writes
         deadline, in_a_row = time.monotonic() + 10, 0
         while time.monotonic() < deadline:
-            in_a_row = in_a_row + 1 if self._through_proxy_writable() else 0
+            in_a_row = in_a_row + 1 if self.writable(None, timeout=1.0) else 0
             if in_a_row == 5:
                 return
             time.sleep(0.1)
         raise ClauseproofError(f"{self.label}: HAProxy on 127.0.0.1:{port} did not reach the leader within 10 s")
-
-    def _through_proxy_writable(self) -> bool:
-        try:
-            conn = self.connect_node(None)
-        except Exception:
-            return False
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT NOT pg_is_in_recovery()")
-                row = cur.fetchone()
-                return bool(row and row[0])
-        except Exception:
-            return False
-        finally:
-            conn.close()
 
     def _create_namespace(self) -> None:
         conn = self.connect_node(None)
@@ -329,8 +314,9 @@ class PatroniCluster(Target):
                     return next((x for x in self.nodes if x.name == m.get("name")), None)
         return None
 
-    def writable(self, node: Node, timeout: float = 0.5) -> bool | None:
-        """Whether ``node`` itself accepts writes now (``pg_is_in_recovery()`` false), None if it does not answer."""
+    def writable(self, node: Node | None, timeout: float = 0.5) -> bool | None:
+        """Whether ``node`` itself (None: the node HAProxy's write port reaches) accepts writes now
+        (``pg_is_in_recovery()`` false), None if it does not answer."""
         try:
             conn = self.connect_node(node, timeout)
         except Exception:
