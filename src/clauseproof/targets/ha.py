@@ -5,7 +5,7 @@ Everything runs on loopback in one ``clauseproof-ha-*`` folder (reaped after a c
 etcd members ``etcd1..3``, Patroni nodes ``node1..3`` (each starts its own PostgreSQL, as the ``postgres`` user
 when the harness runs as root), and HAProxy, whose write port sends a connection to the node answering 200 on
 Patroni's ``GET /primary``.  The target's endpoint is HAProxy's write port; :meth:`leader` asks Patroni which
-node leads; :meth:`kill_node` / :meth:`freeze_node` / :meth:`thaw_node` / :meth:`start_node` are the faults.
+node leads; :meth:`kill_node` is the fault and :meth:`start_node` the recovery (freeze and isolate are to come).
 """
 
 from __future__ import annotations
