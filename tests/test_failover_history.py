@@ -128,3 +128,13 @@ def test_pending_operations_become_indeterminate_when_the_trial_closes() -> None
     assert h.outcome[i] == 2 and h.completed[i] == 2.0
     t = judge(h, fault="kill", fault_at=1.5, end_at=2.0, final_ids=[5], leaders=[])
     assert t.indeterminate == 1 and t.indeterminate_present == 1 and t.lost == []
+
+
+def test_the_series_shows_the_outage_and_shades_the_fault() -> None:
+    h, acked = _run()  # 4 writers, 10 writes/s each; down from 100 to 103
+    s = h.series(FAULT, 103.005, bucket_s=1.0)
+    at = {round(t + s["t0"]): i for i, t in enumerate(s["t"])}
+    assert s["requests_per_s"][at[95]] == 40 and s["failures_per_s"][at[95]] == 0
+    assert s["requests_per_s"][at[101]] == 0 and s["failures_per_s"][at[101]] == 40
+    assert s["windows"] == [{"label": "fault → first acknowledged write", "start": 10.0, "end": 13.005}]
+    assert History().series(FAULT) == {}

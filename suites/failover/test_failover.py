@@ -82,8 +82,9 @@ def test_leader_killed_under_load(ha_cluster: PatroniCluster, evidence: CaseEvid
         evidence.progress(f"{cluster.label}: trial {k + 1} of {trials}: kill the leader under load")
         results.append(run_trial(cluster, fault="kill", apply=cluster.kill_node, restore=cluster.start_node))
     rows = [_row(r) for r in results]
-    evidence.parameters(trial_results=rows)
-    worst_rto = max(r.trial.rto_s for r in results)
+    worst = max(results, key=lambda r: r.trial.rto_s)
+    evidence.parameters(trial_results=rows, load_series=worst.series, plotted="the trial with the worst RTO")
+    worst_rto = worst.trial.rto_s
     rto_ok = all(r.trial.rto_s <= RTO_S and r.trial.failed_over and r.trial.fault_applied for r in results)
     rto_text = "never" if math.isinf(worst_rto) else f"{worst_rto:.2f} s"
     lost = sum(len(r.trial.lost) for r in results)

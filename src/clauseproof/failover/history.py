@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,33 @@ class History:
         with self._lock:
             self.completed[i] = time.monotonic() if at is None else at
             self.outcome[i] = OUTCOMES[outcome]
+
+    def series(self, fault_at: float, recovered_at: float | None = None, bucket_s: float = 0.5) -> dict[str, Any]:
+        """Writes per second (acknowledged, and refused or indeterminate) and write latency per ``bucket_s``, from
+        the first operation on, with the fault (to the first acknowledged write after it) shaded — the report's
+        load plot."""
+        n = self.n
+        writes = self.kind[:n] == WRITE
+        if not writes.any() or np.isnan(self.completed[:n][writes]).any():
+            return {}  # nothing written, or not closed: no plot
+        t0 = float(self.invoked[:n].min())
+        done = self.completed[:n][writes]
+        ok = self.outcome[:n][writes] == OK
+        latency_ms = (done - self.invoked[:n][writes]) * 1000
+        edges = np.arange(t0, float(done.max()) + bucket_s, bucket_s)
+        idx = np.digitize(done, edges) - 1
+        out: dict[str, Any] = {"t": [round(float(e - t0), 3) for e in edges[:-1]], "t0": t0}
+        out["requests_per_s"] = [int(((idx == b) & ok).sum() / bucket_s) for b in range(len(edges) - 1)]
+        out["failures_per_s"] = [int(((idx == b) & ~ok).sum() / bucket_s) for b in range(len(edges) - 1)]
+        for name, q in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99), ("max_ms", 100)):
+            out[name] = [
+                round(float(np.percentile(latency_ms[(idx == b) & ok], q)), 3) if ((idx == b) & ok).any() else None
+                for b in range(len(edges) - 1)
+            ]
+        end = recovered_at if recovered_at is not None and math.isfinite(recovered_at) else fault_at
+        label = "fault → first acknowledged write"
+        out["windows"] = [{"label": label, "start": round(fault_at - t0, 3), "end": round(end - t0, 3)}]
+        return out
 
     def close(self, at: float | None = None) -> None:
         """Operations still pending when the trial ends are indeterminate."""

@@ -33,6 +33,7 @@ class TrialResult:
     rejoin_s: float | None
     converged: bool
     convergence: str
+    series: dict[str, Any]  # writes per second and latency, the fault shaded (the report's plot)
 
 
 def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
@@ -168,7 +169,8 @@ def run_trial(
     trial = judge(
         h, fault=fault, fault_at=fault_at, end_at=end_at, final_ids=final, leaders=samples, deadline_s=deadline_s
     )
-    return TrialResult(trial, h.n, rejoin_s, converged, convergence)
+    series = h.series(fault_at, fault_at + trial.rto_s)
+    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series)
 
 
 def _final_read(target: Any, rejoined: Any, timeout: float = 30.0) -> tuple[list[int], bool, str]:
