@@ -131,7 +131,7 @@ def test_pending_operations_become_indeterminate_when_the_trial_closes() -> None
 
 
 def test_the_series_shows_the_outage_and_shades_the_fault() -> None:
-    h, acked = _run()  # 4 writers, 10 writes/s each; down from 100 to 103
+    h, _ = _run()  # 4 writers, 10 writes/s each; down from 100 to 103
     s = h.series(FAULT, 103.005, bucket_s=1.0)
     at = {round(t + s["t0"]): i for i, t in enumerate(s["t"])}
     assert s["requests_per_s"][at[95]] == 40 and s["failures_per_s"][at[95]] == 0
