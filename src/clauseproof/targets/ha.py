@@ -342,10 +342,12 @@ class PatroniCluster(Target):
         if node.patroni is not None:
             pids.add(node.patroni.pid)
         killed_at = time.monotonic()
+        killed: set[int] = set()
         for _ in range(2):  # again for a backend forked between the scan and the postmaster's death
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
+            killed |= pids
             pids = set(_working_in(str(node.folder)))
         if node.patroni is not None:
             node.patroni.wait(10)
@@ -354,6 +356,9 @@ class PatroniCluster(Target):
         deadline = time.monotonic() + 5
         while _working_in(str(node.folder)) and time.monotonic() < deadline:
             time.sleep(0.05)
+        # the dead postmaster's System V segment would outlive the harness if it were killed before the restart
+        # (a machine that dies loses it too)
+        reaper.remove_shm(killed)
         return killed_at
 
     def describe(self) -> dict[str, Any]:
