@@ -123,6 +123,9 @@ def run_trial(
     """Run one trial: ``apply(victim)`` applies the fault to the current leader (the victim) and may return the
     ``time.monotonic()`` instant it took effect; ``restore(victim)`` brings it back and returns the seconds it took
     to rejoin (a victim that does not rejoin is a finding, not an error)."""
+    wait_ready = getattr(target, "wait_ready", None)
+    if wait_ready is not None:  # the previous trial's node back, a synchronous standby named again
+        wait_ready()
     conn = target.connect()
     with conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {TABLE}")

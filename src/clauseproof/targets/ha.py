@@ -237,17 +237,35 @@ class PatroniCluster(Target):
                         f"Patroni {node.name} exited at start (status {node.patroni.returncode}); its log:\n    "
                         + _tail(node.folder / "patroni.log")
                     )
-            # ready only once a synchronous standby is named: before that a commit is acknowledged by the leader
-            # alone, and a kill loses it (seen: a table made right after start was gone after the failover)
-            members = rest(self.nodes[0].rest_port, "/cluster")[1].get("members", [])
-            roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
-            if roles.count("leader") == 1 and "sync_standby" in roles and len(roles) == NODES:
+            if self.ready():
                 return
             time.sleep(0.25)
         raise ClauseproofError(
             f"{self.label}: no leader with a synchronous standby and {NODES - 1} replicas within {START_TIMEOUT_S} s; "
             "node1's log:\n    " + _tail(self.nodes[0].folder / "patroni.log")
         )
+
+    def ready(self) -> bool:
+        """One leader, a named synchronous standby and every node running.  Before a synchronous standby is named a
+        commit is acknowledged by the leader alone, and a kill loses it (seen: a table made right after start was
+        gone after the failover); Patroni also refuses a switchover without one."""
+        for n in self.nodes:
+            members = rest(n.rest_port, "/cluster")[1].get("members", [])
+            if members:
+                roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
+                return roles.count("leader") == 1 and "sync_standby" in roles and len(roles) == NODES
+        return False
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds until :meth:`ready` (between trials: the previous fault's node has rejoined, a standby is
+        synchronous again); an error naming what was seen after ``timeout``."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.ready():
+                return time.monotonic() - started
+            time.sleep(0.25)
+        seen = {n.name: rest(n.rest_port, "/patroni")[1].get("role") for n in self.nodes}
+        raise ClauseproofError(f"{self.label} not ready within {timeout:g} s (roles seen: {seen})")
 
     def _start_haproxy(self) -> None:
         assert self.folder is not None
@@ -360,6 +378,34 @@ class PatroniCluster(Target):
         # (a machine that dies loses it too)
         reaper.remove_shm(killed)
         return killed_at
+
+    def switchover(self, node: Node) -> float:
+        """A planned switchover away from the leader ``node`` through Patroni's REST API (``POST /switchover``); the
+        instant it was asked.  A refusal is an error naming the node and Patroni's answer."""
+        body = json.dumps({"leader": node.name}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{node.rest_port}/switchover",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        asked = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                answer = r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            answer = e.read().decode(errors="replace")
+            raise ClauseproofError(
+                f"Patroni refused the switchover away from {node.name} (HTTP {e.code}): {answer[:200]}",
+                checked=f"POST http://127.0.0.1:{node.rest_port}/switchover",
+            ) from None
+        except OSError as e:
+            raise ClauseproofError(
+                f"the switchover away from {node.name} got no answer: {e}",
+                checked=f"POST http://127.0.0.1:{node.rest_port}/switchover",
+            ) from None
+        del answer
+        return asked
 
     def describe(self) -> dict[str, Any]:
         return {
