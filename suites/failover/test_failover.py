@@ -52,11 +52,15 @@ def _row(r: TrialResult) -> dict[str, Any]:
     }
 
 
-def _writes_on_a_replica(cluster: PatroniCluster) -> tuple[bool, str]:
-    """Whether a node that does not lead takes a write (the "full SQL on any compute node" part)."""
+def _writes_on_a_replica(cluster: PatroniCluster) -> tuple[bool | None, str]:
+    """Whether a node that does not lead takes a write (the "full SQL on any compute node" part); None with the
+    reason when no such node could be reached."""
     leader = cluster.leader()
     other = next(n for n in cluster.nodes if leader is None or n.name != leader.name)
-    conn = cluster.connect_node(other)
+    try:
+        conn = cluster.connect_node(other)
+    except Exception as exc:
+        return None, f"{other.name} could not be reached: {str(exc).splitlines()[0]}"
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE TABLE {cluster.namespace}.any_node_probe (id int)")
@@ -148,6 +152,7 @@ def test_leader_killed_under_load(ha_cluster: PatroniCluster, evidence: CaseEvid
         any_node,
         statistic="part: full SQL on any compute node (a write on a node that does not lead)",
         why=said,
+        not_shown=said,
     )
     evidence.part(
         "BZ-DB-1",
