@@ -42,6 +42,5 @@ def test_a_fault_hook_that_does_nothing_is_noticed(cluster: PatroniCluster) -> N
 def test_the_cluster_runs_postgres_as_postgres(cluster: PatroniCluster) -> None:
     if os.geteuid() != 0:
         pytest.skip("only root hands the nodes to the postgres user")
-    node = cluster.nodes[0]
-    pid = node.postmaster_pid()
-    assert pid is not None and Path(f"/proc/{pid}").stat().st_uid != 0
+    pids = _working_in(str(cluster.nodes[0].folder))  # Patroni, its PostgreSQL and the backends
+    assert pids and all(Path(f"/proc/{pid}").stat().st_uid != 0 for pid in pids)

@@ -112,7 +112,7 @@ class LeaderSample:
 
 @dataclass
 class Trial:
-    """The judge's findings for one fault trial; ``problems`` say in words what failed."""
+    """The judge's findings for one fault trial; ``findings`` say in words what failed, by kind."""
 
     fault: str
     fault_at: float
@@ -133,7 +133,16 @@ class Trial:
     unavailable_s: float = 0.0  # longest stretch without an acknowledged write, from the fault on
     read_gap_s: float = 0.0  # longest stretch without a successful read, from the fault on
     fault_applied: bool = True
-    problems: list[str] = field(default_factory=list)
+    #: what failed, in words, by kind: not_applied, rto, lost, refused_applied, duplicates, phantoms, split_brain
+    findings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.findings.values())
+
+    def about(self, *kinds: str) -> list[str]:
+        """The findings of these kinds."""
+        return [text for kind, text in self.findings.items() if kind in kinds]
 
     @property
     def rpo_rows(self) -> int:
@@ -220,7 +229,7 @@ def judge(
     disturbed = bool(((outcome[writes] != OK) & (invoked[writes] >= fault_at - 1)).any()) or t.unavailable_s > 1.0
     if expect_leader_change and t.leader_before is not None and t.leader_after == t.leader_before and not disturbed:
         t.fault_applied = False
-    _problems(t)
+    _findings(t)
     return t
 
 
@@ -229,32 +238,32 @@ def _ids(ids: list[int], limit: int = 10) -> str:
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
-def _problems(t: Trial) -> None:
+def _findings(t: Trial) -> None:
     if not t.fault_applied:
-        t.problems.append(
+        t.findings["not_applied"] = (
             f"the fault was not applied: {t.leader_before} led before and after, and no write failed or stalled"
         )
         return
     if t.rto_s > t.deadline_s:
         refused = f"; {t.refused_after_fault} writes were refused (not lost)" if t.refused_after_fault else ""
-        t.problems.append(
+        t.findings["rto"] = (
             ("no acknowledged write after the fault" + refused)
             if math.isinf(t.rto_s)
             else f"first acknowledged write {t.rto_s:.2f} s after the fault, beyond the {t.deadline_s:g} s deadline"
         )
     if t.lost:
-        t.problems.append(f"{len(t.lost)} acknowledged writes lost (ids {_ids(t.lost)})")
+        t.findings["lost"] = f"{len(t.lost)} acknowledged writes lost (ids {_ids(t.lost)})"
     if t.failed_but_present:
-        t.problems.append(
+        t.findings["refused_applied"] = (
             f"{len(t.failed_but_present)} writes refused to the client took effect (ids {_ids(t.failed_but_present)})"
         )
     if t.duplicates:
-        t.problems.append(f"{len(t.duplicates)} ids present more than once (ids {_ids(t.duplicates)})")
+        t.findings["duplicates"] = f"{len(t.duplicates)} ids present more than once (ids {_ids(t.duplicates)})"
     if t.phantoms:
-        t.problems.append(f"{len(t.phantoms)} ids present that no client wrote (ids {_ids(t.phantoms)})")
+        t.findings["phantoms"] = f"{len(t.phantoms)} ids present that no client wrote (ids {_ids(t.phantoms)})"
     if t.split_brain:
         at, nodes = t.split_brain[0]
-        t.problems.append(
+        t.findings["split_brain"] = (
             f"{len(t.split_brain)} polling rounds saw more than one writable node, first {at - t.fault_at:+.2f} s "
             f"from the fault: {', '.join(nodes)}"
         )

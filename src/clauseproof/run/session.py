@@ -162,9 +162,7 @@ class Run:
             for p in paths:
                 data = p.read_bytes()
                 self._document_bytes[(cid, p.name)] = data  # what was hashed is what goes into the bundle
-                files.append(
-                    {"name": p.name, "path": str(p), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-                )
+                files.append({"name": p.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
             self.documents.append({"clause": cid, "target": t.label, "files": files})
 
     @staticmethod
@@ -319,10 +317,7 @@ class Run:
         """The evidence document: run, harness, parameters, environment, targets, catalog, verdicts, cases."""
         simulated = [i["label"] for i in self.target_info.values() if i.get("simulated")]
         sha, shipped = catalog.sha256, self._shipped_catalog(catalog)
-        attached = [
-            {**d, "files": [{k: v for k, v in f.items() if k != "path"} for f in d["files"]]} for d in self.documents
-        ]
-        rows = clause_rows(catalog, cases, attached)
+        rows = clause_rows(catalog, cases, self.documents)
         clauses = [asdict(c) for c in catalog]
         return {
             "run_id": self.run_id,
@@ -351,7 +346,7 @@ class Run:
             "clause_rows": rows if shipped else _marked_custom(rows, sha),
             "matrix": verdict_matrix(clauses, rows),
             "basis": _basis(catalog),
-            "documents": attached,
+            "documents": self.documents,
             "report": {"lang": self.settings.lang, "tester": self.settings.tester},
             "rerun_of": os.environ.get("CLAUSEPROOF_RERUN_OF") or None,
             "suite_seconds": suite_seconds(cases),

@@ -103,6 +103,18 @@ def _working_in(folder: str) -> list[int]:
     return out
 
 
+def kill_processes(pids: set[int], wait_s: float = 5.0) -> None:
+    """SIGKILL ``pids``, wait until they are gone, and remove the System V segments they made (PostgreSQL's
+    outlives a SIGKILLed postmaster)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reaper.remove_shm(pids)
+
+
 def reap_stale(tmp: str | None = None) -> list[str]:
     """Stop and remove embedded servers whose owning process is gone; return what was reaped."""
     reaped = []
@@ -124,13 +136,7 @@ def reap_stale(tmp: str | None = None) -> list[str]:
                 continue
             if _pid_alive(pid) and folder in _cmdline(pid):
                 pids.add(pid)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        reaper.remove_shm(pids)  # PostgreSQL's System V segment outlives a SIGKILLed postgres
+        kill_processes(pids)
         shutil.rmtree(folder, ignore_errors=True)
         reaped.append(folder)
     reaped += reaper.reap_registered()  # registered process groups: proxies, load generators, tools

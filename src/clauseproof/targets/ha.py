@@ -27,7 +27,14 @@ from typing import Any
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint, Target
-from clauseproof.targets.embedded import EmbeddedPostgres, _tail, _working_in, free_port, make_private_folder
+from clauseproof.targets.embedded import (
+    EmbeddedPostgres,
+    _tail,
+    _working_in,
+    free_port,
+    kill_processes,
+    make_private_folder,
+)
 from clauseproof.targets.replicated import Helper
 
 NODES = 3
@@ -45,13 +52,6 @@ class Node:
     rest_port: int
     folder: Path
     patroni: subprocess.Popen[bytes] | None = None
-    frozen: bool = False
-
-    def postmaster_pid(self) -> int | None:
-        try:
-            return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
 
 
 def rest(port: int, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
@@ -82,24 +82,27 @@ class PatroniCluster(Target):
         self.etcd: list[Helper] = []
         self.proxy: Helper | None = None
         self.scope = "cp-" + secrets.token_hex(4)
+        #: Patroni and PostgreSQL run as ``postgres`` where the harness runs as root.
+        self.server_user = "postgres" if os.geteuid() == 0 else None
+        #: Debian's Patroni: it runs on the system Python, which the postgres user can run (a virtualenv under a
+        #: private home may not be).
+        self.patroni = shutil.which("patroni") or "/usr/bin/patroni"
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
-        for tool in ("etcd", "haproxy"):
+        for tool in ("etcd", "haproxy", self.patroni):
             if shutil.which(tool) is None:
                 raise ClauseproofError(
                     f"{self.label} needs {tool}, which is not installed",
-                    fix="apt-get install etcd-server haproxy (./run installs them)",
+                    fix="apt-get install etcd-server patroni haproxy (./run installs them)",
                 )
-        user = "postgres" if os.geteuid() == 0 else None
-        self.folder = make_private_folder("ha", user)
-        started = time.monotonic()
+        self.folder = make_private_folder("ha", self.server_user)
         try:
             self._start_etcd()
-            self._start_patroni(user)
-            self._wait_roles(started)
-            self._start_haproxy()
-            self.endpoint = Endpoint("127.0.0.1", self.proxy.port, "postgres", "postgres", password=self.password)  # type: ignore[union-attr]
+            self._start_patroni()
+            self.wait_ready(START_TIMEOUT_S)
+            port = self._start_haproxy()
+            self.endpoint = Endpoint("127.0.0.1", port, "postgres", "postgres", password=self.password)
             self._create_namespace()
         except BaseException:
             self.stop()
@@ -172,36 +175,28 @@ class PatroniCluster(Target):
             },
         }
 
-    def _start_patroni(self, user: str | None) -> None:
+    def _start_patroni(self) -> None:
         assert self.folder is not None
-        # Debian's Patroni runs on the system Python, which the postgres user can run (a virtualenv under a
-        # private home may not be)
-        patroni = Path(shutil.which("patroni") or "/usr/bin/patroni")
-        if not patroni.exists():
-            raise ClauseproofError(
-                f"{self.label} needs Patroni, which is not installed",
-                fix="apt-get install patroni etcd-server (./run installs them)",
-            )
         for i in range(1, NODES + 1):
             node = Node(f"node{i}", free_port(), free_port(), self.folder / f"node{i}")
             node.folder.mkdir(mode=0o700)
             config = node.folder / "patroni.yml"
             config.write_text(json.dumps(self._config(node)))  # JSON is YAML
             config.chmod(0o600)
-            if user:
-                shutil.chown(node.folder, user=user)
-                shutil.chown(config, user=user)
+            if self.server_user:
+                shutil.chown(node.folder, user=self.server_user)
+                shutil.chown(config, user=self.server_user)
             self.nodes.append(node)
             self._launch(node)
 
     def _launch(self, node: Node) -> None:
         """Start ``node``'s Patroni (which starts its PostgreSQL) in a session of its own."""
         assert self.folder is not None
-        user = "postgres" if os.geteuid() == 0 else None
+        user = self.server_user
         kwargs: dict[str, Any] = {"user": user, "group": pwd.getpwnam(user).pw_gid} if user else {}
         with open(node.folder / "patroni.log", "ab") as out:
             node.patroni = subprocess.Popen(
-                [shutil.which("patroni") or "/usr/bin/patroni", str(node.folder / "patroni.yml")],
+                [self.patroni, str(node.folder / "patroni.yml")],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -227,24 +222,6 @@ class PatroniCluster(Target):
             + _tail(node.folder / "patroni.log")
         )
 
-    def _wait_roles(self, started: float) -> None:
-        """Until one node leads and the others stream from it, or a clear error with the logs."""
-        deadline = started + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            for node in self.nodes:
-                if node.patroni is not None and node.patroni.poll() is not None:
-                    raise ClauseproofError(
-                        f"Patroni {node.name} exited at start (status {node.patroni.returncode}); its log:\n    "
-                        + _tail(node.folder / "patroni.log")
-                    )
-            if self.ready():
-                return
-            time.sleep(0.25)
-        raise ClauseproofError(
-            f"{self.label}: no leader with a synchronous standby and {NODES - 1} replicas within {START_TIMEOUT_S} s; "
-            "node1's log:\n    " + _tail(self.nodes[0].folder / "patroni.log")
-        )
-
     def ready(self) -> bool:
         """One leader, a named synchronous standby and every node running.  Before a synchronous standby is named a
         commit is acknowledged by the leader alone, and a kill loses it (seen: a table made right after start was
@@ -257,17 +234,28 @@ class PatroniCluster(Target):
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds until :meth:`ready` (between trials: the previous fault's node has rejoined, a standby is
-        synchronous again); an error naming what was seen after ``timeout``."""
+        """Seconds until :meth:`ready` (at start; between trials: the previous fault's node has rejoined, a standby
+        is synchronous again); an error with a Patroni that exited and its log, or the roles seen after
+        ``timeout``."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
+            for node in self.nodes:
+                if node.patroni is not None and node.patroni.poll() is not None:
+                    raise ClauseproofError(
+                        f"Patroni {node.name} exited (status {node.patroni.returncode}); its log:\n    "
+                        + _tail(node.folder / "patroni.log")
+                    )
             if self.ready():
                 return time.monotonic() - started
             time.sleep(0.25)
         seen = {n.name: rest(n.rest_port, "/patroni")[1].get("role") for n in self.nodes}
-        raise ClauseproofError(f"{self.label} not ready within {timeout:g} s (roles seen: {seen})")
+        raise ClauseproofError(
+            f"{self.label}: no leader with a synchronous standby and {NODES - 1} replicas within {timeout:g} s "
+            f"(roles seen: {seen}); node1's log:\n    " + _tail(self.nodes[0].folder / "patroni.log")
+        )
 
-    def _start_haproxy(self) -> None:
+    def _start_haproxy(self) -> int:
+        """HAProxy's write port, once it reaches the leader."""
         assert self.folder is not None
         port = free_port()
         servers = "".join(f"    server {n.name} 127.0.0.1:{n.pg_port} check port {n.rest_port}\n" for n in self.nodes)
@@ -291,7 +279,7 @@ class PatroniCluster(Target):
         while time.monotonic() < deadline:
             in_a_row = in_a_row + 1 if self.writable(None, timeout=1.0) else 0
             if in_a_row == 5:
-                return
+                return port
             time.sleep(0.1)
         raise ClauseproofError(f"{self.label}: HAProxy on 127.0.0.1:{port} did not reach the leader within 10 s")
 
@@ -360,23 +348,14 @@ class PatroniCluster(Target):
         if node.patroni is not None:
             pids.add(node.patroni.pid)
         killed_at = time.monotonic()
-        killed: set[int] = set()
-        for _ in range(2):  # again for a backend forked between the scan and the postmaster's death
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            killed |= pids
-            pids = set(_working_in(str(node.folder)))
+        # kill_processes also removes the dead postmaster's System V segment, which would outlive the harness if it
+        # were killed before the restart (a machine that dies loses it too)
+        kill_processes(pids)
+        kill_processes(set(_working_in(str(node.folder))))  # a backend forked between the scan and the kill
         if node.patroni is not None:
             node.patroni.wait(10)
             reaper.unregister(node.patroni.pid)
             node.patroni = None
-        deadline = time.monotonic() + 5
-        while _working_in(str(node.folder)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # the dead postmaster's System V segment would outlive the harness if it were killed before the restart
-        # (a machine that dies loses it too)
-        reaper.remove_shm(killed)
         return killed_at
 
     def switchover(self, node: Node) -> float:
@@ -391,8 +370,7 @@ class PatroniCluster(Target):
         )
         asked = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=30) as r:
-                answer = r.read().decode(errors="replace")
+            urllib.request.urlopen(request, timeout=30).close()
         except urllib.error.HTTPError as e:
             answer = e.read().decode(errors="replace")
             raise ClauseproofError(
@@ -404,7 +382,6 @@ class PatroniCluster(Target):
                 f"the switchover away from {node.name} got no answer: {e}",
                 checked=f"POST http://127.0.0.1:{node.rest_port}/switchover",
             ) from None
-        del answer
         return asked
 
     def describe(self) -> dict[str, Any]:
@@ -431,9 +408,6 @@ class PatroniCluster(Target):
             self.proxy = None
         for node in self.nodes:
             if node.patroni is not None and node.patroni.poll() is None:
-                if node.frozen:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(node.patroni.pid, signal.SIGCONT)
                 node.patroni.send_signal(signal.SIGTERM)  # Patroni stops its PostgreSQL
         for node in self.nodes:
             if node.patroni is not None:
@@ -445,10 +419,9 @@ class PatroniCluster(Target):
                     node.patroni.wait()
                 reaper.unregister(node.patroni.pid)
                 node.patroni = None
-            pid = node.postmaster_pid()
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            # whatever is still working in the node's folder (by its folder, never by a stale postmaster.pid whose
+            # number a new process may have taken)
+            kill_processes(set(_working_in(str(node.folder))))
         for e in self.etcd:
             e.stop()
         self.etcd, self.nodes = [], []
