@@ -138,3 +138,74 @@ def test_the_series_shows_the_outage_and_shades_the_fault() -> None:
     assert s["requests_per_s"][at[101]] == 0 and s["failures_per_s"][at[101]] == 40
     assert s["windows"] == [{"label": "fault → first acknowledged write", "start": 10.0, "end": 13.005}]
     assert History().series(FAULT) == {}
+
+
+def test_a_frozen_leader_that_acknowledges_writes_when_it_wakes_is_a_stale_leader() -> None:
+    """Positive control: n1 is frozen at 100, n2 takes over at 102.5, n1 wakes at 105 and still acknowledges writes
+    for a while (never in the same round as n2 here, so only the stale-leader check can see it)."""
+    h, acked = _run()
+    leaders = _leaders(102.5)
+    woke = [LeaderSample(s.at, {"n1": True, "n2": None, "n3": False}) for s in leaders if 105.0 <= s.at < 105.35]
+    leaders = sorted([s for s in leaders if not 105.0 <= s.at < 105.35] + woke, key=lambda s: s.at)
+    t = judge(
+        h, fault="freeze", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=leaders, victim="n1", healed_at=105.0
+    )
+    assert t.split_brain == [] and len(t.stale_writes) == 4
+    assert t.problems == [
+        "n1, the old leader, acknowledged writes in 4 polling rounds after it was healed (first +0.00 s from the "
+        "heal) while n2 led"
+    ]
+    honest = judge(
+        h,
+        fault="freeze",
+        fault_at=FAULT,
+        end_at=110.0,
+        final_ids=acked,
+        leaders=_leaders(102.5),
+        victim="n1",
+        healed_at=105.0,
+    )
+    assert honest.problems == [] and honest.stale_writes == []
+
+
+def test_reads_of_the_victims_node_do_not_count_in_the_read_gap() -> None:
+    h, acked = _run(readers=2)  # readers 100 and 101 both fail from 100 to 103
+    t = judge(
+        h, fault="freeze", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(102.5), victim_readers=[100]
+    )
+    assert 2.9 < t.read_gap_s < 3.2  # 101 reads a surviving node: its gap counts
+    t = judge(
+        h,
+        fault="freeze",
+        fault_at=FAULT,
+        end_at=110.0,
+        final_ids=acked,
+        leaders=_leaders(102.5),
+        victim_readers=[100, 101],
+    )
+    assert t.read_gap_s == 10.0  # no surviving-node reads at all: the whole window
+
+
+def test_probe_rounds_count_timely_acknowledgements_only() -> None:
+    """A write sent before a freeze and acknowledged when the node wakes (its standby confirmed it before) does not
+    make the node writable in a later round; fresh acknowledgements of two nodes in one round are a split brain."""
+    from clauseproof.failover.trial import Answer, rounds
+
+    answers = [
+        Answer(0.00, 0.01, "n1", True),
+        Answer(0.02, 0.03, "n2", False),
+        Answer(0.15, 22.30, "n1", True),  # pending through the freeze, acknowledged on waking
+        Answer(22.21, 22.22, "n2", True),
+        Answer(22.25, 22.26, "n1", False),
+    ]
+    r = rounds(answers, ["n1", "n2"])
+    assert [s.writable for s in r] == [
+        {"n1": True, "n2": False},
+        {"n1": None, "n2": None},
+        {"n1": False, "n2": True},
+    ]
+    h, acked = _run()
+    t = judge(h, fault="freeze", fault_at=0.1, end_at=110.0, final_ids=acked, leaders=r)
+    assert t.split_brain == []
+    both = rounds([*answers, Answer(22.23, 22.24, "n1", True)], ["n1", "n2"])
+    assert [sorted(n for n, w in s.writable.items() if w) for s in both][-1] == ["n1", "n2"]

@@ -7,8 +7,9 @@ Jepsen's discipline, with the RTO/RPO verdict an acceptance clause asks for:
   or ``info`` (indeterminate: a timeout or a connection lost after the request was sent — it may or may
   not have taken effect, so it is reported apart and counted neither as lost nor as present);
 - writes insert unique ids; after the heal a final read lists every id the system holds;
-- every node is asked ``≥ 10×/s`` whether it accepts writes, in rounds; two nodes writable in one round
-  is a split brain whatever the RTO.
+- every node is asked ``≥ 10×/s`` whether it accepts writes (it acknowledges a write of its own), in rounds; two
+  nodes writable in one round is a split brain whatever the RTO, and a frozen or cut-off leader that
+  acknowledges a write after it is healed, while another node took over, is a stale leader.
 
 The columns live in numpy arrays, so a history of 1,000,000 operations is judged in well under 10 s
 (``./run bench --only history``).
@@ -131,9 +132,13 @@ class Trial:
     leader_before: str | None = None
     leader_after: str | None = None
     unavailable_s: float = 0.0  # longest stretch without an acknowledged write, from the fault on
-    read_gap_s: float = 0.0  # longest stretch without a successful read, from the fault on
+    read_gap_s: float = 0.0  # longest stretch without a successful read on a surviving node, from the fault on
     fault_applied: bool = True
-    #: what failed, in words, by kind: not_applied, rto, lost, refused_applied, duplicates, phantoms, split_brain
+    victim: str | None = None  # the node the fault hit
+    healed_at: float | None = None  # when a fault that is lifted (freeze, isolate) was lifted
+    stale_writes: list[float] = field(default_factory=list)  # the victim writable after the heal, another leading
+    #: what failed, in words, by kind: not_applied, rto, lost, refused_applied, duplicates, phantoms, split_brain,
+    #: stale_leader
     findings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -181,14 +186,19 @@ def judge(
     leaders: list[LeaderSample],
     deadline_s: float = 30.0,
     expect_leader_change: bool = True,
+    victim: str | None = None,
+    healed_at: float | None = None,
+    victim_readers: Iterable[int] = (),
 ) -> Trial:
-    """Judge one trial: ``fault_at`` is when the fault was applied, ``end_at`` when the load stopped (before the
-    heal's final read, ``final_ids``), ``leaders`` the polling rounds."""
+    """Judge one trial: ``fault_at`` is when the fault was applied to ``victim``, ``healed_at`` when a fault that
+    is lifted was lifted, ``end_at`` when the load stopped (before the final read, ``final_ids``), ``leaders`` the
+    polling rounds; reads by ``victim_readers`` (the processes reading the victim's node) do not count in the read
+    gap, which is about the surviving nodes."""
     n = history.n
     kind, value, outcome = history.kind[:n], history.value[:n], history.outcome[:n]
     invoked, completed, process = history.invoked[:n], history.completed[:n], history.process[:n]
     writes = kind == WRITE
-    t = Trial(fault=fault, fault_at=fault_at, deadline_s=deadline_s)
+    t = Trial(fault=fault, fault_at=fault_at, deadline_s=deadline_s, victim=victim, healed_at=healed_at)
 
     after = writes & (outcome == OK) & (invoked >= fault_at)
     if after.any():
@@ -199,12 +209,15 @@ def judge(
             if (after & (process == p)).any()
         ]
         writers = np.unique(process[writes & (invoked < fault_at)])
-        t.all_writers_back_s = max(per_writer) if len(per_writer) == len(writers) else math.inf
+        if not len(writers):  # no writer was writing before the fault
+            t.all_writers_back_s = t.rto_s
+        else:
+            t.all_writers_back_s = max(per_writer) if len(per_writer) == len(writers) else math.inf
     acked_times = np.sort(completed[writes & (outcome == OK)])
     t.unavailable_s = _longest_gap(acked_times, fault_at, end_at)
-    read_ok = np.sort(completed[(kind == READ) & (outcome == OK)])
-    if (kind == READ).any():
-        t.read_gap_s = _longest_gap(read_ok, fault_at, end_at)
+    surviving = (kind == READ) & ~np.isin(process, np.asarray(list(victim_readers), dtype=np.int32))
+    read_ok = np.sort(completed[surviving & (outcome == OK)])
+    t.read_gap_s = _longest_gap(read_ok, fault_at, end_at)  # no read on a surviving node: the whole window
 
     final = np.asarray(list(final_ids), dtype=np.int64)
     uniq, counts = np.unique(final, return_counts=True)
@@ -226,6 +239,8 @@ def judge(
             t.split_brain.append((s.at, up))
     t.leader_before = _leader([s for s in leaders if s.at < fault_at])
     t.leader_after = _leader([s for s in leaders if s.at >= fault_at])
+    if victim is not None and healed_at is not None and t.leader_after not in (None, victim):
+        t.stale_writes = [s.at for s in leaders if s.at >= healed_at and s.writable.get(victim)]
     disturbed = bool(((outcome[writes] != OK) & (invoked[writes] >= fault_at - 1)).any()) or t.unavailable_s > 1.0
     if expect_leader_change and t.leader_before is not None and t.leader_after == t.leader_before and not disturbed:
         t.fault_applied = False
@@ -261,6 +276,12 @@ def _findings(t: Trial) -> None:
         t.findings["duplicates"] = f"{len(t.duplicates)} ids present more than once (ids {_ids(t.duplicates)})"
     if t.phantoms:
         t.findings["phantoms"] = f"{len(t.phantoms)} ids present that no client wrote (ids {_ids(t.phantoms)})"
+    if t.stale_writes:
+        healed = t.healed_at if t.healed_at is not None else t.fault_at
+        t.findings["stale_leader"] = (
+            f"{t.victim}, the old leader, acknowledged writes in {len(t.stale_writes)} polling rounds after it was "
+            f"healed (first {t.stale_writes[0] - healed:+.2f} s from the heal) while {t.leader_after} led"
+        )
     if t.split_brain:
         at, nodes = t.split_brain[0]
         t.findings["split_brain"] = (

@@ -1,13 +1,19 @@
-"""One fault trial under load: writers, readers and a leader poller record a :class:`History` while a fault is
+"""One fault trial under load: writers, readers and probers record a :class:`History` while a fault is
 applied, then the failed node is brought back and the judge reads the outcome.
 
 - writers (``writers`` threads, each its own connection through the target's write endpoint) insert unique
   ids at a bounded rate; a write whose connection could not be made is ``fail`` (nothing was sent), one the
   server refused (read-only) is ``fail``, one whose outcome is unknown (connection lost, timeout, a cancelled
   wait for the synchronous standby, which leaves the commit local) is ``info``;
-- readers read from every node directly; the poller asks every node whether it accepts writes, 10×/s;
+- one reader per node reads from its node directly (a reader stuck on a frozen node must not look like the
+  surviving nodes stopped serving);
+- one prober per node asks its node 10×/s whether it accepts writes by making one: an upsert into a probe table
+  of the namespace (``pg_is_in_recovery()`` would call a frozen leader that wakes up writable, though its commits
+  wait for a standby that left; and a transaction that writes no row skips the synchronous wait altogether).  Its
+  answers, by the instant they came, make the 100 ms polling rounds of the judge;
 - the fault is applied at a recorded instant; the load runs on until a write after it was acknowledged (or the
-  deadline) plus ``settle_s``; the killed node is started again and must rejoin and converge.
+  deadline); a fault that is lifted (a freeze) is lifted ``hold_s`` after it was applied, under the same load; then
+  ``settle_s`` more; the failed node is brought back (or waited for) and must rejoin and converge.
 """
 
 from __future__ import annotations
@@ -16,14 +22,28 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.failover.history import READ, WRITE, History, LeaderSample, Trial, judge
 
 TABLE = "failover_ids"
+PROBES = "failover_probe"
 WRITE_INTERVAL_S = 0.02  # per writer: at most 50 writes/s each
 POLL_INTERVAL_S = 0.1
+READERS = 1000  # the process number of the first node's reader
+TIMELY_S = 1.0  # a probe answered later than this says nothing about the round it was sent in
+
+
+class Answer(NamedTuple):
+    asked: float
+    answered: float
+    node: str
+    ok: bool | None  # acknowledged, refused (read-only), no answer
+
+
+#: PostgreSQL's warning when a wait for the synchronous standby was cancelled: the commit is local only
+LOCAL_ONLY = "canceling wait for synchronous replication"
 
 
 @dataclass
@@ -34,6 +54,7 @@ class TrialResult:
     converged: bool
     convergence: str
     series: dict[str, Any]  # writes per second and latency, the fault shaded (the report's plot)
+    healed_after_s: float | None = None  # a lifted fault: how long it held
 
 
 def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
@@ -42,6 +63,7 @@ def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
 
     conn = None
     k = 0
+    warned: list[str] = []
     while not stop.is_set():
         k += 1
         value = p * 1_000_000_000 + k
@@ -49,6 +71,7 @@ def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
         if conn is None:
             try:
                 conn = target.connect()
+                conn.add_notice_handler(lambda d: warned.append(d.message_primary or ""))
                 with conn.cursor() as cur:
                     cur.execute("SET statement_timeout = 2000")
             except Exception:
@@ -57,9 +80,11 @@ def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
                 time.sleep(0.1)
                 continue
         try:
+            warned.clear()
             with conn.cursor() as cur:
                 cur.execute(f"INSERT INTO {TABLE} (id) VALUES (%s)", (value,))
-            h.complete(i, "ok")
+            # a commit the server itself calls local only is not acknowledged as replicated: indeterminate
+            h.complete(i, "info" if any(LOCAL_ONLY in w for w in warned) else "ok")
         except errors.ReadOnlySqlTransaction:
             h.complete(i, "fail")  # a replica refused it: it did not take effect
             _drop(conn)
@@ -81,11 +106,8 @@ def _drop(conn: Any) -> None:
     return None
 
 
-def _reader(target: Any, h: History, p: int, stop: threading.Event) -> None:
-    k = 0
+def _reader(target: Any, node: Any, h: History, p: int, stop: threading.Event) -> None:
     while not stop.is_set():
-        node = target.nodes[k % len(target.nodes)]
-        k += 1
         i = h.invoke(p, READ)
         try:
             conn = target.connect_node(node, timeout=1)
@@ -101,11 +123,52 @@ def _reader(target: Any, h: History, p: int, stop: threading.Event) -> None:
         time.sleep(0.05)
 
 
-def _poller(target: Any, samples: list[LeaderSample], stop: threading.Event) -> None:
+def _prober(target: Any, node: Any, answers: list[Answer], stop: threading.Event) -> None:
+    """Ask ``node`` 10×/s whether it accepts writes by making one; each answer with the instants it was asked and
+    came (a commit that waits for a standby answers late)."""
+    import psycopg
+
+    conn = None
     while not stop.is_set():
         at = time.monotonic()
-        samples.append(LeaderSample(at, {n.name: target.writable(n, timeout=0.3) for n in target.nodes}))
+        ok: bool | None
+        try:
+            if conn is None:
+                conn = target.connect_node(node, timeout=1)
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {target.namespace}.{PROBES} (node, n) VALUES (%s, 1) "
+                    f"ON CONFLICT (node) DO UPDATE SET n = {PROBES}.n + 1",
+                    (node.name,),
+                )
+            ok = True
+        except psycopg.errors.ReadOnlySqlTransaction:
+            ok = False
+        except Exception:
+            ok = None  # no answer: down, frozen past the timeout, cut off
+            _drop(conn)
+            conn = None
+        answers.append(Answer(at, time.monotonic(), node.name, ok))
         time.sleep(max(0.0, POLL_INTERVAL_S - (time.monotonic() - at)))
+    _drop(conn)
+
+
+def rounds(answers: list[Answer], nodes: list[str]) -> list[LeaderSample]:
+    """The probers' answers as polling rounds of ``POLL_INTERVAL_S``, by the instant each probe was sent: in its
+    round a node is writable if it acknowledged that write within ``TIMELY_S``, not writable if it refused it,
+    and None if it gave no timely answer.  (A write sent before a freeze and acknowledged when the node wakes —
+    its standby had confirmed it before the freeze — says nothing about the node accepting writes when it wakes:
+    a node that does accepts the fresh probes of its own rounds.)"""
+    if not answers:
+        return []
+    t0 = min(a.asked for a in answers)
+    by_round: dict[int, dict[str, bool | None]] = {}
+    for a in sorted(answers):
+        r = by_round.setdefault(int((a.asked - t0) / POLL_INTERVAL_S), dict.fromkeys(nodes))
+        ok = a.ok if a.answered - a.asked <= TIMELY_S else None
+        if ok or r[a.node] is None:
+            r[a.node] = ok
+    return [LeaderSample(t0 + k * POLL_INTERVAL_S, w) for k, w in sorted(by_round.items())]
 
 
 def run_trial(
@@ -114,15 +177,17 @@ def run_trial(
     fault: str,
     apply: Callable[[Any], Any],
     writers: int = 8,
-    readers: int = 2,
     before_s: float = 3.0,
     settle_s: float = 3.0,
     deadline_s: float = 30.0,
     restore: Callable[[Any], float] | None = None,
+    heal: Callable[[Any], Any] | None = None,
+    hold_s: float = 0.0,
 ) -> TrialResult:
     """Run one trial: ``apply(victim)`` applies the fault to the current leader (the victim) and may return the
-    ``time.monotonic()`` instant it took effect; ``restore(victim)`` brings it back and returns the seconds it took
-    to rejoin (a victim that does not rejoin is a finding, not an error)."""
+    ``time.monotonic()`` instant it took effect; ``heal(victim)``, for a fault that is lifted, lifts it ``hold_s``
+    after, under load; ``restore(victim)`` brings it back (or waits for it) and returns the seconds it took to
+    rejoin (a victim that does not rejoin is a finding, not an error)."""
     wait_ready = getattr(target, "wait_ready", None)
     if wait_ready is not None:  # the previous trial's node back, a synchronous standby named again
         wait_ready()
@@ -130,14 +195,19 @@ def run_trial(
     with conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {TABLE}")
         cur.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY)")
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {PROBES} (node text PRIMARY KEY, n bigint)")
     conn.close()
     h, stop = History(), threading.Event()
-    samples: list[LeaderSample] = []
+    answers: list[Answer] = []
     threads = [threading.Thread(target=_writer, args=(target, h, p, stop), daemon=True) for p in range(writers)]
-    threads += [threading.Thread(target=_reader, args=(target, h, 1000 + r, stop), daemon=True) for r in range(readers)]
-    threads.append(threading.Thread(target=_poller, args=(target, samples, stop), daemon=True))
+    readers = {n.name: READERS + k for k, n in enumerate(target.nodes)}
+    threads += [
+        threading.Thread(target=_reader, args=(target, n, h, readers[n.name], stop), daemon=True) for n in target.nodes
+    ]
+    threads += [threading.Thread(target=_prober, args=(target, n, answers, stop), daemon=True) for n in target.nodes]
     for t in threads:
         t.start()
+    victim, healed_at = None, None
     try:
         time.sleep(before_s)
         victim = target.leader()
@@ -153,13 +223,20 @@ def run_trial(
             if done.any():
                 break
             time.sleep(0.1)
+        if heal is not None:
+            time.sleep(max(0.0, fault_at + hold_s - time.monotonic()))
+            healed_at = time.monotonic()
+            heal(victim)
         time.sleep(settle_s)
         end_at = time.monotonic()
     finally:
+        if heal is not None and victim is not None and healed_at is None:
+            heal(victim)  # an error or an interrupt while the fault held: never leave the node frozen or cut off
         stop.set()
         for t in threads:
             t.join(10)
     h.close()
+    samples = rounds(answers, [n.name for n in target.nodes])
     rejoin_s, rejoin_problem = None, ""
     if restore is not None:
         try:
@@ -170,10 +247,24 @@ def run_trial(
     if rejoin_problem:
         converged, convergence = False, rejoin_problem
     trial = judge(
-        h, fault=fault, fault_at=fault_at, end_at=end_at, final_ids=final, leaders=samples, deadline_s=deadline_s
+        h,
+        fault=fault,
+        fault_at=fault_at,
+        end_at=end_at,
+        final_ids=final,
+        leaders=samples,
+        deadline_s=deadline_s,
+        victim=victim.name,
+        healed_at=healed_at,
+        victim_readers=[readers[victim.name]],
     )
     series = h.series(fault_at, fault_at + trial.rto_s)
-    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series)
+    held = None
+    if healed_at is not None:  # a lifted fault: the victim rejoined when it first refused a write after the heal
+        held = healed_at - fault_at
+        refused = [a.answered for a in answers if a.node == victim.name and a.asked >= healed_at and a.ok is False]
+        rejoin_s = min(refused) - healed_at if refused else None
+    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held)
 
 
 def _final_read(target: Any, rejoined: Any, timeout: float = 30.0) -> tuple[list[int], bool, str]:

@@ -5,12 +5,14 @@ Everything runs on loopback in one ``clauseproof-ha-*`` folder (reaped after a c
 etcd members ``etcd1..3``, Patroni nodes ``node1..3`` (each starts its own PostgreSQL, as the ``postgres`` user
 when the harness runs as root), and HAProxy, whose write port sends a connection to the node answering 200 on
 Patroni's ``GET /primary``.  The target's endpoint is HAProxy's write port; :meth:`leader` asks Patroni which
-node leads; :meth:`kill_node` is the fault and :meth:`start_node` the recovery (freeze and isolate are to come).
+node leads.  Faults: :meth:`kill_node` (recovered by :meth:`start_node`), :meth:`freeze_node` (lifted by
+:meth:`thaw_node`, then :meth:`wait_rejoin`) and :meth:`switchover`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import pwd
@@ -38,9 +40,10 @@ from clauseproof.targets.embedded import (
 from clauseproof.targets.replicated import Helper
 
 NODES = 3
-#: Patroni's leader key lives ``TTL`` seconds without renewal; the loop runs every ``LOOP_WAIT`` seconds.  A
-#: killed leader is replaced after at most about TTL + LOOP_WAIT.
-TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 1, 4
+#: Patroni's leader key lives ``TTL`` seconds without renewal (20 s, the least Patroni 4 accepts: it raises a
+#: smaller one to 20); the loop runs every ``LOOP_WAIT`` seconds.  A killed leader is replaced after at most about
+#: TTL + LOOP_WAIT.
+TTL, LOOP_WAIT, RETRY_TIMEOUT = 20, 1, 4
 START_TIMEOUT_S = 90
 HTTP_TIMEOUT_S = 1.0
 
@@ -84,13 +87,18 @@ class PatroniCluster(Target):
         self.scope = "cp-" + secrets.token_hex(4)
         #: Patroni and PostgreSQL run as ``postgres`` where the harness runs as root.
         self.server_user = "postgres" if os.geteuid() == 0 else None
-        #: Debian's Patroni: it runs on the system Python, which the postgres user can run (a virtualenv under a
-        #: private home may not be).
-        self.patroni = shutil.which("patroni") or "/usr/bin/patroni"
+        #: Patroni from PyPI (the harness's own, ≥ 3.0.3), copied into the cluster's folder and run by the system
+        #: Python, which the postgres user can run (the harness's interpreter may sit in a private home), on the
+        #: libraries of Debian's patroni package.  Debian 12's own Patroni 3.0.2 overwrites a leader key it no
+        #: longer holds after a pause longer than the TTL (patroni/patroni#2689): the freeze trials lose
+        #: acknowledged writes on it.
+        self.python = "/usr/bin/python3"
+        self.patroni: list[str] = []
+        self._patroni_env: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
-        for tool in ("etcd", "haproxy", self.patroni):
+        for tool in ("etcd", "haproxy"):
             if shutil.which(tool) is None:
                 raise ClauseproofError(
                     f"{self.label} needs {tool}, which is not installed",
@@ -98,6 +106,7 @@ class PatroniCluster(Target):
                 )
         self.folder = make_private_folder("ha", self.server_user)
         try:
+            self._install_patroni()
             self._start_etcd()
             self._start_patroni()
             self.wait_ready(START_TIMEOUT_S)
@@ -107,6 +116,23 @@ class PatroniCluster(Target):
         except BaseException:
             self.stop()
             raise
+
+    def _install_patroni(self) -> None:
+        """Copy the harness's Patroni package where the server user can read it; the command that runs it."""
+        assert self.folder is not None
+        spec = importlib.util.find_spec("patroni")
+        if spec is None or spec.origin is None or not Path(self.python).exists():
+            raise ClauseproofError(
+                f"{self.label} needs Patroni (PyPI) in the harness's environment and {self.python}",
+                fix="./run installs both (pip install -e '.[all]'; apt-get install patroni for its libraries)",
+            )
+        lib = self.folder / "python"
+        shutil.copytree(Path(spec.origin).parent, lib / "patroni", ignore=shutil.ignore_patterns("__pycache__"))
+        if self.server_user:
+            for path in [lib, *lib.rglob("*")]:
+                shutil.chown(path, user=self.server_user)
+        self.patroni = [self.python, "-m", "patroni"]
+        self._patroni_env = {"PYTHONPATH": str(lib), "PYTHONDONTWRITEBYTECODE": "1"}
 
     def _start_etcd(self) -> None:
         assert self.folder is not None
@@ -196,12 +222,12 @@ class PatroniCluster(Target):
         kwargs: dict[str, Any] = {"user": user, "group": pwd.getpwnam(user).pw_gid} if user else {}
         with open(node.folder / "patroni.log", "ab") as out:
             node.patroni = subprocess.Popen(
-                [self.patroni, str(node.folder / "patroni.yml")],
+                [*self.patroni, str(node.folder / "patroni.yml")],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=node.folder,
-                env={**os.environ, "HOME": str(node.folder)},
+                env={**os.environ, "HOME": str(node.folder), **self._patroni_env},
                 **kwargs,
             )
         reaper.register(node.name, node.patroni.pid, self.folder)
@@ -211,6 +237,12 @@ class PatroniCluster(Target):
         with pg_rewind where needed)."""
         started = time.monotonic()
         self._launch(node)
+        return self.wait_rejoin(node, timeout, started)
+
+    def wait_rejoin(self, node: Node, timeout: float = 60.0, since: float | None = None) -> float:
+        """Seconds (from ``since``, else now) until Patroni reports ``node`` running as a replica; an error with its
+        log after ``timeout``."""
+        started = time.monotonic() if since is None else since
         while time.monotonic() - started < timeout:
             members = rest(node.rest_port, "/cluster")[1].get("members", [])
             me: dict[str, Any] = next((m for m in members if m.get("name") == node.name), {})
@@ -358,6 +390,31 @@ class PatroniCluster(Target):
             node.patroni = None
         return killed_at
 
+    def freeze_node(self, node: Node) -> float:
+        """SIGSTOP every process of the node — Patroni, the postmaster, every backend — as a machine that stalls
+        (a long GC or I/O pause, a VM paused) would; the instant the signals went out.  The node keeps its sockets,
+        so clients and peers wait instead of being refused; :meth:`thaw_node` lifts it."""
+        pids = set(_working_in(str(node.folder)))
+        if node.patroni is not None:
+            pids.add(node.patroni.pid)
+        at = time.monotonic()
+        for _ in range(2):  # a backend forked between the scan and the signal
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            pids = set(_working_in(str(node.folder))) - pids
+        return at
+
+    def thaw_node(self, node: Node) -> None:
+        """SIGCONT every process of a frozen node: it wakes believing it still leads, and must find out it does not
+        before it acknowledges a write."""
+        pids = set(_working_in(str(node.folder)))
+        if node.patroni is not None:
+            pids.add(node.patroni.pid)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
     def switchover(self, node: Node) -> float:
         """A planned switchover away from the leader ``node`` through Patroni's REST API (``POST /switchover``); the
         instant it was asked.  A refusal is an error naming the node and Patroni's answer."""
@@ -406,6 +463,8 @@ class PatroniCluster(Target):
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None
+        for node in self.nodes:
+            self.thaw_node(node)  # a frozen process would hold its SIGTERM until it is continued
         for node in self.nodes:
             if node.patroni is not None and node.patroni.poll() is None:
                 node.patroni.send_signal(signal.SIGTERM)  # Patroni stops its PostgreSQL
