@@ -3,14 +3,19 @@ of a fault hook that does nothing; start and stop leave nothing behind, even wit
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
 from clauseproof.failover.trial import run_trial
+from clauseproof.failover.vendor import VendorCluster
 from clauseproof.targets.embedded import _working_in
+from clauseproof.targets.external import ExternalTarget
 from clauseproof.targets.ha import PatroniCluster
 
 
@@ -62,6 +67,101 @@ def test_the_cluster_runs_postgres_as_postgres(cluster: PatroniCluster) -> None:
         pytest.skip("only root hands the nodes to the postgres user")
     pids = _working_in(str(cluster.nodes[0].folder))  # Patroni, its PostgreSQL and the backends
     assert pids and all(Path(f"/proc/{pid}").stat().st_uid != 0 for pid in pids)
+
+
+FAULT_SCRIPT = """#!/bin/sh
+# a vendor's fault commands, as a profile would run them: fault.sh kill|start NODE
+set -u
+folder={folder}/$2
+pids() {{
+    for p in /proc/[0-9]*; do
+        cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
+        case "$cwd" in "$folder"|"$folder"/*) echo "${{p#/proc/}}"; continue ;; esac
+        tr '\\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF "$folder/" && echo "${{p#/proc/}}"
+    done
+}}
+case $1 in
+    kill) kill -KILL $(pids) 2>/dev/null; sleep 0.2; kill -KILL $(pids) 2>/dev/null; exit 0 ;;
+    start) cd "$folder" && setsid runuser -u postgres -- env HOME="$folder" {env} {python} -m patroni \
+               "$folder/patroni.yml" >> "$folder/patroni.log" 2>&1 < /dev/null & ;;
+esac
+"""
+
+
+def _vendor_profile(cluster: PatroniCluster, folder: Path, destructive: bool) -> VendorCluster:
+    assert cluster.folder is not None and cluster.proxy is not None
+    script = folder / "fault.sh"
+    env = " ".join(f"{k}={v}" for k, v in cluster._patroni_env.items())
+    script.write_text(FAULT_SCRIPT.format(folder=cluster.folder, env=env, python=cluster.python))
+    script.chmod(0o755)
+    nodes = ", ".join(f'{{ name = "{n.name}", host = "127.0.0.1", port = {n.pg_port} }}' for n in cluster.nodes)
+    profile = folder / "vendor-ha.toml"
+    profile.write_text(
+        "[target]\n"
+        f'dialect = "postgresql"\nhost = "127.0.0.1"\nport = {cluster.proxy.port}\nuser = "postgres"\n'
+        'password_env = "CP_SELFTEST_HA_PASSWORD"\ndatabase = "postgres"\n'
+        "[failover]\n"
+        f"nodes = [{nodes}]\n"
+        f'kill_node = "{script} kill {{node}}"\nstart_node = "{script} start {{node}}"\n'
+        "rto_s = 40\ntrials = 1\n"
+    )
+    os.environ["CP_SELFTEST_HA_PASSWORD"] = cluster.password
+    target = ExternalTarget.from_profile(profile, "clauseproof_selftest_vendor")
+    target.start()
+    section = target.profile.section("failover") if target.profile else None
+    assert section is not None
+    return VendorCluster(target, section, destructive=destructive)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fault script starts Patroni as postgres with runuser")
+def test_a_vendor_profile_kills_and_restarts_a_node_with_its_own_commands(
+    cluster: PatroniCluster, tmp_path: Path
+) -> None:
+    """The profile path end to end: [failover] nodes and commands, the leader found by pg_is_in_recovery(), the
+    kill and the restart by the vendor's shell commands, the opt-in required."""
+    refused = _vendor_profile(cluster, tmp_path, destructive=False)
+    try:
+        assert set(refused.faults().values()) == {
+            "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
+            "the profile's [failover] declares no freeze_node or thaw_node",
+            "the profile's [failover] declares no switchover",
+        }
+        with pytest.raises(ClauseproofError, match="--cp-destructive=yes"):
+            refused.kill_node(refused.nodes[0])
+    finally:
+        refused.target.stop()
+    vendor = _vendor_profile(cluster, tmp_path, destructive=True)
+    try:
+        assert vendor.faults()["kill"] == ""
+        leader = vendor.leader()
+        assert leader is not None and leader.name == (cluster.leader() or cluster.nodes[0]).name
+        r = run_trial(vendor, fault="kill", apply=vendor.kill_node, restore=vendor.start_node, before_s=2, settle_s=2)
+        assert r.trial.problems == [], r.trial.problems
+        assert r.trial.failed_over and r.trial.lost == [] and r.converged, r.convergence
+        assert [c["command"] for c in vendor.commands] == ["kill_node", "start_node"]
+    finally:
+        vendor.target.stop()
+        for n in cluster.nodes:  # the node the script killed: its Patroni now is the script's, found by its folder
+            if n.patroni is not None and n.patroni.poll() is not None:
+                reaper.unregister(n.patroni.pid)
+                n.patroni = None
+    cluster.wait_ready()
+
+
+def test_a_cluster_whose_failover_manager_is_paused_fails_rto(cluster: PatroniCluster) -> None:
+    """Positive control on a real cluster: Patroni in maintenance mode (no automatic failover), the leader
+    killed; no write is acknowledged again before the deadline, and the judge says so."""
+    cluster.wait_ready()
+    victim = cluster.leader()
+    assert victim is not None and cluster.pause(True)
+    try:
+        r = run_trial(cluster, fault="kill (failover paused)", apply=cluster.kill_node, deadline_s=8, before_s=2)
+    finally:
+        cluster.pause(False)
+    cluster.start_node(victim)
+    assert math.isinf(r.trial.rto_s) and not r.trial.failed_over
+    assert r.trial.about("rto") and r.trial.about("rto")[0].startswith("no acknowledged write after the fault")
+    cluster.wait_ready()
 
 
 def test_a_node_left_frozen_is_still_stopped(cluster: PatroniCluster) -> None:

@@ -143,6 +143,14 @@ def _opt_path(s: str) -> Path | None:
     return _path(s) if s else None
 
 
+def _yes_no(s: str) -> bool:
+    if s.lower() in ("yes", "true", "1"):
+        return True
+    if s.lower() in ("no", "false", "0", ""):
+        return False
+    raise ValueError(f"Could not parse value: {s!r} (expected yes or no)")
+
+
 def _lang(s: str) -> str:
     if s not in LANGS:
         raise ValueError(f"Could not parse value: {s!r} (expected one of {', '.join(LANGS)})")
@@ -207,6 +215,14 @@ OPTIONS = (
         "",
         _opt_path,
     ),
+    Option(
+        "destructive",
+        "let the failover suite kill, stop, freeze or cut off the nodes of a profile target with the profile's "
+        "[failover] commands: yes or no (default no; the embedded clusters are the harness's own and need no "
+        "opt-in)",
+        "no",
+        _yes_no,
+    ),
     Option("pg_bindir", "folder with PostgreSQL's initdb and pg_ctl (default: searched)", "", _opt_path),
     Option("mariadb_bindir", "folder with mariadbd and mariadb-install-db (default: searched)", "", _opt_path),
 )
@@ -228,6 +244,7 @@ class Settings:
     tester: str
     formats: tuple[str, ...]
     signing_key: Path | None
+    destructive: bool
     pg_bindir: Path | None
     mariadb_bindir: Path | None
     rootdir: Path
@@ -279,6 +296,7 @@ def read_settings(config: pytest.Config) -> Settings:
         tester=values["tester"],
         formats=values["formats"],
         signing_key=values["signing_key"],
+        destructive=values["destructive"],
         pg_bindir=values["pg_bindir"],
         mariadb_bindir=values["mariadb_bindir"],
         rootdir=root,

@@ -137,8 +137,9 @@ class Trial:
     victim: str | None = None  # the node the fault hit
     healed_at: float | None = None  # when a fault that is lifted (freeze, isolate) was lifted
     stale_writes: list[float] = field(default_factory=list)  # the victim writable after the heal, another leading
-    #: what failed, in words, by kind: not_applied, rto, lost, refused_applied, duplicates, phantoms, split_brain,
-    #: stale_leader
+    unchecked: bool = False  # no final read could be made: lost writes unknown
+    #: what failed, in words, by kind: not_applied, rto, unchecked, lost, refused_applied, duplicates, phantoms,
+    #: split_brain, stale_leader
     findings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -182,7 +183,7 @@ def judge(
     fault: str,
     fault_at: float,
     end_at: float,
-    final_ids: Iterable[int],
+    final_ids: Iterable[int] | None,
     leaders: list[LeaderSample],
     deadline_s: float = 30.0,
     expect_leader_change: bool = True,
@@ -219,12 +220,14 @@ def judge(
     read_ok = np.sort(completed[surviving & (outcome == OK)])
     t.read_gap_s = _longest_gap(read_ok, fault_at, end_at)  # no read on a surviving node: the whole window
 
-    final = np.asarray(list(final_ids), dtype=np.int64)
+    if final_ids is None:  # no final read: nothing about the acknowledged writes can be said
+        t.unchecked = True
+    final = np.asarray(list(final_ids or []), dtype=np.int64)
     uniq, counts = np.unique(final, return_counts=True)
     t.duplicates = uniq[counts > 1].tolist()
     acked = value[writes & (outcome == OK)]
     t.acknowledged = len(acked)
-    t.lost = np.setdiff1d(acked, uniq, assume_unique=False).tolist()
+    t.lost = [] if t.unchecked else np.setdiff1d(acked, uniq, assume_unique=False).tolist()
     info = value[writes & (outcome == INFO)]
     t.indeterminate = len(info)
     t.indeterminate_present = int(np.isin(info, uniq).sum())
@@ -265,6 +268,11 @@ def _findings(t: Trial) -> None:
             ("no acknowledged write after the fault" + refused)
             if math.isinf(t.rto_s)
             else f"first acknowledged write {t.rto_s:.2f} s after the fault, beyond the {t.deadline_s:g} s deadline"
+        )
+    if t.unchecked:
+        t.findings["unchecked"] = (
+            f"no final read after the trial: whether any of the {t.acknowledged} acknowledged writes was lost is "
+            "unknown"
         )
     if t.lost:
         t.findings["lost"] = f"{len(t.lost)} acknowledged writes lost (ids {_ids(t.lost)})"

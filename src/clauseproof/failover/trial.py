@@ -32,6 +32,7 @@ PROBES = "failover_probe"
 WRITE_INTERVAL_S = 0.02  # per writer: at most 50 writes/s each
 POLL_INTERVAL_S = 0.1
 READERS = 1000  # the process number of the first node's reader
+READ_S = 15.0  # how long the final read waits for a leader to answer
 TIMELY_S = 1.0  # a probe answered later than this says nothing about the round it was sent in
 
 
@@ -267,13 +268,24 @@ def run_trial(
     return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held)
 
 
-def _final_read(target: Any, rejoined: Any, timeout: float = 30.0) -> tuple[list[int], bool, str]:
-    """Every id the leader holds; whether the rejoined node holds the same (count and sum), waited for."""
-    conn = target.connect()
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT id FROM {TABLE}")
-        ids = [r[0] for r in cur.fetchall()]
-    conn.close()
+def _final_read(target: Any, rejoined: Any, timeout: float = 30.0) -> tuple[list[int] | None, bool, str]:
+    """Every id the leader holds (None when no leader answered within ``read_s``: nothing could be checked);
+    whether the rejoined node holds the same (count and sum), waited for."""
+    ids, deadline, error = None, time.monotonic() + READ_S, ""
+    while ids is None and time.monotonic() < deadline:
+        try:
+            conn = target.connect()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT id FROM {TABLE}")
+                    ids = [r[0] for r in cur.fetchall()]
+            finally:
+                conn.close()
+        except Exception as exc:
+            error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            time.sleep(0.5)
+    if ids is None:
+        return None, False, f"the final read found no leader to read within {READ_S:g} s ({error})"
     if rejoined is None:
         return ids, False, "no node to rejoin"
     want = (len(ids), sum(ids))

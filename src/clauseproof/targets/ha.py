@@ -371,6 +371,14 @@ class PatroniCluster(Target):
             conn.close()
 
     # -- faults -----------------------------------------------------------------------------
+    def faults(self) -> dict[str, str]:
+        """Each fault of the failover suite → "" (all can be applied here; the cluster is the harness's own)."""
+        return {"kill": "", "freeze": "", "switchover": ""}
+
+    def thresholds(self) -> dict[str, float]:
+        """A freeze longer than the failure detection (the TTL), by 2 s; the acceptance plan's RTO otherwise."""
+        return {"freeze_s": TTL + 2.0}
+
     def kill_node(self, node: Node) -> float:
         """SIGKILL every process of the node — Patroni, the postmaster and every backend (a backend outlives a
         killed postmaster and goes on committing on its open connection) — as the machine dying would; the
@@ -414,6 +422,25 @@ class PatroniCluster(Target):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+    def pause(self, on: bool, timeout: float = 10.0) -> bool:
+        """Patroni's maintenance mode on or off (``PATCH /config``: no automatic failover while on); True once a
+        node reports the new state."""
+        body = json.dumps({"pause": on}).encode()
+        for n in self.nodes:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{n.rest_port}/config", data=body, method="PATCH", headers={"Content-Type": "json"}
+            )
+            try:
+                urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S * 5).close()
+            except OSError:
+                continue
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if any(bool(rest(m.rest_port, "/cluster")[1].get("pause")) == on for m in self.nodes):
+                    return True
+                time.sleep(0.2)
+        return False
 
     def switchover(self, node: Node) -> float:
         """A planned switchover away from the leader ``node`` through Patroni's REST API (``POST /switchover``); the

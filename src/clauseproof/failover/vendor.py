@@ -1,0 +1,326 @@
+"""A vendor's cluster under the failover suite, through the profile's ``[failover]`` section.
+
+```toml
+[failover]
+# the nodes, each reached directly (the profile's [target] host:port is the write endpoint clients use)
+nodes = [
+    { name = "db1", host = "10.0.0.11", port = 5432 },
+    { name = "db2", host = "10.0.0.12", port = 5432 },
+    { name = "db3", host = "10.0.0.13", port = 5432 },
+]
+# who leads now: SQL run on any node that returns the leader's name, or a command that prints it; without
+# either, the one node where pg_is_in_recovery() is false
+leader_sql = "SELECT leader_name FROM vendor_catalog.cluster_state"
+leader_command = "vendorctl leader"
+# fault commands; {node}, {host} and {port} are the node's, shell-quoted by the harness; each must return when
+# the fault has taken effect (a kill: the processes are gone)
+kill_node = "ssh {host} sudo pkill -9 -f vendor-db"
+start_node = "ssh {host} sudo systemctl start vendor-db"
+freeze_node = "ssh {host} sudo pkill -STOP -f vendor-db"
+thaw_node = "ssh {host} sudo pkill -CONT -f vendor-db"
+switchover = "vendorctl switchover --from {node}"
+# thresholds the acceptance plan sets for this system (the defaults: RTO 30 s, read gap 1 s, 5 trials per fault,
+# a 40 s freeze) and the seconds a command may take
+rto_s = 30
+freeze_s = 40
+command_timeout_s = 120
+```
+
+Faults whose commands are absent are NOT SHOWN rows naming the missing keys.  Every fault command runs only
+with ``--cp-destructive=yes``: without it, every fault part is a NOT SHOWN row saying so.  ``isolate_node``,
+``heal``, ``add_node`` and ``remove_node`` are read and kept for the isolate and scale parts, which are not built.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from clauseproof.core.commands import fill_command, quoted_placeholders, vendor_command
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.sections import Section
+
+COMMANDS = (
+    "kill_node",
+    "start_node",
+    "stop_node",
+    "freeze_node",
+    "thaw_node",
+    "switchover",
+    "isolate_node",
+    "heal",
+    "add_node",
+    "remove_node",
+    "leader_command",
+)
+#: what each fault needs from the profile
+NEEDS = {
+    "kill": ("kill_node", "start_node"),
+    "freeze": ("freeze_node", "thaw_node"),
+    "switchover": ("switchover",),
+}
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "nodes": list,
+    "leader_sql": str,
+    "rto_s": (int, float),
+    "read_gap_s": (int, float),
+    "freeze_s": (int, float),
+    "trials": int,
+    "command_timeout_s": (int, float),
+    **dict.fromkeys(COMMANDS, str),
+}
+
+
+@dataclass(frozen=True)
+class VendorNode:
+    name: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class FailoverSection:
+    """``[failover]`` as validated."""
+
+    nodes: tuple[VendorNode, ...]
+    commands: dict[str, str] = field(default_factory=dict)
+    leader_sql: str = ""
+    thresholds: dict[str, float] = field(default_factory=dict)  # rto_s, read_gap_s, freeze_s, trials: as declared
+    command_timeout_s: float = 120.0
+
+
+def parse(body: dict[str, Any], err: Any) -> FailoverSection | None:
+    """Validate ``[failover]``; ``err(section, key, msg, fix)`` makes the error naming the file and line."""
+    if not body:
+        return None
+    sec = "failover"
+    nodes = body.get("nodes")
+    example = '{ name = "db1", host = "10.0.0.11", port = 5432 }'
+    if not nodes:
+        raise err(sec, "nodes" if "nodes" in body else None, "no nodes", f"list them: nodes = [{example}, ...]")
+    out = []
+    for n in nodes:
+        if (
+            not isinstance(n, dict)
+            or set(n) != {"name", "host", "port"}
+            or not isinstance(n["name"], str)
+            or not isinstance(n["host"], str)
+            or not isinstance(n["port"], int)
+            or not 0 < n["port"] < 65536
+        ):
+            raise err(sec, "nodes", f"{n!r} is not a node", f"write each node as {example}")
+        out.append(VendorNode(n["name"], n["host"], n["port"]))
+    if len({n.name for n in out}) != len(out):
+        raise err(sec, "nodes", "two nodes have the same name", "give every node its own name")
+    if len(out) < 2:
+        raise err(sec, "nodes", "a failover needs at least two nodes", "list every node of the cluster")
+    commands = {k: body[k] for k in COMMANDS if k in body}
+    for name, template in commands.items():
+        quoted = quoted_placeholders(template)
+        if quoted:
+            raise err(sec, name, f"{', '.join(quoted)} inside quotes", "write {node}, {host}, {port} without quotes")
+        try:
+            fill_command(template, node="n", host="h", port=1)
+        except ClauseproofError:
+            raise err(sec, name, "uses a placeholder other than {node}, {host}, {port}", "use only those") from None
+    for key in ("rto_s", "read_gap_s", "freeze_s", "trials", "command_timeout_s"):
+        if key in body and body[key] <= 0:
+            raise err(sec, key, f"{body[key]!r} is not positive", f"give {key} a positive value")
+    keys = ("rto_s", "read_gap_s", "freeze_s", "trials")
+    thresholds: dict[str, float] = {k: float(body[k]) for k in keys if k in body}
+    return FailoverSection(
+        nodes=tuple(out),
+        commands=commands,
+        leader_sql=body.get("leader_sql", ""),
+        thresholds=thresholds,
+        command_timeout_s=float(body.get("command_timeout_s", 120.0)),
+    )
+
+
+#: ``[failover]`` of a profile, registered in pyproject.toml (entry point group ``clauseproof.sections``).
+SECTION = Section("failover", KEYS, parse)
+
+
+class VendorCluster:
+    """A profile target's cluster with the profile's fault commands: what :func:`run_trial` drives.
+
+    ``destructive`` is the run's ``--cp-destructive``: without it :meth:`faults` offers none, and no command is
+    ever run."""
+
+    kind = "external"
+
+    def __init__(self, target: Any, section: FailoverSection, destructive: bool) -> None:
+        self.target = target
+        self.section = section
+        self.destructive = destructive
+        self.label = target.label
+        self.namespace = target.namespace
+        self.dialect = target.dialect
+        self.nodes = list(section.nodes)
+        self.commands: list[dict[str, Any]] = []  # every command run, with its seconds (the evidence)
+
+    # -- what can be done ------------------------------------------------------------------
+    def faults(self) -> dict[str, str]:
+        """Each fault of the suite → "" when it can be applied, else why not (the NOT SHOWN row's words)."""
+        out = {}
+        for fault, keys in NEEDS.items():
+            missing = [k for k in keys if k not in self.section.commands]
+            if missing:
+                out[fault] = f"the profile's [failover] declares no {' or '.join(missing)}"
+            elif not self.destructive:
+                out[fault] = "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes"
+            else:
+                out[fault] = ""
+        return out
+
+    def thresholds(self) -> dict[str, float]:
+        return dict(self.section.thresholds)
+
+    # -- connections ------------------------------------------------------------------------
+    def connect(self) -> Any:
+        return self.target.connect()
+
+    def connect_node(self, node: VendorNode | None, timeout: float = 2.0) -> Any:
+        if node is None:
+            return self.target.connect(in_namespace=False)
+        import psycopg
+
+        ep = self.target._ep()
+        return psycopg.connect(
+            host=node.host,
+            port=node.port,
+            user=ep.user,
+            password=ep.password,
+            dbname=ep.database,
+            connect_timeout=max(2, int(timeout)),  # libpq's least
+            application_name=self.namespace,
+            autocommit=True,
+        )
+
+    def leader(self) -> VendorNode | None:
+        """The node the profile's ``leader_command`` or ``leader_sql`` names, else the one node out of recovery."""
+        name = ""
+        if "leader_command" in self.section.commands:
+            command = self.section.commands["leader_command"]
+            try:
+                out = subprocess.run(
+                    command,
+                    shell=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.section.command_timeout_s,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired:
+                raise ClauseproofError(
+                    f"{self.label}: leader_command did not answer within {self.section.command_timeout_s:g} s",
+                    checked=command,
+                    fix="make it print the leader's node name and exit, or raise command_timeout_s",
+                ) from None
+            name = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+        else:
+            for node in self.nodes:
+                try:
+                    conn = self.connect_node(node, timeout=2)
+                except Exception:
+                    continue
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(self.section.leader_sql or "SELECT NOT pg_is_in_recovery()")
+                        row = cur.fetchone()
+                except Exception:
+                    continue
+                finally:
+                    conn.close()
+                if self.section.leader_sql:
+                    name = str(row[0]) if row and row[0] is not None else ""
+                    break
+                if row and row[0]:
+                    return node
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Seconds until a leader is named and every node answers."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.leader() is not None and all(self._answers(n) for n in self.nodes):
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise ClauseproofError(
+            f"{self.label}: no leader named, or a node not answering, within {timeout:g} s",
+            checked=", ".join(f"{n.name} {n.host}:{n.port}" for n in self.nodes),
+            fix="check the cluster and the profile's leader_sql / leader_command",
+        )
+
+    def _answers(self, node: VendorNode) -> bool:
+        try:
+            self.connect_node(node, timeout=2).close()
+            return True
+        except Exception:
+            return False
+
+    def wait_rejoin(self, node: VendorNode, timeout: float = 120.0, since: float | None = None) -> float:
+        """Seconds until ``node`` answers as a replica (``pg_is_in_recovery()``) while another node leads."""
+        started = time.monotonic() if since is None else since
+        while time.monotonic() - started < timeout:
+            try:
+                conn = self.connect_node(node, timeout=2)
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT pg_is_in_recovery()")
+                        row = cur.fetchone()
+                finally:
+                    conn.close()
+                if row and row[0]:
+                    return time.monotonic() - started
+            except Exception:
+                pass
+            time.sleep(0.5)
+        raise ClauseproofError(f"{node.name} did not answer as a replica within {timeout:g} s")
+
+    # -- faults -----------------------------------------------------------------------------
+    def _run(self, key: str, node: VendorNode) -> float:
+        """Run the profile's ``key`` command for ``node``; the instant it returned (the fault in effect)."""
+        if not self.destructive:
+            raise ClauseproofError(f"{self.label}: {key} not run: faults on a profile target need --cp-destructive=yes")
+        phase = vendor_command(
+            f"{key} {node.name}",
+            self.section.commands[key],
+            self.target,
+            {"node": node.name, "host": node.host, "port": node.port},
+            timeout=self.section.command_timeout_s,
+        )
+        self.commands.append({"command": key, "node": node.name, "seconds": phase.seconds})
+        return time.monotonic()
+
+    def kill_node(self, node: VendorNode) -> float:
+        return self._run("kill_node", node)
+
+    def start_node(self, node: VendorNode) -> float:
+        started = time.monotonic()
+        self._run("start_node", node)
+        return self.wait_rejoin(node, since=started)
+
+    def freeze_node(self, node: VendorNode) -> float:
+        return self._run("freeze_node", node)
+
+    def thaw_node(self, node: VendorNode) -> None:
+        self._run("thaw_node", node)
+
+    def switchover(self, node: VendorNode) -> float:
+        return self._run("switchover", node)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.target.describe(),
+            "nodes": [{"name": n.name, "host": n.host, "port": n.port} for n in self.nodes],
+            "leader": "leader_command"
+            if "leader_command" in self.section.commands
+            else ("leader_sql" if self.section.leader_sql else "the node where pg_is_in_recovery() is false"),
+            "fault_commands": sorted(k for k in self.section.commands if k != "leader_command"),
+            "destructive_opt_in": self.destructive,
+            "commands_run": self.commands,
+        }

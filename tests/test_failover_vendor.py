@@ -1,0 +1,79 @@
+"""The profile's [failover] section: what it takes, what it refuses (naming the file, line and key), and what a
+vendor cluster offers without the run's opt-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.failover.vendor import FailoverSection, VendorCluster
+from clauseproof.targets.external import load_profile
+
+TARGET = '[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "u"\ndatabase = "d"\n'
+NODES = 'nodes = [{ name = "a", host = "10.0.0.1", port = 5432 }, { name = "b", host = "10.0.0.2", port = 5432 }]\n'
+
+
+def _load(tmp_path: Path, failover: str) -> FailoverSection:
+    path = tmp_path / "vendor.toml"
+    path.write_text(TARGET + "[failover]\n" + failover)
+    section = load_profile(path).section("failover")
+    assert isinstance(section, FailoverSection)
+    return section
+
+
+def test_a_complete_section_is_read_with_its_thresholds(tmp_path: Path) -> None:
+    s = _load(
+        tmp_path,
+        NODES + 'kill_node = "ssh {host} pkill -9 db"\nstart_node = "ssh {host} start-db --port {port}"\n'
+        'leader_sql = "SELECT name FROM cluster_leader"\nrto_s = 45\ntrials = 7\nfreeze_s = 60\n',
+    )
+    assert [n.name for n in s.nodes] == ["a", "b"] and s.nodes[1].host == "10.0.0.2"
+    assert s.thresholds == {"rto_s": 45.0, "trials": 7.0, "freeze_s": 60.0}
+    assert set(s.commands) == {"kill_node", "start_node"} and s.leader_sql.startswith("SELECT")
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("", "no nodes"),
+        ('nodes = [{ name = "a", host = "h", port = 1 }]\n', "at least two nodes"),
+        ('nodes = [{ name = "a", host = "h" }, { name = "b", host = "h", port = 1 }]\n', "is not a node"),
+        ('nodes = [{ name = "a", host = "h", port = 1 }, { name = "a", host = "i", port = 1 }]\n', "same name"),
+        (NODES + "kill_node = \"ssh '{host}' pkill db\"\n", "inside quotes"),
+        (NODES + 'kill_node = "ssh {hostname} pkill db"\n', "placeholder other than"),
+        (NODES + "rto_s = 0\n", "not positive"),
+        (NODES + 'kill_nodes = "x"\n', "unknown key"),
+        (NODES + 'rto_s = "30"\n', "not of type"),
+    ],
+)
+def test_a_bad_section_is_a_clear_error_naming_the_key(tmp_path: Path, body: str, says: str) -> None:
+    with pytest.raises(ClauseproofError, match=says) as err:
+        _load(tmp_path, body or 'leader_sql = "x"\n')
+    assert "vendor.toml:" in str(err.value) and "[failover]" in str(err.value)
+
+
+class _Target:
+    label, namespace, dialect = "vendor", "cp_ns", "postgresql"
+
+
+def test_without_the_opt_in_no_fault_is_offered_and_none_runs(tmp_path: Path) -> None:
+    s = _load(tmp_path, NODES + 'kill_node = "false"\nstart_node = "false"\nswitchover = "false"\n')
+    c = VendorCluster(_Target(), s, destructive=False)
+    assert c.faults() == {
+        "kill": "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
+        "freeze": "the profile's [failover] declares no freeze_node or thaw_node",
+        "switchover": "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
+    }
+    with pytest.raises(ClauseproofError, match="--cp-destructive=yes"):
+        c.kill_node(c.nodes[0])
+    assert c.commands == []
+    assert VendorCluster(_Target(), s, destructive=True).faults()["kill"] == ""
+
+
+def test_the_leader_command_names_the_leader(tmp_path: Path) -> None:
+    s = _load(tmp_path, NODES + 'leader_command = "echo b"\n')
+    assert VendorCluster(_Target(), s, destructive=False).leader() == s.nodes[1]
+    s = _load(tmp_path, NODES + 'leader_command = "echo nobody"\n')
+    assert VendorCluster(_Target(), s, destructive=False).leader() is None
