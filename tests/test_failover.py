@@ -12,7 +12,7 @@ import pytest
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.failover.trial import run_trial
+from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.failover.vendor import VendorCluster
 from clauseproof.targets.embedded import _working_in
 from clauseproof.targets.external import ExternalTarget
@@ -125,6 +125,7 @@ def test_a_vendor_profile_kills_and_restarts_a_node_with_its_own_commands(
             "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
             "the profile's [failover] declares no freeze_node or thaw_node",
             "the profile's [failover] declares no switchover",
+            "adding and removing a node of a profile target is not built yet",
         }
         with pytest.raises(ClauseproofError, match="--cp-destructive=yes"):
             refused.kill_node(refused.nodes[0])
@@ -155,12 +156,29 @@ def test_a_cluster_whose_failover_manager_is_paused_fails_rto(cluster: PatroniCl
     victim = cluster.leader()
     assert victim is not None and cluster.pause(True)
     try:
-        r = run_trial(cluster, fault="kill (failover paused)", apply=cluster.kill_node, deadline_s=8, before_s=2)
+        r = run_trial(
+            cluster, fault="kill (failover paused)", apply=cluster.kill_node, deadline_s=8, before_s=2, final_read_s=2
+        )
     finally:
         cluster.pause(False)
-    cluster.start_node(victim)
+    cluster._launch(victim)  # it may take its lock back (still live) or rejoin: either way the cluster is whole
+
     assert math.isinf(r.trial.rto_s) and not r.trial.failed_over
     assert r.trial.about("rto") and r.trial.about("rto")[0].startswith("no acknowledged write after the fault")
+    assert r.trial.about("unchecked") and r.trial.lost == []  # no leader to read: lost writes unknown, not 0
+    cluster.wait_ready()
+
+
+def test_scaling_out_and_in_under_load_fails_no_write_and_the_new_node_converges(cluster: PatroniCluster) -> None:
+    """After the tests that change leaders: HAProxy is not told of the new node (add_node says so)."""
+    cluster.wait_ready()
+    before = [n.name for n in cluster.nodes]
+    s = scale_out_in(cluster)
+    t = s.result.trial
+    assert t.problems == [] and s.result.converged, (t.problems, s.result.convergence)
+    assert t.refused_after_fault == 0 and t.indeterminate_after_fault == 0 and t.unavailable_s < 1.0
+    assert s.joined_s is not None and s.added not in before and s.removed in before
+    assert [n.name for n in cluster.nodes] == [n for n in before if n != s.removed] + [s.added]
     cluster.wait_ready()
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.failover.trial import TrialResult, run_trial
+from clauseproof.failover.trial import ScaleResult, TrialResult, run_trial, scale_out_in
 
 #: the acceptance plan's defaults (the tender states none); a profile's [failover] may set its own
 DEFAULTS = {
@@ -43,6 +43,7 @@ DEFAULTS = {
 }
 DECLARED = "declared by the acceptance plan, not the tender"
 FAULTS = ("kill", "freeze", "switchover")
+SCALE_TRIALS = 2  # each adds a node and removes another: the cluster keeps its size
 
 
 def _row(r: TrialResult) -> dict[str, Any]:
@@ -92,9 +93,7 @@ def _thresholds(cluster: Any) -> tuple[dict[str, float], dict[str, str]]:
     """The thresholds of this run and where each came from."""
     own = cluster.thresholds()
     values = {k: own.get(k, v) for k, v in DEFAULTS.items()}
-    where = {k: "set in the target's profile" if k in own and cluster.kind == "external" else DECLARED for k in own}
-    where = {k: where.get(k, DECLARED) for k in DEFAULTS}
-    return values, where
+    return values, {k: cluster.threshold_source if k in own else DECLARED for k in DEFAULTS}
 
 
 def _run(cluster: Any, fault: str, limits: dict[str, float]) -> TrialResult:
@@ -128,6 +127,35 @@ def _rto_part(evidence: CaseEvidence, results: list[TrialResult], what: str, rto
             f"(≤ {rto_s:g} s, {where})",
             why=why or f"worst RTO {text}" + ("" if all(r.trial.failed_over for r in results) else "; no new leader"),
         )
+
+
+def _scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float, where: str) -> None:
+    failed = sum(s.result.trial.refused_after_fault + s.result.trial.indeterminate_after_fault for s in scaled)
+    gap = max(s.result.trial.unavailable_s for s in scaled)
+    problems = [p for s in scaled for p in s.result.trial.problems]
+    problems += [s.result.convergence for s in scaled if not s.result.converged]
+    problems += [f"{s.added} never streamed" for s in scaled if s.joined_s is None]
+    joined = max((s.joined_s for s in scaled if s.joined_s is not None), default=math.inf)
+    evidence.parameters(
+        scale_results=[
+            {
+                "added": s.added,
+                "joined_s": None if s.joined_s is None else round(s.joined_s, 2),
+                "removed": s.removed,
+                "removed_s": round(s.removed_s, 2),
+                **_row(s.result),
+            }
+            for s in scaled
+        ]
+    )
+    evidence.part(
+        "BZ-DB-1",
+        failed == 0 and gap <= gap_s and not problems,
+        statistic=f"part: online scale out and in under load: {len(scaled)} times a node added (streaming after "
+        f"{joined:.1f} s at worst, then holding the leader's ids) and another removed; {failed} writes failed or "
+        f"indeterminate (bound 0), longest write gap {gap:.2f} s (≤ {gap_s:g} s, {where})",
+        why="; ".join(problems) or f"{failed} writes failed or indeterminate; longest write gap {gap:.2f} s",
+    )
 
 
 def _not_shown(evidence: CaseEvidence, clauses: tuple[str, ...], statistic: str, why: str) -> None:
@@ -253,12 +281,14 @@ def test_leader_killed_frozen_and_switched_over_under_load(ha_cluster: Any, evid
         statistic="part: a leader cut off from its peers and clients (network partition)",
         not_shown="the isolate fault (network namespaces) is not built yet",
     )
-    evidence.part(
-        "BZ-DB-1",
-        None,
-        statistic="part: online scale out and in under load",
-        not_shown="adding and removing a node under load is not built yet",
-    )
+    if can.get("scale", "not built"):
+        _not_shown(evidence, ("BZ-DB-1",), "part: online scale out and in under load", can.get("scale", "not built"))
+    else:
+        scaled = []
+        for k in range(SCALE_TRIALS):
+            evidence.progress(f"{cluster.label}: scale out and in {k + 1} of {SCALE_TRIALS}, under load")
+            scaled.append(scale_out_in(cluster))
+        _scale_part(evidence, scaled, limits["read_gap_s"], where["read_gap_s"])
     evidence.part(
         "BZ-DB-1",
         None,

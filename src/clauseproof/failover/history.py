@@ -124,6 +124,7 @@ class Trial:
     refused_after_fault: int = 0  # writes the system refused from the fault on (no quorum, read-only, ...)
     lost: list[int] = field(default_factory=list)  # acknowledged ids missing from the final read
     indeterminate: int = 0
+    indeterminate_after_fault: int = 0
     indeterminate_present: int = 0
     failed_but_present: list[int] = field(default_factory=list)  # refused writes that took effect anyway
     duplicates: list[int] = field(default_factory=list)
@@ -230,6 +231,7 @@ def judge(
     t.lost = [] if t.unchecked else np.setdiff1d(acked, uniq, assume_unique=False).tolist()
     info = value[writes & (outcome == INFO)]
     t.indeterminate = len(info)
+    t.indeterminate_after_fault = int((writes & (outcome == INFO) & (invoked >= fault_at)).sum())
     t.indeterminate_present = int(np.isin(info, uniq).sum())
     t.refused_after_fault = int((writes & (outcome == FAIL) & (invoked >= fault_at)).sum())
     refused = value[writes & (outcome == FAIL)]

@@ -184,11 +184,16 @@ def run_trial(
     restore: Callable[[Any], float] | None = None,
     heal: Callable[[Any], Any] | None = None,
     hold_s: float = 0.0,
+    expect_leader_change: bool = True,
+    converge_on: Callable[[Any], Any] | None = None,
+    final_read_s: float = READ_S,
 ) -> TrialResult:
     """Run one trial: ``apply(victim)`` applies the fault to the current leader (the victim) and may return the
     ``time.monotonic()`` instant it took effect; ``heal(victim)``, for a fault that is lifted, lifts it ``hold_s``
     after, under load; ``restore(victim)`` brings it back (or waits for it) and returns the seconds it took to
-    rejoin (a victim that does not rejoin is a finding, not an error)."""
+    rejoin (a victim that does not rejoin is a finding, not an error).  ``converge_on(victim)`` names the node that
+    must hold the leader's ids at the end (default: the victim); ``expect_leader_change`` False for a step that
+    keeps the leader (scaling)."""
     wait_ready = getattr(target, "wait_ready", None)
     if wait_ready is not None:  # the previous trial's node back, a synchronous standby named again
         wait_ready()
@@ -199,6 +204,7 @@ def run_trial(
         cur.execute(f"CREATE TABLE IF NOT EXISTS {PROBES} (node text PRIMARY KEY, n bigint)")
     conn.close()
     h, stop = History(), threading.Event()
+    names = [n.name for n in target.nodes]  # a node may join or leave during the trial (scaling)
     answers: list[Answer] = []
     threads = [threading.Thread(target=_writer, args=(target, h, p, stop), daemon=True) for p in range(writers)]
     readers = {n.name: READERS + k for k, n in enumerate(target.nodes)}
@@ -237,14 +243,16 @@ def run_trial(
         for t in threads:
             t.join(10)
     h.close()
-    samples = rounds(answers, [n.name for n in target.nodes])
+    samples = rounds(answers, list(dict.fromkeys(names + [n.name for n in target.nodes])))
     rejoin_s, rejoin_problem = None, ""
     if restore is not None:
         try:
             rejoin_s = restore(victim)
         except ClauseproofError as exc:
             rejoin_problem = f"{victim.name} did not rejoin: {str(exc).splitlines()[0]}"
-    final, converged, convergence = _final_read(target, victim)
+    final, converged, convergence = _final_read(
+        target, converge_on(victim) if converge_on else victim, read_s=final_read_s
+    )
     if rejoin_problem:
         converged, convergence = False, rejoin_problem
     trial = judge(
@@ -258,6 +266,7 @@ def run_trial(
         victim=victim.name,
         healed_at=healed_at,
         victim_readers=[readers[victim.name]],
+        expect_leader_change=expect_leader_change,
     )
     series = h.series(fault_at, fault_at + trial.rto_s)
     held = None
@@ -268,10 +277,12 @@ def run_trial(
     return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held)
 
 
-def _final_read(target: Any, rejoined: Any, timeout: float = 30.0) -> tuple[list[int] | None, bool, str]:
+def _final_read(
+    target: Any, rejoined: Any, timeout: float = 30.0, read_s: float = READ_S
+) -> tuple[list[int] | None, bool, str]:
     """Every id the leader holds (None when no leader answered within ``read_s``: nothing could be checked);
     whether the rejoined node holds the same (count and sum), waited for."""
-    ids, deadline, error = None, time.monotonic() + READ_S, ""
+    ids, deadline, error = None, time.monotonic() + read_s, ""
     while ids is None and time.monotonic() < deadline:
         try:
             conn = target.connect()
@@ -285,7 +296,7 @@ def _final_read(target: Any, rejoined: Any, timeout: float = 30.0) -> tuple[list
             error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             time.sleep(0.5)
     if ids is None:
-        return None, False, f"the final read found no leader to read within {READ_S:g} s ({error})"
+        return None, False, f"the final read found no leader to read within {read_s:g} s ({error})"
     if rejoined is None:
         return ids, False, "no node to rejoin"
     want = (len(ids), sum(ids))
@@ -304,3 +315,43 @@ def _final_read(target: Any, rejoined: Any, timeout: float = 30.0) -> tuple[list
             got = None  # not answering yet
         time.sleep(0.5)
     return ids, False, f"{rejoined.name} held {got} (count, sum) against the leader's {want} after {timeout:g} s"
+
+
+@dataclass
+class ScaleResult:
+    result: TrialResult
+    added: str
+    joined_s: float | None  # from the add until the new node streams as a replica
+    removed: str
+    removed_s: float  # the clean stop of the removed node
+
+
+def scale_out_in(target: Any, join_timeout_s: float = 120.0) -> ScaleResult:
+    """Scale out and in under the trial's load: a node is added (``target.add_node()``) and waited for until it
+    streams; then the synchronous standby (else a replica), not the new node, is removed
+    (``target.remove_node()``).  The new node must hold the leader's ids at the end; the leader does not change."""
+    figures: dict[str, Any] = {}
+
+    def step(leader: Any) -> None:
+        started = time.monotonic()
+        new = target.add_node()
+        figures["added"] = new
+        try:
+            figures["joined_s"] = target.wait_rejoin(new, join_timeout_s, since=started)
+        except ClauseproofError:
+            figures["joined_s"] = None
+        gone = target.sync_standby()
+        if gone is None or gone.name in (new.name, leader.name):
+            gone = next(n for n in target.nodes if n.name not in (new.name, leader.name))
+        at = time.monotonic()
+        target.remove_node(gone)
+        figures["removed"], figures["removed_s"] = gone.name, time.monotonic() - at
+
+    r = run_trial(
+        target,
+        fault="scale out and in",
+        apply=step,
+        expect_leader_change=False,
+        converge_on=lambda _leader: figures["added"],
+    )
+    return ScaleResult(r, figures["added"].name, figures["joined_s"], figures["removed"], figures["removed_s"])

@@ -173,7 +173,10 @@ class VendorCluster:
                 out[fault] = "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes"
             else:
                 out[fault] = ""
+        out["scale"] = "adding and removing a node of a profile target is not built yet"
         return out
+
+    threshold_source = "set in the target's profile ([failover])"
 
     def thresholds(self) -> dict[str, float]:
         return dict(self.section.thresholds)

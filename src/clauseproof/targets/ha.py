@@ -202,18 +202,23 @@ class PatroniCluster(Target):
         }
 
     def _start_patroni(self) -> None:
-        assert self.folder is not None
         for i in range(1, NODES + 1):
-            node = Node(f"node{i}", free_port(), free_port(), self.folder / f"node{i}")
-            node.folder.mkdir(mode=0o700)
-            config = node.folder / "patroni.yml"
-            config.write_text(json.dumps(self._config(node)))  # JSON is YAML
-            config.chmod(0o600)
-            if self.server_user:
-                shutil.chown(node.folder, user=self.server_user)
-                shutil.chown(config, user=self.server_user)
-            self.nodes.append(node)
-            self._launch(node)
+            self._new_node(i)
+
+    def _new_node(self, i: int) -> Node:
+        """Node ``i``'s folder and configuration, and its Patroni launched (a member of the cluster from now)."""
+        assert self.folder is not None
+        node = Node(f"node{i}", free_port(), free_port(), self.folder / f"node{i}")
+        node.folder.mkdir(mode=0o700)
+        config = node.folder / "patroni.yml"
+        config.write_text(json.dumps(self._config(node)))  # JSON is YAML
+        config.chmod(0o600)
+        if self.server_user:
+            shutil.chown(node.folder, user=self.server_user)
+            shutil.chown(config, user=self.server_user)
+        self.nodes.append(node)
+        self._launch(node)
+        return node
 
     def _launch(self, node: Node) -> None:
         """Start ``node``'s Patroni (which starts its PostgreSQL) in a session of its own."""
@@ -262,7 +267,7 @@ class PatroniCluster(Target):
             members = rest(n.rest_port, "/cluster")[1].get("members", [])
             if members:
                 roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
-                return roles.count("leader") == 1 and "sync_standby" in roles and len(roles) == NODES
+                return roles.count("leader") == 1 and "sync_standby" in roles and len(roles) == len(self.nodes)
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> float:
@@ -282,7 +287,8 @@ class PatroniCluster(Target):
             time.sleep(0.25)
         seen = {n.name: rest(n.rest_port, "/patroni")[1].get("role") for n in self.nodes}
         raise ClauseproofError(
-            f"{self.label}: no leader with a synchronous standby and {NODES - 1} replicas within {timeout:g} s "
+            f"{self.label}: no leader with a synchronous standby and {len(self.nodes) - 1} replicas within "
+            f"{timeout:g} s "
             f"(roles seen: {seen}); node1's log:\n    " + _tail(self.nodes[0].folder / "patroni.log")
         )
 
@@ -373,7 +379,10 @@ class PatroniCluster(Target):
     # -- faults -----------------------------------------------------------------------------
     def faults(self) -> dict[str, str]:
         """Each fault of the failover suite → "" (all can be applied here; the cluster is the harness's own)."""
-        return {"kill": "", "freeze": "", "switchover": ""}
+        return {"kill": "", "freeze": "", "switchover": "", "scale": ""}
+
+    #: where :meth:`thresholds` come from, in the evidence's words
+    threshold_source = f"the embedded cluster's own: Patroni's TTL ({TTL} s) + 2 s"
 
     def thresholds(self) -> dict[str, float]:
         """A freeze longer than the failure detection (the TTL), by 2 s; the acceptance plan's RTO otherwise."""
@@ -422,6 +431,38 @@ class PatroniCluster(Target):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+    def add_node(self) -> Node:
+        """Scale out: a new node joins the running cluster (Patroni makes its replica with pg_basebackup from the
+        leader); returned once launched (:meth:`wait_rejoin` waits until it streams).  HAProxy is not told: the
+        new node takes reads and could not lead before a reload (the scale trial changes no leader)."""
+        return self._new_node(max(int(n.name.removeprefix("node")) for n in self.nodes) + 1)
+
+    def remove_node(self, node: Node, timeout: float = 30.0) -> None:
+        """Scale in: the node's Patroni stopped cleanly (it stops its PostgreSQL and leaves the cluster); the node
+        is no longer a member and its folder is removed."""
+        if node.patroni is not None:
+            node.patroni.send_signal(signal.SIGTERM)
+            try:
+                node.patroni.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise ClauseproofError(
+                    f"{node.name}'s Patroni did not stop within {timeout:g} s; its log:\n    "
+                    + _tail(node.folder / "patroni.log")
+                ) from None
+            reaper.unregister(node.patroni.pid)
+            node.patroni = None
+        kill_processes(set(_working_in(str(node.folder))))
+        self.nodes.remove(node)
+        shutil.rmtree(node.folder, ignore_errors=True)
+
+    def sync_standby(self) -> Node | None:
+        """The node Patroni names synchronous standby, or None."""
+        for n in self.nodes:
+            for m in rest(n.rest_port, "/cluster")[1].get("members", []):
+                if m.get("role") == "sync_standby":
+                    return next((x for x in self.nodes if x.name == m.get("name")), None)
+        return None
 
     def pause(self, on: bool, timeout: float = 10.0) -> bool:
         """Patroni's maintenance mode on or off (``PATCH /config``: no automatic failover while on); True once a
