@@ -298,3 +298,20 @@ def test_rerun_repeats_the_recorded_cases_and_refuses_other_code() -> None:
     assert rerun_args(doc, {"commit": "abc"}, [])[0][-1] == "--cp-target=embedded"
     _, problems = rerun_args(doc, {"commit": "def"}, [])
     assert problems == ["the run was made by commit abc, this checkout is def"]
+
+
+def test_every_trial_gets_a_panel_and_its_series_is_not_printed() -> None:
+    from clauseproof.core.report import _trials_plot
+
+    series = {
+        "t": [0.0, 0.5, 1.0, 1.5],
+        "requests_per_s": [300, 0, 0, 310],
+        "failures_per_s": [0, 40, 40, 0],
+        "windows": [{"label": "fault", "start": 0.5, "end": 1.4}],
+    }
+    panels = [
+        {**series, "kind": k, "title": f"{k} {i}\nnode1→node2, RTO 1.0 s"} for k in ("kill", "freeze") for i in (1, 2)
+    ]
+    svg = _trials_plot(panels, "every trial")
+    assert svg.startswith("<svg") and svg.count('<g id="axes_') == 4
+    assert _trials_plot([{"kind": "kill", "t": []}], "nothing") == ""

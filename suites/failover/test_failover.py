@@ -129,6 +129,19 @@ def _rto_part(evidence: CaseEvidence, results: list[TrialResult], what: str, rto
         )
 
 
+def _panels(results: list[TrialResult]) -> list[dict[str, Any]]:
+    """Each trial's load series, titled, for the report's panel per trial."""
+    out, count = [], dict.fromkeys([r.trial.fault for r in results], 0)
+    for r in results:
+        t = r.trial
+        count[t.fault] += 1
+        rto = "never" if math.isinf(t.rto_s) else f"{t.rto_s:.1f} s"
+        figure = f"RTO {rto}" if t.fault in ("kill", "freeze") else f"outage {t.unavailable_s:.1f} s"
+        title = f"{t.fault} {count[t.fault]}\n{t.leader_before}→{t.leader_after}, {figure}"
+        out.append({**r.series, "kind": t.fault, "title": title})
+    return out
+
+
 def _scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float, where: str) -> None:
     failed = sum(s.result.trial.refused_after_fault + s.result.trial.indeterminate_after_fault for s in scaled)
     gap = max(s.result.trial.unavailable_s for s in scaled)
@@ -146,7 +159,8 @@ def _scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float,
                 **_row(s.result),
             }
             for s in scaled
-        ]
+        ],
+        trial_series=evidence.record.parameters.get("trial_series", []) + _panels([s.result for s in scaled]),
     )
     evidence.part(
         "BZ-DB-1",
@@ -196,7 +210,7 @@ def test_leader_killed_frozen_and_switched_over_under_load(ha_cluster: Any, evid
     if recovered:
         worst = max(recovered, key=lambda r: r.trial.rto_s)
         evidence.parameters(plotted=f"the trial with the worst RTO ({worst.trial.fault})", load_series=worst.series)
-    evidence.parameters(trial_results=[_row(r) for r in everything])
+    evidence.parameters(trial_results=[_row(r) for r in everything], trial_series=_panels(everything))
     rto_s, freeze_s = limits["rto_s"], limits["freeze_s"]
     for fault, what in (
         ("kill", "when the leader dies (kill)"),

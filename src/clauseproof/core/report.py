@@ -100,6 +100,46 @@ def _series_plot(series: dict[str, Any], title: str) -> str:
     return _svg(fig)
 
 
+#: case parameters drawn as plots rather than printed
+PLOTTED = ("load_series", "trial_series")
+
+
+def _trials_plot(trials: list[dict[str, Any]], title: str) -> str:
+    """One small panel per trial (a case's ``trial_series``: each a series with its ``title``): acknowledged and
+    failed writes per second, the fault shaded, trials of one kind in a row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = [s for s in trials if isinstance(s, dict) and s.get("t")]
+    if not trials:
+        return ""
+    kinds = list(dict.fromkeys(str(s.get("kind", "")) for s in trials))
+    rows = [[s for s in trials if str(s.get("kind", "")) == k] for k in kinds]
+    ncols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(1.6 * ncols + 0.6, 1.45 * len(rows) + 0.5), dpi=96, squeeze=False, sharey=True
+    )
+    for i, row in enumerate(rows):
+        for j in range(ncols):
+            ax = axes[i][j]
+            if j >= len(row):
+                ax.axis("off")
+                continue
+            s = row[j]
+            ax.plot(s["t"], s["requests_per_s"], color="#4a78b5", linewidth=0.9)
+            if any(s.get("failures_per_s") or []):
+                ax.plot(s["t"], s["failures_per_s"], color="#c0392b", linewidth=0.9)
+            for w in s.get("windows", []):
+                ax.axvspan(w["start"], max(w["end"], w["start"] + 0.2), color="#c0392b", alpha=0.15)
+            ax.set_title("\n".join(line[:34] for line in str(s.get("title", "")).splitlines()), fontsize=5.5)
+            ax.tick_params(labelsize=5)
+    axes[0][0].set_ylabel("writes/s", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    return _svg(fig)
+
+
 def num(value: Any) -> str:
     """A number for people: thousands separators for large values, 4 significant digits otherwise."""
     if isinstance(value, bool):
@@ -177,16 +217,21 @@ def render(document: dict[str, Any], lang: str | None = None, ctx: dict[str, Any
             thr = None if isinstance(c["threshold"], bool) else c["threshold"]
             if (case["nodeid"], m["clause_id"]) not in plots:
                 plots[(case["nodeid"], m["clause_id"])] = _plot(m, thr, c["comparator"])
-    series_plots = {
-        case["nodeid"]: _series_plot(case["parameters"]["load_series"], f"background load on {case['target']}")
-        for case in document["cases"]
-        if isinstance(case.get("parameters", {}).get("load_series"), dict)
-    }
+    series_plots = {}
+    for case in document["cases"]:
+        params = case.get("parameters", {})
+        svg = ""
+        if isinstance(params.get("load_series"), dict):
+            svg += _series_plot(params["load_series"], f"background load on {case['target']}")
+        if isinstance(params.get("trial_series"), list):
+            svg += _trials_plot(params["trial_series"], f"every trial on {case['target']}: writes/s, fault shaded")
+        if svg:
+            series_plots[case["nodeid"]] = svg
     return env.get_template("report.html.j2").render(
         **ctx,
         plots=plots,
         series_plots=series_plots,
-        case_parameters=lambda c: {k: v for k, v in c.items() if k != "load_series"},  # the series is plotted
+        case_parameters=lambda c: {k: v for k, v in c.items() if k not in PLOTTED},  # the series are plotted
         env_json=json.dumps(document["environment"], indent=1, ensure_ascii=False),
     )
 
