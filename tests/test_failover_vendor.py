@@ -9,6 +9,7 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.failover.vendor import FailoverSection, VendorCluster
+from clauseproof.targets.base import Endpoint
 from clauseproof.targets.external import load_profile
 
 TARGET = '[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "u"\ndatabase = "d"\n'
@@ -78,3 +79,18 @@ def test_the_leader_command_names_the_leader(tmp_path: Path) -> None:
     assert VendorCluster(_Target(), s, destructive=False).leader() == s.nodes[1]
     s = _load(tmp_path, NODES + 'leader_command = "echo nobody"\n')
     assert VendorCluster(_Target(), s, destructive=False).leader() is None
+
+
+class _Reachable(_Target):
+    def _ep(self) -> Endpoint:
+        return Endpoint("127.0.0.1", 1, "u", "d", password="secret")
+
+
+def test_a_fault_command_that_fails_is_a_clear_error_naming_the_node_and_the_command(tmp_path: Path) -> None:
+    s = _load(tmp_path, NODES + 'kill_node = "echo cannot reach {host} >&2; exit 3"\nstart_node = "true"\n')
+    c = VendorCluster(_Reachable(), s, destructive=True)
+    with pytest.raises(ClauseproofError) as err:
+        c.kill_node(c.nodes[1])
+    said = str(err.value)
+    assert "kill_node b failed (exit 3): cannot reach 10.0.0.2" in said and "exit 3" in said
+    assert c.commands == []  # a command that failed is not recorded as run

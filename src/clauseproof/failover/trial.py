@@ -11,9 +11,10 @@ applied, then the failed node is brought back and the judge reads the outcome.
   of the namespace (``pg_is_in_recovery()`` would call a frozen leader that wakes up writable, though its commits
   wait for a standby that left; and a transaction that writes no row skips the synchronous wait altogether).  Its
   answers, by the instant they came, make the 100 ms polling rounds of the judge;
-- the fault is applied at a recorded instant; the load runs on until a write after it was acknowledged (or the
-  deadline); a fault that is lifted (a freeze) is lifted ``hold_s`` after it was applied, under the same load; then
-  ``settle_s`` more; the failed node is brought back (or waited for) and must rejoin and converge.
+- the fault is applied at a recorded instant; a fault that is lifted (a freeze) is lifted ``hold_s`` after it was
+  applied, under the same load; the load runs on until a write after the fault was acknowledged and the fault
+  was lifted (or the deadline), then ``settle_s`` more; the failed node is brought back (or waited for) and must
+  rejoin and converge.
 """
 
 from __future__ import annotations
@@ -224,14 +225,17 @@ def run_trial(
         applied = apply(victim)  # a fault that knows when it took effect returns that instant
         if isinstance(applied, float):
             fault_at = applied
+        # until a write after the fault is acknowledged and a lifted fault was lifted (at fault + hold_s)
         while time.monotonic() - fault_at < deadline_s:
+            if heal is not None and healed_at is None and time.monotonic() >= fault_at + hold_s:
+                healed_at = time.monotonic()
+                heal(victim)
             n = h.n
             done = (h.kind[:n] == WRITE) & (h.outcome[:n] == 0) & (h.invoked[:n] >= fault_at)
-            if done.any():
+            if done.any() and (heal is None or healed_at is not None):
                 break
-            time.sleep(0.1)
-        if heal is not None:
-            time.sleep(max(0.0, fault_at + hold_s - time.monotonic()))
+            time.sleep(0.05)
+        if heal is not None and healed_at is None:  # the deadline came first
             healed_at = time.monotonic()
             heal(victim)
         time.sleep(settle_s)

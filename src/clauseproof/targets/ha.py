@@ -93,6 +93,8 @@ class PatroniCluster(Target):
         #: longer holds after a pause longer than the TTL (patroni/patroni#2689): the freeze trials lose
         #: acknowledged writes on it.
         self.python = "/usr/bin/python3"
+        #: synchronous_mode (Patroni); False only while a self-test makes the cluster asynchronous
+        self.synchronous = True
         self.patroni: list[str] = []
         self._patroni_env: dict[str, str] = {}
 
@@ -267,12 +269,14 @@ class PatroniCluster(Target):
             members = rest(n.rest_port, "/cluster")[1].get("members", [])
             if members:
                 roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
-                return roles.count("leader") == 1 and "sync_standby" in roles and len(roles) == len(self.nodes)
+                synchronous = "sync_standby" in roles or not self.synchronous
+                return roles.count("leader") == 1 and synchronous and len(roles) == len(self.nodes)
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Seconds until :meth:`ready` (at start; between trials: the previous fault's node has rejoined, a standby
-        is synchronous again); an error with a Patroni that exited and its log, or the roles seen after
+        is synchronous again) and HAProxy's write port reaches the leader (its checks follow Patroni's within a
+        few hundred milliseconds); an error with a Patroni that exited and its log, or the roles seen after
         ``timeout``."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
@@ -282,7 +286,7 @@ class PatroniCluster(Target):
                         f"Patroni {node.name} exited (status {node.patroni.returncode}); its log:\n    "
                         + _tail(node.folder / "patroni.log")
                     )
-            if self.ready():
+            if self.ready() and (self.proxy is None or self.writable(None, timeout=1.0)):
                 return time.monotonic() - started
             time.sleep(0.25)
         seen = {n.name: rest(n.rest_port, "/patroni")[1].get("role") for n in self.nodes}
@@ -382,11 +386,29 @@ class PatroniCluster(Target):
         return {"kill": "", "freeze": "", "switchover": "", "scale": ""}
 
     #: where :meth:`thresholds` come from, in the evidence's words
-    threshold_source = f"the embedded cluster's own: Patroni's TTL ({TTL} s) + 2 s"
+    threshold_source = f"the embedded cluster's own: Patroni's TTL ({TTL} s) + 5 s"
 
     def thresholds(self) -> dict[str, float]:
-        """A freeze longer than the failure detection (the TTL), by 2 s; the acceptance plan's RTO otherwise."""
-        return {"freeze_s": TTL + 2.0}
+        """A freeze longer than the failure detection (the TTL), by 5 s; the acceptance plan's RTO otherwise."""
+        return {"freeze_s": TTL + 5.0}
+
+    def kill_consensus(self, count: int) -> float:
+        """SIGKILL ``count`` etcd members (more than half: the Raft quorum of the leader lock is gone); the instant
+        the signals went out.  :meth:`start_consensus` starts them again on their data."""
+        at = time.monotonic()
+        for e in self.etcd[:count]:
+            if e.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(e.proc.pid, signal.SIGKILL)
+                e.proc.wait()
+                reaper.unregister(e.proc.pid)
+                e.proc = None
+        return at
+
+    def start_consensus(self) -> None:
+        for e in self.etcd:
+            if e.proc is None:
+                e.start()
 
     def kill_node(self, node: Node) -> float:
         """SIGKILL every process of the node — Patroni, the postmaster and every backend (a backend outlives a
@@ -465,9 +487,20 @@ class PatroniCluster(Target):
         return None
 
     def pause(self, on: bool, timeout: float = 10.0) -> bool:
-        """Patroni's maintenance mode on or off (``PATCH /config``: no automatic failover while on); True once a
-        node reports the new state."""
-        body = json.dumps({"pause": on}).encode()
+        """Patroni's maintenance mode on or off (no automatic failover while on); True once a node reports it."""
+        if not self.configure({"pause": on}):
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(bool(rest(m.rest_port, "/cluster")[1].get("pause")) == on for m in self.nodes):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def configure(self, change: dict[str, Any], timeout: float = 10.0) -> bool:
+        """Change the cluster's dynamic configuration (``PATCH /config``); True once every running node's Patroni
+        has it (its ``GET /config``) and a loop has passed, False if no node took the change."""
+        body = json.dumps(change).encode()
         for n in self.nodes:
             request = urllib.request.Request(
                 f"http://127.0.0.1:{n.rest_port}/config", data=body, method="PATCH", headers={"Content-Type": "json"}
@@ -478,9 +511,15 @@ class PatroniCluster(Target):
                 continue
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if any(bool(rest(m.rest_port, "/cluster")[1].get("pause")) == on for m in self.nodes):
+                seen = [rest(m.rest_port, "/config")[1] for m in self.nodes if m.patroni is not None]
+                if seen and all(
+                    all(c.get(k, False if v is False else None) == v for k, v in change.items()) for c in seen
+                ):
+                    time.sleep(LOOP_WAIT * 2)  # applied by each node's next loop
+                    self.synchronous = bool(change.get("synchronous_mode", self.synchronous))
                     return True
                 time.sleep(0.2)
+            return False
         return False
 
     def switchover(self, node: Node) -> float:
