@@ -3,14 +3,17 @@ vendor cluster offers without the run's opt-in."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.failover.trial import run_trial
 from clauseproof.failover.vendor import FailoverSection, VendorCluster
 from clauseproof.targets.base import Endpoint
-from clauseproof.targets.external import load_profile
+from clauseproof.targets.external import ExternalTarget, load_profile
+from clauseproof.targets.replicated import ReplicatedMariaDB
 
 TARGET = '[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "u"\ndatabase = "d"\n'
 NODES = 'nodes = [{ name = "a", host = "10.0.0.1", port = 5432 }, { name = "b", host = "10.0.0.2", port = 5432 }]\n'
@@ -94,3 +97,44 @@ def test_a_fault_command_that_fails_is_a_clear_error_naming_the_node_and_the_com
     said = str(err.value)
     assert "kill_node b failed (exit 3): cannot reach 10.0.0.2" in said and "exit 3" in said
     assert c.commands == []  # a command that failed is not recorded as run
+
+
+def test_a_mysql_family_cluster_is_driven_by_the_same_trial(tmp_path: Path) -> None:
+    """A MariaDB primary and its GTID replica declared in [failover] (no fault commands: nothing may be broken):
+    the leader is the node that is not read-only, writers, readers and probers speak MySQL.  The replica is
+    read_only, but MariaDB's read_only does not bind a user with READ ONLY ADMIN (the harness's user has every
+    privilege): the probers' writes are taken there too, and the judge reports two writable nodes — a second
+    node that takes writes is a split brain waiting for its failover, whatever the replication says."""
+    topology = ReplicatedMariaDB("selftest-mariadb-failover", "clauseproof_selftest_fo", None, replicas=1)
+    topology.start()
+    try:
+        topo = topology.topology()
+        assert topo is not None
+        p, r = topo.primary.endpoint, topo.replicas[0].endpoint
+        profile = tmp_path / "mysql.toml"
+        profile.write_text(
+            f'[target]\ndialect = "mysql"\nhost = "127.0.0.1"\nport = {p.port}\nuser = "{p.user}"\n'
+            f'password_env = "CP_SELFTEST_MY_PASSWORD"\ndatabase = "{p.database}"\n'
+            f'[failover]\nnodes = [{{ name = "primary", host = "127.0.0.1", port = {p.port} }}, '
+            f'{{ name = "replica", host = "127.0.0.1", port = {r.port} }}]\n'
+        )
+        os.environ["CP_SELFTEST_MY_PASSWORD"] = p.password or ""
+        target = ExternalTarget.from_profile(profile, "clauseproof_selftest_fo_vendor")
+        target.start()
+        try:
+            section = target.profile.section("failover") if target.profile else None
+            assert section is not None
+            c = VendorCluster(target, section, destructive=False)
+            leader = c.leader()
+            assert leader is not None and leader.name == "primary"
+            result = run_trial(c, fault="kill (a hook that does nothing)", apply=lambda v: None, before_s=2, settle_s=1)
+            t = result.trial
+            assert t.acknowledged > 100 and t.lost == [] and t.indeterminate_after_fault == 0
+            assert t.split_brain and t.split_brain[0][1] == ["primary", "replica"]
+            assert t.about("split_brain")[0].endswith("primary, replica")
+            assert result.converged, result.convergence  # the replica holds the primary's ids
+            assert c.wait_rejoin(c.nodes[1], timeout=5) < 5  # the replica answers as one
+        finally:
+            target.stop()
+    finally:
+        topology.stop()

@@ -46,6 +46,40 @@ class Answer(NamedTuple):
 
 #: PostgreSQL's warning when a wait for the synchronous standby was cancelled: the commit is local only
 LOCAL_ONLY = "canceling wait for synchronous replication"
+#: MySQL-family errors by which a server refuses a write that did not take effect: read-only (1290, 1792, 1836),
+#: a Galera node outside the primary component (1047)
+MYSQL_REFUSED = {1290, 1792, 1836, 1047}
+
+
+def _timeout(cur: Any, dialect: str, ms: int) -> None:
+    """A statement time limit for the session (MariaDB's max_statement_time; MySQL's applies to SELECT only)."""
+    if dialect == "postgresql":
+        cur.execute(f"SET statement_timeout = {ms}")
+    else:
+        try:
+            cur.execute(f"SET SESSION max_statement_time = {ms / 1000:g}")
+        except Exception:
+            cur.execute(f"SET SESSION max_execution_time = {ms}")
+
+
+def _refused(exc: BaseException, dialect: str) -> bool:
+    """The server refused the write and says it did not take effect (read-only, not in the primary component)."""
+    if dialect == "postgresql":
+        from psycopg import errors
+
+        return isinstance(exc, errors.ReadOnlySqlTransaction)
+    import pymysql
+
+    return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in MYSQL_REFUSED
+
+
+def _upsert(namespace: str, dialect: str) -> str:
+    if dialect == "postgresql":
+        return (
+            f"INSERT INTO {namespace}.{PROBES} (node, n) VALUES (%s, 1) "
+            f"ON CONFLICT (node) DO UPDATE SET n = {PROBES}.n + 1"
+        )
+    return f"INSERT INTO {namespace}.{PROBES} (node, n) VALUES (%s, 1) ON DUPLICATE KEY UPDATE n = n + 1"
 
 
 @dataclass
@@ -60,9 +94,7 @@ class TrialResult:
 
 
 def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
-    import psycopg
-    from psycopg import errors
-
+    dialect = target.dialect
     conn = None
     k = 0
     warned: list[str] = []
@@ -73,9 +105,10 @@ def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
         if conn is None:
             try:
                 conn = target.connect()
-                conn.add_notice_handler(lambda d: warned.append(d.message_primary or ""))
+                if hasattr(conn, "add_notice_handler"):  # psycopg: the server's warnings
+                    conn.add_notice_handler(lambda d: warned.append(d.message_primary or ""))
                 with conn.cursor() as cur:
-                    cur.execute("SET statement_timeout = 2000")
+                    _timeout(cur, dialect, 2000)
             except Exception:
                 conn = None
                 h.complete(i, "fail")  # nothing was sent
@@ -87,12 +120,9 @@ def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
                 cur.execute(f"INSERT INTO {TABLE} (id) VALUES (%s)", (value,))
             # a commit the server itself calls local only is not acknowledged as replicated: indeterminate
             h.complete(i, "info" if any(LOCAL_ONLY in w for w in warned) else "ok")
-        except errors.ReadOnlySqlTransaction:
-            h.complete(i, "fail")  # a replica refused it: it did not take effect
-            _drop(conn)
-            conn = None
-        except psycopg.Error:
-            h.complete(i, "info")  # sent, outcome unknown
+        except Exception as exc:
+            # refused by a replica: it did not take effect; anything else after sending: outcome unknown
+            h.complete(i, "fail" if _refused(exc, dialect) else "info")
             _drop(conn)
             conn = None
         time.sleep(WRITE_INTERVAL_S)
@@ -115,7 +145,7 @@ def _reader(target: Any, node: Any, h: History, p: int, stop: threading.Event) -
             conn = target.connect_node(node, timeout=1)
             try:
                 with conn.cursor() as cur:
-                    cur.execute("SET statement_timeout = 1000")
+                    _timeout(cur, target.dialect, 1000)
                     cur.execute(f"SELECT count(*) FROM {target.namespace}.{TABLE}")
                 h.complete(i, "ok")
             finally:
@@ -128,8 +158,7 @@ def _reader(target: Any, node: Any, h: History, p: int, stop: threading.Event) -
 def _prober(target: Any, node: Any, answers: list[Answer], stop: threading.Event) -> None:
     """Ask ``node`` 10×/s whether it accepts writes by making one; each answer with the instants it was asked and
     came (a commit that waits for a standby answers late)."""
-    import psycopg
-
+    dialect, upsert = target.dialect, _upsert(target.namespace, target.dialect)
     conn = None
     while not stop.is_set():
         at = time.monotonic()
@@ -138,18 +167,13 @@ def _prober(target: Any, node: Any, answers: list[Answer], stop: threading.Event
             if conn is None:
                 conn = target.connect_node(node, timeout=1)
             with conn.cursor() as cur:
-                cur.execute(
-                    f"INSERT INTO {target.namespace}.{PROBES} (node, n) VALUES (%s, 1) "
-                    f"ON CONFLICT (node) DO UPDATE SET n = {PROBES}.n + 1",
-                    (node.name,),
-                )
+                cur.execute(upsert, (node.name,))
             ok = True
-        except psycopg.errors.ReadOnlySqlTransaction:
-            ok = False
-        except Exception:
-            ok = None  # no answer: down, frozen past the timeout, cut off
-            _drop(conn)
-            conn = None
+        except Exception as exc:
+            ok = False if _refused(exc, dialect) else None  # refused, or no answer: down, frozen, cut off
+            if ok is None:
+                _drop(conn)
+                conn = None
         answers.append(Answer(at, time.monotonic(), node.name, ok))
         time.sleep(max(0.0, POLL_INTERVAL_S - (time.monotonic() - at)))
     _drop(conn)
@@ -202,7 +226,8 @@ def run_trial(
     with conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {TABLE}")
         cur.execute(f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY)")
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {PROBES} (node text PRIMARY KEY, n bigint)")
+        key = "text" if target.dialect == "postgresql" else "varchar(64)"
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {PROBES} (node {key} PRIMARY KEY, n bigint)")
     conn.close()
     h, stop = History(), threading.Event()
     names = [n.name for n in target.nodes]  # a node may join or leave during the trial (scaling)

@@ -9,7 +9,7 @@ nodes = [
     { name = "db3", host = "10.0.0.13", port = 5432 },
 ]
 # who leads now: SQL run on any node that returns the leader's name, or a command that prints it; without
-# either, the one node where pg_is_in_recovery() is false
+# either, the one node where pg_is_in_recovery() is false (MySQL family: @@read_only is off)
 leader_sql = "SELECT leader_name FROM vendor_catalog.cluster_state"
 leader_command = "vendorctl leader"
 # fault commands; {node}, {host} and {port} are the node's, shell-quoted by the harness; each must return when
@@ -186,11 +186,25 @@ class VendorCluster:
         return self.target.connect()
 
     def connect_node(self, node: VendorNode | None, timeout: float = 2.0) -> Any:
+        """An autocommit connection to ``node`` itself (None: the write endpoint), outside the namespace."""
         if node is None:
             return self.target.connect(in_namespace=False)
+        ep = self.target._ep()
+        if self.dialect != "postgresql":
+            import pymysql
+
+            return pymysql.connect(
+                host=node.host,
+                port=node.port,
+                user=ep.user,
+                password=ep.password or "",
+                connect_timeout=max(1, int(timeout)),
+                read_timeout=60,  # a commit may wait for its replicas; a frozen node answers never
+                write_timeout=60,
+                autocommit=True,
+            )
         import psycopg
 
-        ep = self.target._ep()
         return psycopg.connect(
             host=node.host,
             port=node.port,
@@ -232,7 +246,7 @@ class VendorCluster:
                     continue
                 try:
                     with conn.cursor() as cur:
-                        cur.execute(self.section.leader_sql or "SELECT NOT pg_is_in_recovery()")
+                        cur.execute(self.section.leader_sql or self._is_primary())
                         row = cur.fetchone()
                 except Exception:
                     continue
@@ -244,6 +258,10 @@ class VendorCluster:
                 if row and row[0]:
                     return node
         return next((n for n in self.nodes if n.name == name), None)
+
+    def _is_primary(self) -> str:
+        """SQL true on a node that is not a replica (PostgreSQL: out of recovery; MySQL family: not read-only)."""
+        return "SELECT NOT pg_is_in_recovery()" if self.dialect == "postgresql" else "SELECT @@global.read_only = 0"
 
     def wait_ready(self, timeout: float = 120.0) -> float:
         """Seconds until a leader is named and every node answers."""
@@ -266,18 +284,18 @@ class VendorCluster:
             return False
 
     def wait_rejoin(self, node: VendorNode, timeout: float = 120.0, since: float | None = None) -> float:
-        """Seconds until ``node`` answers as a replica (``pg_is_in_recovery()``) while another node leads."""
+        """Seconds until ``node`` answers as a replica (``pg_is_in_recovery()``; MySQL family: read-only)."""
         started = time.monotonic() if since is None else since
         while time.monotonic() - started < timeout:
             try:
                 conn = self.connect_node(node, timeout=2)
                 try:
                     with conn.cursor() as cur:
-                        cur.execute("SELECT pg_is_in_recovery()")
+                        cur.execute(self._is_primary())
                         row = cur.fetchone()
                 finally:
                     conn.close()
-                if row and row[0]:
+                if row and not row[0]:
                     return time.monotonic() - started
             except Exception:
                 pass
@@ -322,7 +340,7 @@ class VendorCluster:
             "nodes": [{"name": n.name, "host": n.host, "port": n.port} for n in self.nodes],
             "leader": "leader_command"
             if "leader_command" in self.section.commands
-            else ("leader_sql" if self.section.leader_sql else "the node where pg_is_in_recovery() is false"),
+            else ("leader_sql" if self.section.leader_sql else f"the node where {self._is_primary()[7:]}"),
             "fault_commands": sorted(k for k in self.section.commands if k != "leader_command"),
             "destructive_opt_in": self.destructive,
             "commands_run": self.commands,
