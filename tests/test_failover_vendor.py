@@ -138,3 +138,57 @@ def test_a_mysql_family_cluster_is_driven_by_the_same_trial(tmp_path: Path) -> N
             target.stop()
     finally:
         topology.stop()
+
+
+class _Cursor:
+    def __init__(self, rows: list[tuple[int, ...]]) -> None:
+        self.rows = rows
+
+    def __enter__(self) -> _Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, sql: str, params: object = None) -> None:
+        return None
+
+    def fetchall(self) -> list[tuple[int, ...]]:
+        return self.rows
+
+    def fetchone(self) -> tuple[int, ...]:
+        return self.rows[0]
+
+
+class _Conn:
+    def __init__(self, rows: list[tuple[int, ...]]) -> None:
+        self.rows = rows
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self.rows)
+
+    def close(self) -> None:
+        return None
+
+
+class _StaleCopy:
+    """The cheapest scale-out: a "new node" that answers, but holds a copy made before the last writes."""
+
+    namespace = "cp_ns"
+
+    def connect(self) -> _Conn:
+        return _Conn([(1,), (2,), (3,)])  # the leader holds ids 1, 2, 3
+
+    def connect_node(self, node: object, timeout: float = 2.0) -> _Conn:
+        return _Conn([(2, 3)])  # count 2, sum 3: ids 1 and 2 only
+
+
+def test_a_node_holding_a_stale_copy_does_not_converge() -> None:
+    from clauseproof.failover.trial import _final_read
+
+    class N:
+        name = "node4"
+
+    ids, converged, said = _final_read(_StaleCopy(), N(), timeout=0.6)
+    assert ids == [1, 2, 3] and not converged
+    assert said == "node4 held (2, 3) (count, sum) against the leader's (3, 6) after 0.6 s"
