@@ -356,9 +356,13 @@ class PatroniCluster(Target):
 
     def leader(self) -> Node | None:
         """The node Patroni names as leader (asked of every node that answers), or None."""
+        return self._member("leader")
+
+    def _member(self, role: str) -> Node | None:
+        """The node Patroni's ``GET /cluster`` gives ``role`` (asked of every node that answers), or None."""
         for n in self.nodes:
             for m in rest(n.rest_port, "/cluster")[1].get("members", []):
-                if m.get("role") == "leader":
+                if m.get("role") == role:
                     return next((x for x in self.nodes if x.name == m.get("name")), None)
         return None
 
@@ -410,14 +414,20 @@ class PatroniCluster(Target):
             if e.proc is None:
                 e.start()
 
+    @staticmethod
+    def _processes(node: Node) -> set[int]:
+        """Every process of the node: its Patroni and whatever works in its folder (postmaster, backends)."""
+        pids = set(_working_in(str(node.folder)))
+        if node.patroni is not None:
+            pids.add(node.patroni.pid)
+        return pids
+
     def kill_node(self, node: Node) -> float:
         """SIGKILL every process of the node — Patroni, the postmaster and every backend (a backend outlives a
         killed postmaster and goes on committing on its open connection) — as the machine dying would; the
         ``time.monotonic()`` instant the signals went out (finding the processes takes tens of milliseconds, and
         writes acknowledged meanwhile are the old leader's, not a new one's)."""
-        pids = set(_working_in(str(node.folder)))
-        if node.patroni is not None:
-            pids.add(node.patroni.pid)
+        pids = self._processes(node)
         killed_at = time.monotonic()
         # kill_processes also removes the dead postmaster's System V segment, which would outlive the harness if it
         # were killed before the restart (a machine that dies loses it too)
@@ -433,9 +443,7 @@ class PatroniCluster(Target):
         """SIGSTOP every process of the node — Patroni, the postmaster, every backend — as a machine that stalls
         (a long GC or I/O pause, a VM paused) would; the instant the signals went out.  The node keeps its sockets,
         so clients and peers wait instead of being refused; :meth:`thaw_node` lifts it."""
-        pids = set(_working_in(str(node.folder)))
-        if node.patroni is not None:
-            pids.add(node.patroni.pid)
+        pids = self._processes(node)
         at = time.monotonic()
         for _ in range(2):  # a backend forked between the scan and the signal
             for pid in pids:
@@ -447,10 +455,7 @@ class PatroniCluster(Target):
     def thaw_node(self, node: Node) -> None:
         """SIGCONT every process of a frozen node: it wakes believing it still leads, and must find out it does not
         before it acknowledges a write."""
-        pids = set(_working_in(str(node.folder)))
-        if node.patroni is not None:
-            pids.add(node.patroni.pid)
-        for pid in pids:
+        for pid in self._processes(node):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
@@ -480,11 +485,7 @@ class PatroniCluster(Target):
 
     def sync_standby(self) -> Node | None:
         """The node Patroni names synchronous standby, or None."""
-        for n in self.nodes:
-            for m in rest(n.rest_port, "/cluster")[1].get("members", []):
-                if m.get("role") == "sync_standby":
-                    return next((x for x in self.nodes if x.name == m.get("name")), None)
-        return None
+        return self._member("sync_standby")
 
     def pause(self, on: bool, timeout: float = 10.0) -> bool:
         """Patroni's maintenance mode on or off (no automatic failover while on); True once a node reports it."""
