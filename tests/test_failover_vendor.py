@@ -4,6 +4,7 @@ vendor cluster offers without the run's opt-in."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,12 @@ def test_a_node_holding_a_stale_copy_does_not_converge() -> None:
     ids, converged, said = _final_read(_StaleCopy(), N(), timeout=0.6)
     assert ids == [1, 2, 3] and not converged
     assert said == "node4 held (2, 3) (count, sum) against the leader's (3, 6) after 0.6 s"
+
+
+def test_a_leader_command_that_fails_names_no_one_and_one_that_hangs_is_stopped_whole(tmp_path: Path) -> None:
+    s = _load(tmp_path, NODES + 'leader_command = "echo a; exit 2"\n')
+    assert VendorCluster(_Target(), s, destructive=False).leader() is None  # asked again later, never guessed
+    s = _load(tmp_path, NODES + 'leader_command = "sleep 31.25 & wait"\ncommand_timeout_s = 0.5\n')
+    with pytest.raises(ClauseproofError, match=r"leader_command did not answer within 0\.5 s"):
+        VendorCluster(_Target(), s, destructive=False).leader()
+    assert subprocess.run(["pgrep", "-f", "sleep 31.25"], capture_output=True).returncode == 1  # none left

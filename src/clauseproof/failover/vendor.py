@@ -33,12 +33,13 @@ with ``--cp-destructive=yes``: without it, every fault part is a NOT SHOWN row s
 
 from __future__ import annotations
 
-import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from clauseproof.core.commands import fill_command, quoted_placeholders, vendor_command
+from clauseproof.core.commands import fill_command, quoted_placeholders, timed, vendor_command
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.sections import Section
 
@@ -220,24 +221,7 @@ class VendorCluster:
         """The node the profile's ``leader_command`` or ``leader_sql`` names, else the one node out of recovery."""
         name = ""
         if "leader_command" in self.section.commands:
-            command = self.section.commands["leader_command"]
-            try:
-                out = subprocess.run(
-                    command,
-                    shell=True,
-                    capture_output=True,
-                    text=True,
-                    timeout=self.section.command_timeout_s,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            except subprocess.TimeoutExpired:
-                raise ClauseproofError(
-                    f"{self.label}: leader_command did not answer within {self.section.command_timeout_s:g} s",
-                    checked=command,
-                    fix="make it print the leader's node name and exit, or raise command_timeout_s",
-                ) from None
-            name = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+            name = self._leader_from_command()
         else:
             for node in self.nodes:
                 try:
@@ -258,6 +242,32 @@ class VendorCluster:
                 if row and row[0]:
                     return node
         return next((n for n in self.nodes if n.name == name), None)
+
+    def _leader_from_command(self) -> str:
+        """The first line the profile's ``leader_command`` prints ("" when it fails: asked again later, as a
+        leader may be between elections).  Run like every vendor command (its own session, no input, killed whole
+        at ``command_timeout_s``, known to ``reap``); a timeout is an error."""
+        with tempfile.TemporaryDirectory(prefix="clauseproof-leader-") as folder:
+            out = Path(folder) / "stdout"
+            started = time.monotonic()
+            try:
+                timed(
+                    "leader_command",
+                    [self.section.commands["leader_command"]],
+                    shell=True,
+                    stdout=out,
+                    timeout=self.section.command_timeout_s,
+                )
+            except ClauseproofError:
+                if time.monotonic() - started >= self.section.command_timeout_s:
+                    raise ClauseproofError(
+                        f"{self.label}: leader_command did not answer within {self.section.command_timeout_s:g} s",
+                        checked=self.section.commands["leader_command"],
+                        fix="make it print the leader's node name and exit, or raise command_timeout_s",
+                    ) from None
+                return ""
+            lines = out.read_text(errors="replace").strip().splitlines()
+        return lines[0].strip() if lines else ""
 
     def _is_primary(self) -> str:
         """SQL true on a node that is not a replica (PostgreSQL: out of recovery; MySQL family: not read-only)."""
