@@ -12,6 +12,7 @@ node leads.  Faults: :meth:`kill_node` (recovered by :meth:`start_node`), :meth:
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -96,6 +97,7 @@ class PatroniCluster(Target):
         #: synchronous_mode (Patroni); False only while a self-test makes the cluster asynchronous
         self.synchronous = True
         self.patroni: list[str] = []
+        self.patroni_version = ""
         self._patroni_env: dict[str, str] = {}
 
     # -- start ------------------------------------------------------------------------------
@@ -134,6 +136,7 @@ class PatroniCluster(Target):
             for path in [lib, *lib.rglob("*")]:
                 shutil.chown(path, user=self.server_user)
         self.patroni = [self.python, "-m", "patroni"]
+        self.patroni_version = importlib.metadata.version("patroni")
         self._patroni_env = {"PYTHONPATH": str(lib), "PYTHONDONTWRITEBYTECODE": "1"}
 
     def _start_etcd(self) -> None:
@@ -171,7 +174,7 @@ class PatroniCluster(Target):
                     "ttl": TTL,
                     "loop_wait": LOOP_WAIT,
                     "retry_timeout": RETRY_TIMEOUT,
-                    "synchronous_mode": True,
+                    "synchronous_mode": self.synchronous,
                     "postgresql": {
                         "use_pg_rewind": True,
                         "parameters": {
@@ -554,7 +557,13 @@ class PatroniCluster(Target):
             **super().describe(),
             "nodes": [{"name": n.name, "postgresql": n.pg_port, "rest": n.rest_port} for n in self.nodes],
             "etcd": [f"127.0.0.1:{e.port}" for e in self.etcd],
-            "patroni": {"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT, "synchronous_mode": True},
+            "patroni": {
+                "version": self.patroni_version,
+                "ttl": TTL,
+                "loop_wait": LOOP_WAIT,
+                "retry_timeout": RETRY_TIMEOUT,
+                "synchronous_mode": self.synchronous,
+            },
             "proxy": "HAProxy, writes to the node answering 200 on Patroni's GET /primary (checked every 200 ms)",
         }
 
