@@ -1,8 +1,9 @@
-"""The embedded HA cluster (Patroni over etcd, HAProxy) under real faults (kill, freeze), the vendor path (a
+"""The embedded HA cluster (Patroni over etcd, HAProxy) under real faults (kill, freeze, isolate), the vendor path (a
 profile's commands) and the positive controls on a real cluster, each judged as what it is: a fault hook that does
 nothing, a paused failover manager (RTO), and in ``./run slow`` a freeze shorter than detection (a stall), two of
 three etcd members killed (writes refused, not lost), asynchronous replication with shipping held back (acknowledged
-writes lost, RPO) and scaling out and in; start and stop leave nothing behind, even with a node left frozen."""
+writes lost, RPO), a cut-off leader whose manager died (split brain) and scaling out and in; start and stop leave
+nothing behind, even with a node left frozen."""
 
 from __future__ import annotations
 
@@ -62,6 +63,33 @@ def test_freezing_the_leader_past_its_ttl_fails_over_and_the_old_leader_steps_do
     assert r.rejoin_s is not None and r.converged, r.convergence
 
 
+def test_cutting_the_leader_off_fails_over_and_it_rejoins_without_acknowledging_a_write(
+    cluster: PatroniCluster,
+) -> None:
+    """The isolate fault: the leader's node and its etcd member cut off from the others inside its namespace; a
+    new leader is elected, the cut-off one acknowledges nothing meanwhile (its synchronous standby is out of
+    reach) and rejoins once let back in."""
+    if cluster.net is None:
+        pytest.skip(cluster.no_network)
+    r = run_trial(
+        cluster,
+        fault="isolate",
+        apply=cluster.isolate_node,
+        heal=cluster.heal_node,
+        hold_s=25,
+        heal_on_recovery=True,
+        restore=cluster.wait_rejoin,
+        before_s=2,
+        settle_s=4,
+    )
+    t = r.trial
+    assert t.problems == [], t.problems
+    assert t.failed_over and 5 < t.rto_s < 30 and t.lost == [] and t.split_brain == [] and t.stale_writes == []
+    assert r.healed_after_s is not None and r.healed_after_s < 25  # let back in once the others took over
+    assert r.converged, r.convergence
+    assert not cluster.net.isolated
+
+
 def test_a_fault_hook_that_does_nothing_is_noticed(cluster: PatroniCluster) -> None:
     r = run_trial(cluster, fault="kill (a hook that does nothing)", apply=lambda victim: None, before_s=2, settle_s=2)
     assert not r.trial.fault_applied
@@ -88,7 +116,7 @@ pids() {{
 }}
 case $1 in
     kill) kill -KILL $(pids) 2>/dev/null; sleep 0.2; kill -KILL $(pids) 2>/dev/null; exit 0 ;;
-    start) cd "$folder" && setsid runuser -u postgres -- env HOME="$folder" {env} {python} -m patroni \
+    start) cd "$folder" && setsid {netns} runuser -u postgres -- env HOME="$folder" {env} {python} -m patroni \
                "$folder/patroni.yml" >> "$folder/patroni.log" 2>&1 < /dev/null & ;;
 esac
 """
@@ -98,9 +126,11 @@ def _vendor_profile(cluster: PatroniCluster, folder: Path, destructive: bool) ->
     assert cluster.folder is not None and cluster.proxy is not None
     script = folder / "fault.sh"
     env = " ".join(f"{k}={v}" for k, v in cluster._patroni_env.items())
-    script.write_text(FAULT_SCRIPT.format(folder=cluster.folder, env=env, python=cluster.python))
+    # the node's network namespace (node<i> lives in cp-<tag>-<i>), as a vendor's start command knows its host
+    netns = f"ip netns exec cp-{cluster.net.tag}-${{2#node}}" if cluster.net else ""
+    script.write_text(FAULT_SCRIPT.format(folder=cluster.folder, env=env, python=cluster.python, netns=netns))
     script.chmod(0o755)
-    nodes = ", ".join(f'{{ name = "{n.name}", host = "127.0.0.1", port = {n.pg_port} }}' for n in cluster.nodes)
+    nodes = ", ".join(f'{{ name = "{n.name}", host = "{n.host}", port = {n.pg_port} }}' for n in cluster.nodes)
     profile = folder / "vendor-ha.toml"
     profile.write_text(
         "[target]\n"
@@ -130,6 +160,7 @@ def test_a_vendor_profile_kills_and_restarts_a_node_with_its_own_commands(
         assert set(refused.faults().values()) == {
             "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
             "the profile's [failover] declares no freeze_node or thaw_node",
+            "the profile's [failover] declares no isolate_node or heal",
             "the profile's [failover] declares no switchover",
             "adding and removing a node of a profile target is not built yet",
         }
@@ -227,6 +258,18 @@ def _walreceivers(cluster: PatroniCluster, leader_name: str) -> set[int]:
     return out
 
 
+def _wait_asynchronous(cluster: PatroniCluster) -> None:
+    """Until the leader itself no longer waits for a standby (at most 15 s)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        conn = cluster.connect_node(None)
+        names = conn.execute("SHOW synchronous_standby_names").fetchone()
+        conn.close()
+        if names is not None and names[0] == "":
+            return
+        time.sleep(0.2)
+
+
 @pytest.mark.slow  # ./run slow: about 40 s each
 def test_asynchronous_replication_with_shipping_held_back_loses_acknowledged_writes(cluster: PatroniCluster) -> None:
     """Positive control: the same cluster made asynchronous (synchronous_mode off, any lag allowed on failover), the
@@ -234,14 +277,7 @@ def test_asynchronous_replication_with_shipping_held_back_loses_acknowledged_wri
     acknowledged writes, and the judge names them lost (RPO FAIL)."""
     cluster.wait_ready()
     assert cluster.configure({"synchronous_mode": False, "maximum_lag_on_failover": 1 << 30})
-    deadline = time.monotonic() + 15  # until the leader itself no longer waits for a standby
-    while time.monotonic() < deadline:
-        conn = cluster.connect_node(None)
-        names = conn.execute("SHOW synchronous_standby_names").fetchone()
-        conn.close()
-        if names is not None and names[0] == "":
-            break
-        time.sleep(0.2)
+    _wait_asynchronous(cluster)
     frozen: set[int] = set()
 
     def apply(victim: Node) -> float:
@@ -269,6 +305,49 @@ def test_asynchronous_replication_with_shipping_held_back_loses_acknowledged_wri
     t = r.trial
     assert t.failed_over and len(t.lost) > 50, (t.lost[:5], t.problems)
     assert t.about("lost")[0].startswith(f"{len(t.lost)} acknowledged writes lost (ids {t.lost[0]}, ")
+    cluster.wait_ready()
+
+
+@pytest.mark.slow  # ./run slow: about 60 s
+def test_a_cut_off_leader_without_its_manager_is_a_split_brain(cluster: PatroniCluster) -> None:
+    """Positive control for the isolate fault: a failover manager that does not fence — the leader's Patroni
+    dies as it is cut off, so nothing demotes its PostgreSQL, and replication is asynchronous, so nothing holds
+    its commits — while the others elect a new leader: two nodes acknowledge writes at once, and the judge says
+    split brain."""
+    if cluster.net is None:
+        pytest.skip(cluster.no_network)
+    cluster.wait_ready()
+    assert cluster.configure({"synchronous_mode": False, "maximum_lag_on_failover": 1 << 30})
+    _wait_asynchronous(cluster)
+
+    def apply(victim: Node) -> float:
+        assert victim.patroni is not None
+        victim.patroni.kill()  # Patroni alone: its PostgreSQL runs on as a primary
+        victim.patroni.wait(10)
+        reaper.unregister(victim.patroni.pid)
+        victim.patroni = None
+        return cluster.isolate_node(victim)
+
+    def restore(victim: Node) -> float:
+        cluster._launch(victim)  # finds a primary while another leads: demotes it and rewinds
+        return cluster.wait_rejoin(victim, 90)
+
+    try:
+        r = run_trial(
+            cluster,
+            fault="isolate (manager dead, asynchronous)",
+            apply=apply,
+            heal=cluster.heal_node,
+            hold_s=30,
+            restore=restore,
+            deadline_s=40,
+            before_s=2,
+        )
+    finally:
+        assert cluster.configure({"synchronous_mode": True, "maximum_lag_on_failover": 1 << 20})
+    t = r.trial
+    assert t.failed_over and t.split_brain, t.problems
+    assert t.about("split_brain")[0].startswith(f"{len(t.split_brain)} polling rounds saw more than one writable")
     cluster.wait_ready()
 
 

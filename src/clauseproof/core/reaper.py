@@ -4,7 +4,8 @@ Every helper process the harness starts in a session of its own (pgpool-II with 
 the Locust load generators, mariadbd) is written down in a registry folder of this user's (outside the
 temporary folders a clean-up deletes): its process group, start time, and the run that owns it.  After a
 SIGKILL, ``reap`` finds each entry whose owner is gone, kills the whole process group, removes the System V
-shared-memory segments its processes created (pgpool-II leaves ~129 MiB), and the entry's folder.
+shared-memory segments its processes created (pgpool-II leaves ~129 MiB), and the entry's folder; a private
+network (:mod:`clauseproof.targets.netns`) is recorded the same way and its namespaces and bridge deleted.
 
 Children that must not outlive the run at all (the load generators, which would go on writing into a
 vendor's database) also get a parent-death signal (``prctl(PR_SET_PDEATHSIG)``).
@@ -72,6 +73,31 @@ def register(kind: str, pid: int, folder: Path | None = None) -> Path:
     return entry
 
 
+def register_network(tag: str, bridge: str, namespaces: list[str]) -> Path:
+    """Record (or re-record) a private network this run made: its bridge and namespaces (``reap`` removes them)."""
+    entry = registry() / f"net-{os.getpid()}-{tag}.json"
+    entry.write_text(
+        json.dumps(
+            {
+                "kind": "network",
+                "bridge": bridge,
+                "namespaces": namespaces,
+                "owner": os.getpid(),
+                "owner_start": _start_time(os.getpid()),
+            }
+        )
+    )
+    return entry
+
+
+def _reap_network(entry: dict[str, Any]) -> str:
+    """Delete a dead run's namespaces and bridge (its processes were reaped first, by their own entries)."""
+    for ns in entry.get("namespaces", []):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=10)
+    subprocess.run(["ip", "link", "del", entry["bridge"]], capture_output=True, check=False, timeout=10)
+    return f"network {entry['bridge']} ({len(entry.get('namespaces', []))} namespaces)"
+
+
 def unregister(pid: int) -> None:
     (registry() / f"{os.getpid()}-{pid}.json").unlink(missing_ok=True)
 
@@ -120,13 +146,16 @@ def _owner_alive(entry: dict[str, Any]) -> bool:
 
 def reap_registered() -> list[str]:
     """Kill what dead runs registered (whole process groups), remove their shared memory and folders."""
-    reaped = []
+    reaped, networks = [], []
     for path in sorted(registry().glob("*.json")):
         try:
             entry = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if _owner_alive(entry):
+            continue
+        if entry.get("kind") == "network":
+            networks.append((path, entry))  # after the processes that run in it
             continue
         pgid = int(entry["pid"])
         leader_ours = _start_time(pgid) == entry.get("start")
@@ -143,4 +172,7 @@ def reap_registered() -> list[str]:
             shutil.rmtree(entry["folder"], ignore_errors=True)
         path.unlink(missing_ok=True)
         reaped.append(f"{entry['kind']} (process group {pgid}, {len(members)} processes)")
+    for path, entry in networks:
+        reaped.append(_reap_network(entry))
+        path.unlink(missing_ok=True)
     return reaped

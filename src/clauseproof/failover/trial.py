@@ -11,10 +11,10 @@ applied, then the failed node is brought back and the judge reads the outcome.
   of the namespace (``pg_is_in_recovery()`` would call a frozen leader that wakes up writable, though its commits
   wait for a standby that left; and a transaction that writes no row skips the synchronous wait altogether).  Its
   answers, by the instant they came, make the 100 ms polling rounds of the judge;
-- the fault is applied at a recorded instant; a fault that is lifted (a freeze) is lifted ``hold_s`` after it was
-  applied, under the same load; the load runs on until a write after the fault was acknowledged and the fault
-  was lifted (or the deadline), then ``settle_s`` more; the failed node is brought back (or waited for) and must
-  rejoin and converge.
+- the fault is applied at a recorded instant; a fault that is lifted (a freeze, a cut) is lifted ``hold_s`` after it
+  was applied (a cut: or once a write after it was acknowledged), under the same load; the load runs on until a write
+  after the fault was acknowledged and the fault was lifted (or the deadline), then ``settle_s`` more; the failed node
+  is brought back (or waited for) and must rejoin and converge.
 """
 
 from __future__ import annotations
@@ -212,13 +212,15 @@ def run_trial(
     expect_leader_change: bool = True,
     converge_on: Callable[[Any], Any] | None = None,
     final_read_s: float = READ_S,
+    heal_on_recovery: bool = False,
 ) -> TrialResult:
     """Run one trial: ``apply(victim)`` applies the fault to the current leader (the victim) and may return the
     ``time.monotonic()`` instant it took effect; ``heal(victim)``, for a fault that is lifted, lifts it ``hold_s``
-    after, under load; ``restore(victim)`` brings it back (or waits for it) and returns the seconds it took to
-    rejoin (a victim that does not rejoin is a finding, not an error).  ``converge_on(victim)`` names the node that
-    must hold the leader's ids at the end (default: the victim); ``expect_leader_change`` False for a step that
-    keeps the leader (scaling)."""
+    after, under load (or, with ``heal_on_recovery``, as soon as a write after the fault was acknowledged, if that
+    comes first: a cut-off leader is let back into a cluster that has a new one); ``restore(victim)`` brings it back
+    (or waits for it) and returns the seconds it took to rejoin (a victim that does not rejoin is a finding, not an
+    error). ``converge_on(victim)`` names the node that must hold the leader's ids at the end (default: the victim);
+    ``expect_leader_change`` False for a step that keeps the leader (scaling)."""
     wait_ready = getattr(target, "wait_ready", None)
     if wait_ready is not None:  # the previous trial's node back, a synchronous standby named again
         wait_ready()
@@ -252,12 +254,13 @@ def run_trial(
             fault_at = applied
         # until a write after the fault is acknowledged and a lifted fault was lifted (at fault + hold_s)
         while time.monotonic() - fault_at < deadline_s:
-            if heal is not None and healed_at is None and time.monotonic() >= fault_at + hold_s:
+            n = h.n
+            done = ((h.kind[:n] == WRITE) & (h.outcome[:n] == 0) & (h.invoked[:n] >= fault_at)).any()
+            due = time.monotonic() >= fault_at + hold_s or (heal_on_recovery and done)
+            if heal is not None and healed_at is None and due:
                 healed_at = time.monotonic()
                 heal(victim)
-            n = h.n
-            done = (h.kind[:n] == WRITE) & (h.outcome[:n] == 0) & (h.invoked[:n] >= fault_at)
-            if done.any() and (heal is None or healed_at is not None):
+            if done and (heal is None or healed_at is not None):
                 break
             time.sleep(0.05)
         if heal is not None and healed_at is None:  # the deadline came first

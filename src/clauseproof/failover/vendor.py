@@ -27,8 +27,10 @@ command_timeout_s = 120
 ```
 
 Faults whose commands are absent are NOT SHOWN rows naming the missing keys.  Every fault command runs only
-with ``--cp-destructive=yes``: without it, every fault part is a NOT SHOWN row saying so.  ``isolate_node``,
-``heal``, ``add_node`` and ``remove_node`` are read and kept for the isolate and scale parts, which are not built.
+with ``--cp-destructive=yes``: without it, every fault part is a NOT SHOWN row saying so.  ``isolate_node`` cuts
+the node off from its peers and ``heal`` lets it back in (the harness must still reach the node from where it
+runs, to see whether it acknowledges writes while cut off).  ``add_node`` and ``remove_node`` are read and kept for
+the scale part, which is not built for profiles.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ COMMANDS = (
 NEEDS = {
     "kill": ("kill_node", "start_node"),
     "freeze": ("freeze_node", "thaw_node"),
+    "isolate": ("isolate_node", "heal"),
     "switchover": ("switchover",),
 }
 KEYS: dict[str, type | tuple[type, ...]] = {
@@ -340,6 +343,12 @@ class VendorCluster:
 
     def thaw_node(self, node: VendorNode) -> None:
         self._run("thaw_node", node)
+
+    def isolate_node(self, node: VendorNode) -> float:
+        return self._run("isolate_node", node)
+
+    def heal_node(self, node: VendorNode) -> None:
+        self._run("heal", node)
 
     def switchover(self, node: VendorNode) -> float:
         return self._run("switchover", node)

@@ -1,12 +1,15 @@
 """``embedded-postgresql-ha``: 3 PostgreSQL nodes managed by Patroni over a 3-member etcd cluster (Raft), with
 synchronous replication and HAProxy routing writes by Patroni's REST health checks — the layout users deploy.
 
-Everything runs on loopback in one ``clauseproof-ha-*`` folder (reaped after a crash like every embedded server):
+Everything runs in one ``clauseproof-ha-*`` folder (reaped after a crash like every embedded server):
 etcd members ``etcd1..3``, Patroni nodes ``node1..3`` (each starts its own PostgreSQL, as the ``postgres`` user
 when the harness runs as root), and HAProxy, whose write port sends a connection to the node answering 200 on
 Patroni's ``GET /primary``.  The target's endpoint is HAProxy's write port; :meth:`leader` asks Patroni which
 node leads.  Faults: :meth:`kill_node` (recovered by :meth:`start_node`), :meth:`freeze_node` (lifted by
-:meth:`thaw_node`, then :meth:`wait_rejoin`) and :meth:`switchover`.
+:meth:`thaw_node`, then :meth:`wait_rejoin`), :meth:`isolate_node` (lifted by :meth:`heal_node`) and
+:meth:`switchover`.  Where the harness runs as root each node and its etcd member live in a network namespace of
+their own (:mod:`clauseproof.targets.netns`), so that a node can be cut off; elsewhere all is on loopback and the
+isolate fault says why it cannot be applied.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets import netns
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.embedded import (
     EmbeddedPostgres,
@@ -38,6 +42,7 @@ from clauseproof.targets.embedded import (
     kill_processes,
     make_private_folder,
 )
+from clauseproof.targets.netns import Network
 from clauseproof.targets.replicated import Helper
 
 NODES = 3
@@ -56,12 +61,18 @@ class Node:
     rest_port: int
     folder: Path
     patroni: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
+    index: int = 0
 
 
-def rest(port: int, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body of Patroni's REST API on ``port`` (0 and {} when it does not answer)."""
+#: no proxy from the environment between the harness and the nodes
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def rest(node: Node, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of ``node``'s Patroni REST API (0 and {} when it does not answer)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        with HTTP.open(f"http://{node.host}:{node.rest_port}{path}", timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
         with contextlib.suppress(ValueError):
@@ -99,6 +110,9 @@ class PatroniCluster(Target):
         self.patroni: list[str] = []
         self.patroni_version = ""
         self._patroni_env: dict[str, str] = {}
+        #: the private network (a namespace per node) where namespaces can be made; loopback otherwise
+        self.net: Network | None = None
+        self.no_network = ""
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -110,6 +124,10 @@ class PatroniCluster(Target):
                 )
         self.folder = make_private_folder("ha", self.server_user)
         try:
+            self.no_network = netns.available()
+            if not self.no_network:
+                self.net = Network()
+                self.net.create(NODES)
             self._install_patroni()
             self._start_etcd()
             self._start_patroni()
@@ -139,36 +157,48 @@ class PatroniCluster(Target):
         self.patroni_version = importlib.metadata.version("patroni")
         self._patroni_env = {"PYTHONPATH": str(lib), "PYTHONDONTWRITEBYTECODE": "1"}
 
+    def host(self, i: int) -> str:
+        """Node ``i``'s address: its namespace's, else loopback."""
+        return self.net.host(i) if self.net else "127.0.0.1"
+
+    def _prefix(self, i: int, user: str | None = None) -> list[str]:
+        return self.net.exec_prefix(i, user) if self.net else []
+
     def _start_etcd(self) -> None:
+        """An etcd member beside each node (in its namespace: a cut-off node loses its member with it)."""
         assert self.folder is not None
         ports = [(free_port(), free_port()) for _ in range(NODES)]
-        cluster = ",".join(f"etcd{i}=http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports, 1))
+        cluster = ",".join(f"etcd{i}=http://{self.host(i)}:{p}" for i, (_, p) in enumerate(ports, 1))
         for i, (client, peer) in enumerate(ports, 1):
+            h = self.host(i)
             args = [
+                *self._prefix(i),
                 "etcd",
                 f"--name=etcd{i}",
                 f"--data-dir={self.folder / f'etcd{i}'}",
-                f"--listen-client-urls=http://127.0.0.1:{client}",
-                f"--advertise-client-urls=http://127.0.0.1:{client}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--listen-client-urls=http://{h}:{client}",
+                f"--advertise-client-urls=http://{h}:{client}",
+                f"--listen-peer-urls=http://{h}:{peer}",
+                f"--initial-advertise-peer-urls=http://{h}:{peer}",
                 f"--initial-cluster={cluster}",
                 f"--initial-cluster-token={self.scope}",
                 "--initial-cluster-state=new",
                 "--enable-v2=false",
             ]
-            helper = Helper(f"etcd{i}", args, self.folder, client, signal.SIGTERM)
+            helper = Helper(f"etcd{i}", args, self.folder, client, signal.SIGTERM, host=h)
             helper.start()
             self.etcd.append(helper)
 
     def _config(self, node: Node) -> dict[str, Any]:
         assert self.folder is not None
         auth = {"username": "postgres", "password": self.password}
+        where = f"{node.host}:{node.rest_port}"
+        clients = str(self.net.subnet) if self.net else "127.0.0.1/32"
         return {
             "scope": self.scope,
             "name": node.name,
-            "restapi": {"listen": f"127.0.0.1:{node.rest_port}", "connect_address": f"127.0.0.1:{node.rest_port}"},
-            "etcd3": {"hosts": [f"127.0.0.1:{e.port}" for e in self.etcd]},
+            "restapi": {"listen": where, "connect_address": where},
+            "etcd3": {"hosts": [f"{e.host}:{e.port}" for e in self.etcd]},
             "bootstrap": {
                 "dcs": {
                     "ttl": TTL,
@@ -191,8 +221,8 @@ class PatroniCluster(Target):
                 "initdb": [{"encoding": "UTF8"}, {"auth-local": "trust"}],
             },
             "postgresql": {
-                "listen": f"127.0.0.1:{node.pg_port}",
-                "connect_address": f"127.0.0.1:{node.pg_port}",
+                "listen": f"{node.host}:{node.pg_port}",
+                "connect_address": f"{node.host}:{node.pg_port}",
                 "data_dir": str(node.folder / "data"),
                 "bin_dir": str(self.pg.bindir()),
                 "pgpass": str(node.folder / "pgpass"),
@@ -200,8 +230,8 @@ class PatroniCluster(Target):
                 "parameters": {"unix_socket_directories": str(node.folder)},
                 "pg_hba": [
                     "local all all trust",
-                    "host all all 127.0.0.1/32 scram-sha-256",
-                    "host replication all 127.0.0.1/32 scram-sha-256",
+                    f"host all all {clients} scram-sha-256",
+                    f"host replication all {clients} scram-sha-256",
                 ],
             },
         }
@@ -213,7 +243,9 @@ class PatroniCluster(Target):
     def _new_node(self, i: int) -> Node:
         """Node ``i``'s folder and configuration, and its Patroni launched (a member of the cluster from now)."""
         assert self.folder is not None
-        node = Node(f"node{i}", free_port(), free_port(), self.folder / f"node{i}")
+        if self.net is not None and i not in self.net.namespaces:
+            self.net.add(i)
+        node = Node(f"node{i}", free_port(), free_port(), self.folder / f"node{i}", host=self.host(i), index=i)
         node.folder.mkdir(mode=0o700)
         config = node.folder / "patroni.yml"
         config.write_text(json.dumps(self._config(node)))  # JSON is YAML
@@ -229,10 +261,13 @@ class PatroniCluster(Target):
         """Start ``node``'s Patroni (which starts its PostgreSQL) in a session of its own."""
         assert self.folder is not None
         user = self.server_user
-        kwargs: dict[str, Any] = {"user": user, "group": pwd.getpwnam(user).pw_gid} if user else {}
+        kwargs: dict[str, Any] = {}
+        if user and self.net is None:
+            kwargs = {"user": user, "group": pwd.getpwnam(user).pw_gid}
+        prefix = self._prefix(node.index, user)  # in its namespace, the user changed by setpriv there
         with open(node.folder / "patroni.log", "ab") as out:
             node.patroni = subprocess.Popen(
-                [*self.patroni, str(node.folder / "patroni.yml")],
+                [*prefix, *self.patroni, str(node.folder / "patroni.yml")],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -254,7 +289,7 @@ class PatroniCluster(Target):
         log after ``timeout``."""
         started = time.monotonic() if since is None else since
         while time.monotonic() - started < timeout:
-            members = rest(node.rest_port, "/cluster")[1].get("members", [])
+            members = rest(node, "/cluster")[1].get("members", [])
             me: dict[str, Any] = next((m for m in members if m.get("name") == node.name), {})
             if me.get("role") in ("replica", "sync_standby") and me.get("state") in ("running", "streaming"):
                 return time.monotonic() - started
@@ -269,7 +304,7 @@ class PatroniCluster(Target):
         commit is acknowledged by the leader alone, and a kill loses it (seen: a table made right after start was
         gone after the failover); Patroni also refuses a switchover without one."""
         for n in self.nodes:
-            members = rest(n.rest_port, "/cluster")[1].get("members", [])
+            members = rest(n, "/cluster")[1].get("members", [])
             if members:
                 roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
                 synchronous = "sync_standby" in roles or not self.synchronous
@@ -292,7 +327,7 @@ class PatroniCluster(Target):
             if self.ready() and (self.proxy is None or self.writable(None, timeout=1.0)):
                 return time.monotonic() - started
             time.sleep(0.25)
-        seen = {n.name: rest(n.rest_port, "/patroni")[1].get("role") for n in self.nodes}
+        seen = {n.name: rest(n, "/patroni")[1].get("role") for n in self.nodes}
         raise ClauseproofError(
             f"{self.label}: no leader with a synchronous standby and {len(self.nodes) - 1} replicas within "
             f"{timeout:g} s "
@@ -303,7 +338,7 @@ class PatroniCluster(Target):
         """HAProxy's write port, once it reaches the leader."""
         assert self.folder is not None
         port = free_port()
-        servers = "".join(f"    server {n.name} 127.0.0.1:{n.pg_port} check port {n.rest_port}\n" for n in self.nodes)
+        servers = "".join(f"    server {n.name} {n.host}:{n.pg_port} check port {n.rest_port}\n" for n in self.nodes)
         (self.folder / "haproxy.cfg").write_text(
             "global\n    maxconn 400\n"
             "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n"
@@ -341,7 +376,7 @@ class PatroniCluster(Target):
 
         port = self.proxy.port if node is None else node.pg_port  # type: ignore[union-attr]
         return psycopg.connect(
-            host="127.0.0.1",
+            host="127.0.0.1" if node is None else node.host,
             port=port,
             user="postgres",
             password=self.password,
@@ -364,7 +399,7 @@ class PatroniCluster(Target):
     def _member(self, role: str) -> Node | None:
         """The node Patroni's ``GET /cluster`` gives ``role`` (asked of every node that answers), or None."""
         for n in self.nodes:
-            for m in rest(n.rest_port, "/cluster")[1].get("members", []):
+            for m in rest(n, "/cluster")[1].get("members", []):
                 if m.get("role") == role:
                     return next((x for x in self.nodes if x.name == m.get("name")), None)
         return None
@@ -390,7 +425,7 @@ class PatroniCluster(Target):
     # -- faults -----------------------------------------------------------------------------
     def faults(self) -> dict[str, str]:
         """Each fault of the failover suite → "" (all can be applied here; the cluster is the harness's own)."""
-        return {"kill": "", "freeze": "", "switchover": "", "scale": ""}
+        return {"kill": "", "freeze": "", "isolate": self.no_network, "switchover": "", "scale": ""}
 
     #: where :meth:`thresholds` come from, in the evidence's words
     threshold_source = f"the embedded cluster's own: Patroni's TTL ({TTL} s) + 5 s"
@@ -462,6 +497,19 @@ class PatroniCluster(Target):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
+    def isolate_node(self, node: Node) -> float:
+        """Cut ``node`` — its PostgreSQL, its Patroni and the etcd member beside it — off from the other nodes
+        (every packet to and from them dropped inside its namespace), as a network partition would; the instant the
+        rules were in place.  The harness's probers still reach it: a cut-off leader that goes on acknowledging
+        writes is seen.  :meth:`heal_node` lifts it."""
+        assert self.net is not None, self.no_network
+        self.net.isolate(node.index)
+        return time.monotonic()
+
+    def heal_node(self, node: Node) -> None:
+        if self.net is not None:
+            self.net.heal(node.index)
+
     def add_node(self) -> Node:
         """Scale out: a new node joins the running cluster (Patroni makes its replica with pg_basebackup from the
         leader); returned once launched (:meth:`wait_rejoin` waits until it streams).  HAProxy is not told: the
@@ -485,6 +533,8 @@ class PatroniCluster(Target):
         kill_processes(set(_working_in(str(node.folder))))
         self.nodes.remove(node)
         shutil.rmtree(node.folder, ignore_errors=True)
+        if self.net is not None and node.index > NODES:  # its etcd member stays: only an added node's namespace
+            self.net.drop(node.index)
 
     def sync_standby(self) -> Node | None:
         """The node Patroni names synchronous standby, or None."""
@@ -496,7 +546,7 @@ class PatroniCluster(Target):
             return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(bool(rest(m.rest_port, "/cluster")[1].get("pause")) == on for m in self.nodes):
+            if any(bool(rest(m, "/cluster")[1].get("pause")) == on for m in self.nodes):
                 return True
             time.sleep(0.2)
         return False
@@ -507,15 +557,15 @@ class PatroniCluster(Target):
         body = json.dumps(change).encode()
         for n in self.nodes:
             request = urllib.request.Request(
-                f"http://127.0.0.1:{n.rest_port}/config", data=body, method="PATCH", headers={"Content-Type": "json"}
+                f"http://{n.host}:{n.rest_port}/config", data=body, method="PATCH", headers={"Content-Type": "json"}
             )
             try:
-                urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S * 5).close()
+                HTTP.open(request, timeout=HTTP_TIMEOUT_S * 5).close()
             except OSError:
                 continue
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                seen = [rest(m.rest_port, "/config")[1] for m in self.nodes if m.patroni is not None]
+                seen = [rest(m, "/config")[1] for m in self.nodes if m.patroni is not None]
                 if seen and all(
                     all(c.get(k, False if v is False else None) == v for k, v in change.items()) for c in seen
                 ):
@@ -530,33 +580,37 @@ class PatroniCluster(Target):
         """A planned switchover away from the leader ``node`` through Patroni's REST API (``POST /switchover``); the
         instant it was asked.  A refusal is an error naming the node and Patroni's answer."""
         body = json.dumps({"leader": node.name}).encode()
+        url = f"http://{node.host}:{node.rest_port}/switchover"
         request = urllib.request.Request(
-            f"http://127.0.0.1:{node.rest_port}/switchover",
+            url,
             data=body,
             method="POST",
             headers={"Content-Type": "application/json"},
         )
         asked = time.monotonic()
         try:
-            urllib.request.urlopen(request, timeout=30).close()
+            HTTP.open(request, timeout=30).close()
         except urllib.error.HTTPError as e:
             answer = e.read().decode(errors="replace")
             raise ClauseproofError(
                 f"Patroni refused the switchover away from {node.name} (HTTP {e.code}): {answer[:200]}",
-                checked=f"POST http://127.0.0.1:{node.rest_port}/switchover",
+                checked=f"POST {url}",
             ) from None
         except OSError as e:
             raise ClauseproofError(
                 f"the switchover away from {node.name} got no answer: {e}",
-                checked=f"POST http://127.0.0.1:{node.rest_port}/switchover",
+                checked=f"POST {url}",
             ) from None
         return asked
 
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
-            "nodes": [{"name": n.name, "postgresql": n.pg_port, "rest": n.rest_port} for n in self.nodes],
-            "etcd": [f"127.0.0.1:{e.port}" for e in self.etcd],
+            "nodes": [
+                {"name": n.name, "host": n.host, "postgresql": n.pg_port, "rest": n.rest_port} for n in self.nodes
+            ],
+            "etcd": [f"{e.host}:{e.port}" for e in self.etcd],
+            "network": self.net.describe() if self.net else f"loopback ({self.no_network})",
             "patroni": {
                 "version": self.patroni_version,
                 "ttl": TTL,
@@ -582,6 +636,7 @@ class PatroniCluster(Target):
             self.proxy = None
         for node in self.nodes:
             self.thaw_node(node)  # a frozen process would hold its SIGTERM until it is continued
+            self.heal_node(node)  # a cut-off Patroni would wait for its peers
         for node in self.nodes:
             if node.patroni is not None and node.patroni.poll() is None:
                 node.patroni.send_signal(signal.SIGTERM)  # Patroni stops its PostgreSQL
@@ -601,6 +656,9 @@ class PatroniCluster(Target):
         for e in self.etcd:
             e.stop()
         self.etcd, self.nodes = [], []
+        if self.net is not None:
+            self.net.remove()
+            self.net = None
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None

@@ -62,8 +62,13 @@ PG_NODE_AUTH = "md5"
 class Helper:
     """A proxy process (pgpool-II, HAProxy) in the foreground of its own session, in ``folder``."""
 
-    def __init__(self, name: str, args: list[str], folder: Path, port: int, stop_signal: int) -> None:
+    def __init__(
+        self, name: str, args: list[str], folder: Path, port: int, stop_signal: int, host: str = "127.0.0.1"
+    ) -> None:
+        """``args`` may start with a prefix that execs the program (``ip netns exec``: it then listens on ``host``
+        inside a namespace)."""
         self.name, self.args, self.folder, self.port, self.stop_signal = name, args, folder, port, stop_signal
+        self.host = host
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = folder / f"{name}.log"
 
@@ -81,11 +86,11 @@ class Helper:
                     f"{self.name} exited at start (status {self.proc.returncode}); its log:\n    {_tail(self.log)}",
                     checked=" ".join(self.args),
                 )
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
                 return
             time.sleep(0.05)
         raise ClauseproofError(
-            f"{self.name} did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT_S} s; its log:\n    "
+            f"{self.name} did not listen on {self.host}:{self.port} within {START_TIMEOUT_S} s; its log:\n    "
             + _tail(self.log),
             checked=" ".join(self.args),
         )
