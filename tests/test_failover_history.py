@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from clauseproof.failover.history import READ, WRITE, History, LeaderSample, judge
+from clauseproof.failover.history import READ, WRITE, History, LeaderSample, Trial, judge
 
 FAULT = 100.0
 
@@ -209,3 +209,46 @@ def test_probe_rounds_count_timely_acknowledgements_only() -> None:
     assert t.split_brain == []
     both = rounds([*answers, Answer(22.23, 22.24, "n1", True)], ["n1", "n2"])
     assert [sorted(n for n, w in s.writable.items() if w) for s in both][-1] == ["n1", "n2"]
+
+
+def _multi(victim_writes_while_cut: bool) -> list[LeaderSample]:
+    """Every node writable before the fault at 100; n1 cut off from 100 to 110 (healed at 110)."""
+    out, t = [], 90.0
+    while t < 112:
+        cut = FAULT <= t < 110
+        n1 = (True if victim_writes_while_cut else False) if cut else True
+        out.append(LeaderSample(at=t, writable={"n1": n1, "n2": True, "n3": True}))
+        t = round(t + 0.1, 3)
+    return out
+
+
+def test_the_multi_writer_rule_allows_writers_everywhere_but_not_on_a_cut_off_node() -> None:
+    """Galera: three writable nodes per round is normal; the victim taking writes while cut off is a split brain,
+    and a victim that never stopped is a fault not applied."""
+
+    def multi(h: History, acked: list[int], victim_writes: bool, fault: bool = True) -> Trial:
+        return judge(
+            h,
+            fault="isolate",
+            fault_at=FAULT,
+            end_at=112.0,
+            final_ids=acked,
+            victim="n1",
+            healed_at=110.0 if fault else None,
+            leaders=_multi(victim_writes),
+            multi_writer=True,
+            expect_leader_change=fault,
+        )
+
+    h, acked = _run(down=(100.0, 100.5), end=112.0)
+    honest = multi(h, acked, False)
+    assert honest.problems == [] and honest.split_brain == [] and honest.failed_over
+    assert (honest.leader_before, honest.leader_after) == ("n1", "n2")
+    split = multi(h, acked, True)
+    assert len(split.split_brain) == 100 and split.about("split_brain")[0].startswith(
+        "n1, cut off or frozen, acknowledged writes in 100 polling rounds while other nodes did too"
+    )
+    quiet, acked = _run(down=(0.0, 0.0), end=112.0)
+    noop = multi(quiet, acked, True)
+    assert not noop.fault_applied and noop.problems[0].startswith("the fault was not applied: n1 went on taking")
+    assert multi(quiet, acked, True, fault=False).problems == []  # a step that hits no node (scaling)

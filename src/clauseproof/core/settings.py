@@ -26,6 +26,7 @@ VARIANTS = (
     "embedded-postgresql-replicated",
     "embedded-mariadb-replicated",
     "embedded-postgresql-ha",
+    "embedded-mariadb-galera",
 )
 #: Replicated topologies (1 primary + 5 replicas behind a proxy), started beside the embedded default
 #: by the replication suite.
@@ -176,7 +177,7 @@ OPTIONS = (
         "target",
         "what the suites run against: embedded (default), embedded-postgresql, embedded-mariadb, "
         "embedded-mariadb-encrypted, embedded-postgresql-replicated, embedded-mariadb-replicated, "
-        "embedded-postgresql-ha, containers, "
+        "embedded-postgresql-ha, embedded-mariadb-galera, containers, "
         "a SQLAlchemy-style URL, or a profile .toml; comma-separated",
         "embedded",
         _targets,

@@ -139,6 +139,7 @@ class Trial:
     healed_at: float | None = None  # when a fault that is lifted (freeze, isolate) was lifted
     stale_writes: list[float] = field(default_factory=list)  # the victim writable after the heal, another leading
     unchecked: bool = False  # no final read could be made: lost writes unknown
+    multi_writer: bool = False  # judged by the multi-writer rule (every node of the primary component writes)
     #: what failed, in words, by kind: not_applied, rto, unchecked, lost, refused_applied, duplicates, phantoms,
     #: split_brain, stale_leader
     findings: dict[str, str] = field(default_factory=dict)
@@ -191,16 +192,29 @@ def judge(
     victim: str | None = None,
     healed_at: float | None = None,
     victim_readers: Iterable[int] = (),
+    multi_writer: bool = False,
 ) -> Trial:
     """Judge one trial: ``fault_at`` is when the fault was applied to ``victim``, ``healed_at`` when a fault that
     is lifted was lifted, ``end_at`` when the load stopped (before the final read, ``final_ids``), ``leaders`` the
     polling rounds; reads by ``victim_readers`` (the processes reading the victim's node) do not count in the read
-    gap, which is about the surviving nodes."""
+    gap, which is about the surviving nodes.
+
+    ``multi_writer``: every node of the primary component takes writes (Galera), so two writable nodes in a round
+    are normal; the rule becomes that the victim, cut off or frozen, takes no write while the others do, from
+    the fault until it is healed (a split brain otherwise).  The "leader" after the fault is then another node
+    that acknowledged a write; the fault was applied if writes were disturbed or the victim stopped taking them."""
     n = history.n
     kind, value, outcome = history.kind[:n], history.value[:n], history.outcome[:n]
     invoked, completed, process = history.invoked[:n], history.completed[:n], history.process[:n]
     writes = kind == WRITE
-    t = Trial(fault=fault, fault_at=fault_at, deadline_s=deadline_s, victim=victim, healed_at=healed_at)
+    t = Trial(
+        fault=fault,
+        fault_at=fault_at,
+        deadline_s=deadline_s,
+        victim=victim,
+        healed_at=healed_at,
+        multi_writer=multi_writer,
+    )
 
     after = writes & (outcome == OK) & (invoked >= fault_at)
     if after.any():
@@ -238,6 +252,12 @@ def judge(
     t.failed_but_present = refused[np.isin(refused, uniq)].tolist()
     t.phantoms = np.setdiff1d(uniq, value[writes]).tolist()
 
+    disturbed = bool(((outcome[writes] != OK) & (invoked[writes] >= fault_at - 1)).any()) or t.unavailable_s > 1.0
+    if multi_writer:
+        if expect_leader_change:  # a fault on the victim (not a step such as scaling, which hits no node)
+            _judge_multi_writer(t, leaders, end_at, disturbed)
+        _findings(t)
+        return t
     for s in leaders:
         up = sorted(node for node, w in s.writable.items() if w)
         if len(up) > 1:
@@ -246,11 +266,26 @@ def judge(
     t.leader_after = _leader([s for s in leaders if s.at >= fault_at])
     if victim is not None and healed_at is not None and t.leader_after not in (None, victim):
         t.stale_writes = [s.at for s in leaders if s.at >= healed_at and s.writable.get(victim)]
-    disturbed = bool(((outcome[writes] != OK) & (invoked[writes] >= fault_at - 1)).any()) or t.unavailable_s > 1.0
     if expect_leader_change and t.leader_before is not None and t.leader_after == t.leader_before and not disturbed:
         t.fault_applied = False
     _findings(t)
     return t
+
+
+def _judge_multi_writer(t: Trial, leaders: list[LeaderSample], end_at: float, disturbed: bool) -> None:
+    """The multi-writer rule (see :func:`judge`)."""
+    victim = t.victim
+    until = t.healed_at if t.healed_at is not None else end_at
+    during = [s for s in leaders if t.fault_at <= s.at < until]
+    for s in during:
+        up = sorted(node for node, w in s.writable.items() if w)
+        if victim in up and len(up) > 1:
+            t.split_brain.append((s.at, up))
+    t.leader_before = victim
+    others = [n for s in leaders if s.at >= t.fault_at for n, w in sorted(s.writable.items()) if w and n != victim]
+    t.leader_after = others[0] if others else None
+    if not disturbed and during and all(s.writable.get(victim or "") for s in during):
+        t.fault_applied = False
 
 
 def _ids(ids: list[int], limit: int = 10) -> str:
@@ -261,7 +296,9 @@ def _ids(ids: list[int], limit: int = 10) -> str:
 def _findings(t: Trial) -> None:
     if not t.fault_applied:
         t.findings["not_applied"] = (
-            f"the fault was not applied: {t.leader_before} led before and after, and no write failed or stalled"
+            f"the fault was not applied: {t.victim} went on taking writes, and no write failed or stalled"
+            if t.multi_writer
+            else f"the fault was not applied: {t.leader_before} led before and after, and no write failed or stalled"
         )
         return
     if t.rto_s > t.deadline_s:
@@ -292,7 +329,14 @@ def _findings(t: Trial) -> None:
             f"{t.victim}, the old leader, acknowledged writes in {len(t.stale_writes)} polling rounds after it was "
             f"healed (first {t.stale_writes[0] - healed:+.2f} s from the heal) while {t.leader_after} led"
         )
-    if t.split_brain:
+    if t.split_brain and t.multi_writer:
+        at, nodes = t.split_brain[0]
+        t.findings["split_brain"] = (
+            f"{t.victim}, cut off or frozen, acknowledged writes in {len(t.split_brain)} polling rounds while other "
+            f"nodes did too (two primary components), first {at - t.fault_at:+.2f} s from the fault: "
+            f"{', '.join(nodes)}"
+        )
+    elif t.split_brain:
         at, nodes = t.split_brain[0]
         t.findings["split_brain"] = (
             f"{len(t.split_brain)} polling rounds saw more than one writable node, first {at - t.fault_at:+.2f} s "

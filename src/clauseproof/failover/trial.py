@@ -299,6 +299,7 @@ def run_trial(
         healed_at=healed_at,
         victim_readers=[readers[victim.name]],
         expect_leader_change=expect_leader_change,
+        multi_writer=bool(getattr(target, "multi_writer", False)),
     )
     series = h.series(fault_at, fault_at + trial.rto_s)
     held = None

@@ -9,6 +9,7 @@ from clauseproof.targets.base import Target
 from clauseproof.targets.containers import ContainerTarget
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
+from clauseproof.targets.galera import GaleraCluster
 from clauseproof.targets.ha import PatroniCluster
 from clauseproof.targets.replicated import ReplicatedMariaDB, ReplicatedPostgres
 
@@ -29,6 +30,8 @@ def make_target(spec: str, settings: Settings, namespace: str) -> Target:
         return ReplicatedMariaDB(spec, namespace, settings.mariadb_bindir)
     if spec == "embedded-postgresql-ha":
         return PatroniCluster(spec, namespace, settings.pg_bindir)
+    if spec == "embedded-mariadb-galera":
+        return GaleraCluster(spec, namespace, settings.mariadb_bindir)
     if spec.startswith("containers-"):
         return ContainerTarget(spec, namespace, "postgresql" if spec.endswith("postgresql") else "mysql")
     if "://" in spec:
