@@ -1,5 +1,6 @@
 """SIGKILL at any moment, in every suite, then one ``clauseproof reap``: no process, listening port, shared-memory
-segment or temporary folder of the harness remains.  Slow (about 5 minutes): ``./run slow -k kill_matrix``."""
+segment, temporary folder, network namespace or bridge of the harness remains.  Slow (about 6 minutes):
+``./run slow -k kill_matrix``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-SUITES = ("bulk_load", "backup", "encryption", "replication", "online_ddl", "compute", "failover")
+SUITES = ("bulk_load", "backup", "encryption", "replication", "online_ddl", "compute", "failover", "failover-galera")
+#: a suite's variants: the folder and the options
+VARIANTS = {"failover-galera": ("failover", ["--cp-target=embedded-mariadb"])}
 #: Seconds after the run's start at which it is killed: while servers start, while data is built, while cases run.
 MOMENTS = (2.0, 6.0, 14.0)
 #: How long what the kill left may take to go once ``reap`` has returned (a client tool whose server is gone).
@@ -87,8 +90,22 @@ def _folders() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "clauseproof-*")))
 
 
+def _networks() -> set[str]:
+    """The harness's network namespaces (``cp-*``) and bridges and veths (``cpbr*``, ``cpv*``)."""
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines() if ":" in line]
+    return {n for n in ns if n.startswith("cp-")} | {n for n in names if n.startswith(("cpbr", "cpv"))}
+
+
 def _snapshot() -> dict[str, set]:
-    return {"processes": _harness_processes(), "ports": _listening(), "shm": _shm(), "folders": _folders()}
+    return {
+        "processes": _harness_processes(),
+        "ports": _listening(),
+        "shm": _shm(),
+        "folders": _folders(),
+        "networks": _networks(),
+    }
 
 
 def _left(before: dict[str, set]) -> dict[str, set]:
@@ -102,8 +119,9 @@ def test_kill_matrix(project: pytest.Pytester, suite: str, moment: float) -> Non
     before = _snapshot()
     log = project.path / "run.log"
     with open(log, "wb") as out:
+        folder, options = VARIANTS.get(suite, (suite, []))
         run = subprocess.Popen(
-            [sys.executable, "-m", "pytest", f"suites/{suite}", "--cp-scale=0.01", "-p", "no:randomly"],
+            [sys.executable, "-m", "pytest", f"suites/{folder}", "--cp-scale=0.01", "-p", "no:randomly", *options],
             cwd=project.path,
             stdout=out,
             stderr=subprocess.STDOUT,
