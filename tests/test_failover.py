@@ -1,9 +1,9 @@
-"""The embedded HA cluster (Patroni over etcd, HAProxy) under real faults (kill, freeze, isolate), the vendor path (a
-profile's commands) and the positive controls on a real cluster, each judged as what it is: a fault hook that does
-nothing, a paused failover manager (RTO), and in ``./run slow`` a freeze shorter than detection (a stall), two of
-three etcd members killed (writes refused, not lost), asynchronous replication with shipping held back (acknowledged
-writes lost, RPO), a cut-off leader whose manager died (split brain) and scaling out and in; start and stop leave
-nothing behind, even with a node left frozen."""
+"""The embedded HA cluster (Patroni over etcd, HAProxy) under real faults (kill, isolate; freeze in ``./run slow``),
+the vendor path (a profile's commands) and the positive controls on a real cluster, each judged as what it is: a
+fault hook that does nothing, a paused failover manager (RTO), and in ``./run slow`` a freeze shorter than detection
+(a stall), two of three etcd members killed (writes refused, not lost), asynchronous replication with shipping held
+back (acknowledged writes lost, RPO), a cut-off leader whose manager died (split brain) and scaling out and in;
+start and stop leave nothing behind, even with a node left frozen."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def test_killing_the_leader_fails_over_without_losing_an_acknowledged_write(clus
     assert r.converged, r.convergence
 
 
+@pytest.mark.slow  # ./run slow: about 40 s (the acceptance run freezes the leader 5 times)
 def test_freezing_the_leader_past_its_ttl_fails_over_and_the_old_leader_steps_down(cluster: PatroniCluster) -> None:
     r = run_trial(
         cluster,

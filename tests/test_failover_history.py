@@ -240,7 +240,7 @@ def test_the_multi_writer_rule_allows_writers_everywhere_but_not_on_a_cut_off_no
             expect_leader_change=fault,
         )
 
-    h, acked = _run(down=(100.0, 100.5), end=112.0)
+    h, acked = _run(down=(100.0, 101.5), end=112.0)  # the others stall until the victim is dropped
     honest = multi(h, acked, False)
     assert honest.problems == [] and honest.split_brain == [] and honest.failed_over
     assert (honest.leader_before, honest.leader_after) == ("n1", "n2")

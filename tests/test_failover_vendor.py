@@ -69,6 +69,7 @@ def test_without_the_opt_in_no_fault_is_offered_and_none_runs(tmp_path: Path) ->
     assert c.faults() == {
         "kill": "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
         "freeze": "the profile's [failover] declares no freeze_node or thaw_node",
+        "isolate": "the profile's [failover] declares no isolate_node or heal",
         "switchover": "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
         "scale": "adding and removing a node of a profile target is not built yet",
     }
