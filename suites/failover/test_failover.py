@@ -70,6 +70,7 @@ def _row(r: TrialResult) -> dict[str, Any]:
         "write_outage_s": round(t.unavailable_s, 3),
         "rejoin_s": None if r.rejoin_s is None else round(r.rejoin_s, 2),
         "held_s": None if r.healed_after_s is None else round(r.healed_after_s, 2),
+        "stepped_down_s": None if r.stepped_down_s is None else round(r.stepped_down_s, 2),
         "stale_leader_rounds": len(t.stale_writes),
         "convergence": r.convergence,
         "operations": r.history_ops,

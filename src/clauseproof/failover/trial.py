@@ -91,6 +91,8 @@ class TrialResult:
     convergence: str
     series: dict[str, Any]  # writes per second and latency, the fault shaded (the report's plot)
     healed_after_s: float | None = None  # a lifted fault: how long it held
+    #: a lifted fault: from the heal until the victim first refused a write (a woken leader stepping down)
+    stepped_down_s: float | None = None
 
 
 def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
@@ -278,8 +280,11 @@ def run_trial(
     samples = rounds(answers, list(dict.fromkeys(names + [n.name for n in target.nodes])))
     rejoin_s, rejoin_problem = None, ""
     if restore is not None:
+        restore_at = time.monotonic()
         try:
             rejoin_s = restore(victim)
+            if healed_at is not None:  # a lifted fault: the rejoin counts from the heal
+                rejoin_s += restore_at - healed_at
         except ClauseproofError as exc:
             rejoin_problem = f"{victim.name} did not rejoin: {str(exc).splitlines()[0]}"
     final, converged, convergence = _final_read(
@@ -302,12 +307,12 @@ def run_trial(
         multi_writer=bool(getattr(target, "multi_writer", False)),
     )
     series = h.series(fault_at, fault_at + trial.rto_s)
-    held = None
-    if healed_at is not None:  # a lifted fault: the victim rejoined when it first refused a write after the heal
+    held, stepped_down = None, None
+    if healed_at is not None:
         held = healed_at - fault_at
         refused = [a.answered for a in answers if a.node == victim.name and a.asked >= healed_at and a.ok is False]
-        rejoin_s = min(refused) - healed_at if refused else None
-    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held)
+        stepped_down = min(refused) - healed_at if refused else None
+    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held, stepped_down)
 
 
 def _final_read(
