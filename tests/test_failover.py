@@ -123,7 +123,11 @@ esac
 """
 
 
-def _vendor_profile(cluster: PatroniCluster, folder: Path, destructive: bool) -> VendorCluster:
+def _vendor_profile(
+    cluster: PatroniCluster, folder: Path, destructive: bool, spare: Node | None = None
+) -> VendorCluster:
+    """The embedded cluster as a vendor's profile would declare it, the fault script its commands; with ``spare``,
+    that node is a spare (``add_node`` starts it, ``remove_node`` kills a node)."""
     assert cluster.folder is not None and cluster.proxy is not None
     script = folder / "fault.sh"
     env = " ".join(f"{k}={v}" for k, v in cluster._patroni_env.items())
@@ -131,7 +135,17 @@ def _vendor_profile(cluster: PatroniCluster, folder: Path, destructive: bool) ->
     netns = f"ip netns exec cp-{cluster.net.tag}-${{2#node}}" if cluster.net else ""
     script.write_text(FAULT_SCRIPT.format(folder=cluster.folder, env=env, python=cluster.python, netns=netns))
     script.chmod(0o755)
-    nodes = ", ".join(f'{{ name = "{n.name}", host = "{n.host}", port = {n.pg_port} }}' for n in cluster.nodes)
+
+    def declared(nodes: list[Node]) -> str:
+        return ", ".join(f'{{ name = "{n.name}", host = "{n.host}", port = {n.pg_port} }}' for n in nodes)
+
+    nodes = declared([n for n in cluster.nodes if n is not spare])
+    scale = ""
+    if spare is not None:
+        scale = (
+            f"spare_nodes = [{declared([spare])}]\n"
+            f'add_node = "{script} start {{node}}"\nremove_node = "{script} kill {{node}}"\n'
+        )
     profile = folder / "vendor-ha.toml"
     profile.write_text(
         "[target]\n"
@@ -140,7 +154,7 @@ def _vendor_profile(cluster: PatroniCluster, folder: Path, destructive: bool) ->
         "[failover]\n"
         f"nodes = [{nodes}]\n"
         f'kill_node = "{script} kill {{node}}"\nstart_node = "{script} start {{node}}"\n'
-        "rto_s = 40\ntrials = 1\n"
+        f"{scale}rto_s = 40\ntrials = 1\n"
     )
     os.environ["CP_SELFTEST_HA_PASSWORD"] = cluster.password
     target = ExternalTarget.from_profile(profile, "clauseproof_selftest_vendor")
@@ -163,7 +177,7 @@ def test_a_vendor_profile_kills_and_restarts_a_node_with_its_own_commands(
             "the profile's [failover] declares no freeze_node or thaw_node",
             "the profile's [failover] declares no isolate_node or heal",
             "the profile's [failover] declares no switchover",
-            "adding and removing a node of a profile target is not built yet",
+            "the profile's [failover] declares no add_node or remove_node",
         }
         with pytest.raises(ClauseproofError, match="--cp-destructive=yes"):
             refused.kill_node(refused.nodes[0])
@@ -185,6 +199,35 @@ def test_a_vendor_profile_kills_and_restarts_a_node_with_its_own_commands(
                 reaper.unregister(n.patroni.pid)
                 n.patroni = None
     cluster.wait_ready()
+
+
+@pytest.mark.slow  # ./run slow: about 60 s
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fault script starts Patroni as postgres with runuser")
+def test_a_vendor_profile_scales_out_and_in_with_its_own_commands(cluster: PatroniCluster, tmp_path: Path) -> None:
+    """The profile's scale path end to end: a replica stopped beforehand is the profile's spare; ``add_node``
+    starts it (it joins as a replica and must hold the leader's ids), ``remove_node`` takes a replica away (the
+    fault script kills it: what the vendor's command does is the vendor's)."""
+    cluster.wait_ready()
+    leader = cluster.leader()
+    spare = next(n for n in cluster.nodes if leader is None or n.name != leader.name)
+    cluster.kill_node(spare)
+    vendor = _vendor_profile(cluster, tmp_path, destructive=True, spare=spare)
+    try:
+        assert vendor.faults()["scale"] == ""
+        s = scale_out_in(vendor)
+        assert s.added == spare.name and s.joined_s is not None and s.result.converged, s.result.convergence
+        assert s.result.trial.lost == [] and s.removed not in (spare.name, getattr(leader, "name", ""))
+        assert [c["command"] for c in vendor.commands] == ["add_node", "remove_node"]
+        assert sorted(n.name for n in vendor.nodes) == sorted(n.name for n in cluster.nodes if n.name != s.removed)
+    finally:
+        vendor.target.stop()
+        for n in cluster.nodes:  # the script's Patroni (found by its folder), or none: the removed node's
+            if n.patroni is not None and n.patroni.poll() is not None:
+                reaper.unregister(n.patroni.pid)
+                n.patroni = None
+            if n.patroni is None and not _working_in(str(n.folder)):
+                cluster._launch(n)
+    cluster.wait_ready(90)
 
 
 def test_a_cluster_whose_failover_manager_is_paused_fails_rto(cluster: PatroniCluster) -> None:

@@ -51,6 +51,8 @@ def test_a_complete_section_is_read_with_its_thresholds(tmp_path: Path) -> None:
         (NODES + "rto_s = 0\n", "not positive"),
         (NODES + 'kill_nodes = "x"\n', "unknown key"),
         (NODES + 'rto_s = "30"\n', "not of type"),
+        (NODES + 'spare_nodes = [{ name = "a", host = "h", port = 1 }]\n', "same name"),
+        (NODES + 'spare_nodes = [{ name = "c" }]\n', "is not a node"),
     ],
 )
 def test_a_bad_section_is_a_clear_error_naming_the_key(tmp_path: Path, body: str, says: str) -> None:
@@ -71,7 +73,7 @@ def test_without_the_opt_in_no_fault_is_offered_and_none_runs(tmp_path: Path) ->
         "freeze": "the profile's [failover] declares no freeze_node or thaw_node",
         "isolate": "the profile's [failover] declares no isolate_node or heal",
         "switchover": "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes",
-        "scale": "adding and removing a node of a profile target is not built yet",
+        "scale": "the profile's [failover] declares no add_node or remove_node",
     }
     with pytest.raises(ClauseproofError, match="--cp-destructive=yes"):
         c.kill_node(c.nodes[0])

@@ -51,6 +51,7 @@ DEFAULTS = {
 DECLARED = "declared by the acceptance plan, not the tender"
 FAULTS = ("kill", "freeze", "isolate", "switchover")
 SCALE_TRIALS = 2  # each adds a node and removes another: the cluster keeps its size
+BEFORE_S = 2.0  # steady load before each fault: 20 probe rounds and about 700 writes
 
 
 def _row(r: TrialResult) -> dict[str, Any]:
@@ -111,7 +112,14 @@ def _thresholds(cluster: Any) -> tuple[dict[str, float], dict[str, str]]:
 def _run(cluster: Any, fault: str, limits: dict[str, float]) -> TrialResult:
     deadline = max(limits["rto_s"] * 1.5, limits["rto_s"] + 5)  # an RTO past the threshold is still measured
     if fault == "kill":
-        return run_trial(cluster, fault=fault, apply=cluster.kill_node, restore=cluster.start_node, deadline_s=deadline)
+        return run_trial(
+            cluster,
+            fault=fault,
+            apply=cluster.kill_node,
+            restore=cluster.start_node,
+            deadline_s=deadline,
+            before_s=BEFORE_S,
+        )
     if fault == "freeze":
         return run_trial(
             cluster,
@@ -122,6 +130,7 @@ def _run(cluster: Any, fault: str, limits: dict[str, float]) -> TrialResult:
             restore=cluster.wait_rejoin,
             settle_s=5,
             deadline_s=max(deadline, limits["freeze_s"]),
+            before_s=BEFORE_S,
         )
     if fault == "isolate":
         # one leader: cut off until another took over (or the hold), then let back in; every node a writer: cut off
@@ -136,8 +145,9 @@ def _run(cluster: Any, fault: str, limits: dict[str, float]) -> TrialResult:
             restore=cluster.wait_rejoin,
             settle_s=5,
             deadline_s=max(deadline, limits["freeze_s"]),
+            before_s=BEFORE_S,
         )
-    return run_trial(cluster, fault=fault, apply=cluster.switchover, settle_s=2, deadline_s=deadline)
+    return run_trial(cluster, fault=fault, apply=cluster.switchover, settle_s=2, deadline_s=deadline, before_s=BEFORE_S)
 
 
 def _rto_part(evidence: CaseEvidence, results: list[TrialResult], what: str, rto_s: float, where: str) -> None:

@@ -29,8 +29,9 @@ command_timeout_s = 120
 Faults whose commands are absent are NOT SHOWN rows naming the missing keys.  Every fault command runs only
 with ``--cp-destructive=yes``: without it, every fault part is a NOT SHOWN row saying so.  ``isolate_node`` cuts
 the node off from its peers and ``heal`` lets it back in (the harness must still reach the node from where it
-runs, to see whether it acknowledges writes while cut off).  ``add_node`` and ``remove_node`` are read and kept for
-the scale part, which is not built for profiles.
+runs, to see whether it acknowledges writes while cut off).  The scale part runs ``add_node`` for the first of
+``spare_nodes`` not in the cluster (``{node}`` is the spare's name), waits until it answers as a replica and holds
+the leader's ids, and runs ``remove_node`` for a node that neither leads nor was just added.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ NEEDS = {
 }
 KEYS: dict[str, type | tuple[type, ...]] = {
     "nodes": list,
+    "spare_nodes": list,
     "leader_sql": str,
     "rto_s": (int, float),
     "read_gap_s": (int, float),
@@ -90,6 +92,7 @@ class FailoverSection:
 
     nodes: tuple[VendorNode, ...]
     commands: dict[str, str] = field(default_factory=dict)
+    spare_nodes: tuple[VendorNode, ...] = ()  # what add_node brings in, in order (the scale trial)
     leader_sql: str = ""
     thresholds: dict[str, float] = field(default_factory=dict)  # rto_s, read_gap_s, freeze_s, trials: as declared
     command_timeout_s: float = 120.0
@@ -104,20 +107,11 @@ def parse(body: dict[str, Any], err: Any) -> FailoverSection | None:
     example = '{ name = "db1", host = "10.0.0.11", port = 5432 }'
     if not nodes:
         raise err(sec, "nodes" if "nodes" in body else None, "no nodes", f"list them: nodes = [{example}, ...]")
-    out = []
-    for n in nodes:
-        if (
-            not isinstance(n, dict)
-            or set(n) != {"name", "host", "port"}
-            or not isinstance(n["name"], str)
-            or not isinstance(n["host"], str)
-            or not isinstance(n["port"], int)
-            or not 0 < n["port"] < 65536
-        ):
-            raise err(sec, "nodes", f"{n!r} is not a node", f"write each node as {example}")
-        out.append(VendorNode(n["name"], n["host"], n["port"]))
-    if len({n.name for n in out}) != len(out):
-        raise err(sec, "nodes", "two nodes have the same name", "give every node its own name")
+    out = _nodes(nodes, "nodes", err, example)
+    spare = _nodes(body.get("spare_nodes", []), "spare_nodes", err, example)
+    if len({n.name for n in out + spare}) != len(out) + len(spare):
+        key = "spare_nodes" if len({n.name for n in out}) == len(out) else "nodes"
+        raise err(sec, key, "two nodes have the same name", "give every node its own name")
     if len(out) < 2:
         raise err(sec, "nodes", "a failover needs at least two nodes", "list every node of the cluster")
     commands = {k: body[k] for k in COMMANDS if k in body}
@@ -136,11 +130,28 @@ def parse(body: dict[str, Any], err: Any) -> FailoverSection | None:
     thresholds: dict[str, float] = {k: float(body[k]) for k in keys if k in body}
     return FailoverSection(
         nodes=tuple(out),
+        spare_nodes=tuple(spare),
         commands=commands,
         leader_sql=body.get("leader_sql", ""),
         thresholds=thresholds,
         command_timeout_s=float(body.get("command_timeout_s", 120.0)),
     )
+
+
+def _nodes(nodes: list[Any], key: str, err: Any, example: str) -> list[VendorNode]:
+    out = []
+    for n in nodes:
+        if (
+            not isinstance(n, dict)
+            or set(n) != {"name", "host", "port"}
+            or not isinstance(n["name"], str)
+            or not isinstance(n["host"], str)
+            or not isinstance(n["port"], int)
+            or not 0 < n["port"] < 65536
+        ):
+            raise err("failover", key, f"{n!r} is not a node", f"write each node as {example}")
+        out.append(VendorNode(n["name"], n["host"], n["port"]))
+    return out
 
 
 #: ``[failover]`` of a profile, registered in pyproject.toml (entry point group ``clauseproof.sections``).
@@ -177,7 +188,14 @@ class VendorCluster:
                 out[fault] = "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes"
             else:
                 out[fault] = ""
-        out["scale"] = "adding and removing a node of a profile target is not built yet"
+        if "add_node" not in self.section.commands or "remove_node" not in self.section.commands:
+            out["scale"] = "the profile's [failover] declares no add_node or remove_node"
+        elif not self.section.spare_nodes:
+            out["scale"] = "the profile's [failover] declares no spare_nodes (the nodes add_node brings in)"
+        elif not self.destructive:
+            out["scale"] = "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes"
+        else:
+            out["scale"] = ""
         return out
 
     threshold_source = "set in the target's profile ([failover])"
@@ -352,6 +370,25 @@ class VendorCluster:
 
     def switchover(self, node: VendorNode) -> float:
         return self._run("switchover", node)
+
+    def add_node(self) -> VendorNode:
+        """Scale out: the profile's ``add_node`` for the first spare node not yet in the cluster, which from then
+        on is one of its nodes (:meth:`wait_rejoin` waits until it answers as a replica)."""
+        spare = next((n for n in self.section.spare_nodes if n not in self.nodes), None)
+        if spare is None:
+            raise ClauseproofError(f"{self.label}: every spare node is in the cluster already; none left to add")
+        self._run("add_node", spare)
+        self.nodes.append(spare)
+        return spare
+
+    def remove_node(self, node: VendorNode) -> None:
+        """Scale in: the profile's ``remove_node``; the node is no longer one of the cluster's."""
+        self._run("remove_node", node)
+        self.nodes.remove(node)
+
+    def sync_standby(self) -> VendorNode | None:
+        """Not known from outside: the scale trial removes a node that is neither the leader nor the new one."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {
