@@ -10,8 +10,8 @@ one reader per node reads it, one prober per node makes a write on it 10×/s (do
   TTL), under load, then continued: it wakes believing it leads, and must acknowledge no write before it steps
   down and rejoins;
 - **isolate**: the leader's node (with the consensus member beside it) is cut off from the other nodes — every
-  packet between them dropped inside its network namespace — until another node took over (or the freeze's
-  hold), then let back in: it must acknowledge no write once another leads, and rejoin;
+  packet between them dropped inside its network namespace — until another node took over (at most the RTO's
+  threshold), then let back in: it must acknowledge no write once another leads, and rejoin;
 - **switchover**: a planned one, through the cluster manager.
 
 The embedded systems: ``embedded-postgresql-ha`` (Patroni, one leader) and ``embedded-mariadb-galera`` (every node
@@ -133,15 +133,16 @@ def _run(cluster: Any, fault: str, limits: dict[str, float]) -> TrialResult:
             before_s=BEFORE_S,
         )
     if fault == "isolate":
-        # one leader: cut off until another took over (or the hold), then let back in; every node a writer: cut off
-        # for the whole hold (it must take no write all along)
+        # one leader: cut off until another took over (at most the RTO threshold), then let back in; every node a
+        # writer: cut off for as long as a freeze (it must take no write all along)
+        multi = bool(getattr(cluster, "multi_writer", False))
         return run_trial(
             cluster,
             fault=fault,
             apply=cluster.isolate_node,
             heal=cluster.heal_node,
-            hold_s=limits["freeze_s"],
-            heal_on_recovery=not getattr(cluster, "multi_writer", False),
+            hold_s=limits["freeze_s"] if multi else limits["rto_s"],
+            heal_on_recovery=not multi,
             restore=cluster.wait_rejoin,
             settle_s=5,
             deadline_s=max(deadline, limits["freeze_s"]),

@@ -16,12 +16,10 @@ not in the primary component and must refuse writes, MariaDB error 1047); scale 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from typing import Any
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import netns
+from clauseproof.targets import netns, nodeprocs
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.embedded import (
     EmbeddedMariaDB,
@@ -367,17 +365,11 @@ class GaleraCluster(Target):
         return self.wait_rejoin(node, timeout, started)
 
     def freeze_node(self, node: GaleraNode) -> float:
-        pids = self._processes(node)
-        at = time.monotonic()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        return at
+        """SIGSTOP the node's mariadbd (and a transfer it runs); the instant the signals went out."""
+        return nodeprocs.freeze(self._processes(node), node.folder)
 
     def thaw_node(self, node: GaleraNode) -> None:
-        for pid in self._processes(node):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        nodeprocs.thaw(self._processes(node))
 
     def isolate_node(self, node: GaleraNode) -> float:
         """Cut ``node`` off from the other nodes inside its namespace (the harness still reaches it); the instant
@@ -400,15 +392,7 @@ class GaleraCluster(Target):
         if node in self.serving:
             self.serving.remove(node)
         if node.proc is not None:
-            node.proc.send_signal(signal.SIGTERM)
-            try:
-                node.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                raise ClauseproofError(
-                    f"{node.name} did not shut down within {timeout:g} s; its log:\n    "
-                    + _tail(node.folder / "server.log")
-                ) from None
-            reaper.unregister(node.proc.pid)
+            nodeprocs.stop_one(node.proc, timeout, f"{node.name}'s mariadbd", node.folder / "server.log")
             node.proc = None
         kill_processes(set(_working_in(str(node.folder))))
         self.nodes.remove(node)
@@ -443,19 +427,9 @@ class GaleraCluster(Target):
         for node in self.nodes:
             self.thaw_node(node)
             self.heal_node(node)
+        nodeprocs.stop_all([n.proc for n in self.nodes if n.proc is not None])
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.send_signal(signal.SIGTERM)
-        for node in self.nodes:
-            if node.proc is not None:
-                try:
-                    node.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(node.proc.pid, signal.SIGKILL)
-                    node.proc.wait()
-                reaper.unregister(node.proc.pid)
-                node.proc = None
+            node.proc = None
             kill_processes(set(_working_in(str(node.folder))))
         self.nodes, self.serving = [], []
         if self.net is not None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import netns
+from clauseproof.targets import netns, nodeprocs
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.embedded import (
     EmbeddedPostgres,
@@ -481,21 +481,12 @@ class PatroniCluster(Target):
         """SIGSTOP every process of the node — Patroni, the postmaster, every backend — as a machine that stalls
         (a long GC or I/O pause, a VM paused) would; the instant the signals went out.  The node keeps its sockets,
         so clients and peers wait instead of being refused; :meth:`thaw_node` lifts it."""
-        pids = self._processes(node)
-        at = time.monotonic()
-        for _ in range(2):  # a backend forked between the scan and the signal
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGSTOP)
-            pids = set(_working_in(str(node.folder))) - pids
-        return at
+        return nodeprocs.freeze(self._processes(node), node.folder)
 
     def thaw_node(self, node: Node) -> None:
         """SIGCONT every process of a frozen node: it wakes believing it still leads, and must find out it does not
         before it acknowledges a write."""
-        for pid in self._processes(node):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        nodeprocs.thaw(self._processes(node))
 
     def isolate_node(self, node: Node) -> float:
         """Cut ``node`` — its PostgreSQL, its Patroni and the etcd member beside it — off from the other nodes
@@ -520,15 +511,7 @@ class PatroniCluster(Target):
         """Scale in: the node's Patroni stopped cleanly (it stops its PostgreSQL and leaves the cluster); the node
         is no longer a member and its folder is removed."""
         if node.patroni is not None:
-            node.patroni.send_signal(signal.SIGTERM)
-            try:
-                node.patroni.wait(timeout)
-            except subprocess.TimeoutExpired:
-                raise ClauseproofError(
-                    f"{node.name}'s Patroni did not stop within {timeout:g} s; its log:\n    "
-                    + _tail(node.folder / "patroni.log")
-                ) from None
-            reaper.unregister(node.patroni.pid)
+            nodeprocs.stop_one(node.patroni, timeout, f"{node.name}'s Patroni", node.folder / "patroni.log")
             node.patroni = None
         kill_processes(set(_working_in(str(node.folder))))
         self.nodes.remove(node)
@@ -637,19 +620,9 @@ class PatroniCluster(Target):
         for node in self.nodes:
             self.thaw_node(node)  # a frozen process would hold its SIGTERM until it is continued
             self.heal_node(node)  # a cut-off Patroni would wait for its peers
+        nodeprocs.stop_all([n.patroni for n in self.nodes if n.patroni is not None])  # each stops its PostgreSQL
         for node in self.nodes:
-            if node.patroni is not None and node.patroni.poll() is None:
-                node.patroni.send_signal(signal.SIGTERM)  # Patroni stops its PostgreSQL
-        for node in self.nodes:
-            if node.patroni is not None:
-                try:
-                    node.patroni.wait(30)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(node.patroni.pid, signal.SIGKILL)
-                    node.patroni.wait()
-                reaper.unregister(node.patroni.pid)
-                node.patroni = None
+            node.patroni = None
             # whatever is still working in the node's folder (by its folder, never by a stale postmaster.pid whose
             # number a new process may have taken)
             kill_processes(set(_working_in(str(node.folder))))
