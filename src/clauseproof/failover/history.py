@@ -253,7 +253,6 @@ def judge(
     t.failed_but_present = refused[np.isin(refused, uniq)].tolist()
     t.phantoms = np.setdiff1d(uniq, value[writes]).tolist()
 
-    disturbed = bool(((outcome[writes] != OK) & (invoked[writes] >= fault_at - 1)).any()) or t.unavailable_s > 1.0
     if multi_writer:
         if expect_leader_change:  # a fault on the victim (not a step such as scaling, which hits no node)
             _judge_multi_writer(t, leaders, end_at)
@@ -267,6 +266,7 @@ def judge(
     t.leader_after = _leader([s for s in leaders if s.at >= fault_at])
     if victim is not None and healed_at is not None and t.leader_after not in (None, victim):
         t.stale_writes = [s.at for s in leaders if s.at >= healed_at and s.writable.get(victim)]
+    disturbed = bool(((outcome[writes] != OK) & (invoked[writes] >= fault_at - 1)).any()) or t.unavailable_s > 1.0
     if expect_leader_change and t.leader_before is not None and t.leader_after == t.leader_before and not disturbed:
         t.fault_applied = False
     _findings(t)

@@ -350,9 +350,7 @@ class GaleraCluster(Target):
 
     def kill_node(self, node: GaleraNode) -> float:
         """SIGKILL the node's mariadbd (and a transfer it runs); the instant the signal went out."""
-        pids = self._processes(node)
-        at = time.monotonic()
-        kill_processes(pids)
+        at = nodeprocs.kill(self._processes(node), node.folder)
         if node.proc is not None:
             node.proc.wait(10)
             reaper.unregister(node.proc.pid)

@@ -465,12 +465,7 @@ class PatroniCluster(Target):
         killed postmaster and goes on committing on its open connection) — as the machine dying would; the
         ``time.monotonic()`` instant the signals went out (finding the processes takes tens of milliseconds, and
         writes acknowledged meanwhile are the old leader's, not a new one's)."""
-        pids = self._processes(node)
-        killed_at = time.monotonic()
-        # kill_processes also removes the dead postmaster's System V segment, which would outlive the harness if it
-        # were killed before the restart (a machine that dies loses it too)
-        kill_processes(pids)
-        kill_processes(set(_working_in(str(node.folder))))  # a backend forked between the scan and the kill
+        killed_at = nodeprocs.kill(self._processes(node), node.folder)
         if node.patroni is not None:
             node.patroni.wait(10)
             reaper.unregister(node.patroni.pid)

@@ -1,5 +1,5 @@
 """What the HA clusters (:mod:`~clauseproof.targets.ha`, :mod:`~clauseproof.targets.galera`) do to a node's
-processes: freeze and thaw them (SIGSTOP, SIGCONT), stop one node cleanly, stop them all."""
+processes: kill them (SIGKILL), freeze and thaw them (SIGSTOP, SIGCONT), stop one node cleanly, stop them all."""
 
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ from pathlib import Path
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.embedded import _tail, _working_in
+from clauseproof.targets.embedded import _tail, _working_in, kill_processes
+
+
+def kill(pids: set[int], folder: Path) -> float:
+    """SIGKILL ``pids``, then whatever works in ``folder`` still (a process forked between the scan and the kill),
+    as a machine dying would; the instant the first signals went out.  The System V segments they made go with
+    them (a dead postmaster's would outlive the harness if it were killed before the restart)."""
+    at = time.monotonic()
+    kill_processes(pids)
+    kill_processes(set(_working_in(str(folder))))
+    return at
 
 
 def freeze(pids: set[int], folder: Path) -> float:
