@@ -1,0 +1,410 @@
+"""BZ-SYNC-3: are two tables on two (possibly different) engines the same rows, after a declared mapping?
+
+How it works (the method of TiDB's sync-diff-inspector and of reladiff):
+
+1. both sides report their row count, rows without a key, and the key's range (``条数一致性``);
+2. the key range is cut into chunks; each side computes, inside its own database and in one
+   ``GROUP BY`` pass, every chunk's row count and the sum of a 60-bit md5 of each row's canonical
+   text (``mapping.canonical``: values normalised by the declared column kinds);
+3. a chunk whose (count, sum) differ is cut into sub-ranges and checksummed again, recursively,
+   until a range holds few rows; those rows are fetched from both sides and compared value by value
+   (floats within their tolerance), which names every differing key: *missing* on the target,
+   *extra* on the target, *duplicated* (a key more often on one side), *changed* (with the columns),
+   and *moved* (a missing key whose values turn up under an extra key).
+
+The two sides run concurrently, one connection each, so the check takes as long as the slower
+side.  A sum of 60-bit digests changes with any changed, missing, extra or duplicated row (unlike an
+XOR, which a duplicated pair cancels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.sync.mapping import TableMap, canonical, quote, row_hash
+from clauseproof.targets.digest import Dialect
+
+CHUNKS = 64  # first cut of the key range
+SPLIT = 16  # sub-ranges per differing range
+FETCH_ROWS = 1000  # a range with at most this many rows on each side is compared row by row
+MAX_LISTED = 1000  # differing keys listed in full (all are counted up to this bound; the check then stops)
+
+
+@dataclass
+class Side:
+    """One side of a comparison: how to open a connection (each check opens its own) and the dialect."""
+
+    name: str
+    dialect: Dialect
+    connect: Callable[[], Any]
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            if self.dialect == "postgresql":  # canonical forms need UTC and ISO dates; few groups: hash them
+                cur.execute("SET TimeZone = 'UTC'")
+                cur.execute("SET DateStyle = 'ISO'")
+                cur.execute("SET enable_sort = off")
+            else:
+                cur.execute("SET time_zone = '+00:00'")
+            cur.close()
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+@dataclass(frozen=True)
+class RowDiff:
+    """One differing key: its kind, the differing columns, and both sides' canonical values."""
+
+    key: int
+    kind: str  # missing | extra | duplicated | changed | moved
+    columns: tuple[str, ...] = ()
+    source: tuple[Any, ...] | None = None
+    target: tuple[Any, ...] | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "changed":
+            return f"key {self.key}: changed {', '.join(self.columns)}"
+        return f"key {self.key}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class TableCheck:
+    """The outcome of comparing one mapped table."""
+
+    table: str
+    source_rows: int = 0
+    target_rows: int = 0
+    source_null_keys: int = 0
+    target_null_keys: int = 0
+    missing_columns: list[str] = field(default_factory=list)  # mapped but absent on the target
+    extra_columns: list[str] = field(default_factory=list)  # on the target but not mapped (exact_columns)
+    diffs: list[RowDiff] = field(default_factory=list)
+    truncated: bool = False  # stopped after MAX_LISTED differing keys
+    chunks: int = 0
+    queries: int = 0
+    rows_fetched: int = 0
+    seconds: float = 0.0
+    first_diff_s: float | None = None  # from the start until the first differing key was named
+    side_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def counts_equal(self) -> bool:
+        return self.source_rows == self.target_rows and self.source_null_keys == self.target_null_keys
+
+    @property
+    def equal(self) -> bool:
+        return (
+            self.counts_equal
+            and not self.diffs
+            and not self.missing_columns
+            and not self.extra_columns
+            and not self.truncated
+        )
+
+    def kinds(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in self.diffs:
+            out[d.kind] = out.get(d.kind, 0) + 1
+        return out
+
+    def summary(self, limit: int = 5) -> str:
+        """One line: equal, or what differs with the first keys."""
+        head = f"{self.table}: source {self.source_rows} rows, target {self.target_rows}"
+        if self.equal:
+            return head + ", equal"
+        parts = []
+        if self.missing_columns:
+            parts.append("columns missing on the target: " + ", ".join(self.missing_columns))
+        if self.extra_columns:
+            parts.append("columns on the target outside the mapping: " + ", ".join(self.extra_columns))
+        if self.source_null_keys or self.target_null_keys:
+            parts.append(f"rows without a key: source {self.source_null_keys}, target {self.target_null_keys}")
+        if self.diffs:
+            more = "+" if self.truncated else ""
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds().items()))
+            first = "; ".join(d.describe() for d in self.diffs[:limit])
+            parts.append(f"{len(self.diffs)}{more} differing keys ({kinds}): {first}")
+        return head + "; " + "; ".join(parts)
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "equal": self.equal,
+            "source_rows": self.source_rows,
+            "target_rows": self.target_rows,
+            "rows_without_key": {"source": self.source_null_keys, "target": self.target_null_keys},
+            "missing_columns": self.missing_columns,
+            "extra_columns": self.extra_columns,
+            "differing_keys": len(self.diffs),
+            "listing_truncated": self.truncated,
+            "kinds": self.kinds(),
+            "first_differences": [
+                {"key": d.key, "kind": d.kind, "columns": list(d.columns), "detail": d.detail}
+                | ({"source": [str(v) for v in d.source]} if d.source else {})
+                | ({"target": [str(v) for v in d.target]} if d.target else {})
+                for d in self.diffs[:20]
+            ],
+            "chunks": self.chunks,
+            "checksum_queries": self.queries,
+            "rows_fetched": self.rows_fetched,
+            "seconds": round(self.seconds, 3),
+            "first_difference_s": None if self.first_diff_s is None else round(self.first_diff_s, 3),
+            "side_seconds": {k: round(v, 3) for k, v in self.side_seconds.items()},
+        }
+
+
+class _Sql:
+    """The SQL of one side of one mapped table."""
+
+    def __init__(self, tm: TableMap, side: str, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.table = tm.qualified(side, dialect)
+        key = tm.key_column()
+        self.key = quote(dialect, key.source if side == "source" else key.target_name)
+        self.where = tm.source_where if side == "source" else tm.target_where
+        self.exprs = [canonical(dialect, c, side) for c in tm.columns]
+        self.floats = [
+            quote(dialect, c.source if side == "source" else c.target_name) for c in tm.columns if c.kind == "float"
+        ]
+        self.hash = row_hash(dialect, self.exprs)
+
+    def cond(self, lo: int | None = None, hi: int | None = None) -> str:
+        parts = [f"({self.where})"] if self.where else []
+        if lo is not None:
+            parts.append(f"{self.key} >= {lo}")
+        if hi is not None:
+            parts.append(f"{self.key} < {hi}")
+        return (" WHERE " + " AND ".join(parts)) if parts else ""
+
+    def bounds(self) -> str:
+        return f"SELECT count(*), count({self.key}), min({self.key}), max({self.key}) FROM {self.table}{self.cond()}"
+
+    def chunks(self, base: int, width: int, lo: int | None, hi: int | None) -> str:
+        div = "/" if self.dialect == "postgresql" else "DIV"
+        total = f"sum({self.hash})::text" if self.dialect == "postgresql" else f"CAST(SUM({self.hash}) AS CHAR)"
+        return (
+            f"SELECT ({self.key} - {base}) {div} {width}, count(*), {total} FROM {self.table}"
+            f"{self.cond(lo, hi)} GROUP BY 1"
+        )
+
+    def rows(self, lo: int, hi: int) -> str:
+        cols = ", ".join([self.key, *self.exprs, *self.floats])
+        return f"SELECT {cols} FROM {self.table}{self.cond(lo, hi)} ORDER BY 1"
+
+
+def _columns(side: Side, conn: Any, tm: TableMap, which: str) -> list[str] | None:
+    schema = tm.source_schema if which == "source" else tm.target_schema
+    table = tm.source_table if which == "source" else tm.target_table
+    cur = conn.cursor()
+    if schema:
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+        cur.execute(sql + " ORDER BY ordinal_position", (schema, table))
+    elif side.dialect == "postgresql":
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND "
+        cur.execute(sql + "table_name = %s ORDER BY ordinal_position", (table,))
+    else:
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND "
+        cur.execute(sql + "table_name = %s ORDER BY ordinal_position", (table,))
+    names = [str(r[0]) for r in cur.fetchall()]
+    cur.close()
+    return names or None
+
+
+class Checker:
+    """Compares mapped tables between a source and a target side (a new pair of sessions per check)."""
+
+    def __init__(
+        self,
+        source: Side,
+        target: Side,
+        *,
+        chunks: int = CHUNKS,
+        split: int = SPLIT,
+        fetch_rows: int = FETCH_ROWS,
+        max_listed: int = MAX_LISTED,
+    ) -> None:
+        self.source, self.target = source, target
+        self.n_chunks, self.split, self.fetch_rows, self.max_listed = chunks, split, fetch_rows, max_listed
+
+    def check(self, tm: TableMap) -> TableCheck:
+        t0 = time.perf_counter()
+        result = TableCheck(table=tm.name)
+        src_sql = _Sql(tm, "source", self.source.dialect)
+        dst_sql = _Sql(tm, "target", self.target.dialect)
+        with self.source.session() as sc, self.target.session() as tc, ThreadPoolExecutor(2) as pool:
+            busy = {self.source.name: 0.0, self.target.name: 0.0}
+
+            def both(make: Callable[[_Sql], str]) -> tuple[list[Any], list[Any]]:
+                def run(side: Side, conn: Any, sql: str) -> list[Any]:
+                    s = time.perf_counter()
+                    try:
+                        cur = conn.cursor()
+                        cur.execute(sql)
+                        rows = list(cur.fetchall())
+                        cur.close()
+                    except Exception as exc:
+                        raise ClauseproofError(
+                            f"the {side.name} ({side.dialect}) could not run the checker's query for "
+                            f"{tm.name}: {first_line(exc)}",
+                            checked=sql[:300],
+                            fix="check the table and column names and kinds of the mapping",
+                        ) from None
+                    busy[side.name] += time.perf_counter() - s
+                    return rows
+
+                a = pool.submit(run, self.source, sc, make(src_sql))
+                b = pool.submit(run, self.target, tc, make(dst_sql))
+                result.queries += 1
+                return a.result(), b.result()
+
+            src_cols = _columns(self.source, sc, tm, "source")
+            dst_cols = _columns(self.target, tc, tm, "target")
+            for side, cols, name in (("source", src_cols, tm.source_table), ("target", dst_cols, tm.target_table)):
+                if cols is None:
+                    raise ClauseproofError(
+                        f"the {side} has no table {name} (or it has no columns the checker may see)",
+                        checked="information_schema.columns on the " + side,
+                        fix="create the table, or correct the mapping's table and schema names",
+                    )
+            assert src_cols is not None and dst_cols is not None
+            result.missing_columns = [c.target_name for c in tm.columns if c.target_name not in dst_cols]
+            if tm.exact_columns:
+                mapped = {c.target_name for c in tm.columns}
+                result.extra_columns = [c for c in dst_cols if c not in mapped]
+            if result.missing_columns:  # the checksums cannot be computed; the difference is plain
+                result.seconds = time.perf_counter() - t0
+                return result
+
+            (s_b,), (t_b,) = both(lambda q: q.bounds())
+            result.source_rows, result.target_rows = int(s_b[0]), int(t_b[0])
+            result.source_null_keys = result.source_rows - int(s_b[1])
+            result.target_null_keys = result.target_rows - int(t_b[1])
+            keys = [int(v) for v in (s_b[2], s_b[3], t_b[2], t_b[3]) if v is not None]
+            if keys:
+                lo, hi = min(keys), max(keys) + 1
+                width = max(1, math.ceil((hi - lo) / self.n_chunks))
+                result.chunks = math.ceil((hi - lo) / width)
+                todo = self._differing(both, lo, width, None, None)
+                while todo and not result.truncated:
+                    a, b, n = todo.pop(0)
+                    if n <= self.fetch_rows or b - a <= self.split:
+                        self._rows(both, tm, a, b, result, t0)
+                    else:
+                        w = max(1, math.ceil((b - a) / self.split))
+                        todo[:0] = self._differing(both, a, w, a, b)
+            result.diffs = _moves(result.diffs, tm)
+            result.side_seconds = busy
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _differing(
+        self, both: Callable[..., tuple[list[Any], list[Any]]], base: int, width: int, lo: int | None, hi: int | None
+    ) -> list[tuple[int, int, int]]:
+        """Ranges [a, b) whose checksums differ, with the larger side's row count, in key order."""
+        s_rows, t_rows = both(lambda q: q.chunks(base, width, lo, hi))
+        # rows without a key form a group of their own here; they are counted (and reported) apart
+        s = {int(c): (int(n), int(tot or 0)) for c, n, tot in s_rows if c is not None}
+        t = {int(c): (int(n), int(tot or 0)) for c, n, tot in t_rows if c is not None}
+        out = []
+        for c in sorted(set(s) | set(t)):
+            x, y = s.get(c, (0, 0)), t.get(c, (0, 0))
+            if x != y:
+                a = base + c * width
+                b = a + width if hi is None else min(a + width, hi)
+                out.append((a, b, max(x[0], y[0])))
+        return out
+
+    def _rows(
+        self,
+        both: Callable[..., tuple[list[Any], list[Any]]],
+        tm: TableMap,
+        lo: int,
+        hi: int,
+        result: TableCheck,
+        t0: float,
+    ) -> None:
+        """Compare the rows of [lo, hi) value by value and add every differing key to ``result``."""
+        s_rows, t_rows = both(lambda q: q.rows(lo, hi))
+        result.rows_fetched += len(s_rows) + len(t_rows)
+        ncols = len(tm.columns)
+        names = [c.source for c in tm.columns]
+        floats = [i for i, c in enumerate(tm.columns) if c.kind == "float"]
+        tol = {i: tm.columns[i].float_tolerance for i in floats}
+
+        def group(rows: list[Any]) -> dict[int, list[tuple[Any, ...]]]:
+            out: dict[int, list[tuple[Any, ...]]] = {}
+            for r in rows:
+                canon = [v.decode() if isinstance(v, bytes) else v for v in r[1 : 1 + ncols]]
+                for j, i in enumerate(floats):  # compare floats on their raw values
+                    canon[i] = r[1 + ncols + j]
+                out.setdefault(int(r[0]), []).append(tuple(canon))
+            return out
+
+        src, dst = group(s_rows), group(t_rows)
+        found: list[RowDiff] = []
+        for key in sorted(set(src) | set(dst)):
+            a, b = src.get(key, []), dst.get(key, [])
+            if not b:
+                found.append(RowDiff(key, "missing", source=a[0]))
+            elif not a:
+                found.append(RowDiff(key, "extra", target=b[0]))
+            elif len(a) != len(b):
+                times = f"{len(a)} on source, {len(b)} on target"
+                found.append(RowDiff(key, "duplicated", source=a[0], target=b[0], detail=times))
+            else:
+                for x, y in zip(sorted(a, key=repr), sorted(b, key=repr), strict=True):
+                    cols = tuple(names[i] for i in range(ncols) if not _same(x[i], y[i], tol.get(i)))
+                    if cols:
+                        found.append(RowDiff(key, "changed", cols, x, y))
+                        break
+        if found and result.first_diff_s is None:
+            result.first_diff_s = time.perf_counter() - t0
+        room = self.max_listed - len(result.diffs)
+        result.diffs.extend(found[:room])
+        if len(found) > room:
+            result.truncated = True
+
+
+def _moves(diffs: list[RowDiff], tm: TableMap) -> list[RowDiff]:
+    """A missing key whose values (all but the key; floats at their checksum's rounding) turn up under an extra
+    key is one row that moved."""
+    key_at = [c.source for c in tm.columns].index(tm.key)
+    scale = {i: c.scale for i, c in enumerate(tm.columns) if c.kind == "float"}
+
+    def rest(values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(
+            round(float(v), scale[i]) if i in scale and v is not None else v
+            for i, v in enumerate(values)
+            if i != key_at
+        )
+
+    extras = {rest(d.target): d for d in diffs if d.kind == "extra" and d.target}
+    moved_to: set[int] = set()
+    out: list[RowDiff] = []
+    for d in diffs:
+        hit = extras.pop(rest(d.source), None) if d.kind == "missing" and d.source else None
+        if hit is not None:
+            moved_to.add(hit.key)
+            out.append(RowDiff(d.key, "moved", source=d.source, target=hit.target, detail=f"to key {hit.key}"))
+        else:
+            out.append(d)
+    return [d for d in out if not (d.kind == "extra" and d.key in moved_to)]
+
+
+def _same(x: Any, y: Any, tolerance: float | None) -> bool:
+    if tolerance is None or x is None or y is None:
+        return bool(x == y)
+    return abs(float(x) - float(y)) <= tolerance * (1 + 1e-9)
