@@ -12,6 +12,9 @@
    Locust against ``pgbench -S`` (account by key) at the same client count on the same embedded
    PostgreSQL, each for the same time; Locust in 1 and 2 processes; TPS ratio and client CPU.
 5. The failover judge (``--only history``): 1,000,000 operations with an outage, judged (≤ 10 s asked).
+6. The sync checker (``--only sync``): 2,000,000 rows on an embedded PostgreSQL against the same rows on an
+   embedded MariaDB (seven columns of five kinds, normalised), equal (≤ 20 s asked), then with one changed
+   row, until its key is named (≤ 2x that asked).
 """
 
 from __future__ import annotations
@@ -307,6 +310,80 @@ def bench_history(ops: int, rounds: int) -> None:
     )
 
 
+SYNC_PG = """CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL, amount numeric(12,2) NOT NULL,
+    ts timestamptz NOT NULL, name varchar(40) NOT NULL, score double precision NOT NULL, note text);
+INSERT INTO t SELECT i, i % 1000, (i * 37 % 100000) / 100.0, timestamptz '2026-01-01 00:00:00+00'
+    + i * interval '1.234567 second', 'name-' || i, i / 7.0, CASE WHEN i % 10 = 0 THEN NULL ELSE 'note ' || i END
+    FROM generate_series(1, {rows}) i;
+VACUUM ANALYZE t"""
+SYNC_MY = """CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL, amount decimal(12,2) NOT NULL,
+    ts datetime(6) NOT NULL, name varchar(40) NOT NULL, score double NOT NULL, note text);
+SET SESSION max_recursive_iterations = {rows};
+INSERT INTO t WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {rows})
+    SELECT i, i % 1000, (i * 37 % 100000) / 100.0, TIMESTAMPADD(MICROSECOND, i * 1234567, '2026-01-01 00:00:00'),
+    CONCAT('name-', i), i / 7.0, IF(i % 10 = 0, NULL, CONCAT('note ', i)) FROM g"""
+
+
+def bench_sync(rows: int, rounds: int) -> None:
+    from clauseproof.sync.checker import Checker, Side
+    from clauseproof.sync.mapping import ColumnMap, TableMap
+
+    pg = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)
+    my = EmbeddedMariaDB("embedded-mariadb", "clauseproof_bench", None)
+    tm = TableMap(
+        "t",
+        "t",
+        "id",
+        (
+            ColumnMap("id", kind="int"),
+            ColumnMap("n", kind="int"),
+            ColumnMap("amount", kind="decimal", scale=2),
+            ColumnMap("ts", kind="timestamp"),
+            ColumnMap("name"),
+            ColumnMap("score", kind="float", scale=6),
+            ColumnMap("note"),
+        ),
+    )
+    try:
+        pg.start()
+        my.start()
+        t0 = time.perf_counter()
+        with pg.connect() as conn:
+            for stmt in SYNC_PG.format(rows=rows).split(";"):
+                conn.execute(stmt)
+        c = my.connect()
+        for stmt in SYNC_MY.format(rows=rows).split(";"):
+            c.cursor().execute(stmt)
+        print(f"sync checker: {rows:,} rows made on each side in {time.perf_counter() - t0:.1f} s (not timed)")
+        checker = Checker(Side("source", "postgresql", pg.connect), Side("target", "mysql", my.connect))
+        equal = []
+        for _ in range(rounds):
+            r = checker.check(tm)
+            assert r.equal, r.summary()
+            equal.append(r.seconds)
+        key = rows // 2 + 17
+        c.cursor().execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {key}")
+        c.close()
+        found, first = [], []
+        for _ in range(rounds):
+            r = checker.check(tm)
+            assert [(d.key, d.kind) for d in r.diffs] == [(key, "changed")], r.summary()
+            assert r.first_diff_s is not None
+            found.append(r.seconds)
+            first.append(r.first_diff_s)
+        med = statistics.median(equal)
+        print(
+            f"sync checker, {rows:,} rows per side (PostgreSQL / MariaDB): equal in {med:.2f} s median "
+            f"(rounds {', '.join(f'{x:.2f}' for x in equal)}; ≤ 20 s asked); each side busy "
+            f"{', '.join(f'{k} {v:.2f} s' for k, v in r.side_seconds.items())} in the last; "
+            f"one changed row named after {statistics.median(first):.2f} s median, check done in "
+            f"{statistics.median(found):.2f} s ({statistics.median(first) / med:.2f}x the equal check; ≤ 2x asked)"
+        )
+    finally:
+        my.stop()
+        pg.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -315,13 +392,18 @@ def main() -> int:
     p.add_argument("--engines", default="postgresql,mariadb")
     p.add_argument("--sm4-rows", type=int, default=100_000)
     p.add_argument(
-        "--only", choices=["generation", "load", "sm4", "oltp", "scan", "history"], help="run one section only"
+        "--only", choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync"], help="run one section only"
     )
     p.add_argument("--history-ops", type=int, default=1_000_000, help="history: operations judged")
     p.add_argument("--clients", type=int, default=16, help="oltp: clients for pgbench and Locust users")
     p.add_argument("--seconds", type=int, default=15, help="oltp: seconds per measurement")
     p.add_argument("--scan-mib", type=int, default=1024, help="scan: MiB of files to scan")
+    p.add_argument("--sync-rows", type=int, default=2_000_000, help="sync: rows per side")
     a = p.parse_args()
+    if a.only in (None, "sync"):
+        bench_sync(a.sync_rows, a.rounds)
+    if a.only == "sync":
+        return 0
     if a.only in (None, "history"):
         bench_history(a.history_ops, a.rounds)
     if a.only == "history":
