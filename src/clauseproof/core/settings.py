@@ -27,6 +27,7 @@ VARIANTS = (
     "embedded-mariadb-replicated",
     "embedded-postgresql-ha",
     "embedded-mariadb-galera",
+    "embedded-postgresql-sync",
 )
 #: Replicated topologies (1 primary + 5 replicas behind a proxy), started beside the embedded default
 #: by the replication suite.

@@ -11,6 +11,7 @@ from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
 from clauseproof.targets.galera import GaleraCluster
 from clauseproof.targets.ha import PatroniCluster
+from clauseproof.targets.logical import LogicalSyncLab
 from clauseproof.targets.replicated import ReplicatedMariaDB, ReplicatedPostgres
 
 __all__ = ["Target", "make_target"]
@@ -32,6 +33,8 @@ def make_target(spec: str, settings: Settings, namespace: str) -> Target:
         return PatroniCluster(spec, namespace, settings.pg_bindir)
     if spec == "embedded-mariadb-galera":
         return GaleraCluster(spec, namespace, settings.mariadb_bindir)
+    if spec == "embedded-postgresql-sync":
+        return LogicalSyncLab(spec, namespace, settings.pg_bindir)
     if spec.startswith("containers-"):
         return ContainerTarget(spec, namespace, "postgresql" if spec.endswith("postgresql") else "mysql")
     if "://" in spec:

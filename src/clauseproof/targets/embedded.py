@@ -395,10 +395,10 @@ class EmbeddedPostgres(EmbeddedServer):
         args += ["--auth-host=scram-sha-256", "-E", "UTF8"]
         self._run([*args, "--no-locale", "--no-sync"], "initdb")
 
-    def _start_pg(self, bindir: Path, data: Path, folder: Path) -> None:
+    def _start_pg(self, bindir: Path, data: Path, folder: Path, want_port: int | None = None) -> None:
         last: ClauseproofError | None = None
-        for _ in range(3):  # a port taken between probing and binding: try another
-            port = free_port()
+        for attempt in range(3):  # a port taken between probing and binding: try another
+            port = want_port if want_port and attempt == 0 else free_port()
             try:
                 self._run(
                     [
@@ -428,6 +428,12 @@ class EmbeddedPostgres(EmbeddedServer):
         self.endpoint = Endpoint(
             host="127.0.0.1", port=port, user="postgres", database="postgres", password=self.password
         )
+
+    def start_again(self) -> None:
+        """Start the stopped (or killed) server again on its data directory, on its old port where that is free
+        (whoever connects through a relay to it keeps reaching it)."""
+        assert self.folder is not None, "start_again needs a server started once"
+        self._start_pg(self.bindir(), self.data_dir, self.folder, self.endpoint.port if self.endpoint else None)
 
     def tool(self, name: str) -> str:
         """PostgreSQL's client tools of the same installation as the server."""

@@ -1,0 +1,336 @@
+"""What runs on the source while a sync is judged: a steady write load, heartbeat markers, catch-up barriers.
+
+- :class:`SourceLoad` writes at a fixed rate (inserts, updates, deletes, and every few seconds one bulk
+  transaction of many inserts), bounded in count and time, counting operations per second and errors;
+- :class:`Markers` inserts a marker row ≥ 10 times a second carrying its commit time, and watches the
+  target for each one: the delay until a marker is visible there is the sync's latency (both clocks are
+  this machine's; the watcher polls every 10 ms, so a delay is over-stated by at most that);
+- :func:`barrier` inserts one marker and waits until the target has it: every change committed before
+  it has then arrived (a sync applies a source's changes in commit order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clauseproof.core.errors import ClauseproofError, first_line
+
+POLL_S = 0.01
+
+ORDERS_SOURCE = """CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount numeric(12,2) NOT NULL,
+    status text NOT NULL, note text, updated_at timestamptz NOT NULL DEFAULT now())"""
+# the target's copy has a key (a sync applies updates and deletes by it: PostgreSQL's needs one); the markers'
+# copy has none, so a marker delivered twice shows as two rows (markers are only inserted)
+ORDERS_TARGET = """CREATE TABLE orders (id bigint PRIMARY KEY, customer int, amount numeric(12,2), status text,
+    note text, updated_at timestamptz)"""
+MARKER_SOURCE = "CREATE TABLE cp_marker (id bigint PRIMARY KEY, origin text NOT NULL, committed_at timestamptz)"
+MARKER_TARGET = "CREATE TABLE cp_marker (id bigint, origin text, committed_at timestamptz)"
+
+
+def fill_orders(conn: Any, rows: int, first: int = 1) -> None:
+    """``rows`` orders made on the server (outside any timed window)."""
+    conn.execute(
+        "INSERT INTO orders SELECT i, i %% 977, (i * 37 %% 100000) / 100.0, 'new', "
+        "CASE WHEN i %% 5 = 0 THEN NULL ELSE 'order ' || i END, now() FROM generate_series(%s::bigint, %s::bigint) i",
+        (first, first + rows - 1),
+    )
+
+
+@dataclass
+class LoadReport:
+    ops: int = 0
+    errors: list[str] = field(default_factory=list)
+    per_second: dict[int, int] = field(default_factory=dict)  # whole second since start → operations
+    bulk_transactions: int = 0
+    seconds: float = 0.0
+
+    def rate(self, t0: float, t1: float) -> float:
+        """Operations per second in [t0, t1) (seconds since the load started; whole seconds)."""
+        secs = range(int(t0), max(int(t0) + 1, int(t1)))
+        return sum(self.per_second.get(s, 0) for s in secs) / len(secs)
+
+
+class SourceLoad:
+    """A steady write load on ``orders`` of the source, in a thread, at ``rate`` operations per second."""
+
+    def __init__(
+        self, connect: Callable[[], Any], first_id: int, *, rate: float = 150, bulk_every_s: float = 2.0,
+        bulk_rows: int = 200, max_s: float = 600, seed: int = 7,
+    ) -> None:  # fmt: skip
+        self.connect, self.rate, self.bulk_every_s, self.bulk_rows, self.max_s = (
+            connect, rate, bulk_every_s, bulk_rows, max_s,
+        )  # fmt: skip
+        self.next_id = first_id
+        self.alive: list[int] = list(range(max(1, first_id - 2000), first_id))
+        self.rng = random.Random(seed)
+        self.report = LoadReport()
+        self.started = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sync-source-load", daemon=True)
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def stop(self) -> LoadReport:
+        self._stop.set()
+        self._thread.join(30)
+        return self.report
+
+    def _run(self) -> None:
+        conn = self.connect()
+        interval = 1.0 / self.rate
+        next_bulk = self.bulk_every_s
+        i = 0
+        try:
+            while not self._stop.is_set() and self.elapsed() < self.max_s:
+                due = i * interval
+                now = self.elapsed()
+                if due > now:
+                    time.sleep(min(due - now, 0.05))
+                    continue
+                i += 1
+                try:
+                    if now >= next_bulk:
+                        next_bulk += self.bulk_every_s
+                        self._bulk(conn)
+                    else:
+                        self._one(conn)
+                    self.report.ops += 1
+                    sec = int(self.elapsed())
+                    self.report.per_second[sec] = self.report.per_second.get(sec, 0) + 1
+                except Exception as exc:
+                    self.report.errors.append(f"{self.elapsed():.2f} s: {first_line(exc)}")
+                    if len(self.report.errors) > 50:
+                        return
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    with contextlib.suppress(Exception):
+                        conn = self.connect()
+        finally:
+            self.report.seconds = self.elapsed()
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _one(self, conn: Any) -> None:
+        r = self.rng.random()
+        if r < 0.55 or len(self.alive) < 100:
+            oid = self.next_id
+            self.next_id += 1
+            conn.execute(
+                "INSERT INTO orders (id, customer, amount, status, note) VALUES (%s, %s, %s, 'new', %s)",
+                (oid, oid % 977, round(self.rng.uniform(1, 9999), 2), f"order {oid}"),
+            )
+            self.alive.append(oid)
+        elif r < 0.9:
+            oid = self.rng.choice(self.alive)
+            conn.execute(
+                "UPDATE orders SET amount = amount + 1.01, status = 'paid', updated_at = now() WHERE id = %s", (oid,)
+            )
+        else:
+            oid = self.alive.pop(self.rng.randrange(len(self.alive)))
+            conn.execute("DELETE FROM orders WHERE id = %s", (oid,))
+
+    def _bulk(self, conn: Any) -> None:
+        """One transaction of many inserts (a fault may land in its middle)."""
+        first = self.next_id
+        self.next_id += self.bulk_rows
+        with conn.transaction():
+            fill_orders(conn, self.bulk_rows, first)
+        self.alive.extend(range(first, first + self.bulk_rows))
+        self.report.bulk_transactions += 1
+
+
+class Markers:
+    """Marker rows inserted on the source at ``per_second`` and watched for on the target."""
+
+    def __init__(
+        self, source: Callable[[], Any], target: Callable[[], Any], origin: str, *, per_second: float = 20,
+        first_id: int = 1, max_s: float = 600,
+    ) -> None:  # fmt: skip
+        self.source, self.target, self.origin = source, target, origin
+        self.per_second, self.max_s = per_second, max_s
+        self.next_id = first_id
+        self.first_id = first_id
+        self.committed: dict[int, float] = {}  # id → wall time the commit returned
+        self.seen: dict[int, float] = {}  # id → wall time the target first showed it
+        self.write_errors: list[str] = []
+        self.watch_errors = 0
+        self._lock = threading.Lock()
+        self._busy = threading.Lock()
+        self._writing = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._write, name="sync-markers-write", daemon=True),
+            threading.Thread(target=self._watch, name="sync-markers-watch", daemon=True),
+        ]
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._writing.set()
+        for t in self._threads:
+            t.start()
+
+    def pause(self) -> None:
+        """Stop writing markers; returns once no insert is in flight (a later barrier then follows them all)."""
+        self._writing.clear()
+        with self._busy:
+            pass
+
+    def resume(self) -> None:
+        self._writing.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._writing.set()
+        for t in self._threads:
+            t.join(30)
+
+    def insert(self, conn: Any) -> int:
+        with self._lock:
+            mid = self.next_id
+            self.next_id += 1
+        conn.execute(
+            "INSERT INTO cp_marker (id, origin, committed_at) VALUES (%s, %s, clock_timestamp())", (mid, self.origin)
+        )
+        self.committed[mid] = time.time()
+        return mid
+
+    def _write(self) -> None:
+        conn = self.source()
+        n = 0
+        try:
+            while not self._stop.is_set() and time.monotonic() - self.started < self.max_s:
+                self._writing.wait()
+                due = self.started + n / self.per_second
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                    continue
+                n += 1
+                try:
+                    with self._busy:
+                        if self._writing.is_set():
+                            self.insert(conn)
+                except Exception as exc:
+                    self.write_errors.append(first_line(exc))
+                    if len(self.write_errors) > 20:
+                        return
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _watch(self) -> None:
+        conn: Any = None
+        last = self.first_id - 1
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = self.target()
+                rows = conn.execute(
+                    "SELECT id FROM cp_marker WHERE origin = %s AND id > %s ORDER BY id", (self.origin, last)
+                ).fetchall()
+                now = time.time()
+                for (mid,) in rows:
+                    self.seen.setdefault(int(mid), now)
+                    last = max(last, int(mid))
+            except Exception:  # the target may be down: keep trying until told to stop
+                self.watch_errors += 1
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+                time.sleep(0.2)
+            time.sleep(POLL_S)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def wait_for(self, mid: int, timeout: float) -> float | None:
+        """Seconds from now until marker ``mid`` was seen (None: not within ``timeout``)."""
+        t0 = time.time()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if mid in self.seen:
+                return max(0.0, self.seen[mid] - t0)
+            time.sleep(POLL_S)
+        return None
+
+    def delays(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """Delays (s) of the markers committed in [since, until) (wall time) and seen on the target."""
+        return [self.seen[m] - c for m, c in sorted(self.committed.items()) if since <= c < until and m in self.seen]
+
+    def missing(self) -> list[int]:
+        return [m for m in sorted(self.committed) if m not in self.seen]
+
+
+def barrier(markers: Markers, source: Callable[[], Any], timeout: float) -> float | None:
+    """Insert one marker on the source; seconds until the target shows it (None: not within ``timeout``)."""
+    with contextlib.closing(source()) as conn:
+        mid = markers.insert(conn)
+    return markers.wait_for(mid, timeout)
+
+
+_sentinels = itertools.count()
+
+
+def sentinel(source: Callable[[], Any], target: Callable[[], Any], timeout: float, base: int = 0) -> float | None:
+    """Insert one sentinel order on the source; seconds until the target's ``orders`` has it (None: not within
+    ``timeout``).  A sync may copy and stream each table on its own (PostgreSQL does), so a marker in another
+    table proves nothing about this one; within one table, changes arrive in commit order.  Keys: negative
+    below ``base`` = 0, else above ``base``; never a multiple of 4 (the conversion case's filter keeps them)."""
+    n = 4 * next(_sentinels) + 1
+    key = -n if base == 0 else base + n
+    with contextlib.closing(source()) as conn:
+        conn.execute(
+            "INSERT INTO orders (id, customer, amount, status, note) VALUES (%s, 0, 0, 'sentinel', NULL)", (key,)
+        )
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    conn = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if conn is None:
+                    conn = target()
+                if conn.execute("SELECT 1 FROM orders WHERE id = %s", (key,)).fetchone():
+                    return time.monotonic() - t0
+            except Exception:  # the target may still be coming back
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+                time.sleep(0.2)
+            time.sleep(POLL_S)
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def marker_copies(conn: Any, origin: str) -> dict[int, int]:
+    """How often each marker of ``origin`` is on a side (a change delivered twice shows as 2)."""
+    rows = conn.execute("SELECT id, count(*) FROM cp_marker WHERE origin = %s GROUP BY id", (origin,)).fetchall()
+    return {int(i): int(n) for i, n in rows}
+
+
+def percentiles(delays: list[float]) -> dict[str, float]:
+    """p50 / p99 / max of ``delays`` in seconds (empty: nothing)."""
+    if not delays:
+        return {}
+    xs = sorted(delays)
+    p99 = xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))]
+    return {"n": len(xs), "p50": statistics.median(xs), "p99": p99, "max": xs[-1]}
+
+
+def require(ok: bool, what: str) -> None:
+    if not ok:
+        raise ClauseproofError(what)
