@@ -1,3 +1,10 @@
 """Root conftest: only wires fixture modules; the plugin itself is the clauseproof entry point."""
 
-pytest_plugins = ("fixtures.targets", "fixtures.backup", "fixtures.replication", "fixtures.failover", "fixtures.cloud")
+pytest_plugins = (
+    "fixtures.targets",
+    "fixtures.backup",
+    "fixtures.replication",
+    "fixtures.failover",
+    "fixtures.sync",
+    "fixtures.cloud",
+)

@@ -20,6 +20,7 @@ LAYERS = {
     "load": 2,
     "online_ddl": 2,
     "replication": 2,
+    "sync": 2,
     "run": 3,
     "cli": 3,
     "__init__": 0,

@@ -4,10 +4,8 @@ the declared mapping does not) and each real difference (changed, missing, extra
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,79 +13,14 @@ import pytest
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.sync.checker import Checker, Side
 from clauseproof.sync.mapping import ColumnMap, TableMap
+from clauseproof.sync.seeded import MAPPING, MY_DDL, ROWS, load, seed
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
-
-ROWS = 3000
-UTC8 = dt.timezone(dt.timedelta(hours=8))
-
-PG_DDL = """CREATE TABLE people (id bigint PRIMARY KEY, amount numeric(12,2), seen timestamptz, name text,
-    city text, nick text, score double precision, flag boolean, born date)"""
-# the same rows as MariaDB holds them after a sync: wider decimal, wall-clock time in +08:00, CHAR padding,
-# a latin1 column, '' for NULL, a float off in the 12th digit, TINYINT for the boolean, columns in another order
-MY_DDL = """CREATE TABLE {name} (flag tinyint, born date, id bigint {pk}, score double, nick varchar(20),
-    city varchar(20) CHARACTER SET latin1, name char(30), seen datetime(6), amount decimal(14,4))"""
-
-
-def people() -> list[tuple[Any, ...]]:
-    base = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-    cities = ["Zürich", "Besançon", "Köln", "Malmö", "Niš"]
-    return [
-        (
-            i,
-            Decimal(i * 37 % 100000) / 100,
-            base + dt.timedelta(seconds=i * 1.234567),
-            f"name {i}",
-            cities[i % len(cities)] if i % 7 else None,
-            None if i % 3 == 0 else f"nick{i}",
-            i / 7,
-            i % 2 == 0,
-            dt.date(1960, 1, 1) + dt.timedelta(days=i),
-        )
-        for i in range(1, ROWS + 1)
-    ]
-
-
-def as_mariadb(r: tuple[Any, ...]) -> tuple[Any, ...]:
-    i, amount, seen, name, city, nick, score, flag, born = r
-    wall = seen.astimezone(UTC8).replace(tzinfo=None)
-    return (int(flag), born, i, score * (1 + 1e-13), nick or "", city, name, wall, amount)
-
-
-MAPPING = TableMap(
-    source_table="people",
-    target_table="people",
-    key="id",
-    columns=(
-        ColumnMap("id", kind="int"),
-        ColumnMap("amount", kind="decimal", scale=2),
-        ColumnMap("seen", kind="timestamp", source_tz="+00:00", target_tz="+08:00"),
-        ColumnMap("name", kind="text", rtrim=True),
-        ColumnMap("city", kind="text"),
-        ColumnMap("nick", kind="text", empty_is_null=True),
-        ColumnMap("score", kind="float", scale=9),
-        ColumnMap("flag", kind="bool"),
-        ColumnMap("born", kind="date"),
-    ),
-)
 
 
 @pytest.fixture(scope="module")
 def sides(pg_server: EmbeddedPostgres, mariadb_server: EmbeddedMariaDB) -> Iterator[tuple[Side, Side]]:
-    rows = people()
     with contextlib.closing(pg_server.connect()) as pg, contextlib.closing(mariadb_server.connect()) as my:
-        pg.execute("DROP TABLE IF EXISTS people")
-        pg.execute(PG_DDL)
-        with pg.cursor() as cur:
-            cur.executemany("INSERT INTO people VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
-        c = my.cursor()
-        c.execute("DROP TABLE IF EXISTS people")
-        c.execute(MY_DDL.format(name="people", pk="PRIMARY KEY"))
-        # name padded to the CHAR width with trailing spaces (as a fixed-width copy would send it)
-        c.executemany(
-            "INSERT INTO people VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [tuple(v if j != 6 else v + "   " for j, v in enumerate(as_mariadb(r))) for r in rows],
-        )
-        pg.execute("UPDATE people SET name = name || '  ' WHERE id % 5 = 0")  # source-side trailing spaces
+        load(pg, my, ROWS)
     yield (
         Side("source", "postgresql", pg_server.connect),
         Side("target", "mysql", mariadb_server.connect),
@@ -191,6 +124,17 @@ def test_null_is_not_empty_unless_declared(sides: tuple[Side, Side]) -> None:
     )
     r = check(sides, strict)
     assert {d.columns for d in r.diffs} == {("nick",)} and len(r.diffs) == ROWS // 3
+
+
+def test_every_seeded_difference_is_named_and_no_other(sides: tuple[Side, Side]) -> None:
+    with contextlib.closing(sides[1].connect()) as my:
+        want = seed(my, ROWS)
+    try:
+        r = check(sides, replace(MAPPING, target_table="people_seeded"))
+    finally:
+        my_exec(sides, "DROP TABLE IF EXISTS people_seeded")
+    assert {(d.key, d.kind) for d in r.diffs} == want, r.summary(20)
+    assert not r.counts_equal
 
 
 def test_missing_extra_duplicated_and_moved_rows_are_named(sides: tuple[Side, Side]) -> None:

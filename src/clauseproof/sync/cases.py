@@ -60,7 +60,18 @@ class SyncSystem(Protocol):
     tasks: Any
 
     def node_connect(self, node: str) -> Any: ...
-    def create_task(self, name: str, source: str, target: str, tables: list[str] | None = None, **kw: Any) -> Any: ...
+    def create_task(
+        self,
+        name: str,
+        source: str,
+        target: str,
+        tables: list[str] | None = None,
+        *,
+        columns: dict[str, list[str]] | None = None,
+        where: dict[str, str] | None = None,
+        publish: str = "insert, update, delete",
+        copy_data: bool = True,
+    ) -> Any: ...
     def drop_task(self, name: str) -> None: ...
     def slot(self, name: str) -> dict[str, Any]: ...
     def fault(self, kind: str, task_name: str) -> None: ...
@@ -144,7 +155,12 @@ def _equal_part(clause: str, name: str, checks: list[TableCheck], what: str) -> 
 
 # -- BZ-SYNC-4 and BZ-SYNC-2 -------------------------------------------------------------------------------------
 def capture_online(
-    sys: SyncSystem, params: dict[str, Any], *, before_s: float = 3.0, timeout_s: float = 120.0, publish: str = ""
+    sys: SyncSystem,
+    params: dict[str, Any],
+    *,
+    before_s: float = 3.0,
+    timeout_s: float = 120.0,
+    publish: str = "insert, update, delete",
 ) -> list[Part]:
     """The source writes steadily; the task is created, copies and streams; markers measure the delay."""
     a, b = "a", "b"
@@ -159,7 +175,7 @@ def capture_online(
         try:
             time.sleep(before_s)
             t_create = load.elapsed()
-            sys.create_task("cp_capture", a, b, ["orders", "cp_marker"], **({"publish": publish} if publish else {}))
+            sys.create_task("cp_capture", a, b, ["orders", "cp_marker"], publish=publish)
             markers.start()
             caught = sentinel(src, dst, timeout_s)
             t_sync = load.elapsed()
@@ -341,6 +357,17 @@ def prepare_target(sys: SyncSystem, node: str, *, cascade: bool = False, ddl: st
     _run_sql(sys, node, "CREATE TABLE IF NOT EXISTS " + MARKER_TARGET.removeprefix("CREATE TABLE "))
 
 
+def _marker_times(markers: Markers, ids: list[int], t0: float) -> str:
+    """Ids with their commit time relative to ``t0`` (the fault), the first few."""
+    def one(m: int) -> str:
+        if m not in markers.committed:
+            return f"{m} (not ours)"
+        seen = f", seen by the watcher at {markers.seen[m] - t0:+.2f} s" if m in markers.seen else ""
+        return f"{m} committed at {markers.committed[m] - t0:+.2f} s{seen}"
+
+    return ", ".join(one(m) for m in ids[:5])
+
+
 def exactly_once(sys: SyncSystem, source: str, target: str, origin: str) -> tuple[list[int], list[int]]:
     """Markers of ``origin`` missing on the target, and those there more than once."""
     with contextlib.closing(sys.node_connect(source)) as s, contextlib.closing(sys.node_connect(target)) as t:
@@ -486,6 +513,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             markers.pause()
         final = barrier(markers, src, limit)
         final_orders = sentinel(src, dst, limit)
+        markers.wait_all(max(1.0, t_heal + limit - time.time()))
         markers.stop()
         missing, doubled = exactly_once(sys, a, b, kind)
         checks = [check(sys, a, b, ORDERS), check(sys, a, b, MARKERS)]
@@ -504,7 +532,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             None,
             [
                 "; ".join(c.summary(5) for c in checks if not c.equal),
-                f"{len(missing)} markers never arrived" if missing else "",
+                f"{len(missing)} markers never arrived ({_marker_times(markers, missing, t_fault)})" if missing else "",
                 f"{len(doubled)} markers arrived more than once" if doubled else "",
                 f"source write errors: {report.errors[:3]}" if report.errors else "",
                 ""

@@ -265,6 +265,15 @@ class Markers:
             time.sleep(POLL_S)
         return None
 
+    def wait_all(self, timeout: float) -> bool:
+        """Wait until the watcher saw every marker committed so far (False: not within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(m in self.seen for m in list(self.committed)):
+                return True
+            time.sleep(POLL_S)
+        return False
+
     def delays(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
         """Delays (s) of the markers committed in [since, until) (wall time) and seen on the target."""
         return [self.seen[m] - c for m, c in sorted(self.committed.items()) if since <= c < until and m in self.seen]
