@@ -16,8 +16,9 @@ prove every change arrived exactly once; a sentinel row per table proves a table
   fails or waits a whole second; afterwards source and target are equal.
 - BZ-SYNC-2: marker delays under that load: p50 / p99 / max against the acceptance plan's bounds (the tender
   states none; ``fixtures/catalog/clauses.toml``).
-- BZ-SYNC-5: one-to-one, one-to-many, many-to-one, cascade, by user (a schema), a column filter; bidirectional
-  is NOT SHOWN on this stand-in (PostgreSQL 15's logical replication cannot keep a change from echoing back).
+- BZ-SYNC-5: one-to-one, one-to-many, many-to-one, cascade, by user (a schema), a column filter, and bidirectional
+  through pglogical (PostgreSQL 15's built-in replication cannot keep a change from echoing back): both sides
+  written at once, markers both ways counted on both sides (an echo is a second row).
 - BZ-SYNC-6: columns selected, reordered and retyped, rows selected by a filter.
 - BZ-SYNC-7: the target's network cut, its host down, its database down, each for ``hold_s`` while the source
   writes; then every change arrived exactly once, with the catch-up time and the WAL the source kept.
@@ -121,16 +122,20 @@ def test_topologies(sync_lab: LogicalSyncLab, evidence: CaseEvidence) -> None:
     evidence.window("no timed window: each topology under a short write load, then sentinels and the checker")
     evidence.progress(f"BZ-SYNC-5 on {sync_lab.label}: six topologies ...")
     parts = cases.topologies(sync_lab)
-    parts.append(
-        Part(
-            "BZ-SYNC-5",
-            "bidirectional",
-            None,
-            "bidirectional: a change made on one side appears exactly once on the other",
-            why="not on this stand-in: PostgreSQL 15's built-in logical replication has no loop prevention "
-            "(origin = none arrives in 16), so a change would echo back",
+    if sync_lab.pglogical:
+        parts.append(cases.bidirectional(sync_lab))
+    else:
+        parts.append(
+            Part(
+                "BZ-SYNC-5",
+                "bidirectional",
+                None,
+                "bidirectional: a change made on one side appears exactly once on the other",
+                why="not on this stand-in here: PostgreSQL 15's built-in logical replication cannot keep a change "
+                "from echoing back (origin = none arrives in 16), and pglogical is not installed "
+                "(apt-get install postgresql-15-pglogical)",
+            )
         )
-    )
     _record(evidence, parts)
 
 

@@ -71,6 +71,9 @@ class SyncSystem(Protocol):
         where: dict[str, str] | None = None,
         publish: str = "insert, update, delete",
         copy_data: bool = True,
+        method: str = "builtin",
+        insert_only: list[str] | None = None,
+        forward_origins: bool = False,
     ) -> Any: ...
     def drop_task(self, name: str) -> None: ...
     def slot(self, name: str) -> dict[str, Any]: ...
@@ -351,6 +354,77 @@ def topologies(sys: SyncSystem, *, seconds: float = 3.0, rate: float = 100, time
     return parts
 
 
+def bidirectional(
+    sys: SyncSystem, *, method: str = "pglogical", forward_origins: bool = False, seconds: float = 3.0,
+    rate: float = 80, timeout: float = 60, settle_s: float = 2.0,
+) -> Part:  # fmt: skip
+    """a ⇄ b, both written at once (disjoint keys), markers both ways; every change must appear exactly once on
+    the other side and never come back (the marker tables have no key, so an echo is a second row)."""
+    a, b = "a", "b"
+    with scenario(sys, [a, b]):
+        prepare(sys, a, [])
+        _run_sql(sys, a, "DROP TABLE cp_marker", MARKER_TARGET)  # no key: an echoed marker shows as a second row
+        prepare_target(sys, b, ddl=ORDERS_SOURCE)  # both sides take writes: the same table on both
+        opts: dict[str, Any] = {"method": method, "insert_only": ["cp_marker"], "forward_origins": forward_origins}
+        sys.create_task("cp_bi_ab", a, b, ["orders", "cp_marker"], **opts)
+        sys.create_task("cp_bi_ba", b, a, ["orders", "cp_marker"], copy_data=False, **opts)
+        ma = Markers(lambda: sys.node_connect(a), lambda: sys.node_connect(b), "bi-a", first_id=1)
+        mb = Markers(lambda: sys.node_connect(b), lambda: sys.node_connect(a), "bi-b", first_id=50_000_000)
+        for m in (ma, mb):
+            m.start()
+        try:
+            reports = _short_load(sys, {a: FIRST_ROWS + 1, b: SECOND_SOURCE + 1}, seconds, rate)
+        finally:
+            for m in (ma, mb):
+                m.pause()
+        waits = {
+            "a→b": sentinel(lambda: sys.node_connect(a), lambda: sys.node_connect(b), timeout),
+            "b→a": sentinel(
+                lambda: sys.node_connect(b), lambda: sys.node_connect(a), timeout, base=SECOND_SOURCE + 500_000_000
+            ),
+        }
+        for m in (ma, mb):
+            m.wait_all(timeout)
+        time.sleep(settle_s)  # an echo needs a round trip to show
+        for m in (ma, mb):
+            m.stop()
+        with contextlib.closing(sys.node_connect(a)) as ca, contextlib.closing(sys.node_connect(b)) as cb:
+            copies = {
+                (node, origin): marker_copies(conn, origin)
+                for node, conn in (("a", ca), ("b", cb))
+                for origin in ("bi-a", "bi-b")
+            }
+        checks = [check(sys, a, b, ORDERS)]
+    problems = []
+    for (node, origin), got in copies.items():
+        m = ma if origin == "bi-a" else mb
+        want = set(m.committed)
+        more = [k for k, n in got.items() if n > 1]
+        lost = sorted(want - set(got))
+        if more:
+            home = "came back to its origin" if node == origin[-1] else "arrived more than once"
+            problems.append(f"{len(more)} markers of {origin[-1]} {home} on {node} (echo)")
+        if lost:
+            problems.append(f"{len(lost)} markers of {origin[-1]} missing on {node}")
+    problems += [c.summary(5) for c in checks if not c.equal]
+    problems += [f"no sentinel {k} within {timeout:g} s" for k, v in waits.items() if v is None]
+    errors = [e for r in reports for e in r.errors]
+    if errors:
+        problems.append(f"load errors {errors[:3]}")
+    n_a, n_b = len(ma.committed), len(mb.committed)
+    return Part(
+        "BZ-SYNC-5",
+        "bidirectional",
+        not problems,
+        f"a ⇄ b ({method}{', forwarding every origin' if forward_origins else ''}), both written at {rate:g}/s "
+        f"for {seconds:g} s on disjoint keys; {n_a} markers from a and {n_b} from b, each counted on both sides "
+        f"{settle_s:g} s after the last arrived (an echo would be a second row); checker: "
+        + "; ".join(c.summary(2) for c in checks),
+        why="; ".join(problems),
+        data={"sentinel_s": waits, "checks": [c.evidence() for c in checks]},
+    )
+
+
 def prepare_target(sys: SyncSystem, node: str, *, cascade: bool = False, ddl: str = ORDERS_TARGET) -> None:
     """The copies on a target (a node that passes changes on, in a cascade, is one too)."""
     _run_sql(sys, node, "CREATE TABLE IF NOT EXISTS " + ddl.removeprefix("CREATE TABLE "))
@@ -359,6 +433,7 @@ def prepare_target(sys: SyncSystem, node: str, *, cascade: bool = False, ddl: st
 
 def _marker_times(markers: Markers, ids: list[int], t0: float) -> str:
     """Ids with their commit time relative to ``t0`` (the fault), the first few."""
+
     def one(m: int) -> str:
         if m not in markers.committed:
             return f"{m} (not ours)"

@@ -19,6 +19,8 @@ slow the recovery from a cut, they change nothing the checks look at.
 from __future__ import annotations
 
 import contextlib
+import glob
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +44,23 @@ SETTINGS = {
     "wal_retrieve_retry_interval": "1s",
 }
 FAULTS = ("network", "host", "database")
+PGLOGICAL = "pglogical"
+
+
+def _has_setting(bindir: Path | None, name: str) -> bool:
+    """Whether the server binary knows the setting ``name`` (some builds add their own)."""
+    postgres = (bindir / "postgres") if bindir else Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))[-1])
+    try:
+        out = subprocess.run([str(postgres), "--describe-config"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(line.split("\t", 1)[0] == name for line in out.splitlines())
+
+
+def pglogical_available(bindir: Path | None = None) -> bool:
+    """Whether the pglogical extension (Debian ``postgresql-<major>-pglogical``) is installed for the server."""
+    libs = [bindir.parent / "lib"] if bindir else [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/lib"))]
+    return any((lib / "pglogical.so").exists() for lib in libs[-1:])
 
 
 @dataclass
@@ -56,6 +75,7 @@ class Task:
     relay: Relay
     publish: str
     options: dict[str, Any] = field(default_factory=dict)
+    method: str = "builtin"  # builtin (publication/subscription) or pglogical
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -65,6 +85,7 @@ class Task:
             "tables": self.tables,
             "by": "schema (every table of the user's schema)" if self.schema_wide else "table",
             "publish": self.publish,
+            "method": self.method,
             "relay_port": self.relay.port,
             **self.options,
         }
@@ -80,8 +101,15 @@ class LogicalSyncLab(Target):
     def __init__(self, label: str, namespace: str, bindir: Path | None, nodes: int = 3) -> None:
         super().__init__(label, namespace)
         names = [chr(ord("a") + i) for i in range(nodes)]
+        #: pglogical (loop prevention for bidirectional tasks) where it is installed
+        self.pglogical = pglogical_available(bindir)
+        self.settings = dict(SETTINGS)
+        if self.pglogical:
+            self.settings["shared_preload_libraries"] = "pglogical"
+            if _has_setting(bindir, "output_plugin_libraries"):  # a Debian build's list of trusted output plugins
+                self.settings["output_plugin_libraries"] = "pgoutput, test_decoding, pglogical_output"
         self.nodes: dict[str, EmbeddedPostgres] = {
-            n: EmbeddedPostgres(f"{label}-{n}", namespace, bindir, settings=dict(SETTINGS)) for n in names
+            n: EmbeddedPostgres(f"{label}-{n}", namespace, bindir, settings=dict(self.settings)) for n in names
         }
         self.tasks: dict[str, Task] = {}
         self.down: dict[str, str] = {}  # node → fault kind while it is down
@@ -123,7 +151,10 @@ class LogicalSyncLab(Target):
         return {
             **super().describe(),
             "method": "PostgreSQL built-in logical replication (publication → subscription), one per task",
-            "settings": SETTINGS,
+            "settings": self.settings,
+            "bidirectional": "pglogical 2 (forward_origins = '{}': a change is not sent back where it came from)"
+            if self.pglogical
+            else "not available (install postgresql-15-pglogical)",
             "nodes": {n: t.describe() for n, t in self.nodes.items()},
             "tasks": [t.describe() for t in self.tasks.values()],
         }
@@ -143,12 +174,19 @@ class LogicalSyncLab(Target):
         where: dict[str, str] | None = None,
         publish: str = "insert, update, delete",
         copy_data: bool = True,
+        method: str = "builtin",
+        insert_only: list[str] | None = None,
+        forward_origins: bool = False,
     ) -> Task:
         """Publish ``tables`` (every table of the namespace when None: by user) of ``source`` and subscribe
         ``target`` to them; the target's tables must exist.  Returns once the subscription is created (the
         initial copy then runs in the background)."""
         if name in self.tasks:
             raise ClauseproofError(f"sync task {name} exists already")
+        if method == PGLOGICAL:
+            return self._create_pglogical(
+                name, source, target, tables or [], insert_only or [], copy_data, forward_origins
+            )
         src, dst = self.nodes[source], self.nodes[target]
         ns = self.namespace
         if tables is None:
@@ -194,9 +232,106 @@ class LogicalSyncLab(Target):
         self.tasks[name] = task
         return task
 
+    def _dsn(self, node: EmbeddedPostgres, port: int | None = None) -> str:
+        ep = node._ep()
+        return (
+            f"host=127.0.0.1 port={port or ep.port} user={ep.user} password={node.password} dbname={ep.database} "
+            "connect_timeout=5"
+        )
+
+    def _pglogical_node(self, name: str) -> None:
+        node = self.nodes[name]
+        with contextlib.closing(node.connect()) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pglogical")
+            if conn.execute("SELECT 1 FROM pglogical.local_node").fetchone() is None:
+                conn.execute("SELECT pglogical.create_node(node_name := %s, dsn := %s)", (name, self._dsn(node)))
+
+    def _create_pglogical(
+        self,
+        name: str,
+        source: str,
+        target: str,
+        tables: list[str],
+        insert_only: list[str],
+        copy_data: bool,
+        forward_origins: bool,
+    ) -> Task:
+        """A pglogical task: replication sets on the source (one for full changes, one insert-only for tables
+        without a key), a subscription on the target that forwards no change that came from elsewhere."""
+        if not self.pglogical:
+            raise ClauseproofError(
+                "pglogical is not installed for the embedded PostgreSQL",
+                fix="apt-get install postgresql-15-pglogical (./run does it)",
+            )
+        for n in (source, target):
+            self._pglogical_node(n)
+        src, dst = self.nodes[source], self.nodes[target]
+        ns = self.namespace
+        with contextlib.closing(src.connect()) as conn:
+            conn.execute("SELECT pglogical.create_replication_set(%s)", (f"{name}_full",))
+            conn.execute("SELECT pglogical.create_replication_set(%s, true, false, false, false)", (f"{name}_ins",))
+            for t in tables:
+                rs = f"{name}_ins" if t in insert_only else f"{name}_full"
+                conn.execute(
+                    "SELECT pglogical.replication_set_add_table(%s, %s::regclass, %s)", (rs, f"{ns}.{t}", copy_data)
+                )
+        relay = open_relay(src._ep().host, src._ep().port, f"{self.label}-{name}")
+        try:
+            with contextlib.closing(dst.connect()) as conn:
+                conn.execute(
+                    "SELECT pglogical.create_subscription(subscription_name := %s, provider_dsn := %s, "
+                    "replication_sets := %s, synchronize_structure := false, synchronize_data := %s, "
+                    "forward_origins := %s)",
+                    (name, self._dsn(src, relay.port), [f"{name}_full", f"{name}_ins"], copy_data,
+                     ["all"] if forward_origins else []),
+                )  # fmt: skip
+                deadline = time.monotonic() + 60
+                status = ""
+                while time.monotonic() < deadline:
+                    row = conn.execute("SELECT status FROM pglogical.show_subscription_status(%s)", (name,)).fetchone()
+                    status = row[0] if row else ""
+                    if status == "replicating":
+                        break
+                    time.sleep(0.2)
+                else:
+                    raise ClauseproofError(
+                        f"the pglogical subscription {name} is {status!r} after 60 s, not replicating"
+                    )
+        except BaseException:
+            relay.close()
+            raise
+        task = Task(
+            name=name,
+            source=source,
+            target=target,
+            tables=list(tables),
+            schema_wide=False,
+            relay=relay,
+            publish="insert, update, delete" + (f" (insert only: {', '.join(insert_only)})" if insert_only else ""),
+            options={"copy_data": copy_data, "forward_origins": "all" if forward_origins else "none"},
+            method=PGLOGICAL,
+        )
+        self.tasks[name] = task
+        return task
+
+    def _drop_pglogical(self, task: Task) -> None:
+        if task.target not in self.down:
+            with contextlib.closing(self.nodes[task.target].connect()) as conn:
+                conn.execute("SELECT pglogical.drop_subscription(%s, true)", (task.name,))
+        if task.source not in self.down:
+            with contextlib.closing(self.nodes[task.source].connect()) as conn:
+                for rs in (f"{task.name}_full", f"{task.name}_ins"):
+                    conn.execute("SELECT pglogical.drop_replication_set(%s, true)", (rs,))
+
     def drop_task(self, name: str) -> None:
         """Drop the subscription (without reaching the source), its slot on the source and the publication."""
         task = self.tasks.pop(name)
+        if task.method == PGLOGICAL:
+            try:
+                self._drop_pglogical(task)
+            finally:
+                task.relay.close()
+            return
         try:
             if task.target not in self.down:
                 with contextlib.closing(self.nodes[task.target].connect()) as conn:
