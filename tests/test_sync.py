@@ -13,6 +13,7 @@ import pytest
 
 from clauseproof.core import reaper
 from clauseproof.sync import cases
+from clauseproof.targets.binlogsync import BinlogSyncLab
 from clauseproof.targets.logical import LogicalSyncLab
 
 QUICK = {"markers_per_s": 20, "window_s": 2, "load_per_s": 100, "plan_p99_s": 1.0, "plan_max_s": 3.0}
@@ -120,3 +121,32 @@ def test_lab_leaves_nothing_behind() -> None:
 
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     assert not [e for e in reaper.reap_registered() if "selftest-sync-once" in e]
+
+
+@pytest.fixture(scope="module")
+def hetero() -> Iterator[BinlogSyncLab]:
+    t = BinlogSyncLab("selftest-binlog-sync", "clauseproof_selftest")
+    t.start()
+    yield t
+    t.stop()
+
+
+def test_binlog_sync_captures_mariadb_into_postgresql(hetero: BinlogSyncLab) -> None:
+    parts = cases.capture_online(hetero, QUICK, before_s=1.0)
+    assert all(p.ok for p in parts), [(p.name, p.why) for p in parts]
+    checks = part(parts, "snapshot + incremental capture complete").data["checks"]
+    assert checks[0]["source_rows"] > cases.FIRST_ROWS  # the snapshot and what the load added, across engines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", list(cases.OUTAGES))
+def test_binlog_sync_buffers_through_outages(hetero: BinlogSyncLab, fault: str) -> None:
+    p = cases.outage(hetero, fault, OUTAGE)
+    assert p.ok, p.why
+
+
+def test_binlog_sync_refuses_what_it_cannot_do(hetero: BinlogSyncLab) -> None:
+    from clauseproof.core.errors import ClauseproofError
+
+    with pytest.raises(ClauseproofError, match="cannot make task"):
+        hetero.create_task("cp_nope", "a", "b", ["orders"], where={"orders": "id > 0"})

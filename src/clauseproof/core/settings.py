@@ -28,6 +28,7 @@ VARIANTS = (
     "embedded-postgresql-ha",
     "embedded-mariadb-galera",
     "embedded-postgresql-sync",
+    "embedded-mariadb-pg-sync",
 )
 #: Replicated topologies (1 primary + 5 replicas behind a proxy), started beside the embedded default
 #: by the replication suite.

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.flow import (
-    MARKER_SOURCE,
     MARKER_TARGET,
     ORDERS_SOURCE,
     ORDERS_TARGET,
@@ -23,10 +22,12 @@ from clauseproof.sync.flow import (
     Markers,
     SourceLoad,
     barrier,
+    execute,
     fill_orders,
     marker_copies,
     percentiles,
     sentinel,
+    source_ddl,
 )
 from clauseproof.sync.mapping import ColumnMap, TableMap
 
@@ -60,6 +61,7 @@ class SyncSystem(Protocol):
     tasks: Any
 
     def node_connect(self, node: str) -> Any: ...
+    def dialect_of(self, node: str) -> str: ...
     def create_task(
         self,
         name: str,
@@ -95,7 +97,7 @@ class Part:
 
 
 def _side(sys: SyncSystem, node: str) -> Side:
-    return Side(node, "postgresql", lambda: sys.node_connect(node))
+    return Side(node, sys.dialect_of(node), lambda: sys.node_connect(node))  # type: ignore[arg-type]
 
 
 def check(sys: SyncSystem, source: str, target: str, tm: TableMap) -> TableCheck:
@@ -105,7 +107,7 @@ def check(sys: SyncSystem, source: str, target: str, tm: TableMap) -> TableCheck
 def _run_sql(sys: SyncSystem, node: str, *sql: str) -> None:
     with contextlib.closing(sys.node_connect(node)) as conn:
         for s in sql:
-            conn.execute(s)
+            execute(conn, s)
 
 
 @contextlib.contextmanager
@@ -127,8 +129,8 @@ def scenario(sys: SyncSystem, nodes: list[str], tables: tuple[str, ...] = ("orde
 def prepare(sys: SyncSystem, source: str, targets: list[str], first: int = 1, rows: int = FIRST_ROWS) -> None:
     """orders (filled) and markers on the source, their copies (empty, no key constraint) on each target."""
     with contextlib.closing(sys.node_connect(source)) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS " + ORDERS_SOURCE.removeprefix("CREATE TABLE "))
-        conn.execute("CREATE TABLE IF NOT EXISTS " + MARKER_SOURCE.removeprefix("CREATE TABLE "))
+        for ddl in source_ddl(conn):
+            execute(conn, "CREATE TABLE IF NOT EXISTS " + ddl.removeprefix("CREATE TABLE "))
         fill_orders(conn, rows, first)
     for t in targets:
         _run_sql(
@@ -627,7 +629,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
         f"{OUTAGES[kind]} for {hold:g} s while the source wrote {params['load_per_s']}/s ({report.ops} operations, "
         f"{report.bulk_transactions} bulk transactions, {len(report.errors)} errors); {len(during)} markers "
         f"committed during it, {len(through)} through before recovery; caught up {catch_txt} after recovery; "
-        f"the source kept up to {worst / 1e6:.1f} MB of WAL for the task (slot wal_status {', '.join(status) or '-'}); "
+        f"the source kept up to {worst / 1e6:.1f} MB of its log for the task ({', '.join(status) or '-'}); "
         f"markers missing {len(missing)}, doubled {len(doubled)}; checker: " + "; ".join(c.summary(2) for c in checks),
         why=why,
         data={

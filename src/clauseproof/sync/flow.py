@@ -27,6 +27,12 @@ POLL_S = 0.01
 
 ORDERS_SOURCE = """CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount numeric(12,2) NOT NULL,
     status text NOT NULL, note text, updated_at timestamptz NOT NULL DEFAULT now())"""
+# the same on a MySQL-family source (a heterogeneous sync's)
+ORDERS_SOURCE_MY = """CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount decimal(12,2) NOT NULL,
+    status varchar(20) NOT NULL, note text, updated_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"""
+MARKER_SOURCE_MY = (
+    "CREATE TABLE cp_marker (id bigint PRIMARY KEY, origin varchar(40) NOT NULL, committed_at datetime(6))"
+)
 # the target's copy has a key (a sync applies updates and deletes by it: PostgreSQL's needs one); the markers'
 # copy has none, so a marker delivered twice shows as two rows (markers are only inserted)
 ORDERS_TARGET = """CREATE TABLE orders (id bigint PRIMARY KEY, customer int, amount numeric(12,2), status text,
@@ -35,8 +41,40 @@ MARKER_SOURCE = "CREATE TABLE cp_marker (id bigint PRIMARY KEY, origin text NOT 
 MARKER_TARGET = "CREATE TABLE cp_marker (id bigint, origin text, committed_at timestamptz)"
 
 
+def is_pg(conn: Any) -> bool:
+    return hasattr(conn, "pgconn")
+
+
+def execute(conn: Any, sql: str, params: Any = None) -> Any:
+    """Run ``sql`` on a psycopg or a PyMySQL connection; a cursor to fetch from."""
+    if is_pg(conn):
+        return conn.execute(sql, params)
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    return cur
+
+
+def now(conn: Any) -> str:
+    """SQL for the time now, to the microsecond."""
+    return "clock_timestamp()" if is_pg(conn) else "NOW(6)"
+
+
+def source_ddl(conn: Any) -> list[str]:
+    return [ORDERS_SOURCE, MARKER_SOURCE] if is_pg(conn) else [ORDERS_SOURCE_MY, MARKER_SOURCE_MY]
+
+
 def fill_orders(conn: Any, rows: int, first: int = 1) -> None:
     """``rows`` orders made on the server (outside any timed window)."""
+    if not is_pg(conn):
+        execute(conn, f"SET SESSION max_recursive_iterations = {rows + 10}")
+        execute(
+            conn,
+            "INSERT INTO orders (id, customer, amount, status, note, updated_at) WITH RECURSIVE g(i) AS "
+            "(SELECT %s UNION ALL SELECT i + 1 FROM g WHERE i < %s) SELECT i, i %% 977, (i * 37 %% 100000) / 100.0, "
+            "'new', IF(i %% 5 = 0, NULL, CONCAT('order ', i)), NOW(6) FROM g",
+            (first, first + rows - 1),
+        )
+        return
     conn.execute(
         "INSERT INTO orders SELECT i, i %% 977, (i * 37 %% 100000) / 100.0, 'new', "
         "CASE WHEN i %% 5 = 0 THEN NULL ELSE 'order ' || i END, now() FROM generate_series(%s::bigint, %s::bigint) i",
@@ -128,26 +166,39 @@ class SourceLoad:
         if r < 0.55 or len(self.alive) < 100:
             oid = self.next_id
             self.next_id += 1
-            conn.execute(
+            execute(
+                conn,
                 "INSERT INTO orders (id, customer, amount, status, note) VALUES (%s, %s, %s, 'new', %s)",
                 (oid, oid % 977, round(self.rng.uniform(1, 9999), 2), f"order {oid}"),
             )
             self.alive.append(oid)
         elif r < 0.9:
             oid = self.rng.choice(self.alive)
-            conn.execute(
-                "UPDATE orders SET amount = amount + 1.01, status = 'paid', updated_at = now() WHERE id = %s", (oid,)
+            execute(
+                conn,
+                f"UPDATE orders SET amount = amount + 1.01, status = 'paid', updated_at = {now(conn)} WHERE id = %s",
+                (oid,),
             )
         else:
             oid = self.alive.pop(self.rng.randrange(len(self.alive)))
-            conn.execute("DELETE FROM orders WHERE id = %s", (oid,))
+            execute(conn, "DELETE FROM orders WHERE id = %s", (oid,))
 
     def _bulk(self, conn: Any) -> None:
         """One transaction of many inserts (a fault may land in its middle)."""
         first = self.next_id
         self.next_id += self.bulk_rows
-        with conn.transaction():
-            fill_orders(conn, self.bulk_rows, first)
+        if is_pg(conn):
+            with conn.transaction():
+                fill_orders(conn, self.bulk_rows, first)
+        else:
+            execute(conn, "BEGIN")
+            try:
+                fill_orders(conn, self.bulk_rows, first)
+                execute(conn, "COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    execute(conn, "ROLLBACK")
+                raise
         self.alive.extend(range(first, first + self.bulk_rows))
         self.report.bulk_transactions += 1
 
@@ -202,8 +253,8 @@ class Markers:
         with self._lock:
             mid = self.next_id
             self.next_id += 1
-        conn.execute(
-            "INSERT INTO cp_marker (id, origin, committed_at) VALUES (%s, %s, clock_timestamp())", (mid, self.origin)
+        execute(
+            conn, f"INSERT INTO cp_marker (id, origin, committed_at) VALUES (%s, %s, {now(conn)})", (mid, self.origin)
         )
         self.committed[mid] = time.time()
         return mid
@@ -238,8 +289,8 @@ class Markers:
             try:
                 if conn is None:
                     conn = self.target()
-                rows = conn.execute(
-                    "SELECT id FROM cp_marker WHERE origin = %s AND id > %s ORDER BY id", (self.origin, last)
+                rows = execute(
+                    conn, "SELECT id FROM cp_marker WHERE origin = %s AND id > %s ORDER BY id", (self.origin, last)
                 ).fetchall()
                 now = time.time()
                 for (mid,) in rows:
@@ -300,8 +351,8 @@ def sentinel(source: Callable[[], Any], target: Callable[[], Any], timeout: floa
     n = 4 * next(_sentinels) + 1
     key = -n if base == 0 else base + n
     with contextlib.closing(source()) as conn:
-        conn.execute(
-            "INSERT INTO orders (id, customer, amount, status, note) VALUES (%s, 0, 0, 'sentinel', NULL)", (key,)
+        execute(
+            conn, "INSERT INTO orders (id, customer, amount, status, note) VALUES (%s, 0, 0, 'sentinel', NULL)", (key,)
         )
     t0 = time.monotonic()
     deadline = t0 + timeout
@@ -311,7 +362,7 @@ def sentinel(source: Callable[[], Any], target: Callable[[], Any], timeout: floa
             try:
                 if conn is None:
                     conn = target()
-                if conn.execute("SELECT 1 FROM orders WHERE id = %s", (key,)).fetchone():
+                if execute(conn, "SELECT 1 FROM orders WHERE id = %s", (key,)).fetchone():
                     return time.monotonic() - t0
             except Exception:  # the target may still be coming back
                 with contextlib.suppress(Exception):
@@ -327,7 +378,7 @@ def sentinel(source: Callable[[], Any], target: Callable[[], Any], timeout: floa
 
 def marker_copies(conn: Any, origin: str) -> dict[int, int]:
     """How often each marker of ``origin`` is on a side (a change delivered twice shows as 2)."""
-    rows = conn.execute("SELECT id, count(*) FROM cp_marker WHERE origin = %s GROUP BY id", (origin,)).fetchall()
+    rows = execute(conn, "SELECT id, count(*) FROM cp_marker WHERE origin = %s GROUP BY id", (origin,)).fetchall()
     return {int(i): int(n) for i, n in rows}
 
 

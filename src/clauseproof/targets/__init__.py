@@ -6,6 +6,7 @@ from pathlib import Path
 
 from clauseproof.core.settings import Settings
 from clauseproof.targets.base import Target
+from clauseproof.targets.binlogsync import BinlogSyncLab
 from clauseproof.targets.containers import ContainerTarget
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
@@ -35,6 +36,8 @@ def make_target(spec: str, settings: Settings, namespace: str) -> Target:
         return GaleraCluster(spec, namespace, settings.mariadb_bindir)
     if spec == "embedded-postgresql-sync":
         return LogicalSyncLab(spec, namespace, settings.pg_bindir)
+    if spec == "embedded-mariadb-pg-sync":
+        return BinlogSyncLab(spec, namespace, settings.pg_bindir, settings.mariadb_bindir)
     if spec.startswith("containers-"):
         return ContainerTarget(spec, namespace, "postgresql" if spec.endswith("postgresql") else "mysql")
     if "://" in spec:

@@ -97,6 +97,8 @@ class LogicalSyncLab(Target):
 
     kind = "embedded"
     dialect = "postgresql"
+    #: the sync cases this stand-in can run (the heterogeneous one runs fewer)
+    scenarios = frozenset({"capture", "topologies", "conversion", "outage"})
 
     def __init__(self, label: str, namespace: str, bindir: Path | None, nodes: int = 3) -> None:
         super().__init__(label, namespace)
@@ -161,6 +163,9 @@ class LogicalSyncLab(Target):
 
     def node_connect(self, node: str) -> Any:
         return self.nodes[node].connect()
+
+    def dialect_of(self, node: str) -> str:
+        return "postgresql"
 
     # -- tasks -----------------------------------------------------------------------------------
     def create_task(
