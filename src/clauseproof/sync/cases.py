@@ -600,7 +600,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
     caught = [markers.seen[m] for m in before if m in markers.seen]
     catch_up = (max(caught) - t_heal) if caught and len(caught) == len(before) else None
     worst = max((s.get("retained_bytes") or 0 for s in slots), default=0)
-    status = sorted({str(s.get("wal_status")) for s in slots if s.get("exists")})
+    status = sorted({str(s.get("kept_as")) for s in slots if s.get("exists")})
     applied = bool(during) and not through
     eq = all(c.equal for c in checks)
     ok: bool | None = eq and not missing and not doubled and not report.errors and final is not None

@@ -197,11 +197,11 @@ class BinlogSyncLab(Target):
                 row = conn.execute("SELECT log_file, log_pos FROM cp_sync_state WHERE task = %s", (name,)).fetchone()
                 applied = (str(row[0]), int(row[1])) if row else None
         if applied is None:
-            return {"slot": f"binlog of {name}", "exists": True, "wal_status": "binlog (applied position unknown)"}
+            return {"slot": f"binlog of {name}", "exists": True, "kept_as": "binary log (applied position unknown)"}
         behind = sum(size for f, size in logs if f > applied[0]) + sum(
             size - applied[1] for f, size in logs if f == applied[0]
         )
-        return {"slot": f"binlog of {name}", "exists": True, "wal_status": "binlog kept", "retained_bytes": behind}
+        return {"slot": f"binlog of {name}", "exists": True, "kept_as": "binary log", "retained_bytes": behind}
 
     def fault(self, kind: str, task_name: str) -> None:
         task = self.tasks[task_name]

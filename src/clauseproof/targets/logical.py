@@ -377,6 +377,7 @@ class LogicalSyncLab(Target):
             "slot": name,
             "exists": True,
             "wal_status": row[0],
+            "kept_as": f"WAL in replication slot {name}, wal_status {row[0]}",
             "active": row[1],
             "retained_bytes": row[2],
             "unconfirmed_bytes": row[3],
