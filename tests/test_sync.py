@@ -6,7 +6,11 @@ command that does nothing.  The honest stand-in passes the same cases in the sui
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ from clauseproof.core import reaper
 from clauseproof.sync import cases
 from clauseproof.targets.binlogsync import BinlogSyncLab
 from clauseproof.targets.logical import LogicalSyncLab
+from tests.fix_targets import ROOT, vendor_profile
 
 QUICK = {"markers_per_s": 20, "window_s": 2, "load_per_s": 100, "plan_p99_s": 1.0, "plan_max_s": 3.0}
 OUTAGE = {"hold_s": 4, "catch_up_s": 30, "load_per_s": 100}
@@ -150,3 +155,74 @@ def test_binlog_sync_refuses_what_it_cannot_do(hetero: BinlogSyncLab) -> None:
 
     with pytest.raises(ClauseproofError, match="cannot make task"):
         hetero.create_task("cp_nope", "a", "b", ["orders"], where={"orders": "id > 0"})
+
+
+# -- a vendor's sync through a profile's [sync] ---------------------------------------------------------------
+def _sync_profile(tmp_path: Path, lab: LogicalSyncLab, extra: str = "") -> Path:
+    """A profile whose [sync] nodes are the lab's a and b, with tests/sync_vendorctl.py as the vendor's tool."""
+    nodes = []
+    for n in ("a", "b"):
+        ep = lab.nodes[n]._ep()
+        os.environ[f"SYNC_SELFTEST_{n.upper()}_PW"] = lab.nodes[n].password
+        os.environ[f"VENDORCTL_{n.upper()}_URL"] = (
+            f"postgresql://{ep.user}:{lab.nodes[n].password}@{ep.host}:{ep.port}/{ep.database}"
+        )
+        nodes.append(
+            f'{{ name = "{n}", url = "postgresql://{ep.user}@{ep.host}:{ep.port}/{ep.database}", '
+            f'password_env = "SYNC_SELFTEST_{n.upper()}_PW" }}'
+        )
+    tool = f"{sys.executable} {ROOT / 'tests' / 'sync_vendorctl.py'}"
+    section = (
+        f"[sync]\nnodes = [{', '.join(nodes)}]\n"
+        f'create_task = "{tool} create {{name}} --from {{source}} --to {{target}} -s {{schema}} -t {{tables}} '
+        f'--spec {{spec}}"\n'
+        f'drop_task = "{tool} drop {{name}} --from {{source}} --to {{target}} -s {{schema}}"\n'
+        f'supports = ["capture", "outage"]\n{extra}'
+    )
+    return vendor_profile(tmp_path / "vendor.toml", lab.nodes["a"], section, name="vendor-sync")
+
+
+@pytest.mark.slow
+def test_a_vendor_sync_runs_the_suite_with_its_own_commands(
+    project: pytest.Pytester, lab: LogicalSyncLab, tmp_path: Path
+) -> None:
+    profile = _sync_profile(tmp_path, lab)
+    result = project.runpytest("suites/sync", f"--cp-target={profile}", "-k", "capture or outage", "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    rows = [m for c in doc["cases"] for m in c["measurements"]]
+    assert {(m["clause_id"], m["verdict"]) for m in rows if m["clause_id"] in ("BZ-SYNC-4", "BZ-SYNC-2")} == {
+        ("BZ-SYNC-4", "PASS"),
+        ("BZ-SYNC-2", "PASS"),
+    }
+    outages = [m for m in rows if m["clause_id"] == "BZ-SYNC-7"]
+    assert len(outages) == 3 and all(m["verdict"] == "NOT SHOWN" for m in outages)
+    assert all("cut_network" in m["reason"] or "stop_target" in m["reason"] for m in outages)
+
+
+TWO = '[sync]\nnodes = [{ name = "a", url = "postgresql://u@h:1/d" }, { name = "b", url = "postgresql://u@h:2/d" }]\n'
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            '[sync]\nnodes = [{ name = "a", url = "postgresql://u@h:1/d" }]\ncreate_task = "x"\ndrop_task = "y"\n',
+            "must include a",
+        ),
+        (TWO + 'drop_task = "y"\n', "no create_task"),
+        (TWO + 'create_task = "x {table}"\ndrop_task = "y"\n', "placeholder other than"),
+        (TWO + 'create_task = "x"\ndrop_task = "y"\nsupports = ["teleport"]\n', "unknown"),
+        (TWO.replace("postgresql://u@h:2/d", "oracle://u@h:2/d") + 'create_task = "x"\ndrop_task = "y"\n', "nodes"),
+    ],
+)
+def test_a_bad_sync_section_is_a_clear_error(tmp_path: Path, section: str, message: str) -> None:
+    from clauseproof.core.errors import ClauseproofError
+    from clauseproof.targets.external import load_profile
+
+    path = tmp_path / "p.toml"
+    head = '[target]\nname = "v"\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "u"\n'
+    path.write_text(head + section)
+    with pytest.raises(ClauseproofError, match=message) as info:
+        load_profile(path)
+    assert "[sync]" in str(info.value)

@@ -97,14 +97,16 @@ class LogicalSyncLab(Target):
 
     kind = "embedded"
     dialect = "postgresql"
-    #: the sync cases this stand-in can run (the heterogeneous one runs fewer)
-    scenarios = frozenset({"capture", "topologies", "conversion", "outage"})
 
     def __init__(self, label: str, namespace: str, bindir: Path | None, nodes: int = 3) -> None:
         super().__init__(label, namespace)
         names = [chr(ord("a") + i) for i in range(nodes)]
         #: pglogical (loop prevention for bidirectional tasks) where it is installed
         self.pglogical = pglogical_available(bindir)
+        #: the sync cases this stand-in can run (the heterogeneous one runs fewer)
+        self.scenarios = frozenset(
+            {"capture", "topologies", "conversion", "outage"} | ({"bidirectional"} if self.pglogical else set())
+        )
         self.settings = dict(SETTINGS)
         if self.pglogical:
             self.settings["shared_preload_libraries"] = "pglogical"

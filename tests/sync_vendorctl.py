@@ -1,0 +1,60 @@
+"""A stand-in vendor's sync command line for the self-tests (not a product): tasks between PostgreSQL nodes made of
+a publication and a subscription.  Node URLs (with passwords) come from VENDORCTL_<NODE>_URL.
+
+    python tests/sync_vendorctl.py create NAME --from a --to b -s SCHEMA -t t1,t2 --spec JSON
+    python tests/sync_vendorctl.py drop NAME --from a --to b -s SCHEMA
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+
+def url(node: str) -> str:
+    return os.environ[f"VENDORCTL_{node.upper()}_URL"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("action", choices=["create", "drop"])
+    p.add_argument("name")
+    p.add_argument("--from", dest="source", required=True)
+    p.add_argument("--to", dest="target", required=True)
+    p.add_argument("-s", dest="schema", required=True)
+    p.add_argument("-t", dest="tables", default="*")
+    p.add_argument("--spec", default="{}")
+    a = p.parse_args()
+    src_info = conninfo_to_dict(url(a.source))
+    with psycopg.connect(url(a.source), autocommit=True) as src, psycopg.connect(url(a.target), autocommit=True) as dst:
+        if a.action == "drop":
+            dst.execute(f"DROP SUBSCRIPTION IF EXISTS {a.name}")
+            src.execute(f"DROP PUBLICATION IF EXISTS {a.name}")
+            return 0
+        spec = json.loads(a.spec)
+        items = []
+        for t in a.tables.split(","):
+            cols = spec.get("columns", {}).get(t)
+            cond = spec.get("row_filters", {}).get(t)
+            items.append(
+                f"TABLE {a.schema}.{t}"
+                + (f" ({', '.join(cols)})" if cols else "")
+                + (f" WHERE ({cond})" if cond else "")
+            )
+        src.execute(f"CREATE PUBLICATION {a.name} FOR {', '.join(items)} WITH (publish = '{spec.get('operations')}')")
+        keep = ("host", "port", "user", "password", "dbname")
+        conninfo = make_conninfo("", **{k: str(v) for k, v in src_info.items() if k in keep and v is not None})
+        dst.execute(
+            f"CREATE SUBSCRIPTION {a.name} CONNECTION '{conninfo}' PUBLICATION {a.name} "
+            f"WITH (copy_data = {str(spec.get('copy_data', True)).lower()})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
