@@ -1,5 +1,5 @@
 """SIGKILL at any moment, in every suite, then one ``clauseproof reap``: no process, listening port, shared-memory
-segment, temporary folder, network namespace or bridge of the harness remains.  Slow (about 6 minutes):
+segment, temporary folder, network namespace or bridge of the harness remains.  Slow (about 7 minutes):
 ``./run slow -k kill_matrix``."""
 
 from __future__ import annotations
@@ -16,9 +16,24 @@ from pathlib import Path
 
 import pytest
 
-SUITES = ("bulk_load", "backup", "encryption", "replication", "online_ddl", "compute", "failover", "failover-galera")
+SUITES = (
+    "bulk_load",
+    "backup",
+    "encryption",
+    "replication",
+    "online_ddl",
+    "compute",
+    "failover",
+    "failover-galera",
+    "sync",
+    "sync-mariadb",
+)
 #: a suite's variants: the folder and the options
-VARIANTS = {"failover-galera": ("failover", ["--cp-target=embedded-mariadb"])}
+VARIANTS = {
+    "failover-galera": ("failover", ["--cp-target=embedded-mariadb"]),
+    "sync": ("sync", ["--cp-target=embedded-postgresql"]),  # the PostgreSQL nodes and their relays
+    "sync-mariadb": ("sync", ["--cp-target=embedded-mariadb", "-k", "not across"]),  # the binlog capture process
+}
 #: Seconds after the run's start at which it is killed: while servers start, while data is built, while cases run.
 MOMENTS = (2.0, 6.0, 14.0)
 #: How long what the kill left may take to go once ``reap`` has returned (a client tool whose server is gone).
@@ -53,7 +68,8 @@ def _harness_processes() -> set[Proc]:
             info[pid] = (int(fields[1]), fields[19], f"{cmd} (in {cwd})")
         except (OSError, ValueError, IndexError):
             continue
-    marked = {p for p, (_, _, text) in info.items() if "/clauseproof-" in text or "locust_oltp" in text}
+    ours = ("/clauseproof-", "locust_oltp", "binlog_sync")
+    marked = {p for p, (_, _, text) in info.items() if any(o in text for o in ours)}
     out = set()
     me = os.getpid()
     for pid, (_, start, text) in info.items():
