@@ -60,7 +60,7 @@ def test_errors_are_reported_not_swallowed(pg_server: Target, tmp_path: Path) ->
     series = tmp_path / "s.jsonl"
     cmd = ["--headless", "-u", "2", "-r", "2", "-t", "2s", "--only-summary", "--cp-series", str(series)]
     out = _locust(pg_server, *cmd, "--cp-schema", "clauseproof_no_such_schema")
-    assert out.returncode == 1  # Locust's exit status when requests failed
+    assert out.returncode == 1, out.stderr[-3000:]  # Locust's exit status when requests failed
     errors = [e for line in _series(series) for e in line["errors"]]
     assert errors and all("UndefinedTable" in e and "clauseproof_no_such_schema" in e for e in errors)
 

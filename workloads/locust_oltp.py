@@ -130,6 +130,10 @@ SERIES: Series | None = None
 @events.init.add_listener
 def _init(environment: Any, **_: Any) -> None:
     global SERIES
+    # gevent's loop caches "now" and has not run since it was made, before this file's imports (psycopg,
+    # SQLAlchemy: seconds on a busy machine); Locust's --run-time timer counts from that stale "now", so a
+    # 3 s run could end after 0.4 s with no request made.  Bring it up to date first.
+    gevent.get_hub().loop.update_now()
     opts = environment.parsed_options
     if opts is None:
         return
