@@ -3,6 +3,8 @@ a publication and a subscription.  Node URLs (with passwords) come from VENDORCT
 
     python tests/sync_vendorctl.py create NAME --from a --to b -s SCHEMA -t t1,t2 --spec JSON
     python tests/sync_vendorctl.py drop NAME --from a --to b -s SCHEMA
+    python tests/sync_vendorctl.py pause NAME --to b      # "network cut": the subscription stops, the slot keeps
+    python tests/sync_vendorctl.py resume NAME --to b
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -22,14 +25,24 @@ def url(node: str) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("action", choices=["create", "drop"])
+    p.add_argument("action", choices=["create", "drop", "pause", "resume"])
     p.add_argument("name")
-    p.add_argument("--from", dest="source", required=True)
+    p.add_argument("--from", dest="source", default="")
     p.add_argument("--to", dest="target", required=True)
-    p.add_argument("-s", dest="schema", required=True)
+    p.add_argument("-s", dest="schema", default="")
     p.add_argument("-t", dest="tables", default="*")
     p.add_argument("--spec", default="{}")
     a = p.parse_args()
+    if a.action in ("pause", "resume"):
+        with psycopg.connect(url(a.target), autocommit=True) as dst:
+            dst.execute(f"ALTER SUBSCRIPTION {a.name} {'DISABLE' if a.action == 'pause' else 'ENABLE'}")
+            deadline = time.monotonic() + 10  # a fault command returns once it took effect: the apply worker gone
+            while a.action == "pause" and time.monotonic() < deadline:
+                q = "SELECT count(*) FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL"
+                if dst.execute(q, (a.name,)).fetchone() == (0,):
+                    break
+                time.sleep(0.05)
+        return 0
     src_info = conninfo_to_dict(url(a.source))
     with psycopg.connect(url(a.source), autocommit=True) as src, psycopg.connect(url(a.target), autocommit=True) as dst:
         if a.action == "drop":

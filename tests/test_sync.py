@@ -186,8 +186,12 @@ def _sync_profile(tmp_path: Path, lab: LogicalSyncLab, extra: str = "") -> Path:
 def test_a_vendor_sync_runs_the_suite_with_its_own_commands(
     project: pytest.Pytester, lab: LogicalSyncLab, tmp_path: Path
 ) -> None:
-    profile = _sync_profile(tmp_path, lab)
-    result = project.runpytest("suites/sync", f"--cp-target={profile}", "-k", "capture or outage", "-p", "no:randomly")
+    tool = f"{sys.executable} {ROOT / 'tests' / 'sync_vendorctl.py'}"
+    faults = f'cut_network = "{tool} pause {{name}} --to {{target}}"\n'
+    faults += f'heal_network = "{tool} resume {{name}} --to {{target}}"\n'
+    profile = _sync_profile(tmp_path, lab, faults)
+    args = ["suites/sync", f"--cp-target={profile}", "-k", "capture or outage", "-p", "no:randomly"]
+    result = project.runpytest(*args)
     result.assert_outcomes(passed=4)
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
     rows = [m for c in doc["cases"] for m in c["measurements"]]
@@ -196,8 +200,21 @@ def test_a_vendor_sync_runs_the_suite_with_its_own_commands(
         ("BZ-SYNC-2", "PASS"),
     }
     outages = [m for m in rows if m["clause_id"] == "BZ-SYNC-7"]
-    assert len(outages) == 3 and all(m["verdict"] == "NOT SHOWN" for m in outages)
-    assert all("cut_network" in m["reason"] or "stop_target" in m["reason"] for m in outages)
+    assert len(outages) == 3 and all(m["verdict"] == "NOT SHOWN" for m in outages)  # no opt-in, or no commands
+    assert {m["reason"].split(":")[0] for m in outages} == {
+        "faults on a profile target need the run's explicit opt-in",
+        "the profile's [sync] has no stop_target_host / start_target_host",
+        "the profile's [sync] has no stop_target_db / start_target_db",
+    }
+    # with the opt-in, the vendor's own "network cut" (its subscription paused, the source keeping the changes)
+    result = project.runpytest(*args[:-4], "-k", "outage and network", "--cp-destructive=yes", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    (cut,) = [m for c in doc["cases"] for m in c["measurements"] if m["clause_id"] == "BZ-SYNC-7"]
+    assert cut["verdict"] == "PASS" and "0 through before recovery" in cut["statistic"], (
+        cut["reason"],
+        cut["statistic"],
+    )
 
 
 TWO = '[sync]\nnodes = [{ name = "a", url = "postgresql://u@h:1/d" }, { name = "b", url = "postgresql://u@h:2/d" }]\n'

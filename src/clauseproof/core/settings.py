@@ -221,8 +221,8 @@ OPTIONS = (
     Option(
         "destructive",
         "let the failover suite kill, stop, freeze or cut off the nodes of a profile target with the profile's "
-        "[failover] commands: yes or no (default no; the embedded clusters are the harness's own and need no "
-        "opt-in)",
+        "[failover] commands, and the sync suite cut off or stop a task's target with its [sync] commands: yes or "
+        "no (default no; the embedded clusters and stand-ins are the harness's own and need no opt-in)",
         "no",
         _yes_no,
     ),

@@ -573,6 +573,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             time.sleep(steady_s)
             t_fault = time.time()
             sys.fault(kind, task)
+            t_cut = time.time()  # a fault command returns once the fault took effect
             end = time.monotonic() + hold
             while time.monotonic() < end:
                 with contextlib.suppress(Exception):
@@ -594,7 +595,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
         markers.stop()
         missing, doubled = exactly_once(sys, a, b, kind)
         checks = [check(sys, a, b, ORDERS), check(sys, a, b, MARKERS)]
-    during = [m for m, c in markers.committed.items() if t_fault + 0.5 <= c < t_heal - 0.5]
+    during = [m for m, c in markers.committed.items() if t_cut + 0.5 <= c < t_heal - 0.5]
     through = [m for m in during if markers.seen.get(m, float("inf")) < t_heal]
     before = [m for m, c in markers.committed.items() if c < t_heal]
     caught = [markers.seen[m] for m in before if m in markers.seen]
