@@ -18,7 +18,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,22 +79,11 @@ class BinlogSyncLab(Target):
         return self.nodes[node].dialect
 
     def start(self) -> None:
-        errors: list[BaseException] = []
-
-        def one(node: Target) -> None:
-            try:
-                node.start()
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=one, args=(n,)) for n in self.nodes.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
+        try:
+            nodeprocs.start_together(self.nodes.values())
+        except BaseException:
             self.stop()
-            raise errors[0]
+            raise
         self.endpoint = self.nodes["a"].endpoint
 
     def stop(self) -> None:
@@ -213,11 +201,7 @@ class BinlogSyncLab(Target):
         self.down[task.target] = kind
         if kind == "host":
             task.relay.cut()
-            assert node.folder is not None
-            pid_file = node.data_dir / "postmaster.pid"
-            pids = {int(pid_file.read_text().split()[0])} if pid_file.exists() else set()
-            nodeprocs.kill(pids, node.folder)
-            pid_file.unlink(missing_ok=True)
+            nodeprocs.kill_postgres(node)
         else:
             node.stop_server()
 

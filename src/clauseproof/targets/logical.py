@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,22 +119,11 @@ class LogicalSyncLab(Target):
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        errors: list[BaseException] = []
-
-        def one(node: EmbeddedPostgres) -> None:
-            try:
-                node.start()
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=one, args=(n,)) for n in self.nodes.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
+        try:
+            nodeprocs.start_together(self.nodes.values())
+        except BaseException:
             self.stop()
-            raise errors[0]
+            raise
         self.endpoint = self.nodes["a"].endpoint
 
     def stop(self) -> None:
@@ -399,11 +387,7 @@ class LogicalSyncLab(Target):
             for t in self.tasks.values():  # the machine's network goes with it
                 if task.target in (t.source, t.target):
                     t.relay.cut()
-            assert node.folder is not None
-            pid_file = node.data_dir / "postmaster.pid"
-            pids = {int(pid_file.read_text().split()[0])} if pid_file.exists() else set()
-            nodeprocs.kill(pids, node.folder)
-            pid_file.unlink(missing_ok=True)
+            nodeprocs.kill_postgres(node)
         else:
             node.stop_server()
 

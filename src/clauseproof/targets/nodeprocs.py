@@ -1,5 +1,6 @@
-"""What the HA clusters (:mod:`~clauseproof.targets.ha`, :mod:`~clauseproof.targets.galera`) do to a node's
-processes: kill them (SIGKILL), freeze and thaw them (SIGSTOP, SIGCONT), stop one node cleanly, stop them all."""
+"""What the HA clusters (:mod:`~clauseproof.targets.ha`, :mod:`~clauseproof.targets.galera`) and the sync stand-ins
+(:mod:`~clauseproof.targets.logical`, :mod:`~clauseproof.targets.binlogsync`) do to a node's processes: start them
+together, kill them (SIGKILL), freeze and thaw them (SIGSTOP, SIGCONT), stop one node cleanly, stop them all."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.embedded import _tail, _working_in, kill_processes
+from clauseproof.targets.base import Target
+from clauseproof.targets.embedded import EmbeddedPostgres, _tail, _working_in, kill_processes
 
 
 def kill(pids: set[int], folder: Path) -> float:
@@ -69,3 +72,33 @@ def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> Non
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         reaper.unregister(proc.pid)
+
+
+def start_together(targets: Iterable[Target]) -> None:
+    """Start ``targets`` at once, in threads; the first error is raised once all have finished (the caller stops
+    what did start)."""
+    errors: list[BaseException] = []
+
+    def one(t: Target) -> None:
+        try:
+            t.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in targets]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+
+
+def kill_postgres(node: EmbeddedPostgres) -> None:
+    """SIGKILL an embedded PostgreSQL whole, as its machine dying; its ``postmaster.pid`` goes too, so that it can
+    be started again (it then recovers from its WAL)."""
+    assert node.folder is not None
+    pid_file = node.data_dir / "postmaster.pid"
+    pids = {int(pid_file.read_text().split()[0])} if pid_file.exists() else set()
+    kill(pids, node.folder)
+    pid_file.unlink(missing_ok=True)
