@@ -26,9 +26,9 @@ from typing import Any
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import nodeprocs
-from clauseproof.targets.base import Target
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, _tail
 from clauseproof.targets.relay import Relay, open_relay
+from clauseproof.targets.synclab import SyncLab
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/clauseproof/targets/binlogsync.py
 SCRIPT = ROOT / "workloads" / "binlog_sync.py"
@@ -55,10 +55,9 @@ class CdcTask:
         return {"name": self.name, "source": self.source, "target": self.target, "tables": self.tables}
 
 
-class BinlogSyncLab(Target):
+class BinlogSyncLab(SyncLab):
     """MariaDB (a) → PostgreSQL (b) through the binlog sync process; as a target, it is node a."""
 
-    kind = "embedded"
     dialect = "mysql"
     #: one-to-one whole-table tasks only: no topologies, no conversion
     scenarios = frozenset({"capture", "outage"})
@@ -66,34 +65,13 @@ class BinlogSyncLab(Target):
     def __init__(
         self, label: str, namespace: str, pg_bindir: Path | None = None, mariadb_bindir: Path | None = None
     ) -> None:
-        super().__init__(label, namespace)
+        super().__init__(label, namespace)  # nodes, tasks, faults: SyncLab
         self.nodes: dict[str, EmbeddedMariaDB | EmbeddedPostgres] = {
             "a": EmbeddedMariaDB(f"{label}-a", namespace, mariadb_bindir, settings=dict(SOURCE_SETTINGS)),
             "b": EmbeddedPostgres(f"{label}-b", namespace, pg_bindir),
         }
         self.tasks: dict[str, CdcTask] = {}
-        self.down: dict[str, str] = {}
         self.pglogical = False
-
-    def dialect_of(self, node: str) -> str:
-        return self.nodes[node].dialect
-
-    def start(self) -> None:
-        try:
-            nodeprocs.start_together(self.nodes.values())
-        except BaseException:
-            self.stop()
-            raise
-        self.endpoint = self.nodes["a"].endpoint
-
-    def stop(self) -> None:
-        for name in list(self.tasks):
-            with contextlib.suppress(Exception):
-                self.drop_task(name)
-        for node in self.nodes.values():
-            with contextlib.suppress(Exception):
-                node.stop()
-        self.endpoint = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -103,9 +81,6 @@ class BinlogSyncLab(Target):
             "nodes": {n: t.describe() for n, t in self.nodes.items()},
             "tasks": [t.describe() for t in self.tasks.values()],
         }
-
-    def node_connect(self, node: str) -> Any:
-        return self.nodes[node].connect()
 
     def create_task(self, name: str, source: str, target: str, tables: list[str] | None = None, **kw: Any) -> CdcTask:
         """Start the sync process for ``tables`` (every table must exist on both sides, with a primary key on the
@@ -190,29 +165,3 @@ class BinlogSyncLab(Target):
             size - applied[1] for f, size in logs if f == applied[0]
         )
         return {"slot": f"binlog of {name}", "exists": True, "kept_as": "binary log", "retained_bytes": behind}
-
-    def fault(self, kind: str, task_name: str) -> None:
-        task = self.tasks[task_name]
-        node = self.nodes[task.target]
-        assert isinstance(node, EmbeddedPostgres)
-        if kind == "network":
-            task.relay.cut()
-            return
-        self.down[task.target] = kind
-        if kind == "host":
-            task.relay.cut()
-            nodeprocs.kill_postgres(node)
-        else:
-            node.stop_server()
-
-    def heal(self, kind: str, task_name: str) -> None:
-        task = self.tasks[task_name]
-        node = self.nodes[task.target]
-        assert isinstance(node, EmbeddedPostgres)
-        if kind == "network":
-            task.relay.heal()
-            return
-        node.start_again()
-        self.down.pop(task.target, None)
-        if kind == "host":
-            task.relay.heal()

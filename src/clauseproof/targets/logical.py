@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import nodeprocs
-from clauseproof.targets.base import Target
 from clauseproof.targets.embedded import EmbeddedPostgres
 from clauseproof.targets.relay import Relay, open_relay
+from clauseproof.targets.synclab import SyncLab
 
 SETTINGS = {
     "wal_level": "logical",
@@ -42,7 +41,6 @@ SETTINGS = {
     "wal_sender_timeout": "10s",
     "wal_retrieve_retry_interval": "1s",
 }
-FAULTS = ("network", "host", "database")
 PGLOGICAL = "pglogical"
 
 
@@ -90,15 +88,14 @@ class Task:
         }
 
 
-class LogicalSyncLab(Target):
+class LogicalSyncLab(SyncLab):
     """``nodes`` embedded PostgreSQL servers (named a, b, c, …) and the sync tasks between them; as a target, it
     is node a."""
 
-    kind = "embedded"
     dialect = "postgresql"
 
     def __init__(self, label: str, namespace: str, bindir: Path | None, nodes: int = 3) -> None:
-        super().__init__(label, namespace)
+        super().__init__(label, namespace)  # nodes, tasks, faults: SyncLab
         names = [chr(ord("a") + i) for i in range(nodes)]
         #: pglogical (loop prevention for bidirectional tasks) where it is installed
         self.pglogical = pglogical_available(bindir)
@@ -115,29 +112,6 @@ class LogicalSyncLab(Target):
             n: EmbeddedPostgres(f"{label}-{n}", namespace, bindir, settings=dict(self.settings)) for n in names
         }
         self.tasks: dict[str, Task] = {}
-        self.down: dict[str, str] = {}  # node → fault kind while it is down
-
-    # -- life cycle ----------------------------------------------------------------------------
-    def start(self) -> None:
-        try:
-            nodeprocs.start_together(self.nodes.values())
-        except BaseException:
-            self.stop()
-            raise
-        self.endpoint = self.nodes["a"].endpoint
-
-    def stop(self) -> None:
-        """Drop every task, stop every node. Never raises."""
-        for name in list(self.tasks):
-            with contextlib.suppress(Exception):
-                self.drop_task(name)
-        for task in self.tasks.values():
-            task.relay.close()
-        self.tasks.clear()
-        for node in self.nodes.values():
-            with contextlib.suppress(Exception):
-                node.stop()
-        self.endpoint = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -150,12 +124,6 @@ class LogicalSyncLab(Target):
             "nodes": {n: t.describe() for n, t in self.nodes.items()},
             "tasks": [t.describe() for t in self.tasks.values()],
         }
-
-    def node_connect(self, node: str) -> Any:
-        return self.nodes[node].connect()
-
-    def dialect_of(self, node: str) -> str:
-        return "postgresql"
 
     # -- tasks -----------------------------------------------------------------------------------
     def create_task(
@@ -372,34 +340,3 @@ class LogicalSyncLab(Target):
             "retained_bytes": row[2],
             "unconfirmed_bytes": row[3],
         }
-
-    # -- faults on a task's target -------------------------------------------------------------
-    def fault(self, kind: str, task_name: str) -> None:
-        task = self.tasks[task_name]
-        node = self.nodes[task.target]
-        if kind == "network":
-            task.relay.cut()
-            return
-        if kind not in FAULTS:
-            raise ClauseproofError(f"unknown sync fault {kind!r}", fix="use one of " + ", ".join(FAULTS))
-        self.down[task.target] = kind
-        if kind == "host":
-            for t in self.tasks.values():  # the machine's network goes with it
-                if task.target in (t.source, t.target):
-                    t.relay.cut()
-            nodeprocs.kill_postgres(node)
-        else:
-            node.stop_server()
-
-    def heal(self, kind: str, task_name: str) -> None:
-        task = self.tasks[task_name]
-        node = self.nodes[task.target]
-        if kind == "network":
-            task.relay.heal()
-            return
-        node.start_again()
-        self.down.pop(task.target, None)
-        if kind == "host":
-            for t in self.tasks.values():
-                if task.target in (t.source, t.target):
-                    t.relay.heal()
