@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -640,6 +640,3 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             "checks": [c.evidence() for c in checks],
         },
     )
-
-
-Connect = Callable[[], Any]

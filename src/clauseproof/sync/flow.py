@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.core.errors import first_line
 
 POLL_S = 0.01
 
@@ -389,8 +389,3 @@ def percentiles(delays: list[float]) -> dict[str, float]:
     xs = sorted(delays)
     p99 = xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))]
     return {"n": len(xs), "p50": statistics.median(xs), "p99": p99, "max": xs[-1]}
-
-
-def require(ok: bool, what: str) -> None:
-    if not ok:
-        raise ClauseproofError(what)

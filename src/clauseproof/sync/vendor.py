@@ -137,7 +137,6 @@ class VendorSync:
     """The profile's sync software and its nodes, driven like the embedded stand-ins (``cases.SyncSystem``)."""
 
     kind = "external"
-    pglogical = False
 
     def __init__(self, label: str, namespace: str, section: SyncSection, destructive: bool, shared: Any = None) -> None:
         self.label = label

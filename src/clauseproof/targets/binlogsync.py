@@ -71,7 +71,6 @@ class BinlogSyncLab(SyncLab):
             "b": EmbeddedPostgres(f"{label}-b", namespace, pg_bindir),
         }
         self.tasks: dict[str, CdcTask] = {}
-        self.pglogical = False
 
     def describe(self) -> dict[str, Any]:
         return {
