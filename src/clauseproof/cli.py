@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     drop.add_argument("--target", required=True, help="the target URL or profile .toml the run used")
     drop.add_argument("--run", required=True, help="the run id (results/<run id>/)")
+    img = sub.add_parser("images", help="container images of the engines, built offline from the Debian mirror")
+    img.add_argument("action", choices=["build"], help="build (or find cached) the PostgreSQL and MariaDB images")
+    img.add_argument("--force", action="store_true", help="rebuild even when cached")
+    eng = sub.add_parser("engine", help="the Docker engine of the containers target")
+    eng.add_argument("action", choices=["start"], help="use the running engine, else install docker.io and start it")
     args = parser.parse_args(argv)
 
     if args.command == "catalog":
@@ -71,10 +76,31 @@ def main(argv: list[str] | None = None) -> int:
         return _cloud_cleanup(args.cloud, args.run)
     if args.command == "cleanup":
         return _target_cleanup(args.target, args.run)
+    if args.command in ("images", "engine"):
+        return _containers(args)
     from clauseproof.targets.embedded import reap_stale
+    from clauseproof.targets.engine import reap_containers
 
     for folder in reap_stale():
         print(f"removed {folder}")
+    for what in reap_containers():
+        print(f"removed {what}")
+    return 0
+
+
+def _containers(args: argparse.Namespace) -> int:
+    from clauseproof.core.errors import ClauseproofError
+    from clauseproof.targets import engine, images
+
+    try:
+        if args.command == "engine":
+            print(engine.start_engine())
+        else:
+            for line in images.build_all(force=args.force):
+                print(line)
+    except ClauseproofError as exc:
+        print(f"clauseproof {args.command}: {exc}", file=sys.stderr)
+        return 4
     return 0
 
 

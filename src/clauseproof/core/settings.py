@@ -154,6 +154,22 @@ def _yes_no(s: str) -> bool:
     raise ValueError(f"Could not parse value: {s!r} (expected yes or no)")
 
 
+def _cpus(s: str) -> float:
+    try:
+        v = float(s or 0)
+    except ValueError:
+        raise ValueError(f"Could not parse value: {s!r} (expected a number of CPUs such as 2 or 1.5)") from None
+    if v < 0:
+        raise ValueError(f"Could not parse value: {s!r} (must be 0 for none, or more)")
+    return v
+
+
+def _memory(s: str) -> str:
+    if s and not re.fullmatch(r"[0-9]+[bkmg]?", s.lower()):
+        raise ValueError(f"Could not parse value: {s!r} (expected a size such as 512m or 4g)")
+    return s.lower()
+
+
 def _lang(s: str) -> str:
     if s not in LANGS:
         raise ValueError(f"Could not parse value: {s!r} (expected one of {', '.join(LANGS)})")
@@ -226,6 +242,16 @@ OPTIONS = (
         "no",
         _yes_no,
     ),
+    Option(
+        "image_postgresql",
+        "the PostgreSQL image of the containers target (default: the official postgres:15-bookworm where a registry "
+        "answers, else one built here from the Debian mirror)",
+        "",
+        str,
+    ),
+    Option("image_mariadb", "the MariaDB image of the containers target (default: as for PostgreSQL)", "", str),
+    Option("container_cpus", "CPU limit of each container, e.g. 2 (default: none)", "0", _cpus),
+    Option("container_memory", "memory limit of each container, e.g. 4g (default: none)", "", _memory),
     Option("pg_bindir", "folder with PostgreSQL's initdb and pg_ctl (default: searched)", "", _opt_path),
     Option("mariadb_bindir", "folder with mariadbd and mariadb-install-db (default: searched)", "", _opt_path),
 )
@@ -248,6 +274,10 @@ class Settings:
     formats: tuple[str, ...]
     signing_key: Path | None
     destructive: bool
+    image_postgresql: str
+    image_mariadb: str
+    container_cpus: float
+    container_memory: str
     pg_bindir: Path | None
     mariadb_bindir: Path | None
     rootdir: Path
@@ -300,6 +330,10 @@ def read_settings(config: pytest.Config) -> Settings:
         formats=values["formats"],
         signing_key=values["signing_key"],
         destructive=values["destructive"],
+        image_postgresql=values["image_postgresql"],
+        image_mariadb=values["image_mariadb"],
+        container_cpus=values["container_cpus"],
+        container_memory=values["container_memory"],
         pg_bindir=values["pg_bindir"],
         mariadb_bindir=values["mariadb_bindir"],
         rootdir=root,

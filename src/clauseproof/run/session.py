@@ -125,7 +125,7 @@ class Run:
         if spec not in self.targets:
             started = time.perf_counter()
             try:
-                t = make_target(spec, self.settings, self.namespace)
+                t = make_target(spec, self.settings, self.namespace, self.progress)
                 self._attach_documents(t)  # a wrong clause id stops the run before the target starts
                 self.progress(f"starting target {t.label} ...")
                 t.start()

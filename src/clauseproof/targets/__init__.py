@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from clauseproof.core.settings import Settings
@@ -18,8 +19,9 @@ from clauseproof.targets.replicated import ReplicatedMariaDB, ReplicatedPostgres
 __all__ = ["Target", "make_target"]
 
 
-def make_target(spec: str, settings: Settings, namespace: str) -> Target:
-    """Build (not start) the target an entry of ``--cp-target`` names."""
+def make_target(spec: str, settings: Settings, namespace: str, progress: Callable[[str], None] = print) -> Target:
+    """Build (not start) the target an entry of ``--cp-target`` names; ``progress`` hears of long set-ups (an
+    image built on first use)."""
     if spec == "embedded-postgresql":
         return EmbeddedPostgres(spec, namespace, settings.pg_bindir)
     if spec == "embedded-mariadb":
@@ -39,7 +41,16 @@ def make_target(spec: str, settings: Settings, namespace: str) -> Target:
     if spec == "embedded-mariadb-pg-sync":
         return BinlogSyncLab(spec, namespace, settings.pg_bindir, settings.mariadb_bindir)
     if spec.startswith("containers-"):
-        return ContainerTarget(spec, namespace, "postgresql" if spec.endswith("postgresql") else "mysql")
+        postgres = spec.endswith("postgresql")
+        return ContainerTarget(
+            spec,
+            namespace,
+            "postgresql" if postgres else "mysql",
+            image=settings.image_postgresql if postgres else settings.image_mariadb,
+            cpus=settings.container_cpus,
+            memory=settings.container_memory,
+            progress=progress,
+        )
     if "://" in spec:
         return ExternalTarget.from_url(spec, namespace)
     return ExternalTarget.from_profile(Path(spec), namespace)

@@ -1,34 +1,71 @@
-"""Targets in containers, through testcontainers, where a Docker engine answers.
+"""PostgreSQL or MariaDB in a container started by testcontainers, on a running Docker engine.
 
-Where none does, ``start()`` raises :class:`TargetUnavailable` within a second and the
-cases on this target are skipped with that reason.
+The image is, in this order: the one ``--cp-image-postgresql`` / ``--cp-image-mariadb`` names (a vendor's image,
+say); the official image where a registry answers; else one built here from the Debian mirror
+(:mod:`clauseproof.targets.images`, on first use, with progress).  testcontainers' own cleanup container (Ryuk)
+would have to be pulled, so it is off: every container carries the run's labels and is removed by ``stop()``,
+on Ctrl-C/SIGTERM through the session's teardown, and by ``clauseproof reap`` after a SIGKILL.
+
+The engine's own tools run inside the container (``docker exec``): the physical backup (pg_basebackup /
+mariadb-backup), whose files are copied out; the data directory is copied out for the at-rest scan.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import secrets
+import tarfile
+import time
+from pathlib import Path
 from typing import Any
 
-from clauseproof.core.errors import TargetUnavailable
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets import engine, images
 from clauseproof.targets.base import Endpoint, Target
 
-IMAGES = {"postgresql": "postgres:15-bookworm", "mysql": "mariadb:10.11"}
+#: Container start to ready must take ≤ 10 s (issue #18); a first start initialises the data directory.
+READY_TIMEOUT_S = 60
+PORTS = {"postgresql": 5432, "mysql": 3306}
+DATA_DIRS = {"postgresql": "/var/lib/postgresql/data", "mysql": "/var/lib/mysql"}
 
 
-def docker_unavailable_reason(timeout: float = 1.0) -> str | None:
-    """Why no Docker engine can be used here, or None if one answers."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host and not os.path.exists("/var/run/docker.sock"):
-        return "no Docker engine: DOCKER_HOST is not set and /var/run/docker.sock does not exist"
-    try:
-        import docker
-    except ImportError:
-        return "the docker and testcontainers packages are not installed (pip install 'clauseproof[containers]')"
-    try:
-        docker.from_env(timeout=max(1, int(timeout))).ping()
-    except Exception as exc:
-        return f"no Docker engine answers at {host or 'unix:///var/run/docker.sock'}: {type(exc).__name__}"
-    return None
+def _configure_testcontainers(ready_timeout: float) -> None:
+    """Ryuk off (it is pulled from a registry); connect to published ports on loopback when the engine is
+    local (this machine has a /.dockerenv, from which testcontainers would guess the bridge gateway); wait
+    for readiness at most ``ready_timeout`` seconds, polling every 0.25 s."""
+    from testcontainers.core.config import ConnectionMode, testcontainers_config as tc
+
+    tc.ryuk_disabled = True
+    tc.sleep_time = 0.25
+    tc.max_tries = max(1, int(ready_timeout / tc.sleep_time))
+    if engine.is_local_engine() and not os.environ.get("TC_HOST"):
+        tc.tc_host_override = "127.0.0.1"
+        tc.connection_mode_override = ConnectionMode.docker_host
+
+
+class _Chunks(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (the engine's archive stream)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._it = iter(chunks)
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._left:
+            try:
+                self._left = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._left))
+        b[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
 
 
 class ContainerTarget(Target):
@@ -36,46 +73,241 @@ class ContainerTarget(Target):
 
     kind = "containers"
 
-    def __init__(self, label: str, namespace: str, dialect: str) -> None:
+    def __init__(
+        self,
+        label: str,
+        namespace: str,
+        dialect: str,
+        *,
+        image: str = "",
+        cpus: float = 0.0,
+        memory: str = "",
+        ready_timeout: float = READY_TIMEOUT_S,
+        progress: Any = print,
+    ) -> None:
         super().__init__(label, namespace)
         self.dialect = "postgresql" if dialect == "postgresql" else "mysql"
+        self.engine_name = "postgresql" if self.dialect == "postgresql" else "mariadb"
+        self.image_asked = image
+        self.image = image
+        self.image_source = ""
+        self.cpus = cpus
+        self.memory = memory
+        self.ready_timeout = ready_timeout
+        self.progress = progress
         self.container: Any = None
+        self.facts: dict[str, Any] = {}
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+    def _choose_image(self, cl: Any) -> None:
+        import docker
+
+        if self.image_asked:
+            try:
+                cl.images.get(self.image_asked)
+                self.image_source = "named by --cp-image, present in the engine"
+            except docker.errors.ImageNotFound:
+                try:
+                    cl.images.pull(self.image_asked)
+                    self.image_source = "named by --cp-image, pulled"
+                except Exception as exc:
+                    raise ClauseproofError(
+                        f"the image {self.image_asked} is not in the engine and cannot be pulled: "
+                        f"{str(exc).splitlines()[0][:200]}",
+                        checked="the engine's images, then a pull from its registry",
+                        fix=f"docker load -i <the image's .tar>, or correct --cp-image-{self.engine_name}",
+                    ) from None
+            return
+        official = images.OFFICIAL[self.engine_name]
+        try:
+            cl.images.get(official)
+            self.image, self.image_source = official, "the official image, present in the engine"
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            cl.images.pull(official)
+            self.image, self.image_source = official, "the official image, pulled from the registry"
+            return
+        except Exception as exc:
+            text = str(exc).splitlines()[0]
+            unreachable = (re.findall(r'\("(.*)"\)', text) or [text])[0][:160]
+        self.image, how = images.ensure_image(self.engine_name, self.progress)
+        self.image_source = f"built here from the Debian mirror ({how}); no registry answered ({unreachable})"
 
     def start(self) -> None:
-        reason = docker_unavailable_reason()
-        if reason:
-            raise TargetUnavailable(reason, fix="run where a Docker engine answers, or choose --cp-target=embedded")
+        cl = engine.client()
+        try:
+            self._choose_image(cl)
+            self.facts = {"image": images.image_facts(cl, self.image), "image_source": self.image_source}
+        finally:
+            cl.close()
+        _configure_testcontainers(self.ready_timeout)
+        password = secrets.token_hex(12)
         c: Any
         if self.dialect == "postgresql":
-            from testcontainers.postgres import PostgresContainer
+            from testcontainers.community.postgres import PostgresContainer
 
-            c = PostgresContainer(IMAGES["postgresql"], username="postgres", password="clauseproof", dbname="postgres")
-            port = 5432
+            c = PostgresContainer(self.image, username="postgres", password=password, dbname="postgres", driver=None)
         else:
-            from testcontainers.mysql import MySqlContainer
+            from testcontainers.community.mysql import MySqlContainer
 
-            c = MySqlContainer(
-                IMAGES["mysql"],
-                username="root",
-                root_password="clauseproof",
-                password="clauseproof",
-                dbname="clauseproof",
+            c = MySqlContainer(self.image, username="root", root_password=password, password=password, dbname="mysql")
+        port = PORTS[self.dialect]
+        c.ports = {str(port): ("127.0.0.1", None)}  # published on loopback only
+        kwargs: dict[str, Any] = {"labels": engine.run_labels(self.namespace)}
+        if self.cpus:
+            kwargs["nano_cpus"] = int(self.cpus * 1e9)
+        if self.memory:
+            kwargs["mem_limit"] = self.memory
+        c.with_kwargs(**kwargs)
+        c.with_name(f"{self.namespace}-{self.engine_name}-{secrets.token_hex(3)}")
+        self.container = c
+        t0 = time.perf_counter()
+        try:
+            c.start()
+        except BaseException as exc:
+            logs = self._last_logs()
+            self.stop()
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            waited = (
+                "psql -c 'select version();' over TCP inside the container"
+                if self.dialect == "postgresql"
+                else "the log line 'ready for connections' twice (init server, then server)"
             )
-            port = 3306
-        self.container = c.start()
+            raise ClauseproofError(
+                f"the container of {self.image} did not become ready within {self.ready_timeout:g} s "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); its log ends:\n    "
+                + "\n    ".join(logs),
+                checked=f"testcontainers waited for {waited}",
+                fix="check that the image keeps the official image's contract (POSTGRES_* / MYSQL_* variables)",
+            ) from None
+        self.facts["ready_seconds"] = round(time.perf_counter() - t0, 2)
         self.endpoint = Endpoint(
             host=c.get_container_host_ip(),
             port=int(c.get_exposed_port(port)),
             user="postgres" if self.dialect == "postgresql" else "root",
             database="postgres" if self.dialect == "postgresql" else "",
-            password="clauseproof",
+            password=password,
         )
-        self.create_namespace()
+        try:
+            self._check_password()
+            self.facts.update(self._limits())
+            self.create_namespace()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _check_password(self) -> None:
+        """An image whose entrypoint ignores the password variables is refused, by name."""
+        assert self.endpoint is not None
+        ep = self.endpoint
+        for attempt in range(20):  # the server may restart once after its initialisation
+            try:
+                self.connect(in_namespace=False).close()
+                break
+            except Exception as exc:
+                text = str(exc)
+                if any(w in text.lower() for w in ("password", "access denied", "authentication")):
+                    raise ClauseproofError(
+                        f"the container of {self.image} is up, but refuses the password the harness set through "
+                        f"{'POSTGRES_PASSWORD' if self.dialect == 'postgresql' else 'MYSQL_ROOT_PASSWORD'}: "
+                        f"{text.splitlines()[0][:160]}",
+                        checked=f"a login as {ep.user} at {ep.host}:{ep.port}",
+                        fix="use an image whose entrypoint honours the official image's password variables",
+                    ) from None
+                if attempt == 19:
+                    raise ClauseproofError(
+                        f"the container of {self.image} is ready for testcontainers but takes no connection at "
+                        f"{ep.host}:{ep.port}: {text.splitlines()[0][:160] if text else type(exc).__name__}",
+                        checked="20 connection attempts, 0.25 s apart",
+                    ) from None
+                time.sleep(0.25)
+        if self.dialect == "postgresql":  # the trust of the official pg_hba for 127.0.0.1 inside is not ours
+            with contextlib.closing(self.connect(in_namespace=False)) as conn, conn.cursor() as cur:
+                cur.execute("SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = current_user")
+                row = cur.fetchone()
+                if not row or not row[0]:
+                    raise ClauseproofError(
+                        f"the container of {self.image} let the harness in, but its superuser has no password: the "
+                        "entrypoint ignored POSTGRES_PASSWORD",
+                        checked="pg_authid.rolpassword of the superuser",
+                        fix="use an image whose entrypoint honours POSTGRES_PASSWORD",
+                    )
+
+    def _wrapped(self) -> Any:
+        return self.container.get_wrapped_container() if self.container is not None else None
+
+    def _last_logs(self, lines: int = 12) -> list[str]:
+        with contextlib.suppress(Exception):
+            ct = self._wrapped()
+            if ct is not None:
+                return ct.logs(tail=lines).decode(errors="replace").rstrip().splitlines()
+        return ["(no log: the container was not created)"]
+
+    def _limits(self) -> dict[str, Any]:
+        ct = self._wrapped()
+        ct.reload()
+        host = ct.attrs.get("HostConfig") or {}
+        cpus = (host.get("NanoCpus") or 0) / 1e9
+        mem = host.get("Memory") or 0
+        return {
+            "container": {"id": ct.id, "name": ct.name, "labels": ct.labels},
+            "limits": {
+                "cpus": cpus or "none (every CPU of the engine's host)",
+                "memory_bytes": mem or "none (all memory of the engine's host)",
+            },
+        }
 
     def stop(self) -> None:
-        if self.container is not None:
+        c, self.container = self.container, None
+        if c is not None:
+            with contextlib.suppress(Exception):
+                if self.endpoint is not None and self._namespace_created:
+                    self.container = c  # drop_namespace connects; harmless: the container goes next
+                    self.drop_namespace()
+            self.container = None
             try:
-                self.container.stop()
-            finally:
-                self.container = None
+                c.stop()  # removes the container and its anonymous volume
+            except Exception:
+                with contextlib.suppress(Exception):
+                    engine.reap_containers(only_run=self.namespace)
         self.endpoint = None
+        self._namespace_created = False
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **self.facts}
+
+    # -- the engine's own tools, inside the container ------------------------------------------------------
+    def exec(self, args: list[str], *, user: str | None = None, timeout_note: str = "") -> str:
+        """Run ``args`` inside the container; its output, or a clear error with it."""
+        ct = self._wrapped()
+        env = self.endpoint.client_env(self.dialect) if self.endpoint else None
+        r = ct.exec_run(args, user=user or "", environment=env or {}, demux=False)
+        out = (r.output or b"").decode(errors="replace")
+        if r.exit_code != 0:
+            raise ClauseproofError(
+                f"{' '.join(args[:3])} … in the container exited with {r.exit_code}: {out.strip()[-400:]}",
+                checked=f"docker exec in {ct.name} {timeout_note}".strip(),
+            )
+        return out
+
+    def copy_out(self, path: str, dest: Path) -> int:
+        """Copy ``path`` of the container (a folder's content) into ``dest``; bytes copied."""
+        ct = self._wrapped()
+        stream, _ = ct.get_archive(path.rstrip("/") + "/.")
+        dest.mkdir(parents=True, exist_ok=True)
+        total = 0
+        with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:  # streamed: never all in memory
+            for m in tar:
+                name = re.sub(r"^\./?", "", m.name)
+                if not name or m.issym() or m.islnk() or m.isdev():
+                    continue
+                m.name = name
+                total += m.size if m.isfile() else 0
+                tar.extract(m, dest, filter="data")
+        return total
+
+    def data_directory(self) -> str:
+        return DATA_DIRS[self.dialect]
