@@ -20,6 +20,7 @@ from clauseproof.backup.phases import Phase, open_for, timed, vendor_command, wr
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.targets.base import Target
+from clauseproof.targets.containers import ContainerTarget
 from clauseproof.targets.digest import TableDigest, compare_digests, digest_tables, summary, table_layout
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
@@ -235,6 +236,9 @@ def test_physical_backup_restore(target: Target, backup_source: Source, evidence
     """Physical backup (pg_basebackup / mariadb-backup, or the vendor's command) and its restore."""
     src = backup_source
     evidence.parameters(retention_730_days=_retention(target))
+    if isinstance(target, ContainerTarget):
+        _container_backup_restore(target, src, evidence)
+        return
     if not src.embedded:
         _vendor_backup_restore(target, src, evidence)
         return
@@ -415,6 +419,57 @@ def _create_database(server: Target, name: str) -> Phase:
         return Phase("CREATE DATABASE", round(time.perf_counter() - t0, 4), f"CREATE DATABASE {name}")
     finally:
         admin.close()
+
+
+def _container_backup_restore(target: ContainerTarget, src: Source, evidence: CaseEvidence) -> None:
+    """The engine's own physical backup inside the container, restored into a new container of the same image."""
+    before = _source_digest(src, evidence, target.label)
+    out = src.work.sub("container-physical")
+    restored: ContainerTarget | None = None
+    change: SourceChange | None = None
+    try:
+        evidence.progress(f"{target.label}: physical backup inside the container")
+        t0 = time.perf_counter()
+        what = target.physical_backup(out)
+        backup = [Phase(what, round(time.perf_counter() - t0, 4), what)]
+        size = written(out)
+        change = _change_source(src)
+        evidence.progress(f"{target.label}: restoring into a new container")
+        t0 = time.perf_counter()
+        archive, how = target.restore_archive(out, src.work.path)
+        restore = [Phase(how, round(time.perf_counter() - t0, 4), how)]
+        t0 = time.perf_counter()
+        restored = target.restored_copy(archive)
+        restore.append(
+            Phase(
+                "a new container of the same image started on the restored data directory, until ready",
+                round(time.perf_counter() - t0, 4),
+                f"testcontainers start of {target.image} with the archive put into its data volume",
+            )
+        )
+        unequal = _verdict_after_restore(
+            src, before, change, lambda: restored.connect_database(src.data.database), src.schema, evidence, "restored"
+        )
+        _record(
+            evidence,
+            src,
+            "physical, inside the container",
+            backup,
+            restore,
+            size,
+            before,
+            change,
+            unequal,
+            f"{what}, from the start of the backup to the last file on the host",
+            "preparing the backup (MariaDB), then a new container started on it until it accepts connections",
+        )
+    finally:
+        if restored is not None:
+            restored.stop()
+        _undo_change(src, change)
+        shutil.rmtree(out, ignore_errors=True)
+        (src.work.path / "restore.tar").unlink(missing_ok=True)
+    evidence.require_pass()
 
 
 def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) -> None:

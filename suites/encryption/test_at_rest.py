@@ -26,6 +26,7 @@ from clauseproof.encryption.atrest import CLASSES, make_canaries, scan_files, sc
 from clauseproof.encryption.sm4 import KAT_KEY, KAT_ONE, known_answers, random_vectors
 from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.base import Target, row_numbers
+from clauseproof.targets.containers import ContainerTarget
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.external import ExternalTarget
 
@@ -274,7 +275,7 @@ def test_canary_scan(target: Target, evidence: CaseEvidence) -> None:
     ``backup`` command if physical backups are to be scanned too.
     """
     commands = target.profile.commands if isinstance(target, ExternalTarget) and target.profile else {}
-    if not isinstance(target, EmbeddedPostgres | EmbeddedMariaDB) and "copy_files" not in commands:
+    if not isinstance(target, EmbeddedPostgres | EmbeddedMariaDB | ContainerTarget) and "copy_files" not in commands:
         pytest.skip(
             "the raw files of an external target are reachable only through the profile's "
             "[commands] copy_files (placeholders {host} {port} {user} {database} {output_dir})"
@@ -320,6 +321,9 @@ def _physical_backup(target: Target, out: Path, commands: dict[str, str], values
             target.physical_backup_command(out),
         )
         return True
+    if isinstance(target, ContainerTarget):
+        target.physical_backup(out)
+        return True
     if "backup" in commands:
         out.mkdir(parents=True, exist_ok=True)
         vendor_command("vendor backup", commands["backup"], target, {**values, "output_dir": str(out)})
@@ -332,6 +336,8 @@ def _restored_canaries(
 ) -> str:
     """Restore a vendor's backup with its restore command and look for the canary rows; '' when all are
     there, otherwise why the backup is not shown to hold them."""
+    if isinstance(target, ContainerTarget):
+        return _container_canaries(target, Path(str(values["output_dir"])), rows)
     if "restore" not in commands:
         return "the backup is not shown to hold the canary table: the profile declares no [commands] restore"
     new_db = f"{target.namespace}_restored"
@@ -346,6 +352,25 @@ def _restored_canaries(
     finally:
         with contextlib.suppress(Exception), target.connect(in_namespace=False) as admin, admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {new_db}")
+    missing = [c for c in rows if c not in present]
+    return f"the restored backup lacks {len(missing)} of {len(rows)} canary rows" if missing else ""
+
+
+def _container_canaries(target: ContainerTarget, backup: Path, rows: list[bytes]) -> str:
+    """The container's backup restored into a new container, and the canary rows looked for there."""
+    restored = None
+    try:
+        archive, _ = target.restore_archive(backup, backup.parent)
+        restored = target.restored_copy(archive, "restored-canaries")
+        with contextlib.closing(restored.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT secret FROM canary")
+            present = {str(r[0]).encode() for r in cur.fetchall()}
+    except Exception as exc:
+        return f"restoring the backup to look for the canary rows failed: {first_line(exc)}"
+    finally:
+        if restored is not None:
+            restored.stop()
+        (backup.parent / "restore.tar").unlink(missing_ok=True)
     missing = [c for c in rows if c not in present]
     return f"the restored backup lacks {len(missing)} of {len(rows)} canary rows" if missing else ""
 
@@ -420,6 +445,10 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
     try:
         if isinstance(target, EmbeddedPostgres | EmbeddedMariaDB):
             root = target.data_dir
+        elif isinstance(target, ContainerTarget):
+            root = work.sub("files")
+            evidence.progress(f"{target.label}: copying the container's data directory out")
+            target.copy_files(root)
         else:
             root = work.sub("files")
             evidence.progress(f"{target.label}: copying the target's files with the profile's copy_files command")
@@ -470,6 +499,8 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
         )
     elif embedded:
         cipher = "none: a plain server (the positive control that shows the scan finds plaintext)"
+    elif isinstance(target, ContainerTarget):
+        cipher = f"as the image {target.image} configures it"
     else:
         cipher = "as the vendor configured it (the profile's [server] notes say more)"
     temp_canaries = {c.decode() for c in canaries[8:12]}
@@ -495,7 +526,11 @@ def _scan(target: Target, evidence: CaseEvidence) -> None:
         "(PostgreSQL: temp_buffers 800kB and 2 MB of filler; InnoDB: 1.3 x the buffer pool of filler; so its "
         "pages reach disk), 4 as old values "
         "overwritten by an UPDATE (the logs keep them)",
-        files_from="the data directory in place" if embedded else "the profile's copy_files command",
+        files_from="the data directory in place"
+        if embedded
+        else "the container's data directory, copied out through the engine's API"
+        if isinstance(target, ContainerTarget)
+        else "the profile's copy_files command",
         canaries_forced_to_disk=forced,
         files_required=[vars(e) for e in expected],
         files_missing_or_short=stale,

@@ -36,7 +36,8 @@ def _configure_testcontainers(ready_timeout: float) -> None:
     """Ryuk off (it is pulled from a registry); connect to published ports on loopback when the engine is
     local (this machine has a /.dockerenv, from which testcontainers would guess the bridge gateway); wait
     for readiness at most ``ready_timeout`` seconds, polling every 0.25 s."""
-    from testcontainers.core.config import ConnectionMode, testcontainers_config as tc
+    from testcontainers.core.config import ConnectionMode
+    from testcontainers.core.config import testcontainers_config as tc
 
     tc.ryuk_disabled = True
     tc.sleep_time = 0.25
@@ -68,6 +69,18 @@ class _Chunks(io.RawIOBase):
         return n
 
 
+def _restoring(cls: Any) -> Any:
+    """``cls`` whose files given to ``with_copy_into_container`` are tar archives, extracted into the container
+    (after it is created, before it starts): how a restored data directory gets into its volume."""
+
+    class Restoring(cls):
+        def _transfer_into_container(self, transferable: Any, destination: str, mode: int) -> None:
+            with open(transferable, "rb") as f:
+                self._container.put_archive(destination, f)
+
+    return Restoring
+
+
 class ContainerTarget(Target):
     """PostgreSQL or MariaDB in a throw-away container."""
 
@@ -84,6 +97,8 @@ class ContainerTarget(Target):
         memory: str = "",
         ready_timeout: float = READY_TIMEOUT_S,
         progress: Any = print,
+        restore_from: Path | None = None,
+        password: str = "",
     ) -> None:
         super().__init__(label, namespace)
         self.dialect = "postgresql" if dialect == "postgresql" else "mysql"
@@ -97,6 +112,11 @@ class ContainerTarget(Target):
         self.progress = progress
         self.container: Any = None
         self.facts: dict[str, Any] = {}
+        #: A tar of the data directory (made by :meth:`restore_archive`) put into the volume before the start.
+        self.restore_from = restore_from
+        #: Whether start() makes the run's namespace (a restored copy holds the source's).
+        self.create_on_start = restore_from is None
+        self.password = password or secrets.token_hex(12)
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def _choose_image(self, cl: Any) -> None:
@@ -143,16 +163,22 @@ class ContainerTarget(Target):
         finally:
             cl.close()
         _configure_testcontainers(self.ready_timeout)
-        password = secrets.token_hex(12)
+        password = self.password
         c: Any
         if self.dialect == "postgresql":
             from testcontainers.community.postgres import PostgresContainer
 
-            c = PostgresContainer(self.image, username="postgres", password=password, dbname="postgres", driver=None)
+            cls: Any = PostgresContainer
+            c = _restoring(cls)(self.image, username="postgres", password=password, dbname="postgres", driver=None)
         else:
             from testcontainers.community.mysql import MySqlContainer
 
-            c = MySqlContainer(self.image, username="root", root_password=password, password=password, dbname="mysql")
+            cls = MySqlContainer
+            c = _restoring(cls)(self.image, username="root", root_password=password, password=password, dbname="mysql")
+            if self.restore_from is not None:  # the restored server says "ready" once: there is no init server
+                c.wait_strategy_check_string = r".*: ready for connections.*"
+        if self.restore_from is not None:
+            c.with_copy_into_container(str(self.restore_from), DATA_DIRS[self.dialect])
         port = PORTS[self.dialect]
         c.ports = {str(port): ("127.0.0.1", None)}  # published on loopback only
         kwargs: dict[str, Any] = {"labels": engine.run_labels(self.namespace)}
@@ -194,7 +220,8 @@ class ContainerTarget(Target):
         try:
             self._check_password()
             self.facts.update(self._limits())
-            self.create_namespace()
+            if self.create_on_start:
+                self.create_namespace()
         except BaseException:
             self.stop()
             raise
@@ -311,3 +338,84 @@ class ContainerTarget(Target):
 
     def data_directory(self) -> str:
         return DATA_DIRS[self.dialect]
+
+    def _ids(self, user: str) -> tuple[int, int]:
+        out = self.exec(["id", "-u", user]).strip(), self.exec(["id", "-g", user]).strip()
+        return int(out[0]), int(out[1])
+
+    def copy_files(self, dest: Path) -> int:
+        """The data directory's files, copied out of the container (the at-rest scan reads them)."""
+        return self.copy_out(self.data_directory(), dest)
+
+    def physical_backup(self, out: Path) -> str:
+        """A physical backup with the engine's own tool inside the container, its files then copied out into
+        ``out``; returns what ran, in words (no password)."""
+        inside = "/tmp/clauseproof-backup"
+        if self.dialect == "postgresql":
+            self.exec(["rm", "-rf", inside])
+            cmd = ["pg_basebackup", "-h", "/var/run/postgresql", "-U", "postgres", "-D", inside]
+            self.exec([*cmd, "-Ft", "-X", "fetch", "-c", "fast"], user="postgres")
+            what = "pg_basebackup -Ft -X fetch -c fast inside the container, then its files copied out"
+        else:
+            self.exec(["rm", "-rf", inside])
+            pw = self._ep().password or ""
+            self.exec(
+                ["mariadb-backup", "--backup", f"--target-dir={inside}", "--user=root", f"--password={pw}",
+                 "--socket=/run/mysqld/mysqld.sock"],
+                user="mysql",
+            )  # fmt: skip
+            what = "mariadb-backup --backup inside the container, then its files copied out"
+        try:
+            self.copy_out(inside, out)
+        finally:
+            with contextlib.suppress(Exception):
+                self.exec(["rm", "-rf", inside])
+        return what
+
+    def restore_archive(self, backup: Path, work: Path) -> tuple[Path, str]:
+        """The tar to put into a new container's data directory from a :meth:`physical_backup`: PostgreSQL's
+        base.tar as it is; MariaDB's backup prepared beside the container (mariadb-backup --prepare) and archived
+        under the image's mysql user.  Returns the tar and what was done, in words."""
+        if self.dialect == "postgresql":
+            return backup / "base.tar", "base.tar as taken"
+        import subprocess
+
+        r = subprocess.run(
+            ["mariadb-backup", "--no-defaults", "--prepare", f"--target-dir={backup}"],
+            capture_output=True, text=True, timeout=3600, check=False,
+        )  # fmt: skip
+        if r.returncode != 0:
+            raise ClauseproofError(
+                "mariadb-backup --prepare failed: " + " / ".join(r.stderr.strip().splitlines()[-3:]),
+                checked=f"mariadb-backup --prepare --target-dir={backup}",
+            )
+        uid, gid = self._ids("mysql")
+        tar_path = work / "restore.tar"
+
+        def owned(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+            ti.uid, ti.gid, ti.uname, ti.gname = uid, gid, "", ""
+            return ti
+
+        with tarfile.open(tar_path, "w") as tar:
+            for p in sorted(backup.iterdir()):
+                tar.add(str(p), arcname=p.name, filter=owned)
+        return tar_path, "mariadb-backup --prepare beside the container, the prepared files archived"
+
+    def restored_copy(self, archive: Path, label: str = "restored-physical") -> ContainerTarget:
+        """A new container of the same image whose data directory is ``archive``, started; it keeps the source's
+        accounts (and password)."""
+        t = ContainerTarget(
+            label,
+            self.namespace,
+            self.dialect,
+            image=self.image,
+            cpus=self.cpus,
+            memory=self.memory,
+            ready_timeout=self.ready_timeout,
+            progress=self.progress,
+            restore_from=archive,
+            password=self._ep().password or "",
+        )
+        t.create_on_start = False
+        t.start()
+        return t

@@ -53,7 +53,8 @@ def client(timeout: float = PING_TIMEOUT_S) -> Any:
     sock = address.removeprefix("unix://") if address.startswith("unix://") else None
     if sock is not None and not os.path.exists(sock):
         raise ClauseproofError(
-            f"no Docker engine: {sock} does not exist" + ("" if os.environ.get("DOCKER_HOST") else " (DOCKER_HOST unset)"),
+            f"no Docker engine: {sock} does not exist"
+            + ("" if os.environ.get("DOCKER_HOST") else " (DOCKER_HOST unset)"),
             checked=f"the engine's socket {sock}",
             fix=ENGINE_FIX,
         )

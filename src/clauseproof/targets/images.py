@@ -67,9 +67,11 @@ def host_mirror(etc: Path = Path("/etc")) -> Mirror:
             checked=f"{etc}/apt/sources.list and {etc}/apt/sources.list.d/",
             fix="configure apt with the lab's Debian mirror",
         )
-    release = dict(
-        line.split("=", 1) for line in (etc / "os-release").read_text().splitlines() if "=" in line
-    ).get("VERSION_CODENAME", "bookworm").strip('"')
+    release = (
+        dict(line.split("=", 1) for line in (etc / "os-release").read_text().splitlines() if "=" in line)
+        .get("VERSION_CODENAME", "bookworm")
+        .strip('"')
+    )
     hosts: dict[str, str] = {}
     names = {re.sub(r"^\w+://([^/:]+).*$", r"\1", u) for u in [*uris]}
     with_hosts = etc / "hosts"
