@@ -15,6 +15,9 @@
 6. The sync checker (``--only sync``): 2,000,000 rows on an embedded PostgreSQL against the same rows on an
    embedded MariaDB (seven columns of five kinds, normalised), equal (≤ 20 s asked), then with one changed
    row, until its key is named (≤ 2x that asked).
+7. Containers (``--only containers``): the image found in the cache (≤ 1 s asked), a container started until
+   ready (≤ 10 s asked), and the harness's 1,000,000-row load into the container against the same load into an
+   embedded server of the same engine, alternating (≤ 1.1x asked).
 """
 
 from __future__ import annotations
@@ -384,6 +387,61 @@ def bench_sync(rows: int, rounds: int) -> None:
         pg.stop()
 
 
+def bench_containers(rows: int, rounds: int, engines: list[str]) -> None:
+    from clauseproof.targets import engine as docker_engine
+    from clauseproof.targets import images
+    from clauseproof.targets.containers import ContainerTarget
+
+    docker_engine.start_engine()
+    cache = Path(tempfile.mkdtemp(prefix="clauseproof-bench-cache-"))
+    ds = ensure_dataset(settlement, rows, 20240101, cache)
+    try:
+        for name in engines:
+            t0 = time.perf_counter()
+            tag, how = images.ensure_image(name)
+            print(f"{name}: image {tag} {how} in {time.perf_counter() - t0:.2f} s")
+            starts = []
+            for _ in range(rounds):
+                c = ContainerTarget(f"containers-{name}", "clauseproof_bench", name, image=tag, progress=lambda s: None)
+                t0 = time.perf_counter()
+                c.start()
+                starts.append(time.perf_counter() - t0)
+                c.stop()
+            print(f"  container start to ready (testcontainers' check): {', '.join(f'{x:.2f}' for x in starts)} s")
+            cls = EmbeddedPostgres if name == "postgresql" else EmbeddedMariaDB
+            emb = cls(f"embedded-{name}", "clauseproof_bench", None)
+            con = ContainerTarget(f"containers-{name}", "clauseproof_bench", name, image=tag, progress=lambda s: None)
+            emb.start()
+            con.start()
+            try:
+                times: dict[str, list[float]] = {"embedded": [], "container": []}
+                conns = {}
+                for label, t in (("embedded", emb), ("container", con)):
+                    conns[label] = t.connect()
+                    t.create_table(conns[label], DDL, "settlement", "bench")
+                    print(f"  {label}: {t.server_environment()['version']}")
+                for _ in range(rounds):
+                    for label, t in (("embedded", emb), ("container", con)):
+                        conn = conns[label]
+                        _prepare(t, conn, "bench")
+                        t0 = time.perf_counter()
+                        t.bulk_load(conn, "bench", ds.columns, path=ds.path)
+                        times[label].append(time.perf_counter() - t0)
+                        assert t.digest(conn, "bench", ds.columns) == ds.digest
+                for c in conns.values():
+                    c.close()
+            finally:
+                con.stop()
+                emb.stop()
+            base = statistics.median(times["embedded"])
+            print(f"  {rows:,} rows loaded by the harness, {rounds} alternating rounds (median, ratio to embedded)")
+            for label, xs in times.items():
+                med = statistics.median(xs)
+                print(f"    {label:<10} {med:7.3f} s  x{med / base:5.3f}   samples {', '.join(f'{x:.3f}' for x in xs)}")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -392,7 +450,9 @@ def main() -> int:
     p.add_argument("--engines", default="postgresql,mariadb")
     p.add_argument("--sm4-rows", type=int, default=100_000)
     p.add_argument(
-        "--only", choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync"], help="run one section only"
+        "--only",
+        choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync", "containers"],
+        help="run one section only (containers runs only when named: it needs a Docker engine)",
     )
     p.add_argument("--history-ops", type=int, default=1_000_000, help="history: operations judged")
     p.add_argument("--clients", type=int, default=16, help="oltp: clients for pgbench and Locust users")
@@ -400,6 +460,9 @@ def main() -> int:
     p.add_argument("--scan-mib", type=int, default=1024, help="scan: MiB of files to scan")
     p.add_argument("--sync-rows", type=int, default=2_000_000, help="sync: rows per side")
     a = p.parse_args()
+    if a.only == "containers":
+        bench_containers(a.rows, a.rounds, a.engines.split(","))
+        return 0
     if a.only in (None, "sync"):
         bench_sync(a.sync_rows, a.rounds)
     if a.only == "sync":

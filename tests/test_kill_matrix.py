@@ -27,12 +27,14 @@ SUITES = (
     "failover-galera",
     "sync",
     "sync-mariadb",
+    "containers",
 )
 #: a suite's variants: the folder and the options
 VARIANTS = {
     "failover-galera": ("failover", ["--cp-target=embedded-mariadb"]),
     "sync": ("sync", ["--cp-target=embedded-postgresql"]),  # the PostgreSQL nodes and their relays
     "sync-mariadb": ("sync", ["--cp-target=embedded-mariadb", "-k", "not across"]),  # the binlog capture process
+    "containers": ("bulk_load", ["--cp-target=containers"]),  # labelled containers, removed by reap
 }
 #: Seconds after the run's start at which it is killed: while servers start, while data is built, while cases run.
 MOMENTS = (2.0, 6.0, 14.0)
@@ -114,6 +116,21 @@ def _networks() -> set[str]:
     return {n for n in ns if n.startswith("cp-")} | {n for n in names if n.startswith(("cpbr", "cpv"))}
 
 
+def _containers() -> set[str]:
+    """The harness's containers (by their run label), where an engine answers."""
+    from clauseproof.core.errors import ClauseproofError
+    from clauseproof.targets import engine
+
+    try:
+        cl = engine.client(timeout=2)
+    except ClauseproofError:
+        return set()
+    try:
+        return {c.name for c in cl.containers.list(all=True, filters={"label": engine.LABEL_RUN})}
+    finally:
+        cl.close()
+
+
 def _snapshot() -> dict[str, set]:
     return {
         "processes": _harness_processes(),
@@ -121,6 +138,7 @@ def _snapshot() -> dict[str, set]:
         "shm": _shm(),
         "folders": _folders(),
         "networks": _networks(),
+        "containers": _containers(),
     }
 
 

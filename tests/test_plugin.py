@@ -206,16 +206,16 @@ def test_reduced_scale_is_not_evidence(project: pytest.Pytester) -> None:
     assert "数据规模为 0.001" in html and "scale 0.001" in html
 
 
-def test_unavailable_target_is_skipped_with_reason(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    if Path("/var/run/docker.sock").exists():
-        pytest.skip("a Docker socket exists here")
+def test_containers_without_an_engine_is_a_configuration_error(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked for explicitly, the containers target does not skip for lack of Docker: it says how to get one."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     result = project.runpytest("suites/bulk_load", "--cp-target=containers-postgresql", "-rs")
-    result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*SKIPPED*no Docker engine*", "*latest was not moved: this run judged no clause*"])
-    (bundle,) = (project.path / "results").glob("*/evidence.json")
-    doc = json.loads(bundle.read_text())
-    assert {r["verdict"] for r in doc["clause_rows"] if r["id"] == "BZ-DB-4c"} == {"SKIPPED"}
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert out.count("no Docker engine: /nonexistent/docker.sock does not exist") == 1
+    assert "./run engine" in out
 
 
 def test_unreachable_target_is_a_configuration_error_said_once(project: pytest.Pytester) -> None:
