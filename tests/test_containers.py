@@ -258,3 +258,21 @@ def test_reap_leaves_the_containers_of_a_live_run(docker: Any) -> None:
         assert len(_ours(docker, ns)) == 1
     finally:
         t.stop()
+
+
+def test_an_engine_refusing_this_user_is_a_clear_error(docker: Any) -> None:
+    """The socket is root's and the docker group's: another user is told so, not handed a traceback."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    groups = os.getgroups()
+    os.setgroups([])
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        with pytest.raises(ClauseproofError) as exc:
+            engine.client()
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(groups)
+    assert "is not open to this user (uid 65534)" in str(exc.value) and "docker" in str(exc.value)

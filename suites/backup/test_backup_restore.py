@@ -548,6 +548,11 @@ def test_point_in_time_recovery(target: Target, pitr_source: Source | None, evid
     """
     evidence.parameters(retention_730_days=_retention(target))
     src = pitr_source
+    if src is None and isinstance(target, ContainerTarget):
+        pytest.skip(
+            "point-in-time recovery is not run in containers yet (it needs continuous archiving set up in the "
+            "container and a restore to a time into a new one); the embedded default shows the procedure"
+        )
     if src is None:
         pytest.skip(
             "point-in-time recovery of an external target needs the vendor's restore-to-time command; "

@@ -58,9 +58,11 @@ def client(timeout: float = PING_TIMEOUT_S) -> Any:
             checked=f"the engine's socket {sock}",
             fix=ENGINE_FIX,
         )
-    if sock is not None and not os.access(sock, os.R_OK | os.W_OK):
+    if sock is not None and not os.access(
+        sock, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids
+    ):
         raise ClauseproofError(
-            f"the Docker engine's socket {sock} is not open to this user (uid {os.getuid()})",
+            f"the Docker engine's socket {sock} is not open to this user (uid {os.geteuid()})",
             checked=f"read and write permission on {sock}",
             fix="add the user to the socket's group (usually docker) and log in again, or run as root",
         )
