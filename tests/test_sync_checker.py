@@ -4,6 +4,7 @@ the declared mapping does not) and each real difference (changed, missing, extra
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.sync.checker import Checker, Side
+from clauseproof.sync.flow import Markers
 from clauseproof.sync.mapping import ColumnMap, TableMap
 from clauseproof.sync.seeded import MAPPING, MY_DDL, ROWS, load, seed
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
@@ -181,3 +183,45 @@ def test_bad_mapping_is_a_clear_error(sides: tuple[Side, Side]) -> None:
         check(sides, replace(MAPPING, target_table="nosuch"))
     r = check(sides, replace(MAPPING, columns=(*MAPPING.columns, ColumnMap("ghost", kind="int"))))
     assert r.missing_columns == ["ghost"] and not r.equal
+
+
+class _Cursor:
+    def __init__(self, log: list[tuple[float, Any]]) -> None:
+        self.log = log
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        if sql.startswith("INSERT"):
+            self.log.append((time.monotonic(), params[0]))
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+
+class _Conn:
+    """A PyMySQL-shaped connection that records the markers inserted."""
+
+    def __init__(self, log: list[tuple[float, Any]]) -> None:
+        self.log = log
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self.log)
+
+    def close(self) -> None:
+        pass
+
+
+def test_markers_stopped_after_a_pause_write_nothing_more() -> None:
+    """The outage case pauses the markers, sends a barrier, waits, then stops them: a writer behind its schedule
+    must not take stop()'s wake-up for a resume and insert one more marker, which could never arrive (a spurious
+    "never arrived")."""
+    log: list[tuple[float, Any]] = []
+    m = Markers(lambda: _Conn(log), lambda: _Conn([]), "t", per_second=50, max_s=10)
+    m.start()
+    time.sleep(0.3)
+    m.pause()
+    paused = len(log)
+    time.sleep(0.5)  # the writer falls 25 markers behind its schedule
+    t_stop = time.monotonic()
+    m.stop()
+    assert len(log) == paused and all(t < t_stop for t, _ in log)
+    assert sorted(m.committed) == [mid for _, mid in log]

@@ -265,6 +265,8 @@ class Markers:
         try:
             while not self._stop.is_set() and time.monotonic() - self.started < self.max_s:
                 self._writing.wait()
+                if self._stop.is_set():  # stop() sets _writing to wake this thread: not a resume
+                    break
                 due = self.started + n / self.per_second
                 if due > time.monotonic():
                     time.sleep(due - time.monotonic())
@@ -272,7 +274,7 @@ class Markers:
                 n += 1
                 try:
                     with self._busy:
-                        if self._writing.is_set():
+                        if self._writing.is_set() and not self._stop.is_set():
                             self.insert(conn)
                 except Exception as exc:
                     self.write_errors.append(first_line(exc))
