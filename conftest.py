@@ -6,5 +6,6 @@ pytest_plugins = (
     "fixtures.replication",
     "fixtures.failover",
     "fixtures.sync",
+    "fixtures.gateway",
     "fixtures.cloud",
 )

@@ -21,6 +21,7 @@ LAYERS = {
     "online_ddl": 2,
     "replication": 2,
     "sync": 2,
+    "gateway": 2,
     "run": 3,
     "cli": 3,
     "__init__": 0,

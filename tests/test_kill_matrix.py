@@ -28,6 +28,7 @@ SUITES = (
     "sync",
     "sync-mariadb",
     "containers",
+    "gateway",
 )
 #: a suite's variants: the folder and the options
 VARIANTS = {

@@ -1,0 +1,187 @@
+"""SX-EDAS-2: streaming through a gateway — per-event delay against the same stream read directly, heartbeats,
+SSE framing, ``Last-Event-ID`` resume, chunked streamable HTTP, and upstream connection reuse.
+
+The upstream stamps each event with the wall time it left (same machine clock as the client); the client stamps
+each event's arrival as its blank-line terminator is read.  The cheapest cheat — a gateway that buffers the
+response and delivers it at the end — passes a "did all events arrive" check; it fails here because each event
+must arrive within a stated extra delay of the same event read directly.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+@dataclass
+class Event:
+    id: str | None
+    data: list[str]
+    retry: str | None
+    arrived: float
+    sent: float | None
+
+
+@dataclass
+class Stream:
+    """One SSE response as the client read it."""
+
+    events: list[Event] = field(default_factory=list)
+    heartbeats: int = 0
+    status: int = 0
+    content_type: str = ""
+
+    def delays(self) -> list[float]:
+        return [e.arrived - e.sent for e in self.events if e.sent is not None]
+
+    def framing(self) -> list[tuple[str | None, tuple[str, ...], str | None]]:
+        """What must be identical through the gateway: ids, data lines (times removed), retry fields."""
+        out = []
+        for e in self.events:
+            lines = tuple(json.dumps({k: v for k, v in json.loads(d).items() if k != "sent"}) if i == 0 else d
+                          for i, d in enumerate(e.data))  # fmt: skip
+            out.append((e.id, lines, e.retry))
+        return out
+
+
+def read_sse(client: httpx.Client, url: str, headers: dict[str, str] | None = None) -> Stream:
+    """Read an SSE response to its end, parsing it by the spec's line rules (comments, fields, blank line)."""
+    s = Stream()
+    with client.stream("GET", url, headers={"Accept": "text/event-stream", **(headers or {})}) as r:
+        s.status, s.content_type = r.status_code, r.headers.get("content-type", "")
+        ev: dict[str, Any] = {"id": None, "data": [], "retry": None}
+        for line in r.iter_lines():
+            now = time.time()
+            if line == "":
+                if ev["data"] or ev["id"] is not None:
+                    sent = None
+                    try:
+                        sent = float(json.loads(ev["data"][0])["sent"])
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        pass
+                    s.events.append(Event(ev["id"], ev["data"], ev["retry"], now, sent))
+                ev = {"id": None, "data": [], "retry": None}
+                continue
+            if line.startswith(":"):
+                s.heartbeats += 1
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                ev["data"].append(value)
+            elif name in ("id", "retry"):
+                ev[name] = value
+    return s
+
+
+def read_chunks(client: httpx.Client, url: str) -> list[float]:
+    """Delays of the chunked response's lines (arrival minus the time each left the upstream)."""
+    out = []
+    with client.stream("GET", url) as r:
+        for line in r.iter_lines():
+            if line.strip():
+                out.append(time.time() - float(json.loads(line)["sent"]))
+    return out
+
+
+def upstream_sockets(direct: str, client: httpx.Client, url: str, requests: int) -> dict[str, Any]:
+    """``requests`` sequential SSE requests through ``url`` on one client connection; how many upstream sockets
+    the upstream saw for them."""
+    with httpx.Client(timeout=TIMEOUT) as admin:
+        admin.post(f"{direct}/stats")
+        for _ in range(requests):
+            read_sse(client, url)
+        return dict(admin.get(f"{direct}/stats").json())
+
+
+@dataclass
+class Result:
+    parts: list[tuple[str, bool, str, str]]  # (part, shown, what was measured, why not)
+    data: dict[str, Any]
+
+
+def _p(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def check(base: str, direct: str, *, events: int, interval_s: float, extra_delay_s: float, requests: int) -> Result:
+    """Every part of SX-EDAS-2 through ``base`` (the gateway), against ``direct`` (the upstream itself)."""
+    q = f"n={events}&interval={interval_s}"
+    with httpx.Client(timeout=TIMEOUT) as c:
+        straight = read_sse(c, f"{direct}/sse?{q}")
+        via = read_sse(c, f"{base}/sse?{q}")
+        resumed = read_sse(c, f"{base}/sse?{q}", {"Last-Event-ID": str(events // 2)})
+        chunks_direct = read_chunks(c, f"{direct}/chunked?{q}")
+        chunks_via = read_chunks(c, f"{base}/chunked?{q}")
+    with httpx.Client(timeout=TIMEOUT) as c:
+        sockets = upstream_sockets(direct, c, f"{base}/sse?n=2&interval=0", requests)
+    d_direct, d_via = straight.delays(), via.delays()
+    worst_direct, worst_via = max(d_direct, default=0.0), max(d_via, default=float("inf"))
+    bound = worst_direct + extra_delay_s
+    late = [e.id for e in via.events if e.sent is not None and e.arrived - e.sent > bound]
+    parts: list[tuple[str, bool, str, str]] = []
+    parts.append((
+        "each SSE event passes without buffering",
+        via.status == 200 and len(d_via) == events and not late,
+        f"{len(d_via)} of {events} events, {interval_s:g} s apart: delay through the gateway p50 "
+        f"{statistics.median(d_via) * 1000 if d_via else float('nan'):.1f} ms, max {worst_via * 1000:.1f} ms; read "
+        f"directly max {worst_direct * 1000:.1f} ms; allowed: direct max + {extra_delay_s * 1000:.0f} ms",
+        f"{len(late)} events arrived later than {bound * 1000:.0f} ms after they left (first: {late[:3]})"
+        if late else f"status {via.status}, {len(d_via)} of {events} events",
+    ))  # fmt: skip
+    parts.append((
+        "heartbeats forwarded",
+        via.heartbeats == straight.heartbeats == events,
+        f"': ping' comments: {via.heartbeats} through the gateway, {straight.heartbeats} directly, {events} sent",
+        f"{via.heartbeats} heartbeats through the gateway of {straight.heartbeats}",
+    ))  # fmt: skip
+    same = via.framing() == straight.framing()
+    parts.append((
+        "SSE framing intact (ids, multi-line data, retry)",
+        same and via.content_type.startswith("text/event-stream"),
+        f"{len(via.events)} events compared field by field with the direct stream; content type "
+        f"{via.content_type!r}",
+        "the events differ from the direct stream" if not same else f"content type {via.content_type!r}",
+    ))  # fmt: skip
+    first = resumed.events[0].id if resumed.events else None
+    parts.append((
+        "Last-Event-ID resume honoured",
+        first == str(events // 2 + 1) and len(resumed.events) == events - events // 2,
+        f"Last-Event-ID: {events // 2} sent; first event {first}, {len(resumed.events)} events",
+        f"the resumed stream began at {first}",
+    ))  # fmt: skip
+    chunk_bound = max(chunks_direct, default=0.0) + extra_delay_s
+    late_chunks = [d for d in chunks_via if d > chunk_bound]
+    parts.append((
+        "streamable HTTP (chunked) passes without buffering",
+        len(chunks_via) == events and not late_chunks,
+        f"{len(chunks_via)} of {events} chunks; delay max {max(chunks_via, default=float('nan')) * 1000:.1f} ms "
+        f"through the gateway, {max(chunks_direct, default=float('nan')) * 1000:.1f} ms directly",
+        f"{len(late_chunks)} chunks later than {chunk_bound * 1000:.0f} ms",
+    ))  # fmt: skip
+    parts.append((
+        "upstream connections reused",
+        sockets["sockets"] <= max(1, requests // 5) and sockets["requests"] == requests,
+        f"{requests} sequential client requests on one client connection reached the upstream on "
+        f"{sockets['sockets']} sockets ({sockets['requests']} requests)",
+        f"{sockets['sockets']} upstream sockets for {requests} requests: a connection per request",
+    ))  # fmt: skip
+    data = {
+        "delays_via_s": [round(x, 4) for x in d_via],
+        "delays_direct_s": [round(x, 4) for x in d_direct],
+        "chunk_delays_via_s": [round(x, 4) for x in chunks_via],
+        "chunk_delays_direct_s": [round(x, 4) for x in chunks_direct],
+        "upstream_sockets": sockets,
+        "p99_via_ms": round(_p(d_via, 0.99) * 1000, 2),
+    }
+    return Result(parts, data)

@@ -1,0 +1,104 @@
+"""The gateway suite's checks against the embedded gateway and its positive controls: a gateway that buffers
+the streams (proxy buffering with gzip on the streams) and one that opens an upstream socket per request must
+be judged FAIL on exactly those parts; start and stop leave no process or folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clauseproof.gateway.streaming import check
+from clauseproof.targets.gateway import EmbeddedGateway
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = {"events": 20, "interval_s": 0.1, "extra_delay_s": 0.1, "requests": 20}
+
+
+def _verdicts(**kw: bool) -> dict[str, bool]:
+    g = EmbeddedGateway(**kw)
+    g.start()
+    try:
+        result = check(g.base_url, g.direct_url, **PARAMS)  # type: ignore[arg-type]
+    finally:
+        g.stop()
+    return {part: ok for part, ok, _, _ in result.parts}
+
+
+def test_the_embedded_gateway_passes_every_part() -> None:
+    assert all(_verdicts().values())
+
+
+def test_a_buffering_gateway_fails_the_delay_parts() -> None:
+    v = _verdicts(buffering=True)
+    assert not v["each SSE event passes without buffering"]
+    assert not v["streamable HTTP (chunked) passes without buffering"]
+    assert v["upstream connections reused"]  # only what is wrong is judged wrong
+
+
+def test_a_gateway_without_upstream_keepalive_fails_reuse() -> None:
+    v = _verdicts(reuse=False)
+    assert not v["upstream connections reused"]
+    assert v["each SSE event passes without buffering"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_stop_leaves_nothing() -> None:
+    g = EmbeddedGateway()
+    g.start()
+    pids = [p.pid for p in g.procs]
+    folder = g.folder
+    assert folder is not None and folder.exists() and len(pids) == 2
+    g.stop()
+    assert not folder.exists()
+    assert not any(_alive(p) for p in pids)
+
+
+def test_sigkill_then_reap_leaves_nothing(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\nfrom clauseproof.targets.gateway import EmbeddedGateway\n"
+        "g = EmbeddedGateway(); g.start()\n"
+        "open(sys.argv[1], 'w').write(' '.join(str(p.pid) for p in g.procs) + '\\n' + str(g.folder))\n"
+        "time.sleep(120)\n"
+    )
+    flag = tmp_path / "up"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(flag)], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not flag.exists() or "\n" not in flag.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pids_line, folder = flag.read_text().split("\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "clauseproof.cli", "reap"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 10
+    pids = [int(p) for p in pids_line.split()]
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), r.stdout
+    assert not Path(folder).exists()
+
+
+def test_no_nginx_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("os.path.exists", lambda p: False if str(p).endswith("nginx") else True)
+    from clauseproof.core.errors import ClauseproofError
+
+    with pytest.raises(ClauseproofError) as exc:
+        EmbeddedGateway().start()
+    assert "nginx is not installed" in str(exc.value) and "apt-get install nginx-light" in str(exc.value)
