@@ -276,3 +276,24 @@ def test_an_engine_refusing_this_user_is_a_clear_error(docker: Any) -> None:
         os.setegid(0)
         os.setgroups(groups)
     assert "is not open to this user (uid 65534)" in str(exc.value) and "docker" in str(exc.value)
+
+
+def test_the_suites_give_verdicts_on_containers(docker: Any, tmp_path: Path) -> None:
+    """``pytest suites/bulk_load suites/online_ddl --cp-target=containers``: verdicts, no skip; the evidence names
+    the image, its limits and the machine."""
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/bulk_load", "--cp-target=containers", "--cp-scale=0.01",
+         "--cp-repeats=1", f"--cp-results={tmp_path}", "--cp-formats=html", "-p", "no:randomly", "-q", "-rs"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "4 passed" in r.stdout and "skipped" not in r.stdout
+    (bundle,) = [b for b in tmp_path.glob("*/evidence.json") if b.parent.name != "latest"]
+    doc = json.loads(bundle.read_text())
+    facts = {t["label"]: t for t in doc["targets"]}
+    for label in ("containers-postgresql", "containers-mariadb"):
+        t = facts[label]
+        assert t["image"]["id"].startswith("sha256:") and "limits" in t
+        assert t["server_machine"]["source"].startswith("measured: the container runs on the client machine")
+    verdicts = {r["verdict"] for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4a", "BZ-DB-4c")}
+    assert verdicts == {"NOT EVIDENCE"}  # measured at 1 % scale: verdicts, not skips

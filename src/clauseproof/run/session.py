@@ -42,6 +42,7 @@ from clauseproof.core.report import write_report
 from clauseproof.core.settings import Settings, mask_passwords, url_passwords
 from clauseproof.targets import Target, make_target
 from clauseproof.targets.base import NAMESPACE_PREFIX
+from clauseproof.targets.engine import is_local_engine
 
 log = logging.getLogger("clauseproof")
 
@@ -168,11 +169,15 @@ class Run:
     @staticmethod
     def _server_machine(t: Target, server: dict[str, Any]) -> dict[str, Any]:
         """CPU, architecture and OS of the server's machine, and how each fact is known."""
-        if t.kind == "embedded":
+        local_container = t.kind == "containers" and is_local_engine()
+        if t.kind == "embedded" or local_container:
             client = client_environment()
             keys = ("cpu_model", "architecture", "cores", "memory_bytes", "os", "kernel")
             return {
-                "source": "measured: the embedded server runs on the client machine",
+                "source": "measured: the container runs on the client machine (a local Docker engine; its limits "
+                "are in the target's facts)"
+                if local_container
+                else "measured: the embedded server runs on the client machine",
                 **{k: client[k] for k in keys},
             }
         declared = dict(getattr(getattr(t, "profile", None), "server", None) or {})
