@@ -297,3 +297,12 @@ def test_the_suites_give_verdicts_on_containers(docker: Any, tmp_path: Path) -> 
         assert t["server_machine"]["source"].startswith("measured: the container runs on the client machine")
     verdicts = {r["verdict"] for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4a", "BZ-DB-4c")}
     assert verdicts == {"NOT EVIDENCE"}  # measured at 1 % scale: verdicts, not skips
+
+
+def test_a_limit_the_engine_refuses_is_named(docker: Any) -> None:
+    ns = f"clauseproof_cm{os.getpid()}"
+    t = ContainerTarget("containers-postgresql", ns, "postgresql", memory="1m", progress=lambda s: None)
+    with pytest.raises(ClauseproofError) as exc:
+        t.start()
+    assert "would not create or start a container" in str(exc.value) and "memory=1m" in str(exc.value)
+    assert _ours(docker, ns) == []

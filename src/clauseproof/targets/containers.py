@@ -193,10 +193,19 @@ class ContainerTarget(Target):
         try:
             c.start()
         except BaseException as exc:
+            created = getattr(c, "_container", None) is not None
             logs = self._last_logs()
             self.stop()
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
+            if not created or "APIError" in type(exc).__name__:
+                raise ClauseproofError(
+                    f"the engine would not create or start a container of {self.image}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                    checked=f"docker create/start with labels, loopback port, limits cpus={self.cpus or 'none'} "
+                    f"memory={self.memory or 'none'}",
+                    fix="check the limits and the image",
+                ) from None
             waited = (
                 "psql -c 'select version();' over TCP inside the container"
                 if self.dialect == "postgresql"
@@ -288,18 +297,15 @@ class ContainerTarget(Target):
         }
 
     def stop(self) -> None:
+        """Remove the container with its anonymous data volume (the namespace goes with it: nothing else lives
+        there).  If the engine does not answer now, the container's labels let ``clauseproof reap`` remove it."""
         c, self.container = self.container, None
         if c is not None:
-            with contextlib.suppress(Exception):
-                if self.endpoint is not None and self._namespace_created:
-                    self.container = c  # drop_namespace connects; harmless: the container goes next
-                    self.drop_namespace()
-            self.container = None
             try:
-                c.stop()  # removes the container and its anonymous volume
+                c.stop()  # docker rm -f -v
             except Exception:
                 with contextlib.suppress(Exception):
-                    engine.reap_containers(only_run=self.namespace)
+                    c.get_wrapped_container().remove(force=True, v=True)
         self.endpoint = None
         self._namespace_created = False
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.embedded import _pid_alive
 
 #: Labels on every container the harness starts: the run's namespace, and the process that owns it.
 LABEL_RUN = "org.clauseproof.run"
@@ -150,16 +151,6 @@ def start_engine(progress: Any = print) -> str:
             time.sleep(0.2)
     done.append(f"started dockerd {' '.join(DOCKERD_ARGS)} (log {DOCKERD_LOG})")
     return "; ".join(done)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_labels(namespace: str) -> dict[str, str]:
