@@ -313,7 +313,7 @@ class ContainerTarget(Target):
         return {**super().describe(), **self.facts}
 
     # -- the engine's own tools, inside the container ------------------------------------------------------
-    def exec(self, args: list[str], *, user: str | None = None, timeout_note: str = "") -> str:
+    def exec(self, args: list[str], *, user: str | None = None) -> str:
         """Run ``args`` inside the container; its output, or a clear error with it."""
         ct = self._wrapped()
         env = self.endpoint.client_env(self.dialect) if self.endpoint else None
@@ -322,7 +322,7 @@ class ContainerTarget(Target):
         if r.exit_code != 0:
             raise ClauseproofError(
                 f"{' '.join(args[:3])} … in the container exited with {r.exit_code}: {out.strip()[-400:]}",
-                checked=f"docker exec in {ct.name} {timeout_note}".strip(),
+                checked=f"docker exec in {ct.name}",
             )
         return out
 
