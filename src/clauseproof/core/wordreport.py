@@ -157,7 +157,10 @@ def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
     ]
     for tg in d["targets"]:
         server = tg.get("server") or {}
-        env_rows.append([tg.get("label", ""), str(server.get("version") or tg.get("error") or ""), tg.get("kind", "")])
+        kind = tg.get("kind", "")
+        if kind == "containers" and isinstance(tg.get("image"), dict):
+            kind += f" · image {tg['image'].get('name')} ({str(tg['image'].get('id', ''))[7:19]})"
+        env_rows.append([tg.get("label", ""), str(server.get("version") or tg.get("error") or ""), kind])
     _grid(doc, ["", t("version"), t("host")], env_rows)
 
     doc.add_heading(f"5 {t('method')}", level=1)
