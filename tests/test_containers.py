@@ -220,7 +220,7 @@ def test_sigkill_leaves_a_labelled_container_that_reap_removes(docker: Any, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signalled_run_removes_its_containers(docker: Any, tmp_path: Path, sig: signal.Signals) -> None:
     """``pytest suites/bulk_load --cp-target=containers-postgresql`` signalled once its container is up."""
     proc = subprocess.Popen(

@@ -102,3 +102,35 @@ def test_no_nginx_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ClauseproofError) as exc:
         EmbeddedGateway().start()
     assert "nginx is not installed" in str(exc.value) and "apt-get install nginx-light" in str(exc.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signalled_gateway_run_stops_nginx_and_the_upstream(tmp_path: Path, sig: signal.Signals) -> None:
+    import json
+    import tempfile
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suites/gateway", f"--cp-results={tmp_path}", "--cp-formats=html",
+         "-p", "no:randomly", "-q"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    folder = None
+    try:
+        deadline = time.monotonic() + 60
+        while folder is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run's gateway never started"
+            for f in Path(tempfile.gettempdir()).glob("clauseproof-gateway-*"):
+                owner = f / "owner.json"
+                if owner.exists() and json.loads(owner.read_text())["pid"] == proc.pid and (f / "nginx.pid").exists():
+                    folder = f
+            time.sleep(0.1)
+        pids = [int((folder / "nginx.pid").read_text())]
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not folder.exists()
+    assert not any(_alive(p) for p in pids)
