@@ -125,31 +125,41 @@ def test_an_image_that_never_gets_ready_fails_within_its_timeout_with_its_log(do
     assert _ours(docker, ns) == []
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+@pytest.mark.parametrize("dialect", ["postgresql", "postgresql-trust", "mysql"])
 def test_an_entrypoint_that_ignores_the_password_is_refused(docker: Any, tmp_path: Path, dialect: str) -> None:
-    """The cheapest image that "works": it starts without the password it was given (trust / empty root)."""
+    """The cheapest images that "work": one starts without the password it was given (trust / empty root); one
+    sets it but lets any password in (trust in pg_hba)."""
     mirror = images.host_mirror()
-    engine_name = "postgresql" if dialect == "postgresql" else "mariadb"
+    engine_name = "mariadb" if dialect == "mysql" else "postgresql"
     wrapper = (
         "#!/bin/sh\nunset POSTGRES_PASSWORD\nexport POSTGRES_HOST_AUTH_METHOD=trust\n"
         'exec /usr/local/bin/docker-entrypoint.sh "$@"\n'
         if dialect == "postgresql"
+        else '#!/bin/sh\nexport POSTGRES_HOST_AUTH_METHOD=trust\nexec /usr/local/bin/docker-entrypoint.sh "$@"\n'
+        if dialect == "postgresql-trust"
         else "#!/bin/sh\nunset MYSQL_ROOT_PASSWORD MYSQL_PASSWORD MARIADB_ROOT_PASSWORD\n"
         'export MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=1\nexec /usr/local/bin/docker-entrypoint.sh "$@"\n'
     )
     tag = _derived(
         docker,
-        f"clauseproof-test/no-password-{engine_name}:1",
+        f"clauseproof-test/no-password-{dialect}:1",
         images.tags(mirror)[engine_name],
-        'COPY lax.sh /usr/local/bin/lax.sh\nENTRYPOINT ["/usr/local/bin/lax.sh"]\n',
+        'COPY lax.sh /usr/local/bin/lax.sh\nENTRYPOINT ["/usr/local/bin/lax.sh"]\n'
+        f'CMD ["{"mariadbd" if dialect == "mysql" else "postgres"}"]\n',
         {"lax.sh": wrapper},
         tmp_path,
     )
-    ns = f"clauseproof_cp{os.getpid()}{dialect[:2]}"
-    t = ContainerTarget(f"containers-{dialect}", ns, dialect, image=tag, ready_timeout=30, progress=lambda s: None)
+    ns = f"clauseproof_cp{os.getpid()}{dialect[:2]}{len(dialect)}"
+    d = "mysql" if dialect == "mysql" else "postgresql"
+    t = ContainerTarget(f"containers-{d}", ns, d, image=tag, ready_timeout=30, progress=lambda s: None)
     with pytest.raises(ClauseproofError) as exc:
         t.start()
-    assert tag in str(exc.value) and "password" in str(exc.value).lower()
+    text = str(exc.value)
+    assert tag in text and "did not become ready" not in text  # up, and refused for its password handling
+    if dialect == "mysql":
+        assert "refuses the password the harness set through MYSQL_ROOT_PASSWORD" in text
+    else:
+        assert "lets a login with a wrong password in" in text
     assert _ours(docker, ns) == []
 
 

@@ -19,12 +19,13 @@ import re
 import secrets
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import engine, images
-from clauseproof.targets.base import Endpoint, Target
+from clauseproof.targets.base import Endpoint, Target, open_endpoint
 
 #: Container start to ready must take ≤ 10 s (issue #18); a first start initialises the data directory.
 READY_TIMEOUT_S = 60
@@ -260,17 +261,17 @@ class ContainerTarget(Target):
                         checked="20 connection attempts, 0.25 s apart",
                     ) from None
                 time.sleep(0.25)
-        if self.dialect == "postgresql":  # the trust of the official pg_hba for 127.0.0.1 inside is not ours
-            with contextlib.closing(self.connect(in_namespace=False)) as conn, conn.cursor() as cur:
-                cur.execute("SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = current_user")
-                row = cur.fetchone()
-                if not row or not row[0]:
-                    raise ClauseproofError(
-                        f"the container of {self.image} let the harness in, but its superuser has no password: the "
-                        "entrypoint ignored POSTGRES_PASSWORD",
-                        checked="pg_authid.rolpassword of the superuser",
-                        fix="use an image whose entrypoint honours POSTGRES_PASSWORD",
-                    )
+        try:  # the password must be what lets the harness in: a wrong one must be refused
+            open_endpoint(self.dialect, replace(ep, password=(ep.password or "") + "-wrong"), None).close()
+        except Exception:
+            return
+        raise ClauseproofError(
+            f"the container of {self.image} lets a login with a wrong password in: its entrypoint ignored "
+            f"{'POSTGRES_PASSWORD' if self.dialect == 'postgresql' else 'MYSQL_ROOT_PASSWORD'} (trust, or no "
+            "password checking)",
+            checked=f"a login as {ep.user} at {ep.host}:{ep.port} with a password other than the one set",
+            fix="use an image whose entrypoint honours the official image's password variables",
+        )
 
     def _wrapped(self) -> Any:
         return self.container.get_wrapped_container() if self.container is not None else None

@@ -4,6 +4,7 @@
 set -eu
 datadir=/var/lib/mysql
 sock=/run/mysqld/mysqld.sock
+if [ $# -eq 0 ]; then set -- mariadbd; fi  # an image built FROM this one with its own ENTRYPOINT has no CMD
 if [ "${1#-}" != "$1" ]; then set -- mariadbd "$@"; fi
 case "$1" in mariadbd|mysqld) ;; *) exec "$@" ;; esac
 if [ "$(id -u)" = 0 ]; then

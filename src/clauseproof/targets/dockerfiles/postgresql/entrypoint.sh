@@ -2,6 +2,7 @@
 # The official postgres image's entrypoint contract, for Debian's PostgreSQL packages.
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
+if [ $# -eq 0 ]; then set -- postgres; fi  # an image built FROM this one with its own ENTRYPOINT has no CMD
 if [ "${1#-}" != "$1" ]; then set -- postgres "$@"; fi
 if [ "$1" != postgres ]; then exec "$@"; fi
 if [ "$(id -u)" = 0 ]; then
