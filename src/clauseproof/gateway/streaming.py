@@ -173,7 +173,7 @@ def check(base: str, direct: str, *, events: int, interval_s: float, extra_delay
         "upstream connections reused",
         sockets["sockets"] <= max(1, requests // 5) and sockets["requests"] == requests,
         f"{requests} sequential client requests on one client connection reached the upstream on "
-        f"{sockets['sockets']} sockets ({sockets['requests']} requests)",
+        f"{sockets['sockets']} socket{'' if sockets['sockets'] == 1 else 's'} ({sockets['requests']} requests)",
         f"{sockets['sockets']} upstream sockets for {requests} requests: a connection per request",
     ))  # fmt: skip
     data = {
