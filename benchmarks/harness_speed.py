@@ -18,6 +18,9 @@
 7. Containers (``--only containers``): the image found in the cache (≤ 1 s asked), a container started until
    ready (≤ 10 s asked), and the harness's 1,000,000-row load into the container against the same load into an
    embedded server of the same engine, alternating (≤ 1.1x asked).
+8. The open-loop generator (``--only openloop``): 2,000 requests/s (asked) and 4,000/s for ``--seconds`` through
+   the embedded nginx gateway (a rate-limited route: most answers are nginx's own 429s), its scheduling lag
+   (time handed to the client library minus scheduled time), the rate it achieved and its CPU.
 """
 
 from __future__ import annotations
@@ -442,6 +445,32 @@ def bench_containers(rows: int, rounds: int, engines: list[str]) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def bench_openloop(seconds: int, rounds: int) -> None:
+    from clauseproof.gateway.openloop import Stream, run
+    from clauseproof.targets.gateway import EmbeddedGateway
+
+    g = EmbeddedGateway()
+    g.start()
+    try:
+        print(f"open-loop generator through {g.label} ({g.describe()['gateway']}), {seconds} s per run")
+        for rate in (2000, 4000):
+            for _ in range(rounds):
+                cpu0 = time.process_time()
+                r = run(g.base_url, [Stream("bench", rate, "/limit/route-a/echo")], seconds)
+                cpu = time.process_time() - cpu0
+                sent = sorted(x.sent for x in r.samples)
+                achieved = (len(sent) - 1) / (sent[-1] - sent[0])
+                lag = r.lag_ms()
+                answered = sum(1 for x in r.samples if x.status > 0)
+                print(
+                    f"  {rate:,}/s asked: {len(r.samples):,} requests, sent at {achieved:,.0f}/s; lag p50 "
+                    f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms, max {lag['max']:.2f} ms; not sent "
+                    f"{lag['not_sent']}; answered {answered:,}; generator CPU {cpu / seconds:.2f} cores"
+                )
+    finally:
+        g.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -451,17 +480,21 @@ def main() -> int:
     p.add_argument("--sm4-rows", type=int, default=100_000)
     p.add_argument(
         "--only",
-        choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync", "containers"],
+        choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync", "containers", "openloop"],
         help="run one section only (containers runs only when named: it needs a Docker engine)",
     )
     p.add_argument("--history-ops", type=int, default=1_000_000, help="history: operations judged")
     p.add_argument("--clients", type=int, default=16, help="oltp: clients for pgbench and Locust users")
-    p.add_argument("--seconds", type=int, default=15, help="oltp: seconds per measurement")
+    p.add_argument("--seconds", type=int, default=15, help="oltp, openloop: seconds per measurement")
     p.add_argument("--scan-mib", type=int, default=1024, help="scan: MiB of files to scan")
     p.add_argument("--sync-rows", type=int, default=2_000_000, help="sync: rows per side")
     a = p.parse_args()
     if a.only == "containers":
         bench_containers(a.rows, a.rounds, a.engines.split(","))
+        return 0
+    if a.only in (None, "openloop"):
+        bench_openloop(a.seconds, a.rounds)
+    if a.only == "openloop":
         return 0
     if a.only in (None, "sync"):
         bench_sync(a.sync_rows, a.rounds)

@@ -5,6 +5,7 @@ streams on a known schedule and counts the sockets it is reached on.
   the wall time the event left: ``sent``), ``retry: 1500`` on the first event, and a ``: ping <time>`` heartbeat
   comment between events; ``Last-Event-ID: k`` resumes at ``k + 1``.
 - ``GET /chunked?n=20&interval=0.1``: streamable HTTP, one JSON line per chunk with its ``sent`` time.
+- ``GET|POST /limit/...``: a small JSON answer, what a rate-limited route reaches (SX-EDAS-4/5).
 - ``GET /stats``: the peer sockets (host:port) seen so far, and requests per socket; ``POST /stats/reset``.
 
 No ``X-Accel-Buffering`` header is sent: whether events are buffered is the gateway's own configuration.
@@ -71,6 +72,11 @@ async def chunked(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type="application/x-ndjson")
 
 
+async def echo(request: Request) -> Response:
+    """What a rate-limited route reaches when the gateway lets a request through (SX-EDAS-4/5)."""
+    return JSONResponse({"ok": True, "path": request.url.path})
+
+
 async def stats(request: Request) -> Response:
     if request.method == "POST":
         PEERS.clear()
@@ -83,6 +89,7 @@ app = Starlette(
         Route("/sse", sse),
         Route("/chunked", chunked),
         Route("/stats", stats, methods=["GET", "POST"]),
+        Route("/limit/{rest:path}", echo, methods=["GET", "POST"]),
     ]
 )
 

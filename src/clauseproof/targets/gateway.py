@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -48,19 +49,37 @@ http {{
         server 127.0.0.1:{upstream_port};
         {keepalive}
     }}
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_read_timeout 60s;
+{limits}
     server {{
         listen 127.0.0.1:{port};
+        keepalive_requests 100000;
         location / {{
             proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
             proxy_buffering {buffering};
             {compress}
-            proxy_read_timeout 60s;
+        }}
+{limit_locations}
+        location @limited {{
+            add_header Retry-After 1 always;
+            return 429 "rate limited\\n";
         }}
     }}
 }}
 """
+
+#: The embedded gateway's rate limits (SX-EDAS-4/5) as it declares them: requests per second and burst (requests
+#: that may pass at once).  nginx's ``limit_req`` is a leaky bucket: ``burst`` there counts the requests beyond
+#: the first, hence ``burst - 1`` in the configuration.
+RATE_RPS, ROUTE_RATE_RPS, BURST = 50, 200, 5
+#: the loopback addresses clients use for the client-IP limit (all of 127/8 is loopback on Linux)
+CLIENT_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 12))
+NOT_BY_BODY = (
+    "nginx's limit_req keys on what it has before the body is read (headers, query, address, route); the model "
+    "of an OpenAI-style request is in its JSON body"
+)
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -84,8 +103,21 @@ class EmbeddedGateway:
 
     label = "embedded-nginx-gateway"
 
-    def __init__(self, *, buffering: bool = False, reuse: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        buffering: bool = False,
+        reuse: bool = True,
+        limit_factor: float = 1.0,
+        shared_bucket: bool = False,
+        nginx_refusals: bool = False,
+    ) -> None:
+        """``limit_factor``, ``shared_bucket`` and ``nginx_refusals`` are the rate-limit positive controls: the
+        limits configured at that multiple of the declared ones; every key of a kind counted in one bucket;
+        refusals left at nginx's default (503, no ``Retry-After``)."""
         self.buffering, self.reuse = buffering, reuse
+        self.limit_factor, self.shared_bucket, self.nginx_refusals = limit_factor, shared_bucket, nginx_refusals
+        self.credentials: dict[str, list[str]] = {}
         self.folder: Path | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
         self.port = 0
@@ -126,6 +158,7 @@ class EmbeddedGateway:
             _wait_port(self.upstream_port, up, "the streaming upstream", up_log)
             self.port = free_port()
             conf = self.folder / "nginx.conf"
+            limits, locations = self._limits_conf()
             conf.write_text(
                 NGINX_CONF.format(
                     folder=self.folder,
@@ -138,6 +171,8 @@ class EmbeddedGateway:
                     compress="gzip on; gzip_min_length 0; gzip_types text/event-stream application/x-ndjson;"
                     if self.buffering
                     else "",
+                    limits=limits,
+                    limit_locations=locations,
                 )
             )
             ng_log = self.folder / "error.log"
@@ -146,6 +181,77 @@ class EmbeddedGateway:
         except BaseException:
             self.stop()
             raise
+
+    def _limits_conf(self) -> tuple[str, str]:
+        """The ``limit_req`` zones (http level) and the limited locations (server level)."""
+        self.credentials = {c: [secrets.token_urlsafe(12) for _ in range(n)] for c, n in (("alice", 2), ("bob", 1))}
+        shared = "$cp_all" if self.shared_bucket else None
+        keys = {
+            "header": shared or "$http_x_api_key",
+            "query": shared or "$arg_key",
+            "ip": shared or "$binary_remote_addr",
+            "consumer": shared or "$cp_consumer",
+            "route": shared or "$cp_route",
+        }
+        consumers = "".join(
+            f'        "Bearer {cred}" {name};\n' for name, creds in self.credentials.items() for cred in creds
+        )
+        zones = [
+            "    limit_req_status 503;" if self.nginx_refusals else "    limit_req_status 429;",
+            "    limit_req_log_level info;",
+            "    map $host $cp_all { default all; }",
+            f'    map $http_authorization $cp_consumer {{\n        default "";\n{consumers}    }}',
+        ]
+        for kind, key in keys.items():
+            rate = (ROUTE_RATE_RPS if kind == "route" else RATE_RPS) * self.limit_factor
+            zones.append(f"    limit_req_zone {key} zone=by_{kind}:1m rate={rate:g}r/s;")
+        locations = []
+        for kind, path, extra in (
+            ("header", "/limit/header/", ""),
+            ("query", "/limit/query/", ""),
+            ("ip", "/limit/ip/", ""),
+            ("consumer", "/limit/consumer/", 'if ($cp_consumer = "") { return 401 "unknown consumer\\n"; }'),
+            ("route", "/limit/route-a/", "set $cp_route a;"),
+            ("route", "/limit/route-b/", "set $cp_route b;"),
+        ):
+            locations.append(
+                f"        location {path} {{\n"
+                + (f"            {extra}\n" if extra else "")
+                + f"            limit_req zone=by_{kind} burst={BURST - 1} nodelay;\n"
+                + ("" if self.nginx_refusals else "            error_page 429 = @limited;\n")
+                + "            proxy_pass http://app;\n"
+                "        }"
+            )
+        return "\n".join(zones), "\n".join(locations)
+
+    def limit_rules(self) -> list[dict[str, Any]]:
+        """The limits this gateway declares, in the form a profile's ``[[gateway.limits]]`` states them."""
+        common = {"rate": RATE_RPS, "burst": BURST}
+        return [
+            {"kind": "header", "path": "/limit/header/echo", "header": "X-Api-Key", **common},
+            {"kind": "query", "path": "/limit/query/echo", "param": "key", **common},
+            {"kind": "ip", "path": "/limit/ip/echo", "sources": list(CLIENT_SOURCES), **common},
+            {
+                "kind": "consumer",
+                "path": "/limit/consumer/echo",
+                "header": "Authorization",
+                "format": "Bearer {}",
+                "consumers": {name: list(creds) for name, creds in self.credentials.items()},
+                **common,
+            },
+            {
+                "kind": "route",
+                "routes": ["/limit/route-a/echo", "/limit/route-b/echo"],
+                "rate": ROUTE_RATE_RPS,
+                "burst": BURST,
+            },
+            {"kind": "model", "supported": False, "why": NOT_BY_BODY},
+            {
+                "kind": "tokens",
+                "supported": False,
+                "why": "nginx counts requests, not the tokens a model's answer consumed",
+            },
+        ]
 
     def describe(self) -> dict[str, Any]:
         version = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr.strip()
@@ -156,6 +262,10 @@ class EmbeddedGateway:
                 "proxy_buffering": "on" if self.buffering else "off",
                 "gzip_on_streams": self.buffering,
                 "upstream_keepalive": self.reuse,
+                "limit_req": f"{RATE_RPS} r/s (routes {ROUTE_RATE_RPS} r/s), burst {BURST}, leaky bucket"
+                + (f"; CONFIGURED AT {self.limit_factor:g}x (positive control)" if self.limit_factor != 1 else "")
+                + ("; ONE BUCKET PER KIND (positive control)" if self.shared_bucket else "")
+                + ("; REFUSED WITH nginx's 503, NO Retry-After (positive control)" if self.nginx_refusals else ""),
             },
             "upstream": "workloads/stream_upstream.py (Starlette on uvicorn), the harness's own",
         }

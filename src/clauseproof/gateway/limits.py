@@ -1,0 +1,379 @@
+"""SX-EDAS-4/5: rate limits through a gateway, measured with open-loop load at multiples of each declared limit.
+
+A limit is declared as a rule (the embedded gateway's :meth:`limit_rules`, or a profile's ``[[gateway.limits]]``):
+its ``kind`` (what keys the bucket: ``header``, ``query``, ``ip``, ``consumer``, ``route``, ``model``, ``tokens``),
+``rate`` (requests/s), ``burst`` (requests that may pass at once) and what a client varies to be another key.
+For each rule, each multiple of the plan (0.5x, 1x, 2x, 10x) is offered open loop on a key of its own for
+``step_s`` seconds (:mod:`clauseproof.gateway.openloop`), and the parts are judged:
+
+- **accepted rate**: accepted/s within the plan's tolerance of ``min(multiple, 1) x rate`` (a burst's worth of
+  requests above it allowed once per step);
+- **every sliding window**: the accepted requests of any ``window_s`` window (by the time each left the client)
+  at most ``rate x window_s + burst``, plus one for the request a window's edge may shift;
+- **refusals**: every refused request answered 429 with a ``Retry-After`` (seconds or an HTTP date), nothing
+  else (no 5xx, no reset);
+- **keys isolated**: one key at the highest multiple and another at the lowest at the same time: the quiet key
+  keeps its whole rate;
+- **a consumer's credentials share its limit** (consumer rules with a consumer of two credentials): both at 1x
+  together get one limit, not two.
+
+The cheapest cheats and what catches them: a limit configured higher than declared (the accepted rate at 2x/10x
+is too high); one bucket for every key (the quiet key is refused); a limit that answers 503 or resets the
+connection (the refusals part); a limit keyed on a value the client can vary per request, e.g. a consumer's
+credential instead of the consumer (the shared-credentials part).  A generator that fell behind its schedule
+makes the rate parts NOT SHOWN, saying so: it did not offer the rate it claims.  A rule whose kind the gateway
+cannot enforce (``supported = false``) is a NOT SHOWN row naming why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.gateway.openloop import LoadResult, Sample, Stream, run
+
+KINDS = ("header", "query", "ip", "consumer", "route", "model", "tokens")
+#: which clause a rule's kind proves: SX-EDAS-4 (header, query, IP, consumer, tokens), SX-EDAS-5 (QPS per
+#: consumer, route, model)
+CLAUSES = {
+    "header": ("SX-EDAS-4",),
+    "query": ("SX-EDAS-4",),
+    "ip": ("SX-EDAS-4",),
+    "consumer": ("SX-EDAS-4", "SX-EDAS-5"),
+    "tokens": ("SX-EDAS-4",),
+    "route": ("SX-EDAS-5",),
+    "model": ("SX-EDAS-5",),
+}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One bucket a client can address: the path, header, query and client address that make it."""
+
+    name: str
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+    source: str | None = None
+
+    def stream(self, name: str, rate: float) -> Stream:
+        return Stream(name, rate, self.path, self.headers, self.params, self.source)
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    rate: float = 0.0
+    burst: int = 1
+    path: str = ""
+    header: str = ""
+    param: str = ""
+    fmt: str = "{}"
+    sources: tuple[str, ...] = ()
+    consumers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    routes: tuple[str, ...] = ()
+    supported: bool = True
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        return {
+            "header": f"header {self.header}",
+            "query": f"query parameter {self.param}",
+            "ip": "client IP",
+            "consumer": "consumer",
+            "route": "route",
+            "model": "model",
+            "tokens": "token consumption",
+        }[self.kind]
+
+    def keys(self, tag: str) -> list[Key] | None:
+        """The distinct keys a client can use, or None where any number can be made (a fresh one per step)."""
+        if self.kind == "ip":
+            return [Key(f"ip {s}", self.path, source=s) for s in self.sources]
+        if self.kind == "consumer":
+            return [
+                Key(f"consumer {name}", self.path, ((self.header, self.fmt.format(creds[0])),))
+                for name, creds in self.consumers
+            ]
+        if self.kind == "route":
+            return [Key(f"route {r}", r) for r in self.routes]
+        return None
+
+    def fresh(self, tag: str, i: int) -> Key:
+        value = f"cp-{tag}-{i}"
+        if self.kind == "header":
+            return Key(f"{self.header}: {value}", self.path, headers=((self.header, value),))
+        return Key(f"{self.param}={value}", self.path, params=((self.param, value),))
+
+
+def parse_rule(d: dict[str, Any], where: str = "a limit rule") -> Rule:
+    """A rule from its declaration (a profile's ``[[gateway.limits]]`` table or the embedded gateway's own),
+    refusing one that cannot be measured with a message naming what is missing."""
+    kind = d.get("kind")
+    if kind not in KINDS:
+        raise ClauseproofError(
+            f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}", fix="set kind to what keys the limit"
+        )
+    if d.get("supported", True) is False:
+        return Rule(kind, supported=False, why=str(d.get("why") or "the gateway declares it does not support this"))
+    need = {"header": ["path", "header"], "query": ["path", "param"], "ip": ["path", "sources"],
+            "consumer": ["path", "header", "consumers"], "route": ["routes"],
+            "model": ["path"], "tokens": ["path"]}[kind]  # fmt: skip
+    missing = [k for k in ["rate", "burst", *need] if k not in d]
+    if missing:
+        raise ClauseproofError(
+            f"{where} ({kind}) lacks {', '.join(missing)}",
+            fix=f"a {kind} limit states rate (requests/s), burst and {', '.join(need)}",
+        )
+    if kind in ("model", "tokens"):
+        return Rule(kind, supported=False, why="the harness does not drive this kind of limit yet")
+    try:
+        rate, burst = float(d["rate"]), int(d["burst"])
+    except (TypeError, ValueError):
+        raise ClauseproofError(f"{where}: rate and burst must be numbers", fix="e.g. rate = 50, burst = 5") from None
+    if not (0 < rate <= 10_000 and 1 <= burst <= 100_000):
+        raise ClauseproofError(f"{where}: rate {rate:g}/s or burst {burst} is out of range", fix="0 < rate ≤ 10000")
+    consumers = tuple((str(n), tuple(str(c) for c in creds)) for n, creds in dict(d.get("consumers", {})).items())
+    if (kind == "ip" and len(d["sources"]) < 2) or (kind == "route" and len(d["routes"]) < 2):
+        raise ClauseproofError(f"{where} ({kind}) needs at least two {'sources' if kind == 'ip' else 'routes'}",
+                               fix="two keys are needed to show they are isolated")  # fmt: skip
+    if kind == "consumer" and (len(consumers) < 2 or any(not c for _, c in consumers)):
+        raise ClauseproofError(f"{where}: needs at least two consumers, each with a credential",
+                               fix="consumers = { alice = [...], bob = [...] }")  # fmt: skip
+    return Rule(
+        kind, rate, burst, str(d.get("path", "")), str(d.get("header", "")), str(d.get("param", "")),
+        str(d.get("format", "{}")), tuple(map(str, d.get("sources", ()))), consumers,
+        tuple(map(str, d.get("routes", ()))),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The acceptance plan's parameters (the catalog's ``params`` of SX-EDAS-4/5)."""
+
+    multiples: tuple[float, ...] = (0.5, 1, 2, 10)
+    step_s: float = 2.0
+    tolerance: float = 0.1
+    window_s: float = 1.0
+    max_lag_ms: float = 10.0
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> Plan:
+        return cls(
+            tuple(float(m) for m in p["multiples"]), float(p["step_s"]), float(p["tolerance"]),
+            float(p["window_s"]), float(p["max_lag_ms"]),
+        )  # fmt: skip
+
+
+def _retry_after_ok(v: str | None) -> bool:
+    if v is None:
+        return False
+    if v.strip().isdigit():
+        return True
+    try:
+        parsedate_to_datetime(v)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return True
+
+
+@dataclass
+class StepStats:
+    key: str
+    multiple: float
+    offered: int
+    accepted: int
+    refused: int
+    other: dict[str, int]
+    bad_retry_after: int
+    max_window: int
+
+    def rate(self, step_s: float) -> float:
+        return self.accepted / step_s
+
+
+def _max_window(samples: list[Sample], window_s: float) -> int:
+    times = sorted(s.sent for s in samples if 200 <= s.status < 300)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def stats(samples: list[Sample], key: str, multiple: float, window_s: float) -> StepStats:
+    statuses = Counter(s.status for s in samples)
+    other = {
+        ("no answer" if st < 0 else str(st)): n for st, n in statuses.items() if not (200 <= st < 300 or st == 429)
+    }
+    return StepStats(
+        key, multiple, len(samples), sum(n for st, n in statuses.items() if 200 <= st < 300), statuses.get(429, 0),
+        other, sum(1 for s in samples if s.status == 429 and not _retry_after_ok(s.retry_after)),
+        _max_window(samples, window_s),
+    )  # fmt: skip
+
+
+Part = tuple[str, bool | None, str, str]  # (part, shown / disproven / not shown, what was measured, why)
+
+
+@dataclass
+class RuleResult:
+    rule: Rule
+    parts: list[Part] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    lag_ms: list[dict[str, float]] = field(default_factory=list)
+
+
+class _Keys:
+    """Hands out keys, a fresh one per step where the rule allows, else waiting until a reused key's bucket has
+    drained (its burst at its rate, at least ``pause_s``)."""
+
+    def __init__(self, rule: Rule, tag: str, pause_s: float) -> None:
+        self.rule, self.tag, self.pause_s = rule, tag, pause_s
+        self.fixed = rule.keys(tag)
+        self.n = 0
+        self.last_used: dict[str, float] = {}
+
+    def take(self, count: int) -> list[Key]:
+        if self.fixed is None:
+            keys = [self.rule.fresh(self.tag, self.n + i) for i in range(count)]
+        else:
+            keys = [self.fixed[(self.n + i) % len(self.fixed)] for i in range(count)]
+        self.n += count
+        wait = max((self.last_used.get(k.name, -1e9) + self.pause_s - time.monotonic() for k in keys), default=0.0)
+        if wait > 0:
+            time.sleep(wait)
+        return keys
+
+    def used(self, keys: list[Key]) -> None:
+        for k in keys:
+            self.last_used[k.name] = time.monotonic()
+
+
+def check_rule(base_url: str, rule: Rule, plan: Plan, tag: str) -> RuleResult:
+    """Every part of one rule, measured through ``base_url``."""
+    res = RuleResult(rule)
+    if not rule.supported:
+        res.parts.append((f"{rule.label}: limits", None, "not supported by this target", rule.why))
+        return res
+    keys = _Keys(rule, tag, max(1.0, rule.burst / rule.rate + 0.5))
+    every: list[Sample] = []
+
+    def offer(streams: list[Stream], ks: list[Key]) -> LoadResult:
+        result = run(base_url, streams, plan.step_s)
+        keys.used(ks)
+        res.lag_ms.append(result.lag_ms())
+        every.extend(result.samples)
+        return result
+
+    steps: list[StepStats] = []
+    for m in plan.multiples:
+        (k,) = keys.take(1)
+        r = offer([k.stream(k.name, m * rule.rate)], [k])
+        steps.append(stats(r.samples, k.name, m, plan.window_s))
+    hi, lo = max(plan.multiples), min(plan.multiples)
+    loud, quiet = keys.take(2)
+    r = offer([loud.stream("loud", hi * rule.rate), quiet.stream("quiet", lo * rule.rate)], [loud, quiet])
+    iso = [stats(r.of("loud"), loud.name, hi, plan.window_s), stats(r.of("quiet"), quiet.name, lo, plan.window_s)]
+    shared: StepStats | None = None
+    two = next(((n, c) for n, c in rule.consumers if len(c) >= 2), None) if rule.kind == "consumer" else None
+    if two:
+        k1, k2 = (Key(f"consumer {two[0]} credential {i + 1}", rule.path, ((rule.header, rule.fmt.format(c)),))
+                  for i, c in enumerate(two[1][:2]))  # fmt: skip
+        wait = keys.last_used.get(f"consumer {two[0]}", -1e9) + keys.pause_s - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        r = offer([k1.stream("c1", rule.rate), k2.stream("c2", rule.rate)], [k1, k2])
+        shared = stats(r.samples, f"consumer {two[0]}, two credentials", 2.0, plan.window_s)
+    res.steps = [s.__dict__ for s in [*steps, *iso, *([shared] if shared else [])]]
+    # the generator's lag over all the rule's requests (one late request among 25 is no lag of the offered rate)
+    overall = LoadResult(plan.step_s * len(res.lag_ms), every)
+    res.lag_ms.append({"all": True, **overall.lag_ms()})
+    why = overall.lagging(plan.max_lag_ms)
+    res.parts = _judge(rule, plan, steps, iso, shared, [why] if why else [])
+    return res
+
+
+def _expected(rule: Rule, multiple: float) -> float:
+    return min(multiple, 1.0) * rule.rate
+
+
+def _rate_ok(rule: Rule, plan: Plan, s: StepStats) -> bool:
+    exp = _expected(rule, s.multiple)
+    return exp * (1 - plan.tolerance) <= s.rate(plan.step_s) <= exp * (1 + plan.tolerance) + rule.burst / plan.step_s
+
+
+def _judge(
+    rule: Rule, plan: Plan, steps: list[StepStats], iso: list[StepStats], shared: StepStats | None, lagging: list[str]
+) -> list[Part]:
+    lab, tol = rule.label, f"±{plan.tolerance * 100:g} %"
+    lag_why = lagging[0] if lagging else ""
+    parts: list[Part] = []
+    rates = "; ".join(
+        f"{s.multiple:g}x: {s.rate(plan.step_s):.1f}/s accepted of {s.offered / plan.step_s:.0f}/s "
+        f"(expected {_expected(rule, s.multiple):g}/s)"
+        for s in steps
+    )
+    off = [f"{s.multiple:g}x gave {s.rate(plan.step_s):.1f}/s" for s in steps if not _rate_ok(rule, plan, s)]
+    parts.append((
+        f"{lab}: accepted rate at {', '.join(f'{m:g}x' for m in plan.multiples)} the limit of {rule.rate:g}/s",
+        None if lag_why else not off,
+        f"{rates}; tolerance {tol}, plus burst {rule.burst} once per {plan.step_s:g} s step",
+        f"outside the tolerance: {', '.join(off)}",
+    ))  # fmt: skip
+    bound = rule.rate * plan.window_s + rule.burst + 1
+    worst = max(steps + iso, key=lambda s: s.max_window)
+    parts.append((
+        f"{lab}: every {plan.window_s:g} s window within limit + burst",
+        None if lag_why else worst.max_window <= bound,
+        f"most accepted in one sliding {plan.window_s:g} s window: {worst.max_window} (at {worst.multiple:g}x, "
+        f"{worst.key}); allowed {rule.rate * plan.window_s:g} + burst {rule.burst} + 1 for a window's edge",
+        f"{worst.max_window} accepted in one {plan.window_s:g} s window, more than {bound:g}",
+    ))  # fmt: skip
+    every = steps + iso + ([shared] if shared else [])
+    refused = sum(s.refused for s in every)
+    bad = sum(s.bad_retry_after for s in every)
+    other: Counter[str] = Counter()
+    for s in every:
+        other.update(s.other)
+    parts.append((
+        f"{lab}: refusals are 429 with Retry-After",
+        refused > 0 and not bad and not other,
+        f"{refused} refused with 429, {bad} of them without a valid Retry-After; other answers: "
+        f"{dict(other) or 'none'}",
+        f"answers other than 2xx/429: {dict(other)}" if other else
+        f"{bad} refusals without a valid Retry-After" if bad else "no request was refused at all",
+))  # fmt: skip
+    loud, quiet = iso
+    iso_ok = _rate_ok(rule, plan, quiet) and _rate_ok(rule, plan, loud)
+    parts.append((
+        f"{lab}: keys isolated",
+        None if lag_why else iso_ok,
+        f"{loud.key} at {loud.multiple:g}x: {loud.rate(plan.step_s):.1f}/s accepted; at the same time {quiet.key} "
+        f"at {quiet.multiple:g}x: {quiet.accepted} of {quiet.offered} accepted ({quiet.rate(plan.step_s):.1f}/s, "
+        f"expected {_expected(rule, quiet.multiple):g}/s {tol})",
+        f"the quiet key got {quiet.rate(plan.step_s):.1f}/s: the keys share a bucket"
+        if not _rate_ok(rule, plan, quiet) else f"the loud key got {loud.rate(plan.step_s):.1f}/s",
+    ))  # fmt: skip
+    if rule.kind == "consumer":
+        if shared is None:
+            parts.append((f"{lab}: a consumer's credentials share its limit", None, "no consumer has two credentials",
+                          ""))  # fmt: skip
+        else:
+            ok = _rate_ok(rule, plan, shared)
+            parts.append((
+                f"{lab}: a consumer's credentials share its limit",
+                None if lag_why else ok,
+                f"{shared.key}, each at 1x at once: {shared.rate(plan.step_s):.1f}/s accepted together (expected "
+                f"{rule.rate:g}/s {tol})",
+                f"{shared.rate(plan.step_s):.1f}/s accepted: the limit is per credential, not per consumer",
+            ))  # fmt: skip
+    if lag_why:
+        parts = [(p, ok, m, w) if ok is not None or "refusals" in p else (p, None, m, lag_why) for p, ok, m, w in parts]
+    return parts
