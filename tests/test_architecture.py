@@ -22,6 +22,7 @@ LAYERS = {
     "replication": 2,
     "sync": 2,
     "gateway": 2,
+    "sla": 2,
     "run": 3,
     "cli": 3,
     "__init__": 0,

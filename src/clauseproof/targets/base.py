@@ -226,6 +226,11 @@ class Target(ABC):
         finally:
             conn.close()
 
+    def local_nodes(self) -> list[tuple[str, int, Path]]:
+        """The nodes of this target running on this machine as processes the harness can read from ``/proc``:
+        (name, the server's main pid, its data directory); empty where it cannot see them."""
+        return []
+
     def drop_namespace(self) -> None:
         """Drop the harness's own namespace, and nothing else (statements of this run still running in it are
         stopped first: an interrupted run leaves nothing behind)."""

@@ -221,6 +221,16 @@ class EmbeddedServer(Target):
         assert self.folder is not None
         return self.folder / "data"
 
+    def local_nodes(self) -> list[tuple[str, int, Path]]:
+        if self.folder is None:
+            return []
+        pid_file = self.data_dir / "postmaster.pid" if self.dialect == "postgresql" else self.folder / "mariadbd.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return []
+        return [(self.label, pid, self.data_dir)]
+
     def _copy_data(self, dest: Path) -> None:
         """Copy ``data_source`` to ``dest`` keeping owners and modes (cp -a, reflinks where possible)."""
         assert self.data_source is not None

@@ -129,6 +129,10 @@ class ReplicatedTopology(Target):
         self.folder: Path | None = None
         self.read_endpoint: Endpoint | None = None
 
+    def local_nodes(self) -> list[tuple[str, int, Path]]:
+        servers = [s for s in [self.primary, *self.replicas] if s is not None]
+        return [n for s in servers for n in s.local_nodes()]
+
     def _start_replicas(self, servers: list[EmbeddedServer]) -> None:
         self.replicas = servers
         with ThreadPoolExecutor(max_workers=len(servers)) as pool:

@@ -1,0 +1,102 @@
+"""SX-SLA-3: each node's CPU, memory and disk utilisation while the acceptance plan's reference load runs, judged
+against ≤ 50 % (``clauseproof.sla.utilisation``).
+
+The load: the OLTP workload (Locust, open loop) at ``users x rate_per_user`` requests/s.  Samples every second:
+an idle period first (so that the samples are shown to follow the load), then the load after its warm-up.  The
+window judged holds only the loaded period; populating the tables and starting the load are outside it.  An
+embedded server is read from ``/proc`` as its own share of the machine it shares with the harness (the machine's
+figures are recorded beside); a target the harness cannot read a node of is a NOT SHOWN row saying what is
+needed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from clauseproof.core.catalog import Catalog
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.load.background import BackgroundLoad
+from clauseproof.sla.utilisation import ProcessTreeSampler, Sampler, Sampling, not_following, summarise
+from clauseproof.targets.base import Target
+from workloads import oltp
+
+
+@pytest.mark.clause("SX-SLA-3")
+def test_node_utilisation_under_the_reference_load(
+    target: Target, evidence: CaseEvidence, clause_catalog: Catalog
+) -> None:
+    p = clause_catalog["SX-SLA-3"].params
+    samplers: list[Sampler] = [ProcessTreeSampler(name, pid, data) for name, pid, data in target.local_nodes()]
+    if not samplers:
+        evidence.not_shown(
+            "SX-SLA-3",
+            statistic="node utilisation: no node of this target can be read",
+            why=f"{target.label}: the harness reads an embedded server's nodes from /proc; for a vendor's nodes it "
+            "needs a node_exporter URL or a command (clauseproof.sla.utilisation), which this target does not give",
+        )
+        return
+    users, rate = int(p["users"]), float(p["rate_per_user"])
+    offered = users * rate
+    evidence.parameters(
+        load=f"OLTP workload, open loop, {users} users x {rate:g} requests/s = {offered:g}/s (the acceptance "
+        "plan's reference load: the tender names none)",
+        nodes=[s.describe() for s in samplers],
+        judged=f"CPU: highest {p['window_s']} s average of the loaded period; memory and disk: highest 1 s sample",
+    )
+    evidence.window(
+        f"{p['idle_s']} s idle, then {p['load_s']} s of load after {p['warmup_s']} s warm-up; sampled every second; "
+        "populating and starting the load outside"
+    )
+    conn = target.connect()
+    try:
+        oltp.populate(conn, target.dialect, target.namespace, settlements=10_000)
+    finally:
+        conn.close()
+    load = BackgroundLoad(target, target.namespace, users=users, rate_per_user=rate, processes=1, limit_s=120)
+    with Sampling(samplers) as sampling:
+        time.sleep(0.5)
+        idle0 = time.time()
+        time.sleep(float(p["idle_s"]))
+        idle1 = time.time()
+        evidence.progress(f"SX-SLA-3 on {target.label}: {offered:g} requests/s for {p['load_s']} s ...")
+        load.start()
+        try:
+            time.sleep(float(p["warmup_s"]))
+            with load.window("reference load") as w:
+                time.sleep(float(p["load_s"]))
+        finally:
+            result = load.stop()
+    ws = result.window_stats(w)
+    served = ws["requests_approx"] / max(ws["seconds"], 1e-9)
+    why_not = ""
+    if ws["errors"] or served < float(p["served_ratio"]) * offered:
+        why_not = (
+            f"the load was not served: {served:.1f} of {offered:g} requests/s, {ws['errors']} errors — utilisation "
+            "of a node that did not do the work proves nothing"
+        )
+    if sampling.errors:
+        why_not = why_not or f"reading a node failed: {sampling.errors[0]}"
+    evidence.parameters(load_served=ws, sampling_errors=sampling.errors, load_client_cpu_s=result.client_cpu_s)
+    for s in samplers:
+        rs = sampling.readings[s.name]
+        idle = summarise(rs, idle0, idle1, float(p["window_s"]))
+        busy = summarise(rs, w.start, w.end, float(p["window_s"]))
+        evidence.parameters(**{f"utilisation {s.name}": {"idle": idle, "loaded": busy}})
+        follows = why_not or not_following(idle, busy)
+        machine = busy.get("machine", {})
+        for what, key, unit_note in (
+            ("CPU", "cpu_peak_window_pct", f"highest {p['window_s']} s average"),
+            ("memory", "memory_peak_pct", "highest sample"),
+            ("disk", "disk_peak_pct", "highest sample"),
+        ):
+            mkey = "cpu_mean_pct" if what == "CPU" else key
+            stat = f"{s.name} {what} utilisation ({unit_note}) under {served:.0f} requests/s: {busy.get(key)} %" + (
+                f"; the whole machine: {machine.get(mkey)} %" if machine else ""
+            )
+            if follows:
+                evidence.not_shown("SX-SLA-3", statistic=stat, why=follows)
+            else:
+                evidence.measure("SX-SLA-3", float(busy[key]), "%", statistic=stat)
+    evidence.require_pass()
