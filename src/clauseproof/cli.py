@@ -50,6 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     img.add_argument("--force", action="store_true", help="rebuild even when cached")
     eng = sub.add_parser("engine", help="the Docker engine of the containers target")
     eng.add_argument("action", choices=["start"], help="use the running engine, else install docker.io and start it")
+    prb = sub.add_parser(
+        "probe",
+        help="probe SQL/HTTP endpoints at a fixed interval into an append-only, resumable log (SX-SLA-1/2)",
+        description="Probe until --for has passed since the log's first start; started again with the same --log, "
+        "it resumes.  SIGINT/SIGTERM/SIGHUP stop it cleanly.  --judge reads a log and prints the availability "
+        "with its confidence interval.",
+    )
+    prb.add_argument("--sql", action="append", default=[], metavar="URL", help="postgresql://user@host:port/db or "
+                     "mysql://user@host:port/db; a new connection runs SELECT 1")  # fmt: skip
+    prb.add_argument("--http", action="append", default=[], metavar="URL", help="GET, up when answered 2xx")
+    prb.add_argument("--for", dest="for_", default="30d", help="how long in all, e.g. 30d, 12h (default 30d)")
+    prb.add_argument("--interval", default="10s", help="between probe rounds (default 10s)")
+    prb.add_argument("--timeout", default="5s", help="per probe, at most 0.9 x the interval (default 5s)")
+    prb.add_argument("--log", type=Path, default=Path("results/probe.jsonl"), help="default results/probe.jsonl")
+    prb.add_argument("--password-env", default="CLAUSEPROOF_PROBE_PASSWORD", help="the SQL endpoints' password")
+    prb.add_argument("--judge", action="store_true", help="only judge the log (threshold 99.9 %%, 95 %% confidence)")
+    prb.add_argument("--period", default="30d", help="--judge: the clause's period (default 30d)")
     args = parser.parse_args(argv)
 
     if args.command == "catalog":
@@ -78,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return _target_cleanup(args.target, args.run)
     if args.command in ("images", "engine"):
         return _containers(args)
+    if args.command == "probe":
+        return _probe(args)
     from clauseproof.targets.embedded import reap_stale
     from clauseproof.targets.engine import reap_containers
 
@@ -85,6 +104,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {folder}")
     for what in reap_containers():
         print(f"removed {what}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import os
+    import threading
+
+    from clauseproof.core.errors import ClauseproofError
+    from clauseproof.sla import availability as av
+
+    try:
+        if args.judge:
+            log = av.read_log(args.log)
+            for j in av.judge(log, 99.9, av.parse_duration(args.period), 0.95):
+                print(f"{j.verdict:<13} {j.statistic()}" + (f"\n              {j.reason}" if j.reason else ""))
+            return 0
+        endpoints = [av.endpoint("sql", u) for u in args.sql] + [av.endpoint("http", u) for u in args.http]
+        stop = threading.Event()
+        with av.stopped_by_signals(stop):
+            log = av.run_probe(
+                args.log, endpoints, interval_s=av.parse_duration(args.interval),
+                for_s=av.parse_duration(args.for_), password=os.environ.get(args.password_env),
+                timeout_s=av.parse_duration(args.timeout), stop=stop,
+            )  # fmt: skip
+        down = sum(1 for r in log.results if not r["ok"])
+        print(f"{len(log.results):,} probes logged in {args.log}, {down:,} failed; judge: clauseproof probe --judge "
+              f"--log {args.log}")  # fmt: skip
+    except ClauseproofError as exc:
+        print(f"clauseproof probe: {exc}", file=sys.stderr)
+        return 4
     return 0
 
 

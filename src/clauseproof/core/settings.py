@@ -252,6 +252,13 @@ OPTIONS = (
     Option("image_mariadb", "the MariaDB image of the containers target (default: as for PostgreSQL)", "", str),
     Option("container_cpus", "CPU limit of each container, e.g. 2 (default: none)", "0", _cpus),
     Option("container_memory", "memory limit of each container, e.g. 4g (default: none)", "", _memory),
+    Option(
+        "probe_log",
+        "a log `clauseproof probe` wrote (SX-SLA-1/2): judged for availability instead of the suite's own short "
+        "probe, which is NOT EVIDENCE for a clause's period (default: none)",
+        "",
+        _opt_path,
+    ),
     Option("pg_bindir", "folder with PostgreSQL's initdb and pg_ctl (default: searched)", "", _opt_path),
     Option("mariadb_bindir", "folder with mariadbd and mariadb-install-db (default: searched)", "", _opt_path),
 )
@@ -278,6 +285,7 @@ class Settings:
     image_mariadb: str
     container_cpus: float
     container_memory: str
+    probe_log: Path | None
     pg_bindir: Path | None
     mariadb_bindir: Path | None
     rootdir: Path
@@ -334,6 +342,7 @@ def read_settings(config: pytest.Config) -> Settings:
         image_mariadb=values["image_mariadb"],
         container_cpus=values["container_cpus"],
         container_memory=values["container_memory"],
+        probe_log=values["probe_log"],
         pg_bindir=values["pg_bindir"],
         mariadb_bindir=values["mariadb_bindir"],
         rootdir=root,
