@@ -29,6 +29,7 @@ SUITES = (
     "sync-mariadb",
     "containers",
     "gateway",
+    "gateway-openai",
 )
 #: a suite's variants: the folder and the options
 VARIANTS = {
@@ -36,6 +37,7 @@ VARIANTS = {
     "sync": ("sync", ["--cp-target=embedded-postgresql"]),  # the PostgreSQL nodes and their relays
     "sync-mariadb": ("sync", ["--cp-target=embedded-mariadb", "-k", "not across"]),  # the binlog capture process
     "containers": ("bulk_load", ["--cp-target=containers"]),  # labelled containers, removed by reap
+    "gateway-openai": ("gateway", ["-k", "openai"]),  # LiteLLM's proxy and the fake vendors
 }
 #: Seconds after the run's start at which it is killed: while servers start, while data is built, while cases run.
 MOMENTS = (2.0, 6.0, 14.0)

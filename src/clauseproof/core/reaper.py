@@ -115,6 +115,12 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def pdeathsig() -> None:
+    """A ``preexec_fn`` for a child that is not the harness's own Python (LiteLLM's proxy, say): SIGTERM when the
+    harness dies (the setting survives exec)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def group_members(pgid: int) -> list[int]:
     """Live processes of the process group ``pgid``."""
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == pgid]

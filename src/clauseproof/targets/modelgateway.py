@@ -1,0 +1,251 @@
+"""The embedded OpenAI-compatible model gateway (SX-EDAS-3 stand-in): LiteLLM's proxy (PyPI ``litellm[proxy]``, a
+real, widely used gateway that speaks the OpenAI API to clients and each vendor's native API upstream), in its
+own virtualenv (``.venv-litellm``, made by ``./run``: its pins would fight the harness's), configured by the
+harness in front of two fake vendors with different native shapes (``workloads/model_vendors.py``: an
+Anthropic-style Messages API and an Ollama-style chat API).
+
+Models: ``vendor-a-chat`` → the Anthropic-style vendor, ``vendor-b-chat`` → the Ollama-style vendor.  Clients
+authenticate with a key made per start.  Positive controls: ``one_vendor=True`` routes every model to vendor A
+(the cheapest fake of "many vendors"); ``passthrough=True`` replaces LiteLLM with nginx forwarding
+``/v1/chat/completions`` to vendor A's native endpoint untranslated (an "OpenAI-compatible" URL that is not);
+``buffered=True`` puts nginx in front, buffering and gzipping the streams and ignoring LiteLLM's
+``X-Accel-Buffering: no`` (a stream replayed at its end).  Every process lives in a ``clauseproof-modelgw-*``
+folder, registered with the reaper, stopped by :meth:`stop`, on Ctrl-C/SIGTERM and by ``clauseproof reap``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.embedded import free_port, make_private_folder
+from clauseproof.targets.gateway import _wait_port
+
+ROOT = Path(__file__).resolve().parents[3]
+VENDORS = ROOT / "workloads" / "model_vendors.py"
+LITELLM_VENV = Path(os.environ.get("CLAUSEPROOF_LITELLM_VENV", str(ROOT / ".venv-litellm")))
+START_TIMEOUT_S = 60
+MODELS = {"vendor-a-chat": "anthropic", "vendor-b-chat": "ollama"}
+
+PASSTHROUGH_NGINX = """\
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/tmp-body;
+    proxy_temp_path {folder}/tmp-proxy;
+    fastcgi_temp_path {folder}/tmp-fastcgi;
+    uwsgi_temp_path {folder}/tmp-uwsgi;
+    scgi_temp_path {folder}/tmp-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /v1/chat/completions {{ proxy_pass http://127.0.0.1:{vendors}/anthropic/v1/messages; }}
+        location = /v1/models {{
+            default_type application/json;
+            return 200 '{{"object": "list", "data": [{{"id": "vendor-a-chat", "object": "model"}},
+                        {{"id": "vendor-b-chat", "object": "model"}}]}}';
+        }}
+    }}
+}}
+"""
+
+BUFFERING_NGINX = """\
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/tmp-body;
+    proxy_temp_path {folder}/tmp-proxy;
+    fastcgi_temp_path {folder}/tmp-fastcgi;
+    uwsgi_temp_path {folder}/tmp-uwsgi;
+    scgi_temp_path {folder}/tmp-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{inner};
+            proxy_http_version 1.1;
+            proxy_buffering on;
+            proxy_ignore_headers X-Accel-Buffering;
+            gzip on; gzip_min_length 0; gzip_types text/event-stream application/json;
+        }}
+    }}
+}}
+"""
+
+
+def litellm_command() -> Path:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if not exe.exists():
+        raise ClauseproofError(
+            f"LiteLLM's proxy is not installed at {exe}: the embedded OpenAI-compatible gateway is LiteLLM",
+            fix="./run sets it up (a virtualenv .venv-litellm with litellm[proxy]); or set CLAUSEPROOF_LITELLM_VENV",
+        )
+    return exe
+
+
+class ModelGateway:
+    """LiteLLM (or a control) in front of the two fake vendors; ``base_url`` is its OpenAI ``/v1``."""
+
+    label = "embedded-litellm-gateway"
+
+    def __init__(self, *, one_vendor: bool = False, passthrough: bool = False, buffered: bool = False) -> None:
+        self.one_vendor, self.passthrough, self.buffered = one_vendor, passthrough, buffered
+        self.folder: Path | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.port = self.vendors_port = 0
+        self.api_key = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def vendors_url(self) -> str:
+        return f"http://127.0.0.1:{self.vendors_port}"
+
+    def models(self) -> dict[str, str]:
+        """Model name → the vendor that must answer it (what the gateway declares)."""
+        return dict(MODELS)
+
+    def _spawn(self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Any:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                cwd=self.folder, preexec_fn=reaper.pdeathsig,  # LiteLLM and nginx do not watch the harness
+            )  # fmt: skip
+        self.procs.append(proc)
+        reaper.register(kind, proc.pid, self.folder)
+        return proc
+
+    def start(self) -> None:
+        exe = None if self.passthrough else litellm_command()
+        self.folder = make_private_folder("modelgw")
+        try:
+            env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
+            self.vendors_port = free_port()
+            log = self.folder / "vendors.log"
+            v = self._spawn("model-vendors", [sys.executable, str(VENDORS), "--port", str(self.vendors_port)], log, env)
+            _wait_port(self.vendors_port, v, "the fake model vendors", log)
+            self.port = free_port()
+            self.api_key = "sk-cp-" + secrets.token_urlsafe(16)
+            if self.passthrough:
+                conf = self.folder / "nginx.conf"
+                conf.write_text(PASSTHROUGH_NGINX.format(folder=self.folder, port=self.port, vendors=self.vendors_port))
+                nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out")
+                _wait_port(self.port, ng, "nginx", self.folder / "error.log")
+                return
+            assert exe is not None
+            config = self.folder / "litellm.json"  # YAML is a superset of JSON
+            config.write_text(json.dumps(self._config(), indent=1))
+            lenv = {
+                **env,
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the price list from GitHub
+                "LITELLM_TELEMETRY": "False",
+                "LITELLM_MASTER_KEY": self.api_key,
+                "LITELLM_LOG": "ERROR",
+                "NO_DOCS": "True",
+            }
+            log = self.folder / "litellm.log"
+            lp = self._spawn(
+                "model-gateway",
+                [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
+                 "--num_workers", "1"],
+                log, lenv,
+            )  # fmt: skip
+            self._wait_ready(lp, log)
+            if self.buffered:  # the control: nginx in front, buffering and compressing the streams
+                inner, self.port = self.port, free_port()
+                conf = self.folder / "nginx.conf"
+                conf.write_text(BUFFERING_NGINX.format(folder=self.folder, port=self.port, inner=inner))
+                nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out")
+                _wait_port(self.port, ng, "nginx", self.folder / "error.log")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _config(self) -> dict[str, Any]:
+        vendor_a = {"model": "anthropic/claude-3-5-haiku-20241022", "api_base": f"{self.vendors_url}/anthropic",
+                    "api_key": "vendor-a-key"}  # fmt: skip
+        vendor_b = {"model": "ollama_chat/llama3", "api_base": f"{self.vendors_url}/ollama"}
+        return {
+            "model_list": [
+                {"model_name": "vendor-a-chat", "litellm_params": vendor_a},
+                {"model_name": "vendor-b-chat", "litellm_params": vendor_a if self.one_vendor else vendor_b},
+            ],
+            "litellm_settings": {"drop_params": True, "telemetry": False, "num_retries": 0},
+            "general_settings": {"master_key": self.api_key},
+        }
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        import httpx
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/health/liveliness", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.25)
+        tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
+        raise ClauseproofError(
+            f"LiteLLM did not answer on 127.0.0.1:{self.port} within {START_TIMEOUT_S} s"
+            + (f" (it exited with {proc.returncode})" if proc.poll() is not None else "")
+            + "; its log ends:\n    "
+            + "\n    ".join(tail),
+            checked=f"GET http://127.0.0.1:{self.port}/health/liveliness",
+        )
+
+    def describe(self) -> dict[str, Any]:
+        if self.passthrough:
+            gw = "nginx forwarding to vendor A untranslated (POSITIVE CONTROL)"
+        else:
+            out = subprocess.run([str(LITELLM_VENV / "bin" / "python"), "-c",
+                                  "import importlib.metadata as m; print(m.version('litellm'))"],
+                                 capture_output=True, text=True, check=False, timeout=30)  # fmt: skip
+            gw = f"LiteLLM proxy {out.stdout.strip()}"
+            gw += " (ONE VENDOR FOR EVERY MODEL: positive control)" if self.one_vendor else ""
+            gw += " behind nginx BUFFERING AND COMPRESSING the streams (positive control)" if self.buffered else ""
+        return {
+            "label": self.label,
+            "gateway": gw,
+            "models": {
+                m: f"{v} ({'Anthropic Messages' if v == 'anthropic' else 'Ollama chat'} shape)"
+                for m, v in MODELS.items()
+            },
+            "vendors": "workloads/model_vendors.py (Starlette on uvicorn), the harness's own fakes",
+        }
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            reaper.unregister(proc.pid)
+        self.procs = []
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None

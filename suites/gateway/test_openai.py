@@ -1,0 +1,25 @@
+"""SX-EDAS-3: an OpenAI-compatible API over several model vendors, driven by the official ``openai`` client
+(``clauseproof.gateway.openai_compat``) — models listed, chat completions that parse and come from the named
+model's vendor, streaming (role, content deltas as the vendor sends them, finish_reason, usage, ``[DONE]``), the
+vendors' native errors as OpenAI errors, and an unknown model refused.  On the embedded gateway: LiteLLM's proxy
+in front of two fake vendors with different native shapes (Anthropic-style Messages, Ollama-style chat).
+Starting the gateway is outside every measurement; nothing here is timed but the stream's spread."""
+
+from __future__ import annotations
+
+import pytest
+
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.gateway.openai_compat import check
+from clauseproof.targets.modelgateway import ModelGateway
+
+
+@pytest.mark.clause("SX-EDAS-3")
+def test_openai_compatible_api_over_two_vendors(model_gateway: ModelGateway, evidence: CaseEvidence) -> None:
+    evidence.record.target = model_gateway.label
+    evidence.parameters(gateway=model_gateway.describe(), client="the official openai Python SDK, no retries")
+    result = check(model_gateway.base_url, model_gateway.api_key, model_gateway.models(), model_gateway.vendors_url)
+    for part, ok, measured, why in result.parts:
+        evidence.part("SX-EDAS-3", ok, statistic=f"{part}: {measured}", why="" if ok else why)
+    evidence.parameters(**result.data)
+    evidence.require_pass()

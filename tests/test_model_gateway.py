@@ -1,0 +1,110 @@
+"""SX-EDAS-3's check against the embedded LiteLLM gateway and its positive controls — one vendor behind every
+model name, a URL forwarding the vendor's native answers untranslated, a stream buffered and replayed — each
+judged FAIL on exactly the parts it breaks; start/stop and SIGKILL + reap leave nothing; no LiteLLM is a clear
+error."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.gateway.openai_compat import check
+from clauseproof.targets import modelgateway
+from clauseproof.targets.modelgateway import ModelGateway
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _verdicts(**kw: bool) -> dict[str, bool | None]:
+    g = ModelGateway(**kw)
+    g.start()
+    try:
+        result = check(g.base_url, g.api_key, g.models(), g.vendors_url)
+    finally:
+        g.stop()
+    return {part: ok for part, ok, _, _ in result.parts}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_the_embedded_gateway_passes_every_part_and_stop_leaves_nothing() -> None:
+    g = ModelGateway()
+    g.start()
+    pids, folder = [p.pid for p in g.procs], g.folder
+    try:
+        result = check(g.base_url, g.api_key, g.models(), g.vendors_url)
+    finally:
+        g.stop()
+    assert [p for p, ok, _, _ in result.parts if ok is not True] == []
+    assert len(result.parts) == 10
+    assert folder is not None and not folder.exists()
+    assert not any(_alive(p) for p in pids)
+
+
+def test_one_vendor_behind_every_model_fails_routing() -> None:
+    v = _verdicts(one_vendor=True)
+    assert v["vendor-b-chat: chat completion parses and comes from ollama"] is False
+    assert v["vendor-b-chat: streaming (role, content deltas as sent, finish_reason, usage, [DONE])"] is False
+    assert v["vendor-a-chat: chat completion parses and comes from anthropic"] is True
+
+
+def test_native_answers_forwarded_untranslated_fail() -> None:
+    v = _verdicts(passthrough=True)
+    assert v["vendor-a-chat: chat completion parses and comes from anthropic"] is False
+    assert v["vendor-a-chat: streaming (role, content deltas as sent, finish_reason, usage, [DONE])"] is False
+    assert v["an unknown model is refused"] is False
+
+
+def test_a_buffered_stream_fails_streaming_only() -> None:
+    v = _verdicts(buffered=True)
+    assert v["vendor-a-chat: streaming (role, content deltas as sent, finish_reason, usage, [DONE])"] is False
+    assert v["vendor-b-chat: streaming (role, content deltas as sent, finish_reason, usage, [DONE])"] is False
+    assert v["vendor-a-chat: chat completion parses and comes from anthropic"] is True
+
+
+def test_no_litellm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(modelgateway, "LITELLM_VENV", tmp_path / "none")
+    with pytest.raises(ClauseproofError, match="LiteLLM's proxy is not installed") as exc:
+        ModelGateway().start()
+    assert "./run sets it up" in str(exc.value)
+
+
+def test_sigkill_then_reap_leaves_nothing(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\nfrom clauseproof.targets.modelgateway import ModelGateway\n"
+        "g = ModelGateway(); g.start()\n"
+        "open(sys.argv[1], 'w').write(' '.join(str(p.pid) for p in g.procs) + '\\n' + str(g.folder))\n"
+        "time.sleep(120)\n"
+    )
+    flag = tmp_path / "up"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(flag)], cwd=ROOT)
+    deadline = time.monotonic() + 90
+    while not flag.exists() or "\n" not in flag.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pids_line, folder = flag.read_text().split("\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "clauseproof.cli", "reap"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    pids = [int(p) for p in pids_line.split()]
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), r.stdout
+    assert not Path(folder).exists()
