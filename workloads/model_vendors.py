@@ -149,13 +149,14 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default loopback)")
     a = p.parse_args()
     parent = os.environ.get("CLAUSEPROOF_PARENT_PID")
     if parent:
         from clauseproof.core.reaper import die_with_parent
 
         die_with_parent(int(parent))
-    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, parse_rule
+from clauseproof.gateway.vendor import VendorGateway
 from clauseproof.targets.gateway import EmbeddedGateway
+
+Gateway = EmbeddedGateway | VendorGateway
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def measured() -> dict[str, RuleResult]:
     return {}
 
 
-def _results(gateway: EmbeddedGateway, plan: Plan, clause: str, done: dict[str, RuleResult]) -> list[RuleResult]:
+def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str, RuleResult]) -> list[RuleResult]:
     """The gateway's rules that prove ``clause``, measured (or taken from ``done``)."""
     out = []
     for i, d in enumerate(gateway.limit_rules()):
@@ -36,6 +39,11 @@ def _results(gateway: EmbeddedGateway, plan: Plan, clause: str, done: dict[str, 
 
 
 def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], params: dict[str, Any]) -> None:
+    if not results:
+        evidence.not_shown(clause, statistic="rate limits: none declared",
+                           why="the gateway declares no limit of the kinds this clause names (the profile's "
+                           "[[gateway.limits]])")  # fmt: skip
+        return
     evidence.parameters(
         plan=f"{params}: the acceptance plan's (the tender states no tolerance)",
         steps={r.rule.label: r.steps for r in results},
@@ -52,7 +60,7 @@ def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], para
 
 @pytest.mark.clause("SX-EDAS-4")
 def test_limits_by_header_query_ip_consumer_tokens(
-    gateway: EmbeddedGateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str, RuleResult]
+    gateway: Gateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str, RuleResult]
 ) -> None:
     evidence.record.target = gateway.label
     params = clause_catalog["SX-EDAS-4"].params
@@ -63,7 +71,7 @@ def test_limits_by_header_query_ip_consumer_tokens(
 
 @pytest.mark.clause("SX-EDAS-5")
 def test_qps_limits_per_consumer_route_model(
-    gateway: EmbeddedGateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str, RuleResult]
+    gateway: Gateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str, RuleResult]
 ) -> None:
     evidence.record.target = gateway.label
     params = clause_catalog["SX-EDAS-5"].params

@@ -128,6 +128,11 @@ class EmbeddedGateway:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def stream_url(self) -> str:
+        """Where SX-EDAS-2's streams are read through the gateway (the upstream's paths below it)."""
+        return self.base_url
+
+    @property
     def direct_url(self) -> str:
         return f"http://127.0.0.1:{self.upstream_port}"
 

@@ -105,16 +105,25 @@ class ModelGateway:
 
     label = "embedded-litellm-gateway"
 
-    def __init__(self, *, one_vendor: bool = False, passthrough: bool = False, buffered: bool = False) -> None:
+    def __init__(
+        self, *, one_vendor: bool = False, passthrough: bool = False, buffered: bool = False, vendors_port: int = 0
+    ) -> None:
+        """``vendors_port``: the fake vendors are someone else's to start, on that port (the vendor-profile
+        self-test plays a vendor whose gateway calls the harness's fakes)."""
         self.one_vendor, self.passthrough, self.buffered = one_vendor, passthrough, buffered
+        self.own_vendors = not vendors_port
         self.folder: Path | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.port = self.vendors_port = 0
+        self.port, self.vendors_port = 0, vendors_port
         self.api_key = ""
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def openai_url(self) -> str:
+        return self.base_url
 
     @property
     def vendors_url(self) -> str:
@@ -139,10 +148,12 @@ class ModelGateway:
         self.folder = make_private_folder("modelgw")
         try:
             env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
-            self.vendors_port = free_port()
-            log = self.folder / "vendors.log"
-            v = self._spawn("model-vendors", [sys.executable, str(VENDORS), "--port", str(self.vendors_port)], log, env)
-            _wait_port(self.vendors_port, v, "the fake model vendors", log)
+            if self.own_vendors:
+                self.vendors_port = free_port()
+                log = self.folder / "vendors.log"
+                args = [sys.executable, str(VENDORS), "--port", str(self.vendors_port)]
+                v = self._spawn("model-vendors", args, log, env)
+                _wait_port(self.vendors_port, v, "the fake model vendors", log)
             self.port = free_port()
             self.api_key = "sk-cp-" + secrets.token_urlsafe(16)
             if self.passthrough:
