@@ -15,26 +15,28 @@ from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, parse_rule
 from clauseproof.gateway.vendor import VendorGateway
+from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.gateway import EmbeddedGateway
 
 Gateway = EmbeddedGateway | VendorGateway
 
 
 @pytest.fixture(scope="module")
-def measured() -> dict[str, RuleResult]:
-    """Each rule measured once per module: the consumer rule proves both clauses."""
-    return {}
+def measured(request: pytest.FixtureRequest) -> dict[str | int, Any]:
+    """Each rule measured once per module (the consumer rule proves both clauses); header and query keys are
+    named after the run (``cp-<run id>-<rule>-<step>``), so no earlier run's bucket is counted."""
+    return {"run": request.config.stash[RUN_KEY].run_id}
 
 
-def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str, RuleResult]) -> list[RuleResult]:
+def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str | int, Any]) -> list[RuleResult]:
     """The gateway's rules that prove ``clause``, measured (or taken from ``done``)."""
     out = []
     for i, d in enumerate(gateway.limit_rules()):
         rule = parse_rule(d, f"the gateway's limit rule {i + 1}")
         if clause in CLAUSES[rule.kind]:
-            if f"{i}" not in done:
-                done[f"{i}"] = check_rule(gateway.base_url, rule, plan, f"r{i}")
-            out.append(done[f"{i}"])
+            if i not in done:
+                done[i] = check_rule(gateway.base_url, rule, plan, f"{done['run']}-{i}")
+            out.append(done[i])
     return out
 
 
@@ -60,7 +62,7 @@ def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], para
 
 @pytest.mark.clause("SX-EDAS-4")
 def test_limits_by_header_query_ip_consumer_tokens(
-    gateway: Gateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str, RuleResult]
+    gateway: Gateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str | int, Any]
 ) -> None:
     evidence.record.target = gateway.label
     params = clause_catalog["SX-EDAS-4"].params
@@ -71,7 +73,7 @@ def test_limits_by_header_query_ip_consumer_tokens(
 
 @pytest.mark.clause("SX-EDAS-5")
 def test_qps_limits_per_consumer_route_model(
-    gateway: Gateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str, RuleResult]
+    gateway: Gateway, evidence: CaseEvidence, clause_catalog: Catalog, measured: dict[str | int, Any]
 ) -> None:
     evidence.record.target = gateway.label
     params = clause_catalog["SX-EDAS-5"].params
