@@ -105,6 +105,7 @@ def vendor_nginx(tmp_path: Path) -> Iterator[tuple[int, int]]:
         proc.wait(10)
 
 
+@pytest.mark.slow  # a whole suite run through a profile (~20 s); ./run slow
 def test_a_vendor_gateway_run_through_its_profile(tmp_path: Path, vendor_nginx: tuple[int, int]) -> None:
     u, g = vendor_nginx
     profile = tmp_path / "vendor.toml"
@@ -131,6 +132,7 @@ def test_a_vendor_gateway_run_through_its_profile(tmp_path: Path, vendor_nginx: 
     assert [(st.split(":")[0], v) for c, st, v in rows if c == "SX-EDAS-5"] == [("rate limits", "NOT SHOWN")]
 
 
+@pytest.mark.slow  # a whole suite run through a profile (~20 s); ./run slow
 def test_a_vendor_model_gateway_calling_the_harness_fakes(tmp_path: Path) -> None:
     """The vendor's gateway (here LiteLLM, configured as a vendor would) routes its models to the harness's fake
     vendors at fake_vendors_listen, which the run starts."""

@@ -82,6 +82,7 @@ def test_no_litellm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert "./run sets it up" in str(exc.value)
 
 
+@pytest.mark.slow  # the kill matrix's gateway-openai row covers it too; ./run slow
 def test_sigkill_then_reap_leaves_nothing(tmp_path: Path) -> None:
     code = (
         "import sys, time\nfrom clauseproof.targets.modelgateway import ModelGateway\n"

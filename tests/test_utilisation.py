@@ -5,6 +5,7 @@ that does none of the work, a command printing nonsense — are NOT SHOWN or a c
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -132,3 +133,55 @@ def test_a_command_printing_nonsense_is_a_clear_error() -> None:
         "disk_used_bytes": 1, "disk_total_bytes": 2}'""",
     ).read()
     assert (r.cpu_busy_s, r.memory_total, r.disk_used) == (1.0, 8.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "says"),
+    [
+        ('[{ name = "db1" }]', "is not a node"),
+        ('[{ name = "db1", prometheus = "db1:9100" }]', "is not a URL"),
+        ('[{ name = "db1", command = "x", port = 1 }]', "unknown keys"),
+        ("[]", "no node is given"),
+    ],
+)
+def test_a_bad_utilisation_section_is_a_clear_error(tmp_path: Path, nodes: str, says: str) -> None:
+    from clauseproof.targets.external import load_profile
+
+    p = tmp_path / "vendor.toml"
+    p.write_text(TARGET + f"[utilisation]\nnodes = {nodes}\n")
+    with pytest.raises(ClauseproofError, match=says) as exc:
+        load_profile(p)
+    assert "vendor.toml" in str(exc.value)
+
+
+TARGET = '[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "postgres"\ndatabase = "postgres"\n'
+
+
+@pytest.mark.skipif(not shutil.which("prometheus-node-exporter"), reason="Debian's prometheus-node-exporter")
+def test_a_vendor_node_read_through_its_node_exporter(tmp_path: Path) -> None:
+    """The suite on a profile target (the machine's own PostgreSQL) whose node is read through node_exporter:
+    three rows, the disk row the filesystem's real use."""
+    port = free_port()
+    with _proc(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
+                "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
+                "--collector.filesystem"]):  # fmt: skip
+        profile = tmp_path / "vendor.toml"
+        profile.write_text(
+            TARGET + f'[utilisation]\nnodes = [{{ name = "this machine", '
+            f'prometheus = "http://127.0.0.1:{port}/metrics", mountpoint = "/" }}]\n'
+        )
+        results = tmp_path / "results"
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "suites/sla/test_utilisation.py", f"--cp-target={profile}",
+             f"--cp-results={results}", "--cp-formats=html", "-p", "no:randomly", "-q"],
+            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    doc = json.loads(next(results.glob("*/evidence.json")).read_text())
+    rows = [row for row in doc["clause_rows"] if row["id"] == "SX-SLA-3"]
+    assert [row["statistic"].split(" utilisation")[0] for row in rows] == [
+        "this machine CPU", "this machine memory", "this machine disk"], (rows, r.stdout[-1500:])  # fmt: skip
+    assert all(row["verdict"] in ("PASS", "FAIL") for row in rows), rows
+    st = os.statvfs("/")
+    disk = 100 * (st.f_blocks - st.f_bavail) / st.f_blocks
+    measured = float(rows[2]["measured"].split()[0])
+    assert abs(measured - disk) < 1.0, (measured, disk)

@@ -20,6 +20,7 @@ from clauseproof.core.evidence import CaseEvidence
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.sla.utilisation import ProcessTreeSampler, Sampler, Sampling, not_following, summarise
 from clauseproof.targets.base import Target
+from clauseproof.targets.external import ExternalTarget
 from workloads import oltp
 
 
@@ -29,12 +30,15 @@ def test_node_utilisation_under_the_reference_load(
 ) -> None:
     p = clause_catalog["SX-SLA-3"].params
     samplers: list[Sampler] = [ProcessTreeSampler(name, pid, data) for name, pid, data in target.local_nodes()]
+    section = target.profile.section("utilisation") if isinstance(target, ExternalTarget) and target.profile else None
+    if section is not None:
+        samplers = section.samplers()
     if not samplers:
         evidence.not_shown(
             "SX-SLA-3",
             statistic="node utilisation: no node of this target can be read",
             why=f"{target.label}: the harness reads an embedded server's nodes from /proc; for a vendor's nodes it "
-            "needs a node_exporter URL or a command (clauseproof.sla.utilisation), which this target does not give",
+            "needs the profile's [utilisation] nodes (a node_exporter URL or a command each), which it does not give",
         )
         return
     users, rate = int(p["users"]), float(p["rate_per_user"])

@@ -45,6 +45,7 @@ from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.limits import parse_rule
 from clauseproof.targets.embedded import make_private_folder
+from clauseproof.targets.gateway import OwnProcesses
 from clauseproof.targets.sections import Section
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -138,7 +139,7 @@ def _env(name: str, what: str) -> str:
     return value
 
 
-class VendorGateway:
+class VendorGateway(OwnProcesses):
     """The gateway of a profile: its limits, and where the harness's stream upstream and fake vendors listen."""
 
     def __init__(self, label: str, section: GatewaySection) -> None:
@@ -196,14 +197,8 @@ class VendorGateway:
                     continue
                 host, port = _listen(listen)
                 log = self.folder / f"{script}.log"
-                with open(log, "ab") as out:
-                    proc = subprocess.Popen(
-                        [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)],
-                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                        start_new_session=True,
-                    )  # fmt: skip
-                self.procs.append(proc)
-                reaper.register(f"gateway-{script}", proc.pid, self.folder)
+                args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
+                proc = self._spawn(f"gateway-{script}", args, log, env)
                 self._wait(host, port, proc, what, log)
         except BaseException:
             self.stop()
@@ -232,23 +227,3 @@ class VendorGateway:
                 m: f"→ the harness's {v}-style fake vendor at {s.fake_vendors_listen}" for m, v in s.models.items()
             },
         }
-
-    def stop(self) -> None:
-        import shutil
-        import signal
-
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            reaper.unregister(proc.pid)
-        self.procs = []
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None

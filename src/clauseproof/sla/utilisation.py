@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.sections import Section
 
 HTTP_TIMEOUT_S = 5.0
 MAX_SAMPLES = 100_000
@@ -355,3 +356,45 @@ def not_following(idle: dict[str, Any], busy: dict[str, Any]) -> str:
             "not the node doing the work"
         )
     return ""
+
+
+# ------------------------------------------------------------------------------------ a vendor's nodes (profile)
+
+
+@dataclass(frozen=True)
+class UtilisationSection:
+    """A profile's ``[utilisation]``: how to read each node of the vendor's system."""
+
+    nodes: tuple[dict[str, str], ...]
+
+    def samplers(self) -> list[Sampler]:
+        out: list[Sampler] = []
+        for n in self.nodes:
+            if "prometheus" in n:
+                out.append(PrometheusSampler(n["name"], n["prometheus"], n.get("mountpoint", "/")))
+            else:
+                out.append(CommandSampler(n["name"], n["command"]))
+        return out
+
+
+def parse_section(body: dict[str, Any], err: Any) -> UtilisationSection | None:
+    if not body:
+        return None
+    example = '{ name = "db1", prometheus = "http://192.0.2.11:9100/metrics", mountpoint = "/data" }'
+    nodes = []
+    for n in body.get("nodes", []):
+        if not isinstance(n, dict) or "name" not in n or ("prometheus" in n) == ("command" in n):
+            raise err("utilisation", "nodes", f"{n!r} is not a node", f"write each as {example} or with command = ...")
+        extra = set(n) - {"name", "prometheus", "mountpoint", "command"}
+        if extra:
+            raise err("utilisation", "nodes", f"node {n['name']}: unknown keys {sorted(extra)}", f"e.g. {example}")
+        if "prometheus" in n and not str(n["prometheus"]).startswith(("http://", "https://")):
+            raise err("utilisation", "nodes", f"node {n['name']}: {n['prometheus']!r} is not a URL", f"e.g. {example}")
+        nodes.append({k: str(v) for k, v in n.items()})
+    if not nodes:
+        raise err("utilisation", "nodes", "no node is given", f"nodes = [{example}]")
+    return UtilisationSection(tuple(nodes))
+
+
+#: ``[utilisation]`` of a profile, registered in pyproject.toml (entry point group ``clauseproof.sections``).
+SECTION = Section("utilisation", {"nodes": list}, parse_section)

@@ -98,7 +98,48 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -
     )
 
 
-class EmbeddedGateway:
+class OwnProcesses:
+    """Processes the harness starts for a gateway, in a private ``clauseproof-*`` folder: each in a session of its
+    own, registered with the reaper, stopped together (SIGTERM to the group, SIGKILL after ``STOP_WAIT_S``), and
+    the folder removed."""
+
+    STOP_WAIT_S = 10
+
+    folder: Path | None = None
+    procs: list[subprocess.Popen[bytes]]
+
+    def _spawn(
+        self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None, *, pdeathsig: bool = False
+    ) -> Any:
+        """``pdeathsig``: SIGTERM when the harness dies, for a program that does not watch it (nginx, LiteLLM)."""
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                cwd=self.folder, preexec_fn=reaper.pdeathsig if pdeathsig else None,
+            )  # fmt: skip
+        self.procs.append(proc)
+        reaper.register(kind, proc.pid, self.folder)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(self.STOP_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            reaper.unregister(proc.pid)
+        self.procs = []
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+class EmbeddedGateway(OwnProcesses):
     """nginx in front of the harness's streaming upstream; ``base_url`` goes through nginx, ``direct_url`` not."""
 
     label = "embedded-nginx-gateway"
@@ -135,15 +176,6 @@ class EmbeddedGateway:
     @property
     def direct_url(self) -> str:
         return f"http://127.0.0.1:{self.upstream_port}"
-
-    def _spawn(self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Any:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
-        self.procs.append(proc)
-        reaper.register(kind, proc.pid, self.folder)
-        return proc
 
     def start(self) -> None:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -274,20 +306,3 @@ class EmbeddedGateway:
             },
             "upstream": "workloads/stream_upstream.py (Starlette on uvicorn), the harness's own",
         }
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            reaper.unregister(proc.pid)
-        self.procs = []
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None

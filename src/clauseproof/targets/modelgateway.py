@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import Any
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.gateway import _wait_port
+from clauseproof.targets.gateway import OwnProcesses, _wait_port
 
 ROOT = Path(__file__).resolve().parents[3]
 VENDORS = ROOT / "workloads" / "model_vendors.py"
@@ -38,7 +37,8 @@ LITELLM_VENV = Path(os.environ.get("CLAUSEPROOF_LITELLM_VENV", str(ROOT / ".venv
 START_TIMEOUT_S = 60
 MODELS = {"vendor-a-chat": "anthropic", "vendor-b-chat": "ollama"}
 
-PASSTHROUGH_NGINX = """\
+#: what both nginx controls share: one worker in the foreground, every file in the folder
+NGINX_HEAD = """\
 worker_processes 1;
 daemon off;
 pid {folder}/nginx.pid;
@@ -51,6 +51,11 @@ http {{
     fastcgi_temp_path {folder}/tmp-fastcgi;
     uwsgi_temp_path {folder}/tmp-uwsgi;
     scgi_temp_path {folder}/tmp-scgi;
+"""
+
+PASSTHROUGH_NGINX = (
+    NGINX_HEAD
+    + """\
     server {{
         listen 127.0.0.1:{port};
         location = /v1/chat/completions {{ proxy_pass http://127.0.0.1:{vendors}/anthropic/v1/messages; }}
@@ -62,20 +67,11 @@ http {{
     }}
 }}
 """
+)
 
-BUFFERING_NGINX = """\
-worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/tmp-body;
-    proxy_temp_path {folder}/tmp-proxy;
-    fastcgi_temp_path {folder}/tmp-fastcgi;
-    uwsgi_temp_path {folder}/tmp-uwsgi;
-    scgi_temp_path {folder}/tmp-scgi;
+BUFFERING_NGINX = (
+    NGINX_HEAD
+    + """\
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -88,6 +84,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def litellm_command() -> Path:
@@ -100,7 +97,7 @@ def litellm_command() -> Path:
     return exe
 
 
-class ModelGateway:
+class ModelGateway(OwnProcesses):
     """LiteLLM (or a control) in front of the two fake vendors; ``base_url`` is its OpenAI ``/v1``."""
 
     label = "embedded-litellm-gateway"
@@ -133,16 +130,6 @@ class ModelGateway:
         """Model name → the vendor that must answer it (what the gateway declares)."""
         return dict(MODELS)
 
-    def _spawn(self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Any:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                cwd=self.folder, preexec_fn=reaper.pdeathsig,  # LiteLLM and nginx do not watch the harness
-            )  # fmt: skip
-        self.procs.append(proc)
-        reaper.register(kind, proc.pid, self.folder)
-        return proc
-
     def start(self) -> None:
         exe = None if self.passthrough else litellm_command()
         self.folder = make_private_folder("modelgw")
@@ -160,7 +147,7 @@ class ModelGateway:
                 conf = self.folder / "nginx.conf"
                 conf.write_text(PASSTHROUGH_NGINX.format(folder=self.folder, port=self.port, vendors=self.vendors_port))
                 nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out")
+                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True)
                 _wait_port(self.port, ng, "nginx", self.folder / "error.log")
                 return
             assert exe is not None
@@ -179,7 +166,7 @@ class ModelGateway:
                 "model-gateway",
                 [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
                  "--num_workers", "1"],
-                log, lenv,
+                log, lenv, pdeathsig=True,
             )  # fmt: skip
             self._wait_ready(lp, log)
             if self.buffered:  # the control: nginx in front, buffering and compressing the streams
@@ -187,7 +174,7 @@ class ModelGateway:
                 conf = self.folder / "nginx.conf"
                 conf.write_text(BUFFERING_NGINX.format(folder=self.folder, port=self.port, inner=inner))
                 nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out")
+                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True)
                 _wait_port(self.port, ng, "nginx", self.folder / "error.log")
         except BaseException:
             self.stop()
@@ -243,20 +230,3 @@ class ModelGateway:
             },
             "vendors": "workloads/model_vendors.py (Starlette on uvicorn), the harness's own fakes",
         }
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            reaper.unregister(proc.pid)
-        self.procs = []
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
