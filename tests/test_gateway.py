@@ -66,16 +66,23 @@ def test_stop_leaves_nothing() -> None:
     assert not any(_alive(p) for p in pids)
 
 
-def test_sigkill_then_reap_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("module", "cls"),
+    [
+        ("clauseproof.targets.gateway", "EmbeddedGateway"),
+        pytest.param("clauseproof.targets.modelgateway", "ModelGateway", marks=pytest.mark.slow),
+    ],
+)
+def test_sigkill_then_reap_leaves_nothing(tmp_path: Path, module: str, cls: str) -> None:
     code = (
-        "import sys, time\nfrom clauseproof.targets.gateway import EmbeddedGateway\n"
-        "g = EmbeddedGateway(); g.start()\n"
+        f"import sys, time\nfrom {module} import {cls}\n"
+        f"g = {cls}(); g.start()\n"
         "open(sys.argv[1], 'w').write(' '.join(str(p.pid) for p in g.procs) + '\\n' + str(g.folder))\n"
         "time.sleep(120)\n"
     )
     flag = tmp_path / "up"
     proc = subprocess.Popen([sys.executable, "-c", code, str(flag)], cwd=ROOT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while not flag.exists() or "\n" not in flag.read_text():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
@@ -86,7 +93,7 @@ def test_sigkill_then_reap_leaves_nothing(tmp_path: Path) -> None:
         [sys.executable, "-m", "clauseproof.cli", "reap"], capture_output=True, text=True, timeout=60, check=False
     )
     assert r.returncode == 0, r.stderr
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     pids = [int(p) for p in pids_line.split()]
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -30,25 +30,17 @@ keys that would show it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.limits import parse_rule
 from clauseproof.targets.embedded import make_private_folder
 from clauseproof.targets.gateway import OwnProcesses
 from clauseproof.targets.sections import Section
 
-ROOT = Path(__file__).resolve().parents[3]
 SHAPES = ("anthropic", "ollama")
 KEYS: dict[str, type | tuple[type, ...]] = {
     "base_url": str,
@@ -144,8 +136,7 @@ class VendorGateway(OwnProcesses):
 
     def __init__(self, label: str, section: GatewaySection) -> None:
         self.label, self.section = label, section
-        self.folder: Path | None = None
-        self.procs: list[subprocess.Popen[bytes]] = []
+        super().__init__()
         self.api_key = ""
         self._rules: list[dict[str, Any]] = []
 
@@ -188,32 +179,15 @@ class VendorGateway(OwnProcesses):
             self.api_key = _env(s.api_key_env, "[gateway] api_key_env")
         self.folder = make_private_folder("gateway")
         try:
-            env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
-            for listen, script, what in (
-                (s.upstream_listen, "stream_upstream.py", "the streaming upstream"),
-                (s.fake_vendors_listen, "model_vendors.py", "the fake model vendors"),
-            ):
-                if not listen:
-                    continue
-                host, port = _listen(listen)
-                log = self.folder / f"{script}.log"
-                args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
-                proc = self._spawn(f"gateway-{script}", args, log, env)
-                self._wait(host, port, proc, what, log)
+            if s.upstream_listen:
+                host, port = _listen(s.upstream_listen)
+                self._start_workload("gateway-upstream", "stream_upstream.py", port, "the streaming upstream", host)
+            if s.fake_vendors_listen:
+                host, port = _listen(s.fake_vendors_listen)
+                self._start_workload("model-vendors", "model_vendors.py", port, "the fake model vendors", host)
         except BaseException:
             self.stop()
             raise
-
-    @staticmethod
-    def _wait(host: str, port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-                return
-            time.sleep(0.05)
-        tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
-        raise ClauseproofError(f"{what} did not listen on {host}:{port} within 15 s: " + " | ".join(tail),
-                               fix="give an address of this machine that the vendor's gateway can reach")  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         s = self.section

@@ -28,7 +28,7 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
 
 ROOT = Path(__file__).resolve().parents[3]
-UPSTREAM = ROOT / "workloads" / "stream_upstream.py"
+UPSTREAM = "stream_upstream.py"  # under workloads/
 START_TIMEOUT_S = 15
 
 NGINX_CONF = """\
@@ -82,19 +82,21 @@ NOT_BY_BODY = (
 )
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+def _wait_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, host: str = "127.0.0.1", fix: str = ""
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
     tail = log.read_text(errors="replace").strip().splitlines()[-6:] if log.exists() else []
     raise ClauseproofError(
-        f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S} s; its log ends:\n    "
-        + "\n    ".join(tail),
-        checked=f"TCP connections to 127.0.0.1:{port}",
+        f"{what} did not listen on {host}:{port} within {START_TIMEOUT_S} s; its log ends:\n    " + "\n    ".join(tail),
+        checked=f"TCP connections to {host}:{port}",
+        fix=fix,
     )
 
 
@@ -105,8 +107,9 @@ class OwnProcesses:
 
     STOP_WAIT_S = 10
 
-    folder: Path | None = None
-    procs: list[subprocess.Popen[bytes]]
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     def _spawn(
         self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None, *, pdeathsig: bool = False
@@ -120,6 +123,16 @@ class OwnProcesses:
         self.procs.append(proc)
         reaper.register(kind, proc.pid, self.folder)
         return proc
+
+    def _start_workload(self, kind: str, script: str, port: int, what: str, host: str = "127.0.0.1") -> None:
+        """One of the harness's own servers under ``workloads/`` (it dies with the harness), listening."""
+        assert self.folder is not None
+        env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
+        log = self.folder / f"{Path(script).stem}.log"
+        args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
+        proc = self._spawn(kind, args, log, env)
+        fix = "" if host == "127.0.0.1" else "give an address of this machine that the vendor's gateway can reach"
+        _wait_port(port, proc, what, log, host, fix)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -158,9 +171,8 @@ class EmbeddedGateway(OwnProcesses):
         refusals left at nginx's default (503, no ``Retry-After``)."""
         self.buffering, self.reuse = buffering, reuse
         self.limit_factor, self.shared_bucket, self.nginx_refusals = limit_factor, shared_bucket, nginx_refusals
+        super().__init__()
         self.credentials: dict[str, list[str]] = {}
-        self.folder: Path | None = None
-        self.procs: list[subprocess.Popen[bytes]] = []
         self.port = 0
         self.upstream_port = 0
 
@@ -187,12 +199,7 @@ class EmbeddedGateway(OwnProcesses):
         self.folder = make_private_folder("gateway")
         try:
             self.upstream_port = free_port()
-            env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
-            up_log = self.folder / "upstream.log"
-            up = self._spawn(
-                "gateway-upstream", [sys.executable, str(UPSTREAM), "--port", str(self.upstream_port)], up_log, env
-            )
-            _wait_port(self.upstream_port, up, "the streaming upstream", up_log)
+            self._start_workload("gateway-upstream", UPSTREAM, self.upstream_port, "the streaming upstream")
             self.port = free_port()
             conf = self.folder / "nginx.conf"
             limits, locations = self._limits_conf()

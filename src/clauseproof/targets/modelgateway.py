@@ -21,18 +21,16 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
 from clauseproof.targets.gateway import OwnProcesses, _wait_port
 
 ROOT = Path(__file__).resolve().parents[3]
-VENDORS = ROOT / "workloads" / "model_vendors.py"
+VENDORS = "model_vendors.py"  # under workloads/
 LITELLM_VENV = Path(os.environ.get("CLAUSEPROOF_LITELLM_VENV", str(ROOT / ".venv-litellm")))
 START_TIMEOUT_S = 60
 MODELS = {"vendor-a-chat": "anthropic", "vendor-b-chat": "ollama"}
@@ -109,8 +107,7 @@ class ModelGateway(OwnProcesses):
         self-test plays a vendor whose gateway calls the harness's fakes)."""
         self.one_vendor, self.passthrough, self.buffered = one_vendor, passthrough, buffered
         self.own_vendors = not vendors_port
-        self.folder: Path | None = None
-        self.procs: list[subprocess.Popen[bytes]] = []
+        super().__init__()
         self.port, self.vendors_port = 0, vendors_port
         self.api_key = ""
 
@@ -134,13 +131,9 @@ class ModelGateway(OwnProcesses):
         exe = None if self.passthrough else litellm_command()
         self.folder = make_private_folder("modelgw")
         try:
-            env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
             if self.own_vendors:
                 self.vendors_port = free_port()
-                log = self.folder / "vendors.log"
-                args = [sys.executable, str(VENDORS), "--port", str(self.vendors_port)]
-                v = self._spawn("model-vendors", args, log, env)
-                _wait_port(self.vendors_port, v, "the fake model vendors", log)
+                self._start_workload("model-vendors", VENDORS, self.vendors_port, "the fake model vendors")
             self.port = free_port()
             self.api_key = "sk-cp-" + secrets.token_urlsafe(16)
             if self.passthrough:
@@ -154,7 +147,7 @@ class ModelGateway(OwnProcesses):
             config = self.folder / "litellm.json"  # YAML is a superset of JSON
             config.write_text(json.dumps(self._config(), indent=1))
             lenv = {
-                **env,
+                **os.environ,
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the price list from GitHub
                 "LITELLM_TELEMETRY": "False",
                 "LITELLM_MASTER_KEY": self.api_key,
