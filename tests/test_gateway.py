@@ -4,7 +4,6 @@ be judged FAIL on exactly those parts; start and stop leave no process or folder
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from clauseproof.gateway.streaming import check
+from clauseproof.targets.embedded import _pid_alive as _alive
 from clauseproof.targets.gateway import EmbeddedGateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,14 +45,6 @@ def test_a_gateway_without_upstream_keepalive_fails_reuse() -> None:
     v = _verdicts(reuse=False)
     assert not v["upstream connections reused"]
     assert v["each SSE event passes without buffering"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
 def test_stop_leaves_nothing() -> None:

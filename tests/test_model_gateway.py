@@ -5,7 +5,6 @@ no LiteLLM is a clear error."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.openai_compat import check
 from clauseproof.targets import modelgateway
+from clauseproof.targets.embedded import _pid_alive as _alive
 from clauseproof.targets.modelgateway import ModelGateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,14 +26,6 @@ def _verdicts(**kw: bool) -> dict[str, bool | None]:
     finally:
         g.stop()
     return {part: ok for part, ok, _, _ in result.parts}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
 def test_the_embedded_gateway_passes_every_part_and_stop_leaves_nothing() -> None:

@@ -56,7 +56,8 @@ class Sample:
     error: str = ""
 
 
-def _q(xs: list[float], q: float) -> float:
+def quantile(xs: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (nan for no values)."""
     if not xs:
         return float("nan")
     xs = sorted(xs)
@@ -74,8 +75,8 @@ class LoadResult:
     def lag_ms(self) -> dict[str, float]:
         lags = [(s.sent - s.scheduled) * 1000 for s in self.samples if s.status != NOT_SENT]
         return {
-            "p50": round(_q(lags, 0.5), 3),
-            "p99": round(_q(lags, 0.99), 3),
+            "p50": round(quantile(lags, 0.5), 3),
+            "p99": round(quantile(lags, 0.99), 3),
             "max": round(max(lags, default=float("nan")), 3),
             "not_sent": sum(1 for s in self.samples if s.status == NOT_SENT),
         }

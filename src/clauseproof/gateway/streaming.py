@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from clauseproof.gateway.openloop import quantile
+
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
@@ -107,13 +109,6 @@ class Result:
     data: dict[str, Any]
 
 
-def _p(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
-
-
 def check(base: str, direct: str, *, events: int, interval_s: float, extra_delay_s: float, requests: int) -> Result:
     """Every part of SX-EDAS-2 through ``base`` (the gateway), against ``direct`` (the upstream itself)."""
     q = f"n={events}&interval={interval_s}"
@@ -182,6 +177,6 @@ def check(base: str, direct: str, *, events: int, interval_s: float, extra_delay
         "chunk_delays_via_s": [round(x, 4) for x in chunks_via],
         "chunk_delays_direct_s": [round(x, 4) for x in chunks_direct],
         "upstream_sockets": sockets,
-        "p99_via_ms": round(_p(d_via, 0.99) * 1000, 2),
+        "p99_via_ms": round(quantile(d_via, 0.99) * 1000, 2),
     }
     return Result(parts, data)
