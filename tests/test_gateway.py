@@ -52,7 +52,7 @@ def test_stop_leaves_nothing() -> None:
     g.start()
     pids = [p.pid for p in g.procs]
     folder = g.folder
-    assert folder is not None and folder.exists() and len(pids) == 2
+    assert folder is not None and folder.exists() and len(pids) == 3  # upstream, HAProxy, nginx
     g.stop()
     assert not folder.exists()
     assert not any(_alive(p) for p in pids)

@@ -66,20 +66,31 @@ def test_keys_sharing_one_bucket_fail_isolation() -> None:
         v = _verdicts(g, "route", "sh")
         assert v["keys isolated"] is False
         assert v["accepted rate at 0.5x, 1x, 2x, 10x the limit of 200/s"] is True
+        v = _verdicts(g, "model", "sh")  # HAProxy counting every model in one entry
+        assert v["keys isolated"] is False
+        assert v["accepted rate at 0.5x, 1x, 2x, 10x the limit of 50/s"] is True
 
 
 def test_refusals_without_429_and_retry_after_fail() -> None:
     for g in _gateway(nginx_refusals=True):
-        res = check_rule(g.base_url, _rule(g, "query"), PLAN, "503")
-        part = next(p for p in res.parts if p[0].endswith("refusals are 429 with Retry-After"))
-        assert part[1] is False and "503" in part[3], part
+        for kind in ("query", "model"):  # nginx's limit_req and HAProxy's deny
+            res = check_rule(g.base_url, _rule(g, kind), PLAN, "503")
+            part = next(p for p in res.parts if p[0].endswith("refusals are 429 with Retry-After"))
+            assert part[1] is False and "503" in part[3], part
 
 
-def test_model_and_token_limits_are_rows_saying_not_supported(gateway: EmbeddedGateway) -> None:
-    for kind in ("model", "tokens"):
-        res = check_rule(gateway.base_url, _rule(gateway, kind), PLAN, "ns")
-        assert [(ok, m) for _, ok, m, _ in res.parts] == [(None, "not supported by this target")]
-        assert "nginx" in res.parts[0][3]
+def test_a_model_limit_keyed_on_the_body_passes_each_part(gateway: EmbeddedGateway) -> None:
+    """HAProxy behind nginx reads the model from the JSON body; two models from one client are two buckets."""
+    v = _verdicts(gateway, "model", "ok")
+    assert len(v) == 4 and all(v.values()), v
+
+
+def test_a_rule_the_gateway_declares_unsupported_is_a_row_saying_so(gateway: EmbeddedGateway) -> None:
+    rule = parse_rule({"kind": "model", "supported": False, "why": "keys only on headers"})
+    res = check_rule(gateway.base_url, rule, PLAN, "ns")
+    assert [(ok, m, why) for _, ok, m, why in res.parts] == [
+        (None, "not supported by this target", "keys only on headers")
+    ]
 
 
 def test_a_lagging_generator_makes_the_rate_parts_not_shown() -> None:
@@ -118,6 +129,8 @@ def test_the_generator_keeps_its_schedule_open_loop(gateway: EmbeddedGateway) ->
         ({"kind": "ip", "rate": 5, "burst": 1, "path": "/x", "sources": ["127.0.0.2"]}, "at least two sources"),
         ({"kind": "query", "rate": "fast", "burst": 1, "path": "/x", "param": "k"}, "must be numbers"),
         ({"kind": "route", "rate": 0, "burst": 1, "routes": ["/a", "/b"]}, "out of range"),
+        ({"kind": "model", "rate": 5, "burst": 1, "path": "/v1/chat/completions", "models": "glm-4"},
+         "at least two models"),
         ({"kind": "consumer", "rate": 5, "burst": 1, "path": "/x", "header": "A", "consumers": {"a": ["1"]}},
          "at least two consumers"),
     ],

@@ -1,9 +1,10 @@
 """SX-EDAS-4 (limits by header, query parameter, client IP, consumer, token consumption) and SX-EDAS-5 (QPS limits
-per consumer, route, model): each limit the gateway declares is offered open loop at 0.5x, 1x, 2x and 10x
-(``clauseproof.gateway.limits``); accepted rate, sliding windows, 429 + Retry-After, key isolation and, for
+per consumer, route, model): each request-rate limit the gateway declares is offered open loop at 0.5x, 1x, 2x and
+10x (``clauseproof.gateway.limits``); accepted rate, sliding windows, 429 + Retry-After, key isolation and, for
 consumers, credentials sharing the consumer's limit.  The window of each step holds only the offered requests
-(``step_s`` seconds); starting the gateway and making keys is outside it.  A kind the gateway cannot enforce is a
-NOT SHOWN row naming why."""
+(``step_s`` seconds); starting the gateway and making keys is outside it.  Token quotas are spent through the
+OpenAI-compatible gateway, non-streamed and streamed (``clauseproof.gateway.tokens``); nothing there is timed.
+A kind the gateway cannot enforce is a NOT SHOWN row naming why."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, parse_rule
+from clauseproof.gateway.tokens import check_tokens, parse_token_rule
 from clauseproof.gateway.vendor import VendorGateway
 from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.gateway import EmbeddedGateway
+from clauseproof.targets.modelgateway import ModelGateway
 
 Gateway = EmbeddedGateway | VendorGateway
 
@@ -32,6 +35,8 @@ def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str | int, An
     """The gateway's rules that prove ``clause``, measured (or taken from ``done``)."""
     out = []
     for i, d in enumerate(gateway.limit_rules()):
+        if d.get("kind") == "tokens":  # test_limits_by_token_consumption
+            continue
         rule = parse_rule(d, f"the gateway's limit rule {i + 1}")
         if clause in CLAUSES[rule.kind]:
             if i not in done:
@@ -52,12 +57,15 @@ def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], para
         generator_lag_ms={r.rule.label: r.lag_ms for r in results},
     )
     for r in results:
-        for part, ok, measured, why in r.parts:
-            evidence.part(
-                clause, ok, statistic=f"{part}: {measured}", why="" if ok else why,
-                not_shown=f"not supported by this target: {why}" if measured == "not supported by this target"
-                else why,
-            )  # fmt: skip
+        _parts(evidence, clause, r.parts)
+
+
+def _parts(evidence: CaseEvidence, clause: str, parts: list[tuple[str, bool | None, str, str]]) -> None:
+    for part, ok, measured, why in parts:
+        evidence.part(
+            clause, ok, statistic=f"{part}: {measured}", why="" if ok else why,
+            not_shown=f"not supported by this target: {why}" if measured == "not supported by this target" else why,
+        )  # fmt: skip
 
 
 @pytest.mark.clause("SX-EDAS-4")
@@ -79,4 +87,38 @@ def test_qps_limits_per_consumer_route_model(
     params = clause_catalog["SX-EDAS-5"].params
     evidence.parameters(gateway=gateway.describe())
     _record(evidence, "SX-EDAS-5", _results(gateway, Plan.from_params(params), "SX-EDAS-5", measured), params)
+    evidence.require_pass()
+
+
+@pytest.mark.clause("SX-EDAS-4")
+def test_limits_by_token_consumption(model_gateway: ModelGateway | VendorGateway, evidence: CaseEvidence) -> None:
+    evidence.record.target = model_gateway.label
+    decls = [d for d in model_gateway.limit_rules() if d.get("kind") == "tokens"]
+    if not decls or not model_gateway.openai_url:
+        evidence.not_shown(
+            "SX-EDAS-4", statistic="token-consumption limits: none declared",
+            why="the gateway declares no token limit ([[gateway.limits]] with kind = \"tokens\") or no OpenAI "
+            "endpoint (openai_base_url, api_key_env)",
+        )  # fmt: skip
+        return
+    evidence.parameters(gateway=model_gateway.describe())
+    held: dict[tuple[str, float], bool] = {}  # (dimension, window) -> every part shown
+    for i, d in enumerate(decls):
+        rule = parse_token_rule(d, f"token limit {i + 1}")
+        res = check_tokens(model_gateway.openai_url, model_gateway.api_key, rule)
+        evidence.parameters(**{f"token_limit_{i + 1}": {"declared": d, "runs": res.runs}})
+        _parts(evidence, "SX-EDAS-4", res.parts)
+        if rule.supported:
+            dim = (rule.dimension, rule.window_s)
+            held[dim] = held.get(dim, True) and all(ok for _, ok, _, _ in res.parts)
+    # the clause asks for quotas "in several dimensions and several time granularities" (多维度、多时间粒度)
+    for what, values in (("dimensions", {d for d, _ in held}), ("time granularities", {f"{w:g} s" for _, w in held})):
+        shown = sorted(str(v) for v in values)
+        evidence.part(
+            "SX-EDAS-4", (all(held.values()) if len(values) >= 2 else None),
+            statistic=f"token quotas over several {what}: declared {', '.join(shown) or 'none'}",
+            why=f"a token quota over {', '.join(shown)} failed above",
+            not_shown=f"the gateway declares token quotas over {len(values)} {what} ({', '.join(shown) or 'none'}); "
+            f"the clause asks several",
+        )  # fmt: skip
     evidence.require_pass()

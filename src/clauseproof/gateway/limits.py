@@ -27,6 +27,7 @@ cannot enforce (``supported = false``) is a NOT SHOWN row naming why.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,9 +60,17 @@ class Key:
     headers: tuple[tuple[str, str], ...] = ()
     params: tuple[tuple[str, str], ...] = ()
     source: str | None = None
+    method: str = "GET"
+    body: bytes | None = None
 
     def stream(self, name: str, rate: float) -> Stream:
-        return Stream(name, rate, self.path, self.headers, self.params, self.source)
+        return Stream(name, rate, self.path, self.headers, self.params, self.source, self.method, self.body)
+
+
+def chat_body(model: str) -> bytes:
+    """An OpenAI-style chat request naming ``model`` — after the messages, so a gateway that reads the model from
+    the body's first bytes instead of parsing it does not find it there."""
+    return json.dumps({"messages": [{"role": "user", "content": "Say hello."}], "model": model}).encode()
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class Rule:
     sources: tuple[str, ...] = ()
     consumers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     routes: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
     supported: bool = True
     why: str = ""
 
@@ -102,6 +112,9 @@ class Rule:
             ]
         if self.kind == "route":
             return [Key(f"route {r}", r) for r in self.routes]
+        if self.kind == "model":
+            json_ = (("Content-Type", "application/json"),)
+            return [Key(f"model {m}", self.path, json_, method="POST", body=chat_body(m)) for m in self.models]
         return None
 
     def fresh(self, tag: str, i: int) -> Key:
@@ -119,19 +132,22 @@ def parse_rule(d: dict[str, Any], where: str = "a limit rule") -> Rule:
         raise ClauseproofError(
             f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}", fix="set kind to what keys the limit"
         )
+    if kind == "tokens":
+        raise ClauseproofError(
+            f"{where}: a token-consumption limit is measured by clauseproof.gateway.tokens, not as a request rate",
+            fix="pass it to clauseproof.gateway.tokens.parse_token_rule",
+        )
     if d.get("supported", True) is False:
         return Rule(kind, supported=False, why=str(d.get("why") or "the gateway declares it does not support this"))
     need = {"header": ["path", "header"], "query": ["path", "param"], "ip": ["path", "sources"],
             "consumer": ["path", "header", "consumers"], "route": ["routes"],
-            "model": ["path"], "tokens": ["path"]}[kind]  # fmt: skip
+            "model": ["path", "models"]}[kind]  # fmt: skip
     missing = [k for k in ["rate", "burst", *need] if k not in d]
     if missing:
         raise ClauseproofError(
             f"{where} ({kind}) lacks {', '.join(missing)}",
             fix=f"a {kind} limit states rate (requests/s), burst and {', '.join(need)}",
         )
-    if kind in ("model", "tokens"):
-        return Rule(kind, supported=False, why="the harness does not drive this kind of limit yet")
     try:
         rate, burst = float(d["rate"]), int(d["burst"])
     except (TypeError, ValueError):
@@ -139,8 +155,9 @@ def parse_rule(d: dict[str, Any], where: str = "a limit rule") -> Rule:
     if not (0 < rate <= 10_000 and 1 <= burst <= 100_000):
         raise ClauseproofError(f"{where}: rate {rate:g}/s or burst {burst} is out of range", fix="0 < rate ≤ 10000")
     consumers = tuple((str(n), tuple(str(c) for c in creds)) for n, creds in dict(d.get("consumers", {})).items())
-    if (kind == "ip" and len(d["sources"]) < 2) or (kind == "route" and len(d["routes"]) < 2):
-        raise ClauseproofError(f"{where} ({kind}) needs at least two {'sources' if kind == 'ip' else 'routes'}",
+    many = {"ip": "sources", "route": "routes", "model": "models"}.get(kind)
+    if many and (not isinstance(d[many], list) or len(d[many]) < 2):
+        raise ClauseproofError(f"{where} ({kind}) needs at least two {many} (a list)",
                                fix="two keys are needed to show they are isolated")  # fmt: skip
     if kind == "consumer" and (len(consumers) < 2 or any(not c for _, c in consumers)):
         raise ClauseproofError(f"{where}: needs at least two consumers, each with a credential",
@@ -148,7 +165,7 @@ def parse_rule(d: dict[str, Any], where: str = "a limit rule") -> Rule:
     return Rule(
         kind, rate, burst, str(d.get("path", "")), str(d.get("header", "")), str(d.get("param", "")),
         str(d.get("format", "{}")), tuple(map(str, d.get("sources", ()))), consumers,
-        tuple(map(str, d.get("routes", ()))),
+        tuple(map(str, d.get("routes", ()))), tuple(map(str, d.get("models", ()))),
     )  # fmt: skip
 
 

@@ -21,6 +21,20 @@ burst = 5
 header = "Authorization"
 format = "Bearer {}"
 consumers = { alice = ["GW_ALICE_KEY_1", "GW_ALICE_KEY_2"], bob = ["GW_BOB_KEY"] }   # environment variables
+
+[[gateway.limits]]                               # QPS per model: the model is read from the JSON body
+kind = "model"
+path = "/v1/chat/completions"
+models = ["qwen-max", "glm-4"]
+rate = 20
+burst = 5
+
+[[gateway.limits]]                               # a token quota (clauseproof.gateway.tokens), via openai_base_url
+kind = "tokens"
+tokens = 2000                                    # total tokens per window and key
+window_s = 60
+aligned = true                                   # windows start on the clock's minute
+models = ["qwen-max", "glm-4"]                   # each its own quota (or credentials = ["ENV_1", "ENV_2"])
 ```
 
 Credentials come from the environment, never the profile.  The harness's upstream and fake vendors listen where
@@ -37,6 +51,7 @@ from urllib.parse import urlsplit
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.limits import parse_rule
+from clauseproof.gateway.tokens import parse_token_rule
 from clauseproof.targets.embedded import make_private_folder
 from clauseproof.targets.gateway import OwnProcesses
 from clauseproof.targets.sections import Section
@@ -100,13 +115,17 @@ def parse(body: dict[str, Any], err: Any) -> GatewaySection | None:
     for i, d in enumerate(body.get("limits", [])):
         if not isinstance(d, dict):
             raise err(sec, "limits", f"limit {i + 1} is not a table", "write [[gateway.limits]] blocks")
-        if d.get("kind") not in ("route",) and "base_url" not in body:
+        tokens = d.get("kind") == "tokens"
+        if tokens and not (body.get("openai_base_url") and body.get("api_key_env")):
+            raise err(sec, "openai_base_url", "a token limit is given without openai_base_url and api_key_env",
+                      "token quotas are spent through the OpenAI-compatible endpoint")  # fmt: skip
+        if not tokens and d.get("kind") not in ("route",) and "base_url" not in body:
             raise err(sec, "base_url", "limits are given without base_url", "their paths are relative to base_url")
         probe = dict(d)
         if "consumers" in d:  # environment variable names: checked for shape here, read at start
             probe["consumers"] = {n: [f"<{v}>" for v in vs] for n, vs in dict(d["consumers"]).items()}
         try:
-            parse_rule(probe, f"[[gateway.limits]] {i + 1}")
+            (parse_token_rule if tokens else parse_rule)(probe, f"[[gateway.limits]] {i + 1}")
         except ClauseproofError as exc:
             raise err(sec, "limits", exc.what, exc.fix) from None
         limits.append(dict(d))
@@ -174,6 +193,8 @@ class VendorGateway(OwnProcesses):
             if "consumers" in d:
                 rule["consumers"] = {n: [_env(v, f"[[gateway.limits]] {i + 1} consumer {n}") for v in vs]
                                      for n, vs in dict(d["consumers"]).items()}  # fmt: skip
+            if "credentials" in d:
+                rule["credentials"] = [_env(v, f"[[gateway.limits]] {i + 1} credential") for v in d["credentials"]]
             self._rules.append(rule)
         if s.openai_base_url:
             self.api_key = _env(s.api_key_env, "[gateway] api_key_env")

@@ -1,5 +1,7 @@
-"""The embedded API gateway (SX-EDAS-2 stand-in): Debian's nginx, configured by the harness, in front of the
-harness's own streaming upstream (``workloads/stream_upstream.py``, Starlette on uvicorn), both on loopback.
+"""The embedded API gateway (SX-EDAS-2/4/5 stand-in): Debian's nginx, configured by the harness, in front of the
+harness's own streaming upstream (``workloads/stream_upstream.py``, Starlette on uvicorn), all on loopback; for
+the per-model limit nginx hands ``/limit/model/`` to Debian's HAProxy, which reads the model from the JSON body
+(nginx's ``limit_req`` keys only on what it has before the body).
 
 nginx proxies ``/`` to the upstream with HTTP/1.1 and ``proxy_buffering off`` (SSE and chunked responses pass
 as they arrive) and keeps idle upstream connections (``keepalive``), so client requests reuse upstream sockets.
@@ -49,6 +51,10 @@ http {{
         server 127.0.0.1:{upstream_port};
         {keepalive}
     }}
+    upstream models {{
+        server 127.0.0.1:{models_port};
+        keepalive 16;
+    }}
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_read_timeout 60s;
@@ -62,6 +68,9 @@ http {{
             {compress}
         }}
 {limit_locations}
+        location /limit/model/ {{
+            proxy_pass http://models;
+        }}
         location @limited {{
             add_header Retry-After 1 always;
             return 429 "rate limited\\n";
@@ -70,16 +79,44 @@ http {{
 }}
 """
 
+#: HAProxy's per-model limit (SX-EDAS-5): the model is read from the request's JSON body (``json_query``), a stick
+#: table counts each model's *accepted* requests (``gpc0``, a sliding rate over ``{period}``) and refuses with 429
+#: + Retry-After once a model had ``{limit}`` in the period — ``MODEL_RATE_RPS`` per second with at most
+#: ``MODEL_BURST`` at once.  A body without a model is refused (400).
+HAPROXY_CONF = """\
+global
+    maxconn 2000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+frontend models
+    bind 127.0.0.1:{port}
+    option http-buffer-request
+    http-request set-var(txn.model) req.body,json_query('$.model')
+    http-request return status 400 content-type text/plain string "no model in the body" \
+        unless {{ var(txn.model) -m found }}
+    http-request track-sc0 {key} table per_model
+    {refuse} if {{ sc_gpc0_rate(0) ge {limit} }}
+    http-request sc-inc-gpc0(0)
+    default_backend app
+backend per_model
+    stick-table type string len 128 size 10k expire 60s store gpc0_rate({period}ms)
+backend app
+    http-reuse always
+    server app 127.0.0.1:{upstream_port}
+"""
+MODEL_RATE_RPS, MODEL_BURST = 50, 10
+MODELS = ("cp-model-a", "cp-model-b")
+
 #: The embedded gateway's rate limits (SX-EDAS-4/5) as it declares them: requests per second and burst (requests
 #: that may pass at once).  nginx's ``limit_req`` is a leaky bucket: ``burst`` there counts the requests beyond
 #: the first, hence ``burst - 1`` in the configuration.
 RATE_RPS, ROUTE_RATE_RPS, BURST = 50, 200, 5
 #: the loopback addresses clients use for the client-IP limit (all of 127/8 is loopback on Linux)
 CLIENT_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 12))
-NOT_BY_BODY = (
-    "nginx's limit_req keys on what it has before the body is read (headers, query, address, route); the model "
-    "of an OpenAI-style request is in its JSON body"
-)
 
 
 def _wait_port(
@@ -175,6 +212,7 @@ class EmbeddedGateway(OwnProcesses):
         self.credentials: dict[str, list[str]] = {}
         self.port = 0
         self.upstream_port = 0
+        self.models_port = 0
 
     @property
     def base_url(self) -> str:
@@ -191,15 +229,20 @@ class EmbeddedGateway(OwnProcesses):
 
     def start(self) -> None:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not os.path.exists(nginx):
-            raise ClauseproofError(
-                "nginx is not installed: the embedded gateway is Debian's nginx",
-                fix="apt-get install nginx-light (./run installs it)",
-            )
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        for path, package in ((nginx, "nginx-light"), (haproxy, "haproxy")):
+            if not os.path.exists(path):
+                raise ClauseproofError(
+                    f"{package.split('-')[0]} is not installed: the embedded gateway is Debian's nginx, with HAProxy "
+                    "for the per-model limit",
+                    fix=f"apt-get install {package} (./run installs it)",
+                )
         self.folder = make_private_folder("gateway")
         try:
             self.upstream_port = free_port()
             self._start_workload("gateway-upstream", UPSTREAM, self.upstream_port, "the streaming upstream")
+            self.models_port = free_port()
+            self._start_haproxy(haproxy)
             self.port = free_port()
             conf = self.folder / "nginx.conf"
             limits, locations = self._limits_conf()
@@ -217,6 +260,7 @@ class EmbeddedGateway(OwnProcesses):
                     else "",
                     limits=limits,
                     limit_locations=locations,
+                    models_port=self.models_port,
                 )
             )
             ng_log = self.folder / "error.log"
@@ -225,6 +269,26 @@ class EmbeddedGateway(OwnProcesses):
         except BaseException:
             self.stop()
             raise
+
+    def _start_haproxy(self, haproxy: str) -> None:
+        assert self.folder is not None
+        period_ms = 1000 * MODEL_BURST / MODEL_RATE_RPS
+        conf = self.folder / "haproxy.cfg"
+        conf.write_text(
+            HAPROXY_CONF.format(
+                port=self.models_port,
+                upstream_port=self.upstream_port,
+                key="str(all)" if self.shared_bucket else "var(txn.model)",
+                refuse="http-request deny deny_status 503"
+                if self.nginx_refusals
+                else 'http-request return status 429 content-type text/plain string "rate limited" hdr Retry-After 1',
+                limit=round(MODEL_BURST * self.limit_factor),
+                period=round(period_ms),
+            )
+        )
+        log = self.folder / "haproxy.log"
+        proc = self._spawn("gateway-haproxy", [haproxy, "-db", "-f", str(conf)], log, pdeathsig=True)
+        _wait_port(self.models_port, proc, "HAProxy", log)
 
     def _limits_conf(self) -> tuple[str, str]:
         """The ``limit_req`` zones (http level) and the limited locations (server level)."""
@@ -289,11 +353,12 @@ class EmbeddedGateway(OwnProcesses):
                 "rate": ROUTE_RATE_RPS,
                 "burst": BURST,
             },
-            {"kind": "model", "supported": False, "why": NOT_BY_BODY},
             {
-                "kind": "tokens",
-                "supported": False,
-                "why": "nginx counts requests, not the tokens a model's answer consumed",
+                "kind": "model",
+                "path": "/limit/model/v1/chat/completions",
+                "models": list(MODELS),
+                "rate": MODEL_RATE_RPS,
+                "burst": MODEL_BURST,
             },
         ]
 
@@ -302,6 +367,9 @@ class EmbeddedGateway(OwnProcesses):
         return {
             "label": self.label,
             "gateway": version,
+            "per_model_limiter": subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False)
+            .stdout.split(" - ")[0]
+            .strip(),
             "config": {
                 "proxy_buffering": "on" if self.buffering else "off",
                 "gzip_on_streams": self.buffering,
@@ -310,6 +378,8 @@ class EmbeddedGateway(OwnProcesses):
                 + (f"; CONFIGURED AT {self.limit_factor:g}x (positive control)" if self.limit_factor != 1 else "")
                 + ("; ONE BUCKET PER KIND (positive control)" if self.shared_bucket else "")
                 + ("; REFUSED WITH nginx's 503, NO Retry-After (positive control)" if self.nginx_refusals else ""),
+                "per_model_limit": f"HAProxy stick table on the body's model: {MODEL_RATE_RPS} r/s, at most "
+                f"{MODEL_BURST} at once (accepted requests counted over {1000 * MODEL_BURST // MODEL_RATE_RPS} ms)",
             },
             "upstream": "workloads/stream_upstream.py (Starlette on uvicorn), the harness's own",
         }

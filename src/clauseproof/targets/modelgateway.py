@@ -4,7 +4,8 @@ own virtualenv (``.venv-litellm``, made by ``./run``: its pins would fight the h
 harness in front of two fake vendors with different native shapes (``workloads/model_vendors.py``: an
 Anthropic-style Messages API and an Ollama-style chat API).
 
-Models: ``vendor-a-chat`` → the Anthropic-style vendor, ``vendor-b-chat`` → the Ollama-style vendor.  Clients
+Models: ``vendor-a-chat`` → the Anthropic-style vendor, ``vendor-b-chat`` → the Ollama-style vendor; the same two
+as ``limited-a-chat`` and ``limited-b-chat`` with a token quota each (SX-EDAS-4, :meth:`limit_rules`).  Clients
 authenticate with a key made per start.  Positive controls: ``one_vendor=True`` routes every model to vendor A
 (the cheapest fake of "many vendors"); ``passthrough=True`` replaces LiteLLM with nginx forwarding
 ``/v1/chat/completions`` to vendor A's native endpoint untranslated (an "OpenAI-compatible" URL that is not);
@@ -34,6 +35,12 @@ VENDORS = "model_vendors.py"  # under workloads/
 LITELLM_VENV = Path(os.environ.get("CLAUSEPROOF_LITELLM_VENV", str(ROOT / ".venv-litellm")))
 START_TIMEOUT_S = 60
 MODELS = {"vendor-a-chat": "anthropic", "vendor-b-chat": "ollama"}
+#: the token-limited models (SX-EDAS-4): the same two vendors, each model with a quota of ``TOKENS_PER_MINUTE``
+#: (LiteLLM's per-deployment ``tpm``, counted per calendar minute from each answer's usage, enforced by its
+#: usage-based router before each call).  LiteLLM 1.108.7 counts no streamed answer against it (its usage callback
+#: finds no model name on a stream: BerriAI/litellm#41610) and sends no Retry-After: SX-EDAS-4 judges both.
+LIMITED = {"limited-a-chat": "anthropic", "limited-b-chat": "ollama"}
+TOKENS_PER_MINUTE = 480
 
 #: what both nginx controls share: one worker in the foreground, every file in the folder
 NGINX_HEAD = """\
@@ -127,6 +134,13 @@ class ModelGateway(OwnProcesses):
         """Model name → the vendor that must answer it (what the gateway declares)."""
         return dict(MODELS)
 
+    def limit_rules(self) -> list[dict[str, Any]]:
+        """The token limit this gateway declares, in the form a profile's ``[[gateway.limits]]`` states it."""
+        if self.passthrough:
+            return [{"kind": "tokens", "supported": False, "why": "nginx forwarding untranslated counts no tokens"}]
+        return [{"kind": "tokens", "tokens": TOKENS_PER_MINUTE, "window_s": 60, "aligned": True,
+                 "models": list(LIMITED)}]  # fmt: skip
+
     def start(self) -> None:
         exe = None if self.passthrough else litellm_command()
         self.folder = make_private_folder("modelgw")
@@ -177,11 +191,15 @@ class ModelGateway(OwnProcesses):
         vendor_a = {"model": "anthropic/claude-3-5-haiku-20241022", "api_base": f"{self.vendors_url}/anthropic",
                     "api_key": "vendor-a-key"}  # fmt: skip
         vendor_b = {"model": "ollama_chat/llama3", "api_base": f"{self.vendors_url}/ollama"}
+        limit = {"tpm": TOKENS_PER_MINUTE}
         return {
             "model_list": [
                 {"model_name": "vendor-a-chat", "litellm_params": vendor_a},
                 {"model_name": "vendor-b-chat", "litellm_params": vendor_a if self.one_vendor else vendor_b},
+                {"model_name": "limited-a-chat", "litellm_params": {**vendor_a, **limit}},
+                {"model_name": "limited-b-chat", "litellm_params": {**vendor_b, **limit}},
             ],
+            "router_settings": {"routing_strategy": "usage-based-routing-v2"},
             "litellm_settings": {"drop_params": True, "telemetry": False, "num_retries": 0},
             "general_settings": {"master_key": self.api_key},
         }
