@@ -53,7 +53,7 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.limits import parse_rule
 from clauseproof.gateway.tokens import parse_token_rule
 from clauseproof.targets.embedded import make_private_folder
-from clauseproof.targets.gateway import OwnProcesses
+from clauseproof.targets.processes import OwnProcesses
 from clauseproof.targets.sections import Section
 
 SHAPES = ("anthropic", "ollama")

@@ -13,25 +13,17 @@ are registered with the reaper, and are stopped by :meth:`stop`, on Ctrl-C/SIGTE
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
-from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
+from clauseproof.targets.processes import OwnProcesses, wait_port
 
-ROOT = Path(__file__).resolve().parents[3]
 UPSTREAM = "stream_upstream.py"  # under workloads/
-START_TIMEOUT_S = 15
 
 NGINX_CONF = """\
 worker_processes 1;
@@ -119,76 +111,6 @@ RATE_RPS, ROUTE_RATE_RPS, BURST = 50, 200, 5
 CLIENT_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 12))
 
 
-def _wait_port(
-    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, host: str = "127.0.0.1", fix: str = ""
-) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    tail = log.read_text(errors="replace").strip().splitlines()[-6:] if log.exists() else []
-    raise ClauseproofError(
-        f"{what} did not listen on {host}:{port} within {START_TIMEOUT_S} s; its log ends:\n    " + "\n    ".join(tail),
-        checked=f"TCP connections to {host}:{port}",
-        fix=fix,
-    )
-
-
-class OwnProcesses:
-    """Processes the harness starts for a gateway, in a private ``clauseproof-*`` folder: each in a session of its
-    own, registered with the reaper, stopped together (SIGTERM to the group, SIGKILL after ``STOP_WAIT_S``), and
-    the folder removed."""
-
-    STOP_WAIT_S = 10
-
-    def __init__(self) -> None:
-        self.folder: Path | None = None
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def _spawn(
-        self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None, *, pdeathsig: bool = False
-    ) -> Any:
-        """``pdeathsig``: SIGTERM when the harness dies, for a program that does not watch it (nginx, LiteLLM)."""
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                cwd=self.folder, preexec_fn=reaper.pdeathsig if pdeathsig else None,
-            )  # fmt: skip
-        self.procs.append(proc)
-        reaper.register(kind, proc.pid, self.folder)
-        return proc
-
-    def _start_workload(self, kind: str, script: str, port: int, what: str, host: str = "127.0.0.1") -> None:
-        """One of the harness's own servers under ``workloads/`` (it dies with the harness), listening."""
-        assert self.folder is not None
-        env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
-        log = self.folder / f"{Path(script).stem}.log"
-        args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
-        proc = self._spawn(kind, args, log, env)
-        fix = "" if host == "127.0.0.1" else "give an address of this machine that the vendor's gateway can reach"
-        _wait_port(port, proc, what, log, host, fix)
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(self.STOP_WAIT_S)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            reaper.unregister(proc.pid)
-        self.procs = []
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
-
-
 class EmbeddedGateway(OwnProcesses):
     """nginx in front of the harness's streaming upstream; ``base_url`` goes through nginx, ``direct_url`` not."""
 
@@ -265,7 +187,7 @@ class EmbeddedGateway(OwnProcesses):
             )
             ng_log = self.folder / "error.log"
             ng = self._spawn("gateway-nginx", [nginx, "-c", str(conf), "-e", str(ng_log)], self.folder / "nginx.out")
-            _wait_port(self.port, ng, "nginx", ng_log)
+            wait_port(self.port, ng, "nginx", ng_log)
         except BaseException:
             self.stop()
             raise
@@ -288,7 +210,7 @@ class EmbeddedGateway(OwnProcesses):
         )
         log = self.folder / "haproxy.log"
         proc = self._spawn("gateway-haproxy", [haproxy, "-db", "-f", str(conf)], log, pdeathsig=True)
-        _wait_port(self.models_port, proc, "HAProxy", log)
+        wait_port(self.models_port, proc, "HAProxy", log)
 
     def _limits_conf(self) -> tuple[str, str]:
         """The ``limit_req`` zones (http level) and the limited locations (server level)."""

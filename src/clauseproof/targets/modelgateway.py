@@ -28,7 +28,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.gateway import OwnProcesses, _wait_port
+from clauseproof.targets.processes import OwnProcesses, wait_port
 
 ROOT = Path(__file__).resolve().parents[3]
 VENDORS = "model_vendors.py"  # under workloads/
@@ -155,7 +155,7 @@ class ModelGateway(OwnProcesses):
                 conf.write_text(PASSTHROUGH_NGINX.format(folder=self.folder, port=self.port, vendors=self.vendors_port))
                 nginx = shutil.which("nginx") or "/usr/sbin/nginx"
                 ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True)
-                _wait_port(self.port, ng, "nginx", self.folder / "error.log")
+                wait_port(self.port, ng, "nginx", self.folder / "error.log")
                 return
             assert exe is not None
             config = self.folder / "litellm.json"  # YAML is a superset of JSON
@@ -182,7 +182,7 @@ class ModelGateway(OwnProcesses):
                 conf.write_text(BUFFERING_NGINX.format(folder=self.folder, port=self.port, inner=inner))
                 nginx = shutil.which("nginx") or "/usr/sbin/nginx"
                 ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True)
-                _wait_port(self.port, ng, "nginx", self.folder / "error.log")
+                wait_port(self.port, ng, "nginx", self.folder / "error.log")
         except BaseException:
             self.stop()
             raise

@@ -1,0 +1,93 @@
+"""Processes the harness starts and owns (gateways, their upstreams, the columnar checker target): each in a
+session of its own inside a private ``clauseproof-*`` folder, registered with the reaper, waited for until it
+listens, stopped together and the folder removed — on :meth:`OwnProcesses.stop`, on Ctrl-C/SIGTERM and by
+``clauseproof reap``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
+
+ROOT = Path(__file__).resolve().parents[3]
+START_TIMEOUT_S = 15
+
+
+def wait_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, host: str = "127.0.0.1", fix: str = ""
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace").strip().splitlines()[-6:] if log.exists() else []
+    raise ClauseproofError(
+        f"{what} did not listen on {host}:{port} within {START_TIMEOUT_S} s; its log ends:\n    " + "\n    ".join(tail),
+        checked=f"TCP connections to {host}:{port}",
+        fix=fix,
+    )
+
+
+class OwnProcesses:
+    """Processes the harness starts for a gateway, in a private ``clauseproof-*`` folder: each in a session of its
+    own, registered with the reaper, stopped together (SIGTERM to the group, SIGKILL after ``STOP_WAIT_S``), and
+    the folder removed."""
+
+    STOP_WAIT_S = 10
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(
+        self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None, *, pdeathsig: bool = False
+    ) -> Any:
+        """``pdeathsig``: SIGTERM when the harness dies, for a program that does not watch it (nginx, LiteLLM)."""
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                cwd=self.folder, preexec_fn=reaper.pdeathsig if pdeathsig else None,
+            )  # fmt: skip
+        self.procs.append(proc)
+        reaper.register(kind, proc.pid, self.folder)
+        return proc
+
+    def _start_workload(self, kind: str, script: str, port: int, what: str, host: str = "127.0.0.1") -> None:
+        """One of the harness's own servers under ``workloads/`` (it dies with the harness), listening."""
+        assert self.folder is not None
+        env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
+        log = self.folder / f"{Path(script).stem}.log"
+        args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
+        proc = self._spawn(kind, args, log, env)
+        fix = "" if host == "127.0.0.1" else "give an address of this machine that the vendor's gateway can reach"
+        wait_port(port, proc, what, log, host, fix)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(self.STOP_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            reaper.unregister(proc.pid)
+        self.procs = []
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
