@@ -63,6 +63,7 @@ def test_stop_leaves_nothing() -> None:
     [
         ("clauseproof.targets.gateway", "EmbeddedGateway"),
         pytest.param("clauseproof.targets.modelgateway", "ModelGateway", marks=pytest.mark.slow),
+        ("clauseproof.targets.clickhouse", "EmbeddedClickHouse"),  # the same OwnProcesses base
     ],
 )
 def test_sigkill_then_reap_leaves_nothing(tmp_path: Path, module: str, cls: str) -> None:

@@ -54,8 +54,9 @@ class Side:
                 cur.execute("SET TimeZone = 'UTC'")
                 cur.execute("SET DateStyle = 'ISO'")
                 cur.execute("SET enable_sort = off")
-            else:
+            elif self.dialect == "mysql":
                 cur.execute("SET time_zone = '+00:00'")
+            # ClickHouse: its canonical forms depend on no session setting (DateTime read as epoch seconds)
             cur.close()
             yield conn
         finally:
@@ -193,6 +194,11 @@ class _Sql:
         return f"SELECT count(*), count({self.key}), min({self.key}), max({self.key}) FROM {self.table}{self.cond()}"
 
     def chunks(self, base: int, width: int, lo: int | None, hi: int | None) -> str:
+        if self.dialect == "clickhouse":  # no GROUP BY position; its sum of UInt64 wraps (compared mod 2^64)
+            return (
+                f"SELECT intDiv({self.key} - {base}, {width}) AS cp_chunk, count(), toString(sum({self.hash})) "
+                f"FROM {self.table}{self.cond(lo, hi)} GROUP BY cp_chunk"
+            )
         div = "/" if self.dialect == "postgresql" else "DIV"
         total = f"sum({self.hash})::text" if self.dialect == "postgresql" else f"CAST(SUM({self.hash}) AS CHAR)"
         return (
@@ -202,14 +208,17 @@ class _Sql:
 
     def rows(self, lo: int, hi: int) -> str:
         cols = ", ".join([self.key, *self.exprs, *self.floats])
-        return f"SELECT {cols} FROM {self.table}{self.cond(lo, hi)} ORDER BY 1"
+        return f"SELECT {cols} FROM {self.table}{self.cond(lo, hi)} ORDER BY {self.key}"
 
 
 def _columns(side: Side, conn: Any, tm: TableMap, which: str) -> list[str] | None:
     schema = tm.source_schema if which == "source" else tm.target_schema
     table = tm.source_table if which == "source" else tm.target_table
     cur = conn.cursor()
-    if schema:
+    if side.dialect == "clickhouse":  # names already checked as plain identifiers (mapping.quote)
+        db = f"'{schema}'" if schema else "currentDatabase()"
+        cur.execute(f"SELECT name FROM system.columns WHERE database = {db} AND table = '{table}'")
+    elif schema:
         sql = "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
         cur.execute(sql + " ORDER BY ordinal_position", (schema, table))
     elif side.dialect == "postgresql":
@@ -316,8 +325,9 @@ class Checker:
         """Ranges [a, b) whose checksums differ, with the larger side's row count, in key order."""
         s_rows, t_rows = both(lambda q: q.chunks(base, width, lo, hi))
         # rows without a key form a group of their own here; they are counted (and reported) apart
-        s = {int(c): (int(n), int(tot or 0)) for c, n, tot in s_rows if c is not None}
-        t = {int(c): (int(n), int(tot or 0)) for c, n, tot in t_rows if c is not None}
+        # sums compared modulo 2^64: ClickHouse's wraps there, the others' are exact
+        s = {int(c): (int(n), int(tot or 0) % 2**64) for c, n, tot in s_rows if c is not None}
+        t = {int(c): (int(n), int(tot or 0) % 2**64) for c, n, tot in t_rows if c is not None}
         out = []
         for c in sorted(set(s) | set(t)):
             x, y = s.get(c, (0, 0)), t.get(c, (0, 0))

@@ -167,6 +167,8 @@ class TableMap:
 def canonical(dialect: Dialect, col: ColumnMap, side: str) -> str:
     """SQL for the canonical text of ``col`` on one side; NULL becomes the NULL marker."""
     c = quote(dialect, col.source if side == "source" else col.target_name)
+    if dialect == "clickhouse":
+        return _canonical_clickhouse(c, col, side)
     pg = dialect == "postgresql"
     k = col.kind
     if k == "int":
@@ -203,8 +205,44 @@ def canonical(dialect: Dialect, col: ColumnMap, side: str) -> str:
     return f"coalesce({e}, E'\\x01N')" if pg else f"IFNULL({e}, CONCAT(CHAR(1 USING utf8mb4), 'N'))"
 
 
+def _canonical_clickhouse(c: str, col: ColumnMap, side: str) -> str:
+    """ClickHouse's canonical text of a column, character for character what PostgreSQL's and MariaDB's give."""
+    k = col.kind
+    if k == "int":
+        e = f"toString({c})"
+    elif k == "bool":
+        e = f"toString(toUInt8({c} != 0))"
+    elif k == "decimal":  # rounded half away from zero at the declared scale, trailing zeros kept ("12.50")
+        e = f"toString(toDecimal128(round({c}, {col.scale}), {col.scale}))"
+    elif k == "float":  # a float to Decimal truncates its binary value: round as an integer of 10^-scale units
+        n, unit = f"toInt64(round(toFloat64({c}) * 1e{col.scale}))", 10**col.scale
+        whole = f"concat(if({n} < 0, '-', ''), toString(intDiv(abs({n}), {unit})))"
+        frac = f"substring(toString(toUInt64({unit} + abs({n}) % {unit})), 2)"
+        e = f"concat({whole}, '.', {frac})" if col.scale else f"toString({n})"
+    elif k == "text":
+        v = f"toString({c})"
+        if col.rtrim:
+            v = f"replaceRegexpOne({v}, ' +$', '')"
+        if col.empty_is_null:
+            v = f"nullIf({v}, '')"
+        e = f"concat(toString(lengthUTF8({v})), ':', {v})"
+    elif k == "bytes":
+        e = f"lower(hex({c}))"
+    elif k == "date":
+        e = f"toString({c})"
+    else:  # DateTime: seconds since the epoch (no zone of its own); 18.16 holds no fraction of a second
+        shift = 0 if k == "timestamptz" else offset_us(col.source_tz if side == "source" else col.target_tz)
+        us = f"(toInt64({c}) * 1000000 - {shift})"
+        d = 10 ** (6 - col.precision)
+        e = f"toString({us})" if d == 1 else f"toString(intDiv({us} + if({us} < 0, -{d // 2}, {d // 2}), {d}))"
+    return f"ifNull({e}, '\\x01N')"
+
+
 def row_hash(dialect: Dialect, exprs: list[str]) -> str:
     """SQL of a row's 60-bit checksum: the first 15 hex digits of the md5 of its canonical columns joined by tabs."""
+    if dialect == "clickhouse":  # the md5's first 8 bytes as a big-endian integer, shifted to its first 60 bits
+        joined = "arrayStringConcat([" + ", ".join(exprs) + "], '\\t')"
+        return f"bitShiftRight(reinterpretAsUInt64(reverse(substring(MD5({joined}), 1, 8))), 4)"
     if dialect == "postgresql":
         return "('x' || substr(md5(concat_ws(E'\\t', " + ", ".join(exprs) + ")), 1, 15))::bit(60)::bigint"
     return "CAST(CONV(LEFT(MD5(CONCAT_WS(CHAR(9), " + ", ".join(exprs) + ")), 15), 16, 10) AS UNSIGNED)"

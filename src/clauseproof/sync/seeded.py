@@ -1,9 +1,12 @@
-"""A table on PostgreSQL and its copy on MariaDB as a sync would leave it (each engine's own types), and differences
-seeded into the copy: what BZ-SYNC-3's checker is shown on, in the suite and in the self-tests.
+"""A table on PostgreSQL and its copy on MariaDB — or on ClickHouse, the columnar engine — as a sync would leave it
+(each engine's own types), and differences seeded into the copy: what BZ-SYNC-3's checker is shown on, in the
+suite and in the self-tests.
 
 The copy differs in form but not in content: a wider decimal, wall-clock time in +08:00, CHAR padding, a
 latin1 column, '' for NULL, a float off in the 13th digit, TINYINT for the boolean, the columns in another
-order.  A naive comparison finds a difference in every row; the declared mapping (``MAPPING``) none.
+order.  A naive comparison finds a difference in every row; the declared mapping (``MAPPING``) none.  On
+ClickHouse (``CH_DDL``): the same, with ``UInt8`` for the boolean, epoch ``DateTime`` in whole seconds (rounded as
+a sync at second precision would) and ``CH_MAPPING`` comparing the timestamps to the second.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from clauseproof.sync.mapping import ColumnMap, TableMap
 
 ROWS = 3000  # the self-tests' size; the suite uses its own
 UTC8 = dt.timezone(dt.timedelta(hours=8))
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 PG_DDL = """CREATE TABLE people (id bigint PRIMARY KEY, amount numeric(12,2), seen timestamptz, name text,
     city text, nick text, score double precision, flag boolean, born date)"""
@@ -28,7 +32,16 @@ MY_DDL = """CREATE TABLE {name} (flag tinyint, born date, id bigint {pk}, score 
     city varchar(20) CHARACTER SET latin1, name char(30), seen datetime(6), amount decimal(14,4))"""
 
 
-def people(rows: int = ROWS) -> list[tuple[Any, ...]]:
+CH_DDL = """CREATE TABLE {name} (flag UInt8, born Date, id Int64, score Float64, nick String, city Nullable(String),
+    name String, seen DateTime, amount Decimal(14, 4)) ENGINE = MergeTree ORDER BY id"""
+
+
+#: ClickHouse 18.16's Date starts at 1970-01-01 (it writes earlier dates as 0000-00-00): its copies are of rows born
+#: from here
+CH_BORN_FROM = dt.date(1990, 1, 1)
+
+
+def people(rows: int = ROWS, born_from: dt.date = dt.date(1960, 1, 1)) -> list[tuple[Any, ...]]:
     base = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
     cities = ["Zürich", "Besançon", "Köln", "Malmö", "Niš"]
     return [
@@ -41,7 +54,7 @@ def people(rows: int = ROWS) -> list[tuple[Any, ...]]:
             None if i % 3 == 0 else f"nick{i}",
             i / 7,
             i % 2 == 0,
-            dt.date(1960, 1, 1) + dt.timedelta(days=i),
+            born_from + dt.timedelta(days=i),
         )
         for i in range(1, rows + 1)
     ]
@@ -51,6 +64,13 @@ def as_mariadb(r: tuple[Any, ...]) -> tuple[Any, ...]:
     i, amount, seen, name, city, nick, score, flag, born = r
     wall = seen.astimezone(UTC8).replace(tzinfo=None)
     return (int(flag), born, i, score * (1 + 1e-13), nick or "", city, name, wall, amount)
+
+
+def as_clickhouse(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    i, amount, seen, name, city, nick, score, flag, born = r
+    us = (seen - EPOCH) // dt.timedelta(microseconds=1)
+    second = EPOCH + dt.timedelta(seconds=(us + 500_000) // 1_000_000)  # half up, as the checker rounds
+    return (int(flag), born, i, score * (1 + 1e-13), nick or "", city, name + "   ", second, amount)
 
 
 MAPPING = TableMap(
@@ -89,14 +109,19 @@ SEEDED = [
 ]
 
 
-def load(pg: Any, my: Any, rows: int, table: str = "people") -> None:
-    """The table on PostgreSQL (``pg``) and its copy on MariaDB (``my``), both made anew."""
-    data = people(rows)
+def load_postgres(pg: Any, data: list[tuple[Any, ...]], table: str = "people") -> None:
+    """The source table on PostgreSQL (``pg``), made anew."""
     pg.execute(f"DROP TABLE IF EXISTS {table}")
     pg.execute(PG_DDL.replace("people", table))
     with pg.cursor() as cur:
         cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", data)
     pg.execute(f"UPDATE {table} SET name = name || '  ' WHERE id % 5 = 0")  # source-side trailing spaces
+
+
+def load(pg: Any, my: Any, rows: int, table: str = "people") -> None:
+    """The table on PostgreSQL (``pg``) and its copy on MariaDB (``my``), both made anew."""
+    data = people(rows)
+    load_postgres(pg, data, table)
     c = my.cursor()
     c.execute(f"DROP TABLE IF EXISTS {table}")
     c.execute(MY_DDL.format(name=table, pk="PRIMARY KEY"))
@@ -137,3 +162,57 @@ def replace_target(tm: TableMap, table: str) -> TableMap:
     from dataclasses import replace
 
     return replace(tm, target_table=table)
+
+
+#: the mapping onto ClickHouse: its DateTime holds whole seconds, compared at precision 0
+CH_MAPPING = TableMap(
+    source_table="people",
+    target_table="people",
+    key="id",
+    columns=tuple(
+        ColumnMap("seen", kind="timestamptz", precision=0) if c.source == "seen" else c for c in MAPPING.columns
+    ),
+)
+
+#: (what, the change made to the copy's row of that key, the key and kind the checker must report) — ClickHouse's
+#: updates are asynchronous mutations, so the copy is written with its differences in place
+CH_SEEDED: list[tuple[str, int, str]] = [
+    ("a changed decimal", 101, "changed"),
+    ("a timestamp 1 s later", 202, "changed"),
+    ("an accent lost", 5, "changed"),
+    ("NULL made a value", 303, "changed"),
+    ("a float off by 1e-6", 404, "changed"),
+    ("a missing row", 505, "missing"),
+    ("an extra row", 606, "extra"),
+    ("a duplicated row", 707, "duplicated"),
+    ("a row moved to another key", 808, "moved"),
+]
+
+
+def load_clickhouse(
+    ch: Any, rows: int, table: str = "people", *, seeded: bool = False, born_from: dt.date = CH_BORN_FROM
+) -> set[tuple[int, str]]:
+    """The copy of ``people(rows, born_from)`` on ClickHouse (``ch``, a DB-API connection), made anew; ``seeded``:
+    with every difference of ``CH_SEEDED`` in it.  Returns the (key, kind) pairs the checker must report."""
+    data = [as_clickhouse(r) for r in people(rows, born_from)]
+    want: set[tuple[int, str]] = set()
+    if seeded:
+        by_id = {r[2]: list(r) for r in data}
+        by_id[101][8] += Decimal("0.01")
+        by_id[202][7] += dt.timedelta(seconds=1)
+        by_id[5][5] = "Zurich"
+        by_id[303][4] = "x"
+        by_id[404][3] += 1e-6
+        del by_id[505]
+        extra = list(by_id[606])
+        extra[2] = rows + 100
+        moved = by_id.pop(808)
+        moved[2] = rows + 200
+        data = [tuple(r) for r in by_id.values()] + [tuple(extra), tuple(by_id[707]), tuple(moved)]
+        want = {(rows + 100 if kind == "extra" else key, kind) for _, key, kind in CH_SEEDED}
+    c = ch.cursor()
+    c.execute(f"DROP TABLE IF EXISTS {table}")
+    c.execute(CH_DDL.format(name=table))
+    c.executemany(f"INSERT INTO {table} (flag, born, id, score, nick, city, name, seen, amount) VALUES", data)
+    c.close()
+    return want

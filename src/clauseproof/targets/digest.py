@@ -23,7 +23,7 @@ try:  # CPython's builtin md5 is ~2x faster than OpenSSL 3's for short inputs.
 except ImportError:  # pragma: no cover - CPython builds without it
     _md5 = hashlib.md5
 
-Dialect = Literal["postgresql", "mysql"]
+Dialect = Literal["postgresql", "mysql", "clickhouse"]  # ClickHouse: the sync checker only
 _DIGEST = operator.methodcaller("digest")
 
 
