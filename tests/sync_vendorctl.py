@@ -1,7 +1,7 @@
 """A stand-in vendor's sync command line for the self-tests (not a product): tasks between PostgreSQL nodes made of
 a publication and a subscription.  Node URLs (with passwords) come from VENDORCTL_<NODE>_URL.
 
-    python tests/sync_vendorctl.py create NAME --from a --to b -s SCHEMA -t t1,t2 --spec JSON
+    python tests/sync_vendorctl.py create NAME --from a --to b -s SCHEMA -t t1,t2 --spec JSON   (-t '*': the schema)
     python tests/sync_vendorctl.py drop NAME --from a --to b -s SCHEMA
     python tests/sync_vendorctl.py pause NAME --to b      # "network cut": the subscription stops, the slot keeps
     python tests/sync_vendorctl.py resume NAME --to b
@@ -50,8 +50,8 @@ def main() -> int:
             src.execute(f"DROP PUBLICATION IF EXISTS {a.name}")
             return 0
         spec = json.loads(a.spec)
-        items = []
-        for t in a.tables.split(","):
+        items = [f"TABLES IN SCHEMA {a.schema}"] if a.tables == "*" else []  # by user: every table of a schema
+        for t in a.tables.split(",") if a.tables != "*" else []:
             cols = spec.get("columns", {}).get(t)
             cond = spec.get("row_filters", {}).get(t)
             items.append(

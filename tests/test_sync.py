@@ -158,10 +158,13 @@ def test_binlog_sync_refuses_what_it_cannot_do(hetero: BinlogSyncLab) -> None:
 
 
 # -- a vendor's sync through a profile's [sync] ---------------------------------------------------------------
-def _sync_profile(tmp_path: Path, lab: LogicalSyncLab, extra: str = "") -> Path:
-    """A profile whose [sync] nodes are the lab's a and b, with tests/sync_vendorctl.py as the vendor's tool."""
+def _sync_profile(
+    tmp_path: Path, lab: LogicalSyncLab, extra: str = "", names: tuple[str, ...] = ("a", "b"),
+    supports: str = '["capture", "outage"]',
+) -> Path:  # fmt: skip
+    """A profile whose [sync] nodes are the lab's (a and b), with tests/sync_vendorctl.py as the vendor's tool."""
     nodes = []
-    for n in ("a", "b"):
+    for n in names:
         ep = lab.nodes[n]._ep()
         os.environ[f"SYNC_SELFTEST_{n.upper()}_PW"] = lab.nodes[n].password
         os.environ[f"VENDORCTL_{n.upper()}_URL"] = (
@@ -177,7 +180,7 @@ def _sync_profile(tmp_path: Path, lab: LogicalSyncLab, extra: str = "") -> Path:
         f'create_task = "{tool} create {{name}} --from {{source}} --to {{target}} -s {{schema}} -t {{tables}} '
         f'--spec {{spec}}"\n'
         f'drop_task = "{tool} drop {{name}} --from {{source}} --to {{target}} -s {{schema}}"\n'
-        f'supports = ["capture", "outage"]\n{extra}'
+        f"supports = {supports}\n{extra}"
     )
     return vendor_profile(tmp_path / "vendor.toml", lab.nodes["a"], section, name="vendor-sync")
 
@@ -215,6 +218,28 @@ def test_a_vendor_sync_runs_the_suite_with_its_own_commands(
         cut["reason"],
         cut["statistic"],
     )
+
+
+@pytest.mark.slow
+def test_a_vendor_sync_runs_topologies_and_conversion_with_its_own_commands(
+    project: pytest.Pytester, lab: LogicalSyncLab, tmp_path: Path
+) -> None:
+    """The vendor path of BZ-SYNC-5 (one-to-one, one-to-many, many-to-one, cascade, by user, column filter) and
+    BZ-SYNC-6 (columns selected, reordered, retyped; rows filtered) through the profile's create/drop commands on
+    three nodes; bidirectional is not claimed (the stand-in tool has no loop prevention) and says so."""
+    profile = _sync_profile(tmp_path, lab, names=("a", "b", "c"),
+                            supports='["capture", "outage", "topologies", "conversion"]')  # fmt: skip
+    result = project.runpytest("suites/sync", f"--cp-target={profile}", "-k", "topologies or conversion",
+                               "-p", "no:randomly")  # fmt: skip
+    result.assert_outcomes(passed=2)
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    rows = [
+        (m["clause_id"], m["statistic"].split(":")[0], m["verdict"]) for c in doc["cases"] for m in c["measurements"]
+    ]
+    five = {name: v for c, name, v in rows if c == "BZ-SYNC-5"}
+    assert [v for n, v in five.items() if not n.startswith("bidirectional")] == ["PASS"] * 6, five
+    assert [v for n, v in five.items() if n.startswith("bidirectional")] == ["NOT SHOWN"], five
+    assert [v for c, _, v in rows if c == "BZ-SYNC-6"] and all(v == "PASS" for c, _, v in rows if c == "BZ-SYNC-6")
 
 
 TWO = '[sync]\nnodes = [{ name = "a", url = "postgresql://u@h:1/d" }, { name = "b", url = "postgresql://u@h:2/d" }]\n'
