@@ -286,12 +286,13 @@ class EmbeddedGateway(OwnProcesses):
 
     def describe(self) -> dict[str, Any]:
         version = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr.strip()
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        out = subprocess.run([haproxy, "-v"], capture_output=True, text=True, check=False, timeout=30).stdout
+        haproxy_version = out.split(" - ")[0].strip()
         return {
             "label": self.label,
             "gateway": version,
-            "per_model_limiter": subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False)
-            .stdout.split(" - ")[0]
-            .strip(),
+            "per_model_limiter": haproxy_version,
             "config": {
                 "proxy_buffering": "on" if self.buffering else "off",
                 "gzip_on_streams": self.buffering,
