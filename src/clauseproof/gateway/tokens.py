@@ -261,8 +261,9 @@ def _quota_part(label: str, rule: TokenRule, run: Run) -> Part:
     measured = (f"{len(acc)} answers accepted ({run.spent} tokens, largest {biggest}) before the first refusal; "
                 f"quota {rule.tokens}, allowed {max(lo, 0)}-{hi} (within one answer)")  # fmt: skip
     if run.first_refusal is None:
-        return (name, False, measured.replace("before the first refusal", "and never refused"),
-                f"{run.spent} tokens spent ({run.spent / rule.tokens:.1f}x the quota) without a refusal")  # fmt: skip
+        why = f"{run.spent} tokens spent ({run.spent / rule.tokens:.1f}x the quota) without a refusal"
+        why += ": the streamed (larger) answers are not counted as tokens against the quota" if run.stream else ""
+        return (name, False, measured.replace("before the first refusal", "and never refused"), why)
     ok = lo <= run.spent <= hi
     why = (f"{run.spent} tokens accepted, more than one answer beyond the quota" if run.spent > hi
            else f"refused after {run.spent} tokens, more than one answer short of the quota")  # fmt: skip
@@ -274,9 +275,10 @@ def _refusals(label: str, *runs: Run) -> Part:
     if not refused:
         return (f"{label}: refusals are 429 with Retry-After, and stay refused", False, "no request was refused",
                 "no request was refused at all")  # fmt: skip
-    bad = [f"{r.key}: {c.status}" + ("" if c.status != 429 else " without a valid Retry-After")
-           for r, after in refused for c in after
-           if c.status != 429 or not _retry_after_ok(c.retry_after)]  # fmt: skip
+    bad = list(dict.fromkeys(  # each kind of wrong answer once per key
+        f"{r.key}: {c.status}" + ("" if c.status != 429 else " without a valid Retry-After")
+        for r, after in refused for c in after if c.status != 429 or not _retry_after_ok(c.retry_after)
+    ))  # fmt: skip
     shown = "; ".join(f"{r.key}: {[c.status for c in after]} (Retry-After {after[0].retry_after!r})"
                       for r, after in refused)  # fmt: skip
     return (f"{label}: refusals are 429 with Retry-After, and stay refused", not bad, shown,
