@@ -33,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
@@ -372,22 +374,13 @@ def bench_sync(rows: int, rounds: int) -> None:
             c.cursor().execute(stmt)
         print(f"sync checker: {rows:,} rows made on each side in {time.perf_counter() - t0:.1f} s (not timed)")
         checker = Checker(Side("source", "postgresql", pg.connect), Side("target", "mysql", my.connect))
-        equal = []
-        for _ in range(rounds):
-            r = checker.check(tm)
-            assert r.equal, r.summary()
-            equal.append(r.seconds)
         key = rows // 2 + 17
-        c.cursor().execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {key}")
-        c.close()
-        found, first = [], []
-        for _ in range(rounds):
-            r = checker.check(tm)
-            assert [(d.key, d.kind) for d in r.diffs] == [(key, "changed")], r.summary()
-            assert r.first_diff_s is not None
-            found.append(r.seconds)
-            first.append(r.first_diff_s)
-        _report_sync("PostgreSQL / MariaDB", rows, equal, first, found, r.side_seconds)
+
+        def change_target() -> None:
+            c.cursor().execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {key}")
+            c.close()
+
+        _time_checker("PostgreSQL / MariaDB", checker, tm, rows, rounds, key, change_target)
         my.stop()
         # the columnar engine: the same rows on ClickHouse, compared with timestamps to the second
         ch.start()
@@ -399,29 +392,35 @@ def bench_sync(rows: int, rounds: int) -> None:
         tm_ch = replace(tm, columns=tuple(replace(c, kind="timestamptz", precision=0) if c.source == "ts" else c
                                           for c in tm.columns))  # fmt: skip
         checker = Checker(Side("source", "postgresql", pg.connect), Side("target", "clickhouse", ch.connect))
-        equal, found, first = [], [], []
-        for _ in range(rounds):
-            r = checker.check(tm_ch)
-            assert r.equal, r.summary()
-            equal.append(r.seconds)
-        with pg.connect() as conn:
-            conn.execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {key}")  # the source differs this time
-        for _ in range(rounds):
-            r = checker.check(tm_ch)
-            assert [(d.key, d.kind) for d in r.diffs] == [(key, "changed")], r.summary()
-            assert r.first_diff_s is not None
-            found.append(r.seconds)
-            first.append(r.first_diff_s)
-        _report_sync("PostgreSQL / ClickHouse", rows, equal, first, found, r.side_seconds)
+
+        def change_source() -> None:  # the source differs this time
+            with pg.connect() as conn:
+                conn.execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {key}")
+
+        _time_checker("PostgreSQL / ClickHouse", checker, tm_ch, rows, rounds, key, change_source)
     finally:
         ch.stop()
         my.stop()
         pg.stop()
 
 
-def _report_sync(
-    pair: str, rows: int, equal: list[float], first: list[float], found: list[float], busy: dict[str, float]
+def _time_checker(
+    pair: str, checker: Any, tm: Any, rows: int, rounds: int, key: int, change: Callable[[], None]
 ) -> None:
+    """``rounds`` equal checks, then ``change`` (one row's amount on one side) and ``rounds`` checks naming it."""
+    equal, found, first = [], [], []
+    for _ in range(rounds):
+        r = checker.check(tm)
+        assert r.equal, r.summary()
+        equal.append(r.seconds)
+    change()
+    for _ in range(rounds):
+        r = checker.check(tm)
+        assert [(d.key, d.kind) for d in r.diffs] == [(key, "changed")], r.summary()
+        assert r.first_diff_s is not None
+        found.append(r.seconds)
+        first.append(r.first_diff_s)
+    busy = r.side_seconds
     med = statistics.median(equal)
     print(
         f"sync checker, {rows:,} rows per side ({pair}): equal in {med:.2f} s median "

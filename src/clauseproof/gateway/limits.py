@@ -187,7 +187,7 @@ class Plan:
         )  # fmt: skip
 
 
-def _retry_after_ok(v: str | None) -> bool:
+def retry_after_ok(v: str | None) -> bool:
     if v is None:
         return False
     if v.strip().isdigit():
@@ -231,7 +231,7 @@ def stats(samples: list[Sample], key: str, multiple: float, window_s: float) -> 
     }
     return StepStats(
         key, multiple, len(samples), sum(n for st, n in statuses.items() if 200 <= st < 300), statuses.get(429, 0),
-        other, sum(1 for s in samples if s.status == 429 and not _retry_after_ok(s.retry_after)),
+        other, sum(1 for s in samples if s.status == 429 and not retry_after_ok(s.retry_after)),
         _max_window(samples, window_s),
     )  # fmt: skip
 

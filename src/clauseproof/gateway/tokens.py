@@ -31,12 +31,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.gateway.limits import retry_after_ok
 
 MAX_REQUESTS = 300
 MAX_RUN_S = 60.0
@@ -107,18 +107,6 @@ class Call:
     tokens: int | None  # usage.total_tokens of an accepted answer (None: the answer carried no usage)
     retry_after: str | None = None
     error: str = ""
-
-
-def _retry_after_ok(v: str | None) -> bool:
-    if v is None:
-        return False
-    if v.strip().isdigit():
-        return True
-    try:
-        parsedate_to_datetime(v)
-    except (TypeError, ValueError, IndexError):
-        return False
-    return True
 
 
 def call(client: httpx.Client, url: str, model: str, key: str, prompt: str, stream: bool) -> Call:
@@ -277,7 +265,7 @@ def _refusals(label: str, *runs: Run) -> Part:
                 "no request was refused at all")  # fmt: skip
     bad = list(dict.fromkeys(  # each kind of wrong answer once per key
         f"{r.key}: {c.status}" + ("" if c.status != 429 else " without a valid Retry-After")
-        for r, after in refused for c in after if c.status != 429 or not _retry_after_ok(c.retry_after)
+        for r, after in refused for c in after if c.status != 429 or not retry_after_ok(c.retry_after)
     ))  # fmt: skip
     shown = "; ".join(f"{r.key}: {[c.status for c in after]} (Retry-After {after[0].retry_after!r})"
                       for r, after in refused)  # fmt: skip
