@@ -1,8 +1,9 @@
 """SX-EDAS-4/5: rate limits through a gateway, measured with open-loop load at multiples of each declared limit.
 
 A limit is declared as a rule (the embedded gateway's :meth:`limit_rules`, or a profile's ``[[gateway.limits]]``):
-its ``kind`` (what keys the bucket: ``header``, ``query``, ``ip``, ``consumer``, ``route``, ``model``, ``tokens``),
-``rate`` (requests/s), ``burst`` (requests that may pass at once) and what a client varies to be another key.
+its ``kind`` (what keys the bucket: ``header``, ``query``, ``ip``, ``consumer``, ``route``, ``model`` — the model
+named in an OpenAI-style JSON body), ``rate`` (requests/s), ``burst`` (requests that may pass at once) and what a
+client varies to be another key.  A ``tokens`` rule is a token quota, measured by :mod:`clauseproof.gateway.tokens`.
 For each rule, each multiple of the plan (0.5x, 1x, 2x, 10x) is offered open loop on a key of its own for
 ``step_s`` seconds (:mod:`clauseproof.gateway.openloop`), and the parts are judged:
 
@@ -38,14 +39,13 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.openloop import LoadResult, Sample, Stream, run
 
 KINDS = ("header", "query", "ip", "consumer", "route", "model", "tokens")
-#: which clause a rule's kind proves: SX-EDAS-4 (header, query, IP, consumer, tokens), SX-EDAS-5 (QPS per
+#: which clause a rule's kind proves: SX-EDAS-4 (header, query, IP, consumer), SX-EDAS-5 (QPS per
 #: consumer, route, model)
 CLAUSES = {
     "header": ("SX-EDAS-4",),
     "query": ("SX-EDAS-4",),
     "ip": ("SX-EDAS-4",),
     "consumer": ("SX-EDAS-4", "SX-EDAS-5"),
-    "tokens": ("SX-EDAS-4",),
     "route": ("SX-EDAS-5",),
     "model": ("SX-EDAS-5",),
 }
@@ -98,7 +98,6 @@ class Rule:
             "consumer": "consumer",
             "route": "route",
             "model": "model",
-            "tokens": "token consumption",
         }[self.kind]
 
     def keys(self, tag: str) -> list[Key] | None:
