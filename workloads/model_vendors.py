@@ -17,10 +17,8 @@ Run: ``python workloads/model_vendors.py --port P``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -30,6 +28,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from workloads.serve import serve
 
 DELAY_S = 0.05
 SEEN: Counter[str] = Counter()
@@ -145,18 +145,7 @@ app = Starlette(
 
 
 def main() -> None:
-    import uvicorn
-
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default loopback)")
-    a = p.parse_args()
-    parent = os.environ.get("CLAUSEPROOF_PARENT_PID")
-    if parent:
-        from clauseproof.core.reaper import die_with_parent
-
-        die_with_parent(int(parent))
-    uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
+    serve(app, __doc__)
 
 
 if __name__ == "__main__":

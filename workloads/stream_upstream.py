@@ -14,10 +14,8 @@ Run: ``python workloads/stream_upstream.py --port P`` (loopback only).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,6 +24,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from workloads.serve import serve
 
 PEERS: Counter[str] = Counter()
 MAX_EVENTS = 10_000
@@ -95,18 +95,7 @@ app = Starlette(
 
 
 def main() -> None:
-    import uvicorn
-
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default loopback)")
-    a = p.parse_args()
-    parent = os.environ.get("CLAUSEPROOF_PARENT_PID")
-    if parent:  # never outlive the run, whatever kills it
-        from clauseproof.core.reaper import die_with_parent
-
-        die_with_parent(int(parent))
-    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_keep_alive=30)
+    serve(app, __doc__, timeout_keep_alive=30)
 
 
 if __name__ == "__main__":

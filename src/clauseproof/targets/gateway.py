@@ -21,24 +21,13 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.processes import OwnProcesses, wait_port
+from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, wait_port
 
 UPSTREAM = "stream_upstream.py"  # under workloads/
 
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-master_process on;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/tmp-body;
-    proxy_temp_path {folder}/tmp-proxy;
-    fastcgi_temp_path {folder}/tmp-fastcgi;
-    uwsgi_temp_path {folder}/tmp-uwsgi;
-    scgi_temp_path {folder}/tmp-scgi;
+NGINX_CONF = (
+    NGINX_HEAD
+    + """\
     upstream app {{
         server 127.0.0.1:{upstream_port};
         {keepalive}
@@ -70,6 +59,7 @@ http {{
     }}
 }}
 """
+)
 
 #: HAProxy's per-model limit (SX-EDAS-5): the model is read from the request's JSON body (``json_query``), a stick
 #: table counts each model's *accepted* requests (``gpc0``, a sliding rate over ``{period}``) and refuses with 429

@@ -28,7 +28,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.processes import OwnProcesses, wait_port
+from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, wait_port
 
 ROOT = Path(__file__).resolve().parents[3]
 VENDORS = "model_vendors.py"  # under workloads/
@@ -41,22 +41,6 @@ MODELS = {"vendor-a-chat": "anthropic", "vendor-b-chat": "ollama"}
 #: finds no model name on a stream: BerriAI/litellm#41610) and sends no Retry-After: SX-EDAS-4 judges both.
 LIMITED = {"limited-a-chat": "anthropic", "limited-b-chat": "ollama"}
 TOKENS_PER_MINUTE = 480
-
-#: what both nginx controls share: one worker in the foreground, every file in the folder
-NGINX_HEAD = """\
-worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/tmp-body;
-    proxy_temp_path {folder}/tmp-proxy;
-    fastcgi_temp_path {folder}/tmp-fastcgi;
-    uwsgi_temp_path {folder}/tmp-uwsgi;
-    scgi_temp_path {folder}/tmp-scgi;
-"""
 
 PASSTHROUGH_NGINX = (
     NGINX_HEAD

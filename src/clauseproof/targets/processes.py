@@ -22,6 +22,23 @@ from clauseproof.core.errors import ClauseproofError
 ROOT = Path(__file__).resolve().parents[3]
 START_TIMEOUT_S = 15
 
+#: the start of every nginx configuration the harness writes (the embedded gateway and the model gateway's
+#: controls): one worker in the foreground, every file in the process's folder; a ``str.format`` template
+NGINX_HEAD = """\
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/tmp-body;
+    proxy_temp_path {folder}/tmp-proxy;
+    fastcgi_temp_path {folder}/tmp-fastcgi;
+    uwsgi_temp_path {folder}/tmp-uwsgi;
+    scgi_temp_path {folder}/tmp-scgi;
+"""
+
 
 def wait_port(
     port: int, proc: subprocess.Popen[bytes], what: str, log: Path, host: str = "127.0.0.1", fix: str = ""
