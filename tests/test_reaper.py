@@ -3,16 +3,24 @@ shared memory and folders, found through a registry kept outside the folders a c
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from clauseproof.core import reaper
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets import embedded
 
 #: A group leader that creates a System V shared-memory segment (as pgpool-II does) and two children.
 LEADER = textwrap.dedent(
@@ -120,3 +128,126 @@ def test_two_runs_sharing_a_cache_take_the_data_directory_in_turn(tmp_path: Path
         waited = time.monotonic() - started
     holder.wait()
     assert waited > 0.5  # it waited for the other run's hold to end
+
+
+# --- an unfriendly local user cannot steer root's reaper (issue 31, item 1) ---------------------------------------
+
+NOBODY = 65534
+
+
+def _as_nobody(code: str, *args: str) -> None:
+    """Run ``code`` as uid/gid 65534, the unprivileged local user of these attacks."""
+    # the system's Python: the harness's may live in a folder only root may enter
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    subprocess.run(
+        [python, "-c", f"import os, sys; os.setgid({NOBODY}); os.setuid({NOBODY})\n{code}", *args],
+        check=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder like /tmp: every local user may make things in it (mode 1777)."""
+    if os.geteuid() != 0:
+        pytest.skip("the attacks need a second local user: run as root")
+    path = Path(tempfile.mkdtemp(prefix="cp-selftest-shared-"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", ["another owner", "open to others", "a link"])
+def test_a_runtime_folder_someone_else_made_first_is_refused(
+    how: str, shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planted = shared_tmp / "runtime"
+    if how == "another owner":
+        _as_nobody("os.mkdir(sys.argv[1], 0o700)", str(planted))
+    elif how == "open to others":
+        planted.mkdir(mode=0o755)
+        planted.chmod(0o755)
+    else:
+        _as_nobody("os.mkdir(sys.argv[1] + '-x', 0o700); os.symlink(sys.argv[1] + '-x', sys.argv[1])", str(planted))
+    monkeypatch.setenv(reaper.RUNTIME_ENV, str(planted))
+    with pytest.raises(ClauseproofError, match="is not private") as caught:
+        reaper.registry()
+    assert {"another owner": "belongs to uid 65534", "open to others": "mode 0755", "a link": "not a folder"}[how] in (
+        str(caught.value)
+    )
+
+
+def test_the_default_runtime_folder_is_private(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(reaper.RUNTIME_ENV, raising=False)
+    st = os.lstat(reaper.registry())
+    assert st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o700
+    if os.geteuid() == 0:
+        assert str(reaper.registry()).startswith("/run/")  # no shared temp folder a user could take first
+
+
+def test_a_folder_planted_in_the_shared_temp_folder_makes_root_kill_and_delete_nothing(shared_tmp: Path) -> None:
+    """The planted folder's name begins the name of a live server's folder of root's, its owner.json names a dead
+    run, a pid file names the server: the reaper leaves the server running and the folder where it is; the same
+    folder made by the harness itself (owner.json written by this user) is reaped — the positive control."""
+    tmp_path = shared_tmp
+    live = tmp_path / "clauseproof-postgresql-abcdef"
+    (live / "data").mkdir(parents=True)
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(live / "data")])
+    try:
+        planted = tmp_path / "clauseproof-postgresql-abc"
+        _as_nobody(
+            "from pathlib import Path; p = Path(sys.argv[1]); p.mkdir()\n"
+            "(p / 'owner.json').write_text('{\"pid\": 999999999}'); (p / 'x.pid').write_text(sys.argv[2])",
+            str(planted),
+            str(server.pid),
+        )
+        assert str(planted) not in embedded.reap_stale(str(tmp_path))
+        assert server.poll() is None and planted.exists() and live.exists()
+        (live / "owner.json").write_text('{"pid": 999999999}')  # now the harness's own folder of a dead run
+        reaped = embedded.reap_stale(str(tmp_path))
+        assert str(live) in reaped and str(planted) not in reaped
+        assert server.wait(timeout=10) is not None and not live.exists() and planted.exists()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_registry_entry_naming_what_the_harness_does_not_make_is_not_acted_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: an entry of a dead owner that names a folder not called clauseproof-*, a link, or a bridge
+    and namespaces the harness does not name so deletes nothing and runs no `ip`."""
+    runtime = tmp_path / "rt"
+    monkeypatch.setenv(reaper.RUNTIME_ENV, str(runtime))
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    linked = tmp_path / "clauseproof-link"
+    linked.symlink_to(precious)
+    dead = {"owner": 999999999, "owner_start": 1}
+    reg = reaper.registry()
+    for i, folder in enumerate([precious, linked]):
+        (reg / f"999999999-{i + 2}.json").write_text(json.dumps({**dead, "kind": "x", "pid": 999999990 + i,
+                                                                  "start": 1, "folder": str(folder)}))  # fmt: skip
+    (reg / "net-999999999-abc.json").write_text(json.dumps({**dead, "kind": "network", "bridge": "eth0",
+                                                             "namespaces": ["default"]}))  # fmt: skip
+    (reg / "999999999-9.json").symlink_to(precious / "nothing.json")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(reaper.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    reaper.reap_registered()
+    assert precious.is_dir() and linked.is_symlink() and calls == []
+
+
+def test_an_entry_for_a_pid_now_running_another_program_kills_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(reaper.RUNTIME_ENV, str(tmp_path / "rt"))
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        entry = {"kind": "proxy", "pid": other.pid, "start": reaper._start_time(other.pid), "owner": 999999999,
+                 "owner_start": 1, "command": "/usr/sbin/haproxy", "folder": None}  # fmt: skip
+        (reaper.registry() / f"999999999-{other.pid}.json").write_text(json.dumps(entry))
+        reaper.reap_registered()
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -23,10 +23,12 @@ import json
 import logging
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -87,6 +89,11 @@ def _tail(path: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
+def _names(cmdline: str, folder: str) -> bool:
+    """Whether a command line names ``folder`` or a path inside it (not merely a longer name it begins)."""
+    return re.search(re.escape(folder) + r"(/|\s|$)", cmdline) is not None
+
+
 def _working_in(folder: str) -> list[int]:
     """Live processes whose working folder lies in ``folder`` or whose command line names it."""
     out = []
@@ -97,7 +104,7 @@ def _working_in(folder: str) -> list[int]:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             cwd = ""
-        if cwd == folder or cwd.startswith(folder + "/") or folder in _cmdline(int(entry)):
+        if cwd == folder or cwd.startswith(folder + "/") or _names(_cmdline(int(entry)), folder):
             if _pid_alive(int(entry)):
                 out.append(int(entry))
     return out
@@ -115,16 +122,28 @@ def kill_processes(pids: set[int], wait_s: float = 5.0) -> None:
     reaper.remove_shm(pids)
 
 
+def _stale_owner(folder: str) -> bool:
+    """Whether ``folder`` is one this user's harness made (a real ``clauseproof-*`` folder whose ``owner.json`` this
+    user wrote: no other local user can make one, whatever they put in a shared temp folder) and its run is gone."""
+    if not reaper.is_own_folder(folder):
+        return False
+    owner_file = Path(folder) / "owner.json"
+    try:
+        st = os.lstat(owner_file)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return False
+        owner = json.loads(owner_file.read_text())
+        pid = int(owner.get("pid", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+    return pid > 1 and not _pid_alive(pid)
+
+
 def reap_stale(tmp: str | None = None) -> list[str]:
     """Stop and remove embedded servers whose owning process is gone; return what was reaped."""
     reaped = []
     for folder in glob.glob(os.path.join(tmp or tempfile.gettempdir(), FOLDER_PREFIX + "*")):
-        owner_file = Path(folder) / "owner.json"
-        try:
-            owner = json.loads(owner_file.read_text())
-        except (OSError, ValueError):
-            continue
-        if _pid_alive(int(owner.get("pid", 0))):
+        if not _stale_owner(folder):
             continue
         # servers (postmaster.pid, mariadbd.pid), helpers (pgpool.pid, haproxy.pid), and every process working in
         # the folder or naming it (initdb and its single-user postgres, pg_ctl, tar, cp of a data directory)
@@ -134,7 +153,7 @@ def reap_stale(tmp: str | None = None) -> list[str]:
                 pid = int(pid_file.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            if _pid_alive(pid) and folder in _cmdline(pid):
+            if _pid_alive(pid) and _names(_cmdline(pid), folder):
                 pids.add(pid)
         kill_processes(pids)
         shutil.rmtree(folder, ignore_errors=True)
