@@ -190,11 +190,14 @@ def _check_report_forms(folder: Path, doc: dict) -> None:
     assert east_asia == "Noto Sans CJK SC"
     cells = {c.text for table in word.tables for row in table.rows for c in row.cells}
     assert "不通过 / FAIL" in cells and "BZ-DB-4a" in cells
-    assert cli(["verify", str(folder)]) == 0
+    signing = doc["report"]["signing"]
+    assert signing["fingerprint"].startswith("SHA256:") and signing["sm2_fingerprint"].startswith("SM2-SHA256:")
+    assert signing["sm2_fingerprint"] in html  # the report prints both keys a witness pins
+    assert cli(["verify", str(folder), "--fingerprint", signing["fingerprint"]]) == 0
     data = bytearray(pdf.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one byte
     pdf.write_bytes(bytes(data))
-    assert cli(["verify", str(folder)]) == 1
+    assert cli(["verify", str(folder), "--fingerprint", signing["fingerprint"]]) == 1
 
 
 def test_reduced_scale_is_not_evidence(project: pytest.Pytester) -> None:

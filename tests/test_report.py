@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 import string
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from clauseproof.cli import main as cli
-from clauseproof.core.bundle import keygen, sign, sm2_key, verify, write_manifest
+from clauseproof.core.bundle import file_hashes, fingerprint, keygen, sign, signers, sm2_key, verify, write_manifest
 from clauseproof.core.evidence import FAIL, NOT_COVERED, NOT_EVIDENCE, NOT_SHOWN, PASS, rollup, verdict_matrix
 from clauseproof.core.i18n import Messages, catalog
 
@@ -89,22 +90,27 @@ def _bundle(tmp_path: Path) -> tuple[Path, Any]:
     (folder / "plots").mkdir()
     (folder / "plots" / "a.svg").write_text("<svg/>")
     key = keygen(tmp_path / "key.pem")
-    write_manifest(folder, {"run_id": "x", "parameters": {"catalog_sha256": "c"}, "basis": []})
-    sign(folder, key, sm2_key(tmp_path / "key.pem"))
+    sm2 = sm2_key(tmp_path / "key.pem")
+    write_manifest(folder, {"run_id": "x", "parameters": {"catalog_sha256": "c"}, "basis": []}, signers(key, sm2))
+    sign(folder, key, sm2)
     return folder, key
 
 
+def _trusted(key: Any) -> list[str]:
+    return [fingerprint(key.public_key())]
+
+
 def test_verify_names_each_file_changed_added_or_removed(tmp_path: Path) -> None:
-    folder, _ = _bundle(tmp_path)
-    checked = verify(folder)
+    folder, key = _bundle(tmp_path)
+    checked = verify(folder, trusted=_trusted(key))
     assert checked.ok and checked.sm2  # Debian 12's OpenSSL 3.0 signs with SM2
     sig = json.loads((folder / "manifest.sig").read_text())
     raw = bytearray(base64.b64decode(sig["sm2"]["signature"]))
     raw[-3] ^= 1  # one bit of the SM2 signature's s
     sig["sm2"]["signature"] = base64.b64encode(bytes(raw)).decode()
     (folder / "manifest.sig").write_text(json.dumps(sig))
-    assert verify(folder).problems == ["the SM2 signature does not match manifest.json"]
-    folder, _ = _bundle(tmp_path / "again")
+    assert verify(folder, trusted=_trusted(key)).problems == ["the SM2 signature does not match manifest.json"]
+    folder, key = _bundle(tmp_path / "again")
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"evidence.json", "report.html", "plots/a.svg"}
     assert len(manifest["files"]["report.html"]["sm3"]) == 64
@@ -113,7 +119,7 @@ def test_verify_names_each_file_changed_added_or_removed(tmp_path: Path) -> None
     (folder / "report.html").write_bytes(bytes(data))
     (folder / "plots" / "a.svg").unlink()
     (folder / "extra.txt").write_text("x")
-    problems = verify(folder).problems
+    problems = verify(folder, trusted=_trusted(key)).problems
     assert problems == ["removed: plots/a.svg", "added: extra.txt (not in the manifest)", _changed("report.html")]
 
 
@@ -123,37 +129,116 @@ def _changed(rel: str) -> str:
 
 def test_verify_catches_a_rewritten_manifest_and_a_re_signed_bundle(tmp_path: Path) -> None:
     """The cheapest cheats: change a verdict and rewrite the manifest's hash to match (the signature breaks), or
-    re-sign the changed bundle with one's own key (the fingerprint no longer matches the report's)."""
+    re-sign the changed bundle with one's own key (no trusted key signed it: NOT OK, and without a trusted key
+    given nothing is OK)."""
     folder, key = _bundle(tmp_path)
-    from clauseproof.core.bundle import fingerprint
-
     honest = fingerprint(key.public_key())
     (folder / "evidence.json").write_text('{"run_id": "x", "verdict": "PASS"}')
     manifest = json.loads((folder / "manifest.json").read_text())
-    from clauseproof.core.bundle import file_hashes
-
     manifest["files"]["evidence.json"] = file_hashes(folder / "evidence.json")
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    assert any("signature does not match" in p for p in verify(folder).problems)
+    assert any("signature does not match" in p for p in verify(folder, trusted=[honest]).problems)
     forger = keygen(tmp_path / "forger.pem")
-    sign(folder, forger)
-    assert verify(folder).ok  # a consistent bundle, but whose?
-    problems = verify(folder, expect_fingerprint=honest).problems
-    assert problems == [f"signed by key {fingerprint(forger.public_key())}, not by the expected {honest}"]
+    forger_sm2 = sm2_key(tmp_path / "forger.pem")
+    write_manifest(folder, {"run_id": "x", "parameters": {}, "basis": []}, signers(forger, forger_sm2))
+    sign(folder, forger, forger_sm2)
+    assert not verify(folder).ok  # a consistent bundle, but whose? no trusted key, no OK
+    assert any("no trusted key given" in p for p in verify(folder).problems)
+    problems = verify(folder, trusted=[honest]).problems
+    assert problems == [f"signed by key {fingerprint(forger.public_key())}, not by a trusted key ({honest})"]
+
+
+def test_verify_pins_the_sm2_key_and_finds_it_stripped_or_swapped(tmp_path: Path) -> None:
+    """An SM2 signature from any SM2 key used to "hold"; and stripping the SM2 entry passed even with a
+    fingerprint.  The manifest names both keys, so either signature pins the other."""
+    folder, key = _bundle(tmp_path)
+    sig = json.loads((folder / "manifest.sig").read_text())
+    assert sig["sm2"]
+    stripped = {k: v for k, v in sig.items() if k != "sm2"}
+    (folder / "manifest.sig").write_text(json.dumps(stripped))
+    problems = verify(folder, trusted=_trusted(key)).problems
+    assert len(problems) == 1 and "names an SM2 signature" in problems[0] and "has none" in problems[0]
+    (tmp_path / "other").mkdir()
+    other = sm2_key(tmp_path / "other" / "k.pem")
+    assert other is not None
+    import clauseproof.core.bundle as bundle
+
+    swapped = bundle._sm2_sign(other, folder / "manifest.json")
+    (folder / "manifest.sig").write_text(json.dumps({**sig, "sm2": swapped}))
+    problems = verify(folder, trusted=_trusted(key)).problems
+    assert len(problems) == 1 and "the SM2 signature is by key SM2-SHA256:" in problems[0]
+    # the SM2 fingerprint alone is a trusted key too (a party that pins only its national algorithm)
+    (folder / "manifest.sig").write_text(json.dumps(sig))
+    named = json.loads((folder / "manifest.json").read_text())["signers"]["sm2"]
+    assert verify(folder, trusted=[named]).ok
+
+
+def test_verify_reports_links_folders_and_special_files_added_after_signing(tmp_path: Path) -> None:
+    folder, key = _bundle(tmp_path)
+    (folder / "plots" / "b.svg").symlink_to("/etc/passwd")
+    (folder / "evil").mkdir()
+    os.mkfifo(folder / "pipe")
+    problems = verify(folder, trusted=_trusted(key)).problems
+    assert problems == [
+        "added: evil/ (an empty folder, not in the manifest)",
+        "added: pipe (not a regular file, not in the manifest)",
+        "added: plots/b.svg (a link to /etc/passwd, not in the manifest)",
+    ]
+    (folder / "plots" / "b.svg").unlink()
+    (folder / "plots" / "a.svg").unlink()
+    (folder / "plots" / "a.svg").symlink_to(folder / "report.html")  # a listed file replaced by a link
+    problems = verify(folder, trusted=_trusted(key)).problems
+    assert "removed: plots/a.svg" in problems and any("plots/a.svg (a link to" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    "manifest, sig",
+    [
+        ("[]", "{}"),
+        ('{"files": {"../../etc/shadow": {"bytes": 1, "sha256": "", "sm3": ""}}, "signers": {}}', None),
+        ('{"files": {"/etc/shadow": {"bytes": 1, "sha256": "", "sm3": ""}}, "signers": {}}', None),
+        ('{"files": {"a": "x"}, "signers": {}}', None),
+        ('{"files": {}, "signers": {"ed25519": 5}}', None),
+        ('{"files": {}}', None),
+        (None, '{"public_key": 5, "signature": "x"}'),
+        (None, '{"public_key": "zz", "signature": "x"}'),
+        (None, '{"public_key": "00", "signature": "x", "sm2": "x"}'),
+        ("not json", None),
+    ],
+)
+def test_verify_refuses_a_malformed_manifest_with_a_sentence_not_a_traceback(
+    tmp_path: Path, manifest: str | None, sig: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, key = _bundle(tmp_path)
+    if manifest is not None:
+        (folder / "manifest.json").write_text(manifest)
+    if sig is not None:
+        (folder / "manifest.sig").write_text(sig)
+    checked = verify(folder, trusted=_trusted(key))
+    assert not checked.ok and len(checked.problems) == 1 and checked.checked == 0
+    assert cli(["verify", str(folder), "--fingerprint", _trusted(key)[0]]) == 1
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_verify_command_reads_an_archive_and_sets_the_exit_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder, _ = _bundle(tmp_path)
+    folder, key = _bundle(tmp_path)
+    fp = _trusted(key)[0]
     archive = shutil.make_archive(str(tmp_path / "bundle"), "zip", folder.parent, folder.name)
-    assert cli(["verify", archive]) == 0
+    assert cli(["verify", archive, "--fingerprint", fp]) == 0
     assert "OK: 3 files match" in capsys.readouterr().out
+    assert cli(["verify", archive]) == 1  # no trusted key: not OK
+    assert "no trusted key given" in capsys.readouterr().err
+    (tmp_path / "trusted.txt").write_text(f"# the tester's key\n{fp}  # given on paper\n")
+    assert cli(["verify", archive, "--trusted-keys", str(tmp_path / "trusted.txt")]) == 0
+    assert cli(["verify", archive, "--fingerprint", "SHA256:abc"]) == 2
+    assert "is not a key fingerprint" in capsys.readouterr().err
     (folder / "evidence.json").write_text("{}")
     changed = shutil.make_archive(str(tmp_path / "changed"), "gztar", folder.parent, folder.name)
-    assert cli(["verify", changed]) == 1
+    assert cli(["verify", changed, "--fingerprint", fp]) == 1
     assert _changed("evidence.json") in capsys.readouterr().err
-    assert cli(["verify", str(tmp_path / "key.pem")]) == 2  # neither a folder nor an archive
+    assert cli(["verify", str(tmp_path / "key.pem"), "--fingerprint", fp]) == 2  # neither a folder nor an archive
 
 
 def test_keygen_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -251,7 +336,7 @@ def test_documents_attached_in_a_profile_are_reported_never_passed(
     assert matrix["BZ-DB-5"]["overall"] == "DOCUMENTED"
     assert matrix["BZ-DB-4a"]["overall"] == "NOT EVIDENCE"  # the measurement decides; the document adds nothing
     assert (folder / "documents" / "BZ-DB-5" / "warranty.txt").read_bytes() == (tmp_path / "warranty.txt").read_bytes()
-    assert verify(folder).ok
+    assert verify(folder, trusted=[doc["report"]["signing"]["fingerprint"]]).ok
     assert "已提供文件 / DOCUMENTED" in (folder / "report.html").read_text()
 
 
@@ -273,31 +358,105 @@ def vendor_profile_with(folder: Path, server: Any, sections: str) -> Path:
     return vendor_profile(folder / "vendor.toml", server, sections)
 
 
-def test_rerun_repeats_the_recorded_cases_and_refuses_other_code() -> None:
+def test_rerun_repeats_the_recorded_cases_and_refuses_other_code(tmp_path: Path) -> None:
     from clauseproof.cli import rerun_args
+    from clauseproof.core.catalog import catalog_sha256
 
+    catalog = tmp_path / "fixtures" / "catalog" / "clauses.toml"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text("# the catalog\n")
+    (tmp_path / "suites" / "a").mkdir(parents=True)
+    (tmp_path / "suites" / "a" / "test_a.py").write_text("def test_x():\n    pass\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     doc = {
-        "harness": {"commit": "abc", "dirty": False},
-        "parameters": {"seed": 7, "scale": 1, "repeats": 3, "catalog": "c.toml", "targets": ["embedded"]},
+        "harness": {"commit": commit, "dirty": False},
+        "parameters": {
+            "seed": 7,
+            "scale": 1,
+            "repeats": 3,
+            "catalog": "/elsewhere/c.toml",
+            "catalog_sha256": catalog_sha256(catalog),
+            "targets": ["embedded-postgresql"],
+        },
         "cases": [
-            {"nodeid": "suites/a.py::test_x[embedded-postgresql]", "outcome": "failed"},
-            {"nodeid": "suites/a.py::test_x[embedded-mariadb]", "outcome": "passed"},
-            {"nodeid": "suites/b.py::test_y[embedded-mariadb]", "outcome": "not run"},
+            {"nodeid": "suites/a/test_a.py::test_x[embedded-postgresql]", "outcome": "failed"},
+            {"nodeid": "suites/a/test_a.py::test_x[embedded-mariadb]", "outcome": "passed"},
+            {"nodeid": "suites/b/test_b.py::test_y[embedded-mariadb]", "outcome": "not run"},
         ],
     }
-    args, problems = rerun_args(doc, {"commit": "abc"}, ["--cp-target=vendor.toml"])
+    args, problems = rerun_args(doc, {"commit": commit}, ["--cp-target=vendor.toml"], tmp_path)
     assert not problems
     assert args == [
-        "suites/a.py::test_x",
+        "suites/a/test_a.py::test_x",
         "--cp-seed=7",
         "--cp-scale=1",
         "--cp-repeats=3",
-        "--cp-catalog=c.toml",
+        f"--cp-catalog={catalog}",  # this checkout's, with the recorded content: never a path from the bundle
         "--cp-target=vendor.toml",
     ]
-    assert rerun_args(doc, {"commit": "abc"}, [])[0][-1] == "--cp-target=embedded"
-    _, problems = rerun_args(doc, {"commit": "def"}, [])
-    assert problems == ["the run was made by commit abc, this checkout is def"]
+    assert rerun_args(doc, {"commit": commit}, [], tmp_path)[0][-1] == "--cp-target=embedded-postgresql"
+    _, problems = rerun_args(doc, {"commit": "b" * 40}, [], tmp_path)
+    assert problems == [f"the run was made by commit {commit}, this checkout is {'b' * 40}"]
+
+
+@pytest.mark.parametrize(
+    "change, refused",
+    [
+        ({"harness": {}}, "names no commit"),
+        ({"harness": {"commit": "HEAD; rm -rf /"}}, "names no commit"),
+        ({"cases": [{"nodeid": "--rootdir=/tmp/evil", "outcome": "passed"}]}, "not a suites/...::test id"),
+        ({"cases": [{"nodeid": "/tmp/evil/test_x.py::test_x", "outcome": "passed"}]}, "not a suites/...::test id"),
+        ({"cases": [{"nodeid": "suites/../../tmp/test_x.py::test_x", "outcome": "passed"}]}, "not a suites/"),
+        ({"cases": [{"nodeid": "-p evil", "outcome": "passed"}]}, "not a suites/...::test id"),
+        ({"parameters": {"seed": "1 -p evil", "scale": 1, "repeats": 1}}, "recorded seed"),
+        ({"targets": ["/tmp/evil.toml"]}, "never used; give --cp-target yourself"),
+        ({"targets": ["postgresql://x@10.0.0.1/db"]}, "never used; give --cp-target yourself"),
+    ],
+)
+def test_rerun_runs_nothing_a_received_bundle_names_beyond_plain_case_ids(
+    change: dict[str, Any], refused: str, tmp_path: Path
+) -> None:
+    from clauseproof.cli import rerun_args
+
+    commit = "a" * 40
+    doc: dict[str, Any] = {
+        "harness": {"commit": commit},
+        "parameters": {"seed": 7, "scale": 1, "repeats": 3, "targets": ["embedded-postgresql"]},
+        "cases": [{"nodeid": "suites/a/test_a.py::test_x", "outcome": "passed"}],
+    }
+    if "targets" in change:
+        doc["parameters"]["targets"] = change.pop("targets")
+    doc.update(change)
+    args, problems = rerun_args(doc, {"commit": commit}, ["--cp-catalog=x.toml"], None)
+    assert any(refused in p for p in problems), problems
+    assert not any(a.startswith(("--rootdir", "-p", "/")) for a in args)
+
+
+def test_rerun_verifies_the_bundle_and_checks_case_ids_against_the_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A case id the recorded commit does not have is refused, and a bundle is read only after it verifies."""
+    from clauseproof.cli import _in_commit
+
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert _in_commit(root, head, f"suites/bulk_load/test_bulk_load.py::{_bulk_tests(root)[0]}")
+    assert not _in_commit(root, head, "suites/bulk_load/test_bulk_load.py::test_made_up_by_the_sender")
+    folder, _ = _bundle(tmp_path)
+    assert cli(["rerun", str(folder)]) == 2
+    assert "--fingerprint" in capsys.readouterr().err
+    forger = keygen(tmp_path / "forger.pem")
+    assert cli(["rerun", str(folder), "--fingerprint", fingerprint(forger.public_key())]) == 2
+    assert "does not verify, so nothing it names is run" in capsys.readouterr().err
+
+
+def _bulk_tests(root: Path) -> list[str]:
+    text = (root / "suites" / "bulk_load" / "test_bulk_load.py").read_text()
+    return re.findall(r"^def (test_\w+)", text, re.M)
 
 
 def test_every_trial_gets_a_panel_and_its_series_is_not_printed() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,8 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PCT",
         help="exit 1 when a value got worse by more than PCT (e.g. 10%%) outside both runs' sample ranges",
     )
-    rr = sub.add_parser("rerun", help="repeat a recorded run (same cases, catalog, seed, scale, repeats) as a witness")
+    rr = sub.add_parser(
+        "rerun",
+        help="repeat a recorded run (same cases, catalog, seed, scale, repeats) as a witness",
+        description="The bundle is verified first against the signer's key; only its case ids of the form "
+        "suites/...::test_name that exist in the recorded commit are run.  A recorded target that is not an "
+        "embedded one (a URL, a profile) is never taken from the bundle: give --cp-target yourself.",
+    )
     rr.add_argument("run", type=Path, help="the recorded run's folder")
+    rr.add_argument("--fingerprint", action="append", default=[], help="the signer's key fingerprint (required)")
+    rr.add_argument("--trusted-keys", type=Path, default=None, help="a file of trusted fingerprints, one a line")
     rr.add_argument(
         "pytest_args", nargs=argparse.REMAINDER, help="e.g. --cp-target=vendor.toml (default: the recorded)"
     )
@@ -36,7 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     kg.add_argument("--out", type=Path, default=None, help="where (default ~/.config/clauseproof/signing-ed25519.pem)")
     ver = sub.add_parser("verify", help="check a run's signature and every file's SHA-256 and SM3 (exit 1 if not)")
     ver.add_argument("run", type=Path, help="a run folder, e.g. results/latest, or a .tar.gz/.zip of one")
-    ver.add_argument("--fingerprint", default="", help="the signing key's fingerprint the report prints (SHA256:...)")
+    ver.add_argument(
+        "--fingerprint",
+        action="append",
+        default=[],
+        help="a trusted signing key's fingerprint, as the signed report prints it (SHA256:... or SM2-SHA256:...); "
+        "an OK needs this or --trusted-keys",
+    )
+    ver.add_argument("--trusted-keys", type=Path, default=None, help="a file of trusted fingerprints, one a line")
     clean = sub.add_parser("cloud-cleanup", help="delete every VM a run created (named cp-<run id>-...)")
     clean.add_argument("--cloud", required=True, help="the cloud profile .toml the run used")
     clean.add_argument("--run", required=True, help="the run id (results/<run id>/, or the VMs' name prefix)")
@@ -84,11 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compare":
         return _compare(args.run, args.baseline, args.fail_on_regression)
     if args.command == "rerun":
-        return _rerun(args.run, args.pytest_args)
+        _own_options_after_the_run(args)
+        trusted = _trusted(args)
+        return 2 if trusted is None else _rerun(args.run, args.pytest_args, trusted)
     if args.command == "keygen":
         return _keygen(args.out)
     if args.command == "verify":
-        return _verify(args.run, args.fingerprint)
+        trusted = _trusted(args)
+        return 2 if trusted is None else _verify(args.run, trusted)
     if args.command == "cloud-cleanup":
         return _cloud_cleanup(args.cloud, args.run)
     if args.command == "cleanup":
@@ -105,6 +125,39 @@ def main(argv: list[str] | None = None) -> int:
     for what in reap_containers():
         print(f"removed {what}")
     return 0
+
+
+def _own_options_after_the_run(args: argparse.Namespace) -> None:
+    """``rerun RUN --fingerprint X -k y``: the trust options are rerun's wherever they stand; the rest is pytest's."""
+    rest, words = [], list(args.pytest_args)
+    while words:
+        word = words.pop(0)
+        name, eq, value = word.partition("=")
+        if name in ("--fingerprint", "--trusted-keys"):
+            if not eq:
+                value = words.pop(0) if words else ""
+            if name == "--fingerprint":
+                args.fingerprint.append(value)
+            else:
+                args.trusted_keys = Path(value)
+        else:
+            rest.append(word)
+    args.pytest_args = rest
+
+
+def _trusted(args: argparse.Namespace) -> list[str] | None:
+    """The fingerprints a witness trusts (--fingerprint, --trusted-keys), or None after saying what is wrong."""
+    from clauseproof.core.bundle import parse_fingerprints, read_trusted_keys
+    from clauseproof.core.errors import ClauseproofError
+
+    try:
+        keys = parse_fingerprints(args.fingerprint)
+        if args.trusted_keys is not None:
+            keys += read_trusted_keys(args.trusted_keys)
+    except ClauseproofError as exc:
+        print(f"clauseproof {args.command}: {exc}", file=sys.stderr)
+        return None
+    return keys
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -200,45 +253,111 @@ def _compare(run: Path, baseline: Path, gate: str) -> int:
     return 0
 
 
-def rerun_args(doc: dict, current: dict, extra: list[str]) -> tuple[list[str], list[str]]:
-    """The pytest arguments repeating a recorded run, and the problems that make it not the same run."""
+#: A case id a recorded run may name: a test function in a file under suites/ (parameters are the run's own).
+NODE_ID = re.compile(r"suites/(?:[A-Za-z0-9_]+/)*test_[A-Za-z0-9_]*\.py::[A-Za-z_][A-Za-z0-9_]*")
+#: Targets a bundle may name for a rerun: the harness's own; anything else (a URL, a profile) the witness gives.
+OWN_TARGET = re.compile(r"embedded-[a-z0-9-]+|containers-(postgresql|mariadb)")
+
+
+def _in_commit(root: Path, commit: str, nodeid: str) -> bool:
+    """Whether the recorded commit has the file and a function of that name in it."""
+    path, name = nodeid.split("::")
+    try:
+        text = subprocess.run(
+            ["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", text, re.M) is not None
+
+
+def rerun_args(doc: dict, current: dict, extra: list[str], root: Path | None = None) -> tuple[list[str], list[str]]:
+    """The pytest arguments repeating a recorded run, and the problems that make it not the same run.  Nothing the
+    bundle holds becomes an option or a path of its own: case ids must be plain ``suites/...::test`` ids found in
+    the recorded commit, and each recorded setting is checked for its type."""
+    from clauseproof.core.catalog import catalog_sha256
+
     problems = []
-    recorded = doc.get("harness", {})
-    if recorded.get("commit") and recorded.get("commit") != current.get("commit"):
-        problems.append(f"the run was made by commit {recorded['commit']}, this checkout is {current.get('commit')}")
+    recorded = doc.get("harness", {}) if isinstance(doc.get("harness"), dict) else {}
+    commit = recorded.get("commit")
+    if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        problems.append("the recorded run names no commit: its code cannot be named, so it cannot be repeated")
+        commit = None
+    elif commit != current.get("commit"):
+        problems.append(f"the run was made by commit {commit}, this checkout is {current.get('commit')}")
     if recorded.get("dirty"):
         problems.append("the recorded run's checkout had uncommitted changes: its code cannot be named exactly")
-    params = doc.get("parameters", {})
-    tests = sorted({c["nodeid"].split("[")[0] for c in doc.get("cases", []) if not c["outcome"].startswith("not run")})
+    params = doc.get("parameters", {}) if isinstance(doc.get("parameters"), dict) else {}
+    cases = doc.get("cases", []) if isinstance(doc.get("cases"), list) else []
+    ids = {
+        str(c.get("nodeid", "")).split("[")[0]
+        for c in cases
+        if isinstance(c, dict) and not str(c.get("outcome", "")).startswith("not run")
+    }
+    tests = sorted(i for i in ids if NODE_ID.fullmatch(i))
+    for bad in sorted(ids - set(tests)):
+        problems.append(f"the bundle names the case {bad!r}, not a suites/...::test id: refused")
+    if commit and root is not None:
+        for t in tests:
+            if not _in_commit(root, commit, t):
+                problems.append(f"the case {t} is not in commit {commit[:12]}: refused")
     if not tests:
         problems.append("the recorded run ran no case")
-    args = [
-        *tests,
-        f"--cp-seed={params.get('seed')}",
-        f"--cp-scale={params.get('scale')}",
-        f"--cp-repeats={params.get('repeats')}",
-        f"--cp-catalog={params.get('catalog')}",
-    ]
+    settings = {"seed": r"[0-9]{1,12}", "scale": r"[a-z]{1,16}|[0-9.]{1,12}", "repeats": r"[0-9]{1,4}"}
+    args = list(tests)
+    for key, pattern in settings.items():
+        value = str(params.get(key))
+        if not re.fullmatch(pattern, value):
+            problems.append(f"the recorded {key} {value!r} is not one the harness writes")
+        args.append(f"--cp-{key}={value}")
+    given = [a.split("=", 1)[1] for a in extra if a.startswith("--cp-catalog=")]
+    catalog = Path(given[-1]) if given else (root or Path.cwd()) / "fixtures" / "catalog" / "clauses.toml"
+    if not catalog.is_file() or catalog_sha256(catalog) != params.get("catalog_sha256"):
+        problems.append(
+            f"the catalog {catalog} differs from the recorded one (sha256 {params.get('catalog_sha256')}): give "
+            "--cp-catalog=FILE with the recorded content (a path named in the bundle is never used)"
+        )
+    elif not given:
+        args.append(f"--cp-catalog={catalog}")
     if not any(a.startswith("--cp-target") for a in extra):
-        args.append("--cp-target=" + ",".join(params.get("targets", [])))
+        targets = params.get("targets", [])
+        foreign = [t for t in targets if not (isinstance(t, str) and OWN_TARGET.fullmatch(t))]
+        if foreign or not targets:
+            problems.append(
+                f"the recorded targets {foreign or targets} are not the harness's own: a profile or URL from a "
+                "bundle is never used; give --cp-target yourself"
+            )
+        else:
+            args.append("--cp-target=" + ",".join(targets))
     return [*args, *extra], problems
 
 
-def _rerun(run: Path, extra: list[str]) -> int:
+def _rerun(run: Path, extra: list[str], trusted: list[str]) -> int:
     import os
 
     import pytest
 
-    from clauseproof.core.catalog import catalog_sha256
+    from clauseproof.core.bundle import verify
     from clauseproof.core.environment import commit_info
 
+    if not trusted:
+        print(
+            f"clauseproof rerun: {run} is repeated only after its signature is checked against the signer's key. "
+            "Fix: pass --fingerprint <the fingerprint the signed report prints> (or --trusted-keys FILE).",
+            file=sys.stderr,
+        )
+        return 2
+    checked = verify(run, trusted=trusted)
+    if not checked.ok:
+        print(f"clauseproof rerun: {run} does not verify, so nothing it names is run:", file=sys.stderr)
+        for p in checked.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
     doc = _read_doc(run)
     if doc is None:
         return 2
-    args, problems = rerun_args(doc, commit_info(Path.cwd()), extra)
-    catalog = Path(doc.get("parameters", {}).get("catalog", ""))
-    if not catalog.is_file() or catalog_sha256(catalog) != doc["parameters"].get("catalog_sha256"):
-        problems.append(f"the catalog {catalog} is missing or differs from the recorded one (sha256 differs)")
+    root = Path.cwd()
+    args, problems = rerun_args(doc, commit_info(root), extra, root)
     if problems:
         print(f"clauseproof: cannot repeat {run} exactly:", file=sys.stderr)
         for p in problems:
@@ -247,7 +366,8 @@ def _rerun(run: Path, extra: list[str]) -> int:
             "Fix: check out the recorded commit (git checkout <commit>) with its catalog, then rerun.", file=sys.stderr
         )
         return 2
-    os.environ["CLAUSEPROOF_RERUN_OF"] = str(doc.get("run_id"))
+    if re.fullmatch(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}", str(doc.get("run_id"))):
+        os.environ["CLAUSEPROOF_RERUN_OF"] = str(doc.get("run_id"))
     print("clauseproof: pytest " + " ".join(args))
     return int(pytest.main(args))
 
@@ -267,7 +387,7 @@ def _keygen(out: Path | None) -> int:
     return 0
 
 
-def _verify(run: Path, expect: str) -> int:
+def _verify(run: Path, trusted: list[str]) -> int:
     """Check a run folder (or an archive of one) against its signed manifest."""
     import shutil
     import tarfile
@@ -295,15 +415,13 @@ def _verify(run: Path, expect: str) -> int:
                 print(f"clauseproof: {run} holds no {MANIFEST}", file=sys.stderr)
                 return 2
             folder = found[0]
-        result = verify(folder, expect_fingerprint=expect)
+        result = verify(folder, trusted=trusted)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     if result.ok:
         sm2 = " and its SM2 signature holds" if result.sm2 else ""
         print(f"{run}: OK: {result.checked} files match the manifest, signed by {result.fingerprint}{sm2}")
-        if not expect:
-            print("compare that fingerprint with the one the report prints (or pass --fingerprint)")
         return 0
     print(f"{run}: NOT OK ({len(result.problems)} problems)", file=sys.stderr)
     for p in result.problems:
@@ -313,7 +431,6 @@ def _verify(run: Path, expect: str) -> int:
 
 def _target_cleanup(spec: str, run_id: str) -> int:
     """Stop the run's sessions and drop ``clauseproof_<run id>`` and the databases named after it; nothing else."""
-    import re
 
     from clauseproof.core.errors import ClauseproofError, first_line
     from clauseproof.core.settings import mask_passwords

@@ -6,6 +6,12 @@ SHA-256 and SM3, and the harness version and commit, the catalog's and the tende
 signature with SM3 made by the machine's OpenSSL, where it has SM2); the report
 prints the key's fingerprint, so a witness checks that the bundle was signed by the tester's key and
 not re-signed by whoever changed it.  ``clauseproof verify`` checks both.
+
+The manifest names both signing keys (``signers``), so the Ed25519 signature pins the SM2 key and the SM2
+signature pins the Ed25519 one: an SM2 entry from another key, or one stripped, is found.  A bundle is only
+OK against a key the witness trusts (a fingerprint, or a list of them): without one, a bundle re-signed by
+anyone would be "consistent".  Everything in the folder that the manifest does not list (a file, a link, a
+folder, a device) is reported, and a manifest whose shape is not the harness's is refused, not crashed on.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import base64
 import hashlib
 import json
 import os
+import re
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +36,7 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import write_atomic
 
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
+FORMAT = "clauseproof-manifest/2"
 _CHUNK = 1 << 20
 #: the distinguishing identifier of SM2 signatures (GB/T 35276's default user ID)
 SM2_ID = "1234567812345678"
@@ -68,6 +77,39 @@ def fingerprint(public: Ed25519PublicKey) -> str:
     return "SHA256:" + hashlib.sha256(raw).hexdigest()
 
 
+def sm2_fingerprint(public_pem: str) -> str:
+    """``SM2-SHA256:<hex>`` of an SM2 public key (its DER SubjectPublicKeyInfo)."""
+    body = "".join(line for line in public_pem.strip().splitlines() if not line.startswith("-----"))
+    return "SM2-SHA256:" + hashlib.sha256(base64.b64decode(body, validate=True)).hexdigest()
+
+
+_FINGERPRINT = re.compile(r"(SHA256|SM2-SHA256):[0-9a-f]{64}")
+
+
+def parse_fingerprints(values: list[str]) -> list[str]:
+    """Fingerprints given on the command line or in a trusted-keys file (``#`` comments, blank lines), checked."""
+    out = []
+    for value in values:
+        for word in value.replace(",", " ").split():
+            if not _FINGERPRINT.fullmatch(word):
+                raise ClauseproofError(
+                    f"{word!r} is not a key fingerprint",
+                    checked="SHA256:<64 hex digits> (Ed25519, as the report prints it) or SM2-SHA256:<64 hex digits>",
+                    fix="copy the fingerprint from the signed report or from the signer, whole",
+                )
+            out.append(word)
+    return out
+
+
+def read_trusted_keys(path: Path) -> list[str]:
+    """The fingerprints in a trusted-keys file: one or more a line, ``#`` starts a comment."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClauseproofError(f"cannot read the trusted-keys file {path}: {exc}") from None
+    return parse_fingerprints([line.split("#", 1)[0] for line in lines])
+
+
 def keygen(path: Path, *, overwrite: bool = False) -> Ed25519PrivateKey:
     """A new Ed25519 signing key, written to ``path`` (PEM, PKCS#8, readable by its owner only)."""
     if path.exists() and not overwrite:
@@ -98,10 +140,32 @@ def load_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def write_manifest(folder: Path, document: dict[str, Any]) -> dict[str, Any]:
-    """Hash every file of the run folder into ``manifest.json``."""
+def sm2_public_pem(key: Path) -> str | None:
+    """The public half of an SM2 key file, PEM, or None where OpenSSL cannot read it."""
+    try:
+        return subprocess.run(
+            ["openssl", "pkey", "-in", str(key), "-pubout"], capture_output=True, timeout=_OPENSSL_TIMEOUT, check=True
+        ).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def signers(key: Ed25519PrivateKey | None, sm2: Path | None = None) -> dict[str, str | None]:
+    """The fingerprints of the keys that will sign the manifest (named inside it, so each signature pins both)."""
+    pem = sm2_public_pem(sm2) if sm2 is not None else None
+    return {
+        "ed25519": fingerprint(key.public_key()) if key is not None else None,
+        "sm2": sm2_fingerprint(pem) if pem else None,
+    }
+
+
+def write_manifest(
+    folder: Path, document: dict[str, Any], signed_by: dict[str, str | None] | None = None
+) -> dict[str, Any]:
+    """Hash every file of the run folder into ``manifest.json``, naming the keys that will sign it."""
     manifest = {
-        "format": "clauseproof-manifest/1",
+        "format": FORMAT,
+        "signers": signed_by or {"ed25519": None, "sm2": None},
         "run_id": document.get("run_id"),
         "harness": document.get("harness"),
         "catalog_sha256": document.get("parameters", {}).get("catalog_sha256"),
@@ -196,6 +260,12 @@ def sign(folder: Path, key: Ed25519PrivateKey, sm2: Path | None = None) -> dict[
     and an SM2 signature (GB/T 35275 style, SM3 digest) where ``sm2`` names a key OpenSSL can use."""
     data = (folder / MANIFEST).read_bytes()
     public = key.public_key()
+    named = json.loads(data).get("signers") or {}
+    if named.get("ed25519") != fingerprint(public):
+        raise ClauseproofError(
+            f"{MANIFEST} names signing key {named.get('ed25519')}, not {fingerprint(public)}",
+            fix="write the manifest with write_manifest(..., signers(key, sm2)) for the key that signs",
+        )
     sig: dict[str, Any] = {
         "algorithm": "Ed25519",
         "public_key": public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex(),
@@ -203,10 +273,11 @@ def sign(folder: Path, key: Ed25519PrivateKey, sm2: Path | None = None) -> dict[
         "signature": base64.b64encode(key.sign(data)).decode(),
         "signed": MANIFEST,
     }
-    if sm2 is not None:
+    if sm2 is not None and named.get("sm2"):
         entry = _sm2_sign(sm2, folder / MANIFEST)
-        if entry is not None:
-            sig["sm2"] = entry
+        if entry is None or sm2_fingerprint(entry["public_key_pem"]) != named["sm2"]:
+            raise ClauseproofError(f"the SM2 key {sm2} could not sign {MANIFEST} as the key it names")
+        sig["sm2"] = entry
     write_atomic(folder / SIGNATURE, json.dumps(sig, indent=1) + "\n")
     return sig
 
@@ -226,37 +297,134 @@ class Verification:
         return not self.problems
 
 
-def verify(folder: Path, *, expect_fingerprint: str = "") -> Verification:
-    """Check the signature over the manifest and every file's hashes; name each file changed, added or removed."""
+def _entries(folder: Path) -> tuple[set[str], list[str]]:
+    """Every regular file below ``folder`` (relative; the manifest and its signature excepted), and a sentence for
+    everything else there: links (never followed), sockets, devices, and folders (checked against the files
+    later)."""
+    files: set[str] = set()
+    others: list[str] = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        for name in sorted(dirs + names):
+            path = Path(root) / name
+            rel = path.relative_to(folder).as_posix()
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                others.append(f"added: {rel} (a link to {os.readlink(path)}, not in the manifest)")
+            elif stat.S_ISDIR(st.st_mode):
+                others.append(f"folder:{rel}")
+            elif stat.S_ISREG(st.st_mode):
+                if rel not in (MANIFEST, SIGNATURE):
+                    files.add(rel)
+            else:
+                others.append(f"added: {rel} (not a regular file, not in the manifest)")
+    return files, others
+
+
+def _safe_rel(rel: str) -> bool:
+    parts = rel.split("/")
+    return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+
+
+def _manifest_problem(manifest: Any, sig: Any) -> str:
+    """What makes the manifest or the signature file not of the harness's shape ("" when both are)."""
+    if not isinstance(manifest, dict) or not isinstance(sig, dict):
+        return "they are not JSON objects"
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return "the manifest has no 'files' object"
+    for rel, entry in files.items():
+        if not _safe_rel(rel):
+            return f"the manifest lists {rel!r}, not a plain path inside the run folder"
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("sm3"), str)
+        ):
+            return f"the manifest's entry for {rel} is not {{bytes, sha256, sm3}}"
+    named = manifest.get("signers")
+    if not isinstance(named, dict) or not all(isinstance(named.get(k), str | None) for k in ("ed25519", "sm2")):
+        return f"the manifest names no signers (format {manifest.get('format')!r}, not {FORMAT})"
+    for k in ("public_key", "signature"):
+        if not isinstance(sig.get(k), str):
+            return f"{SIGNATURE} has no {k} string"
+    sm2 = sig.get("sm2")
+    if sm2 is not None and not (
+        isinstance(sm2, dict) and all(isinstance(sm2.get(k), str) for k in ("public_key_pem", "signature"))
+    ):
+        return f"{SIGNATURE}'s sm2 entry is not {{public_key_pem, signature}}"
+    return ""
+
+
+def verify(folder: Path, *, trusted: list[str] | tuple[str, ...] = (), expect_fingerprint: str = "") -> Verification:
+    """Check the signatures over the manifest, the keys against ``trusted`` fingerprints (required for an OK), and
+    every file's hashes; name each file changed, added or removed, and everything else the folder holds."""
     v = Verification(folder)
+    trusted = [*trusted, *([expect_fingerprint] if expect_fingerprint else [])]
     try:
         manifest_bytes = (folder / MANIFEST).read_bytes()
         manifest = json.loads(manifest_bytes)
         sig = json.loads((folder / SIGNATURE).read_text())
-        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(sig["public_key"]))
-        signature = base64.b64decode(sig["signature"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         v.problems.append(f"cannot read {MANIFEST} and {SIGNATURE} in {folder}: {exc}")
+        return v
+    problem = _manifest_problem(manifest, sig)
+    if problem:
+        v.problems.append(f"{MANIFEST} or {SIGNATURE} is not the harness's: {problem}")
+        return v
+    try:
+        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(sig["public_key"]))
+        signature = base64.b64decode(sig["signature"], validate=True)
+    except ValueError as exc:
+        v.problems.append(f"{SIGNATURE} holds no Ed25519 public key and signature: {exc}")
         return v
     v.fingerprint = fingerprint(public)
     try:
         public.verify(signature, manifest_bytes)
     except InvalidSignature:
         v.problems.append(f"the signature does not match {MANIFEST}: the manifest was changed after signing")
-    if "sm2" in sig:
-        problem = _sm2_verify(sig["sm2"], folder / MANIFEST)
-        if problem:
-            v.problems.append(problem)
+    named = manifest["signers"]
+    if named.get("ed25519") != v.fingerprint:
+        v.problems.append(f"signed by key {v.fingerprint}, but {MANIFEST} names {named.get('ed25519')}")
+    keys = [v.fingerprint]
+    if named.get("sm2"):
+        if "sm2" not in sig:
+            v.problems.append(f"{MANIFEST} names an SM2 signature by {named['sm2']}, and {SIGNATURE} has none")
         else:
-            v.sm2 = True
-    if expect_fingerprint and expect_fingerprint != v.fingerprint:
-        v.problems.append(f"signed by key {v.fingerprint}, not by the expected {expect_fingerprint}")
-    listed: dict[str, dict[str, Any]] = manifest.get("files", {})
-    present = set(_files(folder))
+            try:
+                sm2_fp = sm2_fingerprint(sig["sm2"]["public_key_pem"])
+            except ValueError:
+                sm2_fp = "(no key)"
+            if sm2_fp != named["sm2"]:
+                v.problems.append(f"the SM2 signature is by key {sm2_fp}, but {MANIFEST} names {named['sm2']}")
+            problem = _sm2_verify(sig["sm2"], folder / MANIFEST)
+            if problem:
+                v.problems.append(problem)
+            elif sm2_fp == named["sm2"]:
+                v.sm2 = True
+                keys.append(sm2_fp)
+    elif "sm2" in sig:
+        v.problems.append(f"{SIGNATURE} has an SM2 signature that {MANIFEST} does not name: it was added")
+    if not trusted:
+        v.problems.append(
+            "no trusted key given: a bundle re-signed by whoever changed it would look consistent; pass the "
+            "signer's fingerprint (--fingerprint, as the signed report prints it) or --trusted-keys FILE"
+        )
+    elif not set(keys) & set(trusted):
+        v.problems.append(f"signed by key {v.fingerprint}, not by a trusted key ({', '.join(trusted)})")
+    listed: dict[str, dict[str, Any]] = manifest["files"]
+    present, others = _entries(folder)
+    folders_needed = {"/".join(rel.split("/")[:i]) for rel in listed for i in range(1, rel.count("/") + 1)}
     for rel in sorted(set(listed) - present):
         v.problems.append(f"removed: {rel}")
     for rel in sorted(present - set(listed)):
         v.problems.append(f"added: {rel} (not in the manifest)")
+    for other in others:
+        if other.startswith("folder:"):
+            if other[7:] not in folders_needed and not any(p.startswith(other[7:] + "/") for p in present):
+                v.problems.append(f"added: {other[7:]}/ (an empty folder, not in the manifest)")
+        else:
+            v.problems.append(other)
     for rel in sorted(present & set(listed)):
         v.checked += 1
         if file_hashes(folder / rel) != listed[rel]:

@@ -22,7 +22,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clauseproof import __version__
 from clauseproof.bulk_load.datasets import Dataset, ensure_dataset
-from clauseproof.core.bundle import default_key_path, fingerprint, keygen, load_key, sign, sm2_key, write_manifest
+from clauseproof.core.bundle import (
+    default_key_path,
+    fingerprint,
+    keygen,
+    load_key,
+    sign,
+    signers,
+    sm2_key,
+    write_manifest,
+)
 from clauseproof.core.catalog import Catalog, catalog_sha256, load_catalog
 from clauseproof.core.compare import write_benchmark_json
 from clauseproof.core.environment import client_environment, commit_info
@@ -274,15 +283,19 @@ class Run:
         cases = list(self.cases.values())
         interrupted = self._mark_not_run(cases, exitstatus)
         doc = self._redacted(self._document(catalog, cases, exitstatus, interrupted))
-        if self.signing_key is not None:
-            fp = fingerprint(self.signing_key.public_key())
-            doc["report"]["signing"] = {"algorithm": "Ed25519", "fingerprint": fp}
+        signed_by = signers(self.signing_key, self.sm2_key) if self.signing_key is not None else None
+        if signed_by is not None:
+            doc["report"]["signing"] = {
+                "algorithm": "Ed25519",
+                "fingerprint": signed_by["ed25519"],
+                "sm2_fingerprint": signed_by["sm2"],
+            }
         folder = write_bundle(self.settings.results, self.run_id, doc)
         self._copy_documents(folder)
         formats = self.settings.formats
         write_report(folder, doc, pdf="pdf" in formats, docx="docx" in formats)
         write_benchmark_json(folder, doc)
-        write_manifest(folder, doc)
+        write_manifest(folder, doc, signed_by)
         if self.signing_key is not None:
             sign(folder, self.signing_key, self.sm2_key)
         self.bundle = folder
