@@ -14,7 +14,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, parse_rule
+from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, declared, parse_rule
 from clauseproof.gateway.tokens import check_tokens, parse_token_rule
 from clauseproof.gateway.vendor import VendorGateway
 from clauseproof.run.plugin import RUN_KEY
@@ -106,7 +106,7 @@ def test_limits_by_token_consumption(model_gateway: ModelGateway | VendorGateway
     for i, d in enumerate(decls):
         rule = parse_token_rule(d, f"token limit {i + 1}")
         res = check_tokens(model_gateway.openai_url, model_gateway.api_key, rule)
-        evidence.parameters(**{f"token_limit_{i + 1}": {"declared": d, "runs": res.runs}})
+        evidence.parameters(**{f"token_limit_{i + 1}": {"declared": declared(d), "runs": res.runs}})
         _parts(evidence, "SX-EDAS-4", res.parts)
         if rule.supported:
             dim = (rule.dimension, rule.window_s)

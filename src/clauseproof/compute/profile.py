@@ -20,7 +20,6 @@ credentials, the image and size, and the batch settings::
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from clauseproof.compute.base import ComputeDriver
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.masking import from_env
 
 _KEYS: dict[str, type | tuple[type, ...]] = {
     "provider": str,
@@ -110,13 +110,7 @@ def cloud_settings(spec: str) -> CloudSettings:
 def _env(path: str, name: str | None, what: str) -> str | None:
     if name is None:
         return None
-    value = os.environ.get(name)
-    if value is None:
-        raise ClauseproofError(
-            f"the cloud profile {path} reads the {what} from the environment variable {name}, which is not set",
-            fix=f"export {name}=... before the run (it is never written to results)",
-        )
-    return value
+    return from_env(name, f"the cloud profile {path}'s {what}")
 
 
 def make_driver(spec: str) -> ComputeDriver:

@@ -35,6 +35,7 @@ from sqlalchemy import Table, event, inspect
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 
+from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 
 MAGIC = b"SM4G"
@@ -94,6 +95,7 @@ class EnvKeyProvider:
                 checked=f"environment variable {var}",
                 fix=f"set {var} to 32 hex digits to read this column",
             )
+        masking.remember(self.environ[var])
         key = self._keys[name] = _check_key(name, self.environ[var], f"environment variable {var}")
         return key
 

@@ -393,3 +393,14 @@ def _judge(
     if lag_why:
         parts = [(p, ok, m, w) if ok is not None or "refusals" in p else (p, None, m, lag_why) for p, ok, m, w in parts]
     return parts
+
+
+def declared(rule: dict[str, Any]) -> dict[str, Any]:
+    """A limit rule as the evidence records it: credentials by the environment variables they came from (a
+    vendor's), or as *** (the embedded gateway's, made per start), never by value."""
+    out = {k: v for k, v in rule.items() if k not in ("consumer_envs", "credential_envs")}
+    if "consumers" in rule:
+        out["consumers"] = rule.get("consumer_envs") or {n: ["***"] * len(v) for n, v in rule["consumers"].items()}
+    if "credentials" in rule:
+        out["credentials"] = rule.get("credential_envs") or ["***"] * len(rule["credentials"])
+    return out

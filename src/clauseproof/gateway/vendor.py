@@ -44,12 +44,12 @@ keys that would show it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.masking import from_env
 from clauseproof.gateway.limits import parse_rule
 from clauseproof.gateway.tokens import parse_token_rule
 from clauseproof.targets.embedded import make_private_folder
@@ -141,10 +141,10 @@ SECTION = Section("gateway", KEYS, parse)
 
 
 def _env(name: str, what: str) -> str:
-    value = os.environ.get(name)
+    value = from_env(name, what)
     if not value:
         raise ClauseproofError(
-            f"{what}: the environment variable {name} is not set",
+            f"{what}: the environment variable {name} is empty",
             fix=f"export {name}=... before the run (credentials never go in the profile)",
         )
     return value
@@ -193,8 +193,10 @@ class VendorGateway(OwnProcesses):
             if "consumers" in d:
                 rule["consumers"] = {n: [_env(v, f"[[gateway.limits]] {i + 1} consumer {n}") for v in vs]
                                      for n, vs in dict(d["consumers"]).items()}  # fmt: skip
+                rule["consumer_envs"] = {n: [f"${v}" for v in vs] for n, vs in dict(d["consumers"]).items()}
             if "credentials" in d:
                 rule["credentials"] = [_env(v, f"[[gateway.limits]] {i + 1} credential") for v in d["credentials"]]
+                rule["credential_envs"] = [f"${v}" for v in d["credentials"]]
             self._rules.append(rule)
         if s.openai_base_url:
             self.api_key = _env(s.api_key_env, "[gateway] api_key_env")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from clauseproof.bulk_load.datasets import Dataset
+from clauseproof.core import masking
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError, TargetUnavailable
 from clauseproof.core.evidence import CaseEvidence, CaseRecord
@@ -35,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(*ids): the catalog clause ids this case verifies")
     config.addinivalue_line("markers", "slow: long-running; excluded from the default self-test run")
     run = config.stash[RUN_KEY] = Run(config, read_settings(config))
+    masking.install_log_masking()
     reap_stale()
 
     def _stop(signum: int, frame: FrameType | None) -> None:  # like Ctrl-C: cases clean up, the bundle is written
@@ -261,6 +263,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    _mask_report(report)
     record = _run(item.config).cases.get(item.nodeid)
     if record is not None:
         record.duration_s += report.duration
@@ -280,6 +283,19 @@ def pytest_runtest_makereport(
                 (f"{m.clause_id} {m.target}", f"{m.verdict}: {m.value} {m.unit}") for m in record.measurements
             )
     return report
+
+
+def _mask_report(report: pytest.TestReport) -> None:
+    """A secret in a failure's text (an assertion that printed a credential, a driver error quoting a password)
+    is masked before pytest prints it, writes it to JUnit XML, or the evidence takes it."""
+    if not masking.known() or report.longrepr is None or isinstance(report.longrepr, tuple):
+        return
+    text = str(report.longrepr)
+    masked = masking.mask(text)
+    if masked != text:
+        report.longrepr = masked
+    for i, (name, content) in enumerate(report.sections):
+        report.sections[i] = (name, masking.mask(content))
 
 
 def _short(report: pytest.TestReport) -> str:

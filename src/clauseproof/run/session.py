@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clauseproof import __version__
 from clauseproof.bulk_load.datasets import Dataset, ensure_dataset
+from clauseproof.core import masking
 from clauseproof.core.bundle import (
     default_key_path,
     fingerprint,
@@ -74,10 +75,13 @@ class Run:
         self.target_failures: dict[str, ClauseproofError] = {}
         self.target_info: dict[str, dict[str, Any]] = {}
         self.datasets: dict[str, dict[str, Any]] = {}
-        #: Passwords this run knows (inline in target URLs, from the environment): never written anywhere.
+        #: Passwords this run knows (inline in target URLs, from the environment): never written anywhere.  Every
+        #: value a profile reads from the environment is remembered by :mod:`clauseproof.core.masking` as well.
         self.secrets: set[str] = set(url_passwords(settings.targets))
         if os.environ.get("CLAUSEPROOF_PASSWORD"):
             self.secrets.add(os.environ["CLAUSEPROOF_PASSWORD"])
+        for secret in self.secrets:
+            masking.remember(secret)
         self.bundle: Path | None = None
         #: Whether ``results/latest`` was moved to this run's bundle (not when the run judged nothing).
         self.latest_moved = False
@@ -145,6 +149,7 @@ class Run:
             self.targets[spec] = t
             if t.endpoint is not None and t.endpoint.password:
                 self.secrets.add(t.endpoint.password)
+                masking.remember(t.endpoint.password)
             info = t.describe()
             info["start_seconds"] = round(time.perf_counter() - started, 2)
             try:
@@ -233,8 +238,8 @@ class Run:
         error message may quote a connection string); passwords shorter than 4 characters are masked in
         URLs only, so as not to mangle ordinary words."""
         text = mask_passwords(json.dumps(doc, ensure_ascii=False, default=str))
-        for secret in sorted((s for s in self.secrets if len(s) >= 4), key=len, reverse=True):
-            text = text.replace(json.dumps(secret, ensure_ascii=False)[1:-1], "***")
+        for secret in sorted((s for s in masking.known() | self.secrets if len(s) >= 4), key=len, reverse=True):
+            text = text.replace(json.dumps(secret, ensure_ascii=False)[1:-1], "***")  # as it stands in JSON text
         return dict(json.loads(text))
 
     def check_results_writable(self, min_free: int = 64 << 20) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 
 from clauseproof.core.commands import fill_command, quoted_placeholders, timed
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.masking import from_env
 from clauseproof.core.settings import URL_SCHEMES
 from clauseproof.targets.external import ExternalTarget, parse_url
 from clauseproof.targets.sections import Section
@@ -158,13 +158,7 @@ class VendorSync:
                     self.shared.add(n.name)
                     continue
             if n.password_env:
-                password = os.environ.get(n.password_env)
-                if password is None:
-                    raise ClauseproofError(
-                        f"[sync] node {n.name} reads its password from {n.password_env}, which is not set",
-                        fix=f"export {n.password_env}=... before the run",
-                    )
-                t._endpoint.password = password
+                t._endpoint.password = from_env(n.password_env, f"[sync] node {n.name}'s password")
             self.nodes[n.name] = t
 
     def start(self) -> None:

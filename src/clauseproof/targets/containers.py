@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import engine, images
 from clauseproof.targets.base import Endpoint, Target, open_endpoint
@@ -117,7 +118,7 @@ class ContainerTarget(Target):
         self.restore_from = restore_from
         #: Whether start() makes the run's namespace (a restored copy holds the source's).
         self.create_on_start = restore_from is None
-        self.password = password or secrets.token_hex(12)
+        self.password = password or masking.new_secret(12)
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def _choose_image(self, cl: Any) -> None:

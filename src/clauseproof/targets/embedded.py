@@ -24,7 +24,6 @@ import logging
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -35,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from clauseproof.core import reaper
+from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import CONNECT_TIMEOUT_S, Endpoint, Target
 
@@ -217,7 +216,7 @@ class EmbeddedServer(Target):
     ) -> None:
         super().__init__(label, namespace)
         #: This instance's password over TCP (a replica takes its primary's); never written to results.
-        self.password = password or secrets.token_urlsafe(24)
+        self.password = password or masking.new_secret()
         self.bindir_option = bindir
         self.folder: Path | None = None
         #: The OS user client tools run as (PostgreSQL's, where the harness runs as root).

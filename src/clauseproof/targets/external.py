@@ -8,7 +8,6 @@ recorded), a profile's from the variable its ``password_env`` names.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -16,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clauseproof.core import masking
 from clauseproof.core.commands import quoted_placeholders
 from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.core.masking import from_env
 from clauseproof.targets import sections
 from clauseproof.targets.base import Endpoint, Target, check_reachable
 from clauseproof.targets.topology import Node, Topology, pool_nodes
@@ -266,7 +267,8 @@ def parse_url(url: str) -> tuple[str, Endpoint]:
             f"the target URL {u.render_as_string(hide_password=True)!r} names no host",
             fix="write it as postgresql://user@host:5432/dbname",
         )
-    password = u.password if u.password is not None else os.environ.get("CLAUSEPROOF_PASSWORD")
+    password = u.password if u.password is not None else from_env("CLAUSEPROOF_PASSWORD", "", required=False)
+    masking.remember(None if password is None else str(password))
     ep = Endpoint(
         host=u.host,
         port=u.port or DEFAULT_PORTS[dialect],
@@ -300,13 +302,7 @@ class ExternalTarget(Target):
         p = load_profile(path)
         password = None
         if p.password_env:
-            password = os.environ.get(p.password_env)
-            if password is None:
-                raise ClauseproofError(
-                    f"the profile {path} reads the password from the environment variable {p.password_env}, "
-                    "which is not set",
-                    fix=f"export {p.password_env}=... before the run (the password is never written to results)",
-                )
+            password = from_env(p.password_env, f"the profile {path}'s password")
         ep = Endpoint(host=p.host, port=p.port, user=p.user, database=p.database, password=password)
         return cls(p.name, namespace, p.dialect, ep, profile=p)
 

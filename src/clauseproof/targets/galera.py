@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import reaper
+from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import netns, nodeprocs
 from clauseproof.targets.base import Endpoint, Target
@@ -75,8 +75,8 @@ class GaleraCluster(Target):
         super().__init__(label, namespace)
         self.binaries = EmbeddedMariaDB(label + "-binaries", namespace, bindir)  # finds the binaries only
         self.folder: Path | None = None
-        self.password = secrets.token_urlsafe(24)
-        self.sst_password = secrets.token_urlsafe(24)
+        self.password = masking.new_secret()
+        self.sst_password = masking.new_secret()
         self.nodes: list[GaleraNode] = []
         #: the nodes clients are handed (a load balancer's list): a new node once it is synced, a removed one
         #: taken out before it stops; a killed or frozen node stays (clients find out)

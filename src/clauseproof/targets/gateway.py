@@ -14,11 +14,11 @@ are registered with the reaper, and are stopped by :meth:`stop`, on Ctrl-C/SIGTE
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 from typing import Any
 
+from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
 from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, wait_port
@@ -204,7 +204,7 @@ class EmbeddedGateway(OwnProcesses):
 
     def _limits_conf(self) -> tuple[str, str]:
         """The ``limit_req`` zones (http level) and the limited locations (server level)."""
-        self.credentials = {c: [secrets.token_urlsafe(12) for _ in range(n)] for c, n in (("alice", 2), ("bob", 1))}
+        self.credentials = {c: [masking.new_secret(12) for _ in range(n)] for c, n in (("alice", 2), ("bob", 1))}
         shared = "$cp_all" if self.shared_bucket else None
         keys = {
             "header": shared or "$http_x_api_key",

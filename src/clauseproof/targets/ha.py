@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import reaper
+from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import netns, nodeprocs
 from clauseproof.targets.base import Endpoint, Target
@@ -92,7 +92,7 @@ class PatroniCluster(Target):
         super().__init__(label, namespace)
         self.pg = EmbeddedPostgres(label + "-binaries", namespace, bindir)  # finds the binaries only
         self.folder: Path | None = None
-        self.password = secrets.token_urlsafe(24)
+        self.password = masking.new_secret()
         self.nodes: list[Node] = []
         self.etcd: list[Helper] = []
         self.proxy: Helper | None = None

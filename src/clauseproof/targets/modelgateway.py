@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
 from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, wait_port
@@ -133,7 +133,7 @@ class ModelGateway(OwnProcesses):
                 self.vendors_port = free_port()
                 self._start_workload("model-vendors", VENDORS, self.vendors_port, "the fake model vendors")
             self.port = free_port()
-            self.api_key = "sk-cp-" + secrets.token_urlsafe(16)
+            self.api_key = masking.new_secret(16, prefix="sk-cp-")
             if self.passthrough:
                 conf = self.folder / "nginx.conf"
                 conf.write_text(PASSTHROUGH_NGINX.format(folder=self.folder, port=self.port, vendors=self.vendors_port))
