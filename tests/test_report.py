@@ -474,3 +474,33 @@ def test_every_trial_gets_a_panel_and_its_series_is_not_printed() -> None:
     svg = _trials_plot(panels, "every trial")
     assert svg.startswith("<svg") and svg.count('<g id="axes_') == 4
     assert _trials_plot([{"kind": "kill", "t": []}], "nothing") == ""
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("/root/.config/clauseproof/signing-ed25519.pem", "lies outside the profile's folder"),
+        ("../../signing-ed25519.pem", "lies outside the profile's folder"),
+        ("link-out.pem", "lies outside the profile's folder"),
+    ],
+)
+def test_documents_outside_the_profiles_folder_are_refused(tmp_path: Path, name: str, why: str) -> None:
+    """A profile that names the tester's signing key (absolute, through .., or through a link out of its folder)
+    would get it copied into the signed bundle: refused at load, naming the file."""
+    from clauseproof.core.errors import ClauseproofError
+    from clauseproof.targets.external import load_profile
+
+    key = keygen(tmp_path / "signing-ed25519.pem")
+    assert key is not None
+    vendor = tmp_path / "a" / "b"
+    vendor.mkdir(parents=True)
+    (vendor / "link-out.pem").symlink_to(tmp_path / "signing-ed25519.pem")
+    (vendor / "inside.txt").write_text("a warranty")
+    target = '[target]\nname = "v"\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "u"\n'
+    if name.startswith("/"):
+        name = str(tmp_path / "signing-ed25519.pem")
+    (vendor / "p.toml").write_text(f'{target}[documents]\n"BZ-DB-5" = ["inside.txt", "{name}"]\n')
+    with pytest.raises(ClauseproofError, match=why):
+        load_profile(vendor / "p.toml")
+    (vendor / "p.toml").write_text(f'{target}[documents]\n"BZ-DB-5" = ["inside.txt"]\n')
+    assert [p.name for p in load_profile(vendor / "p.toml").documents["BZ-DB-5"]] == ["inside.txt"]

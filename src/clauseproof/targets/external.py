@@ -189,15 +189,26 @@ def load_profile(path: Path) -> Profile:
 
 
 def _check_documents(path: Path, body: dict[str, Any], err: Callable[..., ClauseproofError]) -> dict[str, list[Path]]:
-    """``[documents]``: clause id → files (relative to the profile) that document it; every file must exist."""
+    """``[documents]``: clause id → files (relative to the profile) that document it; every file must exist and lie
+    inside the profile's folder (no absolute path, no ``..`` and no link out of it: what goes into a signed bundle
+    is only what the profile's author put beside it, never the tester's signing key or another file of theirs)."""
     out: dict[str, list[Path]] = {}
+    base = path.parent.resolve()
     for clause_id, value in body.items():
         names = [value] if isinstance(value, str) else value
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise err(
                 "documents", clause_id, f"{value!r} is not a file name or a list of them", 'write "ID" = ["file"]'
             )
-        files = [(path.parent / n).resolve() for n in names]
+        outside = [n for n in names if Path(n).is_absolute() or not (base / n).resolve().is_relative_to(base)]
+        if outside:
+            raise err(
+                "documents", clause_id, f"{', '.join(map(repr, outside))} lies outside the profile's folder {base}",
+                "copy the document into the profile's folder (or below it) and name it relative to the profile",
+            )  # fmt: skip
+        files = [(base / n).resolve() for n in names]
+        if len({f.name for f in files}) < len(files):
+            raise err("documents", clause_id, "two files of the same name", "give each document its own name")
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise err(
