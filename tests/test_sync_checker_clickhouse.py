@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import pwd
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -100,6 +101,17 @@ def test_stop_leaves_nothing_and_a_missing_server_is_a_clear_error(monkeypatch: 
     ch.start()
     folder, pids = ch.folder, [p.pid for p in ch.procs]
     assert ch.version().startswith("ClickHouse 18.")
+    # another local user gets in neither without the password nor through the socket's folder; not run as root
+    from clickhouse_driver import dbapi
+
+    for password in ("", "default", ch.password[:-1]):
+        conn = dbapi.connect(host="127.0.0.1", port=ch.port, user="default", password=password, connect_timeout=5)
+        with pytest.raises(dbapi.Error, match=r"(?i)password|authentication"):
+            conn.cursor().execute("SELECT 1")
+        conn.close()
+    if os.geteuid() == 0:
+        assert all(os.stat(f"/proc/{pid}").st_uid == pwd.getpwnam("clickhouse").pw_uid for pid in pids)
+        assert ch.password not in (folder / "users.xml").read_text()  # its SHA-256 only
     ch.stop()
     assert folder is not None and not folder.exists()
     for pid in pids:

@@ -3,7 +3,10 @@ engine BZ-SYNC-3's checker is shown on beside PostgreSQL and MariaDB.
 
 Started from the machine's binary in a private ``clauseproof-clickhouse-*`` folder (data, logs, its own config
 and users files), listening on a free loopback port (native protocol only), timezone UTC; registered with the
-reaper, stopped by :meth:`stop`, on Ctrl-C/SIGTERM and by ``clauseproof reap``.  Clients connect through
+reaper, stopped by :meth:`stop`, on Ctrl-C/SIGTERM and by ``clauseproof reap``.  No other local user gets in:
+the one user has a random password made at start (stored as its SHA-256 only), and where the harness runs as
+root the server runs as Debian's ``clickhouse`` user, never as root (its ``url()`` and ``file()`` reach only what
+that user may).  Clients connect through
 ``clickhouse-driver``'s DB-API (PyPI; it speaks the native protocol of old servers as of new ones).
 
 What Debian's 18.16 lacks and the checker works around: ``DateTime`` holds whole seconds (a mapping into it states
@@ -13,10 +16,14 @@ precision 0), ``sum`` of ``UInt64`` wraps at 2^64 (the checker compares every si
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pwd
 import shutil
 from pathlib import Path
 from typing import Any
 
+from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
 from clauseproof.targets.processes import OwnProcesses, wait_port
@@ -46,7 +53,8 @@ USERS = """<?xml version="1.0"?>
 <yandex>
     <profiles><default><max_memory_usage>4000000000</max_memory_usage><max_threads>2</max_threads></default>
     </profiles>
-    <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile>
+    <users><default><password_sha256_hex>{password_sha256}</password_sha256_hex>
+        <networks><ip>127.0.0.1</ip></networks><profile>default</profile>
         <quota>default</quota></default></users>
     <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
         <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default>
@@ -62,6 +70,8 @@ class EmbeddedClickHouse(OwnProcesses):
     def __init__(self) -> None:
         super().__init__()
         self.port = 0
+        self.password = masking.new_secret()
+        self.server_user: str | None = None
 
     def start(self) -> None:
         server = shutil.which("clickhouse-server") or SERVER
@@ -76,14 +86,25 @@ class EmbeddedClickHouse(OwnProcesses):
             raise ClauseproofError(
                 "clickhouse-driver is not installed", fix="pip install 'clauseproof[sync]' (./run installs it)"
             ) from None
-        self.folder = make_private_folder("clickhouse")
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("clickhouse")
+            except KeyError:
+                raise ClauseproofError(
+                    "running as root, and there is no 'clickhouse' user to run the ClickHouse server as (it never "
+                    "runs as root here)",
+                    fix="install the Debian package clickhouse-server, which creates it, or run as a normal user",
+                ) from None
+            self.server_user = "clickhouse"
+        self.folder = make_private_folder("clickhouse", self.server_user)
         try:
             self.port = free_port()
             (self.folder / "config.xml").write_text(CONFIG.format(folder=self.folder, port=self.port))
-            (self.folder / "users.xml").write_text(USERS.format())
+            digest = hashlib.sha256(self.password.encode()).hexdigest()
+            (self.folder / "users.xml").write_text(USERS.format(password_sha256=digest))
             proc = self._spawn(
                 "clickhouse", [server, f"--config-file={self.folder / 'config.xml'}"], self.folder / "out.log",
-                pdeathsig=True,
+                pdeathsig=True, user=self.server_user,
             )  # fmt: skip
             wait_port(self.port, proc, "ClickHouse", self.folder / "error.log")
         except BaseException:
@@ -93,8 +114,8 @@ class EmbeddedClickHouse(OwnProcesses):
     def connect(self) -> Any:
         from clickhouse_driver import dbapi
 
-        return dbapi.connect(host="127.0.0.1", port=self.port, database="default", connect_timeout=10,
-                             send_receive_timeout=300)  # fmt: skip
+        return dbapi.connect(host="127.0.0.1", port=self.port, database="default", user="default",
+                             password=self.password, connect_timeout=10, send_receive_timeout=300)  # fmt: skip
 
     def version(self) -> str:
         conn = self.connect()

@@ -70,13 +70,27 @@ class OwnProcesses:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def _spawn(
-        self, kind: str, args: list[str], log: Path, env: dict[str, str] | None = None, *, pdeathsig: bool = False
+        self,
+        kind: str,
+        args: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        *,
+        pdeathsig: bool = False,
+        user: str | None = None,
     ) -> Any:
-        """``pdeathsig``: SIGTERM when the harness dies, for a program that does not watch it (nginx, LiteLLM)."""
+        """``pdeathsig``: SIGTERM when the harness dies, for a program that does not watch it (nginx, LiteLLM);
+        ``user``: the OS user it runs as where the harness runs as root (its own groups only)."""
+        as_user: dict[str, Any] = {}
+        if user is not None and os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                cwd=self.folder, preexec_fn=reaper.pdeathsig if pdeathsig else None,
+                cwd=self.folder, preexec_fn=reaper.pdeathsig if pdeathsig else None, **as_user,
             )  # fmt: skip
         self.procs.append(proc)
         reaper.register(kind, proc.pid, self.folder)
