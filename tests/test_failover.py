@@ -102,6 +102,38 @@ def test_the_cluster_runs_postgres_as_postgres(cluster: PatroniCluster) -> None:
         pytest.skip("only root hands the nodes to the postgres user")
     pids = _working_in(str(cluster.nodes[0].folder))  # Patroni, its PostgreSQL and the backends
     assert pids and all(Path(f"/proc/{pid}").stat().st_uid != 0 for pid in pids)
+    helpers = [e.proc for e in cluster.etcd] + [cluster.proxy.proc if cluster.proxy else None]
+    assert all(p is not None and Path(f"/proc/{p.pid}").stat().st_uid != 0 for p in helpers)  # etcd, HAProxy
+
+
+def test_another_local_user_can_neither_reach_etcd_nor_change_patroni(cluster: PatroniCluster) -> None:
+    """Issue 31, item 4: etcd answers only a client with a certificate of this cluster's CA, and Patroni's REST API
+    refuses a change (PATCH /config could set archive_command: a command run as postgres) without the cluster's
+    credentials, and with wrong ones; the harness's own change goes through (the positive control)."""
+    import json as _json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from clauseproof.targets.ha import rest_change
+
+    e = cluster.etcd[0]
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP, then TLS without a client certificate
+        urllib.request.urlopen(f"http://{e.host}:{e.port}/v3/kv/range", data=b"{}", timeout=3)
+    anyone = ssl.create_default_context()
+    anyone.check_hostname, anyone.verify_mode = False, ssl.CERT_NONE
+    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+        urllib.request.urlopen(f"https://{e.host}:{e.port}/v3/kv/range", data=b'{"key": "AA=="}', timeout=3,
+                               context=anyone)  # fmt: skip
+    node = cluster.nodes[0]
+    evil = _json.dumps({"postgresql": {"parameters": {"archive_command": "touch /tmp/cp-selftest-owned"}}}).encode()
+    plain = urllib.request.Request(f"http://{node.host}:{node.rest_port}/config", data=evil, method="PATCH")
+    for attempt in (lambda: urllib.request.urlopen(plain, timeout=5),
+                    lambda: rest_change(node, "/config", evil, "PATCH", "clauseproof:guess", 5)):  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            attempt()
+        assert refused.value.code == 401
+    assert cluster.configure({"loop_wait": 1})  # the cluster's own credentials: accepted
 
 
 FAULT_SCRIPT = """#!/bin/sh

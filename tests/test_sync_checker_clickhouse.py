@@ -109,6 +109,7 @@ def test_stop_leaves_nothing_and_a_missing_server_is_a_clear_error(monkeypatch: 
         with pytest.raises(dbapi.Error, match=r"(?i)password|authentication"):
             conn.cursor().execute("SELECT 1")
         conn.close()
+    assert folder is not None
     if os.geteuid() == 0:
         assert all(os.stat(f"/proc/{pid}").st_uid == pwd.getpwnam("clickhouse").pw_uid for pid in pids)
         assert ch.password not in (folder / "users.xml").read_text()  # its SHA-256 only

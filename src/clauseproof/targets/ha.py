@@ -10,10 +10,17 @@ node leads.  Faults: :meth:`kill_node` (recovered by :meth:`start_node`), :meth:
 :meth:`switchover`.  Where the harness runs as root each node and its etcd member live in a network namespace of
 their own (:mod:`clauseproof.targets.netns`), so that a node can be cut off; elsewhere all is on loopback and the
 isolate fault says why it cannot be applied.
+
+No other local user gets in or disturbs a measurement: etcd speaks mutual TLS on its client and peer ports with
+certificates of a CA made for this cluster (:mod:`clauseproof.targets.tls`: no certificate, no answer), Patroni's
+REST API takes a change (``PATCH /config``, ``POST /switchover`` …) only with the cluster's own random
+credentials, PostgreSQL only with its password over TCP; etcd, Patroni and PostgreSQL run as ``postgres`` and
+HAProxy as ``haproxy`` where the harness runs as root.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib.metadata
 import importlib.util
@@ -44,6 +51,7 @@ from clauseproof.targets.embedded import (
 )
 from clauseproof.targets.netns import Network
 from clauseproof.targets.replicated import Helper
+from clauseproof.targets.tls import RunCA
 
 NODES = 3
 #: Patroni's leader key lives ``TTL`` seconds without renewal (20 s, the least Patroni 4 accepts: it raises a
@@ -67,6 +75,22 @@ class Node:
 
 #: no proxy from the environment between the harness and the nodes
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+#: the REST API's user for changes (its password is the cluster's, made at start)
+REST_USER = "clauseproof"
+
+
+def rest_change(node: Node, path: str, body: bytes, method: str, auth: str, timeout: float) -> Any:
+    """A change through ``node``'s Patroni REST API, with the cluster's credentials (``auth``: user:password)."""
+    request = urllib.request.Request(
+        f"http://{node.host}:{node.rest_port}{path}",
+        data=body,
+        method=method,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + base64.b64encode(auth.encode()).decode(),
+        },
+    )
+    return HTTP.open(request, timeout=timeout)
 
 
 def rest(node: Node, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
@@ -82,6 +106,14 @@ def rest(node: Node, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, d
         return 0, {}
 
 
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 class PatroniCluster(Target):
     """The HA target; see the module's docstring."""
 
@@ -93,6 +125,10 @@ class PatroniCluster(Target):
         self.pg = EmbeddedPostgres(label + "-binaries", namespace, bindir)  # finds the binaries only
         self.folder: Path | None = None
         self.password = masking.new_secret()
+        #: the REST API's credentials for changes (Patroni refuses an unsafe method without them)
+        self.rest_auth = f"{REST_USER}:{masking.new_secret()}"
+        self.ca: RunCA | None = None
+        self.tls: Path | None = None
         self.nodes: list[Node] = []
         self.etcd: list[Helper] = []
         self.proxy: Helper | None = None
@@ -129,6 +165,7 @@ class PatroniCluster(Target):
                 self.net = Network()
                 self.net.create(NODES)
             self._install_patroni()
+            self._make_certificates()
             self._start_etcd()
             self._start_patroni()
             self.wait_ready(START_TIMEOUT_S)
@@ -164,26 +201,64 @@ class PatroniCluster(Target):
     def _prefix(self, i: int, user: str | None = None) -> list[str]:
         return self.net.exec_prefix(i, user) if self.net else []
 
-    def _start_etcd(self) -> None:
-        """An etcd member beside each node (in its namespace: a cut-off node loses its member with it)."""
+    def _make_certificates(self) -> None:
+        """The cluster's CA, a certificate for each etcd member (its address) and one for Patroni's clients."""
         assert self.folder is not None
+        self.tls = self.folder / "tls"
+        self.tls.mkdir(mode=0o700)
+        if self.server_user:
+            shutil.chown(self.tls, user=self.server_user)
+        self.ca = RunCA(self.scope)
+        self.ca.write_ca(self.tls, self.server_user)
+        for i in range(1, NODES + 1):
+            self.ca.issue(self.tls, f"etcd{i}", [self.host(i), "127.0.0.1"], self.server_user)
+        self.ca.issue(self.tls, "patroni", ["127.0.0.1"], self.server_user)
+
+    def _as_server_user(self, i: int) -> list[str]:
+        """The prefix that runs a cluster process as the server's user (in node ``i``'s namespace, where there is
+        one)."""
+        if self.net is not None:
+            return self._prefix(i, self.server_user)
+        if self.server_user:
+            u = self.server_user
+            return ["setpriv", f"--reuid={u}", f"--regid={u}", "--init-groups", "--"]
+        return []
+
+    def _start_etcd(self) -> None:
+        """An etcd member beside each node (in its namespace: a cut-off node loses its member with it), speaking
+        mutual TLS with this cluster's certificates on both ports, as the server's user."""
+        assert self.folder is not None and self.tls is not None
         ports = [(free_port(), free_port()) for _ in range(NODES)]
-        cluster = ",".join(f"etcd{i}=http://{self.host(i)}:{p}" for i, (_, p) in enumerate(ports, 1))
+        cluster = ",".join(f"etcd{i}=https://{self.host(i)}:{p}" for i, (_, p) in enumerate(ports, 1))
+        ca = self.tls / "ca.pem"
         for i, (client, peer) in enumerate(ports, 1):
             h = self.host(i)
+            data = self.folder / f"etcd{i}"
+            data.mkdir(mode=0o700)
+            if self.server_user:
+                shutil.chown(data, user=self.server_user)
+            cert, key = self.tls / f"etcd{i}.pem", self.tls / f"etcd{i}-key.pem"
             args = [
-                *self._prefix(i),
+                *self._as_server_user(i),
                 "etcd",
                 f"--name=etcd{i}",
-                f"--data-dir={self.folder / f'etcd{i}'}",
-                f"--listen-client-urls=http://{h}:{client}",
-                f"--advertise-client-urls=http://{h}:{client}",
-                f"--listen-peer-urls=http://{h}:{peer}",
-                f"--initial-advertise-peer-urls=http://{h}:{peer}",
+                f"--data-dir={data}",
+                f"--listen-client-urls=https://{h}:{client}",
+                f"--advertise-client-urls=https://{h}:{client}",
+                f"--listen-peer-urls=https://{h}:{peer}",
+                f"--initial-advertise-peer-urls=https://{h}:{peer}",
                 f"--initial-cluster={cluster}",
                 f"--initial-cluster-token={self.scope}",
                 "--initial-cluster-state=new",
                 "--enable-v2=false",
+                f"--cert-file={cert}",
+                f"--key-file={key}",
+                "--client-cert-auth",
+                f"--trusted-ca-file={ca}",
+                f"--peer-cert-file={cert}",
+                f"--peer-key-file={key}",
+                "--peer-client-cert-auth",
+                f"--peer-trusted-ca-file={ca}",
             ]
             helper = Helper(f"etcd{i}", args, self.folder, client, signal.SIGTERM, host=h)
             helper.start()
@@ -192,13 +267,26 @@ class PatroniCluster(Target):
     def _config(self, node: Node) -> dict[str, Any]:
         assert self.folder is not None
         auth = {"username": "postgres", "password": self.password}
+        assert self.tls is not None
         where = f"{node.host}:{node.rest_port}"
         clients = str(self.net.subnet) if self.net else "127.0.0.1/32"
+        rest_user, rest_password = self.rest_auth.split(":", 1)
         return {
             "scope": self.scope,
             "name": node.name,
-            "restapi": {"listen": where, "connect_address": where},
-            "etcd3": {"hosts": [f"{e.host}:{e.port}" for e in self.etcd]},
+            "restapi": {
+                "listen": where,
+                "connect_address": where,
+                "authentication": {"username": rest_user, "password": rest_password},
+            },
+            "ctl": {"insecure": False},
+            "etcd3": {
+                "hosts": [f"{e.host}:{e.port}" for e in self.etcd],
+                "protocol": "https",
+                "cacert": str(self.tls / "ca.pem"),
+                "cert": str(self.tls / "patroni.pem"),
+                "key": str(self.tls / "patroni-key.pem"),
+            },
             "bootstrap": {
                 "dcs": {
                     "ttl": TTL,
@@ -339,9 +427,11 @@ class PatroniCluster(Target):
         assert self.folder is not None
         port = free_port()
         servers = "".join(f"    server {n.name} {n.host}:{n.pg_port} check port {n.rest_port}\n" for n in self.nodes)
+        drop = "    user haproxy\n    group haproxy\n" if os.geteuid() == 0 and _has_user("haproxy") else ""
         (self.folder / "haproxy.cfg").write_text(
             "global\n    maxconn 400\n"
-            "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n"
+            + drop
+            + "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n"
             "listen write\n"
             f"    bind 127.0.0.1:{port}\n"
             "    option httpchk GET /primary\n"
@@ -534,11 +624,8 @@ class PatroniCluster(Target):
         has it (its ``GET /config``) and a loop has passed, False if no node took the change."""
         body = json.dumps(change).encode()
         for n in self.nodes:
-            request = urllib.request.Request(
-                f"http://{n.host}:{n.rest_port}/config", data=body, method="PATCH", headers={"Content-Type": "json"}
-            )
             try:
-                HTTP.open(request, timeout=HTTP_TIMEOUT_S * 5).close()
+                rest_change(n, "/config", body, "PATCH", self.rest_auth, HTTP_TIMEOUT_S * 5).close()
             except OSError:
                 continue
             deadline = time.monotonic() + timeout
@@ -559,15 +646,9 @@ class PatroniCluster(Target):
         instant it was asked.  A refusal is an error naming the node and Patroni's answer."""
         body = json.dumps({"leader": node.name}).encode()
         url = f"http://{node.host}:{node.rest_port}/switchover"
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
         asked = time.monotonic()
         try:
-            HTTP.open(request, timeout=30).close()
+            rest_change(node, "/switchover", body, "POST", self.rest_auth, 30).close()
         except urllib.error.HTTPError as e:
             answer = e.read().decode(errors="replace")
             raise ClauseproofError(
