@@ -47,7 +47,7 @@ def test_a_complete_section_is_read_with_its_thresholds(tmp_path: Path) -> None:
         ('nodes = [{ name = "a", host = "h" }, { name = "b", host = "h", port = 1 }]\n', "is not a node"),
         ('nodes = [{ name = "a", host = "h", port = 1 }, { name = "a", host = "i", port = 1 }]\n', "same name"),
         (NODES + "kill_node = \"ssh '{host}' pkill db\"\n", "inside quotes"),
-        (NODES + 'kill_node = "ssh {hostname} pkill db"\n', "placeholder other than"),
+        (NODES + 'kill_node = "ssh {hostname} pkill db"\n', "{hostname} is not one of"),
         (NODES + "rto_s = 0\n", "not positive"),
         (NODES + 'kill_nodes = "x"\n', "unknown key"),
         (NODES + 'rto_s = "30"\n', "not of type"),

@@ -84,7 +84,7 @@ def test_consumer_credentials_come_from_the_environment(tmp_path: Path, monkeypa
     )
     monkeypatch.setenv("CP_T_ALICE", "a-secret")
     monkeypatch.delenv("CP_T_BOB", raising=False)
-    with pytest.raises(ClauseproofError, match="CP_T_BOB is not set"):
+    with pytest.raises(ClauseproofError, match="CP_T_BOB, which is not set"):
         VendorGateway("v", section).start()
     monkeypatch.setenv("CP_T_BOB", "b-secret")
     g = VendorGateway("v", section)

@@ -253,7 +253,7 @@ TWO = '[sync]\nnodes = [{ name = "a", url = "postgresql://u@h:1/d" }, { name = "
             "must include a",
         ),
         (TWO + 'drop_task = "y"\n', "no create_task"),
-        (TWO + 'create_task = "x {table}"\ndrop_task = "y"\n', "placeholder other than"),
+        (TWO + 'create_task = "x {table}"\ndrop_task = "y"\n', "{table} is not one of"),
         (TWO + 'create_task = "x"\ndrop_task = "y"\nsupports = ["teleport"]\n', "unknown"),
         (TWO.replace("postgresql://u@h:2/d", "oracle://u@h:2/d") + 'create_task = "x"\ndrop_task = "y"\n', "nodes"),
     ],

@@ -171,6 +171,55 @@ def test_malformed_profile_names_key_and_line(tmp_path: Path, body: str, expecte
         assert "line 3" in str(exc.value)
 
 
+_T = '[target]\nname = "v"\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "u"\n'
+_TWO = '[{name="a", host="h", port=1}, {name="b", host="h", port=2}]'
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # a conversion would wrap the shell-quoted value in quotes of its own: {user!r} with $(...) runs it
+        ('[commands]\nbackup = "tool --user {user!r}"\n', ":8: [commands] backup: {user!r} has a conversion"),
+        ('[commands]\nbackup = "tool --user {user:>20}"\n', "{user:>20} has a conversion or format"),
+        ('[commands]\nbackup = "tool {0}"\n', "{0} is not a placeholder"),
+        ('[commands]\nbackup = "tool {host.x}"\n', "{host.x} is not a placeholder"),
+        ('[commands]\nbackup = "tool {evil}"\n', "{evil} is not one of"),
+        ('[commands]\nbackup = "tool \\"{host}\\""\n', "{host} inside quotes"),
+        ('[commands]\nbackup = "tool {host"\n', "braces do not pair"),
+        (f'[failover]\nnodes = {_TWO}\nkill_node = "k {{node!r}}"\n', "[failover] kill_node: {node!r}"),
+        (f'[failover]\nnodes = {_TWO}\nkill_node = ["k"]\n', "[failover] kill_node: ['k'] is not of type str"),
+        ('[failover]\nnodes = "x"\n', "[failover] nodes: 'x' is not of type list"),
+        ('[sync]\nnodes = {a = 1}\n', "[sync] nodes: {'a': 1} is not of type list"),
+        ('[gateway]\nbase_url = "http://127.0.0.1:1"\nlimits = {a = 1}\n', "[gateway] limits: {'a': 1} is not of"),
+        ('[gateway]\nbase_url = "http://127.0.0.1:1"\n[[gateway.limits]]\nkind = "consumer"\npath = "/x"\n'
+         'header = "A"\nrate = 5\nburst = 1\nconsumers = ["X"]\n', "consumers ['X'] is not a table of lists"),
+        ('[gateway]\nbase_url = "http://127.0.0.1:1"\n[[gateway.limits]]\nkind = "consumer"\npath = "/x"\n'
+         'header = "A"\nformat = "{0.__class__}"\nrate = 5\nburst = 1\nconsumers = {a = ["X"], b = ["Y"]}\n',
+         "must hold exactly one bare {}"),
+        ('[column_encryption]\nalgorithm = "SM4"\nwrite = "enc({value!r})"\nread = "dec({column})"\n'
+         'column_type = "bytea"\n', "[column_encryption] write: {value!r} has a conversion"),
+        ('[utilisation]\nnodes = [1, 2]\n', "[utilisation] nodes: 1 is not a node"),
+    ],
+)  # fmt: skip
+def test_bad_templates_and_types_in_sections_are_refused_at_load(tmp_path: Path, body: str, expected: str) -> None:
+    """Issue 31 (placeholders): only bare {name} placeholders in every template, and a value of the wrong type in
+    any section is a sentence naming the file, line and key, never a traceback."""
+    p = tmp_path / "bad.toml"
+    p.write_text(_T + body)
+    with pytest.raises(ClauseproofError) as exc:
+        load_profile(p)
+    assert expected in str(exc.value)
+
+
+def test_a_filled_command_runs_no_substitution_a_value_carries() -> None:
+    from clauseproof.core.commands import fill_command
+
+    filled = fill_command("tool --user {user} --out {dir}", user="$(touch /tmp/cp-owned)", dir="a b; rm -rf ~")
+    assert filled == "tool --user '$(touch /tmp/cp-owned)' --out 'a b; rm -rf ~'"
+    with pytest.raises(ClauseproofError, match="has a conversion"):
+        fill_command("tool --user {user!r}", user="$(id)")
+
+
 def test_check_reachable_times_out_within_limit() -> None:
     started = time.monotonic()
     with pytest.raises(ClauseproofError):

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shlex
 import signal
+import string
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -45,23 +46,50 @@ def quoted_placeholders(template: str) -> list[str]:
     return found
 
 
+def template_problem(template: Any, allowed: tuple[str, ...] | list[str] | set[str], *, shell: bool = True) -> str:
+    """What makes ``template`` unfit to be a vendor command ("" when it is fit): only bare ``{name}`` placeholders
+    of ``allowed`` may stand in it, never inside quotes, never with a conversion (``{user!r}`` would wrap the
+    shell-quoted value in quotes of its own and let ``$(…)`` run), a format spec, an index, an attribute or a
+    position (``{0}``, ``{host.x}``: tracebacks at best)."""
+    if not isinstance(template, str):
+        return f"{template!r} is not a string"
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"its braces do not pair ({exc}); write a literal brace as {{{{ or }}}}"
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if not name.isidentifier():
+            return f"{shown} is not a placeholder: use only bare names, {{{'}, {'.join(sorted(allowed))}}}"
+        if conversion or spec:
+            return f"{shown} has a conversion or format: write {{{name}}} alone"
+        if name not in allowed:
+            return f"{shown} is not one of {{{'}, {'.join(sorted(allowed))}}}"
+    quoted = quoted_placeholders(template) if shell else []
+    if quoted:
+        return f"{', '.join(quoted)} inside quotes: the harness shell-quotes every placeholder itself"
+    return ""
+
+
 def fill_command(template: str, **values: str | int) -> str:
     """A vendor command with its placeholders filled, each value shell-quoted (so a template must not quote them
-    itself: such a template is refused)."""
-    quoted = quoted_placeholders(template)
-    if quoted:
+    itself: such a template is refused).  Only bare ``{name}`` placeholders are replaced; nothing of the template
+    is interpreted beyond that (no conversion, format spec, index or attribute)."""
+    problem = template_problem(template, tuple(values))
+    if problem:
         raise ClauseproofError(
-            f"the vendor command {template!r} puts {', '.join(quoted)} inside quotes",
-            checked="every placeholder is shell-quoted by the harness already",
+            f"the vendor command {template!r} is refused: {problem}",
+            checked="placeholders: bare {name} only, outside quotes, each one the harness fills",
             fix="write the placeholders without quotes around them, e.g. --user {user}",
         )
-    try:
-        return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
-    except KeyError as exc:
-        raise ClauseproofError(
-            f"the vendor command {template!r} uses the unknown placeholder {exc}",
-            fix="use only {" + "}, {".join(sorted(values)) + "}",
-        ) from None
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out.append(literal)
+        if name is not None:
+            out.append(shlex.quote(str(values[name])))
+    return "".join(out)
 
 
 @dataclass

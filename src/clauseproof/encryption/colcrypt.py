@@ -31,12 +31,12 @@ import math
 import os
 import random
 import re
-import string
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from clauseproof.core.commands import template_problem
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.targets.base import open_endpoint
 from clauseproof.targets.sections import Section
@@ -121,20 +121,10 @@ def parse(body: dict[str, Any], err: Any) -> ColumnEncryption | None:
         )
     for key, allowed in PLACEHOLDERS.items():
         for template in body.get(key, []) if key in ("setup", "teardown", "keyed_session") else [body.get(key, "")]:
-            try:
-                names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-            except ValueError as exc:
-                raise err(
-                    sec, key, f"{template!r} is not a valid template ({exc})", "write {{ and }} for literal braces"
-                ) from None
-            unknown = names - allowed
-            if unknown:
-                raise err(
-                    sec,
-                    key,
-                    f"unknown placeholder {{{sorted(unknown)[0]}}}",
-                    f"{key} may use {', '.join('{' + a + '}' for a in sorted(allowed))}; write {{{{ }}}} for braces",
-                )
+            problem = template_problem(template, allowed, shell=False)
+            if problem:
+                raise err(sec, key, problem, f"{key} may use {', '.join('{' + a + '}' for a in sorted(allowed))} bare; "
+                          "write {{ }} for braces")  # fmt: skip
     if "{value}" not in body.get("write", "{value}"):
         raise err(sec, "write", "does not contain {value}", "write it as an expression of {value}")
     if "{column}" not in body.get("read", "{column}"):

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core.commands import fill_command, quoted_placeholders, timed, vendor_command
+from clauseproof.core.commands import template_problem, timed, vendor_command
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.sections import Section
 
@@ -116,13 +116,9 @@ def parse(body: dict[str, Any], err: Any) -> FailoverSection | None:
         raise err(sec, "nodes", "a failover needs at least two nodes", "list every node of the cluster")
     commands = {k: body[k] for k in COMMANDS if k in body}
     for name, template in commands.items():
-        quoted = quoted_placeholders(template)
-        if quoted:
-            raise err(sec, name, f"{', '.join(quoted)} inside quotes", "write {node}, {host}, {port} without quotes")
-        try:
-            fill_command(template, node="n", host="h", port=1)
-        except ClauseproofError:
-            raise err(sec, name, "uses a placeholder other than {node}, {host}, {port}", "use only those") from None
+        problem = template_problem(template, ("node", "host", "port"))
+        if problem:
+            raise err(sec, name, problem, "write {node}, {host}, {port} bare, without quotes")
     for key in ("rto_s", "read_gap_s", "freeze_s", "trials", "command_timeout_s"):
         if key in body and body[key] <= 0:
             raise err(sec, key, f"{body[key]!r} is not positive", f"give {key} a positive value")

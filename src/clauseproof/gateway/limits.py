@@ -29,6 +29,7 @@ cannot enforce (``supported = false``) is a NOT SHOWN row naming why.
 from __future__ import annotations
 
 import json
+import string
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -153,6 +154,16 @@ def parse_rule(d: dict[str, Any], where: str = "a limit rule") -> Rule:
         raise ClauseproofError(f"{where}: rate and burst must be numbers", fix="e.g. rate = 50, burst = 5") from None
     if not (0 < rate <= 10_000 and 1 <= burst <= 100_000):
         raise ClauseproofError(f"{where}: rate {rate:g}/s or burst {burst} is out of range", fix="0 < rate ≤ 10000")
+    fmt = d.get("format", "{}")
+    try:
+        fields = [(n, spec, conv) for _, n, spec, conv in string.Formatter().parse(str(fmt)) if n is not None]
+    except ValueError:
+        fields = []
+    if not isinstance(fmt, str) or fields != [("", "", None)]:
+        raise ClauseproofError(f"{where}: format {fmt!r} must hold exactly one bare {{}} where the credential goes",
+                               fix='e.g. format = "Bearer {}"')  # fmt: skip
+    if not isinstance(d.get("consumers", {}), dict):
+        raise ClauseproofError(f"{where}: consumers must be a table", fix="consumers = { alice = [...], bob = [...] }")
     consumers = tuple((str(n), tuple(str(c) for c in creds)) for n, creds in dict(d.get("consumers", {})).items())
     many = {"ip": "sources", "route": "routes", "model": "models"}.get(kind)
     if many and (not isinstance(d[many], list) or len(d[many]) < 2):

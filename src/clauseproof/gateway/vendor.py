@@ -123,6 +123,9 @@ def parse(body: dict[str, Any], err: Any) -> GatewaySection | None:
             raise err(sec, "base_url", "limits are given without base_url", "their paths are relative to base_url")
         probe = dict(d)
         if "consumers" in d:  # environment variable names: checked for shape here, read at start
+            if not isinstance(d["consumers"], dict) or not all(isinstance(v, list) for v in d["consumers"].values()):
+                raise err(sec, "limits", f"[[gateway.limits]] {i + 1}: consumers {d['consumers']!r} is not a table of "
+                          "lists", 'consumers = { alice = ["ENV_1", "ENV_2"], bob = ["ENV_3"] }')  # fmt: skip
             probe["consumers"] = {n: [f"<{v}>" for v in vs] for n, vs in dict(d["consumers"]).items()}
         try:
             (parse_token_rule if tokens else parse_rule)(probe, f"[[gateway.limits]] {i + 1}")

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core.commands import fill_command, quoted_placeholders, timed
+from clauseproof.core.commands import fill_command, template_problem, timed
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.masking import from_env
 from clauseproof.core.settings import URL_SCHEMES
@@ -110,13 +110,10 @@ def parse(body: dict[str, Any], err: Any) -> SyncSection | None:
             raise err(sec, None, f"no {key} command", f'give {key} = "..." (see the README\'s [sync] example)')
     commands = {k: body[k] for k in COMMANDS if k in body}
     for name, template in commands.items():
-        if quoted_placeholders(template):
-            raise err(sec, name, "a placeholder inside quotes", "write {name}, {tables}, … without quotes")
         allowed = PLACEHOLDERS.get(name, ("name", "target", "host", "port"))
-        try:
-            fill_command(template, **dict.fromkeys(allowed, "x"))
-        except ClauseproofError:
-            raise err(sec, name, f"uses a placeholder other than {', '.join(allowed)}", "use only those") from None
+        problem = template_problem(template, allowed)
+        if problem:
+            raise err(sec, name, problem, f"write {', '.join('{' + a + '}' for a in allowed)} bare, without quotes")
     supports = body.get("supports", list(SCENARIOS))
     unknown = sorted(set(supports) - set(SCENARIOS))
     if unknown:

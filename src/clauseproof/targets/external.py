@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core import masking
-from clauseproof.core.commands import quoted_placeholders
+from clauseproof.core.commands import template_problem
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.masking import from_env
 from clauseproof.targets import sections
@@ -104,6 +104,10 @@ def _line(text: str, section: str, key: str | None) -> int:
     return 0
 
 
+#: what the harness fills in a [commands] template (backup, restore, copy_files)
+COMMAND_PLACEHOLDERS = ("host", "port", "user", "database", "output_dir", "new_database", "namespace")
+
+
 def load_profile(path: Path) -> Profile:
     """Read and validate a profile; errors name the file, line and key."""
     try:
@@ -159,13 +163,13 @@ def load_profile(path: Path) -> Profile:
             'set dialect = "postgresql" or "mysql" (MySQL, MariaDB, TDSQL and other MySQL-protocol systems)',
         )
     for name, template in data.get("commands", {}).items():
-        quoted = quoted_placeholders(template)
-        if quoted:
+        problem = template_problem(template, COMMAND_PLACEHOLDERS)
+        if problem:
             raise err(
                 "commands",
                 name,
-                f"{', '.join(quoted)} inside quotes: the harness shell-quotes every placeholder itself",
-                "write the placeholders without quotes around them, e.g. --user {user}",
+                problem,
+                "write the placeholders bare and without quotes around them, e.g. --user {user}",
             )
     port = target.get("port", DEFAULT_PORTS[dialect])
     if not 0 < port < 65536:
