@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +97,23 @@ def test_a_case_that_prints_logs_records_and_asserts_a_secret_leaks_it_nowhere(
         assert SECRET.encode() not in p.read_bytes(), p
     doc = json.loads(next(p for p in written if p.name == "evidence.json").read_text())
     assert "***" in json.dumps(doc)
+
+
+def test_children_get_only_the_machines_basics_and_what_is_theirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 31 (low): the harness's environment, with every vendor secret in it, used to reach Patroni, LiteLLM and
+    vendor commands whole."""
+    from clauseproof.core.commands import timed
+
+    monkeypatch.setenv("VENDOR_DB_PASSWORD", SECRET)
+    monkeypatch.setenv("CLAUSEPROOF_KEY_A", "00" * 16)
+    monkeypatch.setenv("CP_SELFTEST_TOKEN", "token-the-vendor-tool-needs")
+    masking.pass_env(["CP_SELFTEST_TOKEN"])
+    env = masking.child_env({"PGPASSWORD": "its-own"})
+    assert "VENDOR_DB_PASSWORD" not in env and "CLAUSEPROOF_KEY_A" not in env
+    assert env["PGPASSWORD"] == "its-own" and env["CP_SELFTEST_TOKEN"] == "token-the-vendor-tool-needs"
+    assert env["PATH"] == os.environ["PATH"]
+    out = Path(tempfile.mkdtemp(prefix="cp-selftest-env-")) / "env.txt"
+    timed("a vendor command", ["env"], stdout=out)
+    seen = out.read_text()
+    assert SECRET not in seen and "CLAUSEPROOF_KEY_A" not in seen and "CP_SELFTEST_TOKEN=token" in seen
+    shutil.rmtree(out.parent)

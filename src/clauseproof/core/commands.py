@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from clauseproof.core import reaper
+from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 
 
@@ -134,7 +134,7 @@ def timed(
             stdin=inp,
             stderr=subprocess.PIPE,
             shell=shell,
-            env=None if env is None else {**os.environ, **env},
+            env=masking.child_env(env),
             start_new_session=True,
         )
         reaper.register("tool", child.pid)

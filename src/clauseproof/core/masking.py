@@ -91,3 +91,26 @@ def new_secret(nbytes: int = 24, prefix: str = "") -> str:
     value = prefix + secrets.token_urlsafe(nbytes)
     remember(value)
     return value
+
+
+#: what of the harness's environment every child it starts sees: the machine's basics, never a vendor's secret, a
+#: key or another section's credential (each child gets its own values explicitly, through ``extra``)
+BASE_ENV = (
+    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR", "TERM", "SSH_AUTH_SOCK",
+    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV",
+)  # fmt: skip
+_passed: set[str] = set()
+
+
+def pass_env(names: list[str] | tuple[str, ...]) -> None:
+    """Variables a profile names (``[target] pass_env``) that its vendor commands need: passed to children too."""
+    _passed.update(names)
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child the harness starts: :data:`BASE_ENV`, ``LC_*``, the variables a profile asked to
+    pass, and ``extra`` (the child's own password, paths)."""
+    env = {k: v for k, v in os.environ.items() if k in BASE_ENV or k.startswith("LC_") or k in _passed}
+    env.update(extra or {})
+    return env

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import reaper
+from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
 
@@ -154,7 +154,7 @@ class BackgroundLoad:
         self._t0 = 0.0
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
-        env = dict(os.environ)
+        env = masking.child_env()
         ep = self.target._ep()
         if ep.password:
             env["CLAUSEPROOF_PASSWORD"] = ep.password

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import reaper
+from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import nodeprocs
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, _tail
@@ -110,7 +110,7 @@ class BinlogSyncLab(SyncLab):
             "--server-id", str(4000 + len(self.tasks) + 1),
         ]  # fmt: skip
         env = {
-            **os.environ,
+            **masking.child_env(),
             "CP_SYNC_SOURCE_PASSWORD": src.password,
             "CP_SYNC_TARGET_PASSWORD": dst.password,
             "PYTHONPATH": str(ROOT),

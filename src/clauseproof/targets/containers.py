@@ -366,9 +366,8 @@ class ContainerTarget(Target):
             what = "pg_basebackup -Ft -X fetch -c fast inside the container, then its files copied out"
         else:
             self.exec(["rm", "-rf", inside])
-            pw = self._ep().password or ""
-            self.exec(
-                ["mariadb-backup", "--backup", f"--target-dir={inside}", "--user=root", f"--password={pw}",
+            self.exec(  # the password in MYSQL_PWD (exec's environment), never on a command line others can read
+                ["mariadb-backup", "--backup", f"--target-dir={inside}", "--user=root",
                  "--socket=/run/mysqld/mysqld.sock"],
                 user="mysql",
             )  # fmt: skip

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import _pid_alive
 
@@ -114,7 +115,7 @@ def start_engine(progress: Any = print) -> str:
     done = []
     if not shutil.which("dockerd"):
         progress("installing Debian's docker.io (the Docker engine) ...")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        env = masking.child_env({"DEBIAN_FRONTEND": "noninteractive"})
         for args in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "docker.io"]):
             r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, check=False)
             if r.returncode != 0:

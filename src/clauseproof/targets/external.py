@@ -33,6 +33,7 @@ _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "user": str,
         "password_env": str,
         "database": str,
+        "pass_env": list,
     },
     "server": {
         "cpu": str,
@@ -171,6 +172,10 @@ def load_profile(path: Path) -> Profile:
                 problem,
                 "write the placeholders bare and without quotes around them, e.g. --user {user}",
             )
+    passed = target.get("pass_env", [])
+    if not all(isinstance(n, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in passed):
+        raise err("target", "pass_env", f"{passed!r} is not a list of variable names", 'pass_env = ["VENDOR_TOKEN"]')
+    masking.pass_env(passed)  # the vendor's commands see these; no other variable of the harness's environment
     port = target.get("port", DEFAULT_PORTS[dialect])
     if not 0 < port < 65536:
         raise err("target", "port", f"{port} is not a TCP port", "use a port between 1 and 65535")

@@ -21,7 +21,7 @@ from typing import Any
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, wait_port
+from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, service_user, wait_port
 
 UPSTREAM = "stream_upstream.py"  # under workloads/
 
@@ -149,7 +149,7 @@ class EmbeddedGateway(OwnProcesses):
                     "for the per-model limit",
                     fix=f"apt-get install {package} (./run installs it)",
                 )
-        self.folder = make_private_folder("gateway")
+        self.folder = make_private_folder("gateway", service_user("www-data"))  # nginx and HAProxy run as www-data
         try:
             self.upstream_port = free_port()
             self._start_workload("gateway-upstream", UPSTREAM, self.upstream_port, "the streaming upstream")
@@ -176,7 +176,8 @@ class EmbeddedGateway(OwnProcesses):
                 )
             )
             ng_log = self.folder / "error.log"
-            ng = self._spawn("gateway-nginx", [nginx, "-c", str(conf), "-e", str(ng_log)], self.folder / "nginx.out")
+            ng = self._spawn("gateway-nginx", [nginx, "-c", str(conf), "-e", str(ng_log)], self.folder / "nginx.out",
+                             pdeathsig=True, user=service_user("www-data"))  # fmt: skip
             wait_port(self.port, ng, "nginx", ng_log)
         except BaseException:
             self.stop()
@@ -199,7 +200,9 @@ class EmbeddedGateway(OwnProcesses):
             )
         )
         log = self.folder / "haproxy.log"
-        proc = self._spawn("gateway-haproxy", [haproxy, "-db", "-f", str(conf)], log, pdeathsig=True)
+        # as www-data from the start (HAProxy's own `user` would clear the parent-death signal when it drops root)
+        proc = self._spawn("gateway-haproxy", [haproxy, "-db", "-f", str(conf)], log, pdeathsig=True,
+                           user=service_user("www-data"))  # fmt: skip
         wait_port(self.models_port, proc, "HAProxy", log)
 
     def _limits_conf(self) -> tuple[str, str]:

@@ -50,6 +50,7 @@ from clauseproof.targets.embedded import (
     make_private_folder,
 )
 from clauseproof.targets.netns import Network
+from clauseproof.targets.processes import haproxy_drop
 from clauseproof.targets.replicated import Helper
 from clauseproof.targets.tls import RunCA
 
@@ -104,14 +105,6 @@ def rest(node: Node, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, d
         return e.code, {}
     except (OSError, ValueError):
         return 0, {}
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 class PatroniCluster(Target):
@@ -360,7 +353,7 @@ class PatroniCluster(Target):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=node.folder,
-                env={**os.environ, "HOME": str(node.folder), **self._patroni_env},
+                env=masking.child_env({"HOME": str(node.folder), **self._patroni_env}),
                 **kwargs,
             )
         reaper.register(node.name, node.patroni.pid, self.folder)
@@ -427,7 +420,7 @@ class PatroniCluster(Target):
         assert self.folder is not None
         port = free_port()
         servers = "".join(f"    server {n.name} {n.host}:{n.pg_port} check port {n.rest_port}\n" for n in self.nodes)
-        drop = "    user haproxy\n    group haproxy\n" if os.geteuid() == 0 and _has_user("haproxy") else ""
+        drop = haproxy_drop()
         (self.folder / "haproxy.cfg").write_text(
             "global\n    maxconn 400\n"
             + drop

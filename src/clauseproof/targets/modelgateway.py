@@ -28,7 +28,7 @@ from typing import Any
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, wait_port
+from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, service_user, wait_port
 
 ROOT = Path(__file__).resolve().parents[3]
 VENDORS = "model_vendors.py"  # under workloads/
@@ -127,7 +127,7 @@ class ModelGateway(OwnProcesses):
 
     def start(self) -> None:
         exe = None if self.passthrough else litellm_command()
-        self.folder = make_private_folder("modelgw")
+        self.folder = make_private_folder("modelgw", service_user("www-data"))  # its nginx controls run as www-data
         try:
             if self.own_vendors:
                 self.vendors_port = free_port()
@@ -138,14 +138,15 @@ class ModelGateway(OwnProcesses):
                 conf = self.folder / "nginx.conf"
                 conf.write_text(PASSTHROUGH_NGINX.format(folder=self.folder, port=self.port, vendors=self.vendors_port))
                 nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True)
+                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True,
+                                 user=service_user("www-data"))  # fmt: skip
                 wait_port(self.port, ng, "nginx", self.folder / "error.log")
                 return
             assert exe is not None
             config = self.folder / "litellm.json"  # YAML is a superset of JSON
             config.write_text(json.dumps(self._config(), indent=1))
             lenv = {
-                **os.environ,
+                **masking.child_env(),
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the price list from GitHub
                 "LITELLM_TELEMETRY": "False",
                 "LITELLM_MASTER_KEY": self.api_key,
@@ -165,7 +166,8 @@ class ModelGateway(OwnProcesses):
                 conf = self.folder / "nginx.conf"
                 conf.write_text(BUFFERING_NGINX.format(folder=self.folder, port=self.port, inner=inner))
                 nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True)
+                ng = self._spawn("modelgw-nginx", [nginx, "-c", str(conf)], self.folder / "nginx.out", pdeathsig=True,
+                                 user=service_user("www-data"))  # fmt: skip
                 wait_port(self.port, ng, "nginx", self.folder / "error.log")
         except BaseException:
             self.stop()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import reaper
+from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,6 +38,27 @@ http {{
     uwsgi_temp_path {folder}/tmp-uwsgi;
     scgi_temp_path {folder}/tmp-scgi;
 """
+
+
+def service_user(name: str) -> str | None:
+    """``name`` where the harness runs as root and the machine has that user (Debian's ``haproxy``, ``www-data``):
+    the user a server of the harness's runs as instead of root; None otherwise (the harness's own user then)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return name
+
+
+def haproxy_drop() -> str:
+    """The lines of HAProxy's ``global`` section that make it drop root after binding its ports (for an HAProxy
+    the reaper stops: dropping root clears a parent-death signal, so one that needs it starts as its user)."""
+    user = service_user("haproxy")
+    return f"    user {user}\n    group {user}\n" if user else ""
 
 
 def wait_port(
@@ -99,7 +120,7 @@ class OwnProcesses:
     def _start_workload(self, kind: str, script: str, port: int, what: str, host: str = "127.0.0.1") -> None:
         """One of the harness's own servers under ``workloads/`` (it dies with the harness), listening."""
         assert self.folder is not None
-        env = {**os.environ, "PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())}
+        env = masking.child_env({"PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())})
         log = self.folder / f"{Path(script).stem}.log"
         args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
         proc = self._spawn(kind, args, log, env)

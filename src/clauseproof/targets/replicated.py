@@ -38,6 +38,7 @@ from clauseproof.targets.embedded import (
     free_port,
     make_private_folder,
 )
+from clauseproof.targets.processes import haproxy_drop
 from clauseproof.targets.topology import Node, Topology, pool_nodes
 
 DEFAULT_REPLICAS = 5
@@ -462,8 +463,7 @@ class ReplicatedMariaDB(ReplicatedTopology):
         )
         (self.folder / "haproxy.cfg").write_text(
             "global\n"
-            f"    maxconn {PROXY_CLIENTS * 4}\n"
-            "defaults\n"
+            f"    maxconn {PROXY_CLIENTS * 4}\n" + haproxy_drop() + "defaults\n"
             "    mode tcp\n"
             "    timeout connect 5s\n"
             "    timeout client 120s\n"
