@@ -96,6 +96,37 @@ def _debian_root() -> str:
     return ""
 
 
+POLICY = Path("/usr/sbin/policy-rc.d")
+POLICY_MARK = "# clauseproof ./run: no service starts while it installs packages"  # the same mark as ./run's
+
+
+def _apt_install_quietly(packages: list[str], services: list[str]) -> None:
+    """``apt-get install`` with no service started meanwhile (a policy-rc.d of ours, removed whatever happens) and
+    the packages' services not enabled at boot (on a systemd host docker.io would otherwise start dockerd with IP
+    forwarding and enable it)."""
+    env = masking.child_env({"DEBIAN_FRONTEND": "noninteractive"})
+    ours = not POLICY.exists()
+    if ours:
+        POLICY.write_text(f"#!/bin/sh\n{POLICY_MARK}\nexit 101\n")
+        POLICY.chmod(0o755)
+    try:
+        for args in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                                                    *packages]):  # fmt: skip
+            r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, check=False)
+            if r.returncode != 0:
+                raise ClauseproofError(
+                    f"{' '.join(args)} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}",
+                    fix="check the Debian mirror in /etc/apt/sources.list",
+                )
+    finally:
+        if ours:
+            POLICY.unlink(missing_ok=True)
+    for svc in services:
+        for args in (["deb-systemd-helper", "disable", f"{svc}.service"], ["update-rc.d", svc, "disable"]):
+            if shutil.which(args[0]):
+                subprocess.run(args, env=env, capture_output=True, timeout=60, check=False)
+
+
 def start_engine(progress: Any = print) -> str:
     """Make sure a Docker engine answers: the running one, else (root on Debian) install ``docker.io`` and
     start ``dockerd`` in the background (it keeps running after this process, as a system service would).
@@ -114,15 +145,8 @@ def start_engine(progress: Any = print) -> str:
         )
     done = []
     if not shutil.which("dockerd"):
-        progress("installing Debian's docker.io (the Docker engine) ...")
-        env = masking.child_env({"DEBIAN_FRONTEND": "noninteractive"})
-        for args in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "docker.io"]):
-            r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, check=False)
-            if r.returncode != 0:
-                raise ClauseproofError(
-                    f"{' '.join(args)} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}",
-                    fix="check the Debian mirror in /etc/apt/sources.list",
-                )
+        progress("installing Debian's docker.io (the Docker engine; its service neither started nor enabled) ...")
+        _apt_install_quietly(["docker.io"], services=["docker", "containerd"])
         done.append("installed docker.io")
     DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
     progress(f"starting dockerd {' '.join(DOCKERD_ARGS)} (log: {DOCKERD_LOG}) ...")
