@@ -71,7 +71,7 @@ def test_probe_resumes_its_log_after_a_stop(tmp_path: Path) -> None:
     first = av.run_probe(path, ep, interval_s=0.25, for_s=3.0, stop=stop, say=lambda s: None)
     assert first.results and all(r["ok"] for r in first.results)
     again = av.run_probe(path, ep, interval_s=0.25, for_s=3.0, say=lambda s: None)
-    log = av.read_log(path)
+    log = av.read_log(path, av.default_probe_key())
     assert [e["event"] for e in log.events] == ["start", "stop", "resume", "stop"]
     slots = [r["slot"] for r in log.results]
     assert slots == sorted(set(slots)) and max(slots) >= 10  # one line per slot, on to the end
@@ -136,7 +136,7 @@ def test_a_signal_stops_the_probe_cleanly(tmp_path: Path, sig: signal.Signals) -
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
-    log = av.read_log(path)
+    log = av.read_log(path, av.default_probe_key())
     assert log.events[-1]["event"] == "stop" and not log.events[-1]["complete"]
     assert "probes logged" in out
 
@@ -149,14 +149,84 @@ def test_sigkill_loses_at_most_the_line_being_written_and_the_probe_resumes(tmp_
     proc.wait()
     with open(path, "a") as f:  # a kill in the middle of a write
         f.write('{"t": 1, "slot": 99, "ep": "sql 12')
-    before = av.read_log(path)
+    before = av.read_log(path, av.default_probe_key())
     assert before.dropped_partial
     proc = _cli(path, "4s")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    log = av.read_log(path)
+    log = av.read_log(path, av.default_probe_key())
     assert not log.dropped_partial
     resume = next(e for e in log.events if e["event"] == "resume")
     assert resume["dropped_partial_line"] is True
     assert all(json.loads(line) for line in path.read_text().splitlines())
     assert log.events[-1]["complete"] is True
+
+
+# --- a log that is not one honest probe's record (issue 31, low) -----------------------------------------------------
+
+
+def _honest(tmp_path: Path) -> Path:
+    path = tmp_path / "p.jsonl"
+    av.run_probe(path, [av.endpoint("sql", "postgresql://u@127.0.0.1:9/x")], interval_s=0.1, for_s=0.6,
+                 timeout_s=0.05, say=lambda s: None)  # fmt: skip
+    return path
+
+
+def test_an_edited_log_is_refused_with_the_line(tmp_path: Path) -> None:
+    """The cheapest cheat: turn the failed probes into successes.  The chain breaks at the first edited line."""
+    path = _honest(tmp_path)
+    key = av.default_probe_key()
+    assert not any(r["ok"] for r in av.read_log(path, key).results)  # port 9: every probe failed
+    lines = path.read_text().splitlines()
+    n = next(i for i, line in enumerate(lines) if '"ok":false' in line)
+    lines[n] = lines[n].replace('"ok":false', '"ok":true')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ClauseproofError, match=rf"p.jsonl:{n + 1}: its HMAC does not follow"):
+        av.read_log(path, key)
+    del lines[n]  # a line removed instead
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ClauseproofError, match="HMAC does not follow"):
+        av.read_log(path, key)
+
+
+def test_a_log_made_without_the_testers_key_is_refused(tmp_path: Path) -> None:
+    """A vendor writes a month of successes with a key of its own (a fabricated, self-consistent chain)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    forged = av.ProbeKey.from_signing_key(Ed25519PrivateKey.generate())
+    path = tmp_path / "forged.jsonl"
+    ep = av.endpoint("sql", PG)
+    w, log = av.open_log(path, [ep], 10.0, 30 * 86400.0, forged)
+    for slot in range(1, 50):
+        w.write({"t": log.header["started"] + 10.0 * slot, "slot": slot, "ep": ep.name, "ok": True, "ms": 1.0})
+    w.close()
+    assert av.read_log(path, forged).header["keyed_by"] == forged.fingerprint  # consistent with its own key
+    with pytest.raises(ClauseproofError, match=r"written with the key SHA256:.*not this tester's"):
+        av.read_log(path, av.default_probe_key())
+
+
+def test_a_slot_counted_twice_or_off_the_grid_is_refused(tmp_path: Path) -> None:
+    """Even with the tester's key (a prober bug, or a tester's own tool): each slot once, on the grid, in order."""
+    key = av.default_probe_key()
+    for rows, says in (
+        ([(1, 10.0), (1, 10.0)], "slot 1 of .* again"),
+        ([(2, 20.0), (1, 10.0)], "slot 1 of .* again, or out of order"),
+        ([(1, 17.0)], "slot 1 is not on the probe's grid"),
+        ([(10**9, 1e10)], "not on the probe's grid"),
+    ):
+        path = tmp_path / "p.jsonl"
+        path.unlink(missing_ok=True)
+        ep = av.endpoint("sql", PG)
+        w, log = av.open_log(path, [ep], 10.0, 3600.0, key)
+        started = log.header["started"]
+        for slot, offset in rows:
+            w.write({"t": started + offset, "slot": slot, "ep": ep.name, "ok": True, "ms": 1.0})
+        w.close()
+        with pytest.raises(ClauseproofError, match=says):
+            av.read_log(path, key)
+
+
+def test_a_log_of_another_system_is_not_this_targets() -> None:
+    log = _log(10, 0)
+    assert av.probes_target(log, "127.0.0.1", 5432)
+    assert not av.probes_target(log, "127.0.0.1", 5433) and not av.probes_target(log, "10.0.0.1", 5432)

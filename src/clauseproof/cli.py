@@ -168,8 +168,9 @@ def _probe(args: argparse.Namespace) -> int:
     from clauseproof.sla import availability as av
 
     try:
+        key = av.default_probe_key(lambda line: print(line, file=sys.stderr))
         if args.judge:
-            log = av.read_log(args.log)
+            log = av.read_log(args.log, key)
             for j in av.judge(log, 99.9, av.parse_duration(args.period), 0.95):
                 print(f"{j.verdict:<13} {j.statistic()}" + (f"\n              {j.reason}" if j.reason else ""))
             return 0
@@ -179,7 +180,7 @@ def _probe(args: argparse.Namespace) -> int:
             log = av.run_probe(
                 args.log, endpoints, interval_s=av.parse_duration(args.interval),
                 for_s=av.parse_duration(args.for_), password=os.environ.get(args.password_env),
-                timeout_s=av.parse_duration(args.timeout), stop=stop,
+                timeout_s=av.parse_duration(args.timeout), stop=stop, key=key,
             )  # fmt: skip
         down = sum(1 for r in log.results if not r["ok"])
         print(f"{len(log.results):,} probes logged in {args.log}, {down:,} failed; judge: clauseproof probe --judge "

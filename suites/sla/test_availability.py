@@ -49,15 +49,23 @@ def test_availability(
     request: pytest.FixtureRequest, target: Target, evidence: CaseEvidence, clause_catalog: Catalog, tmp_path: Path
 ) -> None:
     p = clause_catalog["SX-SLA-1"].params
-    path = request.config.stash[RUN_KEY].settings.probe_log
+    run = request.config.stash[RUN_KEY]
+    path = run.settings.probe_log
+    ep = target._ep()
     if path is not None:
-        log = av.read_log(path)
+        log = av.read_log(path, av.ProbeKey.from_signing_key(run.signing_key))  # refused unless keyed by the tester
         evidence.parameters(log_file=str(path), log_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        mine = av.probes_target(log, ep.host, ep.port)
+        if not mine:
+            why = (f"the probe log probes {[e['url'] for e in log.header['endpoints']]}, none of them this target's "
+                   f"{ep.host}:{ep.port}: it is another system's record")  # fmt: skip
+            for clause in ("SX-SLA-1", "SX-SLA-2"):
+                evidence.not_shown(clause, statistic=f"probe log {path.name}: not this target's", why=why)
+            return
         evidence.window(f"the probe log {path.name}: {log.header['for_s'] / 86400:g} days asked")
         _record(evidence, log, p, f"probe log {path.name}")
         evidence.require_pass()
         return
-    ep = target._ep()
     scheme = "postgresql" if target.dialect == "postgresql" else "mysql"
     db = ep.database if target.dialect == "postgresql" else target.namespace
     url = f"{scheme}://{ep.user}@{ep.host}:{ep.port}/{db}"

@@ -15,16 +15,22 @@ period; FAIL when its upper bound is below the threshold (the run is long enough
 EVIDENCE, saying how many probes — how long at this interval — would decide it.  The cheapest cheats: a short
 run that happened to see no failure (NOT EVIDENCE: too short); a prober stopped during an outage (the gap is
 reported and does not count as up); a health page that answers 200 while the database is down (probe the SQL
-endpoint itself).
+endpoint itself); a log written by hand or edited (every line carries an HMAC chained over the line before it,
+keyed by the tester's signing key: a line changed, added, removed or moved, or a log made without that key, is
+refused with its line number); a log of other endpoints than the target's (judged NOT SHOWN for that target); a
+slot counted twice (refused).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import math
 import os
 import re
+import secrets
 import signal
 import threading
 import time
@@ -37,7 +43,7 @@ from urllib.parse import urlsplit
 
 from clauseproof.core.errors import ClauseproofError
 
-LOG_VERSION = 1
+LOG_VERSION = 2
 MAX_FOR_S = 400 * 86400.0
 MIN_INTERVAL_S = 0.1
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -134,51 +140,139 @@ def _sql(url: str, timeout_s: float, password: str | None) -> bool:
 # ---------------------------------------------------------------------------------------------------- the log
 
 
+@dataclass(frozen=True)
+class ProbeKey:
+    """The key of a probe log's HMAC chain, derived from the tester's Ed25519 signing key (the one that signs the
+    run's bundle): only its holder can write a log the judge accepts."""
+
+    secret: bytes
+    fingerprint: str
+
+    @classmethod
+    def from_signing_key(cls, key: Any) -> ProbeKey:
+        from cryptography.hazmat.primitives import serialization
+
+        from clauseproof.core.bundle import fingerprint
+
+        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())  # fmt: skip
+        return cls(hashlib.sha256(b"clauseproof-probe-log/2\0" + raw).digest(), fingerprint(key.public_key()))
+
+    def mac(self, previous: str, row: dict[str, Any]) -> str:
+        body = json.dumps(row, separators=(",", ":"), sort_keys=True).encode()
+        return hmac.new(self.secret, previous.encode() + b"\0" + body, hashlib.sha256).hexdigest()
+
+
+def default_probe_key(say: Callable[[str], None] = print) -> ProbeKey:
+    """The tester's signing key (CLAUSEPROOF_SIGNING_KEY, else the default one, made on first use as a run does)."""
+    from clauseproof.core.bundle import default_key_path, fingerprint, keygen, load_key
+
+    given = os.environ.get("CLAUSEPROOF_SIGNING_KEY")
+    path = Path(given) if given else default_key_path()
+    if not given and not path.exists():
+        made = keygen(path)
+        say(f"made a signing key {path} ({fingerprint(made.public_key())}); keep it")
+    return ProbeKey.from_signing_key(load_key(path))
+
+
 @dataclass
 class Log:
     header: dict[str, Any]
     results: list[dict[str, Any]] = field(default_factory=list)  # {"t", "slot", "ep", "ok", "ms", "err"}
     events: list[dict[str, Any]] = field(default_factory=list)  # start / stop / resume / dropped
     dropped_partial: bool = False
+    #: the last line's chained HMAC (the next line continues from it)
+    head: str = ""
 
 
-def read_log(path: Path) -> Log:
+def _refuse(path: Path, line: int, what: str) -> ClauseproofError:
+    return ClauseproofError(
+        f"{path}:{line}: {what}: not one honest probe's record, so nothing in it is judged",
+        checked="every line's HMAC chained over the one before, keyed by the tester's signing key; each line's "
+        "shape; each slot on the probe's grid, once per endpoint",
+        fix="judge the log `clauseproof probe` wrote with this signing key, as it wrote it",
+    )
+
+
+def read_log(path: Path, key: ProbeKey) -> Log:
+    """The log, its chain checked line by line with ``key`` and every row's shape and slot checked."""
     try:
         text = path.read_text()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ClauseproofError(
             f"cannot read the probe log {path}: {exc}", fix="name a log clauseproof probe wrote"
         ) from None
     lines = text.split("\n")
     partial = bool(lines and lines[-1])  # a last line without its newline: cut off by a kill
-    rows = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     for i, line in enumerate(lines[:-1] if partial else lines):
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
-            raise ClauseproofError(
-                f"{path}:{i + 1} is not a JSON line", fix="the log is append-only: restore it from a copy"
-            ) from None
-    if not rows or rows[0].get("kind") != "clauseproof-probe":
+            raise _refuse(path, i + 1, "not a JSON line") from None
+        if not isinstance(row, dict):
+            raise _refuse(path, i + 1, "not a JSON object")
+        rows.append((i + 1, row))
+    if not rows or rows[0][1].get("kind") != "clauseproof-probe":
         raise ClauseproofError(f"{path} is not a clauseproof probe log (its first line must be its header)")
-    log = Log(rows[0], dropped_partial=partial)
-    for r in rows[1:]:
-        (log.results if "ep" in r else log.events).append(r)
+    header = rows[0][1]
+    if header.get("version") != LOG_VERSION:
+        raise _refuse(path, 1, f"a version {header.get('version')} log, without a keyed chain (probe again)")
+    if header.get("keyed_by") != key.fingerprint:
+        raise _refuse(path, 1, f"written with the key {header.get('keyed_by')}, not this tester's {key.fingerprint}")
+    previous = ""
+    for n, row in rows:
+        mac = row.pop("h", None)
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, key.mac(previous, row)):
+            raise _refuse(path, n, "its HMAC does not follow from the line before (changed, added, removed or moved)")
+        previous = mac
+    log = Log(header, dropped_partial=partial, head=previous)
+    _check_shape(path, log, rows[1:])
     return log
 
 
-class Writer:
-    """Appends lines to the log, each flushed and synced (a kill loses at most the line being written)."""
+def _check_shape(path: Path, log: Log, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    """Each result on the probe's grid, of an endpoint the header names, each (slot, endpoint) once, in order."""
+    h = log.header
+    try:
+        started, interval, for_s = float(h["started"]), float(h["interval_s"]), float(h["for_s"])
+        names = {str(e["name"]) for e in h["endpoints"]}
+    except (KeyError, TypeError, ValueError):
+        raise _refuse(path, 1, "its header lacks started, interval_s, for_s or endpoints") from None
+    last_slot: dict[str, int] = {}
+    for n, r in rows:
+        if "ep" not in r:
+            if not isinstance(r.get("event"), str):
+                raise _refuse(path, n, "neither a probe result nor an event")
+            log.events.append(r)
+            continue
+        slot, ep, ok = r.get("slot"), r.get("ep"), r.get("ok")
+        if not isinstance(slot, int) or not isinstance(ok, bool) or ep not in names:
+            raise _refuse(path, n, "a result without an integer slot, a known endpoint and ok true/false")
+        off_grid = abs(float(r.get("t", -1)) - (started + slot * interval)) > 1
+        if not 1 <= slot <= math.ceil(for_s / interval) or off_grid:
+            raise _refuse(path, n, f"slot {slot} is not on the probe's grid (every {interval:g} s from its start)")
+        if slot <= last_slot.get(str(ep), 0):
+            raise _refuse(path, n, f"slot {slot} of {ep} again, or out of order: a slot counts once")
+        last_slot[str(ep)] = slot
+        log.results.append(r)
 
-    def __init__(self, path: Path) -> None:
+
+class Writer:
+    """Appends lines to the log, each with its chained HMAC, flushed and synced (a kill loses at most the line being
+    written)."""
+
+    def __init__(self, path: Path, key: ProbeKey, head: str = "") -> None:
         self.f: IO[str] = open(path, "a", encoding="utf-8")  # closed by close()
         self.lock = threading.Lock()
+        self.key, self.head = key, head
 
     def write(self, row: dict[str, Any]) -> None:
         with self.lock:
-            self.f.write(json.dumps(row, separators=(",", ":")) + "\n")
+            self.head = self.key.mac(self.head, row)
+            self.f.write(json.dumps({**row, "h": self.head}, separators=(",", ":"), sort_keys=True) + "\n")
             self.f.flush()
             os.fsync(self.f.fileno())
 
@@ -186,10 +280,22 @@ class Writer:
         self.f.close()
 
 
-def open_log(path: Path, endpoints: list[Endpoint], interval_s: float, for_s: float) -> tuple[Writer, Log]:
-    """Start a log, or resume one that probes the same endpoints at the same interval."""
+def probes_target(log: Log, host: str, port: int) -> bool:
+    """Whether the log's SQL endpoints include ``host:port`` (the target a run judges it for)."""
+    for e in log.header.get("endpoints", []):
+        parts = urlsplit(str(e.get("url", "")))
+        default = 5432 if parts.scheme.startswith("postgres") else 3306
+        if e.get("kind") == "sql" and parts.hostname == host and (parts.port or default) == port:
+            return True
+    return False
+
+
+def open_log(
+    path: Path, endpoints: list[Endpoint], interval_s: float, for_s: float, key: ProbeKey
+) -> tuple[Writer, Log]:
+    """Start a log, or resume one that probes the same endpoints at the same interval (its chain checked first)."""
     if path.exists() and path.stat().st_size:
-        log = read_log(path)
+        log = read_log(path, key)
         h = log.header
         mine = [e.describe() for e in endpoints]
         if h["endpoints"] != mine or h["interval_s"] != interval_s:
@@ -203,15 +309,16 @@ def open_log(path: Path, endpoints: list[Endpoint], interval_s: float, for_s: fl
                 f.seek(0)
                 f.truncate()
                 f.write(text[: text.rfind("\n") + 1])
-        w = Writer(path)
+        w = Writer(path, key, log.head)
         w.write({"event": "resume", "t": time.time(), "pid": os.getpid(), "dropped_partial_line": log.dropped_partial})
         return w, log
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {
         "kind": "clauseproof-probe", "version": LOG_VERSION, "started": time.time(), "interval_s": interval_s,
         "for_s": for_s, "endpoints": [e.describe() for e in endpoints], "host": os.uname().nodename,
+        "probe_id": secrets.token_hex(8), "keyed_by": key.fingerprint,
     }  # fmt: skip
-    w = Writer(path)
+    w = Writer(path, key)
     w.write(header)
     w.write({"event": "start", "t": header["started"], "pid": os.getpid()})
     return w, Log(header)
@@ -227,6 +334,7 @@ def run_probe(
     timeout_s: float | None = None,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = print,
+    key: ProbeKey | None = None,
 ) -> Log:
     """Probe until ``started + for_s`` (resuming ``path`` if it holds this probe), or until ``stop`` is set."""
     if not endpoints:
@@ -237,7 +345,7 @@ def run_probe(
             checked=f"interval {MIN_INTERVAL_S:g} s to 1 h; for up to {human(MAX_FOR_S)}",
         )
     timeout = min(timeout_s or 5.0, interval_s * 0.9)
-    w, log = open_log(path, endpoints, interval_s, for_s)
+    w, log = open_log(path, endpoints, interval_s, for_s, key or default_probe_key(say))
     stop = stop or threading.Event()
     started, end = log.header["started"], log.header["started"] + log.header["for_s"]
     done = {r["slot"] for r in log.results}
