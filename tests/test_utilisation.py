@@ -135,6 +135,31 @@ def test_a_command_printing_nonsense_is_a_clear_error() -> None:
     assert (r.cpu_busy_s, r.memory_total, r.disk_used) == (1.0, 8.0, 1.0)
 
 
+def test_a_missing_command_is_said_not_a_sampler_that_stops_in_silence() -> None:
+    """Issue 31 (low): the reader's thread used to die on FileNotFoundError with no error and 0 readings."""
+    from clauseproof.sla.utilisation import Sampling
+
+    sampler = CommandSampler("db1", "/nonexistent/vendor-metrics --json")
+    with Sampling([sampler], interval_s=0.05, limit_s=5) as sampling:
+        time.sleep(0.3)
+    assert sampling.errors and "db1" in sampling.errors[0] and "cannot be run" in sampling.errors[0]
+    assert len(sampling.errors) > 1  # it went on trying each interval
+
+
+def test_counters_that_never_advance_are_no_measurement() -> None:
+    """A reader printing the same numbers every time reads as 0 % CPU, a PASS for a ≤ 50 % clause: NOT SHOWN."""
+    same = '{"cpu_busy_s": 5, "cpu_total_s": 100, "memory_used_bytes": 1, "memory_total_bytes": 8, ' + \
+        '"disk_used_bytes": 1, "disk_total_bytes": 2}'  # fmt: skip
+    frozen = CommandSampler("db1", f"echo '{same}'")
+    rs = []
+    for i in range(6):
+        r = frozen.read()
+        rs.append(Reading(float(i), r.cpu_busy_s, r.cpu_total_s, r.memory_used, r.memory_total, r.disk_used,
+                          r.disk_total))  # fmt: skip
+    idle, busy = summarise(rs, 0, 2, 1.0), summarise(rs, 3, 5, 1.0)
+    assert not_following(idle, busy)  # neither "0 %" judged nor a traceback
+
+
 @pytest.mark.parametrize(
     ("nodes", "says"),
     [

@@ -24,6 +24,7 @@ NOT SHOWN: "the samples did not follow the load".
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -255,6 +256,11 @@ class CommandSampler:
             vals = [float(v[k]) for k in COMMAND_KEYS]
         except subprocess.TimeoutExpired:
             raise ClauseproofError(f"{self.name}: {self.command!r} gave no answer in {self.timeout_s:g} s") from None
+        except OSError as exc:
+            raise ClauseproofError(
+                f"{self.name}: {self.command!r} cannot be run: {exc.strerror or exc}",
+                fix="give the command's full path, installed on this machine",
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ClauseproofError(
                 f"{self.name}: {self.command!r} did not print the expected JSON ({type(exc).__name__}: {exc})",
@@ -282,9 +288,10 @@ class Sampling:
             for s in self.samplers:
                 try:
                     self.readings[s.name].append(s.read())
-                except ClauseproofError as exc:
+                except Exception as exc:  # a reader that fails is said, never a sampler that stops in silence
                     if len(self.errors) < 20:
-                        self.errors.append(str(exc))
+                        said = str(exc) if isinstance(exc, ClauseproofError) else f"{type(exc).__name__}: {exc}"
+                        self.errors.append(said if s.name in said else f"{s.name}: {said}")
             n += 1
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
 
@@ -348,6 +355,12 @@ def not_following(idle: dict[str, Any], busy: dict[str, Any]) -> str:
     or CPU seconds per second under load no higher than idle (a static file, another machine, an idle process)."""
     if "cpu_busy_s" not in busy:
         return f"{busy.get('samples', 0)} samples in the loaded period: too few to judge"
+    frozen = [k for k in ("cpu_mean_pct", "memory_peak_pct", "disk_peak_pct") if not math.isfinite(busy.get(k, 0.0))]
+    if frozen:
+        return (
+            f"the counters did not advance or have no total ({', '.join(frozen)} cannot be computed): a reader that "
+            "returns the same numbers is no measurement"
+        )
     per_s_busy = busy["cpu_busy_s"] / max(busy["seconds"], 1e-9)
     per_s_idle = idle["cpu_busy_s"] / max(idle["seconds"], 1e-9) if "cpu_busy_s" in idle else 0.0
     if not per_s_busy > per_s_idle:
