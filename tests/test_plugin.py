@@ -369,3 +369,32 @@ def test_a_bundle_is_readable_by_the_runs_owner_only(tmp_path: Path) -> None:
     folder = write_bundle(tmp_path, "20990101-000000-abcd", {"clause_rows": []})
     assert folder.stat().st_mode & 0o777 == 0o700
     assert (folder / "evidence.json").stat().st_mode & 0o777 == 0o600
+
+
+LOSSY = '''
+from clauseproof.targets.base import Target
+
+_load = Target.bulk_load
+
+
+def _lossy(self, conn, table, columns, *, data=None, path=None):
+    """The cheat of issue 30: a bulk load that loses a handful of rows in a million (here: 3 of each load)."""
+    _load(self, conn, table, columns, data=data, path=path)
+    with conn.cursor() as cur:
+        cur.execute(f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} LIMIT 3)")
+
+
+Target.bulk_load = _lossy
+'''
+
+
+def test_a_bulk_load_that_loses_rows_is_fail_and_moves_latest(project: pytest.Pytester) -> None:
+    """A found difference is FAIL, not ERROR (an ERROR-only run did not move `latest`: it looked like no run)."""
+    conftest = project.path / "conftest.py"
+    conftest.write_text(conftest.read_text() + LOSSY)
+    result, doc = _run_suite(project, "--cp-scale=0.001")
+    assert result.ret == 1  # a clause FAILED
+    rows = {r["id"]: r for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4a", "BZ-DB-4b")}
+    assert {r["verdict"] for r in rows.values()} == {"FAIL"}, rows
+    assert all("result wrong" in r["reason"] and "content check after load 1" in r["reason"] for r in rows.values())
+    assert (project.path / "results" / "latest" / "evidence.json").exists()

@@ -620,6 +620,8 @@ def test_point_in_time_recovery(target: Target, pitr_source: Source | None, evid
             cur.execute("FLUSH BINARY LOGS")
     conn.close()
     results = []
+    unequal: list[str] = []  # a difference found is the clause's FAIL, named, never an error of the case
+    refused = ""
     try:
         for p in points:
             evidence.progress(f"{target.label}: restoring to point {p['batch']} ({p['server_time']})")
@@ -627,10 +629,9 @@ def test_point_in_time_recovery(target: Target, pitr_source: Source | None, evid
             ok = got == p["_digest"]
             results.append({"point": p["batch"], "expected": p["digest"], "restored": str(got.total), "equal": ok})
             if not ok:
-                pytest.fail(
+                unequal.append(
                     f"restore to point {p['batch']} ({p['server_time']}) gave {got.total}, expected "
-                    f"{p['digest']}: " + "; ".join(compare_digests({"t": p["_digest"]}, {"t": got})),
-                    pytrace=False,
+                    f"{p['digest']}: " + "; ".join(compare_digests({"t": p["_digest"]}, {"t": got}))
                 )
         # A point beyond the archive must be refused.
         beyond = dict(points[-1])
@@ -646,7 +647,7 @@ def test_point_in_time_recovery(target: Target, pitr_source: Source | None, evid
             lines = str(exc).splitlines()
             refused = next((ln.strip() for ln in lines if "FATAL" in ln), lines[0])[:300]
         else:
-            pytest.fail("a restore to a point beyond the archive was not refused", pytrace=False)
+            unequal.append("a restore to a point beyond the archive was not refused")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     evidence.parameters(
@@ -663,13 +664,17 @@ def test_point_in_time_recovery(target: Target, pitr_source: Source | None, evid
             "refused_with": refused,
         },
     )
-    evidence.note(f"A point beyond the archive was refused: {refused}")
+    if refused:
+        evidence.note(f"A point beyond the archive was refused: {refused}")
     evidence.measure(
         "SX-RDS-4",
-        True,
+        not unequal,
         "bool",
         statistic=f"point-in-time restore to each of {PITR_BATCHES} recorded points gave exactly that "
-        "point's rows; a point beyond the archive was refused",
+        "point's rows; a point beyond the archive was refused"
+        if not unequal
+        else f"point-in-time restore: {len(unequal)} of {PITR_BATCHES + 1} checks found a difference",
+        why="; ".join(unequal),
     )
     evidence.require_pass()
 
