@@ -161,6 +161,62 @@ CHEATS = {
 }
 
 
+#: Issue 30's cheat: real encryption under one shared key whatever the column, the per-column "keys" only names
+#: bound into the plaintext and granted to a session by name (the target "holds the key material").
+SHARED_KEY_NAMES_BOUND = """
+[column_encryption]
+algorithm = "SM4_SM3"
+setup = ["CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA {namespace}"]
+column_type = "bytea"
+keyed_session = ["SELECT set_config('cp.{key}', 'granted', false)"]
+write = "pgp_sym_encrypt('{key}|' || {value}, 'one shared key')"
+read = '''CASE WHEN current_setting('cp.{key}') = 'granted'
+  AND split_part(pgp_sym_decrypt({column}, 'one shared key'), '|', 1) = '{key}'
+  THEN substr(pgp_sym_decrypt({column}, 'one shared key'), length('{key}') + 2) END'''
+"""
+
+#: The same with key material handed out: the target keeps every key it was given, and any of them opens every
+#: column (one key behind the names); a wrong key opens nothing, a moved value is refused (its name is bound in).
+SHARED_KEY_ANY_OF_THE_KEYS = """
+[column_encryption]
+algorithm = "SM4_SM3"
+setup = ["CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA {namespace}", "CREATE TABLE {namespace}.cp_keys (k text)"]
+teardown = ["DROP TABLE IF EXISTS {namespace}.cp_keys"]
+create_key = "INSERT INTO {namespace}.cp_keys VALUES ('{secret_hex}')"
+column_type = "bytea"
+keyed_session = ['''SELECT set_config('cp.{key}',
+  (SELECT count(*) FROM {namespace}.cp_keys WHERE k = '{secret_hex}')::text, false)''']
+write = "pgp_sym_encrypt('{key}|' || {value}, 'one shared key')"
+read = '''CASE WHEN current_setting('cp.{key}') = '1'
+  AND split_part(pgp_sym_decrypt({column}, 'one shared key'), '|', 1) = '{key}'
+  THEN substr(pgp_sym_decrypt({column}, 'one shared key'), length('{key}') + 2) END'''
+"""
+
+
+def test_a_shared_key_with_column_names_bound_in_is_not_a_key_per_column(
+    tmp_path: Path, pg_server: EmbeddedPostgres
+) -> None:
+    """It passed "a key per column" (the value moved between the columns is refused: its name is bound in).  With
+    the key material held by the target, a key per column cannot be shown by access: NOT SHOWN, saying so."""
+    r = _run(tmp_path, pg_server, SHARED_KEY_NAMES_BOUND)
+    name = next(p for p in r.parts if p.startswith("a key per column"))
+    assert r.parts[name] is None, (r.parts, r.details)
+    assert "not shown by access" in r.why[name]
+    assert r.parts[next(p for p in r.parts if p.startswith("column-level"))] is True  # it does encrypt
+
+
+def test_a_key_handed_for_one_column_must_not_open_the_other(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
+    """Where the harness hands out the material: the wrong key opens nothing and a moved value is refused, so only
+    the id_number key handed under the phone key's name shows the columns share a key."""
+    r = _run(tmp_path, pg_server, SHARED_KEY_ANY_OF_THE_KEYS)
+    name = next(p for p in r.parts if p.startswith("a key per column"))
+    assert r.parts[name] is False, (r.parts, r.details)
+    assert r.why[name] == (
+        "a session handed the id_number key as the phone key read row 1's phone as plaintext: the columns share a key"
+    )
+    assert r.details["reads"]["a session with a wrong id_number key reads id_number"] != "read as plaintext"
+
+
 @pytest.mark.parametrize("cheat", list(CHEATS))
 def test_cheats_fail_the_part_they_fake(tmp_path: Path, pg_server: EmbeddedPostgres, cheat: str) -> None:
     section, part, because = CHEATS[cheat]

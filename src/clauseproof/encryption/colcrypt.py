@@ -548,21 +548,46 @@ class _Check:
         # What only distinct keys give: a value sealed under the id_number key is not opened through the phone
         # column's key; and where the harness hands out the key material, a wrong key opens nothing.
         key_failures = [accepted[cross]] if cross in accepted else []
-        if self.spec.per_key_sessions and any("{secret_hex}" in t for t in self.spec.keyed_session):
-            key_failures += self._wrong_key_reads()
+        handed = self.spec.per_key_sessions and any("{secret_hex}" in t for t in self.spec.keyed_session)
+        if handed:
+            key_failures += self._wrong_key_reads() + self._cross_key_reads()
         else:
             self.notes.append(
-                "a wrong key was not tried: the target holds the key material (no {secret_hex} in keyed_session); "
-                "a key per column is judged by the value moved between the columns alone"
+                "a wrong key and another column's key were not tried: the target holds the key material (no "
+                "{secret_hex} in keyed_session)"
             )
+        # Without key material the harness can hand out, a key per column cannot be shown by access: a shared key
+        # with the column's name bound into each value passes every other check (issue 30's cheat).
         self.judge(
             "a key per column (a value sealed under one column's key is not read through the other's; "
-            "a wrong key reads nothing)",
-            not key_failures,
+            "a wrong key, or another column's key, reads nothing)",
+            (not key_failures) if handed else (False if key_failures else None),
             "; ".join(key_failures),
+            "the key material is held by the target (keyed_session takes no {secret_hex}), so no session could be "
+            "handed one column's key for the other's: that the columns have keys of their own is not shown by "
+            "access (a value moved between them being refused shows only that the column is bound into it)",
         )
         rest = [v for k, v in accepted.items() if k != cross]
         self.judge("a ciphertext moved to another row, or altered, is rejected", not rest, "; ".join(rest))
+
+    def _cross_key_reads(self) -> list[str]:
+        """A session handed id_number's key material as the phone column's key must read no phone value: columns
+        that share one key (their names only bound into the values) give it away here."""
+        s = self.open_session("id-key-as-phone", ())
+        for stmt in self.spec.keyed_session:
+            s.run(
+                stmt.format(key=self.keys[COLUMNS[1]], secret_hex=self.secret[COLUMNS[0]], namespace=self.ns),
+                step="keyed_session (the other column's key)",
+                template=stmt,
+            )
+        o, g = s.try_read(f"SELECT {self.r(COLUMNS[1])} FROM {TABLE} WHERE row_id = %s", (1,))
+        self.reads["a session handed the id_number key as the phone key reads phone"] = _outcome(o, g, self.values[0])
+        if o == "value" and _text(g) == self.values[0]:
+            return [
+                "a session handed the id_number key as the phone key read row 1's phone as plaintext: the columns "
+                "share a key"
+            ]
+        return []
 
     def _wrong_key_reads(self) -> list[str]:
         wrong = self.open_session("wrong-key", ())
