@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,70 @@ def test_a_signalled_gateway_run_stops_nginx_and_the_upstream(tmp_path: Path, si
             proc.wait()
     assert not folder.exists()
     assert not any(_alive(p) for p in pids)
+
+
+def _heartbeat_holder(upstream: str) -> Any:
+    """Issue 30's cheat: a gateway that passes every event at once but holds every SSE heartbeat comment until the
+    stream ends (and passes everything else through)."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    async def proxy(request: Request) -> Response:
+        client = httpx.AsyncClient(timeout=30)
+        req = client.build_request(
+            "GET",
+            f"{upstream}{request.url.path}?{request.url.query}",
+            headers={k: v for k, v in request.headers.items() if k.lower() == "last-event-id"},
+        )
+        r = await client.send(req, stream=True)
+
+        async def body() -> Any:
+            held = []
+            try:
+                async for line in r.aiter_lines():
+                    if line.startswith(":"):
+                        held.append(line)
+                        continue
+                    yield (line + "\n").encode()
+                for line in held:
+                    yield (line + "\n\n").encode()
+            finally:
+                await r.aclose()
+                await client.aclose()
+
+        return StreamingResponse(body(), media_type=r.headers.get("content-type", "text/event-stream"))
+
+    return Starlette(routes=[Route("/{path:path}", proxy)])
+
+
+def test_a_gateway_holding_heartbeats_fails_though_every_one_arrives() -> None:
+    """It passed "20 heartbeats through the gateway, 20 directly": now each heartbeat is judged on its delay."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    g = EmbeddedGateway()
+    g.start()
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(_heartbeat_holder(g.direct_url), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        result = check(f"http://127.0.0.1:{sock.getsockname()[1]}", g.direct_url, **PARAMS)  # type: ignore[arg-type]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        g.stop()
+    parts = {part: (ok, why) for part, ok, _, why in result.parts}
+    assert parts["each SSE event passes without buffering"][0] is True  # the events themselves are not held
+    ok, why = parts["heartbeats forwarded as they come"]
+    assert ok is False and "held back" in why, why
+    assert result.data["heartbeat_delays_via_s"] and len(result.data["heartbeat_delays_via_s"]) == PARAMS["events"]

@@ -13,7 +13,7 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway import limits
-from clauseproof.gateway.limits import Plan, Rule, StepStats, check_rule, parse_rule
+from clauseproof.gateway.limits import Plan, Rule, StepStats, check_rule, parse_rule, upstream_arrivals
 from clauseproof.gateway.openloop import NOT_SENT, LoadResult, Sample, Stream, run
 from clauseproof.targets.gateway import EmbeddedGateway
 
@@ -39,7 +39,7 @@ def _rule(g: EmbeddedGateway, kind: str) -> Rule:
 
 
 def _verdicts(g: EmbeddedGateway, kind: str, tag: str) -> dict[str, bool | None]:
-    res = check_rule(g.base_url, _rule(g, kind), PLAN, tag)
+    res = check_rule(g.base_url, _rule(g, kind), PLAN, tag, upstream_arrivals(g.direct_url))
     return {part.split(": ", 1)[1]: ok for part, ok, _, _ in res.parts}
 
 
@@ -71,6 +71,23 @@ def test_keys_sharing_one_bucket_fail_isolation() -> None:
         assert v["accepted rate at 0.5x, 1x, 2x, 10x the limit of 50/s"] is True
 
 
+def test_a_gateway_that_answers_429_but_forwards_anyway_fails() -> None:
+    """Issue 30: judged on the status codes alone, it passed; the upstream the harness owns counts what arrived."""
+    for g in _gateway(forward_refused=True):
+        v = _verdicts(g, "header", "fw")
+        assert v["refused requests never reach the upstream"] is False, v
+        assert v["refusals are 429 with Retry-After"] is True and v["keys isolated"] is True  # all else looks right
+        res = check_rule(g.base_url, _rule(g, "header"), PLAN, "fw2", upstream_arrivals(g.direct_url))
+        part = next(p for p in res.parts if p[0].endswith("refused requests never reach the upstream"))
+        assert "refused requests were forwarded anyway" in part[3], part
+
+
+def test_arrivals_not_counted_are_a_row_saying_so(gateway: EmbeddedGateway) -> None:
+    res = check_rule(gateway.base_url, _rule(gateway, "route"), PLAN, "nc", None, "the routes lead to the vendor")
+    part = next(p for p in res.parts if p[0].endswith("refused requests never reach the upstream"))
+    assert part[1] is None and part[3] == "the routes lead to the vendor"
+
+
 def test_refusals_without_429_and_retry_after_fail() -> None:
     for g in _gateway(nginx_refusals=True):
         for kind in ("query", "model"):  # nginx's limit_req and HAProxy's deny
@@ -82,7 +99,7 @@ def test_refusals_without_429_and_retry_after_fail() -> None:
 def test_a_model_limit_keyed_on_the_body_passes_each_part(gateway: EmbeddedGateway) -> None:
     """HAProxy behind nginx reads the model from the JSON body; two models from one client are two buckets."""
     v = _verdicts(gateway, "model", "ok")
-    assert len(v) == 4 and all(v.values()), v
+    assert len(v) == 5 and all(v.values()), v  # forwarded only when accepted: HAProxy → the upstream too
 
 
 def test_a_rule_the_gateway_declares_unsupported_is_a_row_saying_so(gateway: EmbeddedGateway) -> None:

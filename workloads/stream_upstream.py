@@ -6,7 +6,9 @@ streams on a known schedule and counts the sockets it is reached on.
   comment between events; ``Last-Event-ID: k`` resumes at ``k + 1``.
 - ``GET /chunked?n=20&interval=0.1``: streamable HTTP, one JSON line per chunk with its ``sent`` time.
 - ``GET|POST /limit/...``: a small JSON answer, what a rate-limited route reaches (SX-EDAS-4/5).
-- ``GET /stats``: the peer sockets (host:port) seen so far, and requests per socket; ``POST /stats/reset``.
+- ``GET /stats``: the peer sockets (host:port) seen so far, requests per socket, and the requests that reached a
+  ``/limit/`` route (``limit_arrivals``: a gateway that answers 429 but still forwards shows here); ``POST /stats``
+  resets the sockets.
 
 No ``X-Accel-Buffering`` header is sent: whether events are buffered is the gateway's own configuration.
 Run: ``python workloads/stream_upstream.py --port P`` (loopback only).
@@ -28,6 +30,8 @@ from starlette.routing import Route
 from workloads.serve import serve
 
 PEERS: Counter[str] = Counter()
+#: requests that reached a rate-limited route (never reset: a check reads it before and after)
+ARRIVALS = {"limit": 0}
 MAX_EVENTS = 10_000
 MAX_INTERVAL_S = 5.0
 
@@ -74,6 +78,7 @@ async def chunked(request: Request) -> Response:
 
 async def echo(request: Request) -> Response:
     """What a rate-limited route reaches when the gateway lets a request through (SX-EDAS-4/5)."""
+    ARRIVALS["limit"] += 1
     return JSONResponse({"ok": True, "path": request.url.path})
 
 
@@ -81,7 +86,8 @@ async def stats(request: Request) -> Response:
     if request.method == "POST":
         PEERS.clear()
         return JSONResponse({"reset": True})
-    return JSONResponse({"sockets": len(PEERS), "requests": sum(PEERS.values()), "per_socket": dict(PEERS)})
+    return JSONResponse({"sockets": len(PEERS), "requests": sum(PEERS.values()), "per_socket": dict(PEERS),
+                         "limit_arrivals": ARRIVALS["limit"]})  # fmt: skip
 
 
 app = Starlette(

@@ -14,7 +14,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, declared, parse_rule
+from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, declared, parse_rule, upstream_arrivals
 from clauseproof.gateway.tokens import check_tokens, parse_token_rule
 from clauseproof.gateway.vendor import VendorGateway
 from clauseproof.run.plugin import RUN_KEY
@@ -40,7 +40,11 @@ def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str | int, An
         rule = parse_rule(d, f"the gateway's limit rule {i + 1}")
         if clause in CLAUSES[rule.kind]:
             if i not in done:
-                done[i] = check_rule(gateway.base_url, rule, plan, f"{done['run']}-{i}")
+                counted = getattr(gateway, "limits_reach_upstream", False)
+                arrivals = upstream_arrivals(gateway.direct_url) if counted else None
+                done[i] = check_rule(gateway.base_url, rule, plan, f"{done['run']}-{i}", arrivals,
+                                     "the profile does not say its limited routes lead to the harness's upstream "
+                                     "([gateway] limits_reach_upstream = true with upstream_listen)")  # fmt: skip
             out.append(done[i])
     return out
 

@@ -16,7 +16,11 @@ For each rule, each multiple of the plan (0.5x, 1x, 2x, 10x) is offered open loo
 - **keys isolated**: one key at the highest multiple and another at the lowest at the same time: the quiet key
   keeps its whole rate;
 - **a consumer's credentials share its limit** (consumer rules with a consumer of two credentials): both at 1x
-  together get one limit, not two.
+  together get one limit, not two;
+- **refused requests never reach the upstream**: where the limited routes lead to the harness's own upstream, the
+  requests that arrived there are counted and must be the accepted ones (a request with no answer may or may not
+  have arrived); a gateway that answers 429 but forwards the request anyway FAILs here, one that answers 2xx
+  without asking the upstream too.
 
 The cheapest cheats and what catches them: a limit configured higher than declared (the accepted rate at 2x/10x
 is too high); one bucket for every key (the quiet key is refused); a limit that answers 503 or resets the
@@ -32,12 +36,13 @@ import json
 import string
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.gateway.openloop import LoadResult, Sample, Stream, run
+from clauseproof.gateway.openloop import NO_ANSWER, LoadResult, Sample, Stream, run
 
 KINDS = ("header", "query", "ip", "consumer", "route", "model", "tokens")
 #: which clause a rule's kind proves: SX-EDAS-4 (header, query, IP, consumer), SX-EDAS-5 (QPS per
@@ -283,12 +288,16 @@ class _Keys:
             self.last_used[k.name] = time.monotonic()
 
 
-def check_rule(base_url: str, rule: Rule, plan: Plan, tag: str) -> RuleResult:
-    """Every part of one rule, measured through ``base_url``."""
+def check_rule(
+    base_url: str, rule: Rule, plan: Plan, tag: str, arrivals: Callable[[], int] | None = None, why_no_count: str = ""
+) -> RuleResult:
+    """Every part of one rule, measured through ``base_url``; ``arrivals`` counts the requests that reached the
+    upstream's limited routes so far (None: the routes lead elsewhere, ``why_no_count`` says where)."""
     res = RuleResult(rule)
     if not rule.supported:
         res.parts.append((f"{rule.label}: limits", None, "not supported by this target", rule.why))
         return res
+    arrived_before = arrivals() if arrivals is not None else None
     keys = _Keys(rule, tag, max(1.0, rule.burst / rule.rate + 0.5))
     every: list[Sample] = []
 
@@ -324,7 +333,46 @@ def check_rule(base_url: str, rule: Rule, plan: Plan, tag: str) -> RuleResult:
     res.lag_ms.append({"all": True, **overall.lag_ms()})
     why = overall.lagging(plan.max_lag_ms)
     res.parts = _judge(rule, plan, steps, iso, shared, [why] if why else [])
+    res.parts.append(_forwarded(rule, every, arrived_before, arrivals, why_no_count))
     return res
+
+
+def upstream_arrivals(direct_url: str) -> Callable[[], int]:
+    """How many requests have reached the harness's upstream's limited routes (``workloads/stream_upstream.py``)."""
+
+    def count() -> int:
+        import httpx
+
+        return int(httpx.get(f"{direct_url}/stats", timeout=5.0).json()["limit_arrivals"])
+
+    return count
+
+
+def _forwarded(
+    rule: Rule, every: list[Sample], before: int | None, arrivals: Callable[[], int] | None, why_no_count: str
+) -> Part:
+    """The requests that reached the upstream against the accepted ones: a refusal that was forwarded anyway is no
+    limit at all (the upstream carries the load the limit is there to keep off it)."""
+    part = f"{rule.label}: refused requests never reach the upstream"
+    if arrivals is None or before is None:
+        return (part, None, "arrivals at the upstream not counted", why_no_count or "the limited routes do not lead "
+                "to an upstream the harness owns, so what reached it cannot be counted")  # fmt: skip
+    time.sleep(0.2)  # the last forwarded requests land
+    arrived = arrivals() - before
+    accepted = sum(1 for s in every if 200 <= s.status < 300)
+    refused = sum(1 for s in every if s.status == 429)
+    unanswered = sum(1 for s in every if s.status == NO_ANSWER)
+    ok = accepted <= arrived <= accepted + unanswered
+    return (
+        part,
+        ok,
+        f"{arrived} requests reached the upstream; {accepted} were accepted, {refused} refused, {unanswered} got no "
+        "answer",
+        f"{arrived - accepted} more requests reached the upstream than were accepted: refused requests were "
+        "forwarded anyway"
+        if arrived > accepted
+        else f"{accepted - arrived} accepted requests never reached the upstream: the gateway answered them itself",
+    )
 
 
 def _expected(rule: Rule, multiple: float) -> float:

@@ -4,11 +4,14 @@ SSE framing, ``Last-Event-ID`` resume, chunked streamable HTTP, and upstream con
 The upstream stamps each event with the wall time it left (same machine clock as the client); the client stamps
 each event's arrival as its blank-line terminator is read.  The cheapest cheat — a gateway that buffers the
 response and delivers it at the end — passes a "did all events arrive" check; it fails here because each event
-must arrive within a stated extra delay of the same event read directly.
+must arrive within a stated extra delay of the same event read directly.  So must each heartbeat comment (it
+carries the time it left): a gateway that passes the events at once but holds the heartbeats until the stream
+ends kept a count of 20 of 20 and failed nothing before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -37,6 +40,8 @@ class Stream:
 
     events: list[Event] = field(default_factory=list)
     heartbeats: int = 0
+    #: each heartbeat comment's delay (arrival minus the time in it): held heartbeats are a buffering gateway too
+    heartbeat_delays: list[float] = field(default_factory=list)
     status: int = 0
     content_type: str = ""
 
@@ -73,6 +78,8 @@ def read_sse(client: httpx.Client, url: str, headers: dict[str, str] | None = No
                 continue
             if line.startswith(":"):
                 s.heartbeats += 1
+                with contextlib.suppress(ValueError, IndexError):
+                    s.heartbeat_delays.append(now - float(line[1:].split()[1]))  # ": ping <time it left>"
                 continue
             name, _, value = line.partition(":")
             value = value.removeprefix(" ")
@@ -134,11 +141,16 @@ def check(base: str, direct: str, *, events: int, interval_s: float, extra_delay
         f"{len(late)} events arrived later than {bound * 1000:.0f} ms after they left (first: {late[:3]})"
         if late else f"status {via.status}, {len(d_via)} of {events} events",
     ))  # fmt: skip
+    hb_bound = max(straight.heartbeat_delays, default=0.0) + extra_delay_s
+    late_hb = [d for d in via.heartbeat_delays if d > hb_bound]
     parts.append((
-        "heartbeats forwarded",
-        via.heartbeats == straight.heartbeats == events,
-        f"': ping' comments: {via.heartbeats} through the gateway, {straight.heartbeats} directly, {events} sent",
-        f"{via.heartbeats} heartbeats through the gateway of {straight.heartbeats}",
+        "heartbeats forwarded as they come",
+        via.heartbeats == straight.heartbeats == events == len(via.heartbeat_delays) and not late_hb,
+        f"': ping' comments: {via.heartbeats} through the gateway, {straight.heartbeats} directly, {events} sent; "
+        f"delay through the gateway max {max(via.heartbeat_delays, default=float('nan')) * 1000:.1f} ms, directly "
+        f"max {max(straight.heartbeat_delays, default=float('nan')) * 1000:.1f} ms",
+        f"{len(late_hb)} heartbeats arrived later than {hb_bound * 1000:.0f} ms after they left: held back"
+        if late_hb else f"{via.heartbeats} heartbeats through the gateway of {straight.heartbeats}",
     ))  # fmt: skip
     same = via.framing() == straight.framing()
     parts.append((
@@ -176,6 +188,8 @@ def check(base: str, direct: str, *, events: int, interval_s: float, extra_delay
         "delays_direct_s": [round(x, 4) for x in d_direct],
         "chunk_delays_via_s": [round(x, 4) for x in chunks_via],
         "chunk_delays_direct_s": [round(x, 4) for x in chunks_direct],
+        "heartbeat_delays_via_s": [round(x, 4) for x in via.heartbeat_delays],
+        "heartbeat_delays_direct_s": [round(x, 4) for x in straight.heartbeat_delays],
         "upstream_sockets": sockets,
         "p99_via_ms": round(quantile(d_via, 0.99) * 1000, 2),
     }

@@ -66,6 +66,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "api_key_env": str,
     "models": dict,
     "fake_vendors_listen": str,
+    "limits_reach_upstream": bool,
 }
 
 
@@ -79,6 +80,8 @@ class GatewaySection:
     api_key_env: str = ""
     models: dict[str, str] = field(default_factory=dict)
     fake_vendors_listen: str = ""
+    #: the limited routes lead to the harness's upstream at upstream_listen (its /limit/ routes): arrivals counted
+    limits_reach_upstream: bool = False
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -135,7 +138,7 @@ def parse(body: dict[str, Any], err: Any) -> GatewaySection | None:
     return GatewaySection(
         str(body.get("base_url", "")), tuple(limits), str(body.get("stream_base_url", "")),
         str(body.get("upstream_listen", "")), str(body.get("openai_base_url", "")), str(body.get("api_key_env", "")),
-        models, str(body.get("fake_vendors_listen", "")),
+        models, str(body.get("fake_vendors_listen", "")), bool(body.get("limits_reach_upstream", False)),
     )  # fmt: skip
 
 
@@ -188,6 +191,10 @@ class VendorGateway(OwnProcesses):
 
     def limit_rules(self) -> list[dict[str, Any]]:
         return list(self._rules)
+
+    @property
+    def limits_reach_upstream(self) -> bool:
+        return self.section.limits_reach_upstream and bool(self.section.upstream_listen)
 
     def start(self) -> None:
         s = self.section

@@ -54,7 +54,7 @@ NGINX_CONF = (
         }}
         location @limited {{
             add_header Retry-After 1 always;
-            return 429 "rate limited\\n";
+            {limited}
         }}
     }}
 }}
@@ -114,12 +114,15 @@ class EmbeddedGateway(OwnProcesses):
         limit_factor: float = 1.0,
         shared_bucket: bool = False,
         nginx_refusals: bool = False,
+        forward_refused: bool = False,
     ) -> None:
         """``limit_factor``, ``shared_bucket`` and ``nginx_refusals`` are the rate-limit positive controls: the
         limits configured at that multiple of the declared ones; every key of a kind counted in one bucket;
         refusals left at nginx's default (503, no ``Retry-After``)."""
         self.buffering, self.reuse = buffering, reuse
         self.limit_factor, self.shared_bucket, self.nginx_refusals = limit_factor, shared_bucket, nginx_refusals
+        #: the positive control of issue 30: a 429 answered, but the request forwarded to the upstream all the same
+        self.forward_refused = forward_refused
         super().__init__()
         self.credentials: dict[str, list[str]] = {}
         self.port = 0
@@ -138,6 +141,9 @@ class EmbeddedGateway(OwnProcesses):
     @property
     def direct_url(self) -> str:
         return f"http://127.0.0.1:{self.upstream_port}"
+
+    #: its limited routes lead to the harness's own upstream: what reaches it is counted (SX-EDAS-4/5)
+    limits_reach_upstream = True
 
     def start(self) -> None:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -173,6 +179,7 @@ class EmbeddedGateway(OwnProcesses):
                     limits=limits,
                     limit_locations=locations,
                     models_port=self.models_port,
+                    limited="proxy_pass http://app;" if self.forward_refused else 'return 429 "rate limited\\n";',
                 )
             )
             ng_log = self.folder / "error.log"
@@ -241,7 +248,11 @@ class EmbeddedGateway(OwnProcesses):
                 f"        location {path} {{\n"
                 + (f"            {extra}\n" if extra else "")
                 + f"            limit_req zone=by_{kind} burst={BURST - 1} nodelay;\n"
-                + ("" if self.nginx_refusals else "            error_page 429 = @limited;\n")
+                + (
+                    ""
+                    if self.nginx_refusals
+                    else f"            error_page 429 ={'429' if self.forward_refused else ''} @limited;\n"
+                )
                 + "            proxy_pass http://app;\n"
                 "        }"
             )
@@ -293,7 +304,8 @@ class EmbeddedGateway(OwnProcesses):
                 "limit_req": f"{RATE_RPS} r/s (routes {ROUTE_RATE_RPS} r/s), burst {BURST}, leaky bucket"
                 + (f"; CONFIGURED AT {self.limit_factor:g}x (positive control)" if self.limit_factor != 1 else "")
                 + ("; ONE BUCKET PER KIND (positive control)" if self.shared_bucket else "")
-                + ("; REFUSED WITH nginx's 503, NO Retry-After (positive control)" if self.nginx_refusals else ""),
+                + ("; REFUSED WITH nginx's 503, NO Retry-After (positive control)" if self.nginx_refusals else "")
+                + ("; REFUSED REQUESTS FORWARDED ALL THE SAME (positive control)" if self.forward_refused else ""),
                 "per_model_limit": f"HAProxy stick table on the body's model: {MODEL_RATE_RPS} r/s, at most "
                 f"{MODEL_BURST} at once (accepted requests counted over {1000 * MODEL_BURST // MODEL_RATE_RPS} ms)",
             },
