@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -451,3 +452,76 @@ def test_a_node_left_frozen_is_still_stopped(cluster: PatroniCluster) -> None:
     assert all(
         Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("T") for pid in _working_in(str(replica.folder))
     )
+
+
+# --- prove identity before counting (issue 30) -------------------------------------------------------------------
+
+
+class _Addresses:
+    """A "cluster" as a vendor's profile names it: node names at addresses (here, relays the test can point at any
+    node's server, as a cheat's address moves would)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, real: PatroniCluster, targets: dict[str, Node]) -> None:
+        from types import SimpleNamespace
+
+        from clauseproof.targets.relay import Relay
+
+        self.real = real
+        self.relays = {name: Relay(n.host, n.pg_port, name) for name, n in targets.items()}
+        self.nodes = [SimpleNamespace(name=name) for name in targets]
+
+    def point(self, name: str, node: Node) -> None:
+        self.relays[name].host, self.relays[name].upstream_port = node.host, node.pg_port
+
+    def connect_node(self, node: Any, timeout: float = 2.0) -> Any:
+        import psycopg
+
+        return psycopg.connect(host="127.0.0.1", port=self.relays[node.name].port, user="postgres",
+                               password=self.real.password, dbname="postgres", autocommit=True,
+                               connect_timeout=max(1, int(timeout)))  # fmt: skip
+
+    def close(self) -> None:
+        for r in self.relays.values():
+            r.close()
+
+
+def test_nodes_that_are_addresses_of_one_server_are_found(cluster: PatroniCluster) -> None:
+    from clauseproof.failover import identity
+
+    n1, n2, _ = cluster.nodes
+    honest = _Addresses(cluster, {"a": n1, "b": n2})
+    aliases = _Addresses(cluster, {"a": n1, "b": n1})
+    try:
+        ids, one, unread = identity.survey(honest)
+        assert one == [] and unread == [] and len(ids) == 2  # the positive control: two servers
+        assert all(i.where.endswith("/data") for i in ids.values()), ids  # its data directory, as it reports it
+        ids, one, unread = identity.survey(aliases)
+        assert len(one) == 1 and one[0].startswith("nodes a and b are one server (system identifier"), one
+    finally:
+        honest.close()
+        aliases.close()
+
+
+def test_a_kill_that_moves_an_address_or_kills_nothing_is_seen_as_such(cluster: PatroniCluster) -> None:
+    from clauseproof.failover import identity
+
+    n1, n2, _ = cluster.nodes
+    book = _Addresses(cluster, {"a": n1, "b": n2})
+    try:
+        ids, _, _ = identity.survey(book)
+        victim = book.nodes[0]
+        moved = identity.Watch(book, victim, ids, timeout_s=5.0)
+        moved.start()
+        book.point("a", n2)  # "kill": a's address now leads to b's server; a's server never stops
+        moved.wait()
+        assert moved.problem.startswith("a's address now reaches b's server"), moved.problem
+        book.point("a", n1)
+        nothing = identity.Watch(book, victim, ids, timeout_s=1.0)
+        nothing.start()
+        nothing.wait()  # a kill command that returned 0 and did nothing
+        assert "went on answering as the same server" in nothing.problem
+        assert nothing.came_back() == ""  # not seen: its problem is said once, above
+    finally:
+        book.close()

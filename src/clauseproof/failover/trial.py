@@ -364,7 +364,9 @@ class ScaleResult:
     removed_s: float  # the clean stop of the removed node
 
 
-def scale_out_in(target: Any, join_timeout_s: float = 120.0) -> ScaleResult:
+def scale_out_in(
+    target: Any, join_timeout_s: float = 120.0, on_added: Callable[[Any], None] | None = None
+) -> ScaleResult:
     """Scale out and in under the trial's load: a node is added (``target.add_node()``) and waited for until it
     streams; then the synchronous standby (else a replica), not the new node, is removed
     (``target.remove_node()``).  The new node must hold the leader's ids at the end; the leader does not change."""
@@ -378,6 +380,8 @@ def scale_out_in(target: Any, join_timeout_s: float = 120.0) -> ScaleResult:
             figures["joined_s"] = target.wait_rejoin(new, join_timeout_s, since=started)
         except ClauseproofError:
             figures["joined_s"] = None
+        if on_added is not None:  # the suite proves the new node a new server
+            on_added(new)
         gone = target.sync_standby()
         if gone is None or gone.name in (new.name, leader.name):
             gone = next(n for n in target.nodes if n.name not in (new.name, leader.name))

@@ -1,0 +1,201 @@
+"""Prove identity before counting: which server answers at a node's address, read through SQL.
+
+A failover verdict counts nodes (a write on every node, a new leader, a node added) and faults (a node killed).
+The cheapest cheats count addresses instead: a "cluster" whose nodes are addresses of one server, a "scale out"
+that adds an address for a node that exists, a "kill" that moves the victim's address to another node's server
+while the old leader never stops.  So each node is identified by what only its server knows:
+
+- PostgreSQL: the cluster's system identifier (``pg_control_system()``) and the postmaster's start time to the
+  microsecond (``pg_postmaster_start_time()``): replicas share the first, never the second; a restart renews it;
+- MySQL family: ``@@server_uuid`` where the server has one (MySQL), Galera's ``wsrep_gcomm_uuid`` (new at every
+  start), ``@@server_id``, ``@@hostname``, ``@@datadir``, ``@@port``, and the start time (``UNIX_TIMESTAMP()`` minus
+  ``Uptime``, to the second).
+
+:class:`Watch` follows a victim while a fault is applied: the fault is *seen* when its address stops answering as
+its server (no answer, or another server's identity); the instant is the first such observation, whatever the
+fault's command returned; a victim that goes on answering as itself was never faulted, and one that comes back
+with its old start time never stopped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from clauseproof.core.errors import first_line
+
+POLL_S = 0.05
+#: the MySQL family reads its start time to the second: two reads of one server may differ by one
+MYSQL_START_SLACK_S = 1.5
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which server answered: its own identifiers, its process's start time (epoch seconds), where it keeps its
+    data (as it reports it)."""
+
+    server: str
+    started: float
+    where: str
+    exact_start: bool  # PostgreSQL's microsecond start time, not the MySQL family's second
+
+    def same_server(self, other: Identity) -> bool:
+        slack = 1e-6 if self.exact_start and other.exact_start else MYSQL_START_SLACK_S
+        return self.server == other.server and self.where == other.where and abs(self.started - other.started) < slack
+
+    def restarted_since(self, before: Identity) -> bool:
+        """The same node's server, started again after ``before`` was read."""
+        slack = 1e-6 if self.exact_start else MYSQL_START_SLACK_S
+        return self.where == before.where and self.started > before.started + slack
+
+    def text(self) -> str:
+        return f"{self.server}, started {time.strftime('%H:%M:%S', time.gmtime(self.started))}Z, {self.where}"
+
+
+def identify(conn: Any, dialect: str) -> Identity:
+    """The identity of the server ``conn`` is connected to."""
+    with conn.cursor() as cur:
+        if dialect == "postgresql":
+            cur.execute(
+                "SELECT (SELECT system_identifier FROM pg_control_system())::text, "
+                "extract(epoch FROM pg_postmaster_start_time())::float8, "
+                "coalesce(host(inet_server_addr()), 'socket') || ':' || coalesce(inet_server_port(), 0)::text"
+            )
+            system_id, started, addr = cur.fetchone()
+            try:
+                cur.execute("SELECT current_setting('data_directory')")
+                where = str(cur.fetchone()[0])
+            except Exception:  # no privilege to read it: the address the server says it answered on
+                _rollback(conn)
+                where = f"address {addr}"
+            return Identity(f"system identifier {system_id}", float(started), where, True)
+        cur.execute(
+            "SELECT @@server_id, @@hostname, @@datadir, @@port, UNIX_TIMESTAMP() - "
+            "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')"
+        )
+        server_id, hostname, datadir, port, started = cur.fetchone()
+        ids = [f"server_id {server_id}"]
+        for query in ("SELECT @@server_uuid", "SHOW STATUS LIKE 'wsrep_gcomm_uuid'"):
+            try:
+                cur.execute(query)
+                row = cur.fetchone()
+            except Exception:  # MariaDB has no server_uuid
+                continue
+            value = row[-1] if row else None
+            if value:
+                ids.append(f"{'server_uuid' if 'server_uuid' in query else 'gcomm uuid'} {value}")
+        return Identity(", ".join(ids), float(started), f"{hostname}:{datadir} port {port}", False)
+
+
+def _rollback(conn: Any) -> None:
+    if not getattr(conn, "autocommit", True):
+        conn.rollback()
+
+
+def read(cluster: Any, node: Any, timeout: float = 2.0) -> tuple[Identity | None, str]:
+    """``node``'s identity, or None with why it could not be read (no answer: the node is down or unreachable)."""
+    try:
+        conn = cluster.connect_node(node, timeout=timeout)
+    except Exception as exc:
+        return None, first_line(exc)
+    try:
+        return identify(conn, cluster.dialect), ""
+    except Exception as exc:
+        return None, f"its identity could not be read: {first_line(exc)}"
+    finally:
+        conn.close()
+
+
+def survey(cluster: Any) -> tuple[dict[str, Identity], list[str], list[str]]:
+    """Every node's identity; the nodes that are one server (problems) and the nodes that could not be read."""
+    ids: dict[str, Identity] = {}
+    unread: list[str] = []
+    for node in cluster.nodes:
+        ident, why = read(cluster, node)
+        if ident is None:
+            unread.append(f"{node.name}: {why}")
+        else:
+            ids[node.name] = ident
+    return ids, same_servers(ids), unread
+
+
+def same_servers(ids: dict[str, Identity]) -> list[str]:
+    names = list(ids)
+    return [
+        f"nodes {a} and {b} are one server ({ids[a].text()})"
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if ids[a].same_server(ids[b])
+    ]
+
+
+class Watch:
+    """Follows ``node`` from before a fault until it is seen: see the module's docstring."""
+
+    def __init__(self, cluster: Any, node: Any, others: dict[str, Identity], timeout_s: float = 30.0) -> None:
+        self.cluster, self.node, self.others, self.timeout_s = cluster, node, others, timeout_s
+        self.before, why = read(cluster, node)
+        self.unread = "" if self.before is not None else f"{node.name} before the fault: {why}"
+        self.seen_at: float | None = None
+        self.seen = ""
+        self.problem = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="clauseproof-identity-watch", daemon=True)
+
+    def start(self) -> None:
+        if self.before is not None:
+            self._thread.start()
+
+    def _follow(self) -> None:
+        assert self.before is not None
+        deadline = time.monotonic() + self.timeout_s
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            asked = time.monotonic()
+            now, why = read(self.cluster, self.node, timeout=1.0)
+            if now is None:
+                self.seen_at, self.seen = asked, f"{self.node.name} stopped answering ({why})"
+                return
+            if not now.same_server(self.before):
+                other = next((n for n, i in self.others.items() if n != self.node.name and i.same_server(now)), "")
+                self.seen_at = asked
+                self.problem = (
+                    f"{self.node.name}'s address now reaches {other}'s server ({now.text()}): a fault that moved an "
+                    "address, not one that stopped a server"
+                    if other
+                    else ""
+                )
+                self.seen = f"{self.node.name}'s address answers as another server ({now.text()})"
+                return
+            self._stop.wait(POLL_S)
+        self.problem = (
+            f"{self.node.name} went on answering as the same server ({self.before.text()}) for {self.timeout_s:g} s "
+            "after the fault: the fault was not seen to happen"
+        )
+
+    def wait(self) -> None:
+        """Until the fault was seen, or the watch gave up (``timeout_s``)."""
+        if self._thread.is_alive():
+            self._thread.join(self.timeout_s + 5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def came_back(self) -> str:
+        """After the node was brought back: "" when it answers as its server started anew, else the problem."""
+        if self.before is None:
+            return ""
+        now, why = read(self.cluster, self.node)
+        if now is None:
+            return f"{self.node.name} did not answer after it was brought back ({why})"
+        if self.problem or not self.seen_at:
+            return ""
+        if not now.restarted_since(self.before):
+            return (
+                f"{self.node.name} came back with the start time it had before the kill ({self.before.text()}): its "
+                "server never stopped"
+            )
+        return ""
