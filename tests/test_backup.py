@@ -110,7 +110,7 @@ def test_vendor_commands_through_a_profile(project: pytest.Pytester, pg_server: 
 @pytest.mark.parametrize(
     ("backup", "says_4e"),
     [
-        ("true", "result wrong: the backup wrote 0 bytes in 0 files"),  # the cheapest cheat: writes nothing
+        ("true", ""),  # the cheapest cheat: writes nothing (and the restore, a clone, proves it no backup)
         ("{bindir}/pg_dump -h {{host}} -p {{port}} -U {{user}} -d {{database}} -Fc -f {{output_dir}}/db.dump", ""),
     ],
     ids=["empty-backup", "real-backup"],
@@ -140,6 +140,44 @@ def test_a_restore_that_clones_the_live_source_fails(
     with pg_server.connect(in_namespace=False) as c, c.cursor() as cur:
         cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'clauseproof%'")
         assert cur.fetchall() == []  # the source and the "restored" database were dropped
+
+
+@pytest.mark.parametrize("shown", [True, False], ids=["artefact-shown", "artefact-not-shown"])
+def test_a_backup_kept_outside_the_output_folder(
+    project: pytest.Pytester, pg_server: EmbeddedPostgres, tmp_path: Path, shown: bool
+) -> None:
+    """Issue 30's over-correction: a backup whose artefact lands elsewhere (the vendor's store) was FAIL "wrote 0
+    bytes" though its restore was proven equal.  With show_backup listing it: judged from it (PASS here); without:
+    NOT SHOWN, never PASS."""
+    bindir = "/usr/lib/postgresql/15/bin"
+    store = tmp_path / "vendor-store"
+    store.mkdir()
+    conn = "-h {host} -p {port} -U {user}"
+    show = (f'show_backup = "cd {store} && for f in *; do echo $(stat -c %s $f) $(sha256sum < $f | cut -c1-64) $f; '
+            'done"\n') if shown else ""  # fmt: skip
+    profile = vendor_profile(
+        project.path / "vendor.toml",
+        pg_server,
+        "[commands]\n"
+        f'backup = "{bindir}/pg_dump {conn} -d {{database}} -Fc -f {store}/db.dump"\n'
+        f'restore = "{bindir}/createdb {conn} {{new_database}} && {bindir}/pg_restore {conn} -d {{new_database}} '
+        f'{store}/db.dump"\n' + show,
+    )
+    result = project.runpytest("suites/backup", f"--cp-target={profile}", "--cp-scale=0.003", "-k", "physical")
+    doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
+    rows = {r["id"]: r for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4e", "BZ-DB-4f", "SX-RDS-4")}
+    assert rows["BZ-DB-4f"]["verdict"] in ("PASS", "NOT EVIDENCE"), rows  # reduced scale: the time is no evidence
+    if shown:
+        assert (
+            rows["BZ-DB-4e"]["verdict"] in ("PASS", "NOT EVIDENCE")
+            and "shown by the vendor's show_backup" in (rows["BZ-DB-4e"]["statistic"])
+        ), rows["BZ-DB-4e"]
+        case = next(c for c in doc["cases"] if "physical" in c["nodeid"])
+        assert case["parameters"]["backup_artefact"][0]["name"] == "db.dump"
+    else:
+        assert rows["BZ-DB-4e"]["verdict"] == "NOT SHOWN" and "shown nowhere" in rows["BZ-DB-4e"]["reason"], rows
+        assert rows["SX-RDS-4"]["verdict"] == "NOT SHOWN"
+    assert result.ret in (0, 1)
 
 
 def test_vendor_command_placeholders_are_checked() -> None:

@@ -9,9 +9,11 @@ same is computed on the restored copy; any difference fails the case and names t
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,13 +178,25 @@ def _record(
     unequal: str,
     window_backup: str,
     window_restore: str,
+    elsewhere: str | None = None,
 ) -> None:
     """Record the phases and judge BZ-DB-4e/4f and SX-RDS-4 (manual backup and restore): a backup that wrote
-    nothing, or a restore that is not the source as of the backup, is FAIL whatever the times."""
+    nothing, or a restore that is not the source as of the backup, is FAIL whatever the times.  A vendor's backup
+    may keep its artefact outside the output folder (a storage snapshot, an object store): ``elsewhere`` is then
+    what the profile's show_backup command listed ("" when nothing was shown: the backup's parts are NOT SHOWN,
+    never PASS, unless the restore already proves it wrong)."""
     b = sum(p.seconds for p in backup)
     r = sum(p.seconds for p in restore)
     backup_bytes, backup_files = written
     empty = f"the backup wrote {backup_bytes:,} bytes in {backup_files} files" if backup_bytes == 0 else ""
+    unshown = ""
+    if empty and elsewhere is not None:  # a vendor's backup: nothing in the output folder
+        empty = ""
+        unshown = (
+            f"the backup wrote nothing to the output folder and its artefact was shown nowhere ({elsewhere})"
+            if elsewhere.startswith("no ")
+            else ""
+        )
     evidence.parameters(
         method=method,
         data_set=source.data.evidence(),
@@ -203,15 +217,20 @@ def _record(
         f"backup: {window_backup}. Restore: {window_restore}. Digests, size measurements, the change to the "
         "source between backup and restore, and clean-up are outside both windows"
     )
-    evidence.measure(
-        "BZ-DB-4e",
-        b,
-        "s",
-        statistic=f"{method}: one backup of {source.data.server_bytes:,} bytes ({backup_bytes:,} bytes written)",
-        samples=[b],
-        sample_unit="s",
-        wrong=empty or unequal,
-    )
+    where = f"{backup_bytes:,} bytes written" if not elsewhere or elsewhere.startswith("no ") else elsewhere
+    if unshown and not unequal:
+        evidence.not_shown("BZ-DB-4e", statistic=f"{method}: one backup of {source.data.server_bytes:,} bytes "
+                           f"in {b:.2f} s", why=unshown)  # fmt: skip
+    else:
+        evidence.measure(
+            "BZ-DB-4e",
+            b,
+            "s",
+            statistic=f"{method}: one backup of {source.data.server_bytes:,} bytes ({where})",
+            samples=[b],
+            sample_unit="s",
+            wrong=empty or unequal,
+        )
     evidence.measure(
         "BZ-DB-4f",
         r,
@@ -221,6 +240,10 @@ def _record(
         sample_unit="s",
         wrong=unequal or empty,
     )
+    if unshown and not unequal:
+        evidence.not_shown("SX-RDS-4", statistic=f"{method} backup restored, equal to the source as of the backup",
+                           why=unshown)  # fmt: skip
+        return
     evidence.measure(
         "SX-RDS-4",
         not (unequal or empty),
@@ -472,6 +495,33 @@ def _container_backup_restore(target: ContainerTarget, src: Source, evidence: Ca
     evidence.require_pass()
 
 
+def _shown_artefact(
+    target: Target, commands: dict[str, str], values: dict[str, str | int], evidence: CaseEvidence
+) -> str:
+    """Where a vendor's backup that wrote nothing to the output folder keeps its artefact: the profile's
+    ``show_backup`` command prints one line per file, ``<bytes> <sha256> <name>``; "no …" when none was shown."""
+    if "show_backup" not in commands:
+        return "no show_backup command in the profile's [commands]"
+    import tempfile
+
+    from clauseproof.core.commands import fill_command, timed
+
+    with tempfile.NamedTemporaryFile(prefix="clauseproof-show-") as out:
+        timed("vendor show_backup", [fill_command(commands["show_backup"], **values)], shell=True,
+              env=target._ep().client_env(target.dialect), stdout=Path(out.name), timeout=300)  # fmt: skip
+        lines = Path(out.name).read_text(errors="replace").splitlines()
+    artefacts: list[dict[str, Any]] = []
+    for line in lines:
+        parts = line.split(maxsplit=2)
+        if len(parts) == 3 and parts[0].isdigit() and re.fullmatch(r"[0-9a-f]{64}", parts[1]):
+            artefacts.append({"bytes": int(parts[0]), "sha256": parts[1], "name": parts[2]})
+    evidence.parameters(backup_artefact=artefacts, backup_artefact_listed_by=commands["show_backup"])
+    total = sum(int(a["bytes"]) for a in artefacts)
+    if total == 0:
+        return f"no artefact in what show_backup printed ({len(lines)} lines; expected '<bytes> <sha256> <name>')"
+    return f"{total:,} bytes in {len(artefacts)} files shown by the vendor's show_backup, outside the output folder"
+
+
 def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) -> None:
     profile = target.profile if isinstance(target, ExternalTarget) else None
     commands = profile.commands if profile else {}
@@ -497,6 +547,10 @@ def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) 
     try:
         backup = [vendor_command("vendor backup", commands["backup"], target, values)]
         size = written(out)
+        elsewhere = _shown_artefact(target, commands, values, evidence) if size[0] == 0 else ""
+        if elsewhere and not elsewhere.startswith("no "):
+            size = (sum(a["bytes"] for a in evidence.record.parameters["backup_artefact"]),
+                    len(evidence.record.parameters["backup_artefact"]))  # fmt: skip
         change = _change_source(src)
         restore = [vendor_command("vendor restore", commands["restore"], target, values)]
         unequal = _verdict_after_restore(
@@ -520,6 +574,7 @@ def _vendor_backup_restore(target: Target, src: Source, evidence: CaseEvidence) 
             unequal,
             "the vendor's backup command from its start to its exit",
             "the vendor's restore command from its start to its exit",
+            elsewhere,
         )
     finally:
         _undo_change(src, change)

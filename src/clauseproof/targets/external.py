@@ -44,7 +44,7 @@ _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "notes": str,
         "backup_retention_days": int,
     },
-    "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str},
+    "commands": {"backup": str, "restore": str, "kill_node": str, "copy_files": str, "show_backup": str},
     "sm4": {"encrypt_sql": str},
     "replication": {
         "primary": str,
