@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,15 +40,85 @@ def part(parts: list[cases.Part], name: str) -> cases.Part:
 
 
 def test_inserts_only_sync_fails_capture(lab: LogicalSyncLab) -> None:
-    parts = cases.capture_online(lab, QUICK, before_s=1.0, publish="insert")
+    parts = cases.capture_online(lab, QUICK, before_s=1.0, publish="insert", timeout_s=15)
     p = part(parts, "snapshot + incremental capture complete")
     assert p.ok is False and "changed" in p.why, p.why  # updates lost (and deleted rows still there)
     assert part(parts, "source never stopped").ok  # the source itself was fine
+    assert part(parts, "real-time delay").ok is False  # updates, deletes and key changes never arrive
+
+
+def test_a_sync_that_batches_updates_and_deletes_fails_the_delay(lab: LogicalSyncLab) -> None:
+    """Issue 30's cheat: inserts streamed at once (logical replication publishing inserts only), updates, deletes
+    and key changes shipped in batches every 3 s (a diff applied by a thread).  Insert markers alone judged it
+    PASS (p99 12 ms); each change kind has its own markers now, and the worst decides."""
+    from clauseproof.sync.flow import ChangeMarkers, execute
+
+    with cases.scenario(lab, ["a", "b"], ("orders", "cp_marker", "cp_change")):
+        cases.prepare(lab, "a", ["b"], rows=10, changes=True)
+        lab.create_task("cp_batched", "a", "b", ["cp_change"], publish="insert")
+        stop = threading.Event()
+
+        def ship_the_rest_in_batches() -> None:
+            while not stop.wait(3.0):
+                with lab.node_connect("a") as src, lab.node_connect("b") as dst:
+                    have = dict(execute(src, "SELECT id, version FROM cp_change").fetchall())
+                    got = dict(execute(dst, "SELECT id, version FROM cp_change").fetchall())
+                    for i in set(got) - set(have):
+                        execute(dst, "DELETE FROM cp_change WHERE id = %s", (i,))
+                    for i, v in have.items():
+                        if i not in got:
+                            execute(
+                                dst, "INSERT INTO cp_change VALUES (%s, 'a', %s) ON CONFLICT (id) DO NOTHING", (i, v)
+                            )
+                        elif got[i] != v:
+                            execute(dst, "UPDATE cp_change SET version = %s WHERE id = %s", (v, i))
+
+        shipper = threading.Thread(target=ship_the_rest_in_batches, daemon=True)
+        changes = ChangeMarkers(lambda: lab.node_connect("a"), lambda: lab.node_connect("b"), "a", per_second=20)
+        shipper.start()
+        changes.start()
+        try:
+            time.sleep(1.0)
+            since = time.time()
+            time.sleep(7.0)
+            until = time.time()
+        finally:
+            changes.pause()
+        arrived = changes.wait_all(10.0, since=since)
+        changes.stop()
+        stop.set()
+        shipper.join(10)
+    kinds = changes.by_kind(since, until)
+    verdict = cases.delay_part(QUICK, [], 0, 20.0, kinds, until - since, arrived)
+    assert verdict.ok is False, verdict.why
+    assert "update: p99" in verdict.why and "delete: p99" in verdict.why and "key change: p99" in verdict.why
+    assert "insert" not in verdict.why  # the inserts themselves streamed: only what is slow is judged slow
+    assert max(kinds["insert"][0]) < 1.0
 
 
 def test_truncating_decimal_fails_conversion(lab: LogicalSyncLab) -> None:
     ddl = cases.CONVERTED.replace("amount numeric(14,4)", "amount numeric(14,0)")
     parts = cases.conversion(lab, target_ddl=ddl, seconds=1.0)
+    p = part(parts, "type and column-order conversion")
+    assert p.ok is False and "changed amount" in p.why, p.why
+
+
+def test_a_conversion_through_a_binary_float_fails_at_the_target_scale(lab: LogicalSyncLab) -> None:
+    """Issue 30's cheat: amounts pass through a float on the way and are cut at the target's 4 places (12.34 arrives
+    as 12.3399).  Compared at the source's 2 places the noise disappeared: PASS; at the target's 4: FAIL."""
+    ddl = (
+        cases.CONVERTED + ";\n"
+        "CREATE FUNCTION cp_float_detour() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "NEW.amount := trunc((NEW.amount::float8 * (1 - 1e-12))::numeric, 4); RETURN NEW; END $$;\n"
+        "CREATE TRIGGER cp_float_detour BEFORE INSERT OR UPDATE ON orders FOR EACH ROW "
+        "EXECUTE FUNCTION cp_float_detour();\n"
+        "ALTER TABLE orders ENABLE ALWAYS TRIGGER cp_float_detour"
+    )
+    try:
+        parts = cases.conversion(lab, target_ddl=ddl, seconds=1.0)
+    finally:
+        with lab.node_connect("b") as conn:
+            conn.execute("DROP FUNCTION IF EXISTS cp_float_detour() CASCADE")
     p = part(parts, "type and column-order conversion")
     assert p.ok is False and "changed amount" in p.why, p.why
 
@@ -58,8 +130,10 @@ def test_extra_column_fails_column_selection(lab: LogicalSyncLab) -> None:
 
 
 def test_rows_outside_the_filter_fail_row_selection(lab: LogicalSyncLab) -> None:
-    p = part(cases.conversion(lab, where="", seconds=1.0), "row selection")
+    parts = cases.conversion(lab, where="", seconds=1.0)
+    p = part(parts, "row selection")
     assert p.ok is False and "extra" in p.why, p.why
+    assert part(parts, "type and column-order conversion").ok  # the honest conversion, exact at the target's scale
 
 
 def test_echoing_bidirectional_sync_fails(lab: LogicalSyncLab) -> None:

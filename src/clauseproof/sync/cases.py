@@ -15,9 +15,11 @@ from typing import Any, Protocol
 
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.flow import (
+    CHANGE_TARGET,
     MARKER_TARGET,
     ORDERS_SOURCE,
     ORDERS_TARGET,
+    ChangeMarkers,
     LoadReport,
     Markers,
     SourceLoad,
@@ -126,10 +128,13 @@ def scenario(sys: SyncSystem, nodes: list[str], tables: tuple[str, ...] = ("orde
                 _run_sql(sys, n, *(f"DROP TABLE IF EXISTS {t}" for t in tables))
 
 
-def prepare(sys: SyncSystem, source: str, targets: list[str], first: int = 1, rows: int = FIRST_ROWS) -> None:
-    """orders (filled) and markers on the source, their copies (empty, no key constraint) on each target."""
+def prepare(
+    sys: SyncSystem, source: str, targets: list[str], first: int = 1, rows: int = FIRST_ROWS, changes: bool = False
+) -> None:
+    """orders (filled) and markers on the source, their copies (empty, no key constraint) on each target; with
+    ``changes``, the change-kind markers' table too (a key on both sides)."""
     with contextlib.closing(sys.node_connect(source)) as conn:
-        for ddl in source_ddl(conn):
+        for ddl in source_ddl(conn, changes):
             execute(conn, "CREATE TABLE IF NOT EXISTS " + ddl.removeprefix("CREATE TABLE "))
         fill_orders(conn, rows, first)
     for t in targets:
@@ -138,6 +143,7 @@ def prepare(sys: SyncSystem, source: str, targets: list[str], first: int = 1, ro
             t,
             "CREATE TABLE IF NOT EXISTS " + ORDERS_TARGET.removeprefix("CREATE TABLE "),
             "CREATE TABLE IF NOT EXISTS " + MARKER_TARGET.removeprefix("CREATE TABLE "),
+            *(["CREATE TABLE IF NOT EXISTS " + CHANGE_TARGET.removeprefix("CREATE TABLE ")] if changes else []),
         )
 
 
@@ -167,21 +173,24 @@ def capture_online(
     timeout_s: float = 120.0,
     publish: str = "insert, update, delete",
 ) -> list[Part]:
-    """The source writes steadily; the task is created, copies and streams; markers measure the delay."""
+    """The source writes steadily; the task is created, copies and streams; markers of every change kind measure
+    the delay (the worst kind decides), and the final barrier waits on every kind."""
     a, b = "a", "b"
     src = lambda: sys.node_connect(a)  # noqa: E731
     dst = lambda: sys.node_connect(b)  # noqa: E731
     parts: list[Part] = []
-    with scenario(sys, [a, b]):
-        prepare(sys, a, [b])
+    with scenario(sys, [a, b], ("orders", "cp_marker", "cp_change")):
+        prepare(sys, a, [b], changes=True)
         load = SourceLoad(src, FIRST_ROWS + 1, rate=params["load_per_s"], max_s=timeout_s * 3)
         markers = Markers(src, dst, "a", per_second=params["markers_per_s"], max_s=timeout_s * 3)
+        changes = ChangeMarkers(src, dst, "a", per_second=params["markers_per_s"], max_s=timeout_s * 3)
         load.start()
         try:
             time.sleep(before_s)
             t_create = load.elapsed()
-            sys.create_task("cp_capture", a, b, ["orders", "cp_marker"], publish=publish)
+            sys.create_task("cp_capture", a, b, ["orders", "cp_marker", "cp_change"], publish=publish)
             markers.start()
+            changes.start()
             caught = sentinel(src, dst, timeout_s)
             t_sync = load.elapsed()
             window_from = time.time()
@@ -190,9 +199,12 @@ def capture_online(
         finally:
             report = load.stop()
             markers.pause()
+            changes.pause()
         final = barrier(markers, src, timeout_s)
+        every_kind = changes.wait_all(timeout_s, since=window_from)
         final_orders = sentinel(src, dst, timeout_s)
         markers.stop()
+        changes.stop()
         checks = [check(sys, a, b, ORDERS), check(sys, a, b, MARKERS)]
     before = report.rate(0, t_create)
     during = report.rate(t_create, t_sync)
@@ -204,7 +216,7 @@ def capture_online(
     data = {
         "load": vars(report) | {"per_second": report.per_second},
         "caught_up_s": caught,
-        "final_barrier_s": {"markers": final, "orders": final_orders},
+        "final_barrier_s": {"markers": final, "orders": final_orders, "every change kind arrived": every_kind},
     }
     parts.append(
         Part(
@@ -230,46 +242,68 @@ def capture_online(
             "BZ-SYNC-4",
             "snapshot + incremental capture complete",
             checks,
-            "after the load stopped and a final marker arrived, the checker compared source and target",
+            "after the load stopped and a final marker of every change kind arrived (insert, update, delete, key "
+            "change), the checker compared source and target",
         )
     )
     window = markers.delays(window_from, window_to)
     committed = [m for m, c in markers.committed.items() if window_from <= c < window_to]
     lost = [m for m in committed if m not in markers.seen]
     rate = len(committed) / max(1e-9, window_to - window_from)
-    stats = percentiles(window)
+    parts.append(delay_part(params, window, len(lost), rate, changes.by_kind(window_from, window_to),
+                            window_to - window_from, every_kind))  # fmt: skip
+    return parts
+
+
+def delay_part(
+    params: dict[str, Any],
+    inserts: list[float],
+    inserts_lost: int,
+    rate: float,
+    kinds: dict[str, tuple[list[float], int]],
+    seconds: float,
+    every_kind: bool = True,
+) -> Part:
+    """BZ-SYNC-2 judged on the worst change kind: the insert markers (``cp_marker``, ≥ 10/s) and the change-kind
+    markers' inserts, updates, deletes and key changes, each its own p99 and max against the plan's bounds."""
     p99_max, max_max = params["plan_p99_s"], params["plan_max_s"]
-    ok_rate = rate >= 10
+    series = {"insert": (inserts + kinds.get("insert", ([], 0))[0], inserts_lost + kinds.get("insert", ([], 0))[1])}
+    series.update({k: v for k, v in kinds.items() if k != "insert"})
+    stats = {k: percentiles(d) for k, (d, _) in series.items()}
+    described = "; ".join(
+        f"{k} {len(d)} (p99 {stats[k].get('p99', float('nan')) * 1000:.0f} ms, max "
+        f"{stats[k].get('max', float('nan')) * 1000:.0f} ms{f', {n} never arrived' if n else ''})"
+        for k, (d, n) in series.items()
+    )
     lat = (
-        f"{len(committed)} markers in {window_to - window_from:.1f} s ({rate:.1f}/s) under {params['load_per_s']} "
-        f"writes/s; delay p50 {stats.get('p50', float('nan')) * 1000:.0f} ms, p99 "
-        f"{stats.get('p99', float('nan')) * 1000:.0f} ms, max {stats.get('max', float('nan')) * 1000:.0f} ms "
-        f"(bounds p99 ≤ {p99_max:g} s, max ≤ {max_max:g} s: the acceptance plan's, the tender states none; "
+        f"markers in {seconds:.1f} s under {params['load_per_s']} writes/s, by change kind: {described} (bounds "
+        f"p99 ≤ {p99_max:g} s, max ≤ {max_max:g} s on every kind: the acceptance plan's, the tender states none; "
         "watched every 10 ms)"
     )
-    ok = None if not ok_rate else (not lost and bool(stats) and stats["p99"] <= p99_max and stats["max"] <= max_max)
-    parts.append(
-        Part(
-            "BZ-SYNC-2",
-            "real-time delay",
-            ok,
-            lat,
-            why="; ".join(
-                filter(
-                    None,
-                    [
-                        f"{len(lost)} markers never arrived" if lost else "",
-                        f"p99 {stats['p99']:.3f} s > {p99_max:g} s" if stats and stats["p99"] > p99_max else "",
-                        f"max {stats['max']:.3f} s > {max_max:g} s" if stats and stats["max"] > max_max else "",
-                    ],
-                )
-            )
-            if ok_rate
-            else f"the marker writer reached {rate:.1f}/s, below the 10/s the case needs",
-            data={"delays_s": [round(x, 4) for x in window], "stats": stats},
-        )
+    few = [k for k, (d, n) in series.items() if len(d) + n < 3]
+    problems = []
+    for k, (_, n) in series.items():
+        if n:
+            problems.append(f"{n} {k} markers never arrived")
+        st = stats[k]
+        if st and st["p99"] > p99_max:
+            problems.append(f"{k}: p99 {st['p99']:.3f} s > {p99_max:g} s")
+        if st and st["max"] > max_max:
+            problems.append(f"{k}: max {st['max']:.3f} s > {max_max:g} s")
+    if not every_kind:
+        problems.append("the final barrier: not every change kind arrived")
+    if rate < 10 or few:
+        why = (f"the marker writer reached {rate:.1f}/s, below the 10/s the case needs" if rate < 10
+               else f"too few markers of {', '.join(few)} in the window to judge them")  # fmt: skip
+        return Part("BZ-SYNC-2", "real-time delay", None, lat, why=why, data={"stats": stats})
+    return Part(
+        "BZ-SYNC-2",
+        "real-time delay",
+        not problems,
+        lat,
+        why="; ".join(problems),
+        data={"delays_s": {k: [round(x, 4) for x in d] for k, (d, _) in series.items()}, "stats": stats},
     )
-    return parts
 
 
 # -- BZ-SYNC-5 ---------------------------------------------------------------------------------------------------
@@ -455,6 +489,8 @@ def exactly_once(sys: SyncSystem, source: str, target: str, origin: str) -> tupl
 # -- BZ-SYNC-6 ---------------------------------------------------------------------------------------------------
 CONVERTED = """CREATE TABLE orders (updated_at timestamp, amount numeric(14,4), customer bigint, status varchar(20),
     id bigint PRIMARY KEY)"""
+#: judged at the declared target type exactly: amount numeric(12,2) → numeric(14,4) compared at the target's 4 places,
+#: no tolerance (compared at the source's 2, a detour through a binary float that truncates 12.34 to 12.3399 passed)
 CONVERSION = TableMap(
     "orders",
     "orders",
@@ -462,7 +498,7 @@ CONVERSION = TableMap(
     (
         ColumnMap("id", kind="int"),
         ColumnMap("customer", kind="int"),
-        ColumnMap("amount", kind="decimal", scale=2),
+        ColumnMap("amount", kind="decimal", scale=4),
         ColumnMap("status", kind="text"),
         ColumnMap("updated_at", kind="timestamp", source_tz="+00:00", target_tz="+00:00"),
     ),

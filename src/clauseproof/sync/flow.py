@@ -6,7 +6,11 @@
   target for each one: the delay until a marker is visible there is the sync's latency (both clocks are
   this machine's; the watcher polls every 10 ms, so a delay is over-stated by at most that);
 - :func:`barrier` inserts one marker and waits until the target has it: every change committed before
-  it has then arrived (a sync applies a source's changes in commit order).
+  it has then arrived (a sync applies a source's changes in commit order);
+- :class:`ChangeMarkers` does the same for every kind of change, in a table of its own with a key on both sides
+  (``cp_change``): an insert, an update, a delete and a key change, each with its own markers and delays.  Delay
+  judged on inserts alone let a tool that streams inserts but ships updates and deletes in batches every few
+  seconds pass (issue 30); the worst kind decides, and the final barrier waits on every kind.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ ORDERS_TARGET = """CREATE TABLE orders (id bigint PRIMARY KEY, customer int, amo
     note text, updated_at timestamptz)"""
 MARKER_SOURCE = "CREATE TABLE cp_marker (id bigint PRIMARY KEY, origin text NOT NULL, committed_at timestamptz)"
 MARKER_TARGET = "CREATE TABLE cp_marker (id bigint, origin text, committed_at timestamptz)"
+#: the change-kind markers: a key on both sides (updates, deletes and key changes are applied by it)
+CHANGE_SOURCE = "CREATE TABLE cp_change (id bigint PRIMARY KEY, origin text NOT NULL, version int NOT NULL)"
+CHANGE_SOURCE_MY = "CREATE TABLE cp_change (id bigint PRIMARY KEY, origin varchar(40) NOT NULL, version int NOT NULL)"
+CHANGE_TARGET = CHANGE_SOURCE
+CHANGE_KINDS = ("insert", "update", "delete", "key change")
 
 
 def is_pg(conn: Any) -> bool:
@@ -59,8 +68,9 @@ def now(conn: Any) -> str:
     return "clock_timestamp()" if is_pg(conn) else "NOW(6)"
 
 
-def source_ddl(conn: Any) -> list[str]:
-    return [ORDERS_SOURCE, MARKER_SOURCE] if is_pg(conn) else [ORDERS_SOURCE_MY, MARKER_SOURCE_MY]
+def source_ddl(conn: Any, changes: bool = False) -> list[str]:
+    out = [ORDERS_SOURCE, MARKER_SOURCE] if is_pg(conn) else [ORDERS_SOURCE_MY, MARKER_SOURCE_MY]
+    return out + ([CHANGE_SOURCE if is_pg(conn) else CHANGE_SOURCE_MY] if changes else [])
 
 
 def fill_orders(conn: Any, rows: int, first: int = 1) -> None:
@@ -333,6 +343,185 @@ class Markers:
 
     def missing(self) -> list[int]:
         return [m for m in sorted(self.committed) if m not in self.seen]
+
+
+class ChangeMarkers:
+    """Markers of every change kind in ``cp_change`` (see the module's docstring): the writer cycles insert, update,
+    insert, delete, insert, key change at ``per_second``; each non-insert change takes a row inserted earlier (each
+    row changed once); the watcher reads the target's rows of this origin every ``POLL_S`` and stamps each change
+    the first time the target shows its effect (the row there; its new version; the row gone; the row under its
+    new key with the old one gone)."""
+
+    CYCLE = ("insert", "update", "insert", "delete", "insert", "key change")
+
+    def __init__(
+        self, source: Callable[[], Any], target: Callable[[], Any], origin: str, *, per_second: float = 20,
+        first_id: int = 1, max_s: float = 600,
+    ) -> None:  # fmt: skip
+        self.source, self.target, self.origin = source, target, origin
+        self.per_second, self.max_s = per_second, max_s
+        self.next_id = first_id
+        #: change number → (kind, what the target must show: (id, version) present, or (id, None) absent, or both)
+        self.expect: dict[int, tuple[str, list[tuple[int, int | None]]]] = {}
+        self.committed: dict[int, float] = {}  # change → wall time its commit returned
+        self.seen: dict[int, float] = {}  # change → wall time the target first showed it
+        self.write_errors: list[str] = []
+        self.watch_errors = 0
+        self._fresh: list[int] = []  # ids inserted and not yet changed
+        #: a change on a row implies its insert arrived (a sync applies one row's changes in order), even when
+        #: both landed between two polls: change number → the insert's number
+        self._insert_of: dict[int, int] = {}
+        self._inserted: dict[int, int] = {}  # id → its insert's number
+        self._n = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._writing = threading.Event()
+        self._busy = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._write, name="sync-changes-write", daemon=True),
+            threading.Thread(target=self._watch, name="sync-changes-watch", daemon=True),
+        ]
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._writing.set()
+        for t in self._threads:
+            t.start()
+
+    def pause(self) -> None:
+        self._writing.clear()
+        with self._busy:
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._writing.set()
+        for t in self._threads:
+            t.join(30)
+
+    def change(self, conn: Any, kind: str) -> int:
+        """Make one change of ``kind`` on the source (an insert when no row is left to change); its number."""
+        shows: list[tuple[int, int | None]]
+        args: tuple[Any, ...]
+        with self._lock:
+            if kind != "insert" and not self._fresh:
+                kind = "insert"
+            n = self._n
+            self._n += 1
+            if kind == "insert":
+                mid = self.next_id
+                self.next_id += 1
+                sql, args, shows = (
+                    "INSERT INTO cp_change (id, origin, version) VALUES (%s, %s, 1)",
+                    (mid, self.origin),
+                    [(mid, 1)],
+                )
+            else:
+                mid = self._fresh.pop(0)
+                if kind == "update":
+                    sql, args, shows = "UPDATE cp_change SET version = 2 WHERE id = %s", (mid,), [(mid, 2)]
+                elif kind == "delete":
+                    sql, args, shows = "DELETE FROM cp_change WHERE id = %s", (mid,), [(mid, None)]
+                else:
+                    new = self.next_id
+                    self.next_id += 1
+                    sql, args, shows = "UPDATE cp_change SET id = %s WHERE id = %s", (new, mid), [(new, 1), (mid, None)]
+        execute(conn, sql, args)
+        t = time.time()
+        with self._lock:
+            self.expect[n] = (kind, shows)
+            self.committed[n] = t
+            if kind == "insert":
+                self._fresh.append(mid)
+                self._inserted[mid] = n
+            elif mid in self._inserted:
+                self._insert_of[n] = self._inserted[mid]
+        return n
+
+    def _write(self) -> None:
+        conn = self.source()
+        k = 0
+        try:
+            while not self._stop.is_set() and time.monotonic() - self.started < self.max_s:
+                self._writing.wait()
+                if self._stop.is_set():
+                    break
+                due = self.started + k / self.per_second
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                    continue
+                kind = self.CYCLE[k % len(self.CYCLE)]
+                k += 1
+                try:
+                    with self._busy:
+                        if self._writing.is_set() and not self._stop.is_set():
+                            self.change(conn, kind)
+                except Exception as exc:
+                    self.write_errors.append(first_line(exc))
+                    if len(self.write_errors) > 20:
+                        return
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _watch(self) -> None:
+        conn: Any = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = self.target()
+                rows = execute(conn, "SELECT id, version FROM cp_change WHERE origin = %s", (self.origin,)).fetchall()
+                now_t = time.time()
+                present = {int(i): int(v) for i, v in rows}
+                with self._lock:
+                    waiting = [(n, shows) for n, (_, shows) in self.expect.items() if n not in self.seen]
+                for n, shows in waiting:
+                    first = self._insert_of.get(n)
+                    if any(v is None for _, v in shows) and first is not None and first not in self.seen:
+                        continue  # a row not there yet is not a row deleted: its insert must have been seen
+                    if all((present.get(i) == v) if v is not None else (i not in present) for i, v in shows):
+                        self.seen[n] = now_t
+                        if first is not None:
+                            self.seen.setdefault(first, now_t)
+            except Exception:  # the target may be down: keep trying until told to stop
+                self.watch_errors += 1
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+                time.sleep(0.2)
+            time.sleep(POLL_S)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def wait_all(self, timeout: float, since: float = 0.0) -> bool:
+        """Until the target showed every change committed since ``since`` (wall time), of every kind (False: not
+        within ``timeout``).  Changes made while the initial copy ran may land together with their rows' inserts and
+        show no effect of their own: a barrier counts from the streaming window on."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = [n for n, c in self.committed.items() if c >= since and n not in self.seen]
+            if not pending:
+                return True
+            time.sleep(POLL_S)
+        return False
+
+    def by_kind(self, since: float = 0.0, until: float = float("inf")) -> dict[str, tuple[list[float], int]]:
+        """Per kind: the delays (s) of its changes committed in [since, until) and seen, and how many were never
+        seen."""
+        out: dict[str, tuple[list[float], int]] = {k: ([], 0) for k in CHANGE_KINDS}
+        with self._lock:
+            items = [(n, self.expect[n][0], c) for n, c in self.committed.items()]
+        for n, kind, c in sorted(items):
+            if not since <= c < until:
+                continue
+            delays, lost = out[kind]
+            if n in self.seen:
+                delays.append(self.seen[n] - c)
+            else:
+                out[kind] = (delays, lost + 1)
+        return out
 
 
 def barrier(markers: Markers, source: Callable[[], Any], timeout: float) -> float | None:
