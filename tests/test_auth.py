@@ -92,13 +92,19 @@ def test_mariadbd_does_not_run_as_root_and_its_socket_is_closed(mariadb_server: 
 
 
 @pytest.mark.parametrize("name", ["embedded-postgresql", "embedded-mariadb"])
-def test_the_instance_password_reaches_cases_but_not_results(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, name: str
-) -> None:
+def test_the_instance_password_reaches_cases_but_not_results(project: pytest.Pytester, name: str) -> None:
     """The SM4 column case connects with the endpoint's password; no file the run writes and nothing it
     prints holds it."""
     marker = "Pw-marker-0123456789abcdef"
-    monkeypatch.setattr("clauseproof.targets.embedded.secrets.token_urlsafe", lambda n: marker)
+    conftest = project.path / "conftest.py"  # the inner run is a subprocess: the password is fixed in it
+    conftest.write_text(
+        conftest.read_text()
+        + "\nfrom clauseproof.core import masking\n\n\n"
+        + "def _fixed(nbytes=24, prefix=''):\n"
+        + f"    masking.remember(prefix + {marker!r})\n"
+        + f"    return prefix + {marker!r}\n\n\n"
+        + "masking.new_secret = _fixed\n"
+    )
     result = project.runpytest("suites/encryption/test_column_sm4.py", f"--cp-target={name}", "-k", "sm4_column")
     result.assert_outcomes(passed=1)
     results = project.path / "results"
