@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -306,3 +308,23 @@ def test_a_password_in_a_target_url_is_masked_everywhere(
         assert secret not in text
     doc = json.loads((results / "evidence.json").read_text())
     assert "inline:***@" in doc["command_line"] and doc["parameters"]["targets"] == [url.replace(secret, "***")]
+
+
+@pytest.mark.parametrize("cls", [EmbeddedPostgres, EmbeddedMariaDB])
+def test_servers_start_with_a_private_tmpdir(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 32: with TMPDIR a private folder of the caller's (0700, as CI runners and careful users set), a server
+    running as its own OS user could not enter its folder (initdb) or write its temp files (mariadbd)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the servers to their own users")
+    private = tempfile.mkdtemp(prefix="cp-selftest-private-tmp-")  # 0700, root's
+    monkeypatch.setenv("TMPDIR", private)
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR anew
+    t = cls(f"selftest-private-tmp-{cls.__name__}", "clauseproof_tmp", None)
+    try:
+        t.start()
+        assert t.folder is not None and not str(t.folder).startswith(private)
+        with t.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        t.stop()
+        shutil.rmtree(private, ignore_errors=True)

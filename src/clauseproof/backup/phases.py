@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from clauseproof.core.commands import Phase, timed, vendor_command
-from clauseproof.targets.embedded import FOLDER_PREFIX
+from clauseproof.targets.embedded import FOLDER_PREFIX, server_folder_base
 
 __all__ = ["Phase", "WorkFolder", "open_for", "size_of", "timed", "vendor_command", "written"]
 
@@ -36,7 +36,7 @@ class WorkFolder:
     def __init__(self, label: str, owner: str | None = None) -> None:
         # 0700, owned by the server's user where the harness runs as root: backups and dumps of the data are
         # for the run only (another local user could otherwise read base.tar or a dump)
-        self.path = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}work-{label}-"))
+        self.path = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}work-{label}-", dir=server_folder_base(owner)))
         (self.path / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": "work"}))
         if owner and os.geteuid() == 0:
             shutil.chown(self.path, user=owner)

@@ -141,7 +141,8 @@ def _stale_owner(folder: str) -> bool:
 def reap_stale(tmp: str | None = None) -> list[str]:
     """Stop and remove embedded servers whose owning process is gone; return what was reaped."""
     reaped = []
-    for folder in glob.glob(os.path.join(tmp or tempfile.gettempdir(), FOLDER_PREFIX + "*")):
+    bases = [tmp] if tmp else list(dict.fromkeys([tempfile.gettempdir(), SHARED_TMP]))
+    for folder in [f for b in bases for f in glob.glob(os.path.join(b, FOLDER_PREFIX + "*"))]:
         if not _stale_owner(folder):
             continue
         # servers (postmaster.pid, mariadbd.pid), helpers (pgpool.pid, haproxy.pid), and every process working in
@@ -163,10 +164,36 @@ def reap_stale(tmp: str | None = None) -> list[str]:
     return reaped
 
 
+#: where server folders go when the caller's temp folder is private (a server user could not reach its folder there)
+SHARED_TMP = "/tmp"
+
+
+def _others_may_enter(path: str) -> bool:
+    """Whether a user other than the owner can traverse every folder from / down to ``path``."""
+    p = Path(path).resolve()
+    return all(os.stat(q).st_mode & 0o001 for q in [p, *p.parents])
+
+
+def server_folder_base(owner: str | None) -> str:
+    """The temp folder to make a server's folder in: the caller's, unless the server runs as another user who could
+    not reach it there (a private ``TMPDIR``, 0700, as CI runners and careful users set): then the machine's
+    ``/tmp`` (the server's folder itself stays 0700, its user's)."""
+    base = tempfile.gettempdir()
+    if not owner or os.geteuid() != 0 or _others_may_enter(base):
+        return base
+    if os.path.isdir(SHARED_TMP) and _others_may_enter(SHARED_TMP):
+        return SHARED_TMP
+    raise ClauseproofError(
+        f"the temp folder {base} is private and {SHARED_TMP} cannot be used: the server's user {owner} could not "
+        "reach its folder",
+        fix=f"point TMPDIR at a folder every user may traverse (mode 0711 or 1777), e.g. TMPDIR={SHARED_TMP}",
+    )
+
+
 def make_private_folder(engine: str, owner: str | None = None) -> Path:
     """A folder ``clauseproof-<engine>-*`` that only ``owner`` (the server's OS user, where the harness runs
     as root) and root may enter, with the ``owner.json`` that lets a later run reap it."""
-    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{engine}-"))  # 0700
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{engine}-", dir=server_folder_base(owner)))  # 0700
     (folder / "owner.json").write_text(json.dumps({"pid": os.getpid(), "engine": engine}))
     if owner and os.geteuid() == 0:
         shutil.chown(folder, user=owner)
@@ -276,6 +303,8 @@ class EmbeddedServer(Target):
 
     def _run(self, args: list[str], what: str, timeout: float = START_TIMEOUT_S, *, as_owner: bool = True) -> None:
         kwargs: dict[str, Any] = {}
+        if self.folder is not None:  # its own temp folder, whatever the caller's TMPDIR (a private one its user
+            kwargs["env"] = masking.child_env({"TMPDIR": str(self.folder)})  # cannot enter)
         if self.run_as and as_owner:
             kwargs["user"] = self.run_as
             kwargs["group"] = pwd.getpwnam(self.run_as).pw_gid
@@ -635,6 +664,7 @@ class EmbeddedMariaDB(EmbeddedServer):
                         "--local-infile=1",
                         "--skip-name-resolve",
                         f"--init-file={init_file}",
+                        f"--tmpdir={folder}",  # its own, whatever the caller's TMPDIR
                         *user,
                         *extra,
                     ],
