@@ -142,7 +142,8 @@ def load_profile(path: Path) -> Profile:
             if key not in allowed:
                 raise err(section, key, "unknown key", f"the keys of [{section}] are {', '.join(allowed)}")
             want = allowed[key]
-            if isinstance(value, bool) or not isinstance(value, want):
+            wants_bool = want is bool or (isinstance(want, tuple) and bool in want)
+            if (isinstance(value, bool) and not wants_bool) or not isinstance(value, want):
                 names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
                 raise err(section, key, f"{value!r} is not of type {names}", f"give {key} a {names} value")
     target = data.get("target")
