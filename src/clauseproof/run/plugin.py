@@ -58,6 +58,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     try:
         run = _run(session.config)
+        run.preflight()  # a bad profile, binary folder or unreachable target: said now, no bundle
         run.check_results_writable()
         run.load_signing_key()
     except ClauseproofError as exc:

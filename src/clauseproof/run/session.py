@@ -36,7 +36,7 @@ from clauseproof.core.bundle import (
 from clauseproof.core.catalog import Catalog, catalog_sha256, load_catalog
 from clauseproof.core.compare import write_benchmark_json
 from clauseproof.core.environment import client_environment, commit_info
-from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError, TargetUnavailable
 from clauseproof.core.evidence import (
     NOT_RUN_CONFIG,
     NOT_RUN_INTERRUPTED,
@@ -132,6 +132,23 @@ class Run:
             print(f"[clauseproof] {message}", file=sys.stderr)
 
     # -- targets ----------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Before collection, every target the run names is checked as far as it can be without starting it: a
+        profile read and its documents found, an embedded server's binaries found, an external server answering
+        on its port (within the connect timeout).  The first problem stops the run with its paragraph, no bundle
+        written (issue 32: it used to surface after collection, with a full report of NOT COVERED rows)."""
+        for spec in self.settings.targets:
+            try:
+                t = make_target(spec, self.settings, self.namespace, self.progress)
+                self._attach_documents(t)
+                t.preflight()
+            except TargetUnavailable:
+                continue  # its cases are skipped, each saying why
+            except ClauseproofError as exc:
+                raise ClauseproofError(f"target {mask_passwords(spec)}: {exc.what}", checked=exc.checked,
+                                       fix=exc.fix) from None  # fmt: skip
+        self.documents.clear()  # attached again when each target starts
+
     def target(self, spec: str) -> Target:
         """The started target for ``spec``; a failure to start is remembered and re-raised at once."""
         if spec in self.target_failures:

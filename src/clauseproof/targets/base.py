@@ -161,6 +161,11 @@ class Target(ABC):
     #: Results from this target are not evidence (a simulator, say).
     simulated: bool = False
 
+    def preflight(self) -> None:
+        """What can be checked before the run without starting anything (binaries, reachability); raises a
+        :class:`ClauseproofError` saying what is wrong.  Nothing by default."""
+        return None
+
     def __init__(self, label: str, namespace: str) -> None:
         self.label = label
         self.namespace = namespace

@@ -358,6 +358,9 @@ class EmbeddedPostgres(EmbeddedServer):
         #: node per client session (SCRAM's 4096 PBKDF2 rounds per connection add up there).
         self.tcp_auth = tcp_auth
 
+    def preflight(self) -> None:
+        self.bindir()
+
     def bindir(self) -> Path:
         candidates = (
             [self.bindir_option]

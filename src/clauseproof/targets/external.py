@@ -313,6 +313,10 @@ class ExternalTarget(Target):
         self._endpoint = endpoint
         self.profile = profile
 
+    def preflight(self) -> None:
+        ep = self._endpoint
+        check_reachable(ep.host, ep.port, f"the {self.dialect} target {self.label}")
+
     @classmethod
     def from_url(cls, url: str, namespace: str) -> ExternalTarget:
         dialect, ep = parse_url(url)
