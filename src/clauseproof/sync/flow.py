@@ -471,12 +471,24 @@ class ChangeMarkers:
             try:
                 if conn is None:
                     conn = self.target()
-                rows = execute(conn, "SELECT id, version FROM cp_change WHERE origin = %s", (self.origin,)).fetchall()
-                now_t = time.time()
-                present = {int(i): int(v) for i, v in rows}
                 with self._lock:
                     waiting = [(n, shows) for n, (_, shows) in self.expect.items() if n not in self.seen]
+                ids = sorted({i for _, shows in waiting for i, _ in shows})[:500]
+                if not ids:  # only the rows a pending change names are read: the poll stays cheap
+                    time.sleep(POLL_S)
+                    continue
+                marks = ", ".join(["%s"] * len(ids))
+                rows = execute(
+                    conn,
+                    f"SELECT id, version FROM cp_change WHERE origin = %s AND id IN ({marks})",
+                    (self.origin, *ids),
+                ).fetchall()
+                now_t = time.time()
+                present = {int(i): int(v) for i, v in rows}
+                queried = set(ids)
                 for n, shows in waiting:
+                    if any(i not in queried for i, _ in shows):
+                        continue  # read at a later poll
                     first = self._insert_of.get(n)
                     if any(v is None for _, v in shows) and first is not None and first not in self.seen:
                         continue  # a row not there yet is not a row deleted: its insert must have been seen
