@@ -27,6 +27,9 @@ from typing import Any
 from clauseproof.core.errors import first_line
 
 POLL_S = 0.05
+#: a node is taken to have stopped once it answered nothing for this long (a single slow connect on a busy
+#: machine is not a fault, and must not hide an address that moved)
+CONFIRM_S = 1.0
 #: the MySQL family reads its start time to the second: two reads of one server may differ by one
 MYSQL_START_SLACK_S = 1.5
 
@@ -94,7 +97,7 @@ def _rollback(conn: Any) -> None:
         conn.rollback()
 
 
-def read(cluster: Any, node: Any, timeout: float = 2.0) -> tuple[Identity | None, str]:
+def read(cluster: Any, node: Any, timeout: float = 5.0) -> tuple[Identity | None, str]:
     """``node``'s identity, or None with why it could not be read (no answer: the node is down or unreachable)."""
     try:
         conn = cluster.connect_node(node, timeout=timeout)
@@ -151,15 +154,22 @@ class Watch:
     def _follow(self) -> None:
         assert self.before is not None
         deadline = time.monotonic() + self.timeout_s
+        first_silent: float | None = None
         while not self._stop.is_set() and time.monotonic() < deadline:
             asked = time.monotonic()
             now, why = read(self.cluster, self.node, timeout=1.0)
             if now is None:
-                self.seen_at, self.seen = asked, f"{self.node.name} stopped answering ({why})"
-                return
-            if not now.same_server(self.before):
+                first_silent = first_silent or asked
+                if time.monotonic() - first_silent >= CONFIRM_S:
+                    self.seen_at, self.seen = first_silent, f"{self.node.name} stopped answering ({why})"
+                    return
+                self._stop.wait(POLL_S)
+                continue
+            if now.same_server(self.before):
+                first_silent = None  # a slow answer, not a fault
+            else:
                 other = next((n for n, i in self.others.items() if n != self.node.name and i.same_server(now)), "")
-                self.seen_at = asked
+                self.seen_at = first_silent or asked
                 self.problem = (
                     f"{self.node.name}'s address now reaches {other}'s server ({now.text()}): a fault that moved an "
                     "address, not one that stopped a server"
@@ -169,6 +179,9 @@ class Watch:
                 self.seen = f"{self.node.name}'s address answers as another server ({now.text()})"
                 return
             self._stop.wait(POLL_S)
+        if first_silent is not None:  # silent up to the end of the watch
+            self.seen_at, self.seen = first_silent, f"{self.node.name} stopped answering"
+            return
         self.problem = (
             f"{self.node.name} went on answering as the same server ({self.before.text()}) for {self.timeout_s:g} s "
             "after the fault: the fault was not seen to happen"

@@ -353,6 +353,7 @@ class ChangeMarkers:
     new key with the old one gone)."""
 
     CYCLE = ("insert", "update", "insert", "delete", "insert", "key change")
+    SETTLE_S = 0.5
 
     def __init__(
         self, source: Callable[[], Any], target: Callable[[], Any], origin: str, *, per_second: float = 20,
@@ -367,7 +368,7 @@ class ChangeMarkers:
         self.seen: dict[int, float] = {}  # change → wall time the target first showed it
         self.write_errors: list[str] = []
         self.watch_errors = 0
-        self._fresh: list[int] = []  # ids inserted and not yet changed
+        self._fresh: list[tuple[int, float]] = []  # (id, when) inserted and not yet changed
         #: a change on a row implies its insert arrived (a sync applies one row's changes in order), even when
         #: both landed between two polls: change number → the insert's number
         self._insert_of: dict[int, int] = {}
@@ -405,7 +406,9 @@ class ChangeMarkers:
         shows: list[tuple[int, int | None]]
         args: tuple[Any, ...]
         with self._lock:
-            if kind != "insert" and not self._fresh:
+            # a row is changed only once its insert had time to be seen on its own (else a delete that lands
+            # with its insert shows nothing to wait for)
+            if kind != "insert" and not (self._fresh and time.monotonic() - self._fresh[0][1] >= self.SETTLE_S):
                 kind = "insert"
             n = self._n
             self._n += 1
@@ -418,7 +421,7 @@ class ChangeMarkers:
                     [(mid, 1)],
                 )
             else:
-                mid = self._fresh.pop(0)
+                mid = self._fresh.pop(0)[0]
                 if kind == "update":
                     sql, args, shows = "UPDATE cp_change SET version = 2 WHERE id = %s", (mid,), [(mid, 2)]
                 elif kind == "delete":
@@ -433,7 +436,7 @@ class ChangeMarkers:
             self.expect[n] = (kind, shows)
             self.committed[n] = t
             if kind == "insert":
-                self._fresh.append(mid)
+                self._fresh.append((mid, time.monotonic()))
                 self._inserted[mid] = n
             elif mid in self._inserted:
                 self._insert_of[n] = self._inserted[mid]
