@@ -213,19 +213,15 @@ class SourceLoad:
         self.report.bulk_transactions += 1
 
 
-class Markers:
-    """Marker rows inserted on the source at ``per_second`` and watched for on the target."""
+class _Paced:
+    """A writer thread that makes one change per tick at ``per_second`` (bounded by ``max_s``) and a watcher thread
+    polling the target; :meth:`pause` returns once no change is in flight.  Subclasses give ``_tick`` and
+    ``_poll``."""
 
-    def __init__(
-        self, source: Callable[[], Any], target: Callable[[], Any], origin: str, *, per_second: float = 20,
-        first_id: int = 1, max_s: float = 600,
-    ) -> None:  # fmt: skip
+    def __init__(self, source: Callable[[], Any], target: Callable[[], Any], origin: str, per_second: float,
+                 max_s: float, name: str) -> None:  # fmt: skip
         self.source, self.target, self.origin = source, target, origin
         self.per_second, self.max_s = per_second, max_s
-        self.next_id = first_id
-        self.first_id = first_id
-        self.committed: dict[int, float] = {}  # id → wall time the commit returned
-        self.seen: dict[int, float] = {}  # id → wall time the target first showed it
         self.write_errors: list[str] = []
         self.watch_errors = 0
         self._lock = threading.Lock()
@@ -233,8 +229,8 @@ class Markers:
         self._writing = threading.Event()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._write, name="sync-markers-write", daemon=True),
-            threading.Thread(target=self._watch, name="sync-markers-watch", daemon=True),
+            threading.Thread(target=self._write, name=f"{name}-write", daemon=True),
+            threading.Thread(target=self._watch, name=f"{name}-watch", daemon=True),
         ]
         self.started = 0.0
 
@@ -245,7 +241,7 @@ class Markers:
             t.start()
 
     def pause(self) -> None:
-        """Stop writing markers; returns once no insert is in flight (a later barrier then follows them all)."""
+        """Stop writing; returns once no change is in flight (a later barrier then follows them all)."""
         self._writing.clear()
         with self._busy:
             pass
@@ -259,15 +255,11 @@ class Markers:
         for t in self._threads:
             t.join(30)
 
-    def insert(self, conn: Any) -> int:
-        with self._lock:
-            mid = self.next_id
-            self.next_id += 1
-        execute(
-            conn, f"INSERT INTO cp_marker (id, origin, committed_at) VALUES (%s, %s, {now(conn)})", (mid, self.origin)
-        )
-        self.committed[mid] = time.time()
-        return mid
+    def _tick(self, conn: Any, n: int) -> None:
+        raise NotImplementedError
+
+    def _poll(self, conn: Any) -> None:
+        raise NotImplementedError
 
     def _write(self) -> None:
         conn = self.source()
@@ -281,33 +273,26 @@ class Markers:
                 if due > time.monotonic():
                     time.sleep(due - time.monotonic())
                     continue
-                n += 1
                 try:
                     with self._busy:
                         if self._writing.is_set() and not self._stop.is_set():
-                            self.insert(conn)
+                            self._tick(conn, n)
                 except Exception as exc:
                     self.write_errors.append(first_line(exc))
                     if len(self.write_errors) > 20:
                         return
+                n += 1
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
 
     def _watch(self) -> None:
         conn: Any = None
-        last = self.first_id - 1
         while not self._stop.is_set():
             try:
                 if conn is None:
                     conn = self.target()
-                rows = execute(
-                    conn, "SELECT id FROM cp_marker WHERE origin = %s AND id > %s ORDER BY id", (self.origin, last)
-                ).fetchall()
-                now = time.time()
-                for (mid,) in rows:
-                    self.seen.setdefault(int(mid), now)
-                    last = max(last, int(mid))
+                self._poll(conn)
             except Exception:  # the target may be down: keep trying until told to stop
                 self.watch_errors += 1
                 with contextlib.suppress(Exception):
@@ -317,6 +302,43 @@ class Markers:
             time.sleep(POLL_S)
         with contextlib.suppress(Exception):
             conn.close()
+
+
+class Markers(_Paced):
+    """Marker rows inserted on the source at ``per_second`` and watched for on the target."""
+
+    def __init__(
+        self, source: Callable[[], Any], target: Callable[[], Any], origin: str, *, per_second: float = 20,
+        first_id: int = 1, max_s: float = 600,
+    ) -> None:  # fmt: skip
+        super().__init__(source, target, origin, per_second, max_s, "sync-markers")
+        self.next_id = first_id
+        self.first_id = first_id
+        self.committed: dict[int, float] = {}  # id → wall time the commit returned
+        self.seen: dict[int, float] = {}  # id → wall time the target first showed it
+        self._last = first_id - 1
+
+    def insert(self, conn: Any) -> int:
+        with self._lock:
+            mid = self.next_id
+            self.next_id += 1
+        execute(
+            conn, f"INSERT INTO cp_marker (id, origin, committed_at) VALUES (%s, %s, {now(conn)})", (mid, self.origin)
+        )
+        self.committed[mid] = time.time()
+        return mid
+
+    def _tick(self, conn: Any, n: int) -> None:
+        self.insert(conn)
+
+    def _poll(self, conn: Any) -> None:
+        rows = execute(
+            conn, "SELECT id FROM cp_marker WHERE origin = %s AND id > %s ORDER BY id", (self.origin, self._last)
+        ).fetchall()
+        t = time.time()
+        for (mid,) in rows:
+            self.seen.setdefault(int(mid), t)
+            self._last = max(self._last, int(mid))
 
     def wait_for(self, mid: int, timeout: float) -> float | None:
         """Seconds from now until marker ``mid`` was seen (None: not within ``timeout``)."""
@@ -345,7 +367,7 @@ class Markers:
         return [m for m in sorted(self.committed) if m not in self.seen]
 
 
-class ChangeMarkers:
+class ChangeMarkers(_Paced):
     """Markers of every change kind in ``cp_change`` (see the module's docstring): the writer cycles insert, update,
     insert, delete, insert, key change at ``per_second``; each non-insert change takes a row inserted earlier (each
     row changed once); the watcher reads the target's rows of this origin every ``POLL_S`` and stamps each change
@@ -359,47 +381,18 @@ class ChangeMarkers:
         self, source: Callable[[], Any], target: Callable[[], Any], origin: str, *, per_second: float = 20,
         first_id: int = 1, max_s: float = 600,
     ) -> None:  # fmt: skip
-        self.source, self.target, self.origin = source, target, origin
-        self.per_second, self.max_s = per_second, max_s
+        super().__init__(source, target, origin, per_second, max_s, "sync-changes")
         self.next_id = first_id
         #: change number → (kind, what the target must show: (id, version) present, or (id, None) absent, or both)
         self.expect: dict[int, tuple[str, list[tuple[int, int | None]]]] = {}
         self.committed: dict[int, float] = {}  # change → wall time its commit returned
         self.seen: dict[int, float] = {}  # change → wall time the target first showed it
-        self.write_errors: list[str] = []
-        self.watch_errors = 0
         self._fresh: list[tuple[int, float]] = []  # (id, when) inserted and not yet changed
         #: a change on a row implies its insert arrived (a sync applies one row's changes in order), even when
         #: both landed between two polls: change number → the insert's number
         self._insert_of: dict[int, int] = {}
         self._inserted: dict[int, int] = {}  # id → its insert's number
         self._n = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._writing = threading.Event()
-        self._busy = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._write, name="sync-changes-write", daemon=True),
-            threading.Thread(target=self._watch, name="sync-changes-watch", daemon=True),
-        ]
-        self.started = 0.0
-
-    def start(self) -> None:
-        self.started = time.monotonic()
-        self._writing.set()
-        for t in self._threads:
-            t.start()
-
-    def pause(self) -> None:
-        self._writing.clear()
-        with self._busy:
-            pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._writing.set()
-        for t in self._threads:
-            t.join(30)
 
     def change(self, conn: Any, kind: str) -> int:
         """Make one change of ``kind`` on the source (an insert when no row is left to change); its number."""
@@ -442,72 +435,32 @@ class ChangeMarkers:
                 self._insert_of[n] = self._inserted[mid]
         return n
 
-    def _write(self) -> None:
-        conn = self.source()
-        k = 0
-        try:
-            while not self._stop.is_set() and time.monotonic() - self.started < self.max_s:
-                self._writing.wait()
-                if self._stop.is_set():
-                    break
-                due = self.started + k / self.per_second
-                if due > time.monotonic():
-                    time.sleep(due - time.monotonic())
-                    continue
-                kind = self.CYCLE[k % len(self.CYCLE)]
-                k += 1
-                try:
-                    with self._busy:
-                        if self._writing.is_set() and not self._stop.is_set():
-                            self.change(conn, kind)
-                except Exception as exc:
-                    self.write_errors.append(first_line(exc))
-                    if len(self.write_errors) > 20:
-                        return
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
+    def _tick(self, conn: Any, n: int) -> None:
+        self.change(conn, self.CYCLE[n % len(self.CYCLE)])
 
-    def _watch(self) -> None:
-        conn: Any = None
-        while not self._stop.is_set():
-            try:
-                if conn is None:
-                    conn = self.target()
-                with self._lock:
-                    waiting = [(n, shows) for n, (_, shows) in self.expect.items() if n not in self.seen]
-                ids = sorted({i for _, shows in waiting for i, _ in shows})[:500]
-                if not ids:  # only the rows a pending change names are read: the poll stays cheap
-                    time.sleep(POLL_S)
-                    continue
-                marks = ", ".join(["%s"] * len(ids))
-                rows = execute(
-                    conn,
-                    f"SELECT id, version FROM cp_change WHERE origin = %s AND id IN ({marks})",
-                    (self.origin, *ids),
-                ).fetchall()
-                now_t = time.time()
-                present = {int(i): int(v) for i, v in rows}
-                queried = set(ids)
-                for n, shows in waiting:
-                    if any(i not in queried for i, _ in shows):
-                        continue  # read at a later poll
-                    first = self._insert_of.get(n)
-                    if any(v is None for _, v in shows) and first is not None and first not in self.seen:
-                        continue  # a row not there yet is not a row deleted: its insert must have been seen
-                    if all((present.get(i) == v) if v is not None else (i not in present) for i, v in shows):
-                        self.seen[n] = now_t
-                        if first is not None:
-                            self.seen.setdefault(first, now_t)
-            except Exception:  # the target may be down: keep trying until told to stop
-                self.watch_errors += 1
-                with contextlib.suppress(Exception):
-                    conn.close()
-                conn = None
-                time.sleep(0.2)
-            time.sleep(POLL_S)
-        with contextlib.suppress(Exception):
-            conn.close()
+    def _poll(self, conn: Any) -> None:
+        with self._lock:
+            waiting = [(n, shows) for n, (_, shows) in self.expect.items() if n not in self.seen]
+        ids = sorted({i for _, shows in waiting for i, _ in shows})[:500]
+        if not ids:  # only the rows a pending change names are read: the poll stays cheap
+            return
+        marks = ", ".join(["%s"] * len(ids))
+        rows = execute(
+            conn, f"SELECT id, version FROM cp_change WHERE origin = %s AND id IN ({marks})", (self.origin, *ids)
+        ).fetchall()
+        now_t = time.time()
+        present = {int(i): int(v) for i, v in rows}
+        queried = set(ids)
+        for n, shows in waiting:
+            if any(i not in queried for i, _ in shows):
+                continue  # read at a later poll
+            first = self._insert_of.get(n)
+            if any(v is None for _, v in shows) and first is not None and first not in self.seen:
+                continue  # a row not there yet is not a row deleted: its insert must have been seen
+            if all((present.get(i) == v) if v is not None else (i not in present) for i, v in shows):
+                self.seen[n] = now_t
+                if first is not None:
+                    self.seen.setdefault(first, now_t)
 
     def wait_all(self, timeout: float, since: float = 0.0) -> bool:
         """Until the target showed every change committed since ``since`` (wall time), of every kind (False: not
