@@ -444,16 +444,6 @@ def test_scaling_out_and_in_under_load_fails_no_write_and_the_new_node_converges
     cluster.wait_ready()
 
 
-def test_a_node_left_frozen_is_still_stopped(cluster: PatroniCluster) -> None:
-    """Last in the module: a replica frozen and never continued; the fixture's stop must leave nothing behind."""
-    leader = cluster.leader()
-    replica = next(n for n in cluster.nodes if leader is None or n.name != leader.name)
-    cluster.freeze_node(replica)
-    assert all(
-        Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("T") for pid in _working_in(str(replica.folder))
-    )
-
-
 # --- prove identity before counting (issue 30) -------------------------------------------------------------------
 
 
@@ -525,3 +515,13 @@ def test_a_kill_that_moves_an_address_or_kills_nothing_is_seen_as_such(cluster: 
         assert nothing.came_back() == ""  # not seen: its problem is said once, above
     finally:
         book.close()
+
+
+def test_a_node_left_frozen_is_still_stopped(cluster: PatroniCluster) -> None:
+    """Last in the module: a replica frozen and never continued; the fixture's stop must leave nothing behind."""
+    leader = cluster.leader()
+    replica = next(n for n in cluster.nodes if leader is None or n.name != leader.name)
+    cluster.freeze_node(replica)
+    assert all(
+        Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("T") for pid in _working_in(str(replica.folder))
+    )
