@@ -30,6 +30,8 @@ POLL_S = 0.05
 #: a node is taken to have stopped once it answered nothing for this long (a single slow connect on a busy
 #: machine is not a fault, and must not hide an address that moved)
 CONFIRM_S = 1.0
+#: how long a node brought back may take to answer as itself
+COME_BACK_S = 60.0
 #: the MySQL family reads its start time to the second: two reads of one server may differ by one
 MYSQL_START_SLACK_S = 1.5
 
@@ -201,9 +203,13 @@ class Watch:
         """After the node was brought back: "" when it answers as its server started anew, else the problem."""
         if self.before is None:
             return ""
+        deadline = time.monotonic() + COME_BACK_S  # a node reported back may still restart once (pg_rewind)
         now, why = read(self.cluster, self.node)
+        while now is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            now, why = read(self.cluster, self.node)
         if now is None:
-            return f"{self.node.name} did not answer after it was brought back ({why})"
+            return f"{self.node.name} did not answer within {COME_BACK_S:g} s of being brought back ({why})"
         if self.problem or not self.seen_at:
             return ""
         if not now.restarted_since(self.before):
