@@ -504,12 +504,14 @@ def test_a_kill_that_moves_an_address_or_kills_nothing_is_seen_as_such(cluster: 
         victim = book.nodes[0]
         moved = identity.Watch(book, victim, ids, timeout_s=5.0)
         moved.start()
+        moved.arm()
         book.point("a", n2)  # "kill": a's address now leads to b's server; a's server never stops
         moved.wait()
         assert moved.problem.startswith("a's address now reaches b's server"), moved.problem
         book.point("a", n1)
         nothing = identity.Watch(book, victim, ids, timeout_s=1.0)
         nothing.start()
+        nothing.arm()
         nothing.wait()  # a kill command that returned 0 and did nothing
         assert "went on answering as the same server" in nothing.problem
         assert nothing.came_back() == ""  # not seen: its problem is said once, above

@@ -135,6 +135,7 @@ def _kill_watched(cluster: Any, gate: _Gated, ids: dict[str, identity.Identity])
     def apply(victim: Any) -> float:
         w = watch["w"] = identity.Watch(cluster, victim, ids, timeout_s=10.0)
         w.start()
+        w.arm()
         returned = cluster.kill_node(victim)
         at = returned if isinstance(returned, float) else time.monotonic()
         w.wait()

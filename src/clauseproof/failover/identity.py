@@ -145,6 +145,9 @@ class Watch:
         self.unread = "" if self.before is not None else f"{node.name} before the fault: {why}"
         self.seen_at: float | None = None
         self.seen = ""
+        #: when the fault's command was started (:meth:`arm`): a silence that began before it is a slow answer on a
+        #: busy machine, never the fault (it would put the fault's instant before the fault)
+        self.armed_at: float | None = None
         self.problem = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="clauseproof-identity-watch", daemon=True)
@@ -152,6 +155,11 @@ class Watch:
     def start(self) -> None:
         if self.before is not None:
             self._thread.start()
+
+    def arm(self) -> float:
+        """Say the fault's command starts now; the instant."""
+        self.armed_at = time.monotonic()
+        return self.armed_at
 
     def _follow(self) -> None:
         assert self.before is not None
@@ -161,6 +169,9 @@ class Watch:
             asked = time.monotonic()
             now, why = read(self.cluster, self.node, timeout=1.0)
             if now is None:
+                if self.armed_at is None or asked < self.armed_at:
+                    self._stop.wait(POLL_S)  # before the fault: a slow answer, not a fault
+                    continue
                 first_silent = first_silent or asked
                 if time.monotonic() - first_silent >= CONFIRM_S:
                     self.seen_at, self.seen = first_silent, f"{self.node.name} stopped answering ({why})"
