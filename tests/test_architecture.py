@@ -1,4 +1,4 @@
-"""The import direction of ARCHITECTURE.md, enforced: every ``import`` of the package (function-level ones too)
+"""The import direction of docs/architecture.md, enforced: every ``import`` of the package (function-level ones too)
 points down the layers, never from the targets into a capability's checks, never from the core into a target."""
 
 from __future__ import annotations

@@ -258,13 +258,13 @@ def test_keys_are_hidden_when_the_server_quotes_them_cut_short(tmp_path: Path, m
     assert not any(s[i : i + 8] in message.lower() for s in SECRETS.values() for i in range(25))
 
 
-#: The README's openGauss-style example, as a vendor would copy it.
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+#: The manual's openGauss-style example (docs/targets.md), as a vendor would copy it.
+README = (Path(__file__).resolve().parent.parent / "docs" / "targets.md").read_text(encoding="utf-8")
 OPENGAUSS = "[column_encryption]" + README.split("\n[column_encryption]", 1)[1].split("```", 1)[0]
 
 
 def test_a_driver_that_does_not_know_the_keyed_options_is_named(tmp_path: Path, pg_server: EmbeddedPostgres) -> None:
-    """The README's openGauss example against stock libpq: a clear error naming the option and the fix."""
+    """The manual's openGauss example against stock libpq: a clear error naming the option and the fix."""
     with pytest.raises(ClauseproofError) as exc:
         _run(tmp_path, pg_server, OPENGAUSS)
     assert 'could not open the keyed session: invalid connection option "enable_ce"' in str(exc.value)

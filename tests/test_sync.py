@@ -217,6 +217,25 @@ def test_binlog_sync_captures_mariadb_into_postgresql(hetero: BinlogSyncLab) -> 
     assert checks[0]["source_rows"] > cases.FIRST_ROWS  # the snapshot and what the load added, across engines
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="who the capture runs as matters where the harness is root")
+def test_the_binlog_capture_runs_as_the_harness_s_own_user(hetero: BinlogSyncLab) -> None:
+    """Issue 31: the harness's own capture process is not root."""
+    from tests.test_run_as import users_of_session
+
+    seen: list[set[str]] = []
+    create = hetero.create_task
+
+    def watched(*args: Any, **kw: Any) -> Any:
+        task = create(*args, **kw)
+        seen.append(set(users_of_session(task.proc.pid).values()))
+        return task
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hetero, "create_task", watched)
+        cases.capture_online(hetero, QUICK, before_s=0.5)
+    assert seen and all(s == {"clauseproof"} for s in seen), seen
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", list(cases.OUTAGES))
 def test_binlog_sync_buffers_through_outages(hetero: BinlogSyncLab, fault: str) -> None:

@@ -152,7 +152,7 @@ def test_target_column_encryption(request: pytest.FixtureRequest, target: Target
     if spec is None:
         pytest.skip(
             "the target's own column encryption is tested when its profile declares [column_encryption] "
-            "(see the README, section Pointing it at another target); the harness's SM4 column type is proven beside it"
+            "(see docs/targets.md, [column_encryption]); the harness's SM4 column type is proven beside it"
         )
     result = colcrypt.check(target, spec, seed=request.config.stash[RUN_KEY].settings.seed)
     evidence.parameters(**result.details)

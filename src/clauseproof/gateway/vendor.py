@@ -108,7 +108,7 @@ def parse(body: dict[str, Any], err: Any) -> GatewaySection | None:
              ("openai_base_url", "api_key_env"), ("openai_base_url", "models"))  # fmt: skip
     for a, b in pairs:
         if a in body and b not in body:
-            raise err(sec, b, f"{a} is given without {b}", f"give {b} too (see the README's [gateway] example)")
+            raise err(sec, b, f"{a} is given without {b}", f"give {b} too (docs/targets.md, [gateway])")
     models = {str(k): str(v) for k, v in dict(body.get("models", {})).items()}
     bad = {m: v for m, v in models.items() if v not in SHAPES}
     if bad:

@@ -29,6 +29,7 @@ from typing import Any
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
+from clauseproof.targets.processes import own_code_user
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/clauseproof/load/background.py
 LOCUSTFILE = ROOT / "workloads" / "locust_oltp.py"
@@ -160,6 +161,8 @@ class BackgroundLoad:
             env["CLAUSEPROOF_PASSWORD"] = ep.password
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env[reaper.PARENT_ENV] = str(os.getpid())  # the load generator dies with this process, however it dies
+        runs_as = own_code_user()  # not root: it writes its series into a folder of its own
+        runs_as.give(self.folder)
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         self._cpu0 = ru.ru_utime + ru.ru_stime
         self._t0 = time.time()
@@ -177,7 +180,13 @@ class BackgroundLoad:
             ]  # fmt: skip
             with open(self.folder / f"locust-{i}.log", "wb") as log:
                 proc = subprocess.Popen(
-                    cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    cmd,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    **runs_as.popen(),
                 )
             self.procs.append(proc)
             reaper.register("locust", proc.pid, self.folder)

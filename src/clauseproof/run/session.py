@@ -53,6 +53,7 @@ from clauseproof.core.settings import Settings, mask_passwords, url_passwords
 from clauseproof.targets import Target, make_target
 from clauseproof.targets.base import NAMESPACE_PREFIX
 from clauseproof.targets.engine import is_local_engine
+from clauseproof.targets.processes import own_code_user
 
 log = logging.getLogger("clauseproof")
 
@@ -377,7 +378,7 @@ class Run:
                 "catalog_sha256": sha,
                 "catalog_shipped": shipped,
             },
-            "environment": {"client": client_environment()},
+            "environment": {"client": {**client_environment(), "children_run_as": own_code_user().fact}},
             "targets": list(self.target_info.values())
             + [{"label": mask_passwords(s), "error": str(e)} for s, e in self.target_failures.items()],
             "simulated_targets": simulated,

@@ -107,7 +107,7 @@ def parse(body: dict[str, Any], err: Any) -> SyncSection | None:
         raise err(sec, "nodes", "the nodes must include a (source) and b (target), each once", f"e.g. {example}")
     for key in ("create_task", "drop_task"):
         if key not in body:
-            raise err(sec, None, f"no {key} command", f'give {key} = "..." (see the README\'s [sync] example)')
+            raise err(sec, None, f"no {key} command", f'give {key} = "..." (see the [sync] example in docs/targets.md)')
     commands = {k: body[k] for k in COMMANDS if k in body}
     for name, template in commands.items():
         allowed = PLACEHOLDERS.get(name, ("name", "target", "host", "port"))

@@ -27,6 +27,7 @@ from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import nodeprocs
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, _tail
+from clauseproof.targets.processes import own_code_user
 from clauseproof.targets.relay import Relay, open_relay
 from clauseproof.targets.synclab import SyncLab
 
@@ -117,8 +118,14 @@ class BinlogSyncLab(SyncLab):
             reaper.PARENT_ENV: str(os.getpid()),
         }
         with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=src.folder
+            proc = subprocess.Popen(  # the harness's own code: not as root (from /: the folder is the server's)
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd="/",
+                **own_code_user().popen(),
             )
         reaper.register(f"binlog-sync-{name}", proc.pid, src.folder)
         task = CdcTask(name, source, target, list(tables), relay, proc, log)

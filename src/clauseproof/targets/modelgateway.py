@@ -28,7 +28,7 @@ from typing import Any
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, service_user, wait_port
+from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, own_code_user, service_user, wait_port
 
 ROOT = Path(__file__).resolve().parents[3]
 VENDORS = "model_vendors.py"  # under workloads/
@@ -143,10 +143,16 @@ class ModelGateway(OwnProcesses):
                 wait_port(self.port, ng, "nginx", self.folder / "error.log")
                 return
             assert exe is not None
-            config = self.folder / "litellm.json"  # YAML is a superset of JSON
+            # LiteLLM runs as the harness's own-code user, in a folder of its own (its home: it writes caches)
+            home = make_private_folder("litellm")
+            self.more_folders.append(home)
+            config = home / "litellm.json"  # YAML is a superset of JSON
             config.write_text(json.dumps(self._config(), indent=1))
+            config.chmod(0o600)
+            own_code_user().give(config)
+            own_code_user().give(home)
             lenv = {
-                **masking.child_env(),
+                **masking.child_env({"HOME": str(home)}),
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the price list from GitHub
                 "LITELLM_TELEMETRY": "False",
                 "LITELLM_MASTER_KEY": self.api_key,
@@ -158,7 +164,7 @@ class ModelGateway(OwnProcesses):
                 "model-gateway",
                 [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
                  "--num_workers", "1"],
-                log, lenv, pdeathsig=True,
+                log, lenv, pdeathsig=True, own_code=Path(exe),
             )  # fmt: skip
             self._wait_ready(lp, log)
             if self.buffered:  # the control: nginx in front, buffering and compressing the streams

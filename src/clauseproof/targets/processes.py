@@ -54,6 +54,97 @@ def service_user(name: str) -> str | None:
     return name
 
 
+#: The OS user the harness's own code runs as in its children (the streaming upstream, the fake model vendors,
+#: LiteLLM, the load generators, the binlog capture) where the harness runs as root: ``./run`` makes it (a system
+#: user with no shell and no home), so that no other service's user (``nobody`` is shared) can touch what they write.
+OWN_CODE_USER = "clauseproof"
+
+
+def _others_can_reach(path: Path) -> str:
+    """'' when a user with no group in common can reach ``path`` (every folder on the way searchable, the file
+    itself readable); otherwise the first place on the way that stops them."""
+    path = path.resolve()
+    for step in [*reversed(path.parents), path]:
+        try:
+            mode = step.stat().st_mode
+        except OSError as exc:
+            return f"{step}: {exc.strerror}"
+        need = 0o005 if step.is_dir() else 0o004
+        if mode & need != need:
+            return f"{step} (mode {mode & 0o777:o}) is closed to other users"
+    return ""
+
+
+class OwnCodeUser:
+    """Who the harness's own code runs as in a child: :data:`OWN_CODE_USER` where the harness runs as root and
+    that user can run this interpreter and checkout; otherwise the harness's own user, with the reason said once
+    (in the log, and in the evidence through :attr:`fact`)."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.why_not = ""
+        if os.geteuid() != 0:
+            self.why_not = "the harness does not run as root"
+            return
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(OWN_CODE_USER)
+        except KeyError:
+            self.why_not = f"there is no user {OWN_CODE_USER!r} (./run makes it: useradd --system {OWN_CODE_USER})"
+            return
+        for what, path in (("the interpreter", Path(sys.executable)), ("the checkout", ROOT / "workloads"),
+                           ("the packages", Path(sys.prefix)), ("the packages", Path(sys.base_prefix))):  # fmt: skip
+            problem = _others_can_reach(path)
+            if problem:
+                self.why_not = (f"{OWN_CODE_USER} cannot reach {what}: {problem} (build the virtualenv with "
+                                "/usr/bin/python3 in a checkout other users can read, as ./run does)")  # fmt: skip
+                return
+        self.name, self.uid, self.gid = OWN_CODE_USER, entry.pw_uid, entry.pw_gid
+
+    @property
+    def fact(self) -> str:
+        if self.name:
+            return f"the harness's own servers and load generators run as {self.name!r}, not root"
+        if os.geteuid() != 0:
+            return "the harness's own servers and load generators run as the harness's user"
+        return f"the harness's own servers and load generators run as root: {self.why_not}"
+
+    def popen(self, *also: Path) -> dict[str, Any]:
+        """Keyword arguments for :class:`subprocess.Popen`: the user, its group, no other group — where it can
+        also reach each of ``also`` (another program's files); otherwise none, and why is logged."""
+        if not self.name:
+            return {}
+        for path in also:
+            problem = _others_can_reach(path)
+            if problem:
+                import logging
+
+                logging.getLogger("clauseproof").warning("%s runs as root: %s", path, problem)
+                return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def give(self, folder: Path) -> None:
+        """``folder`` (a private ``clauseproof-*`` folder the child writes into) becomes the child's."""
+        if self.name:
+            shutil.chown(folder, user=self.uid, group=self.gid)
+
+
+_OWN_CODE_USER: OwnCodeUser | None = None
+
+
+def own_code_user() -> OwnCodeUser:
+    """The one :class:`OwnCodeUser` of this process; said once in the log when it is root."""
+    global _OWN_CODE_USER
+    if _OWN_CODE_USER is None:
+        _OWN_CODE_USER = OwnCodeUser()
+        if os.geteuid() == 0 and not _OWN_CODE_USER.name:
+            import logging
+
+            logging.getLogger("clauseproof").warning("%s", _OWN_CODE_USER.fact)
+    return _OWN_CODE_USER
+
+
 def haproxy_drop() -> str:
     """The lines of HAProxy's ``global`` section that make it drop root after binding its ports (for an HAProxy
     the reaper stops: dropping root clears a parent-death signal, so one that needs it starts as its user)."""
@@ -89,6 +180,8 @@ class OwnProcesses:
     def __init__(self) -> None:
         self.folder: Path | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
+        #: more private folders, removed with the processes (one a child running as another user writes in)
+        self.more_folders: list[Path] = []
 
     def _spawn(
         self,
@@ -99,11 +192,18 @@ class OwnProcesses:
         *,
         pdeathsig: bool = False,
         user: str | None = None,
+        own_code: bool | Path = False,
     ) -> Any:
         """``pdeathsig``: SIGTERM when the harness dies, for a program that does not watch it (nginx, LiteLLM);
-        ``user``: the OS user it runs as where the harness runs as root (its own groups only)."""
+        ``user``: the OS user it runs as where the harness runs as root (its own groups only); ``own_code``: the
+        harness's own code, run as :func:`own_code_user` (from ``/``: the folder may be another user's), or the
+        program at that path (LiteLLM), as that user where it can reach it."""
         as_user: dict[str, Any] = {}
-        if user is not None and os.geteuid() == 0:
+        cwd: Path | str | None = self.folder
+        if own_code:
+            as_user = own_code_user().popen(*([own_code] if isinstance(own_code, Path) else []))
+            cwd = "/"
+        elif user is not None and os.geteuid() == 0:
             import pwd
 
             entry = pwd.getpwnam(user)
@@ -111,7 +211,7 @@ class OwnProcesses:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                cwd=self.folder, preexec_fn=reaper.pdeathsig if pdeathsig else None, **as_user,
+                cwd=cwd, preexec_fn=reaper.pdeathsig if pdeathsig else None, **as_user,
             )  # fmt: skip
         self.procs.append(proc)
         reaper.register(kind, proc.pid, self.folder)
@@ -123,7 +223,7 @@ class OwnProcesses:
         env = masking.child_env({"PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())})
         log = self.folder / f"{Path(script).stem}.log"
         args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
-        proc = self._spawn(kind, args, log, env)
+        proc = self._spawn(kind, args, log, env, own_code=True)
         fix = "" if host == "127.0.0.1" else "give an address of this machine that the vendor's gateway can reach"
         wait_port(port, proc, what, log, host, fix)
 
@@ -140,6 +240,6 @@ class OwnProcesses:
                     proc.wait()
             reaper.unregister(proc.pid)
         self.procs = []
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
+        for folder in [*self.more_folders, *([self.folder] if self.folder is not None else [])]:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.folder, self.more_folders = None, []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -38,7 +39,7 @@ from clauseproof.targets.embedded import (
     free_port,
     make_private_folder,
 )
-from clauseproof.targets.processes import haproxy_drop
+from clauseproof.targets.processes import haproxy_drop, service_user
 from clauseproof.targets.topology import Node, Topology, pool_nodes
 
 DEFAULT_REPLICAS = 5
@@ -64,19 +65,29 @@ class Helper:
     """A proxy process (pgpool-II, HAProxy) in the foreground of its own session, in ``folder``."""
 
     def __init__(
-        self, name: str, args: list[str], folder: Path, port: int, stop_signal: int, host: str = "127.0.0.1"
+        self,
+        name: str,
+        args: list[str],
+        folder: Path,
+        port: int,
+        stop_signal: int,
+        host: str = "127.0.0.1",
+        user: str | None = None,
     ) -> None:
         """``args`` may start with a prefix that execs the program (``ip netns exec``: it then listens on ``host``
-        inside a namespace)."""
+        inside a namespace); ``user``: the OS user it runs as (where the harness is root; its own group only)."""
         self.name, self.args, self.folder, self.port, self.stop_signal = name, args, folder, port, stop_signal
-        self.host = host
+        self.host, self.user = host, user
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = folder / f"{name}.log"
 
     def start(self) -> None:
+        as_user: dict[str, Any] = {}
+        if self.user and os.geteuid() == 0:
+            as_user = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid, "extra_groups": []}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder
+                self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder, **as_user
             )
         (self.folder / f"{self.name}-leader.pid").write_text(str(self.proc.pid))  # for reap_stale
         reaper.register(self.name, self.proc.pid, self.folder)  # kept outside the folder: the group and its shm
@@ -241,7 +252,7 @@ class ReplicatedPostgres(ReplicatedTopology):
                 fix="install the Debian package pgpool2 (apt-get install pgpool2); ./run installs it",
             )
         try:
-            self.folder = make_private_folder("pgpool")
+            self.folder = make_private_folder("pgpool", service_user("postgres"))  # pgpool-II runs as postgres
             primary = EmbeddedPostgres(
                 f"{self.label}/primary",
                 self.namespace,
@@ -338,6 +349,10 @@ class ReplicatedPostgres(ReplicatedTopology):
         (folder / "pool_hba.conf").write_text(f"host all all 127.0.0.1/32 {PG_NODE_AUTH}\n")
         (folder / "pool_passwd").write_text(f"postgres:TEXT{self.primary.password}\n")
         (folder / "pool_passwd").chmod(0o600)
+        user = service_user("postgres")
+        if user:
+            for path in folder.iterdir():
+                shutil.chown(path, user=user)
         version = subprocess.run([pgpool, "--version"], capture_output=True, text=True, check=False)
         self.pgpool_version = (version.stdout or version.stderr).strip().split(" (")[0]
         self.proxy = Helper(
@@ -355,6 +370,7 @@ class ReplicatedPostgres(ReplicatedTopology):
             folder,
             port,
             signal.SIGINT,  # fast shutdown (SIGTERM waits for clients to disconnect)
+            user=user,
         )
         self.proxy.start()
         self.endpoint = self.read_endpoint = Endpoint(
