@@ -15,7 +15,7 @@ from clauseproof.load.background import BackgroundLoad
 from clauseproof.targets.base import Target
 from clauseproof.targets.gateway import EmbeddedGateway
 from clauseproof.targets.modelgateway import ModelGateway
-from clauseproof.targets.processes import OWN_CODE_USER, _others_can_reach, own_code_user
+from clauseproof.targets.processes import OWN_CODE_USER, _others_can_reach, own_code_user, service_headers
 from workloads import oltp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="who a child runs as matters where the harness is root")
@@ -51,12 +51,20 @@ def test_a_path_closed_to_other_users_is_named(tmp_path: Path) -> None:
     assert _others_can_reach(Path("/usr/bin/env")) == ""
 
 
-def test_the_gateway_s_processes_run_as_their_users() -> None:
+def test_the_gateway_s_processes_run_as_their_users_and_its_counters_need_the_secret() -> None:
+    import httpx
+
     gw = EmbeddedGateway()
     gw.start()
     try:
         users = {p.args[0] if isinstance(p.args, list) else p.args: set(users_of_session(p.pid).values())
                  for p in gw.procs}  # fmt: skip
+        # another local user reading or resetting what a verdict counts: refused
+        assert httpx.get(f"{gw.direct_url}/stats", timeout=5).status_code == 403
+        assert httpx.post(f"{gw.direct_url}/stats", timeout=5).status_code == 403
+        wrong = {"X-Clauseproof-Secret": "x" * len(service_headers()["X-Clauseproof-Secret"])}
+        assert httpx.get(f"{gw.direct_url}/stats", timeout=5, headers=wrong).status_code == 403
+        assert httpx.get(f"{gw.direct_url}/stats", timeout=5, headers=service_headers()).status_code == 200
     finally:
         gw.stop()
     assert users and all("root" not in u for u in users.values()), users
@@ -64,10 +72,14 @@ def test_the_gateway_s_processes_run_as_their_users() -> None:
 
 
 def test_litellm_and_the_fake_vendors_run_as_the_harness_s_own_user() -> None:
+    import httpx
+
     mg = ModelGateway()
     mg.start()
     try:
         users = [set(users_of_session(p.pid).values()) for p in mg.procs]
+        assert httpx.post(f"{mg.vendors_url}/stats", timeout=5).status_code == 403
+        assert httpx.get(f"{mg.vendors_url}/stats", timeout=5, headers=service_headers()).status_code == 200
     finally:
         mg.stop()
     assert users and all(u == {OWN_CODE_USER} for u in users), users

@@ -43,6 +43,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.openloop import NO_ANSWER, LoadResult, Sample, Stream, run
+from clauseproof.targets.processes import service_headers
 
 KINDS = ("header", "query", "ip", "consumer", "route", "model", "tokens")
 #: which clause a rule's kind proves: SX-EDAS-4 (header, query, IP, consumer), SX-EDAS-5 (QPS per
@@ -343,7 +344,8 @@ def upstream_arrivals(direct_url: str) -> Callable[[], int]:
     def count() -> int:
         import httpx
 
-        return int(httpx.get(f"{direct_url}/stats", timeout=5.0).json()["limit_arrivals"])
+        answer = httpx.get(f"{direct_url}/stats", timeout=5.0, headers=service_headers())
+        return int(answer.raise_for_status().json()["limit_arrivals"])
 
     return count
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from clauseproof.targets.processes import service_headers
+
 VENDOR_DELAY_S = 0.05  # workloads/model_vendors.py's pause between streamed words
 TIMEOUT_S = 20.0
 
@@ -48,7 +50,7 @@ class Result:
 def _vendor_counts(vendors_url: str | None) -> dict[str, int]:
     if not vendors_url:
         return {}
-    return dict(httpx.get(f"{vendors_url}/stats", timeout=5).json())
+    return dict(httpx.get(f"{vendors_url}/stats", timeout=5, headers=service_headers()).raise_for_status().json())
 
 
 def _error_shape(exc: Any) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from clauseproof.gateway.openloop import quantile
+from clauseproof.targets.processes import service_headers
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -103,11 +104,11 @@ def read_chunks(client: httpx.Client, url: str) -> list[float]:
 def upstream_sockets(direct: str, client: httpx.Client, url: str, requests: int) -> dict[str, Any]:
     """``requests`` sequential SSE requests through ``url`` on one client connection; how many upstream sockets
     the upstream saw for them."""
-    with httpx.Client(timeout=TIMEOUT) as admin:
-        admin.post(f"{direct}/stats")
+    with httpx.Client(timeout=TIMEOUT, headers=service_headers()) as admin:
+        admin.post(f"{direct}/stats").raise_for_status()
         for _ in range(requests):
             read_sse(client, url)
-        return dict(admin.get(f"{direct}/stats").json())
+        return dict(admin.get(f"{direct}/stats").raise_for_status().json())
 
 
 @dataclass

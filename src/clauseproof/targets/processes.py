@@ -54,6 +54,16 @@ def service_user(name: str) -> str | None:
     return name
 
 
+#: The secret of this harness process's own HTTP servers (``workloads/serve.py``): their control routes answer only
+#: a request that carries it (:func:`service_headers`); never recorded (masking knows it).
+SERVICE_SECRET = masking.new_secret(16)
+
+
+def service_headers() -> dict[str, str]:
+    """The headers a request to the control routes of the harness's own servers carries."""
+    return {"X-Clauseproof-Secret": SERVICE_SECRET}
+
+
 #: The OS user the harness's own code runs as in its children (the streaming upstream, the fake model vendors,
 #: LiteLLM, the load generators, the binlog capture) where the harness runs as root: ``./run`` makes it (a system
 #: user with no shell and no home), so that no other service's user (``nobody`` is shared) can touch what they write.
@@ -220,7 +230,8 @@ class OwnProcesses:
     def _start_workload(self, kind: str, script: str, port: int, what: str, host: str = "127.0.0.1") -> None:
         """One of the harness's own servers under ``workloads/`` (it dies with the harness), listening."""
         assert self.folder is not None
-        env = masking.child_env({"PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid())})
+        env = masking.child_env({"PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid()),
+                                 "CLAUSEPROOF_SERVICE_SECRET": SERVICE_SECRET})  # fmt: skip
         log = self.folder / f"{Path(script).stem}.log"
         args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
         proc = self._spawn(kind, args, log, env, own_code=True)
