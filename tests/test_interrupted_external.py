@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,11 @@ def _ours(pg_server: EmbeddedPostgres) -> list[str]:
         return sorted(r[0] for r in cur.fetchall())
 
 
-def _start_backup_run(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> tuple[subprocess.Popen[bytes], str]:
+def _start_backup_run(
+    project: pytest.Pytester, server: EmbeddedPostgres | EmbeddedMariaDB
+) -> tuple[subprocess.Popen[bytes], str]:
     """A backup run against the server as an external target, stopped while it builds its data set."""
-    profile = vendor_profile(project.path / "vendor.toml", pg_server)
+    profile = vendor_profile(project.path / "vendor.toml", server)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "suites/backup", f"--cp-target={profile}", "--cp-scale=0.3", "-k", "logical"],
         cwd=project.path,
@@ -48,11 +51,21 @@ def _start_backup_run(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> 
     return proc, run.group(1).decode()
 
 
-def test_ctrl_c_during_the_data_build_leaves_nothing(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
-    proc, _ = _start_backup_run(project, pg_server)
+def _ours_mysql(server: EmbeddedMariaDB) -> list[str]:
+    with server.connect(in_namespace=False) as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'clauseproof\\_2%'")
+        return sorted(r[0] for r in cur.fetchall())
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_ctrl_c_during_the_data_build_leaves_nothing(project: pytest.Pytester, engine: str, request: Any) -> None:
+    """Ctrl-C while the backup suite builds its data set on an external server: nothing of the run is left
+    there once the run has exited (issue 32 found the MariaDB data set's database left behind)."""
+    server = request.getfixturevalue("pg_server" if engine == "postgresql" else "mariadb_server")
+    proc, _ = _start_backup_run(project, server)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
-    assert _ours(pg_server) == []
+    assert (_ours(server) if engine == "postgresql" else _ours_mysql(server)) == []
 
 
 def test_cleanup_drops_what_a_killed_run_left(project: pytest.Pytester, pg_server: EmbeddedPostgres) -> None:
