@@ -17,6 +17,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Inner runs write the HTML report only (the PDF and DOCX take seconds; the tests that check them ask for
     # them), and sign with a key of the self-tests, never with the user's own (~/.config/clauseproof).
     os.environ.setdefault("CLAUSEPROOF_FORMATS", "html")
+    # Parallel workers (pytest-xdist, ./run test): each takes the ports of its servers from a range of its own,
+    # below the kernel's ephemeral range (32768-60999), so no two workers race for one port.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        low = 12000 + 2500 * int(worker[2:])
+        os.environ["CLAUSEPROOF_PORT_RANGE"] = f"{low}-{low + 2499}"
     if "XDG_CONFIG_HOME" not in os.environ:
         os.environ["XDG_CONFIG_HOME"] = _MADE["config"] = tempfile.mkdtemp(prefix="clauseproof-selftest-config-")
 

@@ -53,8 +53,27 @@ STOP_TIMEOUT_S = 30
 FOLDER_PREFIX = "clauseproof-"
 
 
+#: ``CLAUSEPROOF_PORT_RANGE=low-high``: :func:`free_port` takes ports from this range only (the self-tests give each
+#: parallel worker a range of its own, below the kernel's ephemeral range, so that no two workers — and no client
+#: socket's source port — take a port between its choice and the server's bind)
+PORT_RANGE_ENV = "CLAUSEPROOF_PORT_RANGE"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
+    span = os.environ.get(PORT_RANGE_ENV, "")
+    if span:
+        import random
+
+        low, high = (int(x) for x in span.split("-"))
+        for port in random.sample(range(low, high + 1), min(200, high - low + 1)):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise ClauseproofError(f"no free TCP port on 127.0.0.1 in {span} ({PORT_RANGE_ENV})")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
