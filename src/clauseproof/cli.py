@@ -399,6 +399,7 @@ def _verify(run: Path, trusted: list[str]) -> int:
 
     tmp = None
     folder = run
+    refused: list[str] = []
     try:
         if run.is_file():
             tmp = Path(tempfile.mkdtemp(prefix="clauseproof-verify-"))
@@ -406,8 +407,10 @@ def _verify(run: Path, trusted: list[str]) -> int:
                 with zipfile.ZipFile(run) as z:
                     z.extractall(tmp)
             elif tarfile.is_tarfile(run):
+                from clauseproof.core import archive
+
                 with tarfile.open(run) as tar:
-                    tar.extractall(tmp, filter="data")
+                    refused = archive.extract(tar, tmp)  # links and special files named, never unpacked
             else:
                 print(f"clauseproof: {run} is neither a folder nor a .zip/.tar archive of a run", file=sys.stderr)
                 return 2
@@ -417,6 +420,7 @@ def _verify(run: Path, trusted: list[str]) -> int:
                 return 2
             folder = found[0]
         result = verify(folder, trusted=trusted)
+        result.problems += [f"in the archive: {r}" for r in refused]
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

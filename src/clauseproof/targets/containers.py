@@ -19,11 +19,12 @@ import re
 import secrets
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import masking
+from clauseproof.core import archive, masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import engine, images
 from clauseproof.targets.base import Endpoint, Target, open_endpoint
@@ -335,13 +336,18 @@ class ContainerTarget(Target):
         dest.mkdir(parents=True, exist_ok=True)
         total = 0
         with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:  # streamed: never all in memory
-            for m in tar:
-                name = re.sub(r"^\./?", "", m.name)
-                if not name or m.issym() or m.islnk() or m.isdev():
-                    continue
-                m.name = name
-                total += m.size if m.isfile() else 0
-                tar.extract(m, dest, filter="data")
+
+            def members() -> Iterator[tarfile.TarInfo]:
+                nonlocal total
+                for m in tar:
+                    name = re.sub(r"^\./?", "", m.name)
+                    if not name or m.issym() or m.islnk() or m.isdev() or m.isfifo():
+                        continue  # the scan reads files: links and special files are not copied out
+                    m.name = name
+                    total += m.size if m.isfile() else 0
+                    yield m
+
+            archive.extract(tar, dest, members())
         return total
 
     def data_directory(self) -> str:
