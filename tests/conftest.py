@@ -14,6 +14,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # from sys.modules, and compiled extensions (psycopg's, SQLAlchemy's) then raise exception
     # classes of the first import that no longer match the re-imported module's.
     config.option.runpytest = "subprocess"
+    config.addinivalue_line(
+        "markers",
+        "timing: the test measures real time against a bound (its margin is stated beside the mark); ./run test "
+        "runs these alone, after the rest has run in parallel",
+    )
     # Inner runs write the HTML report only (the PDF and DOCX take seconds; the tests that check them ask for
     # them), and sign with a key of the self-tests, never with the user's own (~/.config/clauseproof).
     os.environ.setdefault("CLAUSEPROOF_FORMATS", "html")

@@ -163,6 +163,7 @@ def test_an_entrypoint_that_ignores_the_password_is_refused(docker: Any, tmp_pat
     assert _ours(docker, ns) == []
 
 
+@pytest.mark.timing  # refused within 1 s (no engine: nothing to wait for)
 def test_no_engine_is_a_clear_error_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     t = ContainerTarget("containers-postgresql", "clauseproof_c", "postgresql")
@@ -182,6 +183,7 @@ def test_an_engine_that_does_not_answer_fails_within_its_timeout(monkeypatch: py
     assert "no Docker engine answers at tcp://127.0.0.1:9" in str(exc.value)
 
 
+@pytest.mark.timing  # within 1 s: three image look-ups on the engine
 def test_cached_images_are_found_within_a_second(docker: Any) -> None:
     started = time.monotonic()
     for name in images.ENGINES:

@@ -26,6 +26,10 @@ from clauseproof.targets.embedded import _working_in
 from clauseproof.targets.external import ExternalTarget
 from clauseproof.targets.ha import Node, PatroniCluster
 
+#: timing-dependent (./run test runs these alone, after the rest):
+#: RTO bounds (1-30 s against Patroni's 20 s TTL) and write gaps are measured on real time
+pytestmark = pytest.mark.timing
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PatroniCluster]:
@@ -65,6 +69,8 @@ def test_freezing_the_leader_past_its_ttl_fails_over_and_the_old_leader_steps_do
     assert r.rejoin_s is not None and r.converged, r.convergence
 
 
+@pytest.mark.slow  # ./run slow, about 35 s; the judgement (a cut-off leader acknowledging nothing) is unit-tested in
+# test_failover_history.py::test_a_frozen_leader_that_acknowledges_writes_when_it_wakes_is_a_stale_leader
 def test_cutting_the_leader_off_fails_over_and_it_rejoins_without_acknowledging_a_write(
     cluster: PatroniCluster,
 ) -> None:
@@ -197,6 +203,7 @@ def _vendor_profile(
     return VendorCluster(target, section, destructive=destructive)
 
 
+@pytest.mark.slow  # ./run slow, about 32 s; vendor commands driving a trial: test_failover_vendor.py (MySQL family)
 @pytest.mark.skipif(os.geteuid() != 0, reason="the fault script starts Patroni as postgres with runuser")
 def test_a_vendor_profile_kills_and_restarts_a_node_with_its_own_commands(
     cluster: PatroniCluster, tmp_path: Path
@@ -263,6 +270,8 @@ def test_a_vendor_profile_scales_out_and_in_with_its_own_commands(cluster: Patro
     cluster.wait_ready(90)
 
 
+@pytest.mark.slow  # ./run slow, about 27 s; the judgement, unit-tested:
+# test_failover_history.py::test_no_failover_manager_fails_rto_at_the_deadline
 def test_a_cluster_whose_failover_manager_is_paused_fails_rto(cluster: PatroniCluster) -> None:
     """Positive control on a real cluster: Patroni in maintenance mode (no automatic failover), the leader
     killed; no write is acknowledged again before the deadline, and the judge says so."""

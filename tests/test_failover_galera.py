@@ -16,6 +16,10 @@ from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.targets.embedded import _working_in
 from clauseproof.targets.galera import GaleraCluster, GaleraNode
 
+#: timing-dependent (./run test runs these alone, after the rest):
+#: RTO < 15 s against Galera's 15 s inactive timeout, measured on real time
+pytestmark = pytest.mark.timing
+
 
 @pytest.fixture(scope="module")
 def galera() -> Iterator[GaleraCluster]:
@@ -81,6 +85,8 @@ def test_scaling_out_and_in_joins_by_snapshot_and_converges(galera: GaleraCluste
     assert [n.name for n in galera.serving] == [n.name for n in galera.nodes]
 
 
+@pytest.mark.slow  # ./run slow, about 26 s; the judgement, unit-tested:
+# test_failover_history.py::test_two_writable_nodes_in_one_round_fail_whatever_the_rto
 def test_a_cluster_that_ignores_its_quorum_is_a_split_brain(galera: GaleraCluster) -> None:
     """Positive control, last (the cluster is left diverged): ``pc.ignore_quorum`` on every node, then one node
     cut off for 15 s — it stays a primary component of its own and takes writes while the other two do."""

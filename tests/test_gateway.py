@@ -18,6 +18,10 @@ from clauseproof.gateway.streaming import check
 from clauseproof.targets.embedded import _pid_alive as _alive
 from clauseproof.targets.gateway import EmbeddedGateway
 
+#: timing-dependent (./run test runs these alone, after the rest):
+#: each event's delay through nginx against the same stream read directly + 100 ms
+pytestmark = pytest.mark.timing
+
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = {"events": 20, "interval_s": 0.1, "extra_delay_s": 0.1, "requests": 20}
 

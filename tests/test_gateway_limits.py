@@ -17,6 +17,10 @@ from clauseproof.gateway.limits import Plan, Rule, StepStats, check_rule, parse_
 from clauseproof.gateway.openloop import NOT_SENT, LoadResult, Sample, Stream, run
 from clauseproof.targets.gateway import EmbeddedGateway
 
+#: timing-dependent (./run test runs these alone, after the rest):
+#: accepted rates within ±10 % of the limit, open loop; the generator's lag p99 ≤ 10 ms
+pytestmark = pytest.mark.timing
+
 PLAN = Plan(step_s=1.0)
 
 

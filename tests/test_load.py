@@ -71,6 +71,7 @@ def test_bad_weights_are_named(pg_server: Target) -> None:
     assert "bad weight 'delete=2'" in out.stderr + out.stdout
 
 
+@pytest.mark.timing  # a 2 s lock shows as a commit gap > 1.8 s; quiet < 0.5 s
 @pytest.mark.parametrize("rate", [0.0, 50.0])
 def test_a_stall_is_seen_as_a_commit_gap_and_as_latency(pg_server: Target, rate: float) -> None:
     """Positive control of SX-RDS-6's measure: a table lock held 2 s stalls the writes, and the window shows it.

@@ -15,6 +15,10 @@ from clauseproof.targets import modelgateway
 from clauseproof.targets.embedded import _pid_alive as _alive
 from clauseproof.targets.modelgateway import ModelGateway
 
+#: timing-dependent (./run test runs these alone, after the rest):
+#: stream deltas must arrive spread as the vendor sent them (0.1 s apart), not buffered
+pytestmark = pytest.mark.timing
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -31,6 +31,10 @@ from clauseproof.sla.utilisation import (
 )
 from clauseproof.targets.embedded import free_port
 
+#: timing-dependent (./run test runs these alone, after the rest):
+#: CPU readings must follow a burner within its 1 s samples
+pytestmark = pytest.mark.timing
+
 BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\n"
 
 
@@ -182,6 +186,7 @@ def test_a_bad_utilisation_section_is_a_clear_error(tmp_path: Path, nodes: str, 
 TARGET = '[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "postgres"\ndatabase = "postgres"\n'
 
 
+@pytest.mark.slow  # ./run slow, about 32 s (a whole sla run); the reader: test_the_real_node_exporter_agrees_with_proc
 @pytest.mark.skipif(not shutil.which("prometheus-node-exporter"), reason="Debian's prometheus-node-exporter")
 def test_a_vendor_node_read_through_its_node_exporter(tmp_path: Path) -> None:
     """The suite on a profile target (the machine's own PostgreSQL) whose node is read through node_exporter:
