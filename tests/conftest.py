@@ -28,6 +28,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker.startswith("gw") and worker[2:].isdigit():
         low = 12000 + 2500 * int(worker[2:])
         os.environ["CLAUSEPROOF_PORT_RANGE"] = f"{low}-{low + 2499}"
+        # the runs a test starts (pytester, the CLI) are not xdist workers: pytest-benchmark, seeing these, would
+        # disable itself there, and every timed case would end in ERROR
+        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+            os.environ.pop(name, None)
     if "XDG_CONFIG_HOME" not in os.environ:
         os.environ["XDG_CONFIG_HOME"] = _MADE["config"] = tempfile.mkdtemp(prefix="clauseproof-selftest-config-")
 

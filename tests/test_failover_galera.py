@@ -16,10 +16,6 @@ from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.targets.embedded import _working_in
 from clauseproof.targets.galera import GaleraCluster, GaleraNode
 
-#: timing-dependent (./run test runs these alone, after the rest):
-#: RTO < 15 s against Galera's 15 s inactive timeout, measured on real time
-pytestmark = pytest.mark.timing
-
 
 @pytest.fixture(scope="module")
 def galera() -> Iterator[GaleraCluster]:

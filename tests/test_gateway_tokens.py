@@ -15,10 +15,6 @@ from clauseproof.gateway.tokens import TokenResult, check_tokens, parse_token_ru
 from clauseproof.targets.modelgateway import ModelGateway
 from tests.token_limiter import Limiter, serving
 
-#: timing-dependent (./run test runs these alone, after the rest):
-#: token windows aligned to the clock's minute; requests sent one after another
-pytestmark = pytest.mark.timing
-
 QUOTA = 240
 RULE = {"kind": "tokens", "tokens": QUOTA, "window_s": 600, "models": ["m-a", "m-b"]}
 

@@ -23,10 +23,6 @@ from clauseproof.targets.binlogsync import BinlogSyncLab
 from clauseproof.targets.logical import LogicalSyncLab
 from tests.fix_targets import ROOT, vendor_profile
 
-#: timing-dependent (./run test runs these alone, after the rest):
-#: delays judged against p99 ≤ 1 s, max ≤ 3 s; outages of 2-10 s under a paced load
-pytestmark = pytest.mark.timing
-
 QUICK = {"markers_per_s": 20, "window_s": 2, "load_per_s": 100, "plan_p99_s": 1.0, "plan_max_s": 3.0}
 OUTAGE = {"hold_s": 4, "catch_up_s": 30, "load_per_s": 100}
 
@@ -214,6 +210,7 @@ def hetero() -> Iterator[BinlogSyncLab]:
     t.stop()
 
 
+@pytest.mark.timing  # the source must never wait a second while the task starts and copies
 def test_binlog_sync_captures_mariadb_into_postgresql(hetero: BinlogSyncLab) -> None:
     parts = cases.capture_online(hetero, QUICK, before_s=1.0)
     assert all(p.ok for p in parts), [(p.name, p.why) for p in parts]

@@ -31,10 +31,6 @@ from clauseproof.sla.utilisation import (
 )
 from clauseproof.targets.embedded import free_port
 
-#: timing-dependent (./run test runs these alone, after the rest):
-#: CPU readings must follow a burner within its 1 s samples
-pytestmark = pytest.mark.timing
-
 BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\n"
 
 
@@ -63,6 +59,7 @@ def _idle_then_burn(sampler_pid: int, tmp_path: Path) -> tuple[dict[str, Any], d
     return summarise(sampling.readings["node"], i0, i1, 1.0), summarise(sampling.readings["node"], b0, b1, 1.0)
 
 
+@pytest.mark.timing  # a CPU burner must read > 60 % of a core in the burning window (1 s samples)
 def test_a_process_tree_follows_its_work(tmp_path: Path) -> None:
     """The sampled tree is this test process's: the burner is its child, so its CPU counts."""
     idle, busy = _idle_then_burn(os.getpid(), tmp_path)
@@ -71,6 +68,7 @@ def test_a_process_tree_follows_its_work(tmp_path: Path) -> None:
     assert busy["cpu_mean_pct"] > 60 / cores, busy  # one core busy of `cores`
 
 
+@pytest.mark.timing  # an idle process must read 0 % while a burner runs elsewhere
 def test_a_reader_pointed_at_an_idle_process_is_not_evidence(tmp_path: Path) -> None:
     """The cheap cheat: utilisation read from something that does none of the work reads low."""
     with _proc(["sleep", "30"]) as idle_proc:
@@ -92,6 +90,7 @@ def test_too_few_samples_are_not_judged() -> None:
     assert "too few" in not_following({}, {"samples": 1})
 
 
+@pytest.mark.timing  # a 2.5 s CPU burner must show on the node's counters as > 0.3 core over 2 s
 @pytest.mark.skipif(not shutil.which("prometheus-node-exporter"), reason="Debian's prometheus-node-exporter")
 def test_the_real_node_exporter_agrees_with_proc() -> None:
     port = free_port()
