@@ -103,6 +103,7 @@ def test_a_fault_command_that_fails_is_a_clear_error_naming_the_node_and_the_com
     assert c.commands == []  # a command that failed is not recorded as run
 
 
+@pytest.mark.timing  # > 100 writes acknowledged in the trial's 3 s; both nodes seen writable in one 100 ms round
 def test_a_mysql_family_cluster_is_driven_by_the_same_trial(tmp_path: Path) -> None:
     """A MariaDB primary and its GTID replica declared in [failover] (no fault commands: nothing may be broken):
     the leader is the node that is not read-only, writers, readers and probers speak MySQL.  The replica is
