@@ -120,6 +120,6 @@ def test_a_running_statement_of_the_run_is_stopped_before_its_database_is_droppe
 
 
 def _sigint_default() -> None:
-    """Ctrl-C as in a terminal: a run started from a background job (``cmd &`` in a script) inherits SIGINT
-    ignored, and Python keeps it so."""
+    """Ctrl-C and a closed terminal as in a terminal (a background job inherits SIGINT ignored, nohup SIGHUP)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

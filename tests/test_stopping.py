@@ -73,6 +73,8 @@ def _folders_of(pid: int) -> list[str]:
 
 
 def _sigint_default() -> None:
-    """Ctrl-C as in a terminal: a run started from a background job (``cmd &`` in a script) inherits SIGINT
-    ignored, and Python keeps it so."""
+    """Ctrl-C and a closed terminal as in a terminal: a run started from a background job (``cmd &`` in a script)
+    inherits SIGINT ignored, and one started under ``nohup`` SIGHUP ignored; Python keeps both so, and the run
+    rightly keeps going through a signal it was told to ignore (the self-tests run under nohup failed here)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
