@@ -155,8 +155,14 @@ def build(
                 threads.append(threading.Thread(target=work, args=(conn, lo, lo + batch - 1, errors)))
             for t in threads:
                 t.start()
-            for t in threads:
-                t.join()
+            try:
+                for t in threads:
+                    t.join()
+            except BaseException:  # Ctrl-C, SIGTERM: stop the statements the workers wait on, then let them end
+                _cancel(target, conns)
+                for t in threads:
+                    t.join(timeout=10)
+                raise
             if errors:
                 raise ClauseproofError(f"building the data set failed: {errors[0]}")
             rows += batch * workers
@@ -177,6 +183,26 @@ def build(
         build_seconds=round(time.perf_counter() - started, 2),
         from_cache=False,
     )
+
+
+def _cancel(target: Target, conns: list[Any]) -> None:
+    """Cancel the statement each of ``conns`` is running (another thread waits on it): PostgreSQL through the
+    protocol's cancel request, the MySQL family with ``KILL QUERY`` from a connection of its own. Best effort: the
+    run's clean-up also stops every session of the run before it drops its objects."""
+    with contextlib.suppress(Exception):
+        if target.dialect == "postgresql":
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    conn.cancel_safe(timeout=5.0)
+            return
+        admin = target.connect(in_namespace=False)
+        try:
+            with admin.cursor() as cur:
+                for conn in conns:
+                    with contextlib.suppress(Exception):
+                        cur.execute(f"KILL QUERY {int(conn.thread_id())}")
+        finally:
+            admin.close()
 
 
 @contextlib.contextmanager
