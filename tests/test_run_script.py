@@ -4,6 +4,7 @@ time per checkout, and the policy-rc.d it writes removed whatever happens — ru
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -84,3 +85,13 @@ def test_policy_rc_d_is_ours_to_remove_and_the_machines_own_is_left(tmp_path: Pa
     # one a SIGKILLed ./run left is removed by the next set-up, under the lock
     r = _bash("POLICY=./policy2; policy_on; setup_locked true; test ! -e ./policy2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_two_phases_pass_when_one_selects_nothing_and_say_so() -> None:
+    """``./run test <file>`` of one kind: the other phase selects nothing (pytest's 5), and the run passes."""
+    done = subprocess.run(
+        [sys.executable, "tests/phases.py", "tests/test_archive.py", "-q", "-p", "no:randomly"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "parallel phase exit 0, timing phase exit 5" in done.stderr
