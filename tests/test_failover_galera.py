@@ -16,6 +16,11 @@ from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.targets.embedded import _working_in
 from clauseproof.targets.galera import GaleraCluster, GaleraNode
 
+#: timing-dependent (./run test runs these alone, after the rest): the cluster's group-communication timeouts are
+#: shortened for the trials (suspect and inactive within seconds): started beside other tests' load, a joining
+#: node was partitioned out and never joined within 120 s
+pytestmark = pytest.mark.timing
+
 
 @pytest.fixture(scope="module")
 def galera() -> Iterator[GaleraCluster]:
