@@ -76,3 +76,13 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
         shutil.copytree(ROOT / folder, pytester.path / folder, ignore=skip)
     shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
     return pytester
+
+
+def signals_as_in_a_terminal() -> None:
+    """``preexec_fn`` of a run a test signals: SIGINT and SIGHUP as in a terminal. The self-tests may run as a
+    background job (SIGINT inherited ignored) or under nohup (SIGHUP ignored), and a run rightly keeps ignoring
+    what it inherits ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -20,6 +20,7 @@ import pytest
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets import engine, images
 from clauseproof.targets.containers import ContainerTarget
+from tests.fix_targets import signals_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,7 +239,7 @@ def test_a_signalled_run_removes_its_containers(docker: Any, tmp_path: Path, sig
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "suites/bulk_load", "--cp-target=containers-postgresql", "--cp-scale=0.01",
          f"--cp-results={tmp_path}", "-p", "no:randomly", "-q"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_signals_as_in_a_terminal,
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=signals_as_in_a_terminal,
     )  # fmt: skip
     mine: list[Any] = []
     try:
@@ -318,10 +319,3 @@ def test_a_limit_the_engine_refuses_is_named(docker: Any) -> None:
         t.start()
     assert "would not create or start a container" in str(exc.value) and "memory=1m" in str(exc.value)
     assert _ours(docker, ns) == []
-
-
-def _signals_as_in_a_terminal() -> None:
-    """SIGINT and SIGHUP as in a terminal: the self-tests may run as a background job (SIGINT ignored) or under
-    nohup (SIGHUP ignored), and a run rightly ignores what it inherits ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -17,6 +17,7 @@ import pytest
 from clauseproof.gateway.streaming import check
 from clauseproof.targets.embedded import _pid_alive as _alive
 from clauseproof.targets.gateway import EmbeddedGateway
+from tests.fix_targets import signals_as_in_a_terminal
 
 #: timing-dependent (./run test runs these alone, after the rest):
 #: each event's delay through nginx against the same stream read directly + 100 ms
@@ -126,7 +127,7 @@ def test_a_signalled_gateway_run_stops_nginx_and_the_upstream(tmp_path: Path, si
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "suites/gateway", f"--cp-results={tmp_path}", "--cp-formats=html",
          "-p", "no:randomly", "-q"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_signals_as_in_a_terminal,
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=signals_as_in_a_terminal,
     )  # fmt: skip
     folder = None
     try:
@@ -214,10 +215,3 @@ def test_a_gateway_holding_heartbeats_fails_though_every_one_arrives() -> None:
     ok, why = parts["heartbeats forwarded as they come"]
     assert ok is False and "held back" in why, why
     assert result.data["heartbeat_delays_via_s"] and len(result.data["heartbeat_delays_via_s"]) == PARAMS["events"]
-
-
-def _signals_as_in_a_terminal() -> None:
-    """SIGINT and SIGHUP as in a terminal: the self-tests may run as a background job (SIGINT ignored) or under
-    nohup (SIGHUP ignored), and a run rightly ignores what it inherits ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)

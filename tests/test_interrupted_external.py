@@ -17,7 +17,7 @@ import pytest
 
 from clauseproof.targets.base import drop_run_objects
 from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
-from tests.fix_targets import vendor_profile
+from tests.fix_targets import signals_as_in_a_terminal, vendor_profile
 
 
 def _ours(pg_server: EmbeddedPostgres) -> list[str]:
@@ -37,7 +37,7 @@ def _start_backup_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_sigint_default,
+        preexec_fn=signals_as_in_a_terminal,
     )
     seen = b""
     deadline = time.monotonic() + 60
@@ -117,9 +117,3 @@ def test_a_running_statement_of_the_run_is_stopped_before_its_database_is_droppe
         cur.execute("SHOW DATABASES LIKE 'clauseproof_2099%'")
         assert cur.fetchall() == ()
     other.close()
-
-
-def _sigint_default() -> None:
-    """Ctrl-C and a closed terminal as in a terminal (a background job inherits SIGINT ignored, nohup SIGHUP)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clauseproof.targets.embedded import FOLDER_PREFIX
-from tests.fix_targets import ROOT
+from tests.fix_targets import ROOT, signals_as_in_a_terminal
 
 
 def _wait_for(proc: subprocess.Popen[bytes], text: bytes, limit_s: float = 120) -> bytes:
@@ -42,7 +42,7 @@ def test_a_signal_to_run_interrupts_cleanly(tmp_path: Path, sig: signal.Signals)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_sigint_default,
+        preexec_fn=signals_as_in_a_terminal,
     )
     try:
         _wait_for(proc, b"ready in")  # the server is up and a case is about to run
@@ -70,11 +70,3 @@ def _folders_of(pid: int) -> list[str]:
             if f'"pid": {pid}' in Path(f, "owner.json").read_text():
                 out.append(f)
     return out
-
-
-def _sigint_default() -> None:
-    """Ctrl-C and a closed terminal as in a terminal: a run started from a background job (``cmd &`` in a script)
-    inherits SIGINT ignored, and one started under ``nohup`` SIGHUP ignored; Python keeps both so, and the run
-    rightly keeps going through a signal it was told to ignore (the self-tests run under nohup failed here)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
