@@ -47,7 +47,7 @@ from clauseproof.bulk_load.datasets import ensure_dataset  # noqa: E402
 from clauseproof.encryption.atrest import CHUNK, CLASSES, make_canaries, scan_tree  # noqa: E402
 from clauseproof.encryption.sm4column import EnvKeyProvider, SM4Attribute, install  # noqa: E402
 from clauseproof.targets.base import Target  # noqa: E402
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres  # noqa: E402
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres  # noqa: E402
 from workloads import settlement  # noqa: E402
 
 DDL = ROOT / "fixtures" / "ddl"
@@ -343,7 +343,7 @@ def bench_sync(rows: int, rounds: int) -> None:
 
     from clauseproof.sync.checker import Checker, Side
     from clauseproof.sync.mapping import ColumnMap, TableMap
-    from clauseproof.targets.clickhouse import EmbeddedClickHouse
+    from clauseproof.targets.single.clickhouse import EmbeddedClickHouse
 
     pg = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)
     my = EmbeddedMariaDB("embedded-mariadb", "clauseproof_bench", None)
@@ -432,9 +432,9 @@ def _time_checker(
 
 
 def bench_containers(rows: int, rounds: int, engines: list[str]) -> None:
-    from clauseproof.targets import engine as docker_engine
-    from clauseproof.targets import images
-    from clauseproof.targets.containers import ContainerTarget
+    from clauseproof.targets.containers import engine as docker_engine
+    from clauseproof.targets.containers import images
+    from clauseproof.targets.containers.target import ContainerTarget
 
     docker_engine.start_engine()
     cache = Path(tempfile.mkdtemp(prefix="clauseproof-bench-cache-"))
@@ -488,7 +488,7 @@ def bench_containers(rows: int, rounds: int, engines: list[str]) -> None:
 
 def bench_openloop(seconds: int, rounds: int) -> None:
     from clauseproof.gateway.openloop import Stream, run
-    from clauseproof.targets.gateway import EmbeddedGateway
+    from clauseproof.targets.gateways.nginx import EmbeddedGateway
 
     g = EmbeddedGateway()
     g.start()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.targets.embedded import FOLDER_PREFIX, EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.embedded import FOLDER_PREFIX, EmbeddedMariaDB, EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "fixtures" / "catalog" / "clauses.toml"

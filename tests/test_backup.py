@@ -10,11 +10,11 @@ import pytest
 from clauseproof.backup.phases import timed
 from clauseproof.bulk_load.datasets import ensure_dataset
 from clauseproof.core.commands import fill_command
+from clauseproof.core.digest import compare_digests, digest_tables
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from clauseproof.targets.digest import compare_digests, digest_tables
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
-from clauseproof.targets.external import load_profile
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.external import load_profile
 from tests.fix_targets import ROOT, our_folders, vendor_profile
 from workloads import settlement
 

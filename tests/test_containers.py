@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import engine, images
-from clauseproof.targets.containers import ContainerTarget
+from clauseproof.targets.containers import engine, images
+from clauseproof.targets.containers.target import ContainerTarget
 from tests.fix_targets import signals_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +197,7 @@ def _run_in_child(ns_file: Path) -> subprocess.Popen:
     """A child process that starts a container of its own and then waits (to be signalled)."""
     code = (
         "import sys, time, signal\n"
-        "from clauseproof.targets.containers import ContainerTarget\n"
+        "from clauseproof.targets.containers.target import ContainerTarget\n"
         "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
         "t = ContainerTarget('containers-postgresql', sys.argv[1], 'postgresql', progress=lambda s: None)\n"
         "t.start()\n"

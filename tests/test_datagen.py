@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from clauseproof.bulk_load.datasets import ensure_dataset
-from clauseproof.targets.digest import Digest, combine, digest_lines
+from clauseproof.core.digest import Digest, combine, digest_lines
 from workloads import settlement
 
 ROW = re.compile(

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from clauseproof.compute.profile import load_cloud_profile
-from clauseproof.targets.external import load_profile
+from clauseproof.targets.single.external import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

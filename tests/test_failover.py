@@ -22,9 +22,9 @@ from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.failover.vendor import VendorCluster
-from clauseproof.targets.embedded import _working_in
-from clauseproof.targets.external import ExternalTarget
-from clauseproof.targets.ha import Node, PatroniCluster
+from clauseproof.targets.clusters.patroni import Node, PatroniCluster
+from clauseproof.targets.single.embedded import _working_in
+from clauseproof.targets.single.external import ExternalTarget
 
 #: timing-dependent (./run test runs these alone, after the rest):
 #: RTO bounds (1-30 s against Patroni's 20 s TTL) and write gaps are measured on real time
@@ -122,7 +122,7 @@ def test_another_local_user_can_neither_reach_etcd_nor_change_patroni(cluster: P
     import urllib.error
     import urllib.request
 
-    from clauseproof.targets.ha import rest_change
+    from clauseproof.targets.clusters.patroni import rest_change
 
     e = cluster.etcd[0]
     with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP, then TLS without a client certificate
@@ -465,7 +465,7 @@ class _Addresses:
     def __init__(self, real: PatroniCluster, targets: dict[str, Node]) -> None:
         from types import SimpleNamespace
 
-        from clauseproof.targets.relay import Relay
+        from clauseproof.targets.faults.relay import Relay
 
         self.real = real
         self.relays = {name: Relay(n.host, n.pg_port, name) for name, n in targets.items()}

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from clauseproof.gateway.streaming import check
-from clauseproof.targets.embedded import _pid_alive as _alive
-from clauseproof.targets.gateway import EmbeddedGateway
+from clauseproof.targets.gateways.nginx import EmbeddedGateway
+from clauseproof.targets.single.embedded import _pid_alive as _alive
 from tests.fix_targets import signals_as_in_a_terminal
 
 #: timing-dependent (./run test runs these alone, after the rest):
@@ -75,9 +75,9 @@ def test_stop_leaves_nothing() -> None:
 @pytest.mark.parametrize(
     ("module", "cls"),
     [
-        ("clauseproof.targets.gateway", "EmbeddedGateway"),
-        pytest.param("clauseproof.targets.modelgateway", "ModelGateway", marks=pytest.mark.slow),
-        ("clauseproof.targets.clickhouse", "EmbeddedClickHouse"),  # the same OwnProcesses base
+        ("clauseproof.targets.gateways.nginx", "EmbeddedGateway"),
+        pytest.param("clauseproof.targets.gateways.litellm", "ModelGateway", marks=pytest.mark.slow),
+        ("clauseproof.targets.single.clickhouse", "EmbeddedClickHouse"),  # the same OwnProcesses base
     ],
 )
 def test_sigkill_then_reap_leaves_nothing(tmp_path: Path, module: str, cls: str) -> None:

@@ -15,7 +15,7 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway import limits
 from clauseproof.gateway.limits import Plan, Rule, StepStats, check_rule, parse_rule, upstream_arrivals
 from clauseproof.gateway.openloop import NOT_SENT, LoadResult, Sample, Stream, run
-from clauseproof.targets.gateway import EmbeddedGateway
+from clauseproof.targets.gateways.nginx import EmbeddedGateway
 
 #: timing-dependent (./run test runs these alone, after the rest):
 #: accepted rates within ±10 % of the limit, open loop; the generator's lag p99 ≤ 10 ms

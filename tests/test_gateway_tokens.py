@@ -12,7 +12,7 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.tokens import TokenResult, check_tokens, parse_token_rule
-from clauseproof.targets.modelgateway import ModelGateway
+from clauseproof.targets.gateways.litellm import ModelGateway
 from tests.token_limiter import Limiter, serving
 
 QUOTA = 240

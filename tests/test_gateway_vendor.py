@@ -18,9 +18,9 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.vendor import GatewaySection, VendorGateway
-from clauseproof.targets.embedded import free_port
-from clauseproof.targets.external import load_profile
-from clauseproof.targets.modelgateway import ModelGateway
+from clauseproof.targets.gateways.litellm import ModelGateway
+from clauseproof.targets.single.embedded import free_port
+from clauseproof.targets.single.external import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = '[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "postgres"\ndatabase = "postgres"\n'

@@ -122,7 +122,7 @@ def _networks() -> set[str]:
 def _containers() -> set[str]:
     """The harness's containers (by their run label), where an engine answers."""
     from clauseproof.core.errors import ClauseproofError
-    from clauseproof.targets import engine
+    from clauseproof.targets.containers import engine
 
     try:
         cl = engine.client(timeout=2)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from clauseproof.core import reaper
-from clauseproof.targets import netns
-from clauseproof.targets.netns import Network
+from clauseproof.targets.faults import netns
+from clauseproof.targets.faults.netns import Network
 
 pytestmark = pytest.mark.skipif(bool(netns.available()), reason=netns.available() or "")
 
@@ -80,7 +80,7 @@ def test_a_cut_node_loses_its_peers_but_not_the_harness_and_a_heal_restores_them
 OWNER = textwrap.dedent(
     """
     import time
-    from clauseproof.targets.netns import Network
+    from clauseproof.targets.faults.netns import Network
     n = Network()
     n.create(2)
     n.isolate(1)

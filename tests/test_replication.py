@@ -25,9 +25,9 @@ from clauseproof.core.catalog import load_catalog
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import judge
 from clauseproof.replication import checks as rep
-from clauseproof.targets.embedded import FOLDER_PREFIX, reap_stale
-from clauseproof.targets.external import ExternalTarget, load_profile
-from clauseproof.targets.replicated import Helper, ReplicatedMariaDB, ReplicatedPostgres
+from clauseproof.targets.clusters.replicated import Helper, ReplicatedMariaDB, ReplicatedPostgres
+from clauseproof.targets.single.embedded import FOLDER_PREFIX, reap_stale
+from clauseproof.targets.single.external import ExternalTarget, load_profile
 from tests.fix_targets import CATALOG
 from tests.forwarder import forwarder
 

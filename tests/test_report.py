@@ -488,7 +488,7 @@ def test_documents_outside_the_profiles_folder_are_refused(tmp_path: Path, name:
     """A profile that names the tester's signing key (absolute, through .., or through a link out of its folder)
     would get it copied into the signed bundle: refused at load, naming the file."""
     from clauseproof.core.errors import ClauseproofError
-    from clauseproof.targets.external import load_profile
+    from clauseproof.targets.single.external import load_profile
 
     key = keygen(tmp_path / "signing-ed25519.pem")
     assert key is not None

@@ -13,9 +13,9 @@ import pytest
 
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.targets.base import Target
-from clauseproof.targets.gateway import EmbeddedGateway
-from clauseproof.targets.modelgateway import ModelGateway
-from clauseproof.targets.processes import OWN_CODE_USER, _others_can_reach, own_code_user, service_headers
+from clauseproof.targets.gateways.litellm import ModelGateway
+from clauseproof.targets.gateways.nginx import EmbeddedGateway
+from clauseproof.targets.host.processes import OWN_CODE_USER, _others_can_reach, own_code_user, service_headers
 from workloads import oltp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="who a child runs as matters where the harness is root")

@@ -19,8 +19,8 @@ import pytest
 
 from clauseproof.core import reaper
 from clauseproof.sync import cases
-from clauseproof.targets.binlogsync import BinlogSyncLab
-from clauseproof.targets.logical import LogicalSyncLab
+from clauseproof.targets.sync.binlog import BinlogSyncLab
+from clauseproof.targets.sync.logical import LogicalSyncLab
 from tests.fix_targets import ROOT, vendor_profile
 
 QUICK = {"markers_per_s": 20, "window_s": 2, "load_per_s": 100, "plan_p99_s": 1.0, "plan_max_s": 3.0}
@@ -354,7 +354,7 @@ TWO = '[sync]\nnodes = [{ name = "a", url = "postgresql://u@h:1/d" }, { name = "
 )
 def test_a_bad_sync_section_is_a_clear_error(tmp_path: Path, section: str, message: str) -> None:
     from clauseproof.core.errors import ClauseproofError
-    from clauseproof.targets.external import load_profile
+    from clauseproof.targets.single.external import load_profile
 
     path = tmp_path / "p.toml"
     head = '[target]\nname = "v"\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "u"\n'

@@ -16,7 +16,7 @@ from clauseproof.sync.checker import Checker, Side
 from clauseproof.sync.flow import Markers
 from clauseproof.sync.mapping import ColumnMap, TableMap
 from clauseproof.sync.seeded import MAPPING, MY_DDL, ROWS, load, seed
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
 
 
 @pytest.fixture(scope="module")

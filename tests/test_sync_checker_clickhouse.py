@@ -18,8 +18,8 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.sync import seeded
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.mapping import ColumnMap, TableMap
-from clauseproof.targets.clickhouse import EmbeddedClickHouse
-from clauseproof.targets.embedded import EmbeddedPostgres
+from clauseproof.targets.single.clickhouse import EmbeddedClickHouse
+from clauseproof.targets.single.embedded import EmbeddedPostgres
 
 ROWS = seeded.ROWS
 MAPPING = replace(seeded.CH_MAPPING, source_table="people_ch")
@@ -119,6 +119,6 @@ def test_stop_leaves_nothing_and_a_missing_server_is_a_clear_error(monkeypatch: 
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     monkeypatch.setattr("shutil.which", lambda name: None)
-    monkeypatch.setattr("clauseproof.targets.clickhouse.SERVER", "/nonexistent/clickhouse-server")
+    monkeypatch.setattr("clauseproof.targets.single.clickhouse.SERVER", "/nonexistent/clickhouse-server")
     with pytest.raises(ClauseproofError, match="apt-get install clickhouse-server"):
         EmbeddedClickHouse().start()

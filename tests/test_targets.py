@@ -17,8 +17,8 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import check_reachable
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, reap_stale
-from clauseproof.targets.external import ExternalTarget, load_profile
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres, reap_stale
+from clauseproof.targets.single.external import ExternalTarget, load_profile
 from tests.fix_targets import our_folders, url_of
 
 

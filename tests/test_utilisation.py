@@ -29,7 +29,7 @@ from clauseproof.sla.utilisation import (
     parse_node_exporter,
     summarise,
 )
-from clauseproof.targets.embedded import free_port
+from clauseproof.targets.single.embedded import free_port
 
 BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\n"
 
@@ -173,7 +173,7 @@ def test_counters_that_never_advance_are_no_measurement() -> None:
     ],
 )
 def test_a_bad_utilisation_section_is_a_clear_error(tmp_path: Path, nodes: str, says: str) -> None:
-    from clauseproof.targets.external import load_profile
+    from clauseproof.targets.single.external import load_profile
 
     p = tmp_path / "vendor.toml"
     p.write_text(TARGET + f"[utilisation]\nnodes = {nodes}\n")

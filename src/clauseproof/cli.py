@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return _containers(args)
     if args.command == "probe":
         return _probe(args)
-    from clauseproof.targets.embedded import reap_stale
-    from clauseproof.targets.engine import reap_containers
+    from clauseproof.targets.containers.engine import reap_containers
+    from clauseproof.targets.single.embedded import reap_stale
 
     for folder in reap_stale():
         print(f"removed {folder}")
@@ -193,7 +193,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _containers(args: argparse.Namespace) -> int:
     from clauseproof.core.errors import ClauseproofError
-    from clauseproof.targets import engine, images
+    from clauseproof.targets.containers import engine, images
 
     try:
         if args.command == "engine":
@@ -440,7 +440,7 @@ def _target_cleanup(spec: str, run_id: str) -> int:
     from clauseproof.core.errors import ClauseproofError, first_line
     from clauseproof.core.settings import mask_passwords
     from clauseproof.targets.base import NAMESPACE_PREFIX, check_reachable, drop_run_objects, open_endpoint
-    from clauseproof.targets.external import ExternalTarget
+    from clauseproof.targets.single.external import ExternalTarget
 
     if not re.fullmatch(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}", run_id):
         print(f"clauseproof: {run_id!r} is not a run id (like 20261123-214500-ab12: see results/)", file=sys.stderr)

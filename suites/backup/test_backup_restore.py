@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from clauseproof.backup.phases import Phase, open_for, timed, vendor_command, written
+from clauseproof.core.digest import TableDigest, compare_digests, digest_tables, summary, table_layout
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.targets.base import Target
-from clauseproof.targets.containers import ContainerTarget
-from clauseproof.targets.digest import TableDigest, compare_digests, digest_tables, summary, table_layout
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
-from clauseproof.targets.external import ExternalTarget
+from clauseproof.targets.containers.target import ContainerTarget
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.external import ExternalTarget
 from fixtures.backup import Source
 
 RESTORED_DB = "clauseproof_restored"

@@ -26,9 +26,9 @@ from clauseproof.encryption.atrest import CLASSES, make_canaries, scan_files, sc
 from clauseproof.encryption.sm4 import KAT_KEY, KAT_ONE, known_answers, random_vectors
 from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.base import Target, row_numbers
-from clauseproof.targets.containers import ContainerTarget
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
-from clauseproof.targets.external import ExternalTarget
+from clauseproof.targets.containers.target import ContainerTarget
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.external import ExternalTarget
 
 #: Which file classes each part of the clause covers.
 PARTS = {

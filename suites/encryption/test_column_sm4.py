@@ -28,7 +28,7 @@ from clauseproof.encryption.sm4column import (
 )
 from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.base import Target
-from clauseproof.targets.external import ExternalTarget
+from clauseproof.targets.single.external import ExternalTarget
 
 
 class _Base(DeclarativeBase):

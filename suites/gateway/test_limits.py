@@ -18,8 +18,8 @@ from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, de
 from clauseproof.gateway.tokens import check_tokens, parse_token_rule
 from clauseproof.gateway.vendor import VendorGateway
 from clauseproof.run.plugin import RUN_KEY
-from clauseproof.targets.gateway import EmbeddedGateway
-from clauseproof.targets.modelgateway import ModelGateway
+from clauseproof.targets.gateways.litellm import ModelGateway
+from clauseproof.targets.gateways.nginx import EmbeddedGateway
 
 Gateway = EmbeddedGateway | VendorGateway
 

@@ -12,7 +12,7 @@ import pytest
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.gateway.openai_compat import check
 from clauseproof.gateway.vendor import VendorGateway
-from clauseproof.targets.modelgateway import ModelGateway
+from clauseproof.targets.gateways.litellm import ModelGateway
 
 
 @pytest.mark.clause("SX-EDAS-3")

@@ -12,7 +12,7 @@ from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.gateway.streaming import check
 from clauseproof.gateway.vendor import VendorGateway
-from clauseproof.targets.gateway import EmbeddedGateway
+from clauseproof.targets.gateways.nginx import EmbeddedGateway
 
 
 @pytest.mark.clause("SX-EDAS-2")

@@ -25,7 +25,7 @@ from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.replication import checks as rep
 from clauseproof.targets import Target
-from clauseproof.targets.topology import Topology, pool_nodes
+from clauseproof.targets.clusters.topology import Topology, pool_nodes
 
 
 def _pool_nodes(topology: Topology) -> list[dict[str, Any]] | None:

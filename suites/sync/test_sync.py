@@ -45,9 +45,9 @@ from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.mapping import TableMap
 from clauseproof.sync.vendor import VendorSync
 from clauseproof.targets import Target
-from clauseproof.targets.binlogsync import BinlogSyncLab
-from clauseproof.targets.clickhouse import EmbeddedClickHouse
-from clauseproof.targets.logical import LogicalSyncLab
+from clauseproof.targets.single.clickhouse import EmbeddedClickHouse
+from clauseproof.targets.sync.binlog import BinlogSyncLab
+from clauseproof.targets.sync.logical import LogicalSyncLab
 
 Lab = LogicalSyncLab | BinlogSyncLab | VendorSync
 

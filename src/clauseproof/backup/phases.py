@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from clauseproof.core.commands import Phase, timed, vendor_command
-from clauseproof.targets.embedded import FOLDER_PREFIX, server_folder_base
+from clauseproof.targets.single.embedded import FOLDER_PREFIX, server_folder_base
 
 __all__ = ["Phase", "WorkFolder", "open_for", "size_of", "timed", "vendor_command", "written"]
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
-from clauseproof.targets.digest import Digest, combine, digest_lines
+from clauseproof.core.digest import Digest, combine, digest_lines
 
 CHUNK_ROWS = 262_144
 

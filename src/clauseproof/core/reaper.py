@@ -9,10 +9,10 @@ write: ``/run/clauseproof`` for root, ``$XDG_RUNTIME_DIR/clauseproof`` or ``<tmp
 otherwise (``CLAUSEPROOF_RUNTIME_DIR`` overrides); a folder there that is a link, not owned by the effective
 user, or open to others is refused, never used.  And each entry is checked again before it is acted on: only
 folders named ``clauseproof-*`` that are no links, process groups whose leader still has the recorded start
-time and command, and namespaces and bridges named as :mod:`clauseproof.targets.netns` names them.  After a
+time and command, and namespaces and bridges named as :mod:`clauseproof.targets.faults.netns` names them.  After a
 SIGKILL, ``reap`` finds each entry whose owner is gone, kills the whole process group, removes the System V
 shared-memory segments its processes created (pgpool-II leaves ~129 MiB), and the entry's folder; a private
-network (:mod:`clauseproof.targets.netns`) is recorded the same way and its namespaces and bridge deleted.
+network (:mod:`clauseproof.targets.faults.netns`) is recorded the same way and its namespaces and bridge deleted.
 
 Children that must not outlive the run at all (the load generators, which would go on writing into a
 vendor's database) also get a parent-death signal (``prctl(PR_SET_PDEATHSIG)``).

@@ -22,9 +22,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 from clauseproof.core.errors import first_line
+from clauseproof.targets.roles import N, NodeAddresses
 
 POLL_S = 0.05
 #: a node is taken to have stopped once it answered nothing for this long (a single slow connect on a busy
@@ -99,7 +100,7 @@ def _rollback(conn: Any) -> None:
         conn.rollback()
 
 
-def read(cluster: Any, node: Any, timeout: float = 5.0) -> tuple[Identity | None, str]:
+def read(cluster: NodeAddresses[N], node: N, timeout: float = 5.0) -> tuple[Identity | None, str]:
     """``node``'s identity, or None with why it could not be read (no answer: the node is down or unreachable)."""
     try:
         conn = cluster.connect_node(node, timeout=timeout)
@@ -113,7 +114,7 @@ def read(cluster: Any, node: Any, timeout: float = 5.0) -> tuple[Identity | None
         conn.close()
 
 
-def survey(cluster: Any) -> tuple[dict[str, Identity], list[str], list[str]]:
+def survey(cluster: NodeAddresses[N]) -> tuple[dict[str, Identity], list[str], list[str]]:
     """Every node's identity; the nodes that are one server (problems) and the nodes that could not be read."""
     ids: dict[str, Identity] = {}
     unread: list[str] = []
@@ -136,10 +137,12 @@ def same_servers(ids: dict[str, Identity]) -> list[str]:
     ]
 
 
-class Watch:
+class Watch(Generic[N]):
     """Follows ``node`` from before a fault until it is seen: see the module's docstring."""
 
-    def __init__(self, cluster: Any, node: Any, others: dict[str, Identity], timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, cluster: NodeAddresses[N], node: N, others: dict[str, Identity], timeout_s: float = 30.0
+    ) -> None:
         self.cluster, self.node, self.others, self.timeout_s = cluster, node, others, timeout_s
         self.before, why = read(cluster, node)
         self.unread = "" if self.before is not None else f"{node.name} before the fault: {why}"

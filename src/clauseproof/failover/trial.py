@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.failover.history import READ, WRITE, History, LeaderSample, Trial, judge
+from clauseproof.targets.roles import HACluster, N
 
 TABLE = "failover_ids"
 PROBES = "failover_probe"
@@ -95,7 +96,7 @@ class TrialResult:
     stepped_down_s: float | None = None
 
 
-def _writer(target: Any, h: History, p: int, stop: threading.Event) -> None:
+def _writer(target: HACluster[N], h: History, p: int, stop: threading.Event) -> None:
     dialect = target.dialect
     conn = None
     k = 0
@@ -140,7 +141,7 @@ def _drop(conn: Any) -> None:
     return None
 
 
-def _reader(target: Any, node: Any, h: History, p: int, stop: threading.Event) -> None:
+def _reader(target: HACluster[N], node: N, h: History, p: int, stop: threading.Event) -> None:
     while not stop.is_set():
         i = h.invoke(p, READ)
         try:
@@ -157,7 +158,7 @@ def _reader(target: Any, node: Any, h: History, p: int, stop: threading.Event) -
         time.sleep(0.05)
 
 
-def _prober(target: Any, node: Any, answers: list[Answer], stop: threading.Event) -> None:
+def _prober(target: HACluster[N], node: N, answers: list[Answer], stop: threading.Event) -> None:
     """Ask ``node`` 10×/s whether it accepts writes by making one; each answer with the instants it was asked and
     came (a commit that waits for a standby answers late)."""
     dialect, upsert = target.dialect, _upsert(target.namespace, target.dialect)
@@ -200,19 +201,19 @@ def rounds(answers: list[Answer], nodes: list[str]) -> list[LeaderSample]:
 
 
 def run_trial(
-    target: Any,
+    target: HACluster[N],
     *,
     fault: str,
-    apply: Callable[[Any], Any],
+    apply: Callable[[N], object],
     writers: int = 8,
     before_s: float = 3.0,
     settle_s: float = 3.0,
     deadline_s: float = 30.0,
-    restore: Callable[[Any], float] | None = None,
-    heal: Callable[[Any], Any] | None = None,
+    restore: Callable[[N], float] | None = None,
+    heal: Callable[[N], object] | None = None,
     hold_s: float = 0.0,
     expect_leader_change: bool = True,
-    converge_on: Callable[[Any], Any] | None = None,
+    converge_on: Callable[[N], N | None] | None = None,
     final_read_s: float = READ_S,
     heal_on_recovery: bool = False,
 ) -> TrialResult:
@@ -316,7 +317,7 @@ def run_trial(
 
 
 def _final_read(
-    target: Any, rejoined: Any, timeout: float = 30.0, read_s: float = READ_S
+    target: HACluster[N], rejoined: N | None, timeout: float = 30.0, read_s: float = READ_S
 ) -> tuple[list[int] | None, bool, str]:
     """Every id the leader holds (None when no leader answered within ``read_s``: nothing could be checked);
     whether the rejoined node holds the same (count and sum), waited for."""
@@ -365,14 +366,14 @@ class ScaleResult:
 
 
 def scale_out_in(
-    target: Any, join_timeout_s: float = 120.0, on_added: Callable[[Any], None] | None = None
+    target: HACluster[N], join_timeout_s: float = 120.0, on_added: Callable[[N], None] | None = None
 ) -> ScaleResult:
     """Scale out and in under the trial's load: a node is added (``target.add_node()``) and waited for until it
     streams; then the synchronous standby (else a replica), not the new node, is removed
     (``target.remove_node()``).  The new node must hold the leader's ids at the end; the leader does not change."""
     figures: dict[str, Any] = {}
 
-    def step(leader: Any) -> None:
+    def step(leader: N) -> None:
         started = time.monotonic()
         new = target.add_node()
         figures["added"] = new

@@ -43,7 +43,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.openloop import NO_ANSWER, LoadResult, Sample, Stream, run
-from clauseproof.targets.processes import service_headers
+from clauseproof.targets.host.processes import service_headers
 
 KINDS = ("header", "query", "ip", "consumer", "route", "model", "tokens")
 #: which clause a rule's kind proves: SX-EDAS-4 (header, query, IP, consumer), SX-EDAS-5 (QPS per

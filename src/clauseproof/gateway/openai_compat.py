@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from clauseproof.targets.processes import service_headers
+from clauseproof.targets.host.processes import service_headers
 
 VENDOR_DELAY_S = 0.05  # workloads/model_vendors.py's pause between streamed words
 TIMEOUT_S = 20.0

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from clauseproof.gateway.openloop import quantile
-from clauseproof.targets.processes import service_headers
+from clauseproof.targets.host.processes import service_headers
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 

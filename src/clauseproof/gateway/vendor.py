@@ -52,9 +52,9 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.masking import from_env
 from clauseproof.gateway.limits import parse_rule
 from clauseproof.gateway.tokens import parse_token_rule
-from clauseproof.targets.embedded import make_private_folder
-from clauseproof.targets.processes import OwnProcesses
+from clauseproof.targets.host.processes import OwnProcesses
 from clauseproof.targets.sections import Section
+from clauseproof.targets.single.embedded import make_private_folder
 
 SHAPES = ("anthropic", "ollama")
 KEYS: dict[str, type | tuple[type, ...]] = {
@@ -165,7 +165,7 @@ class VendorGateway(OwnProcesses):
         self.api_key = ""
         self._rules: list[dict[str, Any]] = []
 
-    # the interface of the embedded gateways (targets/gateway.py, targets/modelgateway.py)
+    # the interface of the embedded gateways (targets/gateways/nginx.py, targets/gateways/litellm.py)
     @property
     def base_url(self) -> str:
         return self.section.base_url

@@ -29,7 +29,7 @@ from typing import Any
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from clauseproof.targets.processes import own_code_user
+from clauseproof.targets.host.processes import own_code_user
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/clauseproof/load/background.py
 LOCUSTFILE = ROOT / "workloads" / "locust_oltp.py"

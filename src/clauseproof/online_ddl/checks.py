@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from clauseproof.core.digest import digest_sql
 from clauseproof.targets.base import Target
-from clauseproof.targets.digest import digest_sql
 
 #: The settlement table's columns as loaded: the change must leave them as they were.
 ORIGINAL = ("settlement_id", "patient_id", "hospital_code", "total_amount", "settled_at")

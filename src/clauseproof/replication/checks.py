@@ -1,6 +1,6 @@
 """Replicated topologies and the checks of SX-RDS-2: replicas, write placement, read balance, lag.
 
-The checks take a :class:`~clauseproof.targets.topology.Topology`, what a replicated target is made
+The checks take a :class:`~clauseproof.targets.clusters.topology.Topology`, what a replicated target is made
 of (the target describes it; the checks judge it).
 
 Every read reports the node that served it *inside the same statement*
@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from clauseproof.core.digest import Dialect
 from clauseproof.targets.base import Endpoint
-from clauseproof.targets.digest import Dialect
-from clauseproof.targets.topology import Node, Topology
+from clauseproof.targets.clusters.topology import Node, Topology
 
 #: The served-by expression, evaluated by the node that runs the statement.  On PostgreSQL it
 #: must be a stable function: pgpool-II sends a SELECT calling a volatile one (pg_is_in_recovery,

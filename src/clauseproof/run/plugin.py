@@ -22,7 +22,7 @@ from clauseproof.core.evidence import CaseEvidence, CaseRecord
 from clauseproof.core.settings import Settings, add_options, as_usage_error, mask_passwords, read_settings
 from clauseproof.run.session import Run
 from clauseproof.targets import Target
-from clauseproof.targets.embedded import reap_stale
+from clauseproof.targets.single.embedded import reap_stale
 
 RUN_KEY = pytest.StashKey[Run]()
 SUITES_DIR = "suites"
@@ -175,7 +175,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _target_id(spec: str) -> str:
     if "://" in spec:
-        from clauseproof.targets.external import parse_url
+        from clauseproof.targets.single.external import parse_url
 
         try:
             dialect, ep = parse_url(spec)

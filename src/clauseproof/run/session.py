@@ -52,8 +52,8 @@ from clauseproof.core.report import write_report
 from clauseproof.core.settings import Settings, mask_passwords, url_passwords
 from clauseproof.targets import Target, make_target
 from clauseproof.targets.base import NAMESPACE_PREFIX
-from clauseproof.targets.engine import is_local_engine
-from clauseproof.targets.processes import own_code_user
+from clauseproof.targets.containers.engine import is_local_engine
+from clauseproof.targets.host.processes import own_code_user
 
 log = logging.getLogger("clauseproof")
 

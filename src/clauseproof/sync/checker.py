@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from clauseproof.core.digest import Dialect
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.sync.mapping import TableMap, canonical, quote, row_hash
-from clauseproof.targets.digest import Dialect
 
 CHUNKS = 64  # first cut of the key range
 SPLIT = 16  # sub-ranges per differing range

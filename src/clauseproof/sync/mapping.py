@@ -33,8 +33,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from clauseproof.core.digest import Dialect
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.digest import Dialect
 
 KINDS = ("int", "bool", "decimal", "float", "text", "bytes", "date", "timestamp", "timestamptz")
 _OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")

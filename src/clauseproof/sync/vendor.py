@@ -44,8 +44,8 @@ from clauseproof.core.commands import fill_command, template_problem, timed
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.masking import from_env
 from clauseproof.core.settings import URL_SCHEMES
-from clauseproof.targets.external import ExternalTarget, parse_url
 from clauseproof.targets.sections import Section
+from clauseproof.targets.single.external import ExternalTarget, parse_url
 
 FAULT_COMMANDS = {
     "network": ("cut_network", "heal_network"),

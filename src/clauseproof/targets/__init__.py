@@ -7,14 +7,14 @@ from pathlib import Path
 
 from clauseproof.core.settings import Settings
 from clauseproof.targets.base import Target
-from clauseproof.targets.binlogsync import BinlogSyncLab
-from clauseproof.targets.containers import ContainerTarget
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres
-from clauseproof.targets.external import ExternalTarget
-from clauseproof.targets.galera import GaleraCluster
-from clauseproof.targets.ha import PatroniCluster
-from clauseproof.targets.logical import LogicalSyncLab
-from clauseproof.targets.replicated import ReplicatedMariaDB, ReplicatedPostgres
+from clauseproof.targets.clusters.galera import GaleraCluster
+from clauseproof.targets.clusters.patroni import PatroniCluster
+from clauseproof.targets.clusters.replicated import ReplicatedMariaDB, ReplicatedPostgres
+from clauseproof.targets.containers.target import ContainerTarget
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.external import ExternalTarget
+from clauseproof.targets.sync.binlog import BinlogSyncLab
+from clauseproof.targets.sync.logical import LogicalSyncLab
 
 __all__ = ["Target", "make_target"]
 

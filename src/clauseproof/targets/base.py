@@ -12,10 +12,13 @@ import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from clauseproof.core.digest import Dialect, Digest, digest_sql
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.digest import Dialect, Digest, digest_sql
+
+if TYPE_CHECKING:
+    from clauseproof.targets.single.external import Profile
 
 NAMESPACE_PREFIX = "clauseproof_"
 CONNECT_TIMEOUT_S = 5
@@ -160,6 +163,8 @@ class Target(ABC):
     dialect: Dialect
     #: Results from this target are not evidence (a simulator, say).
     simulated: bool = False
+    #: What a vendor's profile declares about the system (None for a target the harness starts).
+    profile: Profile | None = None
 
     def preflight(self) -> None:
         """What can be checked before the run without starting anything (binaries, reachability); raises a
@@ -213,6 +218,11 @@ class Target(ABC):
         # left running can be found and stopped (MySQL-family sessions are found by their database)
         extra = {"application_name": self.namespace} if self.dialect == "postgresql" else None
         return open_endpoint(self.dialect, self._ep(), database, pg_options, extra)
+
+    def address(self) -> Endpoint:
+        """Where the server listens and who the harness connects as (the password included: never record it;
+        :meth:`Endpoint.public` is what the evidence may show)."""
+        return self._ep()
 
     def _ep(self) -> Endpoint:
         if self.endpoint is None:

@@ -1,7 +1,7 @@
 """Profile sections that belong to a capability, parsed by that capability.
 
 A profile describes a vendor's system; most of it is the target's (``[target]``, ``[server]``,
-``[commands]``, ``[replication]``), and those are read in :mod:`clauseproof.targets.external`.
+``[commands]``, ``[replication]``), and those are read in :mod:`clauseproof.targets.single.external`.
 A section that only one capability understands (``[column_encryption]``, read by the column
 encryption checks) is declared by that capability as an entry point of the group
 ``clauseproof.sections`` in ``pyproject.toml``, naming a :class:`Section`.  The targets load the

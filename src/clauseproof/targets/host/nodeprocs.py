@@ -1,5 +1,6 @@
-"""What the HA clusters (:mod:`~clauseproof.targets.ha`, :mod:`~clauseproof.targets.galera`) and the sync stand-ins
-(:mod:`~clauseproof.targets.logical`, :mod:`~clauseproof.targets.binlogsync`) do to a node's processes: start them
+"""What the HA clusters (:mod:`~clauseproof.targets.clusters.patroni`, :mod:`~clauseproof.targets.clusters.galera`)
+and the sync stand-ins
+(:mod:`~clauseproof.targets.sync.logical`, :mod:`~clauseproof.targets.sync.binlog`) do to a node's processes: start them
 together, kill them (SIGKILL), freeze and thaw them (SIGSTOP, SIGCONT), stop one node cleanly, stop them all."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from clauseproof.targets.embedded import EmbeddedPostgres, _tail, _working_in, kill_processes
+from clauseproof.targets.single.embedded import EmbeddedPostgres, _tail, _working_in, kill_processes
 
 
 def kill(pids: set[int], folder: Path) -> float:

@@ -2,7 +2,7 @@
 
 A *task* is a publication on the source node (a table list, each with an optional row filter and column
 list, or every table of a schema: "by user") and a subscription on the target node that reaches the
-source through a :class:`~clauseproof.targets.relay.Relay` the harness owns, so that the task's network
+source through a :class:`~clauseproof.targets.faults.relay.Relay` the harness owns, so that the task's network
 can be cut alone.  The source keeps what the target has not confirmed in the subscription's replication
 slot (its WAL): that is where changes wait out an outage.
 
@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.embedded import EmbeddedPostgres
-from clauseproof.targets.relay import Relay, open_relay
-from clauseproof.targets.synclab import SyncLab
+from clauseproof.targets.faults.relay import Relay, open_relay
+from clauseproof.targets.single.embedded import EmbeddedPostgres
+from clauseproof.targets.sync.lab import SyncLab
 
 SETTINGS = {
     "wal_level": "logical",

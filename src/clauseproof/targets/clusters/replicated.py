@@ -29,7 +29,9 @@ from typing import Any
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint, Target
-from clauseproof.targets.embedded import (
+from clauseproof.targets.clusters.topology import Node, Topology, pool_nodes
+from clauseproof.targets.host.processes import haproxy_drop, service_user
+from clauseproof.targets.single.embedded import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     EmbeddedMariaDB,
@@ -39,8 +41,6 @@ from clauseproof.targets.embedded import (
     free_port,
     make_private_folder,
 )
-from clauseproof.targets.processes import haproxy_drop, service_user
-from clauseproof.targets.topology import Node, Topology, pool_nodes
 
 DEFAULT_REPLICAS = 5
 #: Clients the proxies must accept at once (the balance check uses 50).

@@ -4,8 +4,9 @@ of the nodes) takes them.
 
 Each node is a ``mariadbd`` with the wsrep provider, its own configuration file and data directory in one
 ``clauseproof-galera-*`` folder, in a network namespace of its own where the harness runs as root
-(:mod:`clauseproof.targets.netns`; loopback otherwise).  ``node1`` bootstraps the cluster (``--wsrep-new-cluster``);
-the others join by a state snapshot transfer made with mariadb-backup (the donor keeps taking writes).  A node
+(:mod:`clauseproof.targets.faults.netns`; loopback otherwise).  ``node1`` bootstraps the cluster
+(``--wsrep-new-cluster``); the others join by a state snapshot transfer made with mariadb-backup (the donor
+keeps taking writes).  A node
 restarted after a kill joins again by an incremental transfer from a peer's write-set cache, or a snapshot.
 
 Clients connect to any node: :meth:`GaleraCluster.connect` hands out the nodes in turn, skipping one that does not
@@ -28,9 +29,11 @@ from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import netns, nodeprocs
 from clauseproof.targets.base import Endpoint, Target
-from clauseproof.targets.embedded import (
+from clauseproof.targets.faults import netns
+from clauseproof.targets.faults.netns import Network
+from clauseproof.targets.host import nodeprocs
+from clauseproof.targets.single.embedded import (
     EmbeddedMariaDB,
     _mysql_user,
     _tail,
@@ -39,7 +42,6 @@ from clauseproof.targets.embedded import (
     kill_processes,
     make_private_folder,
 )
-from clauseproof.targets.netns import Network
 
 NODES = 3
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
@@ -336,6 +338,10 @@ class GaleraCluster(Target):
             "switchover": "every node of a Galera cluster takes writes: there is no leader to switch over",
             "scale": "",
         }
+
+    def switchover(self, node: GaleraNode) -> float:
+        """No leader to switch over: :meth:`faults` says so, and the suite asks it first."""
+        raise ClauseproofError(self.faults()["switchover"], checked=f"{self.label}: a switchover away from {node.name}")
 
     threshold_source = f"the embedded cluster's own: Galera's evs.inactive_timeout ({INACTIVE_S} s) + 5 s"
 

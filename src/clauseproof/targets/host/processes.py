@@ -19,7 +19,7 @@ from typing import Any
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 START_TIMEOUT_S = 15
 
 #: the start of every nginx configuration the harness writes (the embedded gateway and the model gateway's

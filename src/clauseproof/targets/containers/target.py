@@ -2,7 +2,8 @@
 
 The image is, in this order: the one ``--cp-image-postgresql`` / ``--cp-image-mariadb`` names (a vendor's image,
 say); the official image where a registry answers; else one built here from the Debian mirror
-(:mod:`clauseproof.targets.images`, on first use, with progress).  testcontainers' own cleanup container (Ryuk)
+(:mod:`clauseproof.targets.containers.images`, on first use, with progress).  testcontainers' own cleanup
+container (Ryuk)
 would have to be pulled, so it is off: every container carries the run's labels and is removed by ``stop()``,
 on Ctrl-C/SIGTERM through the session's teardown, and by ``clauseproof reap`` after a SIGKILL.
 
@@ -26,8 +27,8 @@ from typing import Any
 
 from clauseproof.core import archive, masking
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import engine, images
 from clauseproof.targets.base import Endpoint, Target, open_endpoint
+from clauseproof.targets.containers import engine, images
 
 #: Container start to ready must take ≤ 10 s (issue #18); a first start initialises the data directory.
 READY_TIMEOUT_S = 60

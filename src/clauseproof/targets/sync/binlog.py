@@ -25,13 +25,13 @@ from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import nodeprocs
-from clauseproof.targets.embedded import EmbeddedMariaDB, EmbeddedPostgres, _tail
-from clauseproof.targets.processes import own_code_user
-from clauseproof.targets.relay import Relay, open_relay
-from clauseproof.targets.synclab import SyncLab
+from clauseproof.targets.faults.relay import Relay, open_relay
+from clauseproof.targets.host import nodeprocs
+from clauseproof.targets.host.processes import own_code_user
+from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres, _tail
+from clauseproof.targets.sync.lab import SyncLab
 
-ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/clauseproof/targets/binlogsync.py
+ROOT = Path(__file__).resolve().parents[4]  # the checkout: src/clauseproof/targets/sync/binlog.py
 SCRIPT = ROOT / "workloads" / "binlog_sync.py"
 SOURCE_SETTINGS = {
     "log_bin": "binlog",

@@ -8,12 +8,12 @@ Patroni's ``GET /primary``.  The target's endpoint is HAProxy's write port; :met
 node leads.  Faults: :meth:`kill_node` (recovered by :meth:`start_node`), :meth:`freeze_node` (lifted by
 :meth:`thaw_node`, then :meth:`wait_rejoin`), :meth:`isolate_node` (lifted by :meth:`heal_node`) and
 :meth:`switchover`.  Where the harness runs as root each node and its etcd member live in a network namespace of
-their own (:mod:`clauseproof.targets.netns`), so that a node can be cut off; elsewhere all is on loopback and the
+their own (:mod:`clauseproof.targets.faults.netns`), so that a node can be cut off; elsewhere all is on loopback and the
 isolate fault says why it cannot be applied.
 
 No other local user gets in or disturbs a measurement: etcd speaks mutual TLS on its client and peer ports with
-certificates of a CA made for this cluster (:mod:`clauseproof.targets.tls`: no certificate, no answer), Patroni's
-REST API takes a change (``PATCH /config``, ``POST /switchover`` …) only with the cluster's own random
+certificates of a CA made for this cluster (:mod:`clauseproof.targets.clusters.tls`: no certificate, no answer),
+Patroni's REST API takes a change (``PATCH /config``, ``POST /switchover`` …) only with the cluster's own random
 credentials, PostgreSQL only with its password over TCP; etcd, Patroni and PostgreSQL run as ``postgres`` and
 HAProxy as ``haproxy`` where the harness runs as root.
 """
@@ -39,9 +39,14 @@ from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import netns, nodeprocs
 from clauseproof.targets.base import Endpoint, Target
-from clauseproof.targets.embedded import (
+from clauseproof.targets.clusters.replicated import Helper
+from clauseproof.targets.clusters.tls import RunCA
+from clauseproof.targets.faults import netns
+from clauseproof.targets.faults.netns import Network
+from clauseproof.targets.host import nodeprocs
+from clauseproof.targets.host.processes import haproxy_drop
+from clauseproof.targets.single.embedded import (
     EmbeddedPostgres,
     _tail,
     _working_in,
@@ -49,10 +54,6 @@ from clauseproof.targets.embedded import (
     kill_processes,
     make_private_folder,
 )
-from clauseproof.targets.netns import Network
-from clauseproof.targets.processes import haproxy_drop
-from clauseproof.targets.replicated import Helper
-from clauseproof.targets.tls import RunCA
 
 NODES = 3
 #: Patroni's leader key lives ``TTL`` seconds without renewal (20 s, the least Patroni 4 accepts: it raises a

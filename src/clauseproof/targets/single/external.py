@@ -21,7 +21,7 @@ from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.masking import from_env
 from clauseproof.targets import sections
 from clauseproof.targets.base import Endpoint, Target, check_reachable
-from clauseproof.targets.topology import Node, Topology, pool_nodes
+from clauseproof.targets.clusters.topology import Node, Topology, pool_nodes
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 _PROFILE_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {

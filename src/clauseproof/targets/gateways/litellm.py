@@ -27,10 +27,10 @@ from typing import Any
 
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.embedded import free_port, make_private_folder
-from clauseproof.targets.processes import NGINX_HEAD, OwnProcesses, own_code_user, service_user, wait_port
+from clauseproof.targets.host.processes import NGINX_HEAD, OwnProcesses, own_code_user, service_user, wait_port
+from clauseproof.targets.single.embedded import free_port, make_private_folder
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 VENDORS = "model_vendors.py"  # under workloads/
 LITELLM_VENV = Path(os.environ.get("CLAUSEPROOF_LITELLM_VENV", str(ROOT / ".venv-litellm")))
 START_TIMEOUT_S = 60

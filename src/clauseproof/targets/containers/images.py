@@ -2,7 +2,7 @@
 
 Air-gapped labs have a Debian mirror and no image registry.  The base image is a ``debootstrap --variant=minbase``
 of this machine's Debian release from the mirror its ``/etc/apt/sources.list`` names, imported into the engine;
-each engine's image installs Debian's server package on it (``targets/dockerfiles/<engine>/``), keeping the
+each engine's image installs Debian's server package on it (``targets/containers/dockerfiles/<engine>/``), keeping the
 official images' contract (environment variables, an initialisation server without TCP, ``/docker-entrypoint-
 initdb.d``), so testcontainers' PostgreSQL and MySQL containers start them as they start the official ones.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import engine
+from clauseproof.targets.containers import engine
 
 RECIPES = Path(__file__).with_name("dockerfiles")
 #: The images of a registry, where one is reachable (``--cp-image-*`` names any other).

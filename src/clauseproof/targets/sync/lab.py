@@ -1,6 +1,6 @@
-"""What the two embedded sync stand-ins share (:mod:`~clauseproof.targets.logical`,
-:mod:`~clauseproof.targets.binlogsync`): named nodes started together, tasks that each reach their source or
-target through a :class:`~clauseproof.targets.relay.Relay`, and the three faults on a task's target.
+"""What the two embedded sync stand-ins share (:mod:`~clauseproof.targets.sync.logical`,
+:mod:`~clauseproof.targets.sync.binlog`): named nodes started together, tasks that each reach their source or
+target through a :class:`~clauseproof.targets.faults.relay.Relay`, and the three faults on a task's target.
 
 - ``network``: the task's relay becomes a black hole;
 - ``host``: every process of the target's PostgreSQL SIGKILLed, as its machine dying, and every relay that
@@ -16,9 +16,9 @@ import contextlib
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets import nodeprocs
 from clauseproof.targets.base import Target
-from clauseproof.targets.embedded import EmbeddedPostgres
+from clauseproof.targets.host import nodeprocs
+from clauseproof.targets.single.embedded import EmbeddedPostgres
 
 FAULTS = ("network", "host", "database")
 

@@ -10,7 +10,7 @@ No other local user gets in.  The folder is 0700, owned by the server's OS user 
 root reach the Unix socket inside it; the socket needs no password.  TCP (127.0.0.1) needs the
 instance's own random password, made at start and never written to results: PostgreSQL's
 ``pg_hba.conf`` is written at every start (scram-sha-256 on TCP, including replication; md5 for the
-nodes behind pgpool-II, see :mod:`clauseproof.targets.replicated`),
+nodes behind pgpool-II, see :mod:`clauseproof.targets.clusters.replicated`),
 MariaDB's ``root@127.0.0.1`` gets the password through ``--init-file`` (removed once the server
 is up) and every other root account but the socket's ``root@localhost`` is dropped.
 """

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from clauseproof.core.digest import Dialect
 from clauseproof.targets.base import Endpoint, open_endpoint
-from clauseproof.targets.digest import Dialect
 
 
 @dataclass

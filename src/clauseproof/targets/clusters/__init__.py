@@ -1,0 +1,1 @@
+"""clusters: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""gateways: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""single: see docs/architecture.md."""
