@@ -47,7 +47,8 @@ from clauseproof.bulk_load.datasets import ensure_dataset  # noqa: E402
 from clauseproof.encryption.atrest import CHUNK, CLASSES, make_canaries, scan_tree  # noqa: E402
 from clauseproof.encryption.sm4column import EnvKeyProvider, SM4Attribute, install  # noqa: E402
 from clauseproof.targets.base import Target  # noqa: E402
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres  # noqa: E402
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB  # noqa: E402
+from clauseproof.targets.single.postgres import EmbeddedPostgres  # noqa: E402
 from workloads import settlement  # noqa: E402
 
 DDL = ROOT / "fixtures" / "ddl"

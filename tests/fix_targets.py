@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.targets.single.embedded import FOLDER_PREFIX, EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.host.folders import FOLDER_PREFIX
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "fixtures" / "catalog" / "clauses.toml"

@@ -11,7 +11,8 @@ import pytest
 
 from clauseproof.encryption.atrest import make_canaries, scan_files
 from clauseproof.encryption.sm4 import encrypt_block, known_answers
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from tests.fix_targets import vendor_profile
 
 

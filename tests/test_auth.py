@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="another local user is played by 'nobody', which needs root")
 

@@ -13,8 +13,9 @@ from clauseproof.core.commands import fill_command
 from clauseproof.core.digest import compare_digests, digest_tables
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.single.external import load_profile
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from tests.fix_targets import ROOT, our_folders, vendor_profile
 from workloads import settlement
 

@@ -17,8 +17,9 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.encryption import colcrypt
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.single.external import ExternalTarget, load_profile
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from tests.fix_targets import vendor_profile
 
 #: Server-side encryption with pgcrypto, the key taken by the session into a setting of its own.

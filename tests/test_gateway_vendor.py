@@ -19,7 +19,7 @@ import pytest
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.vendor import GatewaySection, VendorGateway
 from clauseproof.targets.gateways.litellm import ModelGateway
-from clauseproof.targets.single.embedded import free_port
+from clauseproof.targets.host.folders import free_port
 from clauseproof.targets.single.external import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent

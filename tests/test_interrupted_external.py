@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from clauseproof.targets.base import drop_run_objects
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from tests.fix_targets import signals_as_in_a_terminal, vendor_profile
 
 

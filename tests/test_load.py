@@ -154,7 +154,7 @@ def test_distributed_master_and_two_workers(pg_server: Target, tmp_path: Path) -
 
 
 def _free_port() -> int:
-    from clauseproof.targets.single.embedded import free_port
+    from clauseproof.targets.host.folders import free_port
 
     return free_port()
 

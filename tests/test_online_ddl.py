@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from clauseproof.targets.single.embedded import EmbeddedPostgres
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from tests.fix_targets import vendor_profile
 
 #: An event trigger that arms every oltp_settlement table, once altered, with a trigger that silently drops the

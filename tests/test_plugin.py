@@ -14,7 +14,7 @@ import pytest
 from clauseproof.bulk_load.datasets import ensure_dataset
 from clauseproof.cli import main as cli
 from clauseproof.targets.base import Target
-from clauseproof.targets.single.embedded import EmbeddedPostgres
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from tests.fix_targets import CATALOG, ROOT
 from tests.test_report import pdf_fonts, pdf_text
 from workloads import settlement

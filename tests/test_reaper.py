@@ -20,7 +20,7 @@ import pytest
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.single import embedded
+from clauseproof.targets.host import folders as embedded
 
 #: A group leader that creates a System V shared-memory segment (as pgpool-II does) and two children.
 LEADER = textwrap.dedent(

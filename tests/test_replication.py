@@ -25,8 +25,9 @@ from clauseproof.core.catalog import load_catalog
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import judge
 from clauseproof.replication import checks as rep
+from clauseproof.replication import replicas
 from clauseproof.targets.clusters.replicated import Helper, ReplicatedMariaDB, ReplicatedPostgres
-from clauseproof.targets.single.embedded import FOLDER_PREFIX, reap_stale
+from clauseproof.targets.host.folders import FOLDER_PREFIX, reap_stale
 from clauseproof.targets.single.external import ExternalTarget, load_profile
 from tests.fix_targets import CATALOG
 from tests.forwarder import forwarder
@@ -40,14 +41,14 @@ def pg_topology() -> Iterator[ReplicatedPostgres]:
     started = time.perf_counter()
     t.start()
     assert time.perf_counter() - started < 60, "the topology must be up within 60 s"
-    rep.prepare(t.topology())
+    replicas.prepare(t.topology())
     yield t
     t.stop()
 
 
 def test_topology_is_replicating_and_splits_automatically(pg_topology: ReplicatedPostgres) -> None:
     topo = pg_topology.topology()
-    states = rep.replica_states(topo)
+    states = replicas.replica_states(topo)
     assert [s.counted for s in states] == [True] * 5, [s.problem for s in states]
     assert all(s.catch_up_s is not None and s.catch_up_s < 5 for s in states)
     assert all("WAL bytes" in s.position_lag and "replay_lag" in s.reported_lag for s in states)
@@ -86,7 +87,7 @@ def test_balance_fails_when_every_read_goes_to_the_primary() -> None:
     t.start()
     try:
         topo = t.topology()
-        rep.prepare(topo)
+        replicas.prepare(topo)
         b = rep.read_balance(topo, clients=10, sessions_per_client=3, reads_per_session=2)
         assert not b.balanced
         assert b.reads_by_node["primary"] == b.reads == 60
@@ -107,7 +108,7 @@ def test_one_server_behind_several_endpoints_counts_once(pg_topology: Replicated
             for i, p in enumerate(ports, 2)
         ]
         cheat = dataclasses.replace(topo, replicas=[one, *aliases])
-        states = rep.replica_states(cheat)
+        states = replicas.replica_states(cheat)
     assert [s.counted for s in states] == [True, False, False, False, False], [s.problem for s in states]
     assert all(s.same_server_as == one.name for s in states[1:])
     assert "the same server as replica1" in states[1].problem
@@ -122,7 +123,7 @@ def test_replicas_of_another_cluster_and_weights_that_define_balance_away(pg_top
     try:
         foreign = [dataclasses.replace(n, name="other-cluster1") for n in other.topology().replicas]
         mixed = dataclasses.replace(topo, replicas=[*topo.replicas[:1], *foreign])
-        states = rep.replica_states(mixed)
+        states = replicas.replica_states(mixed)
         assert states[0].counted and not states[1].counted
         assert "another cluster: system identifier" in states[1].problem
     finally:
@@ -143,7 +144,7 @@ def test_a_profile_declares_or_discovers_the_topology(pg_topology: ReplicatedPos
     """A vendor's topology through a profile: declared replicas, or discovered from pgpool-II."""
     topo = pg_topology.topology()
     proxy = topo.write
-    replicas = ", ".join(f'"127.0.0.1:{n.endpoint.port}"' for n in topo.replicas)
+    listed = ", ".join(f'"127.0.0.1:{n.endpoint.port}"' for n in topo.replicas)
     declared = tmp_path / "declared.toml"
     declared.write_text(
         textwrap.dedent(f"""
@@ -155,7 +156,7 @@ def test_a_profile_declares_or_discovers_the_topology(pg_topology: ReplicatedPos
         password_env = "CLAUSEPROOF_SELFTEST_TOPOLOGY_PW"
         [replication]
         primary = "127.0.0.1:{topo.primary.endpoint.port}"
-        replicas = [{replicas}]
+        replicas = [{listed}]
         proxy = "pgpool-II"
         """)
     )
@@ -170,8 +171,8 @@ def test_a_profile_declares_or_discovers_the_topology(pg_topology: ReplicatedPos
             assert got is not None and source in got.source and got.automatic_split
             assert [n.endpoint.port for n in got.replicas] == [n.endpoint.port for n in topo.replicas]
             assert got.primary.endpoint.port == topo.primary.endpoint.port
-            rep.prepare(got)
-            assert sum(s.counted for s in rep.replica_states(got)) == 5
+            replicas.prepare(got)
+            assert sum(s.counted for s in replicas.replica_states(got)) == 5
         finally:
             t.stop()
 
@@ -199,7 +200,7 @@ def test_a_paused_replica_is_reported_stale(pg_topology: ReplicatedPostgres) -> 
     with topo.open(topo.replicas[0].endpoint) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_wal_replay_pause()")
         try:
-            states = rep.replica_states(topo, current_within_s=1.0)
+            states = replicas.replica_states(topo, current_within_s=1.0)
         finally:
             cur.execute("SELECT pg_wal_replay_resume()")
     assert not states[0].counted and "stale" in states[0].problem
@@ -209,7 +210,7 @@ def test_a_paused_replica_is_reported_stale(pg_topology: ReplicatedPostgres) -> 
 def test_a_stopped_replica_fails_the_count(pg_topology: ReplicatedPostgres) -> None:
     """Positive control: with one of five replicas stopped, "at least 5 replicas" fails."""
     pg_topology.stop_replica(4)
-    states = rep.replica_states(pg_topology.topology())
+    states = replicas.replica_states(pg_topology.topology())
     counted = sum(s.counted for s in states)
     assert counted == 4
     assert "cannot connect" in states[4].problem
@@ -223,7 +224,7 @@ def test_mariadb_topology_two_endpoints_and_a_stopped_sql_thread() -> None:
     try:
         topo = t.topology()
         assert not topo.automatic_split and topo.read != topo.write
-        rep.prepare(topo)
+        replicas.prepare(topo)
         assert rep.write_placement(topo, writes=20, connections=2).all_on_primary
         b = rep.read_balance(topo, clients=10, sessions_per_client=4, reads_per_session=2)
         assert b.balanced, b.problems
@@ -231,12 +232,12 @@ def test_mariadb_topology_two_endpoints_and_a_stopped_sql_thread() -> None:
         one = topo.replicas[1]
         with forwarder(one.endpoint.host, one.endpoint.port) as port:  # one server behind a second endpoint
             alias = dataclasses.replace(one, name="endpoint3", endpoint=dataclasses.replace(one.endpoint, port=port))
-            states = rep.replica_states(dataclasses.replace(topo, replicas=[*topo.replicas, alias]))
+            states = replicas.replica_states(dataclasses.replace(topo, replicas=[*topo.replicas, alias]))
         assert [s.counted for s in states] == [True, True, False], [s.problem for s in states]
         assert states[2].same_server_as == one.name
         with topo.open(topo.replicas[0].endpoint) as conn, conn.cursor() as cur:
             cur.execute("STOP SLAVE SQL_THREAD")
-        states = rep.replica_states(topo, current_within_s=1.0)
+        states = replicas.replica_states(topo, current_within_s=1.0)
         assert not states[0].replicating and "SQL No" in states[0].problem
         assert not states[0].counted and states[1].counted
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.targets.single.embedded import FOLDER_PREFIX
+from clauseproof.targets.host.folders import FOLDER_PREFIX
 from tests.fix_targets import ROOT, signals_as_in_a_terminal
 
 

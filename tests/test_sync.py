@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from clauseproof.core import reaper
-from clauseproof.sync import cases
+from clauseproof.sync import cases, conversion, outage
 from clauseproof.targets.sync.binlog import BinlogSyncLab
 from clauseproof.targets.sync.logical import LogicalSyncLab
 from tests.fix_targets import ROOT, vendor_profile
@@ -97,8 +97,8 @@ def test_a_sync_that_batches_updates_and_deletes_fails_the_delay(lab: LogicalSyn
 
 
 def test_truncating_decimal_fails_conversion(lab: LogicalSyncLab) -> None:
-    ddl = cases.CONVERTED.replace("amount numeric(14,4)", "amount numeric(14,0)")
-    parts = cases.conversion(lab, target_ddl=ddl, seconds=1.0)
+    ddl = conversion.CONVERTED.replace("amount numeric(14,4)", "amount numeric(14,0)")
+    parts = conversion.conversion(lab, target_ddl=ddl, seconds=1.0)
     p = part(parts, "type and column-order conversion")
     assert p.ok is False and "changed amount" in p.why, p.why
 
@@ -107,7 +107,7 @@ def test_a_conversion_through_a_binary_float_fails_at_the_target_scale(lab: Logi
     """Issue 30's cheat: amounts pass through a float on the way and are cut at the target's 4 places (12.34 arrives
     as 12.3399).  Compared at the source's 2 places the noise disappeared: PASS; at the target's 4: FAIL."""
     ddl = (
-        cases.CONVERTED + ";\n"
+        conversion.CONVERTED + ";\n"
         "CREATE FUNCTION cp_float_detour() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "NEW.amount := trunc((NEW.amount::float8 * (1 - 1e-12))::numeric, 4); RETURN NEW; END $$;\n"
         "CREATE TRIGGER cp_float_detour BEFORE INSERT OR UPDATE ON orders FOR EACH ROW "
@@ -115,7 +115,7 @@ def test_a_conversion_through_a_binary_float_fails_at_the_target_scale(lab: Logi
         "ALTER TABLE orders ENABLE ALWAYS TRIGGER cp_float_detour"
     )
     try:
-        parts = cases.conversion(lab, target_ddl=ddl, seconds=1.0)
+        parts = conversion.conversion(lab, target_ddl=ddl, seconds=1.0)
     finally:
         with lab.node_connect("b") as conn:
             conn.execute("DROP FUNCTION IF EXISTS cp_float_detour() CASCADE")
@@ -124,13 +124,13 @@ def test_a_conversion_through_a_binary_float_fails_at_the_target_scale(lab: Logi
 
 
 def test_extra_column_fails_column_selection(lab: LogicalSyncLab) -> None:
-    ddl = cases.CONVERTED.replace("status varchar(20),", "status varchar(20), note text,")
-    p = part(cases.conversion(lab, target_ddl=ddl, seconds=1.0), "column selection")
+    ddl = conversion.CONVERTED.replace("status varchar(20),", "status varchar(20), note text,")
+    p = part(conversion.conversion(lab, target_ddl=ddl, seconds=1.0), "column selection")
     assert p.ok is False and "note" in p.why, p.why
 
 
 def test_rows_outside_the_filter_fail_row_selection(lab: LogicalSyncLab) -> None:
-    parts = cases.conversion(lab, where="", seconds=1.0)
+    parts = conversion.conversion(lab, where="", seconds=1.0)
     p = part(parts, "row selection")
     assert p.ok is False and "extra" in p.why, p.why
     assert part(parts, "type and column-order conversion").ok  # the honest conversion, exact at the target's scale
@@ -173,13 +173,13 @@ class FaultDoesNothing(DropsDuringOutage):
 
 @pytest.mark.slow
 def test_sync_that_drops_changes_during_an_outage_fails(lab: LogicalSyncLab) -> None:
-    p = cases.outage(DropsDuringOutage(lab), "network", OUTAGE)
+    p = outage.outage(DropsDuringOutage(lab), "network", OUTAGE)
     assert p.ok is False and "never arrived" in p.why, p.why
 
 
 @pytest.mark.slow
 def test_fault_that_cuts_nothing_is_not_shown(lab: LogicalSyncLab) -> None:
-    p = cases.outage(FaultDoesNothing(lab), "network", OUTAGE)
+    p = outage.outage(FaultDoesNothing(lab), "network", OUTAGE)
     assert p.ok is None and "arrived before it ended" in p.why, p.why
 
 
@@ -238,9 +238,9 @@ def test_the_binlog_capture_runs_as_the_harness_s_own_user(hetero: BinlogSyncLab
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", list(cases.OUTAGES))
+@pytest.mark.parametrize("fault", list(outage.OUTAGES))
 def test_binlog_sync_buffers_through_outages(hetero: BinlogSyncLab, fault: str) -> None:
-    p = cases.outage(hetero, fault, OUTAGE)
+    p = outage.outage(hetero, fault, OUTAGE)
     assert p.ok, p.why
 
 

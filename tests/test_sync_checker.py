@@ -16,7 +16,8 @@ from clauseproof.sync.checker import Checker, Side
 from clauseproof.sync.flow import Markers
 from clauseproof.sync.mapping import ColumnMap, TableMap
 from clauseproof.sync.seeded import MAPPING, MY_DDL, ROWS, load, seed
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from clauseproof.sync import seeded
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.mapping import ColumnMap, TableMap
 from clauseproof.targets.single.clickhouse import EmbeddedClickHouse
-from clauseproof.targets.single.embedded import EmbeddedPostgres
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 ROWS = seeded.ROWS
 MAPPING = replace(seeded.CH_MAPPING, source_table="people_ch")

@@ -17,8 +17,10 @@ import pytest
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import check_reachable
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres, reap_stale
+from clauseproof.targets.host.folders import reap_stale
 from clauseproof.targets.single.external import ExternalTarget, load_profile
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from tests.fix_targets import our_folders, url_of
 
 

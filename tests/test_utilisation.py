@@ -29,7 +29,7 @@ from clauseproof.sla.utilisation import (
     parse_node_exporter,
     summarise,
 )
-from clauseproof.targets.single.embedded import free_port
+from clauseproof.targets.host.folders import free_port
 
 BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\n"
 

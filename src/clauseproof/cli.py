@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "probe":
         return _probe(args)
     from clauseproof.targets.containers.engine import reap_containers
-    from clauseproof.targets.single.embedded import reap_stale
+    from clauseproof.targets.host.folders import reap_stale
 
     for folder in reap_stale():
         print(f"removed {folder}")

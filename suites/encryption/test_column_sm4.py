@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.encryption import colcrypt
+from clauseproof.encryption import stored as stored_values
 from clauseproof.encryption.sm4column import (
     EnvKeyProvider,
     KeyUnavailable,
@@ -28,7 +29,6 @@ from clauseproof.encryption.sm4column import (
 )
 from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.base import Target
-from clauseproof.targets.single.external import ExternalTarget
 
 
 class _Base(DeclarativeBase):
@@ -77,8 +77,8 @@ def test_sm4_column_encryption(target: Target, evidence: CaseEvidence) -> None:
         with engine.connect() as c:
             stored = c.execute(text("SELECT person_id, id_number, phone FROM insured_person")).all()
         values = [bytes(r[k]) for r in stored for k in (1, 2)]
-        leaked = colcrypt.plaintext_found([idn for _, idn, _ in people], values)
-        shaped, shape = colcrypt.ciphertext_shape(values)
+        leaked = stored_values.plaintext_found([idn for _, idn, _ in people], values)
+        shaped, shape = stored_values.ciphertext_shape(values)
         # a key per column, shown as only distinct keys show it: row 1's id_number opens under its own key
         # and not under the phone column's key, with the same associated data
         sealed = bytes(next(r[1] for r in stored if r[0] == 1))
@@ -146,9 +146,7 @@ def test_sm4_column_encryption(target: Target, evidence: CaseEvidence) -> None:
 def test_target_column_encryption(request: pytest.FixtureRequest, target: Target, evidence: CaseEvidence) -> None:
     """The target's own column encryption, as its profile's [column_encryption] declares it: the same four
     checks, and whether the declared cipher is SM4."""
-    spec = (
-        target.profile.section("column_encryption") if isinstance(target, ExternalTarget) and target.profile else None
-    )
+    spec = target.profile.section("column_encryption") if target.profile else None
     if spec is None:
         pytest.skip(
             "the target's own column encryption is tested when its profile declares [column_encryption] "

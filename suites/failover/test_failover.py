@@ -42,6 +42,7 @@ import pytest
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.failover import identity
 from clauseproof.failover.trial import ScaleResult, TrialResult, run_trial, scale_out_in
+from clauseproof.targets.roles import HACluster
 
 #: the acceptance plan's defaults (the tender states none); a profile's [failover] may set its own
 DEFAULTS = {
@@ -81,7 +82,7 @@ def _row(r: TrialResult) -> dict[str, Any]:
     }
 
 
-def _writes_on_every_node(cluster: Any) -> tuple[bool | None, str]:
+def _writes_on_every_node(cluster: HACluster[Any]) -> tuple[bool | None, str]:
     """Whether every node that does not lead takes a write (the "full SQL on any compute node" part): a table
     created and a row written on each; None with the reason when such a node could not be reached."""
     leader = cluster.leader()
@@ -126,7 +127,7 @@ class _Gated:
         return getattr(self.evidence, name)
 
 
-def _kill_watched(cluster: Any, gate: _Gated, ids: dict[str, identity.Identity]) -> tuple[Any, Any]:
+def _kill_watched(cluster: HACluster[Any], gate: _Gated, ids: dict[str, identity.Identity]) -> tuple[Any, Any]:
     """``kill_node`` and ``start_node`` with the victim followed: the fault's instant is when its address stopped
     answering as its server (or the command's own instant, if earlier); a victim that went on answering as itself,
     whose address now reaches another node's server, or that came back with its old start time is a problem."""
@@ -157,7 +158,7 @@ def _kill_watched(cluster: Any, gate: _Gated, ids: dict[str, identity.Identity])
 
 
 def _new_leader_is_another_server(
-    cluster: Any, gate: _Gated, r: TrialResult, ids: dict[str, identity.Identity]
+    cluster: HACluster[Any], gate: _Gated, r: TrialResult, ids: dict[str, identity.Identity]
 ) -> None:
     """The node named leader after a fault is not the old leader's server behind another address."""
     before, after = ids.get(r.trial.leader_before or ""), r.trial.leader_after
@@ -171,7 +172,7 @@ def _new_leader_is_another_server(
         )
 
 
-def _thresholds(cluster: Any) -> tuple[dict[str, float], dict[str, str]]:
+def _thresholds(cluster: HACluster[Any]) -> tuple[dict[str, float], dict[str, str]]:
     """The thresholds of this run and where each came from."""
     own = cluster.thresholds()
     values = {k: own.get(k, v) for k, v in DEFAULTS.items()}
@@ -179,7 +180,7 @@ def _thresholds(cluster: Any) -> tuple[dict[str, float], dict[str, str]]:
 
 
 def _run(
-    cluster: Any, fault: str, limits: dict[str, float], gate: _Gated, ids: dict[str, identity.Identity]
+    cluster: HACluster[Any], fault: str, limits: dict[str, float], gate: _Gated, ids: dict[str, identity.Identity]
 ) -> TrialResult:
     deadline = max(limits["rto_s"] * 1.5, limits["rto_s"] + 5)  # an RTO past the threshold is still measured
     if fault == "kill":
@@ -283,7 +284,7 @@ def _not_shown(evidence: CaseEvidence, clauses: tuple[str, ...], statistic: str,
 
 
 @pytest.mark.clause("BZ-DB-1", "SX-RDS-3")
-def test_leader_killed_frozen_and_switched_over_under_load(ha_cluster: Any, evidence: CaseEvidence) -> None:
+def test_leader_killed_frozen_and_switched_over_under_load(ha_cluster: HACluster[Any], evidence: CaseEvidence) -> None:
     cluster = ha_cluster
     evidence.record.target = cluster.label
     case_evidence = evidence

@@ -16,12 +16,10 @@ from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, declared, parse_rule, upstream_arrivals
 from clauseproof.gateway.tokens import check_tokens, parse_token_rule
-from clauseproof.gateway.vendor import VendorGateway
 from clauseproof.run.plugin import RUN_KEY
-from clauseproof.targets.gateways.litellm import ModelGateway
-from clauseproof.targets.gateways.nginx import EmbeddedGateway
+from clauseproof.targets.roles import HttpGateway, ModelGateway
 
-Gateway = EmbeddedGateway | VendorGateway
+Gateway = HttpGateway
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +93,7 @@ def test_qps_limits_per_consumer_route_model(
 
 
 @pytest.mark.clause("SX-EDAS-4")
-def test_limits_by_token_consumption(model_gateway: ModelGateway | VendorGateway, evidence: CaseEvidence) -> None:
+def test_limits_by_token_consumption(model_gateway: ModelGateway, evidence: CaseEvidence) -> None:
     evidence.record.target = model_gateway.label
     decls = [d for d in model_gateway.limit_rules() if d.get("kind") == "tokens"]
     if not decls or not model_gateway.openai_url:

@@ -11,14 +11,11 @@ import pytest
 
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.gateway.openai_compat import check
-from clauseproof.gateway.vendor import VendorGateway
-from clauseproof.targets.gateways.litellm import ModelGateway
+from clauseproof.targets.roles import ModelGateway
 
 
 @pytest.mark.clause("SX-EDAS-3")
-def test_openai_compatible_api_over_two_vendors(
-    model_gateway: ModelGateway | VendorGateway, evidence: CaseEvidence
-) -> None:
+def test_openai_compatible_api_over_two_vendors(model_gateway: ModelGateway, evidence: CaseEvidence) -> None:
     evidence.record.target = model_gateway.label
     if not model_gateway.openai_url:
         evidence.not_shown(

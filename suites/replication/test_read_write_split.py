@@ -24,6 +24,7 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.replication import checks as rep
+from clauseproof.replication import replicas
 from clauseproof.targets import Target
 from clauseproof.targets.clusters.topology import Topology, pool_nodes
 
@@ -52,15 +53,15 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         sessions_per_client=sessions,
         reads_per_session=p_bal["reads_per_session"],
         alpha=p_bal["alpha"],
-        identity_sql=rep.IDENTITY[topology.dialect],
+        identity_sql=replicas.IDENTITY[topology.dialect],
     )
     evidence.window(
         "no timed window: counts, placements and a chi-square test; probe tables are created on the primary "
         "first, each replica is verified by connecting to it directly"
     )
     evidence.progress(f"SX-RDS-2 on {target.label}: verifying {len(topology.replicas)} replicas ...")
-    rep.prepare(topology)
-    states = rep.replica_states(topology, current_within_s=p_count["current_within_s"])
+    replicas.prepare(topology)
+    states = replicas.replica_states(topology, current_within_s=p_count["current_within_s"])
     counted = [s for s in states if s.counted]
     verified = {s.name for s in counted}
     evidence.parameters(replicas=[vars(s) | {"counted": s.counted} for s in states])

@@ -20,7 +20,6 @@ from clauseproof.core.evidence import CaseEvidence
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.sla.utilisation import ProcessTreeSampler, Sampler, Sampling, not_following, summarise
 from clauseproof.targets.base import Target
-from clauseproof.targets.single.external import ExternalTarget
 from workloads import oltp
 
 
@@ -30,7 +29,7 @@ def test_node_utilisation_under_the_reference_load(
 ) -> None:
     p = clause_catalog["SX-SLA-3"].params
     samplers: list[Sampler] = [ProcessTreeSampler(name, pid, data) for name, pid, data in target.local_nodes()]
-    section = target.profile.section("utilisation") if isinstance(target, ExternalTarget) and target.profile else None
+    section = target.profile.section("utilisation") if target.profile else None
     if section is not None:
         samplers = section.samplers()
     if not samplers:

@@ -39,22 +39,17 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.sync import cases, seeded
+from clauseproof.sync import cases, conversion, outage, seeded
 from clauseproof.sync.cases import Part
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.mapping import TableMap
-from clauseproof.sync.vendor import VendorSync
 from clauseproof.targets import Target
-from clauseproof.targets.single.clickhouse import EmbeddedClickHouse
-from clauseproof.targets.sync.binlog import BinlogSyncLab
-from clauseproof.targets.sync.logical import LogicalSyncLab
-
-Lab = LogicalSyncLab | BinlogSyncLab | VendorSync
+from clauseproof.targets.roles import ColumnarEngine, SyncSystem
 
 CROSS_ROWS = 20_000
 
 
-def _unsupported(evidence: CaseEvidence, lab: Lab, clause: str, what: str) -> bool:
+def _unsupported(evidence: CaseEvidence, lab: SyncSystem, clause: str, what: str) -> bool:
     """A case this stand-in cannot run is a row that says so."""
     if what in lab.scenarios:
         return False
@@ -62,9 +57,7 @@ def _unsupported(evidence: CaseEvidence, lab: Lab, clause: str, what: str) -> bo
         clause,
         None,
         statistic=f"{what} on {lab.label}",
-        not_shown=f"{lab.label} does one-to-one whole-table tasks only; {what} is shown on embedded-postgresql-sync"
-        if isinstance(lab, BinlogSyncLab)
-        else f"{lab.label} does not declare {what} (the profile's [sync] supports)",
+        not_shown=lab.why_not(what),
     )
     return True
 
@@ -147,7 +140,7 @@ def _checker_parts(
 
 @pytest.mark.clause("BZ-SYNC-3")
 def test_consistency_with_a_columnar_engine(
-    columnar_pair: tuple[Target, EmbeddedClickHouse | ClauseproofError], evidence: CaseEvidence
+    columnar_pair: tuple[Target, ColumnarEngine | ClauseproofError], evidence: CaseEvidence
 ) -> None:
     """The same checker from PostgreSQL to ClickHouse (Debian's 18.16), whose copy holds its own types: UInt8 for
     the boolean, Decimal(14, 4), epoch DateTime in whole seconds, '' for NULL, padded names."""
@@ -177,7 +170,7 @@ def test_consistency_with_a_columnar_engine(
 
 
 @pytest.mark.clause("BZ-SYNC-4", "BZ-SYNC-2")
-def test_capture_online_and_delay(sync_lab: Lab, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
+def test_capture_online_and_delay(sync_lab: SyncSystem, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
     params = clause_catalog["BZ-SYNC-2"].params
     evidence.record.target = sync_lab.label
     evidence.parameters(system=sync_lab.describe(), **params)
@@ -192,7 +185,7 @@ def test_capture_online_and_delay(sync_lab: Lab, evidence: CaseEvidence, clause_
 
 
 @pytest.mark.clause("BZ-SYNC-5")
-def test_topologies(sync_lab: Lab, evidence: CaseEvidence) -> None:
+def test_topologies(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
     evidence.record.target = sync_lab.label
     evidence.window("no timed window: each topology under a short write load, then sentinels and the checker")
     if _unsupported(evidence, sync_lab, "BZ-SYNC-5", "topologies"):
@@ -202,13 +195,7 @@ def test_topologies(sync_lab: Lab, evidence: CaseEvidence) -> None:
     if "bidirectional" in sync_lab.scenarios:
         parts += _attempt("BZ-SYNC-5", "bidirectional", lambda: [cases.bidirectional(sync_lab)])
     else:
-        why = (
-            "not on this stand-in here: PostgreSQL 15's built-in logical replication cannot keep a change from "
-            "echoing back (origin = none arrives in 16), and pglogical is not installed (apt-get install "
-            "postgresql-15-pglogical)"
-            if isinstance(sync_lab, LogicalSyncLab)
-            else f"{sync_lab.label} does not declare bidirectional sync"
-        )
+        why = sync_lab.why_not("bidirectional")
         parts.append(
             Part(
                 "BZ-SYNC-5",
@@ -222,29 +209,29 @@ def test_topologies(sync_lab: Lab, evidence: CaseEvidence) -> None:
 
 
 @pytest.mark.clause("BZ-SYNC-6")
-def test_conversion(sync_lab: Lab, evidence: CaseEvidence) -> None:
+def test_conversion(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
     evidence.record.target = sync_lab.label
     evidence.window("no timed window: a short write load, then a sentinel and the checker with the declared mapping")
     if _unsupported(evidence, sync_lab, "BZ-SYNC-6", "conversion"):
         return
-    _record(evidence, _attempt("BZ-SYNC-6", "conversion", lambda: cases.conversion(sync_lab)))
+    _record(evidence, _attempt("BZ-SYNC-6", "conversion", lambda: conversion.conversion(sync_lab)))
 
 
 @pytest.mark.clause("BZ-SYNC-7")
-@pytest.mark.parametrize("fault", list(cases.OUTAGES))
-def test_outage(sync_lab: Lab, evidence: CaseEvidence, clause_catalog: Catalog, fault: str) -> None:
+@pytest.mark.parametrize("fault", list(outage.OUTAGES))
+def test_outage(sync_lab: SyncSystem, evidence: CaseEvidence, clause_catalog: Catalog, fault: str) -> None:
     params = clause_catalog["BZ-SYNC-7"].params
     evidence.record.target = sync_lab.label
-    evidence.parameters(fault=cases.OUTAGES[fault], **params)
+    evidence.parameters(fault=outage.OUTAGES[fault], **params)
     evidence.window(
         f"the outage lasts hold_s = {params['hold_s']} s; catch-up counts from recovery until the last marker "
         "committed before it is on the target"
     )
     if _unsupported(evidence, sync_lab, "BZ-SYNC-7", "outage"):
         return
-    missing = sync_lab.fault_missing(fault) if isinstance(sync_lab, VendorSync) else ""
+    missing = sync_lab.fault_missing(fault)
     if missing:
-        evidence.part("BZ-SYNC-7", None, statistic=f"{fault}: {cases.OUTAGES[fault]}", not_shown=missing)
+        evidence.part("BZ-SYNC-7", None, statistic=f"{fault}: {outage.OUTAGES[fault]}", not_shown=missing)
         return
-    evidence.progress(f"BZ-SYNC-7 on {sync_lab.label}: {cases.OUTAGES[fault]} for {params['hold_s']} s ...")
-    _record(evidence, _attempt("BZ-SYNC-7", fault, lambda: [cases.outage(sync_lab, fault, params)]))
+    evidence.progress(f"BZ-SYNC-7 on {sync_lab.label}: {outage.OUTAGES[fault]} for {params['hold_s']} s ...")
+    _record(evidence, _attempt("BZ-SYNC-7", fault, lambda: [outage.outage(sync_lab, fault, params)]))

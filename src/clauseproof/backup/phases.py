@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from clauseproof.core.commands import Phase, timed, vendor_command
-from clauseproof.targets.single.embedded import FOLDER_PREFIX, server_folder_base
+from clauseproof.targets.host.folders import FOLDER_PREFIX, open_for, server_folder_base
 
 __all__ = ["Phase", "WorkFolder", "open_for", "size_of", "timed", "vendor_command", "written"]
 
@@ -52,9 +51,3 @@ class WorkFolder:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def open_for(path: Path, user: str | None) -> None:
-    """Let ``user`` (the server's) read a backup the harness wrote (done outside every window)."""
-    if user:
-        subprocess.run(["chown", "-R", user, str(path)], check=True)

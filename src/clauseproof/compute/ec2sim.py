@@ -44,7 +44,7 @@ class SimulatedEC2(ComputeDriver):
         import boto3
         from moto.server import ThreadedMotoServer
 
-        from clauseproof.targets.single.embedded import free_port
+        from clauseproof.targets.host.folders import free_port
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.port = free_port()

@@ -29,3 +29,8 @@ def first_line(exc: BaseException) -> str:
 
 class TargetUnavailable(ClauseproofError):
     """A target kind that cannot run here (no Docker engine, say): its cases are skipped."""
+
+
+class NotApplicable(ClauseproofError):
+    """A case that does not apply to this target (it lacks the role or the profile declares nothing for it):
+    raised by a capability, reported by the plugin as a skip with this reason (capabilities do not import pytest)."""

@@ -52,9 +52,9 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.masking import from_env
 from clauseproof.gateway.limits import parse_rule
 from clauseproof.gateway.tokens import parse_token_rule
+from clauseproof.targets.host.folders import make_private_folder
 from clauseproof.targets.host.processes import OwnProcesses
 from clauseproof.targets.sections import Section
-from clauseproof.targets.single.embedded import make_private_folder
 
 SHAPES = ("anthropic", "ollama")
 KEYS: dict[str, type | tuple[type, ...]] = {

@@ -17,12 +17,13 @@ import pytest
 from clauseproof.bulk_load.datasets import Dataset
 from clauseproof.core import masking
 from clauseproof.core.catalog import Catalog
-from clauseproof.core.errors import ClauseproofError, TargetUnavailable
+from clauseproof.core.errors import ClauseproofError, NotApplicable, TargetUnavailable
 from clauseproof.core.evidence import CaseEvidence, CaseRecord
-from clauseproof.core.settings import Settings, add_options, as_usage_error, mask_passwords, read_settings
+from clauseproof.core.settings import Settings, mask_passwords
+from clauseproof.run.options import add_options, as_usage_error, read_settings
 from clauseproof.run.session import Run
 from clauseproof.targets import Target
-from clauseproof.targets.single.embedded import reap_stale
+from clauseproof.targets.host.folders import reap_stale
 
 RUN_KEY = pytest.StashKey[Run]()
 SUITES_DIR = "suites"
@@ -72,6 +73,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     result = yield  # an interruption propagates from here and leaves the case named
     run.running = None
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """A capability says a case does not apply (:class:`NotApplicable`): the case is skipped with its reason."""
+    try:
+        return (yield)
+    except NotApplicable as exc:
+        pytest.skip(exc.what)
 
 
 def _run(config: pytest.Config) -> Run:

@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.flow import (
@@ -32,6 +32,7 @@ from clauseproof.sync.flow import (
     source_ddl,
 )
 from clauseproof.sync.mapping import ColumnMap, TableMap
+from clauseproof.targets.roles import SyncSystem
 
 ORDERS = TableMap(
     "orders",
@@ -54,36 +55,6 @@ MARKERS = TableMap(
 )
 FIRST_ROWS = 20_000
 SECOND_SOURCE = 1_000_000_000  # the key range of a second source (many-to-one)
-
-
-class SyncSystem(Protocol):
-    """What the cases need of a sync system (the embedded stand-in, or a vendor's through its profile)."""
-
-    label: str
-    tasks: Any
-
-    def node_connect(self, node: str) -> Any: ...
-    def dialect_of(self, node: str) -> str: ...
-    def create_task(
-        self,
-        name: str,
-        source: str,
-        target: str,
-        tables: list[str] | None = None,
-        *,
-        columns: dict[str, list[str]] | None = None,
-        where: dict[str, str] | None = None,
-        publish: str = "insert, update, delete",
-        copy_data: bool = True,
-        method: str = "builtin",
-        insert_only: list[str] | None = None,
-        forward_origins: bool = False,
-    ) -> Any: ...
-    def drop_task(self, name: str) -> None: ...
-    def slot(self, name: str) -> dict[str, Any]: ...
-    def fault(self, kind: str, task_name: str) -> None: ...
-    def heal(self, kind: str, task_name: str) -> None: ...
-    def describe(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -484,195 +455,3 @@ def exactly_once(sys: SyncSystem, source: str, target: str, origin: str) -> tupl
     with contextlib.closing(sys.node_connect(source)) as s, contextlib.closing(sys.node_connect(target)) as t:
         a, b = marker_copies(s, origin), marker_copies(t, origin)
     return [m for m in a if m not in b], [m for m, n in b.items() if n > 1]
-
-
-# -- BZ-SYNC-6 ---------------------------------------------------------------------------------------------------
-CONVERTED = """CREATE TABLE orders (updated_at timestamp, amount numeric(14,4), customer bigint, status varchar(20),
-    id bigint PRIMARY KEY)"""
-#: judged at the declared target type exactly: amount numeric(12,2) → numeric(14,4) compared at the target's 4 places,
-#: no tolerance (compared at the source's 2, a detour through a binary float that truncates 12.34 to 12.3399 passed)
-CONVERSION = TableMap(
-    "orders",
-    "orders",
-    "id",
-    (
-        ColumnMap("id", kind="int"),
-        ColumnMap("customer", kind="int"),
-        ColumnMap("amount", kind="decimal", scale=4),
-        ColumnMap("status", kind="text"),
-        ColumnMap("updated_at", kind="timestamp", source_tz="+00:00", target_tz="+00:00"),
-    ),
-    source_where="id % 4 <> 0",
-    exact_columns=True,
-)
-SELECTED = ["id", "customer", "amount", "status", "updated_at"]
-
-
-def conversion(
-    sys: SyncSystem,
-    *,
-    target_ddl: str = CONVERTED,
-    where: str = "id % 4 <> 0",
-    seconds: float = 3.0,
-    rate: float = 100,
-    timeout: float = 120,
-) -> list[Part]:
-    """Columns selected, reordered and retyped, rows selected by a filter; proven by the checker."""
-    a, b = "a", "b"
-    with scenario(sys, [a, b]):
-        prepare(sys, a, [])
-        _run_sql(sys, b, target_ddl, "CREATE TABLE cp_marker (id bigint, origin text, committed_at timestamptz)")
-        sys.create_task(
-            "cp_conv",
-            a,
-            b,
-            ["orders", "cp_marker"],
-            columns={"orders": SELECTED},
-            where={"orders": where} if where else {},
-        )
-        reports = _short_load(sys, {a: FIRST_ROWS + 1}, seconds, rate)
-        wait = _barrier_to(sys, a, b, "conversion", 30_000_000, timeout)
-        result = check(sys, a, b, CONVERSION)
-        with contextlib.closing(sys.node_connect(b)) as conn:
-            outside = conn.execute("SELECT count(*) FROM orders WHERE NOT (id % 4 <> 0)").fetchone()[0]
-            layout = conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() "
-                "AND table_name = 'orders' ORDER BY ordinal_position"
-            ).fetchall()
-    errors = [e for r in reports for e in r.errors]
-    where_txt = "id % 4 <> 0"
-    layout_txt = ", ".join(f"{c} {t}" for c, t in layout)
-    changed = [d for d in result.diffs if d.kind == "changed"]
-    rows_ok = result.counts_equal and not [d for d in result.diffs if d.kind in ("extra", "missing", "duplicated")]
-    base = {"checks": [result.evidence()], "barrier_s": wait, "target_layout": layout_txt}
-    late = "" if wait is not None else "a marker did not arrive"
-    return [
-        Part(
-            "BZ-SYNC-6",
-            "type and column-order conversion",
-            not changed and not result.missing_columns and wait is not None and not errors,
-            f"source orders (id bigint, customer int, amount numeric(12,2), status text, note text, updated_at "
-            f"timestamptz) → target ({layout_txt}); values compared as declared: "
-            + "; ".join(c.describe() for c in CONVERSION.columns),
-            why="; ".join(
-                filter(
-                    None, [result.summary(5) if changed else "", late, f"load errors {errors[:3]}" if errors else ""]
-                )
-            ),
-            data=base,
-        ),
-        Part(
-            "BZ-SYNC-6",
-            "row selection",
-            rows_ok and outside == 0,
-            f"rows where {where_txt}: source {result.source_rows}, target {result.target_rows}; rows outside the "
-            f"filter on the target: {outside}",
-            why=result.summary(5) if not rows_ok else (f"{outside} rows outside the filter" if outside else ""),
-        ),
-        Part(
-            "BZ-SYNC-6",
-            "column selection",
-            not result.extra_columns and not result.missing_columns,
-            f"selected {', '.join(SELECTED)} (note left out); target holds {layout_txt}",
-            why=(f"target columns outside the selection: {result.extra_columns}" if result.extra_columns else "")
-            + (f"selected columns missing: {result.missing_columns}" if result.missing_columns else ""),
-        ),
-    ]
-
-
-# -- BZ-SYNC-7 ---------------------------------------------------------------------------------------------------
-OUTAGES = {
-    "network": "the target's network cut (the task's relay a black hole)",
-    "host": "the target host down (every process of its server SIGKILLed, its network gone)",
-    "database": "the target database down (its server stopped cleanly; connections refused)",
-}
-
-
-def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: float = 2.0) -> Part:
-    """While the source writes, the target is cut off / down for ``hold_s``; then every change must arrive once."""
-    a, b = "a", "b"
-    src = lambda: sys.node_connect(a)  # noqa: E731
-    dst = lambda: sys.node_connect(b)  # noqa: E731
-    hold, limit = params["hold_s"], params["catch_up_s"]
-    task = f"cp_out_{kind}"
-    slots: list[dict[str, Any]] = []
-    with scenario(sys, [a, b]):
-        prepare(sys, a, [b])
-        sys.create_task(task, a, b, ["orders", "cp_marker"])
-        markers = Markers(src, dst, origin=kind, per_second=20, max_s=hold + limit + 60)
-        markers.start()
-        first = sentinel(src, dst, limit)
-        load = SourceLoad(src, FIRST_ROWS + 1, rate=params["load_per_s"], max_s=hold + limit + 60)
-        load.start()
-        healed = False
-        try:
-            time.sleep(steady_s)
-            t_fault = time.time()
-            sys.fault(kind, task)
-            t_cut = time.time()  # a fault command returns once the fault took effect
-            end = time.monotonic() + hold
-            while time.monotonic() < end:
-                with contextlib.suppress(Exception):
-                    slots.append({"t": round(time.time() - t_fault, 1)} | sys.slot(task))
-                time.sleep(1.0)
-            t_heal = time.time()
-            sys.heal(kind, task)
-            healed = True
-            time.sleep(steady_s)
-        finally:
-            if not healed:
-                with contextlib.suppress(Exception):
-                    sys.heal(kind, task)
-            report = load.stop()
-            markers.pause()
-        final = barrier(markers, src, limit)
-        final_orders = sentinel(src, dst, limit)
-        markers.wait_all(max(1.0, t_heal + limit - time.time()))
-        markers.stop()
-        missing, doubled = exactly_once(sys, a, b, kind)
-        checks = [check(sys, a, b, ORDERS), check(sys, a, b, MARKERS)]
-    during = [m for m, c in markers.committed.items() if t_cut + 0.5 <= c < t_heal - 0.5]
-    through = [m for m in during if markers.seen.get(m, float("inf")) < t_heal]
-    before = [m for m, c in markers.committed.items() if c < t_heal]
-    caught = [markers.seen[m] for m in before if m in markers.seen]
-    catch_up = (max(caught) - t_heal) if caught and len(caught) == len(before) else None
-    worst = max((s.get("retained_bytes") or 0 for s in slots), default=0)
-    status = sorted({str(s.get("kept_as")) for s in slots if s.get("exists")})
-    applied = bool(during) and not through
-    eq = all(c.equal for c in checks)
-    ok: bool | None = eq and not missing and not doubled and not report.errors and final is not None
-    why = "; ".join(
-        filter(
-            None,
-            [
-                "; ".join(c.summary(5) for c in checks if not c.equal),
-                f"{len(missing)} markers never arrived ({_marker_times(markers, missing, t_fault)})" if missing else "",
-                f"{len(doubled)} markers arrived more than once" if doubled else "",
-                f"source write errors: {report.errors[:3]}" if report.errors else "",
-                ""
-                if final is not None and final_orders is not None
-                else f"the target had not caught up {limit:g} s after recovery",
-            ],
-        )
-    )
-    if ok and not applied:  # a fault that let changes through was not an outage: nothing was shown
-        ok = None
-        why = f"{len(through)} of {len(during)} markers committed during the outage arrived before it ended"
-    catch_txt = f"{catch_up:.1f} s" if catch_up is not None else "never"
-    return Part(
-        "BZ-SYNC-7",
-        kind,
-        ok,
-        f"{OUTAGES[kind]} for {hold:g} s while the source wrote {params['load_per_s']}/s ({report.ops} operations, "
-        f"{report.bulk_transactions} bulk transactions, {len(report.errors)} errors); {len(during)} markers "
-        f"committed during it, {len(through)} through before recovery; caught up {catch_txt} after recovery; "
-        f"the source kept up to {worst / 1e6:.1f} MB of its log for the task ({', '.join(status) or '-'}); "
-        f"markers missing {len(missing)}, doubled {len(doubled)}; checker: " + "; ".join(c.summary(2) for c in checks),
-        why=why,
-        data={
-            "catch_up_s": catch_up,
-            "slot": slots,
-            "first_barrier_s": first,
-            "checks": [c.evidence() for c in checks],
-        },
-    )

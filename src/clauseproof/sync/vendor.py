@@ -277,6 +277,9 @@ class VendorSync:
         return {"slot": name, "exists": True, "kept_as": "the vendor's retained log", "retained_bytes": kept}
 
     # -- faults -----------------------------------------------------------------------------------
+    def why_not(self, scenario: str) -> str:
+        return f"{self.label} does not declare {scenario} (the profile's [sync] supports)"
+
     def fault_missing(self, kind: str) -> str:
         """Why the fault ``kind`` cannot run here ('' when it can)."""
         missing = [c for c in FAULT_COMMANDS[kind] if c not in self.section.commands]

@@ -11,8 +11,9 @@ from clauseproof.targets.clusters.galera import GaleraCluster
 from clauseproof.targets.clusters.patroni import PatroniCluster
 from clauseproof.targets.clusters.replicated import ReplicatedMariaDB, ReplicatedPostgres
 from clauseproof.targets.containers.target import ContainerTarget
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres
 from clauseproof.targets.single.external import ExternalTarget
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.targets.sync.binlog import BinlogSyncLab
 from clauseproof.targets.sync.logical import LogicalSyncLab
 

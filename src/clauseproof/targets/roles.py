@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from clauseproof.core.commands import Phase
+from clauseproof.core.digest import Dialect
 
 if TYPE_CHECKING:
     from clauseproof.targets.base import Endpoint
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClusterNode",
+    "ColumnarEngine",
     "DataFiles",
     "Database",
     "HACluster",
@@ -48,7 +50,7 @@ class Database(Protocol):
     @property
     def kind(self) -> str: ...
     @property
-    def dialect(self) -> str: ...
+    def dialect(self) -> Dialect: ...
     @property
     def namespace(self) -> str: ...
     @property
@@ -72,8 +74,10 @@ class Database(Protocol):
 class DataFiles(Protocol):
     """A target whose data files the harness can read (in place, or copied out of a container)."""
 
-    #: How the files are reached, for the evidence.
-    files_from: str
+    @property
+    def files_from(self) -> str:
+        """How the files are reached, for the evidence."""
+        ...
 
     def data_files(self, work: Path) -> Path:
         """The folder holding the server's data directory as it is now (``work`` is where to copy it to, if a
@@ -90,9 +94,15 @@ class DataFiles(Protocol):
 class PhysicalBackups(Protocol):
     """A target that takes a physical backup of itself and restores one into a new instance of itself."""
 
-    #: The method's name in the evidence, and what each timed window holds (backup, restore).
-    backup_method: str
-    backup_windows: tuple[str, str]
+    @property
+    def backup_method(self) -> str:
+        """The method's name in the evidence."""
+        ...
+
+    @property
+    def backup_windows(self) -> tuple[str, str]:
+        """What each timed window holds, in words: (backup, restore)."""
+        ...
 
     def take_physical_backup(self, out: Path) -> list[Phase]:
         """Back the server up into ``out``; the timed phases."""
@@ -107,8 +117,13 @@ class PhysicalBackups(Protocol):
 class PointInTimeRecovery(Protocol):
     """A target whose archive can be restored to a recorded point, into a new instance (SX-RDS-4)."""
 
+    @property
+    def pitr_method(self) -> str:
+        """The procedure, in words, for the evidence."""
+        ...
+
     def pitr_base_backup(self, work: Path) -> str:
-        """Take the base backup the restores start from, into ``work / "base"``; the position it starts at
+        """Take the base backup the restores start from, into ``work / "base"``; the archive position it starts at
         ("" where the archive needs none)."""
         ...
 
@@ -116,15 +131,15 @@ class PointInTimeRecovery(Protocol):
         """(the server's clock, its archive position) now, read through ``cur``."""
         ...
 
-    def pitr_beyond(self, point: Mapping[str, Any]) -> dict[str, Any]:
-        """A point past the end of the archive (its restore must be refused)."""
-        ...
-
     def pitr_close_archive(self, conn: Any) -> None:
         """Make the archive cover what was written so far (switch and wait, or flush)."""
         ...
 
-    def pitr_restore(self, work: Path, point: Mapping[str, Any], start: str) -> Database:
+    def pitr_beyond(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """A point past the end of the archive (its restore must be refused); ``requested`` says which, in words."""
+        ...
+
+    def pitr_restore(self, work: Path, archive: Path | None, point: Mapping[str, Any], start: str) -> Database:
         """A new, started instance restored to ``point`` (the caller stops it); a refusal raises
         :class:`~clauseproof.core.errors.ClauseproofError` whose text says so."""
         ...
@@ -201,9 +216,15 @@ class SyncSystem(Protocol):
     (the embedded stand-ins, or a vendor's through its profile)."""
 
     label: str
+    #: The scenarios it can run (``capture``, ``topologies``, ``conversion``, ``outage``, ``bidirectional`` ...).
+    scenarios: frozenset[str]
 
     @property
     def tasks(self) -> Mapping[str, Any]: ...
+
+    def why_not(self, scenario: str) -> str:
+        """Why a scenario it cannot run is not shown on it."""
+        ...
 
     def node_connect(self, node: str) -> Any: ...
     def dialect_of(self, node: str) -> str: ...
@@ -231,6 +252,13 @@ class SyncSystem(Protocol):
         ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+class ColumnarEngine(Protocol):
+    """A columnar engine a sync checker compares against (BZ-SYNC-3 across engines)."""
+
+    def connect(self) -> Any: ...
+    def version(self) -> str: ...
 
 
 # -- gateways ---------------------------------------------------------------------------------------

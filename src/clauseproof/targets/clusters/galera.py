@@ -33,15 +33,9 @@ from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.faults import netns
 from clauseproof.targets.faults.netns import Network
 from clauseproof.targets.host import nodeprocs
-from clauseproof.targets.single.embedded import (
-    EmbeddedMariaDB,
-    _mysql_user,
-    _tail,
-    _working_in,
-    free_port,
-    kill_processes,
-    make_private_folder,
-)
+from clauseproof.targets.host.folders import _tail, _working_in, free_port, kill_processes, make_private_folder
+from clauseproof.targets.single.embedded import _mysql_user
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 
 NODES = 3
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")

@@ -20,7 +20,6 @@ HAProxy as ``haproxy`` where the harness runs as root.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import importlib.metadata
 import importlib.util
@@ -33,79 +32,33 @@ import signal
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint, Target
+from clauseproof.targets.clusters.patroni_node import (
+    HTTP_TIMEOUT_S,
+    LOOP_WAIT,
+    NODES,
+    REST_USER,
+    RETRY_TIMEOUT,
+    START_TIMEOUT_S,
+    TTL,
+    Node,
+    haproxy_config,
+    patroni_config,
+    rest,
+    rest_change,
+)
 from clauseproof.targets.clusters.replicated import Helper
 from clauseproof.targets.clusters.tls import RunCA
 from clauseproof.targets.faults import netns
 from clauseproof.targets.faults.netns import Network
 from clauseproof.targets.host import nodeprocs
-from clauseproof.targets.host.processes import haproxy_drop
-from clauseproof.targets.single.embedded import (
-    EmbeddedPostgres,
-    _tail,
-    _working_in,
-    free_port,
-    kill_processes,
-    make_private_folder,
-)
-
-NODES = 3
-#: Patroni's leader key lives ``TTL`` seconds without renewal (20 s, the least Patroni 4 accepts: it raises a
-#: smaller one to 20); the loop runs every ``LOOP_WAIT`` seconds.  A killed leader is replaced after at most about
-#: TTL + LOOP_WAIT.
-TTL, LOOP_WAIT, RETRY_TIMEOUT = 20, 1, 4
-START_TIMEOUT_S = 90
-HTTP_TIMEOUT_S = 1.0
-
-
-@dataclass
-class Node:
-    name: str
-    pg_port: int
-    rest_port: int
-    folder: Path
-    patroni: subprocess.Popen[bytes] | None = None
-    host: str = "127.0.0.1"
-    index: int = 0
-
-
-#: no proxy from the environment between the harness and the nodes
-HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-#: the REST API's user for changes (its password is the cluster's, made at start)
-REST_USER = "clauseproof"
-
-
-def rest_change(node: Node, path: str, body: bytes, method: str, auth: str, timeout: float) -> Any:
-    """A change through ``node``'s Patroni REST API, with the cluster's credentials (``auth``: user:password)."""
-    request = urllib.request.Request(
-        f"http://{node.host}:{node.rest_port}{path}",
-        data=body,
-        method=method,
-        headers={
-            "Content-Type": "application/json",
-            "Authorization": "Basic " + base64.b64encode(auth.encode()).decode(),
-        },
-    )
-    return HTTP.open(request, timeout=timeout)
-
-
-def rest(node: Node, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body of ``node``'s Patroni REST API (0 and {} when it does not answer)."""
-    try:
-        with HTTP.open(f"http://{node.host}:{node.rest_port}{path}", timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        with contextlib.suppress(ValueError):
-            return e.code, json.loads(e.read() or b"{}")
-        return e.code, {}
-    except (OSError, ValueError):
-        return 0, {}
+from clauseproof.targets.host.folders import _tail, _working_in, free_port, kill_processes, make_private_folder
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 
 class PatroniCluster(Target):
@@ -259,64 +212,11 @@ class PatroniCluster(Target):
             self.etcd.append(helper)
 
     def _config(self, node: Node) -> dict[str, Any]:
-        assert self.folder is not None
-        auth = {"username": "postgres", "password": self.password}
-        assert self.tls is not None
-        where = f"{node.host}:{node.rest_port}"
+        assert self.folder is not None and self.tls is not None
         clients = str(self.net.subnet) if self.net else "127.0.0.1/32"
-        rest_user, rest_password = self.rest_auth.split(":", 1)
-        return {
-            "scope": self.scope,
-            "name": node.name,
-            "restapi": {
-                "listen": where,
-                "connect_address": where,
-                "authentication": {"username": rest_user, "password": rest_password},
-            },
-            "ctl": {"insecure": False},
-            "etcd3": {
-                "hosts": [f"{e.host}:{e.port}" for e in self.etcd],
-                "protocol": "https",
-                "cacert": str(self.tls / "ca.pem"),
-                "cert": str(self.tls / "patroni.pem"),
-                "key": str(self.tls / "patroni-key.pem"),
-            },
-            "bootstrap": {
-                "dcs": {
-                    "ttl": TTL,
-                    "loop_wait": LOOP_WAIT,
-                    "retry_timeout": RETRY_TIMEOUT,
-                    "synchronous_mode": self.synchronous,
-                    "postgresql": {
-                        "use_pg_rewind": True,
-                        "parameters": {
-                            "shared_buffers": "64MB",
-                            "max_connections": 100,
-                            "wal_level": "replica",
-                            "hot_standby": "on",
-                            "wal_log_hints": "on",
-                            "max_wal_senders": 10,
-                            "max_replication_slots": 10,
-                        },
-                    },
-                },
-                "initdb": [{"encoding": "UTF8"}, {"auth-local": "trust"}],
-            },
-            "postgresql": {
-                "listen": f"{node.host}:{node.pg_port}",
-                "connect_address": f"{node.host}:{node.pg_port}",
-                "data_dir": str(node.folder / "data"),
-                "bin_dir": str(self.pg.bindir()),
-                "pgpass": str(node.folder / "pgpass"),
-                "authentication": {"superuser": auth, "replication": auth, "rewind": auth},
-                "parameters": {"unix_socket_directories": str(node.folder)},
-                "pg_hba": [
-                    "local all all trust",
-                    f"host all all {clients} scram-sha-256",
-                    f"host replication all {clients} scram-sha-256",
-                ],
-            },
-        }
+        etcd = [f"{e.host}:{e.port}" for e in self.etcd]
+        return patroni_config(node, self.scope, self.password, self.rest_auth, etcd, self.tls, clients,
+                              self.synchronous, self.pg.bindir())  # fmt: skip
 
     def _start_patroni(self) -> None:
         for i in range(1, NODES + 1):
@@ -420,19 +320,7 @@ class PatroniCluster(Target):
         """HAProxy's write port, once it reaches the leader."""
         assert self.folder is not None
         port = free_port()
-        servers = "".join(f"    server {n.name} {n.host}:{n.pg_port} check port {n.rest_port}\n" for n in self.nodes)
-        drop = haproxy_drop()
-        (self.folder / "haproxy.cfg").write_text(
-            "global\n    maxconn 400\n"
-            + drop
-            + "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n"
-            "listen write\n"
-            f"    bind 127.0.0.1:{port}\n"
-            "    option httpchk GET /primary\n"
-            "    http-check expect status 200\n"
-            "    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions\n"
-            f"{servers}"
-        )
+        (self.folder / "haproxy.cfg").write_text(haproxy_config(port, self.nodes))
         self.proxy = Helper(
             "haproxy", ["haproxy", "-db", "-f", str(self.folder / "haproxy.cfg")], self.folder, port, signal.SIGTERM
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core import archive, masking
+from clauseproof.core.commands import Phase
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint, Target, open_endpoint
 from clauseproof.targets.containers import engine, images
@@ -83,6 +84,13 @@ def _restoring(cls: Any) -> Any:
                 self._container.put_archive(destination, f)
 
     return Restoring
+
+
+#: What :meth:`ContainerTarget.physical_backup` runs, in words.
+BACKUP_WORDS = {
+    "postgresql": "pg_basebackup -Ft -X fetch -c fast inside the container, then its files copied out",
+    "mysql": "mariadb-backup --backup inside the container, then its files copied out",
+}
 
 
 class ContainerTarget(Target):
@@ -370,7 +378,7 @@ class ContainerTarget(Target):
             self.exec(["rm", "-rf", inside])
             cmd = ["pg_basebackup", "-h", "/var/run/postgresql", "-U", "postgres", "-D", inside]
             self.exec([*cmd, "-Ft", "-X", "fetch", "-c", "fast"], user="postgres")
-            what = "pg_basebackup -Ft -X fetch -c fast inside the container, then its files copied out"
+            what = BACKUP_WORDS["postgresql"]
         else:
             self.exec(["rm", "-rf", inside])
             self.exec(  # the password in MYSQL_PWD (exec's environment), never on a command line others can read
@@ -378,7 +386,7 @@ class ContainerTarget(Target):
                  "--socket=/run/mysqld/mysqld.sock"],
                 user="mysql",
             )  # fmt: skip
-            what = "mariadb-backup --backup inside the container, then its files copied out"
+            what = BACKUP_WORDS["mysql"]
         try:
             self.copy_out(inside, out)
         finally:
@@ -433,3 +441,42 @@ class ContainerTarget(Target):
         t.create_on_start = False
         t.start()
         return t
+
+    # -- role: DataFiles ----------------------------------------------------------------------------------
+    files_from = "the container's data directory, copied out through the engine's API"
+
+    def data_files(self, work: Path) -> Path:
+        root = work / "files"
+        root.mkdir(parents=True, exist_ok=True)
+        self.progress(f"{self.label}: copying the container's data directory out")
+        self.copy_files(root)
+        return root
+
+    def storage_cipher(self) -> tuple[str, str | None]:
+        return f"as the image {self.image} configures it", None
+
+    # -- role: PhysicalBackups ------------------------------------------------------------------------------
+    backup_method = "physical, inside the container"
+
+    @property
+    def backup_windows(self) -> tuple[str, str]:
+        return (
+            f"{BACKUP_WORDS[self.dialect]}, from the start of the backup to the last file on the host",
+            "preparing the backup (MariaDB), then a new container started on it until it accepts connections",
+        )
+
+    def take_physical_backup(self, out: Path) -> list[Phase]:
+        t0 = time.perf_counter()
+        what = self.physical_backup(out)
+        return [Phase(what, round(time.perf_counter() - t0, 4), what)]
+
+    def restore_physical_backup(self, backup: Path, work: Path) -> tuple[list[Phase], ContainerTarget]:
+        t0 = time.perf_counter()
+        archive, how = self.restore_archive(backup, work)
+        phases = [Phase(how, round(time.perf_counter() - t0, 4), how)]
+        t0 = time.perf_counter()
+        restored = self.restored_copy(archive)
+        started = "a new container of the same image started on the restored data directory, until ready"
+        how = f"testcontainers start of {self.image} with the archive put into its data volume"
+        phases.append(Phase(started, round(time.perf_counter() - t0, 4), how))
+        return phases, restored

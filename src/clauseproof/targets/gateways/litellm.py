@@ -27,8 +27,8 @@ from typing import Any
 
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.host.folders import free_port, make_private_folder
 from clauseproof.targets.host.processes import NGINX_HEAD, OwnProcesses, own_code_user, service_user, wait_port
-from clauseproof.targets.single.embedded import free_port, make_private_folder
 
 ROOT = Path(__file__).resolve().parents[4]
 VENDORS = "model_vendors.py"  # under workloads/

@@ -20,8 +20,8 @@ from typing import Any
 
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.host.folders import free_port, make_private_folder
 from clauseproof.targets.host.processes import NGINX_HEAD, OwnProcesses, service_user, wait_port
-from clauseproof.targets.single.embedded import free_port, make_private_folder
 
 UPSTREAM = "stream_upstream.py"  # under workloads/
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from clauseproof.targets.single.embedded import EmbeddedPostgres, _tail, _working_in, kill_processes
+from clauseproof.targets.host.folders import _tail, _working_in, kill_processes
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 
 def kill(pids: set[int], folder: Path) -> float:

@@ -25,8 +25,8 @@ from typing import Any
 
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.host.folders import free_port, make_private_folder
 from clauseproof.targets.host.processes import OwnProcesses, wait_port
-from clauseproof.targets.single.embedded import free_port, make_private_folder
 
 SERVER = "/usr/sbin/clickhouse-server"
 

@@ -27,8 +27,10 @@ from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.faults.relay import Relay, open_relay
 from clauseproof.targets.host import nodeprocs
+from clauseproof.targets.host.folders import _tail
 from clauseproof.targets.host.processes import own_code_user
-from clauseproof.targets.single.embedded import EmbeddedMariaDB, EmbeddedPostgres, _tail
+from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.targets.sync.lab import SyncLab
 
 ROOT = Path(__file__).resolve().parents[4]  # the checkout: src/clauseproof/targets/sync/binlog.py
@@ -62,6 +64,9 @@ class BinlogSyncLab(SyncLab):
     dialect = "mysql"
     #: one-to-one whole-table tasks only: no topologies, no conversion
     scenarios = frozenset({"capture", "outage"})
+
+    def why_not(self, scenario: str) -> str:
+        return f"{self.label} does one-to-one whole-table tasks only; {scenario} is shown on embedded-postgresql-sync"
 
     def __init__(
         self, label: str, namespace: str, pg_bindir: Path | None = None, mariadb_bindir: Path | None = None

@@ -18,7 +18,7 @@ from typing import Any
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
 from clauseproof.targets.host import nodeprocs
-from clauseproof.targets.single.embedded import EmbeddedPostgres
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 FAULTS = ("network", "host", "database")
 
@@ -36,6 +36,13 @@ class SyncLab(Target):
 
     def drop_task(self, name: str) -> None:
         raise NotImplementedError
+
+    def why_not(self, scenario: str) -> str:
+        return f"{self.label} does not declare {scenario} (the profile's [sync] supports)"
+
+    def fault_missing(self, kind: str) -> str:
+        """Every fault can be applied to the harness's own nodes."""
+        return ""
 
     def start(self) -> None:
         try:

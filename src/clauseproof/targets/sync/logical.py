@@ -28,7 +28,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.faults.relay import Relay, open_relay
-from clauseproof.targets.single.embedded import EmbeddedPostgres
+from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.targets.sync.lab import SyncLab
 
 SETTINGS = {
@@ -126,6 +126,15 @@ class LogicalSyncLab(SyncLab):
         }
 
     # -- tasks -----------------------------------------------------------------------------------
+    def why_not(self, scenario: str) -> str:
+        if scenario == "bidirectional":
+            return (
+                "not on this stand-in here: PostgreSQL 15's built-in logical replication cannot keep a change from "
+                "echoing back (origin = none arrives in 16), and pglogical is not installed (apt-get install "
+                "postgresql-15-pglogical)"
+            )
+        return super().why_not(scenario)
+
     def create_task(
         self,
         name: str,

@@ -1,0 +1,279 @@
+"""BZ-DB-2's canary scan: the canaries (:mod:`clauseproof.encryption.canaries`) are written through the server,
+forced to disk, a physical backup and a logical dump are taken, and the raw bytes of every file class are searched
+for them.  A class holding a canary is not encrypted; a class whose files are not shown to be current and complete
+is NOT SHOWN, never PASS.
+
+The files are read where the target's :class:`DataFiles` role puts them (the data directory in place; copied out of
+a container), or copied by the profile's ``[commands] copy_files``; its physical backup by :class:`PhysicalBackups`
+or the profile's ``backup`` (a vendor's backup is shown to hold the canaries only by restoring it)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+from clauseproof.backup.phases import WorkFolder, timed, vendor_command
+from clauseproof.core.errors import first_line
+from clauseproof.core.evidence import CaseEvidence
+from clauseproof.encryption.atrest import CLASSES, make_canaries, scan_files, scan_tree
+from clauseproof.encryption.canaries import currency_problems, expected_files, write_canaries
+from clauseproof.targets.roles import Database, DataFiles, PhysicalBackups
+
+#: Which file classes each part of the clause covers.
+PARTS = {
+    "postgresql": {"data files": ["data files", "temporary files"], "log files": ["WAL"]},
+    "mysql": {
+        "data files": ["data files", "temporary files", "undo log", "Aria logs"],
+        "log files": ["redo log", "binary and relay logs"],
+    },
+}
+
+
+def _physical_backup(target: Database, out: Path, commands: dict[str, str], values: dict[str, str | int]) -> bool:
+    """Take a physical backup into ``out``; False when there is no way to (an external target without one)."""
+    if isinstance(target, PhysicalBackups):
+        target.take_physical_backup(out)
+        return True
+    if "backup" in commands:
+        out.mkdir(parents=True, exist_ok=True)
+        vendor_command("vendor backup", commands["backup"], target, {**values, "output_dir": str(out)})
+        return True
+    return False
+
+
+def _restored_canaries(
+    target: Database, commands: dict[str, str], values: dict[str, str | int], rows: list[bytes]
+) -> str:
+    """Restore a vendor's backup with its restore command and look for the canary rows; '' when all are
+    there, otherwise why the backup is not shown to hold them."""
+    if isinstance(target, PhysicalBackups):
+        return _restored_copy_canaries(target, Path(str(values["output_dir"])), rows)
+    if "restore" not in commands:
+        return "the backup is not shown to hold the canary table: the profile declares no [commands] restore"
+    new_db = f"{target.namespace}_restored"
+    try:
+        vendor_command("vendor restore", commands["restore"], target, {**values, "new_database": new_db})
+        table = f"{target.namespace}.canary" if target.dialect == "postgresql" else "canary"
+        with target.connect_database(new_db) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT secret FROM {table}")
+            present = {str(r[0]).encode() for r in cur.fetchall()}
+    except Exception as exc:
+        return f"restoring the backup to look for the canary rows failed: {first_line(exc)}"
+    finally:
+        with contextlib.suppress(Exception), target.connect(in_namespace=False) as admin, admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {new_db}")
+    missing = [c for c in rows if c not in present]
+    return f"the restored backup lacks {len(missing)} of {len(rows)} canary rows" if missing else ""
+
+
+def _restored_copy_canaries(target: PhysicalBackups, backup: Path, rows: list[bytes]) -> str:
+    """The backup restored into a new instance by the target's own procedure (a new container, say), and the
+    canary rows looked for there."""
+    restored = None
+    scratch = backup.parent / "restore"
+    scratch.mkdir(exist_ok=True)
+    try:
+        _, restored = target.restore_physical_backup(backup, scratch)
+        with contextlib.closing(restored.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT secret FROM canary")
+            present = {str(r[0]).encode() for r in cur.fetchall()}
+    except Exception as exc:
+        return f"restoring the backup to look for the canary rows failed: {first_line(exc)}"
+    finally:
+        if restored is not None:
+            restored.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    missing = [c for c in rows if c not in present]
+    return f"the restored backup lacks {len(missing)} of {len(rows)} canary rows" if missing else ""
+
+
+def _logical_dump(target: Database, dump: Path) -> None:
+    ep = target.address()
+    if target.dialect == "postgresql":
+        tool = target.tool("pg_dump")
+        timed(
+            "pg_dump",
+            [
+                tool,
+                "-h",
+                ep.host,
+                "-p",
+                str(ep.port),
+                "-U",
+                ep.user,
+                "-d",
+                ep.database,
+                "-n",
+                target.namespace,
+                "-f",
+                str(dump),
+            ],
+            env={"PGPASSWORD": ep.password} if ep.password else None,
+        )
+    else:
+        timed(
+            "mariadb-dump",
+            ["mariadb-dump", "--no-defaults", "-h", ep.host, "-P", str(ep.port), "-u", ep.user, target.namespace],
+            stdout=dump,
+            env={"MYSQL_PWD": ep.password} if ep.password else None,
+        )
+
+
+#: The class that must have files for a part's "no canary found" to count (the others may be empty).
+ESSENTIAL = {
+    "data files": ("data files",),
+    "log files": ("WAL", "redo log"),
+    "physical backup files": ("physical backup",),
+    "logical backup files (a logical dump is plaintext by design)": ("logical backup",),
+}
+
+
+def _unshown(
+    part: str, classes: list[str], files: dict[str, int], stale: dict[str, list[str]], forced: bool
+) -> list[str]:
+    """Why finding no canary in a part's files would prove nothing: no file of its essential class, a file the
+    server names missing or short in the copy, or canaries never forced to disk."""
+    why = [f"no {c} file was scanned" for c in classes if c in ESSENTIAL.get(part, ()) and not files.get(c)]
+    if part in ("data files", "log files"):  # one copy: a file of either part missing or short shows it is not current
+        why += stale.get("data files", []) + stale.get("log files", [])
+    else:
+        why += stale.get(part, [])
+    if part == "data files" and not forced:
+        why.append("the canaries were not forced to disk (see the notes)")
+    return why
+
+
+def scan(target: Database, evidence: CaseEvidence) -> None:
+    """Canaries written, the files read, each part of BZ-DB-2 judged (see the module's docstring)."""
+    embedded = target.kind == "embedded"  # the harness's own server: its backup is not restored to be shown
+    commands = target.profile.commands if target.profile else {}
+    canaries = make_canaries(16)
+    conn = target.connect()
+    temp, forced = write_canaries(target, conn, canaries, evidence)
+    expected = expected_files(target, conn, evidence)
+    # owned by the server's user where it has one (PostgreSQL's, as root): it reads the backup written there
+    work = WorkFolder("atrest", owner=getattr(target, "run_as", None))
+    ep = target.address()
+    values: dict[str, str | int] = {"host": ep.host, "port": ep.port, "user": ep.user, "database": ep.database}
+    not_inspectable: dict[str, str] = {}
+    try:
+        if isinstance(target, DataFiles):
+            root = target.data_files(work.path)
+        else:
+            root = work.sub("files")
+            evidence.progress(f"{target.label}: copying the target's files with the profile's copy_files command")
+            vendor_command("vendor copy_files", commands["copy_files"], target, {**values, "output_dir": str(root)})
+        evidence.progress(f"{target.label}: scanning the data directory for {len(canaries)} canaries")
+        result = scan_tree(root, CLASSES[target.dialect], canaries)
+        stale = currency_problems(root, expected)
+        backup = work.path / "backup"
+        if _physical_backup(target, backup, commands, values):
+            files = [p for p in backup.rglob("*") if p.is_file()]
+            hits, n = scan_files(files, canaries)
+            result.found["physical backup"], result.files["physical backup"] = hits, len(files)
+            result.bytes_scanned += n
+            # a backup smaller than the canary table it must hold cannot be the table's backup
+            least = next(e.min_bytes for e in expected if e.part == "data files")
+            if n < least:
+                stale["physical backup files"] = [
+                    f"the backup wrote {n:,} bytes in {len(files)} files, less than the canary table's {least:,} bytes"
+                ]
+            elif not embedded:  # a vendor's backup is shown to hold the canaries only by restoring it
+                shown = _restored_canaries(target, commands, {**values, "output_dir": str(backup)}, canaries[:8])
+                if shown:
+                    stale["physical backup files"] = [shown]
+        else:
+            not_inspectable["physical backup"] = "the profile declares no [commands] backup"
+        dump = work.path / "logical.sql"
+        _logical_dump(target, dump)
+        hits, n = scan_files([dump], canaries)
+        result.found["logical backup"], result.files["logical backup"] = hits, 1
+        result.bytes_scanned += n
+    finally:
+        temp.close()
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS canary")
+        conn.close()
+        shutil.rmtree(work.path, ignore_errors=True)
+    where = {
+        cls: sorted({f.split("/data/")[-1].split("/files/")[-1] for fs in hits.values() for f in fs})[:5]
+        for cls, hits in result.found.items()
+        if hits
+    }
+    cipher, known = (
+        target.storage_cipher()
+        if isinstance(target, DataFiles)
+        else ("as the vendor configured it (the profile's [server] notes say more)", None)
+    )
+    temp_canaries = {c.decode() for c in canaries[8:12]}
+    temp_on_disk = any(temp_canaries & set(hits) for hits in result.found.values())
+    pool = int(evidence.record.parameters.get("buffer_pool_bytes") or 0)
+    ibtmp = root / "ibtmp1"
+    ibtmp_size = ibtmp.stat().st_size if target.dialect == "mysql" and ibtmp.exists() else 0
+    if pool and ibtmp_size > pool and not temp_on_disk:
+        evidence.note(
+            f"The temporary table's pages reached disk (ibtmp1 grew to {ibtmp_size >> 20} MiB, beyond the "
+            f"{pool >> 20} MiB buffer pool) and none of its 4 canaries is there in plaintext."
+        )
+        temp_on_disk = True
+    elif not temp_on_disk:
+        evidence.note(
+            "The 4 canaries of the temporary table were found in no file class: the temporary table "
+            "stayed in memory, so this scan shows temporary-file encryption neither way."
+        )
+    evidence.parameters(
+        canaries=len(canaries),
+        canary_length=len(canaries[0]),
+        written_as="8 in table rows with an index on them, 4 in a temporary table held open during the scan "
+        "(PostgreSQL: temp_buffers 800kB and 2 MB of filler; InnoDB: 1.3 x the buffer pool of filler; so its "
+        "pages reach disk), 4 as old values "
+        "overwritten by an UPDATE (the logs keep them)",
+        files_from=target.files_from if isinstance(target, DataFiles) else "the profile's copy_files command",
+        canaries_forced_to_disk=forced,
+        files_required=[vars(e) for e in expected],
+        files_missing_or_short=stale,
+        files_per_class=result.files,
+        canaries_found_per_class={c: len(h) for c, h in result.found.items()},
+        plaintext_found_in=where,
+        not_inspectable=not_inspectable,
+        bytes_scanned=result.bytes_scanned,
+        scan_mb_per_s=round(result.mb_per_s, 1),
+        at_rest_encryption=cipher,
+        temporary_table_reached_disk=temp_on_disk,
+    )
+    parts = {
+        **PARTS[target.dialect],
+        "physical backup files": ["physical backup"],
+        "logical backup files (a logical dump is plaintext by design)": ["logical backup"],
+    }
+    empty = [c for c, n in result.files.items() if n == 0 and c != "other files"]
+    if empty:
+        evidence.note(f"file classes with no file to scan (shown neither way): {', '.join(empty)}")
+    for part, classes in parts.items():
+        statistic = f"part: {part} encrypted (no canary in {', '.join(classes)})"
+        if any(c in not_inspectable for c in classes):
+            evidence.not_shown(
+                "BZ-DB-2",
+                statistic=statistic,
+                why="not inspected: " + "; ".join(not_inspectable[c] for c in classes if c in not_inspectable),
+            )
+            continue
+        leaked = [c for c in classes if result.found.get(c)]
+        missing = _unshown(part, classes, result.files, stale, forced)
+        if leaked or not missing:
+            evidence.measure(
+                "BZ-DB-2", not leaked, "bool", statistic=statistic, why=f"plaintext found in {', '.join(leaked)}"
+            )
+        else:  # nothing found, but in files that are not shown to hold the canaries
+            evidence.not_shown(
+                "BZ-DB-2", statistic=statistic, why="the files scanned do not show it: " + "; ".join(missing)
+            )
+    if known is not None:  # a cipher the harness configured itself, and it is not SM4
+        evidence.measure(
+            "BZ-DB-2",
+            False,
+            "bool",
+            statistic="part: SM4 is the storage cipher",
+            why="no at-rest encryption is configured" if known == "none" else f"{known}, not SM4",
+        )
