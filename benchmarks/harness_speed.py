@@ -44,14 +44,15 @@ from sqlalchemy import BigInteger, LargeBinary, String, create_engine  # noqa: E
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
 from clauseproof.bulk_load.datasets import ensure_dataset  # noqa: E402
+from clauseproof.core import shipped  # noqa: E402
 from clauseproof.encryption.atrest import CHUNK, CLASSES, make_canaries, scan_tree  # noqa: E402
 from clauseproof.encryption.sm4column import EnvKeyProvider, SM4Attribute, install  # noqa: E402
 from clauseproof.targets.base import Target  # noqa: E402
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB  # noqa: E402
 from clauseproof.targets.single.postgres import EmbeddedPostgres  # noqa: E402
-from workloads import settlement  # noqa: E402
+from clauseproof.workloads import settlement  # noqa: E402
 
-DDL = ROOT / "fixtures" / "ddl"
+DDL = shipped.DDL
 
 
 def bench_generation(rows: int) -> None:
@@ -229,7 +230,7 @@ def bench_oltp(clients: int, seconds: int) -> None:
     import re
 
     from clauseproof.load.background import BackgroundLoad
-    from workloads import oltp
+    from clauseproof.workloads import oltp
 
     t = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)
     t.start()

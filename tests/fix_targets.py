@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from clauseproof.core import shipped
 from clauseproof.targets.host.folders import FOLDER_PREFIX
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
-CATALOG = ROOT / "fixtures" / "catalog" / "clauses.toml"
+CATALOG = shipped.CATALOG
 
 
 def our_folders() -> set[str]:
@@ -74,7 +75,7 @@ def mariadb_server() -> Iterator[EmbeddedMariaDB]:
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester folder laid out like a clauseproof checkout, with the real suites."""
     skip = shutil.ignore_patterns("__pycache__")
-    for folder in ("fixtures", "workloads", "suites"):  # a checkout's importable packages and data
+    for folder in ("fixtures", "suites"):  # the acceptance plan of a checkout (its data ships in the package)
         shutil.copytree(ROOT / folder, pytester.path / folder, ignore=skip)
     shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
     return pytester

@@ -23,6 +23,7 @@ LAYERS = {
     "sync": 2,
     "gateway": 2,
     "sla": 2,
+    "workloads": 2,
     "run": 3,
     "cli": 3,
     "__init__": 0,
@@ -136,7 +137,7 @@ MODULE_LINES = 600
 def test_no_module_is_over_the_limit() -> None:
     long = {
         str(p.relative_to(ROOT)): n
-        for folder in ("src", "suites", "fixtures", "workloads")
+        for folder in ("src", "suites", "fixtures")
         for p in (ROOT / folder).rglob("*.py")
         if (n := len(p.read_text().splitlines())) > MODULE_LINES
     }

@@ -9,6 +9,7 @@ import pytest
 
 from clauseproof.backup.phases import timed
 from clauseproof.bulk_load.datasets import ensure_dataset
+from clauseproof.core import shipped
 from clauseproof.core.commands import fill_command
 from clauseproof.core.digest import compare_digests, digest_tables
 from clauseproof.core.errors import ClauseproofError
@@ -16,8 +17,8 @@ from clauseproof.targets.base import Target
 from clauseproof.targets.single.external import load_profile
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 from clauseproof.targets.single.postgres import EmbeddedPostgres
-from tests.fix_targets import ROOT, our_folders, vendor_profile
-from workloads import settlement
+from clauseproof.workloads import settlement
+from tests.fix_targets import our_folders, vendor_profile
 
 
 @pytest.mark.parametrize("server", ["pg_server", "mariadb_server"])
@@ -27,7 +28,7 @@ def test_chunked_digest_names_table_and_key_range(server: str, request: pytest.F
     ds = ensure_dataset(settlement, 5000, 13, tmp_path)
     conn = target.connect()
     schema = target.namespace
-    target.create_table(conn, ROOT / "fixtures" / "ddl", "settlement", "keyed")
+    target.create_table(conn, shipped.DDL, "settlement", "keyed")
     target.bulk_load(conn, "keyed", ds.columns, path=ds.path)
     before = digest_tables(conn, target.dialect, schema, width=1000)
     assert before["keyed"].key == "settlement_id" and len(before["keyed"].chunks) == 6

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from clauseproof.bulk_load.datasets import ensure_dataset
 from clauseproof.core.digest import Digest, combine, digest_lines
-from workloads import settlement
+from clauseproof.workloads import settlement
 
 ROW = re.compile(
     rb"^[1-9]\d*\t[1-9]\d{11}\tH61\d{9}\t[A-Z]\d{2}\.\d{3}\t(310|390|510)\t(0|[1-9]\d*)\.\d{2}\t"

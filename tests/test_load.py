@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from clauseproof.load.background import LOCUSTFILE, ROOT, BackgroundLoad, target_url
+from clauseproof.load.background import LOCUSTFILE, BackgroundLoad, target_url
 from clauseproof.targets.base import Target
-from workloads import oltp
+from clauseproof.workloads import oltp
 
 SCHEMA = "clauseproof_selftest"
 
@@ -34,7 +34,13 @@ def _env(target: Target) -> dict[str, str]:
 def _locust(target: Target, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", target_url(target), "--cp-schema", SCHEMA]
     return subprocess.run(
-        [*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=_env(target)
+        [*cmd, *args],
+        cwd=LOCUSTFILE.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=_env(target),
     )
 
 
@@ -128,7 +134,7 @@ def test_distributed_master_and_two_workers(pg_server: Target, tmp_path: Path) -
                 "--cp-schema",
                 SCHEMA,
             ],
-            cwd=ROOT,
+            cwd=LOCUSTFILE.parent,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=_env(pg_server),
@@ -167,7 +173,7 @@ def test_web_ui_serves_on_loopback(pg_server: Target) -> None:
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", target_url(pg_server)]
     proc = subprocess.Popen(
         [*cmd, "--cp-schema", SCHEMA, "--web-host", "127.0.0.1", "--web-port", str(port)],
-        cwd=ROOT,
+        cwd=LOCUSTFILE.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=_env(pg_server),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import threading
 import time
@@ -13,11 +14,12 @@ import pytest
 
 from clauseproof.bulk_load.datasets import ensure_dataset
 from clauseproof.cli import main as cli
+from clauseproof.core import shipped
 from clauseproof.targets.base import Target
 from clauseproof.targets.single.postgres import EmbeddedPostgres
-from tests.fix_targets import CATALOG, ROOT
+from clauseproof.workloads import settlement
+from tests.fix_targets import CATALOG
 from tests.test_report import pdf_fonts, pdf_text
-from workloads import settlement
 
 
 def _set_clause(catalog: Path, clause_id: str, **values: object) -> None:
@@ -117,7 +119,8 @@ def _run_suite(project: pytest.Pytester, *extra: str) -> tuple[pytest.RunResult,
 
 
 def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pytester) -> None:
-    catalog = project.path / "fixtures" / "catalog" / "clauses.toml"
+    shutil.copytree(shipped.PACKAGE / "catalog", project.path / "catalog")  # a copy the control changes
+    catalog = project.path / "catalog" / "clauses.toml"
     # full scale of a 2,000-row clause with an impossible threshold: the verdict must be FAIL.  A threshold must be
     # a number its quoted text states, so the control quotes a seed of its own that states it.
     (catalog.parent / "seeds" / "control.txt").write_text(
@@ -140,7 +143,8 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
         params={"rows": 2000},
     )
     junit = project.path / "junit.xml"
-    result, doc = _run_suite(project, "--cp-formats=html,pdf,docx", f"--junitxml={junit}", "-o", "junit_family=xunit1")
+    result, doc = _run_suite(project, "--cp-formats=html,pdf,docx", f"--junitxml={junit}", "-o", "junit_family=xunit1",
+                             f"--cp-catalog={catalog}")  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*BZ-DB-4a FAIL on embedded-postgresql: measured * s, required < 1e-06 s*"])
     rows = {(r["id"], r["target"]): r for r in doc["clause_rows"]}
@@ -262,7 +266,7 @@ def test_server_digest_catches_changed_missing_and_duplicated_rows(
     target: Target = request.getfixturevalue(server)
     ds = ensure_dataset(settlement, 5000, 9, tmp_path)
     conn = target.connect()
-    ddl_dir = ROOT / "fixtures" / "ddl"
+    ddl_dir = shipped.DDL
     target.create_table(conn, ddl_dir, "settlement", "dig")
     target.bulk_load(conn, "dig", ds.columns, path=ds.path)
     assert target.digest(conn, "dig", ds.columns) == ds.digest

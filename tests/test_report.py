@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from clauseproof.cli import main as cli
+from clauseproof.core import shipped
 from clauseproof.core.bundle import file_hashes, fingerprint, keygen, sign, signers, sm2_key, verify, write_manifest
 from clauseproof.core.evidence import FAIL, NOT_COVERED, NOT_EVIDENCE, NOT_SHOWN, PASS, rollup, verdict_matrix
 from clauseproof.core.i18n import Messages, catalog
@@ -362,9 +363,7 @@ def test_rerun_repeats_the_recorded_cases_and_refuses_other_code(tmp_path: Path)
     from clauseproof.cli import rerun_args
     from clauseproof.core.catalog import catalog_sha256
 
-    catalog = tmp_path / "fixtures" / "catalog" / "clauses.toml"
-    catalog.parent.mkdir(parents=True)
-    catalog.write_text("# the catalog\n")
+    catalog = shipped.CATALOG  # the package's own; a path named in the bundle is never used
     (tmp_path / "suites" / "a").mkdir(parents=True)
     (tmp_path / "suites" / "a" / "test_a.py").write_text("def test_x():\n    pass\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]

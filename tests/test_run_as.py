@@ -16,7 +16,7 @@ from clauseproof.targets.base import Target
 from clauseproof.targets.gateways.litellm import ModelGateway
 from clauseproof.targets.gateways.nginx import EmbeddedGateway
 from clauseproof.targets.host.processes import OWN_CODE_USER, _others_can_reach, own_code_user, service_headers
-from workloads import oltp
+from clauseproof.workloads import oltp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="who a child runs as matters where the harness is root")
 

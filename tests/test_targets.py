@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from clauseproof.core import shipped
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import check_reachable
 from clauseproof.targets.host.folders import reap_stale
@@ -250,7 +251,7 @@ def test_sigterm_to_a_run_stops_its_servers(pytester: pytest.Pytester) -> None:
             "-p",
             "no:cacheprovider",
             "--cp-target=embedded-postgresql",
-            f"--cp-catalog={Path(__file__).parent.parent / 'fixtures/catalog/clauses.toml'}",
+            f"--cp-catalog={shipped.CATALOG}",
             "test_hang.py",
         ],
         cwd=pytester.path,

@@ -1,6 +1,6 @@
 """MkDocs hook: the page of clauses, generated from the catalog and the suites (never written twice).
 
-For each clause of ``fixtures/catalog/clauses.toml``: its id, mark, the quoted tender text, the threshold, how it
+For each clause of ``src/clauseproof/catalog/clauses.toml``: its id, mark, the quoted tender text, the threshold, how it
 can be verified, and the cases that carry ``@pytest.mark.clause("<id>")`` in ``suites/``.
 """
 
@@ -32,12 +32,12 @@ def cell(text: Any) -> str:
 
 
 def page() -> str:
-    catalog = tomllib.loads((ROOT / "fixtures/catalog/clauses.toml").read_text(encoding="utf-8"))
+    catalog = tomllib.loads((ROOT / "src/clauseproof/catalog/clauses.toml").read_text(encoding="utf-8"))
     cases = cases_by_clause()
     rows = [
         "# The clauses",
         "",
-        "Generated from `fixtures/catalog/clauses.toml` (the tender's words, quoted exactly) and the",
+        "Generated from `src/clauseproof/catalog/clauses.toml` (the tender's words, quoted exactly) and the",
         '`@pytest.mark.clause("…")` marks in `suites/`. ★ mandatory, ▲ scored (a third-party report is',
         "needed). A clause no suite names is NOT COVERED in every report; one only a document can prove is",
         "reported from the profile's `[documents]` (see [the profile](targets.md)).",

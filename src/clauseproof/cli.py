@@ -9,12 +9,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from clauseproof.core import shipped
 from clauseproof.core.report import num, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clauseproof", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    acc = sub.add_parser(
+        "accept",
+        help="run the acceptance suites against the embedded default (or --cp-target=...): the plan this package "
+        "ships, or the checkout's suites/ in an editable install",
+        description="Every argument goes to pytest (suite paths are relative to the plan's suites/ folder, e.g. "
+        "suites/bulk_load); the evidence goes to ./results unless --cp-results says otherwise.  Exit 1: a clause "
+        "FAILed; 2: interrupted; 4: a configuration error.",
+    )
+    acc.add_argument("pytest_args", nargs=argparse.REMAINDER, help="pytest arguments (-k, --cp-target=, ...)")
     cat = sub.add_parser("catalog", help="list every clause with the cases that verify it")
     cat.add_argument("paths", nargs="*", default=["suites"], help="where the acceptance cases are (default suites)")
     rep = sub.add_parser("report", help="re-render report.html from a run's evidence.json")
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     prb.add_argument("--period", default="30d", help="--judge: the clause's period (default 30d)")
     args = parser.parse_args(argv)
 
+    if args.command == "accept":
+        return _accept(args.pytest_args)
     if args.command == "catalog":
         import pytest
 
@@ -312,7 +324,7 @@ def rerun_args(doc: dict, current: dict, extra: list[str], root: Path | None = N
             problems.append(f"the recorded {key} {value!r} is not one the harness writes")
         args.append(f"--cp-{key}={value}")
     given = [a.split("=", 1)[1] for a in extra if a.startswith("--cp-catalog=")]
-    catalog = Path(given[-1]) if given else (root or Path.cwd()) / "fixtures" / "catalog" / "clauses.toml"
+    catalog = Path(given[-1]) if given else shipped.CATALOG
     if not catalog.is_file() or catalog_sha256(catalog) != params.get("catalog_sha256"):
         problems.append(
             f"the catalog {catalog} differs from the recorded one (sha256 {params.get('catalog_sha256')}): give "
@@ -499,3 +511,37 @@ def _cloud_cleanup(spec: str, run_id: str) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def acceptance_plan() -> Path | None:
+    """The folder holding ``suites/``, ``fixtures/`` and their ``conftest.py``: the copy a built package carries
+    (``clauseproof/acceptance``), else the checkout an editable install points into; None when neither is there."""
+    for plan in (shipped.PACKAGE / "acceptance", shipped.PACKAGE.parents[1]):
+        if (plan / "suites").is_dir() and (plan / "conftest.py").is_file():
+            return plan
+    return None
+
+
+def _accept(pytest_args: list[str]) -> int:
+    """The acceptance suites of :func:`acceptance_plan`, run by pytest in a child process (its exit code)."""
+    import os
+
+    plan = acceptance_plan()
+    if plan is None:
+        print(f"clauseproof: this installation carries no acceptance plan (looked in {shipped.PACKAGE / 'acceptance'}"
+              " and the checkout above the package). Fix: install a wheel built with `pip wheel .` from a checkout, "
+              "or run ./run accept in the checkout.", file=sys.stderr)  # fmt: skip
+        return 4
+    args = list(pytest_args)
+    paths = [a for a in args if a == "suites" or a.startswith("suites/")]
+    args = [str(plan / a) if a in paths else a for a in args]
+    if not paths:
+        args.insert(0, str(plan / "suites"))
+    if not any(a.startswith("--cp-results") for a in args):
+        args.append(f"--cp-results={Path.cwd() / 'results'}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(plan), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "pytest", f"--rootdir={plan}", "-p", "no:cacheprovider", *args]
+    try:
+        return subprocess.run(cmd, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 2

@@ -21,7 +21,7 @@ from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.core.settings import Settings
 from clauseproof.targets import Target
-from workloads import settlement
+from clauseproof.workloads import settlement
 
 
 def _timed_loads(

@@ -24,7 +24,7 @@ from clauseproof.core.evidence import CaseEvidence
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.online_ddl import checks
 from clauseproof.targets.base import Target
-from workloads import oltp
+from clauseproof.workloads import oltp
 
 #: Each change's window runs on this long after the statement returns, so that writes it held up
 #: complete (and are counted) inside it.

@@ -20,7 +20,7 @@ from clauseproof.core.evidence import CaseEvidence
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.sla.utilisation import ProcessTreeSampler, Sampler, Sampling, not_following, summarise
 from clauseproof.targets.base import Target
-from workloads import oltp
+from clauseproof.workloads import oltp
 
 
 @pytest.mark.clause("SX-SLA-3")

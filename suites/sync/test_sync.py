@@ -5,7 +5,7 @@ The embedded stand-ins: ``embedded-postgresql-sync`` (beside the embedded Postgr
 b, c joined by PostgreSQL's built-in logical replication (a task is a publication on its source and a
 subscription on its target that reaches the source through a relay the harness owns, so that a task's network
 can be cut alone; bidirectional through pglogical); ``embedded-mariadb-pg-sync`` (beside the embedded MariaDB),
-MariaDB → PostgreSQL through ``workloads/binlog_sync.py``, a binlog capture process (heterogeneous: capture,
+MariaDB → PostgreSQL through ``clauseproof/workloads/binlog_sync.py``, a binlog capture process (heterogeneous: capture,
 delay and outages; topologies and conversion are NOT SHOWN there).  Every case writes on the source while it
 runs and ends in the checker (``clauseproof.sync.checker``): both sides checksummed by key range inside their
 databases, differing ranges bisected down to the differing keys.  Marker rows (20 per second, with their
@@ -19,7 +19,7 @@ a table caught up.
 - BZ-SYNC-4: the source writes steadily while the task is created, copies and starts streaming; no write
   fails or waits a whole second; afterwards source and target are equal.
 - BZ-SYNC-2: marker delays under that load: p50 / p99 / max against the acceptance plan's bounds (the tender
-  states none; ``fixtures/catalog/clauses.toml``).
+  states none; ``src/clauseproof/catalog/clauses.toml``).
 - BZ-SYNC-5: one-to-one, one-to-many, many-to-one, cascade, by user (a schema), a column filter, and bidirectional
   through pglogical (PostgreSQL 15's built-in replication cannot keep a change from echoing back): both sides
   written at once, markers both ways counted on both sides (an echo is a second row).

@@ -1,6 +1,6 @@
 """A data set of a given size built inside the server, measured on the server, and cached.
 
-Rows are the settlement rows of :mod:`workloads.settlement` in shape, computed by SQL from the
+Rows are the settlement rows of :mod:`clauseproof.workloads.settlement` in shape, computed by SQL from the
 row number (``generate_series`` on PostgreSQL, the ``seq_1_to_N`` sequence engine on MariaDB),
 inserted in batches over two connections.  The size is what the server reports after the load
 (``pg_database_size``; InnoDB data + index length after ANALYZE TABLE), never assumed.

@@ -1,4 +1,4 @@
-"""The clause catalog: data read from ``fixtures/catalog/clauses.toml``, validated once."""
+"""The clause catalog: data read from ``src/clauseproof/catalog/clauses.toml``, validated once."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def load_catalog(path: Path, *, seeds_dir: Path | None = None) -> Catalog:
         raise ClauseproofError(
             f"cannot read the clause catalog {path}: {exc.strerror}",
             checked="the --cp-catalog option, the clauseproof_catalog ini key and CLAUSEPROOF_CATALOG",
-            fix="point one of them at fixtures/catalog/clauses.toml of a clauseproof checkout",
+            fix="point one of them at src/clauseproof/catalog/clauses.toml of a clauseproof checkout",
         ) from None
     try:
         data = tomllib.loads(raw_text)

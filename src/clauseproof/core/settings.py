@@ -214,7 +214,7 @@ OPTIONS = (
     ),
     Option("seed", "seed of the deterministic data generator (default 20240101)", "20240101", _int),
     Option("results", "folder for evidence bundles (default <rootdir>/results)", "", _opt_path),
-    Option("catalog", "clause catalog file (default <rootdir>/fixtures/catalog/clauses.toml)", "", _opt_path),
+    Option("catalog", "clause catalog file (default: the one the package ships, clauseproof/catalog)", "", _opt_path),
     Option("cache", "cache folder for generated data (default ~/.cache/clauseproof)", "", _opt_path),
     Option("lang", "report language: zh, en or zh+en (default zh+en: both)", "zh+en", _lang),
     Option("tester", "the testing party named on the report's cover and sign-off (default: left blank)", "", str),

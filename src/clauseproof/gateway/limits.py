@@ -339,7 +339,8 @@ def check_rule(
 
 
 def upstream_arrivals(direct_url: str) -> Callable[[], int]:
-    """How many requests have reached the harness's upstream's limited routes (``workloads/stream_upstream.py``)."""
+    """How many requests have reached the harness's upstream's limited routes
+    (``clauseproof.workloads.stream_upstream``)."""
 
     def count() -> int:
         import httpx

@@ -30,7 +30,7 @@ import httpx
 
 from clauseproof.targets.host.processes import service_headers
 
-VENDOR_DELAY_S = 0.05  # workloads/model_vendors.py's pause between streamed words
+VENDOR_DELAY_S = 0.05  # clauseproof.workloads.model_vendors's pause between streamed words
 TIMEOUT_S = 20.0
 
 

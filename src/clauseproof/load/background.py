@@ -1,6 +1,6 @@
 """Background load inside a case: the OLTP workload run by Locust in separate processes.
 
-The load runs as ``locust -f workloads/locust_oltp.py --headless`` subprocesses (one, or several
+The load runs as ``locust -f clauseproof.workloads.locust_oltp --headless`` subprocesses (one, or several
 sharing the users, to use more cores), never inside the pytest process: the harness itself is
 not patched by gevent, and the load generator's CPU is its own.  Each process appends a
 JSON line per second (requests, failures, latency percentiles, every write's completion time,
@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import masking, reaper
+from clauseproof.core import masking, reaper, shipped
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
 from clauseproof.targets.host.processes import own_code_user
 
-ROOT = Path(__file__).resolve().parents[3]  # the checkout: src/clauseproof/load/background.py
-LOCUSTFILE = ROOT / "workloads" / "locust_oltp.py"
+LOCUSTFILE = shipped.WORKLOADS / "locust_oltp.py"
 
 
 def target_url(target: Target) -> str:
@@ -159,7 +158,6 @@ class BackgroundLoad:
         ep = self.target._ep()
         if ep.password:
             env["CLAUSEPROOF_PASSWORD"] = ep.password
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env[reaper.PARENT_ENV] = str(os.getpid())  # the load generator dies with this process, however it dies
         runs_as = own_code_user()  # not root: it writes its series into a folder of its own
         runs_as.give(self.folder)
@@ -181,7 +179,7 @@ class BackgroundLoad:
             with open(self.folder / f"locust-{i}.log", "wb") as log:
                 proc = subprocess.Popen(
                     cmd,
-                    cwd=ROOT,
+                    cwd=self.folder,
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,

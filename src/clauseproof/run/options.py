@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from clauseproof.core import shipped
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.settings import OPTIONS, Settings, _default_cache
 
@@ -53,7 +54,7 @@ def read_settings(config: pytest.Config) -> Settings:
         scale=values["scale"],
         seed=values["seed"],
         results=values["results"] or root / "results",
-        catalog=values["catalog"] or root / "fixtures" / "catalog" / "clauses.toml",
+        catalog=values["catalog"] or shipped.CATALOG,
         cache=values["cache"] or Path(_default_cache()),
         lang=values["lang"],
         tester=values["tester"],

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from clauseproof.bulk_load.datasets import Dataset
-from clauseproof.core import masking
+from clauseproof.core import masking, shipped
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError, NotApplicable, TargetUnavailable
 from clauseproof.core.evidence import CaseEvidence, CaseRecord
@@ -240,8 +240,8 @@ def clause_catalog(request: pytest.FixtureRequest) -> Catalog:
 
 @pytest.fixture(scope="session")
 def ddl_dir(request: pytest.FixtureRequest) -> Path:
-    """Folder of per-dialect DDL files (``fixtures/ddl/<dialect>/<workload>.sql``)."""
-    return _run(request.config).settings.rootdir / "fixtures" / "ddl"
+    """Folder of per-dialect DDL files (``src/clauseproof/ddl/<dialect>/<workload>.sql``)."""
+    return shipped.DDL
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clauseproof import __version__
 from clauseproof.bulk_load.datasets import Dataset, ensure_dataset
-from clauseproof.core import masking
+from clauseproof.core import masking, shipped
 from clauseproof.core.bundle import (
     default_key_path,
     fingerprint,
@@ -247,9 +247,8 @@ class Run:
 
     # -- evidence ---------------------------------------------------------------------------
     def _shipped_catalog(self, catalog: Catalog) -> bool:
-        """Whether the run's catalog, as it was read, is the one this checkout ships (same bytes)."""
-        shipped = self.settings.rootdir / "fixtures" / "catalog" / "clauses.toml"
-        return shipped.is_file() and catalog_sha256(shipped) == catalog.sha256
+        """Whether the run's catalog, as it was read, is the one this package ships (same bytes)."""
+        return shipped.CATALOG.is_file() and catalog_sha256(shipped.CATALOG) == catalog.sha256
 
     def _redacted(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` with every password this run knows replaced by ``***`` wherever it occurs (a driver's

@@ -1,7 +1,7 @@
 """The embedded OpenAI-compatible model gateway (SX-EDAS-3 stand-in): LiteLLM's proxy (PyPI ``litellm[proxy]``, a
 real, widely used gateway that speaks the OpenAI API to clients and each vendor's native API upstream), in its
 own virtualenv (``.venv-litellm``, made by ``./run``: its pins would fight the harness's), configured by the
-harness in front of two fake vendors with different native shapes (``workloads/model_vendors.py``: an
+harness in front of two fake vendors with different native shapes (``clauseproof.workloads.model_vendors``: an
 Anthropic-style Messages API and an Ollama-style chat API).
 
 Models: ``vendor-a-chat`` → the Anthropic-style vendor, ``vendor-b-chat`` → the Ollama-style vendor; the same two
@@ -31,7 +31,7 @@ from clauseproof.targets.host.folders import free_port, make_private_folder
 from clauseproof.targets.host.processes import NGINX_HEAD, OwnProcesses, own_code_user, service_user, wait_port
 
 ROOT = Path(__file__).resolve().parents[4]
-VENDORS = "model_vendors.py"  # under workloads/
+VENDORS = "model_vendors"  # a module of clauseproof.workloads
 LITELLM_VENV = Path(os.environ.get("CLAUSEPROOF_LITELLM_VENV", str(ROOT / ".venv-litellm")))
 START_TIMEOUT_S = 60
 MODELS = {"vendor-a-chat": "anthropic", "vendor-b-chat": "ollama"}
@@ -231,5 +231,5 @@ class ModelGateway(OwnProcesses):
                 m: f"{v} ({'Anthropic Messages' if v == 'anthropic' else 'Ollama chat'} shape)"
                 for m, v in MODELS.items()
             },
-            "vendors": "workloads/model_vendors.py (Starlette on uvicorn), the harness's own fakes",
+            "vendors": "clauseproof.workloads.model_vendors (Starlette on uvicorn), the harness's own fakes",
         }

@@ -1,5 +1,5 @@
 """The embedded API gateway (SX-EDAS-2/4/5 stand-in): Debian's nginx, configured by the harness, in front of the
-harness's own streaming upstream (``workloads/stream_upstream.py``, Starlette on uvicorn), all on loopback; for
+harness's own streaming upstream (``clauseproof.workloads.stream_upstream``, Starlette on uvicorn), all on loopback; for
 the per-model limit nginx hands ``/limit/model/`` to Debian's HAProxy, which reads the model from the JSON body
 (nginx's ``limit_req`` keys only on what it has before the body).
 
@@ -23,7 +23,7 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.host.folders import free_port, make_private_folder
 from clauseproof.targets.host.processes import NGINX_HEAD, OwnProcesses, service_user, wait_port
 
-UPSTREAM = "stream_upstream.py"  # under workloads/
+UPSTREAM = "stream_upstream"  # a module of clauseproof.workloads
 
 NGINX_CONF = (
     NGINX_HEAD
@@ -309,5 +309,5 @@ class EmbeddedGateway(OwnProcesses):
                 "per_model_limit": f"HAProxy stick table on the body's model: {MODEL_RATE_RPS} r/s, at most "
                 f"{MODEL_BURST} at once (accepted requests counted over {1000 * MODEL_BURST // MODEL_RATE_RPS} ms)",
             },
-            "upstream": "workloads/stream_upstream.py (Starlette on uvicorn), the harness's own",
+            "upstream": "clauseproof.workloads.stream_upstream (Starlette on uvicorn), the harness's own",
         }

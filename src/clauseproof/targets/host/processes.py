@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import masking, reaper
+from clauseproof.core import masking, reaper, shipped
 from clauseproof.core.errors import ClauseproofError
 
-ROOT = Path(__file__).resolve().parents[4]
 START_TIMEOUT_S = 15
 
 #: the start of every nginx configuration the harness writes (the embedded gateway and the model gateway's
@@ -54,8 +53,8 @@ def service_user(name: str) -> str | None:
     return name
 
 
-#: The secret of this harness process's own HTTP servers (``workloads/serve.py``): their control routes answer only
-#: a request that carries it (:func:`service_headers`); never recorded (masking knows it).
+#: The secret of this harness process's own HTTP servers (``clauseproof.workloads.serve``): their control routes
+#: answer only a request that carries it (:func:`service_headers`); never recorded (masking knows it).
 SERVICE_SECRET = masking.new_secret(16)
 
 
@@ -103,7 +102,7 @@ class OwnCodeUser:
         except KeyError:
             self.why_not = f"there is no user {OWN_CODE_USER!r} (./run makes it: useradd --system {OWN_CODE_USER})"
             return
-        for what, path in (("the interpreter", Path(sys.executable)), ("the checkout", ROOT / "workloads"),
+        for what, path in (("the interpreter", Path(sys.executable)), ("the package", shipped.WORKLOADS),
                            ("the packages", Path(sys.prefix)), ("the packages", Path(sys.base_prefix))):  # fmt: skip
             problem = _others_can_reach(path)
             if problem:
@@ -228,12 +227,12 @@ class OwnProcesses:
         return proc
 
     def _start_workload(self, kind: str, script: str, port: int, what: str, host: str = "127.0.0.1") -> None:
-        """One of the harness's own servers under ``workloads/`` (it dies with the harness), listening."""
+        """One of the harness's own servers, a module of ``clauseproof.workloads`` (it dies with the harness),
+        listening."""
         assert self.folder is not None
-        env = masking.child_env({"PYTHONPATH": str(ROOT), reaper.PARENT_ENV: str(os.getpid()),
-                                 "CLAUSEPROOF_SERVICE_SECRET": SERVICE_SECRET})  # fmt: skip
-        log = self.folder / f"{Path(script).stem}.log"
-        args = [sys.executable, str(ROOT / "workloads" / script), "--host", host, "--port", str(port)]
+        env = masking.child_env({reaper.PARENT_ENV: str(os.getpid()), "CLAUSEPROOF_SERVICE_SECRET": SERVICE_SECRET})
+        log = self.folder / f"{script}.log"
+        args = [sys.executable, "-m", shipped.workload_module(script), "--host", host, "--port", str(port)]
         proc = self._spawn(kind, args, log, env, own_code=True)
         fix = "" if host == "127.0.0.1" else "give an address of this machine that the vendor's gateway can reach"
         wait_port(port, proc, what, log, host, fix)

@@ -1,5 +1,5 @@
 """The heterogeneous sync stand-in: an embedded MariaDB (node a, the source) and an embedded PostgreSQL (node b,
-the target), joined by ``workloads/binlog_sync.py`` — a small change-data-capture process that snapshots the
+the target), joined by ``clauseproof.workloads.binlog_sync`` — a small change-data-capture process that snapshots the
 source without stopping it, then streams its binary log's row events into PostgreSQL, one source transaction
 per target transaction together with its position (exactly once).
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clauseproof.core import masking, reaper
+from clauseproof.core import masking, reaper, shipped
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.faults.relay import Relay, open_relay
 from clauseproof.targets.host import nodeprocs
@@ -33,8 +33,6 @@ from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.targets.sync.lab import SyncLab
 
-ROOT = Path(__file__).resolve().parents[4]  # the checkout: src/clauseproof/targets/sync/binlog.py
-SCRIPT = ROOT / "workloads" / "binlog_sync.py"
 SOURCE_SETTINGS = {
     "log_bin": "binlog",
     "binlog_format": "ROW",
@@ -81,7 +79,8 @@ class BinlogSyncLab(SyncLab):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
-            "method": "MariaDB binary log (row events) → PostgreSQL by workloads/binlog_sync.py (mysql-replication)",
+            "method": "MariaDB binary log (row events) → PostgreSQL by clauseproof.workloads.binlog_sync "
+            "(mysql-replication)",
             "source_settings": SOURCE_SETTINGS,
             "nodes": {n: t.describe() for n, t in self.nodes.items()},
             "tasks": [t.describe() for t in self.tasks.values()],
@@ -103,7 +102,8 @@ class BinlogSyncLab(SyncLab):
         log = src.folder / f"binlog-sync-{name}.log"
         args = [
             sys.executable,
-            str(SCRIPT),
+            "-m",
+            shipped.workload_module("binlog_sync"),
             "--task", name,
             "--tables", ",".join(tables),
             "--source-port", str(s_ep.port),
@@ -119,7 +119,6 @@ class BinlogSyncLab(SyncLab):
             **masking.child_env(),
             "CP_SYNC_SOURCE_PASSWORD": src.password,
             "CP_SYNC_TARGET_PASSWORD": dst.password,
-            "PYTHONPATH": str(ROOT),
             reaper.PARENT_ENV: str(os.getpid()),
         }
         with open(log, "ab") as out:

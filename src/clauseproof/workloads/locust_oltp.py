@@ -1,10 +1,10 @@
 """Locust users for the medical-insurance OLTP workload (PostgreSQL via psycopg 3, MySQL family via PyMySQL).
 
-    locust -f workloads/locust_oltp.py --host postgresql://postgres@127.0.0.1:5432/postgres \\
+    locust -f clauseproof.workloads.locust_oltp --host postgresql://postgres@127.0.0.1:5432/postgres \\
         --cp-schema app --headless -u 20 -r 20 -t 60s
 
 The database URL is Locust's ``--host``; a password comes from ``CLAUSEPROOF_PASSWORD``.
-Options of this workload (``locust -f workloads/locust_oltp.py --help`` lists them):
+Options of this workload (``locust -f clauseproof.workloads.locust_oltp --help`` lists them):
 
 - ``--cp-schema``: schema (PostgreSQL) or database (MySQL family) holding the tables;
 - ``--cp-weights``: e.g. ``settle=4,lookup=10,transfer=2,report=1``;
@@ -40,8 +40,8 @@ from locust.exception import StopUser
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 from locust.user.task import LOCUST_STATE_STOPPING
 
-from workloads import oltp
-from workloads.oltp import connect
+from clauseproof.workloads import oltp
+from clauseproof.workloads.oltp import connect
 
 if os.environ.get("CLAUSEPROOF_PARENT_PID"):  # started by the harness: never outlive it (a SIGKILL included)
     from clauseproof.core.reaper import die_with_parent

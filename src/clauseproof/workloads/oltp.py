@@ -7,7 +7,7 @@ Operations (each one request, one transaction):
 - ``transfer``: move an amount between two fund accounts inside one transaction (a write);
 - ``report``: settlements of one institution in the last rows (a small aggregate).
 
-``workloads/locust_oltp.py`` runs them as Locust users; the SX-RDS-6 case uses the tables.
+``clauseproof.workloads.locust_oltp`` runs them as Locust users; the SX-RDS-6 case uses the tables.
 Every name is qualified with the schema (PostgreSQL) or database (MySQL family) given.
 """
 

@@ -11,7 +11,7 @@ streams on a known schedule and counts the sockets it is reached on.
   resets the sockets.
 
 No ``X-Accel-Buffering`` header is sent: whether events are buffered is the gateway's own configuration.
-Run: ``python workloads/stream_upstream.py --port P`` (loopback only).
+Run: ``python clauseproof.workloads.stream_upstream --port P`` (loopback only).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from workloads.serve import serve
+from clauseproof.workloads.serve import serve
 
 PEERS: Counter[str] = Counter()
 #: requests that reached a rate-limited route (never reset: a check reads it before and after)

@@ -12,7 +12,7 @@ Every answer's text is ``"<vendor> says: <words>"`` with the words derived from 
 routing and content are checkable; a message containing ``please fail 429`` (or ``400``) makes the vendor
 answer that native error.  Token counts are the word counts.  Streams send a word every ``DELAY_S`` so that a
 gateway that buffers is seen.  ``GET /stats`` counts requests per vendor and model.  Loopback only.
-Run: ``python workloads/model_vendors.py --port P``.
+Run: ``python clauseproof.workloads.model_vendors --port P``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from workloads.serve import serve
+from clauseproof.workloads.serve import serve
 
 DELAY_S = 0.05
 SEEN: Counter[str] = Counter()
