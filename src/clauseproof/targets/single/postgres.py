@@ -224,11 +224,7 @@ class EmbeddedPostgres(EmbeddedServer):
                                     restore_from=backup / "base.tar", settings={"archive_mode": "off"},
                                     create_namespace=False)  # fmt: skip
         t0 = time.perf_counter()
-        try:
-            restored.start()
-        except BaseException:
-            restored.stop()
-            raise
+        restored.start()  # a start that fails stops what it began
         took = round(time.perf_counter() - t0, 4)
         what = (
             "extract base.tar into a new data directory and start the server until it accepts connections "
@@ -282,11 +278,7 @@ class EmbeddedPostgres(EmbeddedServer):
                 "recovery_target_action": "promote",
             },
         )
-        try:
-            restored.start()
-        except BaseException:
-            restored.stop()
-            raise
+        restored.start()  # a start that fails stops what it began
         return restored
 
     def _wait_promoted(self) -> None:
