@@ -2,7 +2,7 @@
 
 A role is a small :class:`typing.Protocol`. The embedded stand-ins (in ``targets/``) and the vendor adapters (in
 ``<capability>/vendor.py``) both implement them, and mypy checks that each implementation is complete
-(``tests/test_roles.py`` holds one typed assignment per implementation). A suite or a fixture asks a target what
+(``tests/targets/test_roles.py`` holds one typed assignment per implementation). A suite or a fixture asks a target what
 it can do — ``isinstance(t, PhysicalBackups)``, or a field the role declares — never what class it is.
 
 Like Jepsen's optional ``Primary`` / ``LogFiles`` protocols, most roles are optional capabilities a target may

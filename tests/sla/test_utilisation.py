@@ -203,7 +203,7 @@ def test_a_vendor_node_read_through_its_node_exporter(tmp_path: Path) -> None:
         r = subprocess.run(
             [sys.executable, "-m", "pytest", "suites/sla/test_utilisation.py", f"--cp-target={profile}",
              f"--cp-results={results}", "--cp-formats=html", "-p", "no:randomly", "-q"],
-            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300, check=False,
+            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
     doc = json.loads(next(results.glob("*/evidence.json")).read_text())
     rows = [row for row in doc["clause_rows"] if row["id"] == "SX-SLA-3"]

@@ -260,7 +260,7 @@ def test_keys_are_hidden_when_the_server_quotes_them_cut_short(tmp_path: Path, m
 
 
 #: The manual's openGauss-style example (docs/targets.md), as a vendor would copy it.
-README = (Path(__file__).resolve().parent.parent / "docs" / "targets.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[2] / "docs" / "targets.md").read_text(encoding="utf-8")
 OPENGAUSS = "[column_encryption]" + README.split("\n[column_encryption]", 1)[1].split("```", 1)[0]
 
 

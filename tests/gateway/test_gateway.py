@@ -23,7 +23,7 @@ from tests.fix_targets import signals_as_in_a_terminal
 #: each event's delay through nginx against the same stream read directly + 100 ms
 pytestmark = pytest.mark.timing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {"events": 20, "interval_s": 0.1, "extra_delay_s": 0.1, "requests": 20}
 
 

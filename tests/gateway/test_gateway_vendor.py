@@ -22,7 +22,7 @@ from clauseproof.targets.gateways.litellm import ModelGateway
 from clauseproof.targets.host.folders import free_port
 from clauseproof.targets.single.external import load_profile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TARGET = '[target]\ndialect = "postgresql"\nhost = "127.0.0.1"\nport = 5432\nuser = "postgres"\ndatabase = "postgres"\n'
 
 VENDOR_NGINX = """\

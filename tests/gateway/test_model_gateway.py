@@ -1,6 +1,6 @@
 """SX-EDAS-3's check against the embedded LiteLLM gateway and its positive controls — one vendor behind every
 model name, a URL forwarding the vendor's native answers untranslated, a stream buffered and replayed — each
-judged FAIL on exactly the parts it breaks; start/stop leaves nothing (SIGKILL + reap: tests/test_gateway.py);
+judged FAIL on exactly the parts it breaks; start/stop leaves nothing (SIGKILL + reap: tests/gateway/test_gateway.py);
 no LiteLLM is a clear error."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from clauseproof.targets.host.folders import _pid_alive as _alive
 #: stream deltas must arrive spread as the vendor sent them (0.1 s apart), not buffered
 pytestmark = pytest.mark.timing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _verdicts(**kw: bool) -> dict[str, bool | None]:

@@ -441,7 +441,7 @@ def test_rerun_verifies_the_bundle_and_checks_case_ids_against_the_commit(
     """A case id the recorded commit does not have is refused, and a bundle is read only after it verifies."""
     from clauseproof.cli import _in_commit
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     assert _in_commit(root, head, f"suites/bulk_load/test_bulk_load.py::{_bulk_tests(root)[0]}")
     assert not _in_commit(root, head, "suites/bulk_load/test_bulk_load.py::test_made_up_by_the_sender")

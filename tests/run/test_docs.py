@@ -23,7 +23,7 @@ import yaml
 from clauseproof.compute.profile import load_cloud_profile
 from clauseproof.targets.single.external import load_profile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: What a build reads: the package, the acceptance plan it carries, and the project's metadata.
 TREE = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "conftest.py", "src", "suites", "fixtures")
 

@@ -269,7 +269,7 @@ def test_replication_suite_skips_a_single_server_with_the_reason(project: pytest
 @pytest.mark.skipif(os.geteuid() != 0, reason="who pgpool-II runs as matters where the harness is root")
 def test_pgpool_runs_as_postgres_not_root(pg_topology: ReplicatedPostgres) -> None:
     """Issue 31: the proxy reads its password file and listens as ``postgres``, every child of it too."""
-    from tests.test_run_as import users_of_session
+    from tests.targets.test_run_as import users_of_session
 
     assert pg_topology.proxy is not None and pg_topology.proxy.proc is not None
     assert set(users_of_session(pg_topology.proxy.proc.pid).values()) == {"postgres"}

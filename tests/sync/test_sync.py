@@ -221,7 +221,7 @@ def test_binlog_sync_captures_mariadb_into_postgresql(hetero: BinlogSyncLab) -> 
 @pytest.mark.skipif(os.geteuid() != 0, reason="who the capture runs as matters where the harness is root")
 def test_the_binlog_capture_runs_as_the_harness_s_own_user(hetero: BinlogSyncLab) -> None:
     """Issue 31: the harness's own capture process is not root."""
-    from tests.test_run_as import users_of_session
+    from tests.targets.test_run_as import users_of_session
 
     seen: list[set[str]] = []
     create = hetero.create_task

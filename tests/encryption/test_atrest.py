@@ -166,7 +166,7 @@ def test_a_copy_that_is_not_current_shows_nothing(
     result.stdout.fnmatch_lines(["*NOT SHOWN*data files encrypted*"])
 
 
-SM4_PLPGSQL = Path(__file__).parent / "sql" / "sm4_plpgsql.sql"
+SM4_PLPGSQL = Path(__file__).parents[1] / "sql" / "sm4_plpgsql.sql"
 PUBLISHED = "0123456789abcdeffedcba9876543210"
 
 

@@ -22,7 +22,7 @@ from clauseproof.targets.containers import engine, images
 from clauseproof.targets.containers.target import ContainerTarget
 from tests.fix_targets import signals_as_in_a_terminal
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ("log", "policy_on", "policy_off", "setup_locked", "wants_suite", "wants_containers")
 
 
@@ -90,7 +90,7 @@ def test_policy_rc_d_is_ours_to_remove_and_the_machines_own_is_left(tmp_path: Pa
 def test_the_two_phases_pass_when_one_selects_nothing_and_say_so() -> None:
     """``./run test <file>`` of one kind: the other phase selects nothing (pytest's 5), and the run passes."""
     done = subprocess.run(
-        [sys.executable, "tests/phases.py", "tests/test_archive.py", "-q", "-p", "no:randomly"],
+        [sys.executable, "tests/phases.py", "tests/core/test_archive.py", "-q", "-p", "no:randomly"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -18,8 +18,8 @@ from clauseproof.core import shipped
 from clauseproof.targets.base import Target
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.workloads import settlement
+from tests.core.test_report import pdf_fonts, pdf_text
 from tests.fix_targets import CATALOG
-from tests.test_report import pdf_fonts, pdf_text
 
 
 def _set_clause(catalog: Path, clause_id: str, **values: object) -> None:

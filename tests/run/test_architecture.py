@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "clauseproof"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "clauseproof"
 
 #: Layer of each top-level part of the package; a module may import its own layer and the ones below.
 LAYERS = {
