@@ -23,7 +23,7 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.failover.vendor import VendorCluster
 from clauseproof.targets.clusters.patroni import Node, PatroniCluster
-from clauseproof.targets.host.folders import _working_in
+from clauseproof.targets.host.processes import _working_in
 from clauseproof.targets.single.external import ExternalTarget
 
 #: timing-dependent (./run test runs these alone, after the rest):

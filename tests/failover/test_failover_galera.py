@@ -14,7 +14,7 @@ import pytest
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.targets.clusters.galera import GaleraCluster, GaleraNode
-from clauseproof.targets.host.folders import _working_in
+from clauseproof.targets.host.processes import _working_in
 
 #: timing-dependent (./run test runs these alone, after the rest): the cluster's group-communication timeouts are
 #: shortened for the trials (suspect and inactive within seconds): started beside other tests' load, a joining

@@ -16,7 +16,7 @@ import pytest
 
 from clauseproof.gateway.streaming import check
 from clauseproof.targets.gateways.nginx import EmbeddedGateway
-from clauseproof.targets.host.folders import _pid_alive as _alive
+from clauseproof.targets.host.processes import _pid_alive as _alive
 from tests.fix_targets import signals_as_in_a_terminal
 
 #: timing-dependent (./run test runs these alone, after the rest):

@@ -13,7 +13,7 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.gateway.openai_compat import check
 from clauseproof.targets.gateways import litellm as modelgateway
 from clauseproof.targets.gateways.litellm import ModelGateway
-from clauseproof.targets.host.folders import _pid_alive as _alive
+from clauseproof.targets.host.processes import _pid_alive as _alive
 
 #: timing-dependent (./run test runs these alone, after the rest):
 #: stream deltas must arrive spread as the vendor sent them (0.1 s apart), not buffered

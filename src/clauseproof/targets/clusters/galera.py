@@ -32,8 +32,9 @@ from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.faults import netns
 from clauseproof.targets.faults.netns import Network
-from clauseproof.targets.host import nodeprocs
-from clauseproof.targets.host.folders import _tail, _working_in, free_port, kill_processes, make_private_folder
+from clauseproof.targets.host import processes
+from clauseproof.targets.host.folders import free_port, make_private_folder
+from clauseproof.targets.host.processes import _tail, _working_in, kill_processes
 from clauseproof.targets.single.embedded import _mysql_user
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 
@@ -350,7 +351,7 @@ class GaleraCluster(Target):
 
     def kill_node(self, node: GaleraNode) -> float:
         """SIGKILL the node's mariadbd (and a transfer it runs); the instant the signal went out."""
-        at = nodeprocs.kill(self._processes(node), node.folder)
+        at = processes.kill(self._processes(node), node.folder)
         if node.proc is not None:
             node.proc.wait(10)
             reaper.unregister(node.proc.pid)
@@ -364,10 +365,10 @@ class GaleraCluster(Target):
 
     def freeze_node(self, node: GaleraNode) -> float:
         """SIGSTOP the node's mariadbd (and a transfer it runs); the instant the signals went out."""
-        return nodeprocs.freeze(self._processes(node), node.folder)
+        return processes.freeze(self._processes(node), node.folder)
 
     def thaw_node(self, node: GaleraNode) -> None:
-        nodeprocs.thaw(self._processes(node))
+        processes.thaw(self._processes(node))
 
     def isolate_node(self, node: GaleraNode) -> float:
         """Cut ``node`` off from the other nodes inside its namespace (the harness still reaches it); the instant
@@ -390,7 +391,7 @@ class GaleraCluster(Target):
         if node in self.serving:
             self.serving.remove(node)
         if node.proc is not None:
-            nodeprocs.stop_one(node.proc, timeout, f"{node.name}'s mariadbd", node.folder / "server.log")
+            processes.stop_one(node.proc, timeout, f"{node.name}'s mariadbd", node.folder / "server.log")
             node.proc = None
         kill_processes(set(_working_in(str(node.folder))))
         self.nodes.remove(node)
@@ -425,7 +426,7 @@ class GaleraCluster(Target):
         for node in self.nodes:
             self.thaw_node(node)
             self.heal_node(node)
-        nodeprocs.stop_all([n.proc for n in self.nodes if n.proc is not None])
+        processes.stop_all([n.proc for n in self.nodes if n.proc is not None])
         for node in self.nodes:
             node.proc = None
             kill_processes(set(_working_in(str(node.folder))))

@@ -56,8 +56,9 @@ from clauseproof.targets.clusters.replicated import Helper
 from clauseproof.targets.clusters.tls import RunCA
 from clauseproof.targets.faults import netns
 from clauseproof.targets.faults.netns import Network
-from clauseproof.targets.host import nodeprocs
-from clauseproof.targets.host.folders import _tail, _working_in, free_port, kill_processes, make_private_folder
+from clauseproof.targets.host import processes
+from clauseproof.targets.host.folders import free_port, make_private_folder
+from clauseproof.targets.host.processes import _tail, _working_in, kill_processes
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 
@@ -437,7 +438,7 @@ class PatroniCluster(Target):
         killed postmaster and goes on committing on its open connection) — as the machine dying would; the
         ``time.monotonic()`` instant the signals went out (finding the processes takes tens of milliseconds, and
         writes acknowledged meanwhile are the old leader's, not a new one's)."""
-        killed_at = nodeprocs.kill(self._processes(node), node.folder)
+        killed_at = processes.kill(self._processes(node), node.folder)
         if node.patroni is not None:
             node.patroni.wait(10)
             reaper.unregister(node.patroni.pid)
@@ -448,12 +449,12 @@ class PatroniCluster(Target):
         """SIGSTOP every process of the node — Patroni, the postmaster, every backend — as a machine that stalls
         (a long GC or I/O pause, a VM paused) would; the instant the signals went out.  The node keeps its sockets,
         so clients and peers wait instead of being refused; :meth:`thaw_node` lifts it."""
-        return nodeprocs.freeze(self._processes(node), node.folder)
+        return processes.freeze(self._processes(node), node.folder)
 
     def thaw_node(self, node: Node) -> None:
         """SIGCONT every process of a frozen node: it wakes believing it still leads, and must find out it does not
         before it acknowledges a write."""
-        nodeprocs.thaw(self._processes(node))
+        processes.thaw(self._processes(node))
 
     def isolate_node(self, node: Node) -> float:
         """Cut ``node`` — its PostgreSQL, its Patroni and the etcd member beside it — off from the other nodes
@@ -478,7 +479,7 @@ class PatroniCluster(Target):
         """Scale in: the node's Patroni stopped cleanly (it stops its PostgreSQL and leaves the cluster); the node
         is no longer a member and its folder is removed."""
         if node.patroni is not None:
-            nodeprocs.stop_one(node.patroni, timeout, f"{node.name}'s Patroni", node.folder / "patroni.log")
+            processes.stop_one(node.patroni, timeout, f"{node.name}'s Patroni", node.folder / "patroni.log")
             node.patroni = None
         kill_processes(set(_working_in(str(node.folder))))
         self.nodes.remove(node)
@@ -578,7 +579,7 @@ class PatroniCluster(Target):
         for node in self.nodes:
             self.thaw_node(node)  # a frozen process would hold its SIGTERM until it is continued
             self.heal_node(node)  # a cut-off Patroni would wait for its peers
-        nodeprocs.stop_all([n.patroni for n in self.nodes if n.patroni is not None])  # each stops its PostgreSQL
+        processes.stop_all([n.patroni for n in self.nodes if n.patroni is not None])  # each stops its PostgreSQL
         for node in self.nodes:
             node.patroni = None
             # whatever is still working in the node's folder (by its folder, never by a stale postmaster.pid whose

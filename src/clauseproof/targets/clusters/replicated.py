@@ -30,8 +30,8 @@ from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.clusters.topology import Node, Topology, pool_nodes
-from clauseproof.targets.host.folders import _tail, free_port, make_private_folder
-from clauseproof.targets.host.processes import haproxy_drop, service_user
+from clauseproof.targets.host.folders import free_port, make_private_folder
+from clauseproof.targets.host.processes import _tail, haproxy_drop, service_user
 from clauseproof.targets.single.embedded import START_TIMEOUT_S, STOP_TIMEOUT_S, EmbeddedServer
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 from clauseproof.targets.single.postgres import EmbeddedPostgres

@@ -17,7 +17,7 @@ from typing import Any
 
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.host.folders import _pid_alive
+from clauseproof.targets.host.processes import _pid_alive
 
 #: Labels on every container the harness starts: the run's namespace, and the process that owns it.
 LABEL_RUN = "org.clauseproof.run"

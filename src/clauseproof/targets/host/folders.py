@@ -3,23 +3,20 @@ found, killed, and reaped when the run that made them is gone (``clauseproof rea
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import logging
 import os
-import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.host.processes import _cmdline, _names, _pid_alive, _working_in, kill_processes
 
 log = logging.getLogger("clauseproof.embedded")
 
@@ -50,67 +47,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed and waiting for its parent to reap it, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n    ".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _names(cmdline: str, folder: str) -> bool:
-    """Whether a command line names ``folder`` or a path inside it (not merely a longer name it begins)."""
-    return re.search(re.escape(folder) + r"(/|\s|$)", cmdline) is not None
-
-
-def _working_in(folder: str) -> list[int]:
-    """Live processes whose working folder lies in ``folder`` or whose command line names it."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            cwd = ""
-        if cwd == folder or cwd.startswith(folder + "/") or _names(_cmdline(int(entry)), folder):
-            if _pid_alive(int(entry)):
-                out.append(int(entry))
-    return out
-
-
-def kill_processes(pids: set[int], wait_s: float = 5.0) -> None:
-    """SIGKILL ``pids``, wait until they are gone, and remove the System V segments they made (PostgreSQL's
-    outlives a SIGKILLed postmaster)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + wait_s
-    while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    reaper.remove_shm(pids)
 
 
 def _stale_owner(folder: str) -> bool:

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clauseproof.core import masking, reaper, shipped
 from clauseproof.core.errors import ClauseproofError
+
+if TYPE_CHECKING:
+    from clauseproof.targets.base import Target
+    from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 START_TIMEOUT_S = 15
 
@@ -253,3 +260,151 @@ class OwnProcesses:
         for folder in [*self.more_folders, *([self.folder] if self.folder is not None else [])]:
             shutil.rmtree(folder, ignore_errors=True)
         self.folder, self.more_folders = None, []
+
+
+# -- processes by folder: found, killed (the reaper's and the embedded servers' helpers) --------------------
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and waiting for its parent to reap it, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n    ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _names(cmdline: str, folder: str) -> bool:
+    """Whether a command line names ``folder`` or a path inside it (not merely a longer name it begins)."""
+    return re.search(re.escape(folder) + r"(/|\s|$)", cmdline) is not None
+
+
+def _working_in(folder: str) -> list[int]:
+    """Live processes whose working folder lies in ``folder`` or whose command line names it."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            cwd = ""
+        if cwd == folder or cwd.startswith(folder + "/") or _names(_cmdline(int(entry)), folder):
+            if _pid_alive(int(entry)):
+                out.append(int(entry))
+    return out
+
+
+def kill_processes(pids: set[int], wait_s: float = 5.0) -> None:
+    """SIGKILL ``pids``, wait until they are gone, and remove the System V segments they made (PostgreSQL's
+    outlives a SIGKILLed postmaster)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reaper.remove_shm(pids)
+
+
+# -- a node's processes: What the HA clusters (:mod:`~clauseproof.targets.clusters.patroni`, :mod:`~clauseproof.tar --
+def kill(pids: set[int], folder: Path) -> float:
+    """SIGKILL ``pids``, then whatever works in ``folder`` still (a process forked between the scan and the kill),
+    as a machine dying would; the instant the first signals went out.  The System V segments they made go with
+    them (a dead postmaster's would outlive the harness if it were killed before the restart)."""
+    at = time.monotonic()
+    kill_processes(pids)
+    kill_processes(set(_working_in(str(folder))))
+    return at
+
+
+def freeze(pids: set[int], folder: Path) -> float:
+    """SIGSTOP ``pids`` and then whatever works in ``folder`` that was not among them (a process forked between
+    the scan and the signal); the instant the first signals went out."""
+    at = time.monotonic()
+    for _ in range(2):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        pids = set(_working_in(str(folder))) - pids
+    return at
+
+
+def thaw(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def stop_one(proc: subprocess.Popen[bytes], timeout: float, what: str, log: Path) -> None:
+    """SIGTERM ``proc`` and wait for it (unregistered from the reaper once gone); an error naming ``what`` with
+    the tail of its ``log`` after ``timeout``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise ClauseproofError(f"{what} did not stop within {timeout:g} s; its log:\n    " + _tail(log)) from None
+    reaper.unregister(proc.pid)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """SIGTERM every process still running, then wait for each; a process group still there after ``timeout`` is
+    SIGKILLed.  Never raises."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        reaper.unregister(proc.pid)
+
+
+def start_together(targets: Iterable[Target]) -> None:
+    """Start ``targets`` at once, in threads; the first error is raised once all have finished (the caller stops
+    what did start)."""
+    errors: list[BaseException] = []
+
+    def one(t: Target) -> None:
+        try:
+            t.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in targets]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+
+
+def kill_postgres(node: EmbeddedPostgres) -> None:
+    """SIGKILL an embedded PostgreSQL whole, as its machine dying; its ``postmaster.pid`` goes too, so that it can
+    be started again (it then recovers from its WAL)."""
+    assert node.folder is not None
+    pid_file = node.data_dir / "postmaster.pid"
+    pids = {int(pid_file.read_text().split()[0])} if pid_file.exists() else set()
+    kill(pids, node.folder)
+    pid_file.unlink(missing_ok=True)

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 from clauseproof.core.commands import Phase, timed
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Endpoint
-from clauseproof.targets.host.folders import _tail, free_port
+from clauseproof.targets.host.folders import free_port
+from clauseproof.targets.host.processes import _tail
 from clauseproof.targets.single.embedded import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,

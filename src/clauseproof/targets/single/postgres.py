@@ -16,7 +16,8 @@ from typing import Any
 from clauseproof.core.commands import Phase, timed
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import CONNECT_TIMEOUT_S, Endpoint
-from clauseproof.targets.host.folders import _tail, free_port, open_for
+from clauseproof.targets.host.folders import free_port, open_for
+from clauseproof.targets.host.processes import _tail
 from clauseproof.targets.single.embedded import START_TIMEOUT_S, STOP_TIMEOUT_S, EmbeddedServer, _find_binaries
 
 PG_HBA = """# written by clauseproof at every start

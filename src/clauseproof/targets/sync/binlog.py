@@ -26,9 +26,8 @@ from typing import Any
 from clauseproof.core import masking, reaper, shipped
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.faults.relay import Relay, open_relay
-from clauseproof.targets.host import nodeprocs
-from clauseproof.targets.host.folders import _tail
-from clauseproof.targets.host.processes import own_code_user
+from clauseproof.targets.host import processes
+from clauseproof.targets.host.processes import _tail, own_code_user
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.targets.sync.lab import SyncLab
@@ -149,7 +148,7 @@ class BinlogSyncLab(SyncLab):
     def drop_task(self, name: str) -> None:
         task = self.tasks.pop(name)
         try:
-            nodeprocs.stop_all([task.proc], timeout=10)
+            processes.stop_all([task.proc], timeout=10)
         finally:
             task.relay.close()
         if task.target not in self.down:

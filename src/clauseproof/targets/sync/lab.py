@@ -17,7 +17,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
-from clauseproof.targets.host import nodeprocs
+from clauseproof.targets.host import processes
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 
 FAULTS = ("network", "host", "database")
@@ -46,7 +46,7 @@ class SyncLab(Target):
 
     def start(self) -> None:
         try:
-            nodeprocs.start_together(self.nodes.values())
+            processes.start_together(self.nodes.values())
         except BaseException:
             self.stop()
             raise
@@ -85,7 +85,7 @@ class SyncLab(Target):
         if kind == "host":
             for relay in self._relays_of(task.target):
                 relay.cut()
-            nodeprocs.kill_postgres(node)
+            processes.kill_postgres(node)
         else:
             node.stop_server()
 
