@@ -46,7 +46,7 @@ class InsuredPerson(_Base):
 
 def _url(target: Target) -> URL:
     """The target as a SQLAlchemy URL, with its password (masked whenever the URL is printed)."""
-    ep = target._ep()
+    ep = target.address()
     return URL.create(
         "postgresql+psycopg" if target.dialect == "postgresql" else "mysql+pymysql",
         username=ep.user,

@@ -51,7 +51,7 @@ def test_availability(
     p = clause_catalog["SX-SLA-1"].params
     run = request.config.stash[RUN_KEY]
     path = run.settings.probe_log
-    ep = target._ep()
+    ep = target.address()
     if path is not None:
         log = av.read_log(path, av.ProbeKey.from_signing_key(run.signing_key))  # refused unless keyed by the tester
         evidence.parameters(log_file=str(path), log_sha256=hashlib.sha256(path.read_bytes()).hexdigest())

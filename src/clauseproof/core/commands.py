@@ -166,7 +166,7 @@ def timed(
 def vendor_command(name: str, template: str, target: Any, values: dict[str, str | int], timeout: float = 3600) -> Phase:
     """A profile's vendor command template with its placeholders filled, timed like :func:`timed`.  It runs with
     the target's password (if any) in ``PGPASSWORD`` / ``MYSQL_PWD``, where the engines' clients look for it."""
-    env = target._ep().client_env(target.dialect)
+    env = target.address().client_env(target.dialect)
     return timed(name, [fill_command(template, **values)], shell=True, env=env, timeout=timeout)
 
 

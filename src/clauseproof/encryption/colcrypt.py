@@ -30,6 +30,7 @@ from clauseproof.core.commands import template_problem
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.encryption.stored import _Session, ciphertext_shape, plaintext_found
 from clauseproof.targets.base import open_endpoint
+from clauseproof.targets.roles import Database
 from clauseproof.targets.sections import Section
 
 TABLE = "cp_column_encryption"
@@ -176,7 +177,9 @@ def plaintexts(seed: int) -> list[str]:
     return [f"61{rnd.randrange(10**15):015d}X" for _ in range(ROWS)]
 
 
-def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, str] | None = None) -> ColumnResult:
+def check(
+    target: Database, spec: ColumnEncryption, *, seed: int, secrets: dict[str, str] | None = None
+) -> ColumnResult:
     """Run the checks against ``target`` (a started target with its own namespace): set up the keys and the
     table, then judge what is stored, who can read it, and what a key holder accepts; clean up whatever
     happened."""
@@ -195,13 +198,13 @@ def check(target: Any, spec: ColumnEncryption, *, seed: int, secrets: dict[str, 
 class _Check:
     """The state of one column-encryption check, step by step."""
 
-    def __init__(self, target: Any, spec: ColumnEncryption, seed: int, secrets: dict[str, str] | None) -> None:
+    def __init__(self, target: Database, spec: ColumnEncryption, seed: int, secrets: dict[str, str] | None) -> None:
         self.target, self.spec = target, spec
         ns = self.ns = target.namespace
         self.keys = {c: f"{ns}_{c}" for c in COLUMNS}
         self.secret = secrets or {c: os.urandom(16).hex() for c in COLUMNS}
         self.hidden = [self.secret[c] for c in COLUMNS]
-        self.ep = target._ep()
+        self.ep = target.address()
         pg = target.dialect == "postgresql"
         self.database = self.ep.database if pg else ns
         self.pg_options = f"-c search_path={ns}" if pg else ""

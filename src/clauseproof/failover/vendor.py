@@ -44,6 +44,7 @@ from typing import Any
 
 from clauseproof.core.commands import template_problem, timed, vendor_command
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.roles import Database
 from clauseproof.targets.sections import Section
 
 COMMANDS = (
@@ -162,7 +163,7 @@ class VendorCluster:
 
     kind = "external"
 
-    def __init__(self, target: Any, section: FailoverSection, destructive: bool) -> None:
+    def __init__(self, target: Database, section: FailoverSection, destructive: bool) -> None:
         self.target = target
         self.section = section
         self.destructive = destructive
@@ -207,7 +208,7 @@ class VendorCluster:
         """An autocommit connection to ``node`` itself (None: the write endpoint), outside the namespace."""
         if node is None:
             return self.target.connect(in_namespace=False)
-        ep = self.target._ep()
+        ep = self.target.address()
         if self.dialect != "postgresql":
             import pymysql
 

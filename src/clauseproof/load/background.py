@@ -38,7 +38,7 @@ def target_url(target: Target) -> str:
     """The workload's ``--host`` for a target, names escaped (the password travels in CLAUSEPROOF_PASSWORD)."""
     from sqlalchemy import URL
 
-    ep = target._ep()
+    ep = target.address()
     pg = target.dialect == "postgresql"
     url = URL.create(
         "postgresql" if pg else "mysql",
@@ -155,7 +155,7 @@ class BackgroundLoad:
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
         env = masking.child_env()
-        ep = self.target._ep()
+        ep = self.target.address()
         if ep.password:
             env["CLAUSEPROOF_PASSWORD"] = ep.password
         env[reaper.PARENT_ENV] = str(os.getpid())  # the load generator dies with this process, however it dies

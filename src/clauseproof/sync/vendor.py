@@ -44,6 +44,7 @@ from clauseproof.core.commands import fill_command, template_problem, timed
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.masking import from_env
 from clauseproof.core.settings import URL_SCHEMES
+from clauseproof.targets.base import Target
 from clauseproof.targets.sections import Section
 from clauseproof.targets.single.external import ExternalTarget, parse_url
 
@@ -135,13 +136,15 @@ class VendorSync:
 
     kind = "external"
 
-    def __init__(self, label: str, namespace: str, section: SyncSection, destructive: bool, shared: Any = None) -> None:
+    def __init__(
+        self, label: str, namespace: str, section: SyncSection, destructive: bool, shared: Target | None = None
+    ) -> None:
         self.label = label
         self.namespace = namespace
         self.section = section
         self.destructive = destructive
         self.scenarios = section.supports
-        self.nodes: dict[str, ExternalTarget] = {}
+        self.nodes: dict[str, Target] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.commands: list[dict[str, Any]] = []  # every command run (the evidence)
         #: the profile's own target where a node is it (started and stopped by the run, not here)
@@ -196,7 +199,7 @@ class VendorSync:
         node = self.nodes[on]
         template = self.section.commands[key]
         with tempfile.NamedTemporaryFile(prefix="clauseproof-sync-") as out:
-            env = node._ep().client_env(node.dialect)
+            env = node.address().client_env(node.dialect)
             phase = timed(
                 key,
                 [fill_command(template, **values)],
@@ -291,7 +294,7 @@ class VendorSync:
 
     def _fault_values(self, task_name: str) -> tuple[dict[str, str | int], str]:
         task = self.tasks[task_name]
-        ep = self.nodes[task["target"]]._ep()
+        ep = self.nodes[task["target"]].address()
         return {"name": task_name, "target": task["target"], "host": ep.host, "port": ep.port}, task["target"]
 
     def fault(self, kind: str, task_name: str) -> None:
