@@ -23,6 +23,8 @@ class BuildWithPlan(build_py):
         shutil.rmtree(dest, ignore_errors=True)  # a build folder left by an earlier build keeps no removed file
         for name in PLAN:
             src = HERE / name
+            if not src.exists():  # a tree without the plan builds a package without one (clauseproof accept says so)
+                continue
             if src.is_dir():
                 shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
                                 dirs_exist_ok=True)  # fmt: skip
