@@ -95,13 +95,15 @@ def _models(a: EmbeddedModelGateway, b: VendorGateway) -> list[ModelGateway]:
         (lambda: ReplicatedPostgres("r", "ns", None), {Replicated}),
         (lambda: PatroniCluster("h", "ns", None), {HACluster}),
         (lambda: GaleraCluster("g", "ns", None), {HACluster}),
+        (lambda: LogicalSyncLab("l", "ns", None), {SyncSystem}),
+        (lambda: BinlogSyncLab("b", "ns", None, None), {SyncSystem}),
     ],
 )
 def test_a_target_answers_the_role_queries_its_class_implements(make: object, roles: set[type]) -> None:
     """Built, not started: a role query is about what a target can do, and needs nothing running."""
     assert callable(make)
     target = make()
-    queried = {DataFiles, PhysicalBackups, PointInTimeRecovery, Replicated, HACluster}
+    queried = {DataFiles, PhysicalBackups, PointInTimeRecovery, Replicated, HACluster, SyncSystem}
     assert {r for r in queried if isinstance(target, r)} == roles
     assert isinstance(target, Database)
 

@@ -211,6 +211,7 @@ class HACluster(NodeAddresses[N], Protocol[N]):
 
 
 # -- sync systems -----------------------------------------------------------------------------------
+@runtime_checkable
 class SyncSystem(Protocol):
     """A data-sync system: nodes of several engines, tasks that copy tables between them, faults on a task
     (the embedded stand-ins, or a vendor's through its profile)."""
