@@ -7,6 +7,7 @@ the profile, the trials of each fault the cluster can take, then the parts (:mod
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
@@ -142,11 +143,42 @@ def _run(
     return run_trial(cluster, fault=fault, apply=cluster.switchover, settle_s=2, deadline_s=deadline, before_s=BEFORE_S)
 
 
+@dataclass
+class _Plan:
+    """What the trials of one cluster rest on: the nodes' identities, the thresholds and where each came from, the
+    trials per fault, and the faults the cluster can take (fault → "" or why not)."""
+
+    ids: dict[str, identity.Identity]
+    surveyed: dict[str, str]
+    limits: dict[str, float]
+    where: dict[str, str]
+    trials: int
+    can: dict[str, str]
+
+
 def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
     """Every fault the cluster can take, ``trials`` times under load, and every part of both clauses judged."""
     evidence.record.target = cluster.label
-    case_evidence = evidence
-    gated: Any = _Gated(case_evidence)
+    gated: Any = _Gated(evidence)
+    plan = _prepare(cluster, gated)
+    results = _trials(cluster, gated, plan)
+    _judge_failover(cluster, gated, plan, results)
+    _judge_switchover(gated, plan, results)
+    any_node, said = writes_on_every_node(cluster)
+    gated.part(
+        "BZ-DB-1",
+        any_node,
+        statistic="part: full SQL on any compute node (a write on every node that does not lead)",
+        why=said,
+        not_shown=said,
+    )
+    _scale(cluster, gated, plan)
+    _judge_identity(evidence, gated, plan)
+    gated.require_pass()
+
+
+def _prepare(cluster: HACluster[Any], gated: Any) -> _Plan:
+    """Every node's identity surveyed, the thresholds and trials chosen, all recorded before the first trial."""
     ids, one_server, unread = identity.survey(cluster)
     gated.problems += one_server
     gated.unread += unread
@@ -167,6 +199,12 @@ def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
         "fault, minus the fault's instant (one monotonic clock); the cluster is ready (a leader named, every node "
         "running) before each trial"
     )
+    return _Plan(ids, surveyed, limits, where, trials, can)
+
+
+def _trials(cluster: HACluster[Any], gated: Any, plan: _Plan) -> dict[str, list[TrialResult]]:
+    """``plan.trials`` trials of each fault the cluster can take, under load, in turn."""
+    can, trials, limits, ids = plan.can, plan.trials, plan.limits, plan.ids
     results: dict[str, list[TrialResult]] = {}
     for fault in FAULTS:
         if can.get(fault, "not built for this target"):
@@ -175,6 +213,12 @@ def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
         for k in range(trials):
             gated.progress(f"{cluster.label}: {fault} {k + 1} of {trials}, under load")
             results[fault].append(_run(cluster, fault, limits, gated, ids))
+    return results
+
+
+def _judge_failover(cluster: HACluster[Any], gated: Any, plan: _Plan, results: dict[str, list[TrialResult]]) -> None:
+    """RTO per fault, no acknowledged write lost, one leader, automatic recovery, uninterrupted reads."""
+    limits, where, can = plan.limits, plan.where, plan.can
     everything = [r for fault in FAULTS for r in results.get(fault, [])]
     recovered = results.get("kill", []) + results.get("freeze", []) + results.get("isolate", [])
     both = ("BZ-DB-1", "SX-RDS-3")
@@ -247,6 +291,10 @@ def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
             f"{gap:g} s (worst {worst_gap:.2f} s; {where['read_gap_s']})",
             why=f"reads stopped for {worst_gap:.2f} s",
         )
+
+
+def _judge_switchover(gated: Any, plan: _Plan, results: dict[str, list[TrialResult]]) -> None:
+    rto_s, where, can = plan.limits["rto_s"], plan.where, plan.can
     if "switchover" in results:
         switchovers = results["switchover"]
         outage = max(r.trial.unavailable_s for r in switchovers)
@@ -261,14 +309,11 @@ def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
         )
     else:
         none_shown(gated, ("BZ-DB-1",), "part: planned switchover under load", can.get("switchover", "not built"))
-    any_node, said = writes_on_every_node(cluster)
-    gated.part(
-        "BZ-DB-1",
-        any_node,
-        statistic="part: full SQL on any compute node (a write on every node that does not lead)",
-        why=said,
-        not_shown=said,
-    )
+
+
+def _scale(cluster: HACluster[Any], gated: Any, plan: _Plan) -> None:
+    """Online scale out and in under load, each added node proven a new server."""
+    can, ids, limits, where = plan.can, plan.ids, plan.limits, plan.where
     if can.get("scale", "not built"):
         none_shown(gated, ("BZ-DB-1",), "part: online scale out and in under load", can.get("scale", "not built"))
     else:
@@ -287,6 +332,12 @@ def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
             gated.progress(f"{cluster.label}: scale out and in {k + 1} of {SCALE_TRIALS}, under load")
             scaled.append(scale_out_in(cluster, on_added=added_is_new))
         scale_part(gated, scaled, limits["read_gap_s"], where["read_gap_s"])
+
+
+def _judge_identity(case_evidence: CaseEvidence, gated: Any, plan: _Plan) -> None:
+    """The part every other part rests on (judged on the case's own evidence, never gated), and the parts a run on
+    one machine cannot show."""
+    ids, surveyed = plan.ids, plan.surveyed
     for clause in ("BZ-DB-1", "SX-RDS-3"):
         case_evidence.part(
             clause,
@@ -311,4 +362,3 @@ def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
         statistic="part: no single point of failure; two-AZ primary/standby",
         not_shown="one machine: the zones (and a proxy in front of the nodes) are not shown redundant here",
     )
-    gated.require_pass()
