@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from clauseproof.backup.phases import WorkFolder, timed, vendor_command
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.encryption.atrest import CLASSES, make_canaries, scan_files, scan_tree
-from clauseproof.encryption.canaries import currency_problems, expected_files, write_canaries
+from clauseproof.encryption.atrest import CLASSES, ScanResult, make_canaries, scan_files, scan_tree
+from clauseproof.encryption.canaries import Expected, currency_problems, expected_files, write_canaries
 from clauseproof.targets.roles import Database, DataFiles, PhysicalBackups
 
 #: Which file classes each part of the clause covers.
@@ -144,8 +145,28 @@ def _unshown(
     return why
 
 
+@dataclass
+class _Scanned:
+    """What the scan read: canaries found per file class, files the server names that the copy lacks, classes not
+    inspected (and why), where the data directory was read, whether the canaries were forced to disk."""
+
+    canaries: list[bytes]
+    result: ScanResult
+    stale: dict[str, list[str]]
+    not_inspectable: dict[str, str]
+    root: Path
+    forced: bool
+    expected: list[Expected]
+
+
 def scan(target: Database, evidence: CaseEvidence) -> None:
     """Canaries written, the files read, each part of BZ-DB-2 judged (see the module's docstring)."""
+    _judge(target, evidence, _read(target, evidence))
+
+
+def _read(target: Database, evidence: CaseEvidence) -> _Scanned:
+    """The canaries written and forced to disk, then the data directory, a physical backup and a logical dump read
+    for them; the canary tables are dropped and the copies removed whatever happens."""
     embedded = target.kind == "embedded"  # the harness's own server: its backup is not restored to be shown
     commands = target.profile.commands if target.profile else {}
     canaries = make_canaries(16)
@@ -196,6 +217,13 @@ def scan(target: Database, evidence: CaseEvidence) -> None:
             cur.execute("DROP TABLE IF EXISTS canary")
         conn.close()
         shutil.rmtree(work.path, ignore_errors=True)
+    return _Scanned(canaries, result, stale, not_inspectable, root, forced, expected)
+
+
+def _judge(target: Database, evidence: CaseEvidence, scanned: _Scanned) -> None:
+    """Each part of BZ-DB-2 from what was read: PASS only where no canary was found in files shown to be current."""
+    canaries, result, stale, not_inspectable = scanned.canaries, scanned.result, scanned.stale, scanned.not_inspectable
+    root, forced, expected = scanned.root, scanned.forced, scanned.expected
     where = {
         cls: sorted({f.split("/data/")[-1].split("/files/")[-1] for fs in hits.values() for f in fs})[:5]
         for cls, hits in result.found.items()
