@@ -7,7 +7,7 @@ from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.failover.trial import ScaleResult, TrialResult
-from clauseproof.targets.roles import HACluster
+from clauseproof.targets.roles import HACluster, N
 
 #: the acceptance plan's defaults (the tender states none); a profile's [failover] may set its own
 DEFAULTS = {
@@ -47,7 +47,7 @@ def trial_row(r: TrialResult) -> dict[str, Any]:
     }
 
 
-def writes_on_every_node(cluster: HACluster[Any]) -> tuple[bool | None, str]:
+def writes_on_every_node(cluster: HACluster[N]) -> tuple[bool | None, str]:
     """Whether every node that does not lead takes a write (the "full SQL on any compute node" part): a table
     created and a row written on each; None with the reason when such a node could not be reached."""
     leader = cluster.leader()

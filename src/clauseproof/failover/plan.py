@@ -7,6 +7,7 @@ the profile, the trials of each fault the cluster can take, then the parts (:mod
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from clauseproof.failover.parts import (
     writes_on_every_node,
 )
 from clauseproof.failover.trial import TrialResult, run_trial, scale_out_in
-from clauseproof.targets.roles import HACluster
+from clauseproof.targets.roles import HACluster, N
 
 
 class _Gated:
@@ -51,13 +52,15 @@ class _Gated:
         return getattr(self.evidence, name)
 
 
-def _kill_watched(cluster: HACluster[Any], gate: _Gated, ids: dict[str, identity.Identity]) -> tuple[Any, Any]:
+def _kill_watched(
+    cluster: HACluster[N], gate: _Gated, ids: dict[str, identity.Identity]
+) -> tuple[Callable[[N], float], Callable[[N], float]]:
     """``kill_node`` and ``start_node`` with the victim followed: the fault's instant is when its address stopped
     answering as its server (or the command's own instant, if earlier); a victim that went on answering as itself,
     whose address now reaches another node's server, or that came back with its old start time is a problem."""
-    watch: dict[str, identity.Watch] = {}
+    watch: dict[str, identity.Watch[N]] = {}
 
-    def apply(victim: Any) -> float:
+    def apply(victim: N) -> float:
         w = watch["w"] = identity.Watch(cluster, victim, ids, timeout_s=10.0)
         w.start()
         w.arm()
@@ -71,7 +74,7 @@ def _kill_watched(cluster: HACluster[Any], gate: _Gated, ids: dict[str, identity
             gate.problems.append(w.problem)
         return min(at, w.seen_at) if w.seen_at is not None else at
 
-    def restore(victim: Any) -> float:
+    def restore(victim: N) -> float:
         took = cluster.start_node(victim)
         problem = watch["w"].came_back() if "w" in watch else ""
         if problem:
@@ -82,7 +85,7 @@ def _kill_watched(cluster: HACluster[Any], gate: _Gated, ids: dict[str, identity
 
 
 def _new_leader_is_another_server(
-    cluster: HACluster[Any], gate: _Gated, r: TrialResult, ids: dict[str, identity.Identity]
+    cluster: HACluster[N], gate: _Gated, r: TrialResult, ids: dict[str, identity.Identity]
 ) -> None:
     """The node named leader after a fault is not the old leader's server behind another address."""
     before, after = ids.get(r.trial.leader_before or ""), r.trial.leader_after
@@ -96,7 +99,7 @@ def _new_leader_is_another_server(
         )
 
 
-def _thresholds(cluster: HACluster[Any]) -> tuple[dict[str, float], dict[str, str]]:
+def _thresholds(cluster: HACluster[N]) -> tuple[dict[str, float], dict[str, str]]:
     """The thresholds of this run and where each came from."""
     own = cluster.thresholds()
     values = {k: own.get(k, v) for k, v in DEFAULTS.items()}
@@ -104,7 +107,7 @@ def _thresholds(cluster: HACluster[Any]) -> tuple[dict[str, float], dict[str, st
 
 
 def _run(
-    cluster: HACluster[Any], fault: str, limits: dict[str, float], gate: _Gated, ids: dict[str, identity.Identity]
+    cluster: HACluster[N], fault: str, limits: dict[str, float], gate: _Gated, ids: dict[str, identity.Identity]
 ) -> TrialResult:
     deadline = max(limits["rto_s"] * 1.5, limits["rto_s"] + 5)  # an RTO past the threshold is still measured
     if fault == "kill":
@@ -156,7 +159,7 @@ class _Plan:
     can: dict[str, str]
 
 
-def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
+def verify(cluster: HACluster[N], evidence: CaseEvidence) -> None:
     """Every fault the cluster can take, ``trials`` times under load, and every part of both clauses judged."""
     evidence.record.target = cluster.label
     gated: Any = _Gated(evidence)
@@ -177,7 +180,7 @@ def verify(cluster: HACluster[Any], evidence: CaseEvidence) -> None:
     gated.require_pass()
 
 
-def _prepare(cluster: HACluster[Any], gated: Any) -> _Plan:
+def _prepare(cluster: HACluster[N], gated: Any) -> _Plan:
     """Every node's identity surveyed, the thresholds and trials chosen, all recorded before the first trial."""
     ids, one_server, unread = identity.survey(cluster)
     gated.problems += one_server
@@ -202,7 +205,7 @@ def _prepare(cluster: HACluster[Any], gated: Any) -> _Plan:
     return _Plan(ids, surveyed, limits, where, trials, can)
 
 
-def _trials(cluster: HACluster[Any], gated: Any, plan: _Plan) -> dict[str, list[TrialResult]]:
+def _trials(cluster: HACluster[N], gated: Any, plan: _Plan) -> dict[str, list[TrialResult]]:
     """``plan.trials`` trials of each fault the cluster can take, under load, in turn."""
     can, trials, limits, ids = plan.can, plan.trials, plan.limits, plan.ids
     results: dict[str, list[TrialResult]] = {}
@@ -216,7 +219,7 @@ def _trials(cluster: HACluster[Any], gated: Any, plan: _Plan) -> dict[str, list[
     return results
 
 
-def _judge_failover(cluster: HACluster[Any], gated: Any, plan: _Plan, results: dict[str, list[TrialResult]]) -> None:
+def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dict[str, list[TrialResult]]) -> None:
     """RTO per fault, no acknowledged write lost, one leader, automatic recovery, uninterrupted reads."""
     limits, where, can = plan.limits, plan.where, plan.can
     everything = [r for fault in FAULTS for r in results.get(fault, [])]
@@ -311,7 +314,7 @@ def _judge_switchover(gated: Any, plan: _Plan, results: dict[str, list[TrialResu
         none_shown(gated, ("BZ-DB-1",), "part: planned switchover under load", can.get("switchover", "not built"))
 
 
-def _scale(cluster: HACluster[Any], gated: Any, plan: _Plan) -> None:
+def _scale(cluster: HACluster[N], gated: Any, plan: _Plan) -> None:
     """Online scale out and in under load, each added node proven a new server."""
     can, ids, limits, where = plan.can, plan.ids, plan.limits, plan.where
     if can.get("scale", "not built"):
@@ -319,7 +322,7 @@ def _scale(cluster: HACluster[Any], gated: Any, plan: _Plan) -> None:
     else:
         scaled = []
 
-        def added_is_new(node: Any) -> None:  # a new server, not another address of one that is there
+        def added_is_new(node: N) -> None:  # a new server, not another address of one that is there
             now, why = identity.read(cluster, node)
             if now is None:
                 gated.unread.append(f"the added {node.name}: {why}")
