@@ -83,3 +83,8 @@ def test_the_installed_package_runs_the_suites_outside_the_checkout(installed: P
     measured = {m["clause_id"] for c in doc["cases"] for m in c.get("measurements", [])}
     assert measured >= {"BZ-DB-4a", "BZ-DB-4c", "SX-EDAS-2"}  # at this scale NOT EVIDENCE, as the scale says
     assert (run / "report.html").is_file()
+    listed = _run([str(installed / "bin" / "clauseproof"), "catalog"], tmp_path, 300)
+    assert listed.returncode == 0, (listed.stdout + listed.stderr)[-3000:]
+    assert (
+        "BZ-DB-4a" in listed.stdout and "suites/bulk_load/test_bulk_load.py::test_single_table_insert" in listed.stdout
+    )
