@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,6 +361,10 @@ class Target(ABC):
 RUN_DATABASES = ("_data", "_restored")
 
 
+#: How long :func:`stop_run_sessions` waits for the stopped sessions to be gone.
+STOP_SESSIONS_S = 10.0
+
+
 def stop_run_sessions(conn: Any, dialect: str, namespace: str) -> int:
     """Stop this user's sessions that work for the run ``namespace`` (a statement sent before an interruption
     runs on in the server): PostgreSQL sessions named after the namespace or in its databases, MySQL-family
@@ -369,11 +374,22 @@ def stop_run_sessions(conn: Any, dialect: str, namespace: str) -> int:
     with conn.cursor() as cur:
         if dialect == "postgresql":
             cur.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
                 "AND usename = current_user AND (application_name = %s OR datname = ANY(%s))",
                 (namespace, dbs),
             )
-            return int(cur.fetchone()[0])
+            pids = [int(r[0]) for r in cur.fetchall()]
+            for pid in pids:
+                cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            # pg_terminate_backend only signals: wait (bounded) until they are gone, or a DROP DATABASE right after
+            # fails with "being accessed by other users" and the run's database stays behind
+            deadline = time.monotonic() + STOP_SESSIONS_S
+            while pids and time.monotonic() < deadline:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
+                if int(cur.fetchone()[0]) == 0:
+                    break
+                time.sleep(0.05)
+            return len(pids)
         cur.execute(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
             f"AND DB IN ({', '.join(['%s'] * len(dbs))})",
