@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.failover.history import READ, WRITE, History, LeaderSample, Trial, judge
 from clauseproof.targets.roles import HACluster, N
 
@@ -332,7 +332,7 @@ def _final_read(
             finally:
                 conn.close()
         except Exception as exc:
-            error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            error = first_line(exc)
             time.sleep(0.5)
     if ids is None:
         return None, False, f"the final read found no leader to read within {read_s:g} s ({error})"

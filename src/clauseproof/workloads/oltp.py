@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from clauseproof.core.errors import first_line
 from clauseproof.targets.base import row_numbers
 
 OPERATIONS = ("settle", "lookup", "transfer", "report")
@@ -113,7 +114,7 @@ def settle(conn: Any, dialect: str, schema: str) -> list[str]:
                 if cur.description:
                     cur.fetchall()
         except Exception as exc:
-            refused.append(f"{sql}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+            refused.append(f"{sql}: {first_line(exc)}")
     return refused
 
 
