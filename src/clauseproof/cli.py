@@ -525,7 +525,7 @@ def acceptance_plan() -> Path | None:
 
 
 def _accept(pytest_args: list[str]) -> int:
-    """The acceptance suites of :func:`acceptance_plan`, run by pytest in a child process (its exit code)."""
+    """The acceptance suites of :func:`acceptance_plan`, run by pytest in this process's place (exec)."""
     import os
 
     plan = acceptance_plan()
@@ -543,7 +543,6 @@ def _accept(pytest_args: list[str]) -> int:
         args.append(f"--cp-results={Path.cwd() / 'results'}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(plan), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "pytest", f"--rootdir={plan}", "-p", "no:cacheprovider", *args]
-    try:
-        return subprocess.run(cmd, env=env, check=False).returncode
-    except KeyboardInterrupt:
-        return 2
+    # pytest takes this process's place, as ./run's exec does: Ctrl-C, SIGTERM and SIGHUP reach the run itself
+    # (a child would outlive a SIGTERMed parent), and its exit status is the command's
+    os.execve(sys.executable, cmd, env)

@@ -88,3 +88,34 @@ def test_the_installed_package_runs_the_suites_outside_the_checkout(installed: P
     assert (
         "BZ-DB-4a" in listed.stdout and "suites/bulk_load/test_bulk_load.py::test_single_table_insert" in listed.stdout
     )
+
+
+def test_clauseproof_accept_is_the_run_itself_so_signals_reach_it(installed: Path, tmp_path: Path) -> None:
+    """`clauseproof accept` becomes pytest (exec), not its parent: a SIGTERM to it is a SIGTERM to the run, which
+    stops cleanly (exit 2); a parent that died would leave the run going on."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [str(installed / "bin" / "clauseproof"), "accept", "suites/bulk_load", "--cp-target=embedded-postgresql",
+         "--cp-scale=0.3"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        import select
+
+        deadline = time.monotonic() + 60  # the run starts in seconds; 60 s is only a bound on a busy machine
+        seen = b""
+        assert proc.stdout is not None
+        while b"ready in" not in seen:  # the server is up and a case is about to run: its handlers are installed
+            assert time.monotonic() < deadline and proc.poll() is None, seen[-1500:]
+            if select.select([proc.stdout], [], [], 1)[0]:
+                seen += os.read(proc.stdout.fileno(), 65536)
+        assert "pytest" in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")  # not a parent
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 2
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
