@@ -23,6 +23,7 @@ LAYERS = {
     "sync": 2,
     "gateway": 2,
     "sla": 2,
+    "db_service": 2,
     "workloads": 2,
     "run": 3,
     "cli": 3,
