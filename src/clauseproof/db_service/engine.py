@@ -51,7 +51,7 @@ def _ask(cur: Any, sql: str) -> tuple[Any, int, str]:
         row = cur.fetchone()
         return (row[0] if row else None), 0, ""
     except Exception as exc:  # the driver's error: its number is the answer
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
         text = f"error {args[0]}: {args[1]}" if len(args) == 2 and isinstance(args[0], int) else first_line(exc)
         return None, _errno(exc), text
 
