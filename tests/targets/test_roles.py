@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clauseproof.db_service.vendor import VendorDiagnosis
 from clauseproof.failover.vendor import VendorCluster, VendorNode
 from clauseproof.gateway.vendor import VendorGateway
 from clauseproof.sync.vendor import VendorSync
@@ -20,6 +21,7 @@ from clauseproof.targets.roles import (
     ColumnarEngine,
     Database,
     DataFiles,
+    Diagnosis,
     HACluster,
     HttpGateway,
     ModelGateway,
@@ -51,6 +53,10 @@ def _backups(a: EmbeddedPostgres, b: EmbeddedMariaDB, c: ContainerTarget) -> lis
 
 def _pitr(a: EmbeddedPostgres, b: EmbeddedMariaDB) -> list[PointInTimeRecovery]:
     return [a, b]
+
+
+def _diagnosis(a: EmbeddedPostgres, b: EmbeddedMariaDB, c: VendorDiagnosis) -> list[Diagnosis]:
+    return [a, b, c]
 
 
 def _replicated(a: ReplicatedPostgres, b: ReplicatedMariaDB, c: ExternalTarget) -> list[Replicated]:
@@ -89,8 +95,8 @@ def _models(a: EmbeddedModelGateway, b: VendorGateway) -> list[ModelGateway]:
 @pytest.mark.parametrize(
     ("make", "roles"),
     [
-        (lambda: EmbeddedPostgres("p", "ns", None), {DataFiles, PhysicalBackups, PointInTimeRecovery}),
-        (lambda: EmbeddedMariaDB("m", "ns", None), {DataFiles, PhysicalBackups, PointInTimeRecovery}),
+        (lambda: EmbeddedPostgres("p", "ns", None), {DataFiles, PhysicalBackups, PointInTimeRecovery, Diagnosis}),
+        (lambda: EmbeddedMariaDB("m", "ns", None), {DataFiles, PhysicalBackups, PointInTimeRecovery, Diagnosis}),
         (lambda: ExternalTarget.from_url("postgresql://u@127.0.0.1:1/db", "ns"), {Replicated}),
         (lambda: ReplicatedPostgres("r", "ns", None), {Replicated}),
         (lambda: PatroniCluster("h", "ns", None), {HACluster}),
@@ -103,7 +109,7 @@ def test_a_target_answers_the_role_queries_its_class_implements(make: object, ro
     """Built, not started: a role query is about what a target can do, and needs nothing running."""
     assert callable(make)
     target = make()
-    queried = {DataFiles, PhysicalBackups, PointInTimeRecovery, Replicated, HACluster, SyncSystem}
+    queried = {DataFiles, PhysicalBackups, PointInTimeRecovery, Replicated, HACluster, SyncSystem, Diagnosis}
     assert {r for r in queried if isinstance(target, r)} == roles
     assert isinstance(target, Database)
 

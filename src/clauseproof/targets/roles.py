@@ -12,6 +12,7 @@ have; a case that needs one the target lacks says so in a NOT SHOWN or skipped r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -28,13 +29,16 @@ __all__ = [
     "ColumnarEngine",
     "DataFiles",
     "Database",
+    "Diagnosis",
     "HACluster",
+    "Health",
     "HttpGateway",
     "ModelGateway",
     "NodeAddresses",
     "PhysicalBackups",
     "PointInTimeRecovery",
     "Replicated",
+    "SlowQuery",
     "SyncSystem",
 ]
 
@@ -142,6 +146,51 @@ class PointInTimeRecovery(Protocol):
     def pitr_restore(self, work: Path, archive: Path | None, point: Mapping[str, Any], start: str) -> Database:
         """A new, started instance restored to ``point`` (the caller stops it); a refusal raises
         :class:`~clauseproof.core.errors.ClauseproofError` whose text says so."""
+        ...
+
+
+# -- the service's own diagnosis: slow-query analysis and health status (SX-RDS-5) --------------------
+@dataclass(frozen=True)
+class SlowQuery:
+    """One statement the slow-query analysis lists, with the time it lists for it."""
+
+    text: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Health:
+    """The health status as the service reports it: healthy or not, and each problem it names."""
+
+    healthy: bool
+    problems: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Diagnosis(Protocol):
+    """A service that analyses its slow queries and reports its health (the embedded stand-ins from their own slow
+    logs and catalogs; a vendor's through the commands of its profile's ``[diagnosis]``)."""
+
+    @property
+    def diagnosis_source(self) -> str:
+        """Where the slow queries and the health status come from, in words, for the evidence."""
+        ...
+
+    def slow_query_start(self) -> float:
+        """Get the slow-query analysis ready (on the harness's own server only); the threshold it counts as slow,
+        in seconds. What it lists from now on is what :meth:`slow_queries` returns."""
+        ...
+
+    def slow_queries(self) -> list[SlowQuery]:
+        """What the analysis lists since :meth:`slow_query_start`."""
+        ...
+
+    def health(self) -> Health:
+        """The health status now (it must answer while the server's connections are all taken)."""
+        ...
+
+    def diagnosis_stop(self) -> None:
+        """Undo what :meth:`slow_query_start` changed and close what the health status held open. Never raises."""
         ...
 
 

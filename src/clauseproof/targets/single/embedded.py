@@ -29,6 +29,7 @@ from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
 from clauseproof.targets.host.folders import make_private_folder
+from clauseproof.targets.single.diagnosis import EngineDiagnosis
 
 log = logging.getLogger("clauseproof.embedded")
 
@@ -61,7 +62,7 @@ def _find_binaries(names: tuple[str, ...], candidates: list[Path], option: str, 
     )
 
 
-class EmbeddedServer(Target):
+class EmbeddedServer(EngineDiagnosis, Target):
     """Shared life cycle of an embedded server in a temporary folder."""
 
     kind = "embedded"
