@@ -31,7 +31,7 @@ from typing import Any
 
 from clauseproof.core.commands import fill_command, template_problem, timed
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.targets.roles import Database, Diagnosis, Health, SlowQuery
+from clauseproof.targets.roles import AuditTrail, Database, Diagnosis, Health, SlowQuery
 from clauseproof.targets.sections import Section
 
 PLACEHOLDERS = {
@@ -153,4 +153,38 @@ def diagnosis_of(target: Database) -> tuple[Diagnosis | None, float, str]:
             f"{target.label} declares no slow-query analysis or health status: a profile gives them as [service] "
             "slow_queries_command and health_command (the harness changes no setting of a server it did not start)"
         ),
+    )
+
+
+class VendorAudit:
+    """The service's audit trail, through ``[service] audit_command`` (role ``AuditTrail``)."""
+
+    def __init__(self, target: Database, section: ServiceSection) -> None:
+        self.target, self.section = target, section
+        self._since = ""
+
+    @property
+    def audit_source(self) -> str:
+        return f"the vendor's command {self.section.commands.get('audit_command')!r}"
+
+    def audit_start(self) -> None:
+        self._since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+    def audit_entries(self) -> list[str]:
+        return run_output(self.target, self.section, "audit_command", since=self._since).splitlines()
+
+    def audit_stop(self) -> None:
+        return None
+
+
+def audit_of(target: Database) -> tuple[AuditTrail | None, str]:
+    """(the target's audit trail, why there is none)."""
+    section = section_of(target)
+    if section and "audit_command" in section.commands:
+        return VendorAudit(target, section), ""
+    if target.profile is None and isinstance(target, AuditTrail):
+        return target, ""
+    return None, (
+        f"{target.label} declares no audit trail: a profile gives it as [service] audit_command (the harness turns "
+        "no audit on for a server it did not start)"
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from clauseproof.targets.topology import Topology
 
 __all__ = [
+    "AuditTrail",
     "ClusterNode",
     "ColumnarEngine",
     "DataFiles",
@@ -32,6 +33,7 @@ __all__ = [
     "Diagnosis",
     "HACluster",
     "Health",
+    "HostFiles",
     "HttpGateway",
     "ModelGateway",
     "NodeAddresses",
@@ -192,6 +194,36 @@ class Diagnosis(Protocol):
     def diagnosis_stop(self) -> None:
         """Undo what :meth:`slow_query_start` changed and close what the health status held open. Never raises."""
         ...
+
+
+@runtime_checkable
+class AuditTrail(Protocol):
+    """A service that writes an audit trail of data changes (BZ-SEC-1): each entry a line of text naming user, time
+    and statement (the embedded stand-ins through their engines' audit plugins; a vendor's through
+    ``[service] audit_command``)."""
+
+    @property
+    def audit_source(self) -> str: ...
+
+    def audit_start(self) -> None:
+        """Turn the audit on (on the harness's own server only; a vendor's is on already); entries from now on."""
+        ...
+
+    def audit_entries(self) -> list[str]:
+        """The audit trail's lines since :meth:`audit_start`."""
+        ...
+
+    def audit_stop(self) -> None:
+        """Undo what :meth:`audit_start` changed. Never raises."""
+        ...
+
+
+@runtime_checkable
+class HostFiles(Protocol):
+    """A server that runs on this machine (the harness started it here): the files of its host are this machine's
+    (BZ-DB-3 reads the CPU and OS facts from them)."""
+
+    def host_file(self, path: str) -> str: ...
 
 
 # -- topologies -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.base import Target
 from clauseproof.targets.host.folders import make_private_folder
+from clauseproof.targets.single.audit import EngineAudit
 from clauseproof.targets.single.diagnosis import EngineDiagnosis
 
 log = logging.getLogger("clauseproof.embedded")
@@ -62,7 +63,7 @@ def _find_binaries(names: tuple[str, ...], candidates: list[Path], option: str, 
     )
 
 
-class EmbeddedServer(EngineDiagnosis, Target):
+class EmbeddedServer(EngineDiagnosis, EngineAudit, Target):
     """Shared life cycle of an embedded server in a temporary folder."""
 
     kind = "embedded"
@@ -167,6 +168,10 @@ class EmbeddedServer(EngineDiagnosis, Target):
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+
+    # -- role: HostFiles (the server runs on this machine) ----------------------------------------------------
+    def host_file(self, path: str) -> str:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
 
     # -- role: DataFiles (the at-rest scan reads the data directory in place) ------------------------------
     files_from = "the data directory in place"

@@ -43,9 +43,12 @@ class EmbeddedPostgres(EmbeddedServer):
         *,
         standby: bool = False,
         tcp_auth: str = "scram-sha-256",
+        tls: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(label, namespace, bindir, **kwargs)
+        #: Require TLS of every TCP client (a certificate of a CA of this instance; plaintext refused by pg_hba).
+        self.tls = tls
         #: Start as a hot standby (standby.signal) of the server its ``primary_conninfo`` setting names.
         self.standby = standby
         #: How TCP clients prove the password: scram-sha-256, or md5 where a proxy opens a connection to every
@@ -99,7 +102,11 @@ class EmbeddedPostgres(EmbeddedServer):
                     self._private(data / "standby.signal", "")
             else:
                 self._init_pg(bindir, data)
-            self._private(data / "pg_hba.conf", PG_HBA.format(method=self.tcp_auth))  # whatever the copy came with
+            hba = PG_HBA.format(method=self.tcp_auth)
+            if self.tls:
+                hba = hba.replace("\nhost ", "\nhostssl ")
+                self._tls_settings(folder)
+            self._private(data / "pg_hba.conf", hba)  # whatever the copy came with
             if self.settings:
                 with open(data / "postgresql.conf", "a") as conf:
                     conf.write("\n# clauseproof: settings of this instance\n")
@@ -119,6 +126,15 @@ class EmbeddedPostgres(EmbeddedServer):
         except BaseException:
             self.stop()
             raise
+
+    def _tls_settings(self, folder: Path) -> None:
+        from clauseproof.targets.clusters.tls import RunCA
+
+        ca = RunCA(self.label)
+        issued = ca.issue(folder, "server", ["127.0.0.1"], owner=self.server_user)
+        self.tls_ca = ca.write_ca(folder, owner=self.server_user)
+        self.settings.update(ssl="on", ssl_cert_file=str(issued.cert), ssl_key_file=str(issued.key),
+                             ssl_min_protocol_version="TLSv1.2")  # fmt: skip
 
     @property
     def port(self) -> int:
