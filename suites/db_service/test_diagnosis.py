@@ -18,7 +18,7 @@ from clauseproof.targets.roles import Database
 
 @pytest.mark.clause("SX-RDS-5")
 def test_slow_queries_and_health(target: Database, evidence: CaseEvidence, cp_settings: Settings) -> None:
-    diag, delay_s, why_not = diagnosis_of(target)
+    diag, (delay_s, health_s), why_not = diagnosis_of(target)
     if diag is None:
         for part in ("slow-query analysis lists the marked slow statement", "health status names a real fault"):
             evidence.part("SX-RDS-5", None, statistic=part, not_shown=why_not)
@@ -29,7 +29,7 @@ def test_slow_queries_and_health(target: Database, evidence: CaseEvidence, cp_se
         "taking every connection of a vendor's service needs --cp-destructive=yes")  # fmt: skip
     try:
         diagnosis.check_slow_queries(target, diag, evidence, delay_s)
-        diagnosis.check_health(target, diag, evidence, fill)
+        diagnosis.check_health(target, diag, evidence, fill, health_s)
     finally:
         diag.diagnosis_stop()
     evidence.require_pass()

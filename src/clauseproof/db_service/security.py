@@ -233,15 +233,14 @@ def check_audit(target: Database, trail: AuditTrail, evidence: CaseEvidence, wai
         ):
             untimed.append(kind)
     present = [k for k in statements if found[k]]
-    evidence.part(CLAUSE, bool(present) and not unnamed and not untimed,
+    evidence.part(CLAUSE, (not unnamed and not untimed) if present else None,
                   statistic=f"audit: each entry names the user ({user}) and the time of the change (within "
                   f"{AUDIT_SKEW_S:g} s)",
-                  why=_why_unattributed(present, unnamed, untimed))  # fmt: skip
+                  why=_why_unattributed(unnamed, untimed),
+                  not_shown="no entry of the harness's changes in the trail to read a user and time from")  # fmt: skip
 
 
-def _why_unattributed(present: list[str], unnamed: list[str], untimed: list[str]) -> str:
-    if not present:
-        return "no entry to read"
+def _why_unattributed(unnamed: list[str], untimed: list[str]) -> str:
     parts = [f"no user on {', '.join(unnamed)}" if unnamed else "",
              f"no time near the change on {', '.join(untimed)}" if untimed else ""]  # fmt: skip
     return "; ".join(p for p in parts if p)

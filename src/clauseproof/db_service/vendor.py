@@ -8,6 +8,7 @@ slow_queries_command = "vendorctl slowlog --instance db1 --since {since} --json"
 health_command = "vendorctl health --instance db1 --json"
 slow_query_threshold_s = 1.0      # what the service counts as slow
 report_delay_s = 60               # how long its analysis may take to list a statement
+health_delay_s = 60               # how long its health status may take to show a fault, and its recovery
 # BZ-DB-3: prints /proc/cpuinfo, then /etc/os-release, of the database host (the facts are read, never declared)
 host_command = "ssh db1 'cat /proc/cpuinfo /etc/os-release'"
 # BZ-SEC-1: the service refuses plaintext connections; audit_command prints the audit log since {since}
@@ -44,6 +45,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     **dict.fromkeys(PLACEHOLDERS, str),
     "slow_query_threshold_s": (int, float),
     "report_delay_s": (int, float),
+    "health_delay_s": (int, float),
     "tls_required": bool,
     "command_timeout_s": (int, float),
 }
@@ -54,6 +56,7 @@ class ServiceSection:
     commands: dict[str, str] = field(default_factory=dict)
     slow_query_threshold_s: float = 1.0
     report_delay_s: float = 60.0
+    health_delay_s: float = 60.0
     tls_required: bool | None = None
     command_timeout_s: float = 60.0
 
@@ -67,13 +70,14 @@ def parse(body: dict[str, Any], err: Any) -> ServiceSection | None:
         if problem:
             allowed = ", ".join("{" + a + "}" for a in PLACEHOLDERS[name]) or "no placeholder"
             raise err("service", name, problem, f"use {allowed}, bare, without quotes")
-    for key in ("slow_query_threshold_s", "report_delay_s", "command_timeout_s"):
+    for key in ("slow_query_threshold_s", "report_delay_s", "health_delay_s", "command_timeout_s"):
         if key in body and not 0 < float(body[key]) <= 3600:
             raise err("service", key, f"{body[key]!r} is not a number of seconds in (0, 3600]", "give e.g. 60")
     return ServiceSection(
         commands=commands,
         slow_query_threshold_s=float(body.get("slow_query_threshold_s", 1.0)),
         report_delay_s=float(body.get("report_delay_s", 60.0)),
+        health_delay_s=float(body.get("health_delay_s", 60.0)),
         tls_required=body.get("tls_required"),
         command_timeout_s=float(body.get("command_timeout_s", 60.0)),
     )
@@ -139,21 +143,23 @@ class VendorDiagnosis:
         return None
 
 
-def diagnosis_of(target: Database) -> tuple[Diagnosis | None, float, str]:
-    """(the target's diagnosis, how long its analysis may take to list a statement, why there is none)."""
+#: How long the embedded stand-ins' slow log and health status may take (they answer at once).
+EMBEDDED_DELAYS = (10.0, 15.0)
+
+
+def diagnosis_of(target: Database) -> tuple[Diagnosis | None, tuple[float, float], str]:
+    """(the target's diagnosis, how long its analysis may take to list a statement and its health status to show a
+    fault, why there is none)."""
     section = section_of(target)
     if section and {"slow_queries_command", "health_command"} <= set(section.commands):
-        return VendorDiagnosis(target, section), section.report_delay_s, ""
+        return VendorDiagnosis(target, section), (section.report_delay_s, section.health_delay_s), ""
     if target.profile is None and isinstance(target, Diagnosis):
-        return target, 10.0, ""
-    return (
-        None,
-        0.0,
-        (
-            f"{target.label} declares no slow-query analysis or health status: a profile gives them as [service] "
-            "slow_queries_command and health_command (the harness changes no setting of a server it did not start)"
-        ),
+        return target, EMBEDDED_DELAYS, ""
+    why = (
+        f"{target.label} declares no slow-query analysis or health status: a profile gives them as [service] "
+        "slow_queries_command and health_command (the harness changes no setting of a server it did not start)"
     )
+    return None, (0.0, 0.0), why
 
 
 class VendorAudit:
