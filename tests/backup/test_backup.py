@@ -18,7 +18,7 @@ from clauseproof.targets.single.external import load_profile
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.workloads import settlement
-from tests.fix_targets import our_folders, vendor_profile
+from tests.fix_targets import CATALOG, our_folders, vendor_profile
 
 
 @pytest.mark.parametrize("server", ["pg_server", "mariadb_server"])
@@ -60,7 +60,12 @@ def test_backup_suite_end_to_end_at_small_scale(project: pytest.Pytester) -> Non
     result.assert_outcomes(passed=6)
     doc = json.loads((project.path / "results" / "latest" / "evidence.json").read_text())
     rows = [r for r in doc["clause_rows"] if r["id"] in ("BZ-DB-4e", "BZ-DB-4f", "SX-RDS-4")]
-    assert len(rows) == 2 * 2 * 2 + 3 * 2  # 4e/4f × physical/logical × 2 engines + SX-RDS-4 × 3 cases × 2
+    # 4e/4f × physical/logical × 2 engines + SX-RDS-4 × 3 cases × 2 + the logical backup's database-only part × 2
+    assert len(rows) == 2 * 2 * 2 + 3 * 2 + 2
+    only = [c for c in doc["cases"] if "logical" in c["nodeid"]]
+    assert all(
+        any("leaves out the server's other databases" in m["statistic"] for m in c["measurements"]) for c in only
+    )
     assert {r["verdict"] for r in rows} == {"NOT EVIDENCE"}  # scale < 1
     physical = next(c for c in doc["cases"] if "physical" in c["nodeid"] and "mariadb" in c["nodeid"])
     names = [p["name"] for p in physical["parameters"]["restore_phases"]]
@@ -285,3 +290,28 @@ def test_two_whole_runs_share_one_cache(project: pytest.Pytester) -> None:
         case = next(c for c in doc["cases"] if c["outcome"] == "passed")
         from_cache.append(case["parameters"]["data_set"]["from_cache"])
     assert sorted(from_cache) == [False, True]
+
+
+def test_a_database_level_backup_holding_another_database_fails(tmp_path: Path) -> None:
+    """The cheat: a whole-server dump (pg_dumpall, mariadb-dump --all-databases) called a database-level backup. The
+    other database's marker is found, in plain files and in pg_dump -Fd's gzip-compressed ones alike."""
+    import gzip
+
+    from clauseproof.backup.logical import database_only, found_in
+    from clauseproof.core.catalog import load_catalog
+    from clauseproof.core.evidence import CaseEvidence, CaseRecord
+
+    out = tmp_path / "dump"
+    out.mkdir()
+    (out / "toc.dat").write_bytes(b"header " * 1000)
+    with gzip.open(out / "3001.dat.gz", "wb") as f:
+        f.write(b"x" * (1 << 21) + b"cpother0123456789abcdef\n")  # past the first read
+    assert found_in(out, b"cpother0123456789abcdef") == ["3001.dat.gz"]
+    assert found_in(out, b"cpotherffffffffffffffff") == []
+    ev = CaseEvidence(CaseRecord("s::t", ["SX-RDS-4"], "x"), load_catalog(CATALOG), 1.0)
+    database_only(ev, out, "cpother0123456789abcdef", "clauseproof_other")
+    m = ev.record.measurements[0]
+    assert m.verdict == "FAIL" and "3001.dat.gz" in m.reason
+    ev = CaseEvidence(CaseRecord("s::t", ["SX-RDS-4"], "x"), load_catalog(CATALOG), 1.0)
+    database_only(ev, out, "cpotherffffffffffffffff", "clauseproof_other")
+    assert ev.record.measurements[0].verdict == "PASS"

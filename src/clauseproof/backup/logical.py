@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import gzip
+import secrets
 import shutil
 import time
+from pathlib import Path
 
 from clauseproof.backup.equality import SourceChange, change_source, source_digest, undo_change, verdict_after_restore
 from clauseproof.backup.phases import Phase, timed, written
@@ -14,6 +17,54 @@ from clauseproof.core.evidence import CaseEvidence
 from clauseproof.targets.roles import Database
 
 RESTORED_DB = "clauseproof_restored"
+OTHER_DB = "clauseproof_other"
+
+
+def _other_database(server: Database, name: str, marker: str) -> None:
+    """A second database on the same server, holding one marked row: a database-level backup must leave it out."""
+    with server.connect(in_namespace=False) as admin, admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
+    conn = server.connect_database(name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE TABLE {marker} (note VARCHAR(64))")
+            cur.execute(f"INSERT INTO {marker} VALUES ('{marker}')")
+    finally:
+        conn.close()
+
+
+def found_in(path: Path, needle: bytes) -> list[str]:
+    """The files under ``path`` (a file or a folder) whose bytes — gunzipped where gzip-compressed, as pg_dump -Fd
+    writes its tables — hold ``needle``."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    hits = []
+    for f in files:
+        opener = gzip.open if f.read_bytes()[:2] == b"\x1f\x8b" else open
+        with opener(f, "rb") as fh:
+            tail = b""
+            while chunk := fh.read(1 << 20):
+                if needle in tail + chunk:
+                    hits.append(f.name)
+                    break
+                tail = chunk[-len(needle) :]
+    return hits
+
+
+def database_only(evidence: CaseEvidence, out: Path, marker: str, other: str) -> None:
+    """SX-RDS-4's database-level part: the backup holds the database asked for and not the other one."""
+    if not out.exists():
+        evidence.part("SX-RDS-4", None, statistic="database-level logical backup leaves out the server's other "
+                      "databases", not_shown="the backup wrote nothing the harness can read")  # fmt: skip
+        return
+    hits = found_in(out, marker.encode())
+    evidence.part(
+        "SX-RDS-4",
+        not hits,
+        statistic=f"database-level logical backup leaves out the server's other databases (a second database, {other}, "
+        f"holds a table and row marked {marker}; the backup's files are searched for the marker, gunzipped)",
+        why=f"the marker of the other database is in the backup: {', '.join(hits[:5])}",
+    )
 
 
 def backup_and_restore(target: Database, src: Source, evidence: CaseEvidence) -> None:
@@ -23,11 +74,14 @@ def backup_and_restore(target: Database, src: Source, evidence: CaseEvidence) ->
     env = ep.client_env(server.dialect)
     conn_args = ep.client_args(server.dialect)
     new_db = f"{target.namespace}_restored" if not src.embedded else RESTORED_DB
+    other_db = f"{target.namespace}_other" if not src.embedded else OTHER_DB
+    marker = f"cpother{secrets.token_hex(8)}"
     before = source_digest(src, evidence, target.label)
     out = src.work.path / "logical"
     created = False
     change: SourceChange | None = None
     try:
+        _other_database(server, other_db, marker)
         if server.dialect == "postgresql":
             evidence.progress(f"{target.label}: pg_dump -Fd -j2")
             backup = [
@@ -38,6 +92,7 @@ def backup_and_restore(target: Database, src: Source, evidence: CaseEvidence) ->
                 )
             ]
             size = written(out)
+            database_only(evidence, out, marker, other_db)
             change = change_source(src)
             restore = [_create_database(server, new_db)]
             created = True
@@ -65,6 +120,7 @@ def backup_and_restore(target: Database, src: Source, evidence: CaseEvidence) ->
                 )
             ]
             size = written(out.with_suffix(".sql"))
+            database_only(evidence, out.with_suffix(".sql"), marker, other_db)
             change = change_source(src)
             restore = [_create_database(server, new_db)]
             created = True
@@ -88,8 +144,9 @@ def backup_and_restore(target: Database, src: Source, evidence: CaseEvidence) ->
         record(evidence, src, "logical (database level)", backup, restore, size, before, change, unequal, *windows)
     finally:
         undo_change(src, change)
-        if created:
-            with server.connect(in_namespace=False) as admin, admin.cursor() as cur:
+        with server.connect(in_namespace=False) as admin, admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {other_db}")
+            if created:
                 cur.execute(f"DROP DATABASE IF EXISTS {new_db}")
         shutil.rmtree(out, ignore_errors=True)
         out.with_suffix(".sql").unlink(missing_ok=True)

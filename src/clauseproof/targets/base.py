@@ -358,7 +358,7 @@ class Target(ABC):
 
 
 #: Databases a run makes beside its namespace (the backup suite's data set and restore).
-RUN_DATABASES = ("_data", "_restored")
+RUN_DATABASES = ("_data", "_restored", "_other")
 
 
 #: How long :func:`stop_run_sessions` waits for the stopped sessions to be gone.
