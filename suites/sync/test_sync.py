@@ -39,7 +39,7 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.sync import cases, conversion, outage, seeded
+from clauseproof.sync import cases, conversion, outage, seeded, vendor_check
 from clauseproof.sync.cases import Part
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.mapping import TableMap
@@ -235,3 +235,12 @@ def test_outage(sync_lab: SyncSystem, evidence: CaseEvidence, clause_catalog: Ca
         return
     evidence.progress(f"BZ-SYNC-7 on {sync_lab.label}: {outage.OUTAGES[fault]} for {params['hold_s']} s ...")
     _record(evidence, _attempt("BZ-SYNC-7", fault, lambda: [outage.outage(sync_lab, fault, params)]))
+
+
+@pytest.mark.clause("BZ-SYNC-3")
+def test_the_vendors_own_checker(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
+    """The sync software's own consistency checker (``[sync] check_command``) on an equal copy and on a copy with the
+    nine seeded differences: real row counts, the equal copy equal, exactly the seeded keys named."""
+    evidence.parameters(rows=CROSS_ROWS, seeded=[what for what, _, _ in seeded.SEEDED])
+    evidence.window("no timed window; the vendor's checker is run once per copy")
+    _record(evidence, vendor_check.check_with_vendor(sync_lab, CROSS_ROWS))

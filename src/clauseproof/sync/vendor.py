@@ -24,6 +24,9 @@ stop_target_db = "ssh {host} sudo systemctl stop vendor-db"
 start_target_db = "ssh {host} sudo systemctl start vendor-db"
 # optional: prints the bytes the source keeps for the task (its log not yet confirmed)
 retained_command = "vendorctl task lag --name {name}"
+# optional (BZ-SYNC-3): the vendor's own consistency checker; prints JSON {"source_rows": n, "target_rows": m,
+# "differences": [{"key": 17, "kind": "changed"}, ...]} (kinds: missing, extra, duplicated, changed, moved)
+check_command = "vendorcheck --from {source} --to {target} -s {schema} {source_table} {target_table} --json"
 command_timeout_s = 300
 ```
 
@@ -53,7 +56,7 @@ FAULT_COMMANDS = {
     "host": ("stop_target_host", "start_target_host"),
     "database": ("stop_target_db", "start_target_db"),
 }
-TASK_COMMANDS = ("create_task", "drop_task", "retained_command")
+TASK_COMMANDS = ("create_task", "drop_task", "retained_command", "check_command")
 COMMANDS = TASK_COMMANDS + tuple(c for pair in FAULT_COMMANDS.values() for c in pair)
 SCENARIOS = ("capture", "topologies", "conversion", "bidirectional", "outage")
 KEYS: dict[str, type | tuple[type, ...]] = {
@@ -66,6 +69,7 @@ PLACEHOLDERS = {
     "create_task": ("name", "source", "target", "schema", "tables", "spec"),
     "drop_task": ("name", "source", "target", "schema"),
     "retained_command": ("name", "source", "target", "schema"),
+    "check_command": ("source", "target", "schema", "source_table", "target_table"),
 }
 
 
@@ -278,6 +282,20 @@ class VendorSync:
         except (ValueError, IndexError):
             return {"slot": name, "exists": True, "kept_as": f"vendor: {out[:80]}"}
         return {"slot": name, "exists": True, "kept_as": "the vendor's retained log", "retained_bytes": kept}
+
+    def run_checker(self, source: str, target: str, source_table: str, target_table: str) -> dict[str, Any]:
+        """The vendor's checker on two tables (``check_command``); what it printed, as JSON."""
+        values: dict[str, str | int] = {"source": source, "target": target, "schema": self.namespace,
+                                        "source_table": source_table, "target_table": target_table}  # fmt: skip
+        out = self._run("check_command", values, source)
+        try:
+            doc = json.loads(out)
+        except json.JSONDecodeError as exc:
+            shape = '{"source_rows": n, "target_rows": m, "differences": [...]}'
+            raise ClauseproofError(f"[sync] check_command printed no JSON: {exc}", fix=f"print {shape}") from None
+        if not isinstance(doc, dict):
+            raise ClauseproofError("[sync] check_command printed no JSON object", fix="print {...}")
+        return doc
 
     # -- faults -----------------------------------------------------------------------------------
     def why_not(self, scenario: str) -> str:

@@ -1,0 +1,71 @@
+"""BZ-SYNC-3 with the vendor's own consistency checker (``[sync] check_command``): the harness loads the same table on
+the source (PostgreSQL) and the target (MySQL family), then a copy with the nine seeded differences
+(:data:`clauseproof.sync.seeded.SEEDED`), and runs the vendor's checker on both. It must report the real row counts,
+find the equal copy equal, and name exactly the seeded differences — the keys the harness changed, no other (a
+moved row may be named as its old key missing and its new key extra). The cheapest cheat, a checker that compares
+row counts only, finds nothing in a seeded copy whose differences keep the count and is judged FAIL."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from clauseproof.sync import seeded
+from clauseproof.sync.cases import Part
+from clauseproof.sync.vendor import VendorSync
+
+CLAUSE = "BZ-SYNC-3"
+
+
+def _count(conn: Any, table: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {table}")
+        return int(cur.fetchone()[0])
+
+
+def check_with_vendor(lab: Any, rows: int) -> list[Part]:
+    """The parts; NOT SHOWN where the lab has no checker of its own or its nodes are not PostgreSQL → MySQL."""
+    name = "the vendor's own checker"
+    if not isinstance(lab, VendorSync) or "check_command" not in lab.section.commands:
+        why = ("the embedded stand-ins have no checker of their own (the harness's is judged in "
+               "test_consistency_across_engines)" if not isinstance(lab, VendorSync)
+               else "the profile's [sync] has no check_command")  # fmt: skip
+        return [Part(CLAUSE, name, None, "row counts and column values of a seeded copy", why=why)]
+    if (lab.dialect_of("a"), lab.dialect_of("b")) != ("postgresql", "mysql"):
+        return [Part(CLAUSE, name, None, "row counts and column values of a seeded copy",
+                     why="the seeded differences are made for a PostgreSQL source (node a) and a MySQL-family target "
+                     f"(node b); these nodes are {lab.dialect_of('a')} and {lab.dialect_of('b')}")]  # fmt: skip
+    with contextlib.closing(lab.node_connect("a")) as a, contextlib.closing(lab.node_connect("b")) as b:
+        seeded.load(a, b, rows)
+        want = seeded.seed(b, rows)
+        real = (_count(a, "people"), _count(b, "people"), _count(b, "people_seeded"))
+    try:
+        equal = lab.run_checker("a", "b", "people", "people")
+        differing = lab.run_checker("a", "b", "people", "people_seeded")
+    finally:
+        with contextlib.closing(lab.node_connect("b")) as b:
+            seeded.drop(b, "people", "people_seeded")
+        with contextlib.closing(lab.node_connect("a")) as a, contextlib.closing(a.cursor()) as c:
+            c.execute("DROP TABLE IF EXISTS people")
+
+    def named(doc: dict[str, Any]) -> set[int]:
+        return {int(d["key"]) for d in doc.get("differences", []) if isinstance(d, dict) and "key" in d}
+
+    want_keys = {k for k, _ in want}
+    moved_to = {rows + 200}  # the seeded move's new key, which a checker may name as extra
+    found = named(differing)
+    counts_said = (equal.get("source_rows"), equal.get("target_rows"), differing.get("target_rows"))
+    return [
+        Part(CLAUSE, f"{name}: row counts", counts_said == real,
+             f"the checker's counts (source, copy, seeded copy) {counts_said} against the real {real}",
+             why=f"it reported {counts_said}; the tables hold {real}"),
+        Part(CLAUSE, f"{name}: equal copy", not named(equal),
+             f"the equal copy ({real[0]} rows, engines' own types) reported without a difference",
+             why=f"it named {len(named(equal))} differences in an equal copy: {sorted(named(equal))[:5]}"),
+        Part(CLAUSE, f"{name}: seeded differences", want_keys <= found and not (found - want_keys - moved_to),
+             f"{len(want)} seeded differences; it named {len(found & want_keys)} of them and "
+             f"{len(found - want_keys - moved_to)} others",
+             why=f"not named: {sorted(want_keys - found)}; named but not seeded: "
+             f"{sorted(found - want_keys - moved_to)}",
+             data={"named": sorted(found)[:50]}),
+    ]  # fmt: skip
