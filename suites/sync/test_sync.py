@@ -39,7 +39,7 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.sync import cases, conversion, outage, seeded, vendor_check
+from clauseproof.sync import cases, conversion, outage, seeded, source_identity, vendor_check
 from clauseproof.sync.cases import Part
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.mapping import TableMap
@@ -241,6 +241,17 @@ def test_outage(sync_lab: SyncSystem, evidence: CaseEvidence, clause_catalog: Ca
 def test_the_vendors_own_checker(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
     """The sync software's own consistency checker (``[sync] check_command``) on an equal copy and on a copy with the
     nine seeded differences: real row counts, the equal copy equal, exactly the seeded keys named."""
+    evidence.record.target = sync_lab.label
     evidence.parameters(rows=CROSS_ROWS, seeded=[what for what, _, _ in seeded.SEEDED])
     evidence.window("no timed window; the vendor's checker is run once per copy")
     _record(evidence, vendor_check.check_with_vendor(sync_lab, CROSS_ROWS))
+
+
+@pytest.mark.clause("BZ-SYNC-1")
+def test_a_domestic_distributed_source(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
+    """The source identified by its own catalogue (pgxc_node, TDSQL's proxy, TiDB's stores, OceanBase's servers), and
+    on the Postgres-XL family (TBase, openTenBase) rows on every datanode shown to arrive (NOT SHOWN on a single
+    server, naming what the source is)."""
+    evidence.record.target = sync_lab.label
+    evidence.window("no timed window; the arrival is bounded by 120 s")
+    _record(evidence, source_identity.check_source(sync_lab))
