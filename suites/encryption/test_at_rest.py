@@ -1,4 +1,5 @@
-"""BZ-DB-2: SM4 storage encryption of data files, logs and backups — proven or disproven part by part.
+"""BZ-DB-2: SM4 storage encryption of data files, logs and backups — proven or disproven part by part; the same scan
+is BZ-SEC-1's storage part (any cipher: the seed 003 clause asks for security, not SM4).
 
 Known-answer tests check the harness's own SM4.  The canary scan writes 16 random canaries
 through the server (table rows, an index, a temporary table, an update whose old values go to
@@ -96,7 +97,7 @@ def _ciphertext_hex(value: Any) -> str:
     return str(value).strip().lower().removeprefix("\\x")  # text: hex, possibly with PostgreSQL's bytea prefix
 
 
-@pytest.mark.clause("BZ-DB-2")
+@pytest.mark.clause("BZ-DB-2", "BZ-SEC-1")
 def test_canary_scan(target: Database, evidence: CaseEvidence) -> None:
     """Plaintext canaries in data files, logs, temporary files and backups (each a part of BZ-DB-2).
 
@@ -129,7 +130,7 @@ def encrypted_mariadb(request: pytest.FixtureRequest) -> Iterator[Database]:
         run.stop_target(spec)
 
 
-@pytest.mark.clause("BZ-DB-2")
+@pytest.mark.clause("BZ-DB-2", "BZ-SEC-1")
 def test_canary_scan_encrypted_mariadb(encrypted_mariadb: Database, evidence: CaseEvidence) -> None:
     """The same scan on MariaDB with data-at-rest encryption (file key management, AES_CTR)."""
     evidence.record.target = encrypted_mariadb.label

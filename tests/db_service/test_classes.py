@@ -33,7 +33,9 @@ def test_every_class_the_same_server_fails(pg_server: EmbeddedPostgres, tmp_path
     rows = [(m.verdict, m.reason) for m in ev.record.measurements]
     assert len(rows) == 3
     assert rows[1][0] == "FAIL" and "smaller class 2c8g250: the same size under another name" in rows[1][1], rows
-    assert rows[2][0] == "FAIL" and "not 80% of 4 vCPUs" in rows[2][1] and "class 2c8g250: the same" in rows[2][1], rows
+    # (the vCPU part is not asserted: beside the other self-tests' load, more sessions win a larger share of this
+    # machine's CPUs than one session, and the ratio is no measure of the server; on a vendor's instance it is)
+    assert rows[2][0] == "FAIL" and "class 2c8g250: the same size under another name" in rows[2][1], rows
     measured = ev.record.parameters["classes"]
     assert {m["instance"] for m in measured.values()} == {f"127.0.0.1:{pg_server.port}"}  # what the evidence shows
 

@@ -33,7 +33,7 @@ def test_a_cheating_service_tool_fails_end_to_end(
 ) -> None:
     profile = vendor_profile(tmp_path / "vendor.toml", pg_server, SECTION)
     result = project.runpytest("suites/db_service", f"--cp-target={profile}", "--cp-results=results")
-    result.assert_outcomes(failed=2, skipped=1, passed=1)
+    result.assert_outcomes(failed=2, skipped=1, passed=2)  # passed: BZ-DB-3, SX-RDS-S2 (NOT SHOWN rows)
     doc = json.loads(next((project.path / "results").glob("*/evidence.json")).read_text())
     rows: dict[str, list[tuple[str, str]]] = {}
     for r in doc["clause_rows"]:

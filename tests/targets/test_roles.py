@@ -24,6 +24,7 @@ from clauseproof.targets.roles import (
     Diagnosis,
     HACluster,
     HttpGateway,
+    InstanceClasses,
     ModelGateway,
     PhysicalBackups,
     PointInTimeRecovery,
@@ -57,6 +58,10 @@ def _pitr(a: EmbeddedPostgres, b: EmbeddedMariaDB) -> list[PointInTimeRecovery]:
 
 def _diagnosis(a: EmbeddedPostgres, b: EmbeddedMariaDB, c: VendorDiagnosis) -> list[Diagnosis]:
     return [a, b, c]
+
+
+def _classes(a: ContainerTarget) -> list[InstanceClasses]:
+    return [a]
 
 
 def _replicated(a: ReplicatedPostgres, b: ReplicatedMariaDB, c: ExternalTarget) -> list[Replicated]:

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core.commands import fill_command, template_problem, timed
-from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.targets.base import Endpoint, open_endpoint
-from clauseproof.targets.roles import Database
+from clauseproof.targets.roles import Database, InstanceClasses
 from clauseproof.targets.sections import Section
 
 CLAUSE = "SX-RDS-S2"
@@ -150,48 +150,74 @@ def _run(target: Database, sec: ClassesSection, command: str, **values: str | in
         return out.read_text(encoding="utf-8", errors="replace")
 
 
+def _measure(target: Database, open_conn: Any, c: tuple[int, int, int], where: str) -> dict[str, Any]:
+    par, rates = parallelism(open_conn, target.dialect, c[0])
+    with contextlib.closing(open_conn()) as conn:
+        buf = buffer_bytes(conn, target.dialect)
+    return {"vcpus": c[0], "memory_gb": c[1], "instance": where, "parallelism": round(par, 2), "rates_per_s": rates,
+            "buffer_bytes": buf}  # fmt: skip
+
+
+def _through_commands(target: Database, sec: ClassesSection, c: tuple[int, int, int]) -> dict[str, Any]:
+    ep = target.address()
+    iname = f"{target.namespace}-{class_name(c)}"[:60]
+    created = False
+    try:
+        out = json.loads(_run(target, sec, "create", name=iname, vcpus=c[0], memory_gb=c[1], disk_gb=c[2]))
+        created = True
+        at = Endpoint(str(out["host"]), int(out["port"]), ep.user, ep.database, ep.password)
+        return _measure(target, lambda: open_endpoint(target.dialect, at, None), c, f"{at.host}:{at.port}")
+    except Exception as exc:  # the vendor's tool, its output, or a driver reaching the new instance
+        return {"error": first_line(exc)}
+    finally:
+        if created:
+            with contextlib.suppress(Exception):
+                _run(target, sec, "drop", name=iname)
+
+
+def _through_role(target: InstanceClasses, db: Database, c: tuple[int, int, int]) -> dict[str, Any]:
+    why = target.class_missing(c[0], c[1])
+    if why:
+        return {"not_shown": why}
+    instance: Database | None = None
+    try:
+        instance = target.create_class(f"class-{class_name(c)}", c[0], c[1])
+        return _measure(db, lambda: instance.connect(in_namespace=False), c, instance.label)
+    except Exception as exc:
+        return {"error": first_line(exc)}
+    finally:
+        if instance is not None:
+            instance.stop()
+
+
 def check_classes(target: Database, evidence: CaseEvidence) -> None:
     sec: ClassesSection | None = target.profile.section("instance_classes") if target.profile else None
-    if sec is None:
-        why = ("the embedded stand-in is one server on this machine and offers no instance classes; a vendor's are "
-               "created through the profile's [instance_classes]" if target.profile is None
+    if sec is None and not (target.profile is None and isinstance(target, InstanceClasses)):
+        why = ("the embedded stand-in is one server on this machine and offers no instance classes (the containers "
+               "stand-in does, as containers with the class's limits); a vendor's are created through the profile's "
+               "[instance_classes]" if target.profile is None
                else "the profile has no [instance_classes] section")  # fmt: skip
         for c in CLASSES:
             evidence.part(CLAUSE, None, statistic=f"class {class_name(c)}: created and measured", not_shown=why)
         return
-    ep = target.address()
+    classes = sec.classes if sec else CLASSES
     measured: dict[str, dict[str, Any]] = {}
-    for c in sec.classes:
-        cname, iname = class_name(c), f"{target.namespace}-{class_name(c)}"[:60]
-        evidence.progress(f"{target.label}: class {cname}: creating {iname}")
-        created = False
-        try:
-            out = json.loads(_run(target, sec, "create", name=iname, vcpus=c[0], memory_gb=c[1], disk_gb=c[2]))
-            created = True
-            at = Endpoint(str(out["host"]), int(out["port"]), ep.user, ep.database, ep.password)
-
-            def open_conn(at: Endpoint = at) -> Any:
-                return open_endpoint(target.dialect, at, None)
-
-            par, rates = parallelism(open_conn, target.dialect, c[0])
-            with contextlib.closing(open_conn()) as conn:
-                buf = buffer_bytes(conn, target.dialect)
-            measured[cname] = {"vcpus": c[0], "memory_gb": c[1], "instance": f"{at.host}:{at.port}",
-                               "parallelism": round(par, 2), "rates_per_s": rates, "buffer_bytes": buf}  # fmt: skip
-        except (ClauseproofError, KeyError, ValueError, json.JSONDecodeError) as exc:
-            measured[cname] = {"error": first_line(exc)}
-        except Exception as exc:  # a driver's error reaching the new instance
-            measured[cname] = {"error": first_line(exc)}
-        finally:
-            if created:
-                with contextlib.suppress(Exception):
-                    _run(target, sec, "drop", name=iname)
+    for c in classes:
+        evidence.progress(f"{target.label}: class {class_name(c)}")
+        if sec is not None:
+            measured[class_name(c)] = _through_commands(target, sec, c)
+        else:
+            assert isinstance(target, InstanceClasses)
+            measured[class_name(c)] = _through_role(target, target, c)
     evidence.parameters(classes=measured, level_s=LEVEL_S, cpu_statement=_cpu_sql(target.dialect),
                         disk="not written: 250-3000 GB would not fit the case's time")  # fmt: skip
     evidence.window(f"per class: 1, V and 2V sessions running {_cpu_sql(target.dialect)!r} for {LEVEL_S:g} s each")
     smaller: list[tuple[str, int, int]] = []  # (name, memory GB, buffer bytes) of the classes measured so far
-    for c in sec.classes:
+    for c in classes:
         cname, m = class_name(c), measured[class_name(c)]
+        if "not_shown" in m:
+            evidence.part(CLAUSE, None, statistic=f"class {cname}: created and measured", not_shown=m["not_shown"])
+            continue
         if "error" in m:
             evidence.part(CLAUSE, False, statistic=f"class {cname}: created and measured", why=m["error"])
             continue

@@ -297,6 +297,15 @@ def _judge(target: Database, evidence: CaseEvidence, scanned: _Scanned) -> None:
             evidence.not_shown(
                 "BZ-DB-2", statistic=statistic, why="the files scanned do not show it: " + "; ".join(missing)
             )
+    if "BZ-SEC-1" in evidence.record.clause_ids:  # seed 003 三、3: the storage half of "stored and transmitted"
+        leaked = sorted(c for c, hits in result.found.items() if hits)
+        statistic = "storage: no plaintext canary in the data files, logs, temporary files or backups"
+        if leaked or not not_inspectable:
+            evidence.measure("BZ-SEC-1", not leaked, "bool", statistic=statistic,
+                             why=f"plaintext found in {', '.join(leaked)}")  # fmt: skip
+        else:
+            evidence.not_shown("BZ-SEC-1", statistic=statistic,
+                               why="not inspected: " + "; ".join(not_inspectable.values()))  # fmt: skip
     if known is not None:  # a cipher the harness configured itself, and it is not SM4
         evidence.measure(
             "BZ-DB-2",

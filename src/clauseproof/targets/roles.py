@@ -35,6 +35,7 @@ __all__ = [
     "Health",
     "HostFiles",
     "HttpGateway",
+    "InstanceClasses",
     "ModelGateway",
     "NodeAddresses",
     "PhysicalBackups",
@@ -215,6 +216,20 @@ class AuditTrail(Protocol):
 
     def audit_stop(self) -> None:
         """Undo what :meth:`audit_start` changed. Never raises."""
+        ...
+
+
+@runtime_checkable
+class InstanceClasses(Protocol):
+    """A target that makes new instances of a given size (SX-RDS-S2): the containers stand-in, each instance a
+    container with the class's CPU and memory limits and its engine's buffer sized to the class."""
+
+    def class_missing(self, vcpus: int, memory_gb: int) -> str:
+        """ "" when an instance of this size can be made here, otherwise why not."""
+        ...
+
+    def create_class(self, name: str, vcpus: int, memory_gb: int) -> Database:
+        """A new, started instance of the class (the caller stops it)."""
         ...
 
 

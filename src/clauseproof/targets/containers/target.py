@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from clauseproof.core import archive, masking
 from clauseproof.core.commands import Phase
@@ -111,8 +111,11 @@ class ContainerTarget(Target):
         progress: Any = print,
         restore_from: Path | None = None,
         password: str = "",
+        server_args: tuple[str, ...] = (),
     ) -> None:
         super().__init__(label, namespace)
+        #: Arguments given to the server after the image's own (an instance class's buffer size, say).
+        self.server_args = server_args
         self.dialect = "postgresql" if dialect == "postgresql" else "mysql"
         self.engine_name = "postgresql" if self.dialect == "postgresql" else "mariadb"
         self.image_asked = image
@@ -199,6 +202,8 @@ class ContainerTarget(Target):
         if self.memory:
             kwargs["mem_limit"] = self.memory
         c.with_kwargs(**kwargs)
+        if self.server_args:
+            c.with_command(["postgres" if self.dialect == "postgresql" else "mariadbd", *self.server_args])
         c.with_name(f"{self.namespace}-{self.engine_name}-{secrets.token_hex(3)}")
         self.container = c
         t0 = time.perf_counter()
@@ -438,6 +443,34 @@ class ContainerTarget(Target):
             restore_from=archive,
             password=self._ep().password or "",
         )
+        t.create_on_start = False
+        t.start()
+        return t
+
+    # -- role: InstanceClasses (SX-RDS-S2) ------------------------------------------------------------------
+    #: The engine's buffer as a share of the class's memory, as managed services size it (MySQL's InnoDB buffer
+    #: pool about three quarters, PostgreSQL's shared_buffers a quarter).
+    BUFFER_SHARE: ClassVar[dict[str, float]] = {"postgresql": 0.25, "mysql": 0.75}
+
+    def class_missing(self, vcpus: int, memory_gb: int) -> str:
+        cl = engine.client()
+        try:
+            info = cl.info()
+        finally:
+            cl.close()
+        cpus, mem = int(info.get("NCPU", 0)), int(info.get("MemTotal", 0))
+        if vcpus > cpus or memory_gb * 2**30 > mem:
+            return (f"the Docker engine's host has {cpus} CPUs and {mem / 2**30:.0f} GiB: a class of {vcpus} vCPUs "
+                    f"and {memory_gb} GB cannot be made here")  # fmt: skip
+        return ""
+
+    def create_class(self, name: str, vcpus: int, memory_gb: int) -> ContainerTarget:
+        buffer_mb = int(memory_gb * 1024 * self.BUFFER_SHARE[self.dialect])
+        args = (("-c", f"shared_buffers={buffer_mb}MB") if self.dialect == "postgresql"
+                else (f"--innodb-buffer-pool-size={buffer_mb}M",))  # fmt: skip
+        t = ContainerTarget(name, self.namespace, self.dialect, image=self.image, cpus=float(vcpus),
+                            memory=f"{memory_gb}g", ready_timeout=self.ready_timeout, progress=self.progress,
+                            server_args=args)  # fmt: skip
         t.create_on_start = False
         t.start()
         return t
