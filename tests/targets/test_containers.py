@@ -5,6 +5,7 @@ of the Docker API."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -318,4 +319,29 @@ def test_a_limit_the_engine_refuses_is_named(docker: Any) -> None:
     with pytest.raises(ClauseproofError) as exc:
         t.start()
     assert "would not create or start a container" in str(exc.value) and "memory=1m" in str(exc.value)
+    assert _ours(docker, ns) == []
+
+
+@pytest.mark.parametrize(("dialect", "buffer_gib"), [("postgresql", 2.0), ("mysql", 6.0)])
+def test_an_instance_class_is_a_container_with_its_limits_and_buffer(
+    docker: Any, dialect: str, buffer_gib: float
+) -> None:
+    """SX-RDS-S2 on the containers stand-in: a class of 2 vCPUs and 8 GB is a container with those limits whose
+    engine's buffer is sized to it (a quarter for PostgreSQL, three quarters for MariaDB); a class bigger than the
+    engine's host is refused with the reason; nothing is left."""
+    from clauseproof.db_service.classes import buffer_bytes
+
+    ns = f"clauseproof_cc{os.getpid()}{dialect[:2]}"
+    stand_in = ContainerTarget(f"containers-{dialect}", ns, dialect, progress=lambda s: None)
+    stand_in.image, _ = images.ensure_image("postgresql" if dialect == "postgresql" else "mariadb",
+                                            progress=lambda s: None)  # fmt: skip
+    assert "cannot be made here" in stand_in.class_missing(64, 512)
+    assert stand_in.class_missing(2, 8) == ""
+    instance = stand_in.create_class("class-2c8g250", 2, 8)
+    try:
+        assert instance.describe()["limits"] == {"cpus": 2.0, "memory_bytes": 8 << 30}
+        with contextlib.closing(instance.connect(in_namespace=False)) as conn:
+            assert buffer_bytes(conn, dialect) == int(buffer_gib * 2**30)
+    finally:
+        instance.stop()
     assert _ours(docker, ns) == []

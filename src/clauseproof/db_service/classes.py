@@ -100,6 +100,11 @@ def parallelism(open_conn: Any, dialect: str, vcpus: int, level_s: float = LEVEL
     """(the best aggregate rate of CPU-bound statements over one session's, the rate per level of parallelism)."""
     sql = _cpu_sql(dialect)
     rates: dict[int, float] = {}
+    with contextlib.closing(open_conn()) as warm, warm.cursor() as cur:  # caches and plans warm before any level
+        until = time.monotonic() + level_s / 2
+        while time.monotonic() < until:
+            cur.execute(sql)
+            cur.fetchall()
     for k in sorted({1, vcpus, 2 * vcpus}):
         conns = [open_conn() for _ in range(k)]
         counts = [0] * k
