@@ -27,7 +27,7 @@ def test_every_class_the_same_server_fails(pg_server: EmbeddedPostgres, tmp_path
     target.start()
     ev = _evidence()
     try:
-        check_classes(target, ev)
+        check_classes(target, ev, level_s=0.3)  # no vCPU figure is asserted here: short levels do
     finally:
         target.stop()
     rows = [(m.verdict, m.reason) for m in ev.record.measurements]

@@ -155,15 +155,19 @@ def _run(target: Database, sec: ClassesSection, command: str, **values: str | in
         return out.read_text(encoding="utf-8", errors="replace")
 
 
-def _measure(target: Database, open_conn: Any, c: tuple[int, int, int], where: str) -> dict[str, Any]:
-    par, rates = parallelism(open_conn, target.dialect, c[0])
+def _measure(
+    target: Database, open_conn: Any, c: tuple[int, int, int], where: str, level_s: float = LEVEL_S
+) -> dict[str, Any]:
+    par, rates = parallelism(open_conn, target.dialect, c[0], level_s)
     with contextlib.closing(open_conn()) as conn:
         buf = buffer_bytes(conn, target.dialect)
     return {"vcpus": c[0], "memory_gb": c[1], "instance": where, "parallelism": round(par, 2), "rates_per_s": rates,
             "buffer_bytes": buf}  # fmt: skip
 
 
-def _through_commands(target: Database, sec: ClassesSection, c: tuple[int, int, int]) -> dict[str, Any]:
+def _through_commands(
+    target: Database, sec: ClassesSection, c: tuple[int, int, int], level_s: float = LEVEL_S
+) -> dict[str, Any]:
     ep = target.address()
     iname = f"{target.namespace}-{class_name(c)}"[:60]
     created = False
@@ -171,7 +175,7 @@ def _through_commands(target: Database, sec: ClassesSection, c: tuple[int, int, 
         out = json.loads(_run(target, sec, "create", name=iname, vcpus=c[0], memory_gb=c[1], disk_gb=c[2]))
         created = True
         at = Endpoint(str(out["host"]), int(out["port"]), ep.user, ep.database, ep.password)
-        return _measure(target, lambda: open_endpoint(target.dialect, at, None), c, f"{at.host}:{at.port}")
+        return _measure(target, lambda: open_endpoint(target.dialect, at, None), c, f"{at.host}:{at.port}", level_s)
     except Exception as exc:  # the vendor's tool, its output, or a driver reaching the new instance
         return {"error": first_line(exc)}
     finally:
@@ -195,7 +199,8 @@ def _through_role(target: InstanceClasses, db: Database, c: tuple[int, int, int]
             instance.stop()
 
 
-def check_classes(target: Database, evidence: CaseEvidence) -> None:
+def check_classes(target: Database, evidence: CaseEvidence, level_s: float = LEVEL_S) -> None:
+    """Every class of the clause (or of the profile's list); ``level_s``: how long each level of parallelism runs."""
     sec: ClassesSection | None = target.profile.section("instance_classes") if target.profile else None
     if sec is None and not (target.profile is None and isinstance(target, InstanceClasses)):
         why = ("the embedded stand-in is one server on this machine and offers no instance classes (the containers "
@@ -210,13 +215,13 @@ def check_classes(target: Database, evidence: CaseEvidence) -> None:
     for c in classes:
         evidence.progress(f"{target.label}: class {class_name(c)}")
         if sec is not None:
-            measured[class_name(c)] = _through_commands(target, sec, c)
+            measured[class_name(c)] = _through_commands(target, sec, c, level_s)
         else:
             assert isinstance(target, InstanceClasses)
             measured[class_name(c)] = _through_role(target, target, c)
-    evidence.parameters(classes=measured, level_s=LEVEL_S, cpu_statement=_cpu_sql(target.dialect),
+    evidence.parameters(classes=measured, level_s=level_s, cpu_statement=_cpu_sql(target.dialect),
                         disk="not written: 250-3000 GB would not fit the case's time")  # fmt: skip
-    evidence.window(f"per class: 1, V and 2V sessions running {_cpu_sql(target.dialect)!r} for {LEVEL_S:g} s each")
+    evidence.window(f"per class: 1, V and 2V sessions running {_cpu_sql(target.dialect)!r} for {level_s:g} s each")
     smaller: list[tuple[str, int, int]] = []  # (name, memory GB, buffer bytes) of the classes measured so far
     for c in classes:
         cname, m = class_name(c), measured[class_name(c)]
