@@ -17,13 +17,13 @@ def test_transport_security_and_audit_trail(target: Database, evidence: CaseEvid
     section = section_of(target)
     evidence.window("no timed window")
     security.check_transport(target, evidence, section.tls_required if section else None)
-    trail, why_not = audit_of(target)
+    trail, delay_s, why_not = audit_of(target)
     if trail is None:
         evidence.part("BZ-SEC-1", None, statistic="audit: each data change the harness made is in the trail",
                       not_shown=why_not)  # fmt: skip
     else:
         try:
-            security.check_audit(target, trail, evidence)
+            security.check_audit(target, trail, evidence, delay_s)
         finally:
             trail.audit_stop()
     evidence.require_pass()

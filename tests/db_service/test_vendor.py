@@ -24,6 +24,7 @@ host_command = "{TOOL} host"
 audit_command = "{TOOL} audit --since {{since}}"
 report_delay_s = 2
 health_delay_s = 2
+audit_delay_s = 2
 tls_required = true
 """
 

@@ -227,6 +227,7 @@ def test_containers_without_an_engine_is_a_configuration_error(
     assert "./run engine" in out
 
 
+@pytest.mark.timing  # the refusal within 15 s (a run's start-up is 2-3 s alone; beside the parallel tests it took 20)
 def test_unreachable_target_is_a_configuration_error_said_once(project: pytest.Pytester) -> None:
     """Issue 32: found before collection, in seconds: one paragraph, exit 4, no bundle (it used to render a full
     report of NOT COVERED rows and say the real error last)."""
@@ -250,6 +251,7 @@ def test_unreachable_target_is_a_configuration_error_said_once(project: pytest.P
         ),
     ],
 )
+@pytest.mark.timing  # refused within 15 s (alone: about 3 s; beside the parallel tests once 15.2 s)
 def test_a_bad_profile_or_binary_folder_is_refused_before_collection(
     project: pytest.Pytester, args: list[str], says: str
 ) -> None:

@@ -14,6 +14,7 @@ host_command = "ssh db1 'cat /proc/cpuinfo /etc/os-release'"
 # BZ-SEC-1: the service refuses plaintext connections; audit_command prints the audit log since {since}
 tls_required = true
 audit_command = "vendorctl audit --instance db1 --since {since}"
+audit_delay_s = 60                # how long the trail may take to show a change
 command_timeout_s = 60
 ```
 
@@ -46,6 +47,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "slow_query_threshold_s": (int, float),
     "report_delay_s": (int, float),
     "health_delay_s": (int, float),
+    "audit_delay_s": (int, float),
     "tls_required": bool,
     "command_timeout_s": (int, float),
 }
@@ -57,6 +59,7 @@ class ServiceSection:
     slow_query_threshold_s: float = 1.0
     report_delay_s: float = 60.0
     health_delay_s: float = 60.0
+    audit_delay_s: float = 60.0
     tls_required: bool | None = None
     command_timeout_s: float = 60.0
 
@@ -70,7 +73,7 @@ def parse(body: dict[str, Any], err: Any) -> ServiceSection | None:
         if problem:
             allowed = ", ".join("{" + a + "}" for a in PLACEHOLDERS[name]) or "no placeholder"
             raise err("service", name, problem, f"use {allowed}, bare, without quotes")
-    for key in ("slow_query_threshold_s", "report_delay_s", "health_delay_s", "command_timeout_s"):
+    for key in ("slow_query_threshold_s", "report_delay_s", "health_delay_s", "audit_delay_s", "command_timeout_s"):
         if key in body and not 0 < float(body[key]) <= 3600:
             raise err("service", key, f"{body[key]!r} is not a number of seconds in (0, 3600]", "give e.g. 60")
     return ServiceSection(
@@ -78,6 +81,7 @@ def parse(body: dict[str, Any], err: Any) -> ServiceSection | None:
         slow_query_threshold_s=float(body.get("slow_query_threshold_s", 1.0)),
         report_delay_s=float(body.get("report_delay_s", 60.0)),
         health_delay_s=float(body.get("health_delay_s", 60.0)),
+        audit_delay_s=float(body.get("audit_delay_s", 60.0)),
         tls_required=body.get("tls_required"),
         command_timeout_s=float(body.get("command_timeout_s", 60.0)),
     )
@@ -183,14 +187,18 @@ class VendorAudit:
         return None
 
 
-def audit_of(target: Database) -> tuple[AuditTrail | None, str]:
-    """(the target's audit trail, why there is none)."""
+def audit_of(target: Database) -> tuple[AuditTrail | None, float, str]:
+    """(the target's audit trail, how long it may take to show a change, why there is none)."""
     section = section_of(target)
     if section and "audit_command" in section.commands:
-        return VendorAudit(target, section), ""
+        return VendorAudit(target, section), section.audit_delay_s, ""
     if target.profile is None and isinstance(target, AuditTrail):
-        return target, ""
-    return None, (
-        f"{target.label} declares no audit trail: a profile gives it as [service] audit_command (the harness turns "
-        "no audit on for a server it did not start)"
+        return target, 15.0, ""
+    return (
+        None,
+        0.0,
+        (
+            f"{target.label} declares no audit trail: a profile gives it as [service] audit_command (the harness turns "
+            "no audit on for a server it did not start)"
+        ),
     )
