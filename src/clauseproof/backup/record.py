@@ -102,9 +102,8 @@ def retention(target: Database) -> str:
     """What the target declares about backup retention (SX-RDS-4 asks for up to 730 days)."""
     profile = target.profile
     days = profile.server.get("backup_retention_days") if profile else None
+    measured = ("the retention is measured by test_automatic_backup_and_retention, read back from the service's "
+                "policy ([backup_policy])")  # fmt: skip
     if days is not None:
-        return f"declared, not measured: the profile declares {days} days of backup retention (clause: up to 730)"
-    return (
-        "declared, not measured: nothing declared; the embedded archive lives for the run only. A profile "
-        "declares it as [server] backup_retention_days"
-    )
+        return f"the profile declares {days} days of backup retention (clause: up to 730); {measured}"
+    return f"nothing declared (the embedded archive lives for the run only); {measured}"
