@@ -25,13 +25,11 @@ import contextlib
 import datetime
 import json
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from clauseproof.core.commands import fill_command, template_problem, timed
+from clauseproof.core.commands import template_problem, vendor_output
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.targets.roles import Database
@@ -89,12 +87,7 @@ SECTION = Section("backup_policy", KEYS, parse)
 
 
 def _run(target: Database, sec: PolicySection, name: str, **values: str | int) -> str:
-    with tempfile.TemporaryDirectory(prefix="clauseproof-policy-") as d:
-        out = Path(d) / "out"
-        timed(f"[backup_policy] {name}", [fill_command(sec.commands[name], **values)], shell=True,
-              env=target.address().client_env(target.dialect), stdout=out,
-              timeout=sec.command_timeout_s)  # fmt: skip
-        return out.read_text(encoding="utf-8", errors="replace")
+    return vendor_output(f"[backup_policy] {name}", sec.commands[name], target, values, sec.command_timeout_s)
 
 
 def _json(text: str, name: str) -> Any:

@@ -170,5 +170,17 @@ def vendor_command(name: str, template: str, target: Any, values: dict[str, str 
     return timed(name, [fill_command(template, **values)], shell=True, env=env, timeout=timeout)
 
 
+def vendor_output(name: str, template: str, target: Any, values: dict[str, str | int], timeout: float) -> str:
+    """A profile's vendor command run like :func:`vendor_command`; what it printed on its standard output (written to a
+    private file, read back as text). Nothing it prints is executed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="clauseproof-output-") as d:
+        out = Path(d) / "out"
+        env = target.address().client_env(target.dialect)
+        timed(name, [fill_command(template, **values)], shell=True, env=env, stdout=out, timeout=timeout)
+        return out.read_text(encoding="utf-8", errors="replace")
+
+
 def _show(args: list[str], shell: bool) -> str:
     return args[0] if shell else shlex.join(args)

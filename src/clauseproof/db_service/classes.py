@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from clauseproof.core.commands import fill_command, template_problem, timed
+from clauseproof.core.commands import template_problem, vendor_output
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.targets.base import Endpoint, open_endpoint
@@ -147,12 +145,8 @@ def buffer_bytes(conn: Any, dialect: str) -> int:
 
 
 def _run(target: Database, sec: ClassesSection, command: str, **values: str | int) -> str:
-    with tempfile.TemporaryDirectory(prefix="clauseproof-classes-") as d:
-        out = Path(d) / "out"
-        timed(f"[instance_classes] {command}", [fill_command(sec.commands[command], **values)], shell=True,
-              env=target.address().client_env(target.dialect), stdout=out,
-              timeout=sec.command_timeout_s)  # fmt: skip
-        return out.read_text(encoding="utf-8", errors="replace")
+    return vendor_output(f"[instance_classes] {command}", sec.commands[command], target, values,
+                         sec.command_timeout_s)  # fmt: skip
 
 
 def _measure(

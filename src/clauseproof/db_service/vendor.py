@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from clauseproof.core.commands import fill_command, template_problem, timed
+from clauseproof.core.commands import template_problem, vendor_output
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.targets.roles import AuditTrail, Database, Diagnosis, Health, SlowQuery
 from clauseproof.targets.sections import Section
@@ -97,12 +95,7 @@ def section_of(target: Database) -> ServiceSection | None:
 
 def run_output(target: Database, section: ServiceSection, name: str, **values: str) -> str:
     """Run the profile's command ``name`` and return what it printed (a failure raises, naming the command)."""
-    with tempfile.TemporaryDirectory(prefix="clauseproof-service-") as d:
-        out = Path(d) / "out"
-        env = target.address().client_env(target.dialect)
-        timed(f"[service] {name}", [fill_command(section.commands[name], **values)], shell=True, env=env,
-              stdout=out, timeout=section.command_timeout_s)  # fmt: skip
-        return out.read_text(encoding="utf-8", errors="replace")
+    return vendor_output(f"[service] {name}", section.commands[name], target, dict(values), section.command_timeout_s)
 
 
 def _json(text: str, name: str, shape: str) -> Any:
