@@ -184,11 +184,14 @@ def _lock_fault(target: Database, diag: Diagnosis, evidence: CaseEvidence, log: 
                           not_shown=f"the second session did not block on the held row ({outcome})")  # fmt: skip
             return
         names = re.compile(rf"\b{waiting_id}\b")
-        during, waited = _wait_health(diag, lambda h: not h.healthy and bool(names.search(" ".join(h.problems))),
-                                      wait_s)  # fmt: skip
+
+        def names_it(h: Health) -> bool:
+            return not h.healthy and bool(names.search(" ".join(h.problems)))
+
+        during, waited = _wait_health(diag, names_it, wait_s)
         log["lock_wait"] = {"waiting_session": waiting_id, "healthy": during.healthy, "problems": list(during.problems),
                             "seen_after_s": round(waited, 1)}  # fmt: skip
-        named = not during.healthy and bool(names.search(" ".join(during.problems)))
+        named = names_it(during)
         evidence.part(
             CLAUSE,
             named,
@@ -229,11 +232,14 @@ def _connections_fault(
                           not_shown=f"{MAX_FILL} connections were accepted: the server allows more than the "
                           "harness opens")  # fmt: skip
             return
-        during, waited = _wait_health(diag, lambda h: not h.healthy and "connection" in " ".join(h.problems).lower(),
-                                      wait_s)  # fmt: skip
+
+        def names_it(h: Health) -> bool:
+            return not h.healthy and "connection" in " ".join(h.problems).lower()
+
+        during, waited = _wait_health(diag, names_it, wait_s)
         log["connections_taken"] = {"opened": len(opened), "next_refused_with": refused, "healthy": during.healthy,
                                     "problems": list(during.problems), "seen_after_s": round(waited, 1)}  # fmt: skip
-        named = not during.healthy and "connection" in " ".join(during.problems).lower()
+        named = names_it(during)
         evidence.part(
             CLAUSE,
             named,
