@@ -37,7 +37,19 @@ class Vm:
 
 
 class CloudError(Exception):
-    """A provider refused a call; the message is the provider's."""
+    """A provider refused a call; the message is the provider's.  Of a batch refused in part, ``accepted`` holds
+    (name, id, accepted at) of what the provider took and ``refused`` each refused name with the provider's reason."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        accepted: list[tuple[str, str, float]] | None = None,
+        refused: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.accepted = list(accepted or [])
+        self.refused = dict(refused or {})
 
 
 class Unsupported(Exception):
@@ -48,6 +60,9 @@ class ComputeDriver(ABC):
     name: str = "abstract"
     #: Results against a simulator are labelled "simulated — not evidence".
     simulated: bool = False
+    #: False where the hypervisor boots nothing (Nova's fake driver): VM timings are then not evidence, and what
+    #: a guest would see is not shown
+    boots_guests: bool = True
 
     @abstractmethod
     def create(self, run_id: str, names: list[str], group: str | None = None) -> list[tuple[str, str, float]]:
@@ -80,6 +95,9 @@ class ComputeDriver(ABC):
 
     def delete_group(self, group: str) -> None:  # noqa: B027 - a no-op unless the driver has groups
         """Delete a group :meth:`create_group` made."""
+
+    def warm(self) -> None:  # noqa: B027 - a no-op unless the driver keeps connections
+        """Open and authenticate what the calls need, before a timed window (outside it)."""
 
     def describe(self) -> dict[str, Any]:
         return {"driver": self.name, "simulated": self.simulated}

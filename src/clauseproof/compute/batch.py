@@ -125,12 +125,14 @@ def create_batch(
     """Create ``count`` VMs and wait until each runs (and, with ``reach_port``, accepts a TCP connection)."""
     names = vm_names(run_id, count, prefix)
     timings = {n: VmTiming(n) for n in names}
+    driver.warm()  # connections and logins: outside the timed window
     t0 = time.perf_counter()  # before the first API call
     error = ""
+    refused: dict[str, str] = {}
     try:
         accepted = driver.create(run_id, names, group)
     except CloudError as exc:
-        accepted, error = [], str(exc)
+        accepted, error, refused = exc.accepted, str(exc), exc.refused
     for name, vid, at in accepted:
         timings[name].id, timings[name].accepted_s = vid, round(at - t0, 4)
     by_id = {t.id: t for t in timings.values() if t.id}
@@ -141,7 +143,8 @@ def create_batch(
         )
     for t in timings.values():
         if not t.id:
-            t.error = f"refused by the provider: {error}" if error else "not accepted by the API"
+            why = refused.get(t.name) or error
+            t.error = f"refused by the provider: {why}" if why else "not accepted by the API"
     result = BatchResult(
         operation="create",
         target_state="running" + (f" and reachable on TCP port {reach_port}" if reach_port else ""),

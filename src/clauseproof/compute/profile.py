@@ -1,7 +1,18 @@
-"""Which cloud the VM cases run against: ``--cp-cloud`` = ``simulated`` (default), ``none``, or a profile.
+"""Which cloud the VM cases run against: ``--cp-cloud`` = ``simulated`` (default), ``embedded-openstack``, ``none``,
+or a profile.
 
-A cloud profile (TOML) names a Libcloud provider, the environment variables holding the
-credentials, the image and size, and the batch settings::
+A vendor's OpenStack (``provider = "openstack"``) is reached through openstacksdk, ``clouds.yaml`` conventions::
+
+    [cloud]
+    provider = "openstack"
+    cloud = "acceptance"            # an entry of clouds.yaml (OS_CLIENT_CONFIG_FILE, ~/.config/openstack/...)
+    image = "cirros"                # what the batch cases boot
+    size = "m1.tiny"                # the flavour
+    second_image = "ubuntu-22.04"   # SX-ECS-2's change of operating system (a rebuild to it)
+    network = "<network id>"        # optional: servers get a port on it (an address to keep across a rebuild)
+
+Any other provider is a Libcloud provider: the environment variables holding the credentials, the image and size,
+and the batch settings::
 
     [cloud]
     provider = "openstack"          # a Libcloud Provider name; "fake" is the self-tests' fake cloud
@@ -21,6 +32,7 @@ credentials, the image and size, and the batch settings::
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +64,10 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "hosts": int,
     "quota": int,
     "groups": bool,
+    # openstack (openstacksdk)
+    "cloud": str,
+    "second_image": str,
+    "network": str,
 }
 
 
@@ -97,6 +113,8 @@ def load_cloud_profile(path: Path) -> dict[str, Any]:
 def cloud_settings(spec: str) -> CloudSettings:
     if spec in ("simulated", "none"):
         return CloudSettings()
+    if spec == "embedded-openstack":
+        return CloudSettings(poll_interval_s=0.5, timeout_s=300.0)
     p = load_cloud_profile(Path(spec))
     return CloudSettings(
         poll_interval_s=float(p.get("poll_interval_s", 0.5)),
@@ -113,13 +131,23 @@ def _env(path: str, name: str | None, what: str) -> str | None:
     return from_env(name, f"the cloud profile {path}'s {what}")
 
 
-def make_driver(spec: str) -> ComputeDriver:
-    """The driver ``--cp-cloud`` names (started: a simulator is running when this returns)."""
+def make_driver(
+    spec: str, cache_dir: Path | None = None, progress: Callable[[str], None] | None = None
+) -> ComputeDriver:
+    """The driver ``--cp-cloud`` names (started: a simulator or the embedded cloud is running when this returns)."""
     if spec == "simulated":
         from clauseproof.compute.ec2sim import SimulatedEC2
 
         return SimulatedEC2()
+    if spec == "embedded-openstack":
+        from clauseproof.compute.openstack_driver import start_embedded_openstack
+
+        return start_embedded_openstack(cache_dir, progress)
     p = load_cloud_profile(Path(spec))
+    if p["provider"] == "openstack":
+        from clauseproof.compute.openstack_driver import vendor_openstack
+
+        return vendor_openstack(spec, p)
     if p["provider"] == "fake":
         from clauseproof.compute.fake import FakeDriver
 

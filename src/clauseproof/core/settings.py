@@ -127,11 +127,11 @@ def _targets(s: str) -> tuple[str, ...]:
 
 
 def _cloud(s: str) -> str:
-    if s in ("simulated", "none") or s.endswith(".toml"):
+    if s in ("simulated", "none", "embedded-openstack") or s.endswith(".toml"):
         return s
     raise ValueError(
-        f"Could not parse value: {s!r} (expected simulated (moto's EC2 on loopback), none, "
-        "or a cloud profile file ending in .toml)"
+        f"Could not parse value: {s!r} (expected simulated (moto's EC2 on loopback), embedded-openstack (an "
+        "OpenStack the harness starts on loopback), none, or a cloud profile file ending in .toml)"
     )
 
 
@@ -183,7 +183,7 @@ def _formats(s: str) -> tuple[str, ...]:
     return parts
 
 
-def _default_cache() -> str:
+def default_cache() -> str:
     return str(Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "clauseproof")
 
 
@@ -200,7 +200,8 @@ OPTIONS = (
     Option(
         "cloud",
         "what the VM cases run against: simulated (default: moto's EC2 on loopback, results are not evidence), "
-        "none, or a cloud profile .toml (a Libcloud provider)",
+        "embedded-openstack (Debian's OpenStack on loopback, fake hypervisor), none, or a cloud profile .toml "
+        "(provider = openstack, or a Libcloud provider)",
         "simulated",
         _cloud,
     ),

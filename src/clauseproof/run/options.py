@@ -11,7 +11,7 @@ import pytest
 
 from clauseproof.core import shipped
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.settings import OPTIONS, Settings, _default_cache
+from clauseproof.core.settings import OPTIONS, Settings, default_cache
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -55,7 +55,7 @@ def read_settings(config: pytest.Config) -> Settings:
         seed=values["seed"],
         results=values["results"] or root / "results",
         catalog=values["catalog"] or shipped.CATALOG,
-        cache=values["cache"] or Path(_default_cache()),
+        cache=values["cache"] or Path(default_cache()),
         lang=values["lang"],
         tester=values["tester"],
         formats=values["formats"],

@@ -1,0 +1,127 @@
+"""SX-ECS-S3: every flavour the clause lists exists and boots, and the booted server reports it.
+
+The list is read from the clause's own text (``1核1G、1核2G、…``: vCPUs and GiB).  A flavour matches when its vCPUs
+are equal and its memory is the GiB in MiB (×1024; ×1000 is accepted and said).  One server per matching flavour is
+booted (bounded concurrency) and must run, reporting that flavour's vCPUs and memory; a flavour listed but refused
+at boot (the cheapest cheat: a catalogue entry no host can place) is FAIL, naming it.  What the guest itself sees is
+a separate row, NOT SHOWN where the cloud boots no guest.
+"""
+
+from __future__ import annotations
+
+import re
+
+from clauseproof.compute.base import ComputeDriver
+from clauseproof.compute.batch import _poll
+from clauseproof.compute.roles import Flavour, Flavours
+from clauseproof.core.evidence import CaseEvidence
+
+CLAUSE = "SX-ECS-S3"
+SPEC = re.compile(r"(\d+)\s*核\s*(\d+)\s*G")
+
+
+def listed(text: str) -> list[tuple[int, int]]:
+    """(vCPUs, GiB) of each flavour the clause text names, in its order."""
+    return [(int(v), int(g)) for v, g in SPEC.findall(text)]
+
+
+def match(spec: tuple[int, int], flavours: list[Flavour]) -> tuple[Flavour | None, str]:
+    vcpus, gib = spec
+    for f in sorted(flavours, key=lambda f: f.name):
+        if f.vcpus == vcpus and f.ram_mb == gib * 1024:
+            return f, ""
+    for f in sorted(flavours, key=lambda f: f.name):
+        if f.vcpus == vcpus and f.ram_mb == gib * 1000:
+            return f, f"{f.name} has {f.ram_mb} MB (GB of 1000 MB)"
+    return None, ""
+
+
+def check_flavours(
+    driver: ComputeDriver,
+    run_id: str,
+    clause_text: str,
+    evidence: CaseEvidence,
+    *,
+    poll_s: float,
+    timeout_s: float,
+    concurrency: int = 5,
+) -> None:
+    assert isinstance(driver, Flavours)
+    specs = listed(clause_text)
+    have = driver.flavours()
+    evidence.parameters(listed=[f"{v}c{g}g" for v, g in specs], flavours={f.name: (f.vcpus, f.ram_mb) for f in have})
+    chosen: dict[tuple[int, int], Flavour] = {}
+    for spec in specs:
+        f, note = match(spec, have)
+        if f is None:
+            evidence.part(
+                CLAUSE,
+                False,
+                statistic=f"{spec[0]} vCPU / {spec[1]} GiB: a flavour exists",
+                why=f"no flavour with {spec[0]} vCPUs and {spec[1] * 1024} MiB",
+            )
+        else:
+            chosen[spec] = f
+            if note:
+                evidence.note(note)
+    # boot one server per flavour, a few at a time
+    names = {spec: f"cp-{run_id}-fl{spec[0]}c{spec[1]}g" for spec in chosen}
+    booted: dict[tuple[int, int], str] = {}
+    refused: dict[tuple[int, int], str] = {}
+    try:
+        items = list(chosen.items())
+        for i in range(0, len(items), concurrency):
+            chunk = items[i : i + concurrency]
+            for spec, f in chunk:
+                try:
+                    got = driver.create_servers(run_id, [names[spec]], flavour=f.id)
+                    booted[spec] = got[0][1]
+                except Exception as exc:
+                    refused[spec] = str(exc)
+        from clauseproof.compute.batch import VmTiming
+
+        timings = {vid: VmTiming(names[spec], vid) for spec, vid in booted.items()}
+        import time
+
+        _poll(
+            driver,
+            run_id,
+            timings,
+            lambda vm: vm is not None and vm.state in ("running", "failed"),
+            time.perf_counter(),
+            poll_s,
+            timeout_s,
+        )
+        for spec, f in chosen.items():
+            label = f"{spec[0]} vCPU / {spec[1]} GiB ({f.name}): boots and reports its flavour"
+            if spec in refused:
+                evidence.part(CLAUSE, False, statistic=label, why=f"refused at boot: {refused[spec]}")
+                continue
+            b = driver.booted(booted[spec])
+            if b.state != "running":
+                evidence.part(
+                    CLAUSE, False, statistic=label, why=f"listed but not bootable: {b.fault or 'state ' + b.state}"
+                )
+            elif (b.vcpus, b.ram_mb) != (f.vcpus, f.ram_mb):
+                evidence.part(
+                    CLAUSE,
+                    False,
+                    statistic=label,
+                    why=f"the server reports {b.vcpus} vCPU / {b.ram_mb} MiB, not {f.vcpus} / {f.ram_mb}",
+                )
+            else:
+                evidence.part(CLAUSE, True, statistic=f"{label} — on {b.host}")
+        evidence.part(
+            CLAUSE,
+            None,
+            statistic="vCPUs and memory seen from inside each guest",
+            not_shown="the cloud boots no guest (Nova's fake hypervisor)"
+            if not driver.boots_guests
+            else "reading resources inside a guest needs a way into it (not in this release)",
+        )
+    finally:
+        from clauseproof.compute.batch import delete_batch
+
+        left = [v.id for v in driver.list_vms(run_id) if v.name.startswith(f"cp-{run_id}-fl")]
+        if left:
+            delete_batch(driver, run_id, left, poll_s=poll_s, timeout_s=timeout_s)

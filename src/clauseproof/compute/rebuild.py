@@ -1,0 +1,117 @@
+"""SX-ECS-2's change of operating system: a server rebuilt in place to a second image of the cloud.
+
+Judged on the server as the API shows it before and after, read by its id: it must still exist under the same id
+(a delete-and-recreate under the same name — the cheapest cheat — leaves the old id gone), keep its creation time
+and its addresses, and report the new image.  A server without an address (the embedded cloud has no network
+service) makes that part NOT SHOWN.
+"""
+
+from __future__ import annotations
+
+import time
+
+from clauseproof.compute.base import GONE, RUNNING, ComputeDriver
+from clauseproof.compute.batch import create_batch, delete_batch
+from clauseproof.compute.roles import Booted, Rebuild
+from clauseproof.core.evidence import CaseEvidence
+
+CLAUSE = "SX-ECS-2"
+
+
+def judge_rebuild(
+    before: Booted, after: Booted | None, new_image: str, same_name: list[str]
+) -> list[tuple[str, bool | None, str]]:
+    """(part, verdict, why) rows; ``after`` is the server read by ``before.id`` (None: gone); ``same_name`` the ids
+    of every server of the run with ``before.name``."""
+    if after is None or after.state == GONE:
+        others = [i for i in same_name if i != before.id]
+        anew = f"; a server with its name now has id {', '.join(others)} (deleted and created anew)" if others else ""
+        return [("the server keeps its id", False, f"server {before.id} is gone{anew}")]
+    rows: list[tuple[str, bool | None, str]] = [("the server keeps its id", True, "")]
+    rows.append(
+        (
+            "it reports the new image",
+            after.image == new_image,
+            "" if after.image == new_image else f"it reports image {after.image}, not {new_image}",
+        )
+    )
+    same_time = after.created == before.created
+    rows.append(
+        (
+            "it keeps its creation time",
+            same_time,
+            "" if same_time else f"created {before.created} before, {after.created} after",
+        )
+    )
+    if not before.addresses:
+        rows.append(("it keeps its addresses", None, "the server has no address (no network service on this cloud)"))
+    else:
+        kept = after.addresses == before.addresses
+        rows.append(
+            ("it keeps its addresses", kept, "" if kept else f"{before.addresses} before, {after.addresses} after")
+        )
+    rows.append(
+        ("it runs after the change", after.state == RUNNING, "" if after.state == RUNNING else f"state {after.state}")
+    )
+    return rows
+
+
+def check_rebuild(
+    driver: ComputeDriver, run_id: str, evidence: CaseEvidence, *, poll_s: float, timeout_s: float
+) -> None:
+    assert isinstance(driver, Rebuild)
+    if not driver.second_image:
+        evidence.part(
+            CLAUSE,
+            None,
+            statistic="change of operating system (rebuild to a second image)",
+            not_shown="the cloud profile names no second_image to change to",
+        )
+        return
+    created = create_batch(driver, run_id, 1, poll_s=poll_s, timeout_s=timeout_s, prefix="os")
+    ids = [t.id for t in created.vms if t.id]
+    try:
+        if created.failures or not ids:
+            evidence.part(
+                CLAUSE,
+                False,
+                statistic="change of operating system: the server to change",
+                why="; ".join(created.failures) or "not created",
+            )
+            return
+        before = driver.booted(ids[0])
+        new_image = driver.image_id(driver.second_image)
+        t0 = time.perf_counter()
+        driver.rebuild(before.id, driver.second_image)
+        after: Booted | None = None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                after = driver.booted(before.id)
+            except Exception:
+                after = None
+                break
+            if (after.state in (RUNNING, GONE) and after.image == new_image) or after.state == "failed":
+                break
+            time.sleep(poll_s)
+        took = round(time.perf_counter() - t0, 2)
+        same_name = [v.id for v in driver.list_vms(run_id) if v.name == before.name and v.state != GONE]
+        evidence.parameters(
+            rebuild={
+                "before": vars(before),
+                "after": vars(after) if after else None,
+                "new_image": new_image,
+                "seconds": took,
+            }
+        )
+        for part, ok, why in judge_rebuild(before, after, new_image, same_name):
+            evidence.part(
+                CLAUSE,
+                ok,
+                statistic=f"change of operating system by rebuild ({took} s): {part}",
+                why=why,
+                not_shown=why if ok is None else "",
+            )
+    finally:
+        left = [v.id for v in driver.list_vms(run_id) if v.name.startswith(f"cp-{run_id}-os")]
+        delete_batch(driver, run_id, left or ids, poll_s=poll_s, timeout_s=timeout_s)

@@ -1,0 +1,90 @@
+"""What a cloud can do beyond the batch operations every :class:`~clauseproof.compute.base.ComputeDriver` has, declared
+once: the VM cases ask ``isinstance(driver, Placement)``, never what class a driver is.  A case that needs a role the
+cloud lacks says so in a NOT SHOWN or skipped row naming it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a server runs, as the admin API shows it: its host, the zone and rack of that host (from the host's
+    aggregates), and the zone the server itself reports."""
+
+    host: str | None
+    zone: str | None
+    rack: str | None
+    reported_zone: str | None = None
+    state: str = ""
+    fault: str = ""
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    id: str
+    vcpus: int
+    ram_mb: int
+
+
+@dataclass(frozen=True)
+class Booted:
+    """One server as the API shows it after a boot or a rebuild."""
+
+    id: str
+    name: str
+    state: str
+    image: str | None
+    vcpus: int | None
+    ram_mb: int | None
+    flavour: str | None
+    addresses: list[str] = field(default_factory=list)
+    created: str | None = None
+    host: str | None = None
+    fault: str = ""
+
+
+@runtime_checkable
+class Placement(Protocol):
+    """Server groups (``anti-affinity``, ``soft-anti-affinity``) and where each server landed."""
+
+    def hosts(self) -> list[str]: ...
+    def create_group(self, run_id: str, policy: str) -> str: ...
+    def delete_group(self, group: str) -> None: ...
+    def create_servers(
+        self, run_id: str, names: list[str], *, group: str | None = None, flavour: str | None = None,
+        zone: str | None = None, image: str | None = None,
+    ) -> list[tuple[str, str, float]]: ...  # fmt: skip
+    def where(self, ids: list[str]) -> dict[str, Where]: ...
+
+
+@runtime_checkable
+class Rebuild(Protocol):
+    """A server's operating system changed in place (Nova's rebuild) to another image of the cloud."""
+
+    second_image: str | None
+
+    def rebuild(self, vid: str, image: str) -> None: ...
+    def booted(self, vid: str) -> Booted: ...
+    def image_id(self, name: str) -> str: ...
+
+
+@runtime_checkable
+class Flavours(Protocol):
+    """The cloud's flavours, each bootable by name, the booted server's flavour read back."""
+
+    boots_guests: bool
+
+    def flavours(self) -> list[Flavour]: ...
+    def booted(self, vid: str) -> Booted: ...
+    def create_servers(
+        self, run_id: str, names: list[str], *, group: str | None = None, flavour: str | None = None,
+        zone: str | None = None, image: str | None = None,
+    ) -> list[tuple[str, str, float]]: ...  # fmt: skip
+
+
+def facts(driver: Any) -> dict[str, Any]:
+    """Which roles a driver plays (recorded in the evidence)."""
+    return {r.__name__: isinstance(driver, r) for r in (Placement, Rebuild, Flavours)}

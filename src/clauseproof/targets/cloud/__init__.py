@@ -1,0 +1,1 @@
+"""Clouds the harness starts itself: the embedded OpenStack (``--cp-cloud=embedded-openstack``)."""

@@ -1,0 +1,722 @@
+"""The embedded OpenStack (``--cp-cloud=embedded-openstack``): a real control plane on loopback, from Debian's
+packages (OpenStack Zed), started by the harness and stopped with it.
+
+What runs: an embedded MariaDB (the services' databases) and a RabbitMQ node of the cloud's own; Keystone and
+Placement under uWSGI; Nova's API, conductor, scheduler and :data:`COMPUTES` ``nova-compute`` services, each a
+distinct host, on Nova's fake hypervisor (it boots nothing: the evidence says so, and VM timings on it are not
+evidence); Glance with a file store and a tiny image; Cinder with two volume types on two back ends (Cinder's
+fake volume driver: volumes exist in the API and the database, no bytes are stored); Heat.  The hosts are split
+into two availability zones (``az1``, ``az2``) by host aggregates, and into two racks by an aggregate property
+(``rack``), read back through the admin API.
+
+Every service listens on 127.0.0.1 only, on a port chosen at start, with credentials generated at start (never a
+default password): the database's root password, RabbitMQ's user, Keystone's admin and each service user are
+new every start.  Everything runs as the harness's own-code user (RabbitMQ as ``rabbitmq``, MariaDB as
+``mysql``), never root, in ``clauseproof-openstack-*`` folders registered with the reaper: stopped by
+:meth:`EmbeddedOpenStack.stop`, on Ctrl-C/SIGTERM/SIGHUP, and by ``clauseproof reap`` after a SIGKILL.
+
+The first start on a machine builds a cache (``<cache>/openstack/<versions>``): the services' API paste files
+(from Debian's ``*-common`` packages, unpacked, never installed) and a database directory with every schema
+migrated.  Later starts copy it; the cell mappings use Nova's URL templates, so the ports and passwords of a new
+start apply without touching the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from clauseproof.core import masking
+from clauseproof.core.errors import ClauseproofError
+from clauseproof.targets.cloud import openstack_conf as conf
+from clauseproof.targets.host.folders import free_port, make_private_folder
+from clauseproof.targets.host.processes import OwnProcesses, own_code_user, service_user
+
+log = logging.getLogger("clauseproof.openstack")
+
+PY = "/usr/bin/python3"
+UWSGI = "/usr/bin/uwsgi-core"
+RABBIT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+#: what the embedded cloud is made of (./run installs them when --cp-cloud=embedded-openstack is asked for)
+PACKAGES = (
+    "python3-keystone",
+    "python3-placement",
+    "python3-nova",
+    "python3-glance",
+    "python3-cinder",
+    "python3-heat",
+    "uwsgi-core",
+    "uwsgi-plugin-python3",
+    "rabbitmq-server",
+)
+#: the API paste files, taken from Debian's ``*-common`` packages (unpacked into the cache, never installed)
+PASTE = {
+    "nova": ("nova-common", "usr/share/nova-common/api-paste.ini", "api-paste.ini"),
+    "glance": ("glance-common", "usr/share/glance-common/glance-api-paste.ini", "glance-api-paste.ini"),
+    "cinder": ("cinder-common", "usr/share/cinder-common/api-paste.ini", "api-paste.ini"),
+    "heat": ("heat-common", "etc/heat/api-paste.ini", "api-paste.ini"),
+}
+DATABASES = ("keystone", "placement", "nova_api", "nova", "nova_cell0", "glance", "cinder", "heat")
+SERVICE_USERS = ("nova", "placement", "glance", "cinder", "heat")
+#: the cache's layout; a new value rebuilds it
+CACHE_VERSION = 1
+
+COMPUTES = 4
+#: host -> (availability zone, rack): two zones by host aggregates, two racks by an aggregate property, the racks
+#: across the zones so that a server's rack cannot be told from its zone
+LAYOUT = {
+    "cp-compute-1": ("az1", "rack-a"),
+    "cp-compute-2": ("az1", "rack-b"),
+    "cp-compute-3": ("az2", "rack-a"),
+    "cp-compute-4": ("az2", "rack-b"),
+    "cp-compute-5": ("az1", "rack-a"),
+    "cp-compute-6": ("az2", "rack-b"),
+}
+#: the flavours the stand-in offers: SX-ECS-S3's list (vCPUs, GiB), named cp.<v>c<g>g, and one small one
+S3_FLAVOURS = (
+    (1, 1), (1, 2), (1, 4), (1, 6), (1, 8), (2, 2), (2, 4), (2, 6), (2, 8), (2, 12), (2, 16), (4, 4), (4, 8),
+    (4, 12), (4, 16), (4, 24), (4, 32), (8, 16), (8, 32), (8, 64), (16, 32), (16, 64), (16, 128), (32, 64),
+    (32, 128),
+)  # fmt: skip
+VOLUME_TYPES = {"cp-ssd": "fast", "cp-hdd": "slow"}
+START_TIMEOUT_S = 180
+
+
+def flavour_name(vcpus: int, gib: int) -> str:
+    return f"cp.{vcpus}c{gib}g"
+
+
+def _missing() -> list[str]:
+    """The packages of :data:`PACKAGES` this machine lacks (by what they install)."""
+    missing = []
+    probe = subprocess.run(
+        [PY, "-c", "import keystone, placement, nova, glance, cinder, heat"], capture_output=True, timeout=60
+    ) if os.path.exists(PY) else None  # fmt: skip
+    if probe is None or probe.returncode != 0:
+        missing += [p for p in PACKAGES if p.startswith("python3-")]
+    if not os.path.exists(UWSGI) or not os.path.exists("/usr/lib/uwsgi/plugins/python3_plugin.so"):
+        missing += ["uwsgi-core", "uwsgi-plugin-python3"]
+    if not os.path.exists(RABBIT):
+        missing.append("rabbitmq-server")
+    return missing
+
+
+def _versions() -> str:
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${Version}\n", *PACKAGES], capture_output=True, text=True, timeout=30
+    ).stdout
+    return hashlib.sha256(f"{CACHE_VERSION}\n{out}".encode()).hexdigest()[:12]
+
+
+class EmbeddedOpenStack(OwnProcesses):
+    """The embedded cloud.  ``anti_affinity=False`` is SX-ECS-8's cheat (the policy stored, the filter removed);
+    ``quota_instances`` caps the servers a project may have (SX-ECS-6's control); ``computes`` hosts (≥ 2)."""
+
+    label = "embedded-openstack"
+    STOP_WAIT_S = 15
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        computes: int = COMPUTES,
+        anti_affinity: bool = True,
+        quota_instances: int = 1000,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if not 2 <= computes <= len(LAYOUT):
+            raise ClauseproofError(f"the embedded cloud has 2 to {len(LAYOUT)} compute hosts, not {computes}")
+        self.cache_dir = cache_dir
+        self.computes = computes
+        self.anti_affinity = anti_affinity
+        self.quota_instances = quota_instances
+        self.progress = progress or (lambda _m: None)
+        self.hosts = list(LAYOUT)[:computes]
+        self.db: Any = None
+        self.ports: dict[str, int] = {}
+        self.passwords = {u: masking.new_secret() for u in ("admin", "rabbit", "heat_domain_admin", *SERVICE_USERS)}
+        self.startup_s: float | None = None
+        self.phases: list[tuple[str, float]] = []
+        self.image_ids: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._logs: dict[int, Path] = {}
+
+    # -- what a client needs ------------------------------------------------------------------------------
+    @property
+    def keystone_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['keystone']}/v3"
+
+    def auth(self) -> dict[str, Any]:
+        """openstacksdk's ``connect`` arguments for the cloud's admin (the password never goes to results)."""
+        return {
+            "auth_url": self.keystone_url,
+            "username": "admin",
+            "password": self.passwords["admin"],
+            "project_name": "admin",
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+            "region_name": "RegionOne",
+            "interface": "public",
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "cloud": "embedded OpenStack (Debian's Zed packages) on loopback",
+            "hypervisor": "Nova's fake virt driver: it boots nothing, so no guest exists and VM timings measure the "
+            "control plane only",
+            "compute_hosts": {h: {"zone": LAYOUT[h][0], "rack": LAYOUT[h][1]} for h in self.hosts},
+            "scheduler_filters": list(self._filters()),
+            "soft_anti_affinity_weight": 1.0 if self.anti_affinity else 0.0,
+            "ram_weight_multiplier": "-1.0 (the stand-in packs servers onto the fullest host, so that any spreading "
+            "seen comes from a group's policy, not from the scheduler's default spreading)",
+            "quota_instances": self.quota_instances,
+            "volume_backends": "Cinder's fake volume driver (volumes exist in the API, no bytes are stored)",
+            "startup_s": self.startup_s,
+            "startup_phases_s": dict(self.phases),
+        }
+
+    def _filters(self) -> tuple[str, ...]:
+        if self.anti_affinity:
+            return conf.FILTERS
+        return tuple(f for f in conf.FILTERS if f != "ServerGroupAntiAffinityFilter")
+
+    # -- start ----------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        missing = _missing()
+        if missing:
+            raise ClauseproofError(
+                "the embedded OpenStack needs Debian's OpenStack packages; missing: " + " ".join(missing),
+                checked=f"{PY} importing the services, {UWSGI}, {RABBIT}",
+                fix="run through ./run with --cp-cloud=embedded-openstack (it installs them), or "
+                f"apt-get install {' '.join(PACKAGES)}",
+            )
+        t0 = time.perf_counter()
+        user = own_code_user()
+        try:
+            cache = self._cache()
+            self._phase("cache", t0)
+            self.folder = make_private_folder("openstack", user.name)
+            self._write_folders()
+            with ThreadPoolExecutor(2) as pool:
+                db = pool.submit(self._start_db, cache / "data")
+                rabbit = pool.submit(self._start_rabbit)
+                db.result()
+                rabbit.result()
+            self._phase("database and message queue", t0)
+            shutil.copytree(cache / "paste", self.folder / "paste")  # the services' user cannot reach the cache
+            self._write_configs(self.folder / "paste")
+            self._start_control()  # what needs no Keystone at start: imports while Keystone starts
+            self._start_keystone()
+            self._phase("keystone", t0)
+            self._register()
+            self._phase("service users and catalog", t0)
+            self._start_services()
+            self._phase("services listening", t0)
+            self._wait_computes()
+            self._phase("compute hosts registered", t0)
+            self._prepare_cloud()
+            self._phase("zones, racks, flavours, image, volume types", t0)
+            self.startup_s = round(time.perf_counter() - t0, 1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _phase(self, name: str, t0: float) -> None:
+        self.phases.append((name, round(time.perf_counter() - t0, 1)))
+        self.progress(f"embedded OpenStack: {name} ({self.phases[-1][1]} s)")
+
+    # -- the cache: paste files and migrated databases -------------------------------------------------------
+    def _cache(self) -> Path:
+        base = self.cache_dir / "openstack"
+        base.mkdir(parents=True, exist_ok=True)
+        key = _versions()
+        folder = base / key
+        with open(base / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second run at the same moment waits, then reuses it
+            if (folder / "ready.json").exists():
+                return folder
+            shutil.rmtree(folder, ignore_errors=True)
+            work = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=base))
+            try:
+                self.progress("embedded OpenStack: first start on this machine — building its cache (a few minutes)")
+                self._unpack_paste(work / "paste")
+                self._build_databases(work)
+                (work / "ready.json").write_text(json.dumps({"built": time.time(), "versions": key}))
+                os.replace(work, folder)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            return folder
+
+    def _unpack_paste(self, dest: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="clauseproof-openstack-debs-") as tmp:
+            packages = sorted({p for p, _, _ in PASTE.values()})
+            got = subprocess.run(["apt-get", "download", *packages], cwd=tmp, capture_output=True, text=True,
+                                 timeout=300)  # fmt: skip
+            if got.returncode != 0:
+                raise ClauseproofError(
+                    f"apt-get download {' '.join(packages)} failed: {got.stderr.strip()[-400:]}",
+                    checked="the API paste files of Debian's OpenStack packages",
+                    fix="make Debian's package mirror reachable (apt-get update), then start again",
+                )
+            for deb in Path(tmp).glob("*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "x")], check=True, timeout=120)
+            for service, (_, path, name) in PASTE.items():
+                (dest / service).mkdir(parents=True, exist_ok=True)
+                shutil.copy(Path(tmp) / "x" / path, dest / service / name)
+        subprocess.run(["chmod", "-R", "a+rX", str(dest)], check=True)
+
+    def _build_databases(self, work: Path) -> None:
+        from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+
+        db = EmbeddedMariaDB("openstack-db-build", "clauseproof", None, create_namespace=False)
+        db.start()
+        try:
+            self.db = db
+            with db.connect(in_namespace=False) as conn, conn.cursor() as cur:
+                for name in DATABASES:
+                    cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+            assert db.folder is not None
+            self.folder = make_private_folder("openstack-build", own_code_user().name)
+            self._write_folders()
+            self.ports = {k: free_port() for k in ("keystone", "nova", "glance", "cinder", "heat", "rabbit")}
+            self._write_configs(work / "paste")
+            manage = [
+                ("keystone", ["keystone.cmd.manage", "--config-file", "{c}/keystone/keystone.conf", "db_sync"]),
+                ("placement", ["placement.cmd.manage", "--config-file", "{c}/placement/placement.conf", "db",
+                               "sync"]),
+                ("glance", ["glance.cmd.manage", "--config-file", "{c}/glance/glance-api.conf", "db_sync"]),
+                ("cinder", ["cinder.cmd.manage", "--config-file", "{c}/cinder/cinder.conf", "db", "sync"]),
+                ("heat", ["heat.cmd.manage", "--config-file", "{c}/heat/heat.conf", "db_sync"]),
+            ]  # fmt: skip
+            nova = "{c}/nova/nova.conf"
+            url = "{scheme}://{username}:{password}@{hostname}:{port}/{path}"
+            nova_steps = [
+                ["nova.cmd.manage", "--config-file", nova, "api_db", "sync"],
+                ["nova.cmd.manage", "--config-file", nova, "cell_v2", "map_cell0", "--database_connection",
+                 url + "_cell0"],
+                ["nova.cmd.manage", "--config-file", nova, "cell_v2", "create_cell", "--name", "cell1",
+                 "--database_connection", url, "--transport-url", "{scheme}://{username}:{password}@{hostname}:{port}/"],
+                ["nova.cmd.manage", "--config-file", nova, "db", "sync"],
+            ]  # fmt: skip
+
+            def chain(steps: list[tuple[str, list[str]]]) -> None:
+                for what, args in steps:
+                    self._manage(what, args)
+
+            with ThreadPoolExecutor(3) as pool:
+                jobs = [pool.submit(chain, [step]) for step in manage]
+                jobs.append(pool.submit(chain, [("nova", s) for s in nova_steps]))
+                for job in jobs:
+                    job.result()
+            db.stop_server()
+            shutil.copytree(db.folder / "data", work / "data", symlinks=True)
+        finally:
+            db.stop()
+            self.db = None
+            if self.folder is not None:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder = None
+
+    def _manage(self, what: str, args: list[str], timeout: float = 600) -> str:
+        """A service's management command (``python3 -m <module> ...``), as the own-code user."""
+        assert self.folder is not None
+        module, *rest = args
+        rest = [a.replace("{c}", str(self.folder)) if a.startswith("{c}") else a for a in rest]
+        code = f"import sys; from {module} import main; sys.argv[0] = {what!r}; sys.exit(main())"
+        got = subprocess.run(
+            [PY, "-c", code, *rest], capture_output=True, text=True, timeout=timeout, cwd="/",
+            env=self._env(), **own_code_user().popen(),
+        )  # fmt: skip
+        if got.returncode != 0:
+            raise ClauseproofError(
+                f"{what}: {' '.join(rest[2:])} failed (exit {got.returncode}): "
+                + masking.mask(got.stderr.strip()[-800:]),
+                checked="the embedded OpenStack's set-up",
+            )
+        return got.stdout
+
+    def _env(self) -> dict[str, str]:
+        assert self.folder is not None
+        return {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(self.folder), "LANG": "C.UTF-8",
+                "OS_KEYSTONE_CONFIG_DIR": str(self.folder / "keystone"),
+                "OS_PLACEMENT_CONFIG_DIR": str(self.folder / "placement"),
+                "OS_NOVA_CONFIG_DIR": str(self.folder / "nova")}  # fmt: skip
+
+    # -- the parts ------------------------------------------------------------------------------------------
+    def _write_folders(self) -> None:
+        assert self.folder is not None
+        for sub in ("keystone/fernet-keys", "keystone/credential-keys", "placement", "nova/lock", "nova/instances",
+                    "glance/images", "glance/staging", "glance/tasks", "glance/lock", "cinder/lock", "heat", "logs",
+                    "wsgi"):  # fmt: skip
+            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("keystone/fernet-keys", "keystone/credential-keys"):
+            (self.folder / sub).chmod(0o700)
+        user = own_code_user()
+        if user.name:
+            subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(self.folder)], check=True)
+
+    def _start_db(self, data: Path) -> None:
+        from clauseproof.targets.single.mariadb import EmbeddedMariaDB
+
+        db = EmbeddedMariaDB("openstack-db", "clauseproof", None, data_source=data, create_namespace=False,
+                             settings={"max_connections": "1000", "innodb_flush_log_at_trx_commit": "2"})  # fmt: skip
+        with self._lock:
+            self.db = db
+        db.start()
+
+    def _start_rabbit(self) -> None:
+        user = service_user("rabbitmq")
+        folder = make_private_folder("openstack-rabbit", user)
+        self.more_folders.append(folder)
+        port, dist = free_port(), free_port()
+        self.ports["rabbit"] = port
+        (folder / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{port}\ndefault_user = clauseproof\n"
+            f"default_pass = {self.passwords['rabbit']}\nloopback_users = none\n"
+            "log.console = true\nlog.file = false\n"
+        )
+        (folder / "enabled_plugins").write_text("[].\n")
+        if user:
+            subprocess.run(["chown", "-R", user, str(folder)], check=True)
+        env = {
+            "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+            "HOME": str(folder),  # its Erlang cookie: made there, 0400, its own
+            "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": f"{folder.name}@localhost",
+            "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "RABBITMQ_DIST_PORT": str(dist),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+        saved, self.folder = self.folder, folder
+        try:
+            proc = self._spawn("openstack-rabbitmq", [RABBIT], folder / "rabbitmq.out", env, user=user)
+        finally:
+            self.folder = saved
+        self._wait_tcp(port, proc, "RabbitMQ", folder / "rabbitmq.out")
+
+    def _write_configs(self, paste: Path) -> None:
+        assert self.folder is not None and self.db is not None
+        f = self.folder
+        for key in ("keystone", "nova", "glance", "cinder", "heat", "placement", "network"):
+            self.ports.setdefault(key, free_port())
+        p = self.ports
+        db = f"mysql+pymysql://root:{self.db.password}@127.0.0.1:{self.db.endpoint.port}" if self.db.endpoint else ""
+        transport = f"rabbit://clauseproof:{self.passwords['rabbit']}@127.0.0.1:{p.get('rabbit', 0)}/"
+        keystone = f"http://127.0.0.1:{p['keystone']}/v3"
+
+        def auth(user: str) -> str:
+            return conf.AUTH.format(keystone=keystone, user=user, password=self.passwords[user])
+
+        def write(path: str, text: str) -> None:
+            target = f / path
+            target.write_text(text)
+            target.chmod(0o600)
+
+        write("keystone/keystone.conf", conf.KEYSTONE.format(db=db, folder=f))
+        shutil.copy(paste / "nova" / "api-paste.ini", f / "nova" / "api-paste.ini")  # Nova's WSGI app: paste first
+        shutil.copy(paste / "glance" / "glance-api-paste.ini", f / "glance" / "glance-api-paste.ini")
+        write("placement/placement.conf", conf.PLACEMENT.format(db=db, auth=auth("placement")))
+        nova_common = {
+            "transport": transport, "folder": f, "paste": paste, "auth": auth("nova"),
+            "filters": ",".join(self._filters()), "soft_weight": 1.0 if self.anti_affinity else 0.0,
+            "quota_instances": self.quota_instances, "default_az": "az1",
+        }  # fmt: skip
+        write("nova/nova.conf", conf.NOVA.format(host="cp-controller", databases=conf.NOVA_DATABASES.format(db=db),
+                                                 **nova_common))  # fmt: skip
+        for host in self.hosts:  # a compute host reaches the databases through the conductor only
+            write(f"nova/{host}.conf", conf.NOVA.format(host=host, databases="", **nova_common))
+        write("glance/glance-api.conf", conf.GLANCE.format(port=p["glance"], db=db, folder=f, paste=paste,
+                                                           auth=auth("glance")))  # fmt: skip
+        write("cinder/cinder.conf", conf.CINDER.format(
+            transport=transport, folder=f, port=p["cinder"], paste=paste, db=db, auth=auth("cinder"),
+            auth_nova=auth("nova"), glance=f"http://127.0.0.1:{p['glance']}"))  # fmt: skip
+        write("heat/heat.conf", conf.HEAT.format(
+            transport=transport, port=p["heat"], domain_password=self.passwords["heat_domain_admin"], db=db,
+            auth=auth("heat"), keystone=keystone, password=self.passwords["heat"], paste=paste))  # fmt: skip
+        for name, module, factory, env in (
+            ("keystone", "keystone.server.wsgi", "initialize_public_application",
+             {"OS_KEYSTONE_CONFIG_DIR": str(f / "keystone")}),
+            ("placement", "placement.wsgi", "init_application", {"OS_PLACEMENT_CONFIG_DIR": str(f / "placement")}),
+            ("nova-api", "nova.api.openstack.compute.wsgi", "init_application",
+             {"OS_NOVA_CONFIG_DIR": str(f / "nova"), "OS_NOVA_CONFIG_FILES": "api-paste.ini;nova.conf",
+              # uWSGI's threads, not eventlet's: a patched thread blocks every request of the process
+              "OS_NOVA_DISABLE_EVENTLET_PATCHING": "1"}),
+            ("glance-api", "glance.common.wsgi_app", "init_app", {"OS_GLANCE_CONFIG_DIR": str(f / "glance")}),
+        ):  # fmt: skip
+            write(f"wsgi/{name}.py", conf.WSGI_SHIM.format(env=env, module=module, factory=factory))
+        user = own_code_user()
+        if user.name:
+            subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(f)], check=True)
+
+    def _uwsgi(self, name: str, port: int) -> Any:
+        assert self.folder is not None
+        args = [UWSGI, "--plugin", "python3", "--http11-socket", f"127.0.0.1:{port}", "--wsgi-file",
+                str(self.folder / "wsgi" / f"{name}.py"), "--master", "--processes", "1", "--threads", "4",
+                "--die-on-term", "--need-app", "--buffer-size", "65535", "--enable-threads",
+                "--disable-logging", "--chdir", "/"]  # fmt: skip
+        return self._logged(f"openstack-{name}", args, self.folder / "logs" / f"{name}.log")
+
+    def _python(self, kind: str, module: str, config: str, *more: str) -> Any:
+        assert self.folder is not None
+        code = f"import sys; from {module} import main; sys.argv[0] = {kind!r}; sys.exit(main())"
+        args = [PY, "-c", code, "--config-file", str(self.folder / config), *more]
+        return self._logged(f"openstack-{kind}", args, self.folder / "logs" / f"{kind}.log")
+
+    def _logged(self, kind: str, args: list[str], log_path: Path) -> Any:
+        proc = self._spawn(kind, args, log_path, self._env(), own_code=True)
+        self._logs[proc.pid] = log_path
+        return proc
+
+    def _wait_tcp(self, port: int, proc: Any, what: str, log_path: Path, timeout: float = 60) -> None:
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+            time.sleep(0.1)
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-8:] if log_path.exists() else []
+        raise ClauseproofError(
+            f"{what} did not listen on 127.0.0.1:{port} within {timeout:g} s"
+            + (f" (it exited: {proc.returncode})" if proc.poll() is not None else "")
+            + "; its log ends:\n    "
+            + "\n    ".join(masking.mask(t) for t in tail),
+            checked=f"TCP connections to 127.0.0.1:{port}",
+        )
+
+    def _wait_http(self, url: str, what: str, log_path: Path, proc: Any, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                last = f"it exited ({proc.returncode})"
+                break
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status < 500:
+                        return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    return
+                last = f"HTTP {exc.code}"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-10:] if log_path.exists() else []
+        raise ClauseproofError(
+            f"{what} did not answer {url} within {timeout:g} s ({last}); its log ends:\n    "
+            + "\n    ".join(masking.mask(t) for t in tail),
+            checked="the embedded OpenStack's start",
+        )
+
+    def _start_keystone(self) -> None:
+        assert self.folder is not None
+        c = "{c}/keystone/keystone.conf"
+        user = own_code_user()
+        owner = ["--keystone-user", str(user.uid), "--keystone-group", str(user.gid)] if user.name else []
+        url = self.keystone_url
+        steps = [
+            ["keystone.cmd.manage", "--config-file", c, "fernet_setup", *owner],
+            ["keystone.cmd.manage", "--config-file", c, "credential_setup", *owner],
+            # the admin (a new password each start) and the identity endpoint
+            ["keystone.cmd.manage", "--config-file", c, "bootstrap", f"--bootstrap-password={self.passwords['admin']}",
+             "--bootstrap-admin-url", url, "--bootstrap-internal-url", url, "--bootstrap-public-url", url,
+             "--bootstrap-region-id", "RegionOne"],
+        ]  # fmt: skip
+        with ThreadPoolExecutor(len(steps)) as pool:  # three at once; uWSGI starts once the keys exist
+            jobs = [pool.submit(self._manage, "keystone-manage", step) for step in steps]
+            jobs[0].result()
+            jobs[1].result()
+            proc = self._uwsgi("keystone", self.ports["keystone"])
+            jobs[2].result()
+        self._wait_http(url, "Keystone", self._logs[proc.pid], proc)
+
+    def connect(self, **over: Any) -> Any:
+        import openstack
+
+        return openstack.connect(**{**self.auth(), **over}, app_name="clauseproof", load_yaml_config=False,
+                                 load_envvars=False, api_timeout=60)  # fmt: skip
+
+    def _register(self) -> None:
+        """Service users (new passwords), the service project, the catalog's endpoints on this start's ports, and
+        Heat's domain."""
+        conn = self.connect()
+        ident = conn.identity
+        service_project = ident.find_project("service", domain_id="default") or ident.create_project(
+            name="service", domain_id="default"
+        )
+        admin_role = ident.find_role("admin")
+        for name in ("member", "reader", "heat_stack_owner", "heat_stack_user"):
+            ident.find_role(name) or ident.create_role(name=name)
+        for name in SERVICE_USERS:
+            u = ident.find_user(name, domain_id="default")
+            if u is None:
+                u = ident.create_user(name=name, domain_id="default", password=self.passwords[name])
+            else:
+                ident.update_user(u, password=self.passwords[name])
+            ident.assign_project_role_to_user(service_project, u, admin_role)
+        heat_domain = ident.find_domain("heat") or ident.create_domain(name="heat", description="Heat stack users")
+        hda = ident.find_user("heat_domain_admin", domain_id=heat_domain.id)
+        if hda is None:
+            hda = ident.create_user(name="heat_domain_admin", domain_id=heat_domain.id,
+                                    password=self.passwords["heat_domain_admin"])  # fmt: skip
+        else:
+            ident.update_user(hda, password=self.passwords["heat_domain_admin"])
+        ident.assign_domain_role_to_user(heat_domain, hda, admin_role)
+        admin = ident.find_user("admin", domain_id="default")
+        admin_project = ident.find_project("admin", domain_id="default")
+        ident.assign_project_role_to_user(admin_project, admin, ident.find_role("heat_stack_owner"))
+        p = self.ports
+        catalog = {
+            "placement": ("placement", f"http://127.0.0.1:{p['placement']}"),
+            "compute": ("nova", f"http://127.0.0.1:{p['nova']}/v2.1"),
+            "image": ("glance", f"http://127.0.0.1:{p['glance']}"),
+            "volumev3": ("cinderv3", f"http://127.0.0.1:{p['cinder']}/v3/%(project_id)s"),
+            "block-storage": ("cinder", f"http://127.0.0.1:{p['cinder']}/v3/%(project_id)s"),
+            "orchestration": ("heat", f"http://127.0.0.1:{p['heat']}/v1/%(tenant_id)s"),
+            "network": ("neutron", f"http://127.0.0.1:{p['network']}"),
+        }
+        services = {s.type: s for s in ident.services()}
+        endpoints = list(ident.endpoints())
+        for kind, (name, url) in catalog.items():
+            svc = services.get(kind) or ident.create_service(name=name, type=kind)
+            for ep in endpoints:
+                if ep.service_id == svc.id:
+                    ident.delete_endpoint(ep)
+            for interface in ("public", "internal", "admin"):
+                ident.create_endpoint(service_id=svc.id, interface=interface, url=url, region_id="RegionOne")
+        conn.close()
+
+    def _start_control(self) -> None:
+        """Nova's conductor, Placement and Nova's API: they import (seconds each) while Keystone
+        starts; the compute hosts come after, when the conductor answers (a compute host that asks too early waits
+        10 s per attempt)."""
+        self._start_workload("openstack-network-stub", "network_stub", self.ports["network"],
+                             "the network stub (Nova's queries about ports)")  # fmt: skip
+        self._service_procs: list[tuple[str, Any, str | None]] = [
+            ("Nova conductor", self._python("nova-conductor", "nova.cmd.conductor", "nova/nova.conf"), None),
+            ("Placement", self._uwsgi("placement", self.ports["placement"]),
+             f"http://127.0.0.1:{self.ports['placement']}/"),
+            ("Nova API", self._uwsgi("nova-api", self.ports["nova"]), f"http://127.0.0.1:{self.ports['nova']}/"),
+        ]  # fmt: skip
+
+    def _start_services(self) -> None:
+        procs = self._service_procs  # the scheduler asks Placement (through Keystone) at start
+        procs.append(("Nova scheduler", self._python("nova-scheduler", "nova.cmd.scheduler", "nova/nova.conf"), None))
+        for host in self.hosts:
+            procs.append((f"nova-compute {host}", self._python(f"nova-compute-{host}", "nova.cmd.compute",
+                                                                f"nova/{host}.conf"), None))  # fmt: skip
+        procs += [
+            ("Glance", self._uwsgi("glance-api", self.ports["glance"]),
+             f"http://127.0.0.1:{self.ports['glance']}/"),
+            ("Cinder API", self._python("cinder-api", "cinder.cmd.api", "cinder/cinder.conf"),
+             f"http://127.0.0.1:{self.ports['cinder']}/"),
+            ("Cinder scheduler", self._python("cinder-scheduler", "cinder.cmd.scheduler", "cinder/cinder.conf"),
+             None),
+            ("Cinder volume", self._python("cinder-volume", "cinder.cmd.volume", "cinder/cinder.conf"), None),
+            ("Heat API", self._python("heat-api", "heat.cmd.api", "heat/heat.conf"),
+             f"http://127.0.0.1:{self.ports['heat']}/"),
+            ("Heat engine", self._python("heat-engine", "heat.cmd.engine", "heat/heat.conf"), None),
+        ]  # fmt: skip
+        for what, proc, url in procs:
+            if url:
+                self._wait_http(url, what, self._logs[proc.pid], proc, timeout=START_TIMEOUT_S)
+
+    def _check_alive(self) -> None:
+        for what, proc, _ in getattr(self, "_service_procs", []):
+            if proc.poll() is not None:
+                log_path = self._logs[proc.pid]
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-8:] if log_path.exists() else []
+                raise ClauseproofError(f"{what} of the embedded OpenStack exited ({proc.returncode}); its log ends:"
+                                       "\n    " + "\n    ".join(masking.mask(t) for t in tail))  # fmt: skip
+
+    def _wait_computes(self) -> None:
+        conn = self.connect()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            self._check_alive()
+            up = {s.host for s in conn.compute.services(binary="nova-compute") if s.state == "up"}
+            hyper = {h.name for h in conn.compute.hypervisors()}
+            seen = up & hyper
+            if set(self.hosts) <= seen:
+                conn.close()
+                return
+            time.sleep(1)
+        conn.close()
+        raise ClauseproofError(
+            f"the embedded OpenStack's compute hosts did not register within {START_TIMEOUT_S} s: "
+            f"{sorted(set(self.hosts) - seen)} missing",
+            checked="Nova's service list and hypervisors",
+        )
+
+    def _prepare_cloud(self) -> None:
+        conn = self.connect()
+        # zones and racks: one aggregate per zone (an availability zone) and per rack (a property)
+        aggs = {a.name: a for a in conn.compute.aggregates()}
+        for zone in sorted({LAYOUT[h][0] for h in self.hosts}):
+            agg = aggs.get(zone) or conn.compute.create_aggregate(name=zone, availability_zone=zone)
+            for h in self.hosts:
+                if LAYOUT[h][0] == zone and h not in (agg.hosts or []):
+                    agg = conn.compute.add_host_to_aggregate(agg, h)
+        for rack in sorted({LAYOUT[h][1] for h in self.hosts}):
+            agg = aggs.get(rack) or conn.compute.create_aggregate(name=rack)
+            conn.compute.set_aggregate_metadata(agg, {"rack": rack})
+            for h in self.hosts:
+                if LAYOUT[h][1] == rack and h not in (agg.hosts or []):
+                    agg = conn.compute.add_host_to_aggregate(agg, h)
+        have = {f.name for f in conn.compute.flavors()}
+        wanted = {"cp.tiny": (1, 64, 1)} | {flavour_name(v, g): (v, g * 1024, 10) for v, g in S3_FLAVOURS}
+        for name, (vcpus, ram, disk) in wanted.items():
+            if name not in have:
+                conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
+        for name in ("cp-image-a", "cp-image-b"):
+            image = conn.image.find_image(name)
+            if image is None:
+                image = conn.image.create_image(
+                    name=name, data=f"clauseproof tiny image {name}\n".encode(), disk_format="raw",
+                    container_format="bare", visibility="public", allow_duplicates=True,
+                )  # fmt: skip
+            self.image_ids[name] = image.id
+        types = {t.name for t in conn.block_storage.types()}
+        for vt, backend in VOLUME_TYPES.items():
+            if vt not in types:
+                conn.block_storage.create_type(name=vt, extra_specs={"volume_backend_name": backend})
+        conn.close()
+
+    def stop(self) -> None:
+        super().stop()
+        db = self.db
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.stop()
+            self.db = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[EmbeddedOpenStack]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()

@@ -1,0 +1,25 @@
+"""SX-ECS-S3: every flavour the clause lists exists, boots, and the booted server reports it (the checks are in
+``clauseproof.compute.flavours``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clauseproof.compute.flavours import check_flavours
+from clauseproof.compute.roles import Flavours
+from clauseproof.core.catalog import Catalog
+from clauseproof.core.evidence import CaseEvidence
+from fixtures.cloud import Cloud
+
+
+@pytest.mark.clause("SX-ECS-S3")
+def test_listed_flavours_boot(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
+    evidence.record.target = cloud.driver.name
+    evidence.simulated = cloud.driver.simulated
+    if not isinstance(cloud.driver, Flavours):
+        pytest.skip(f"{cloud.driver.name} lists no flavours: SX-ECS-S3 is checked on a cloud that does (OpenStack)")
+    s = cloud.settings
+    evidence.window("not timed: each listed flavour is looked up, one server booted per flavour and read back")
+    check_flavours(cloud.driver, cloud.run_id, clause_catalog["SX-ECS-S3"].text, evidence, poll_s=s.poll_interval_s,
+                   timeout_s=s.timeout_s)  # fmt: skip
+    evidence.require_pass()
