@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.compute.base import FAILED, GONE, OTHER, PENDING, RUNNING, STOPPED, TAG, CloudError, ComputeDriver, Vm
+from clauseproof.compute.openstack_access import OpenStackAccess
 from clauseproof.compute.roles import Booted, Flavour, Where
 
 #: Nova's microversion the driver speaks: 2.64 (server groups with one policy and rules), 2.47 (the flavour embedded
@@ -59,7 +60,7 @@ def _sdk_error(exc: Exception) -> str:
     return f"{text} ({details})" if details and details not in text else text
 
 
-class OpenStackDriver(ComputeDriver):
+class OpenStackDriver(OpenStackAccess, ComputeDriver):
     """``connect`` makes an openstacksdk connection (a new one per thread: keystoneauth sessions are not shared
     across threads here); ``image`` / ``flavour`` name what the batch cases boot."""
 
@@ -357,10 +358,10 @@ def vendor_openstack(spec: str, p: dict[str, Any]) -> ComputeDriver:
         if needed not in p:
             raise ClauseproofError(f"{spec}: [cloud] has no {needed}", fix=f"add {needed} = ... under [cloud]")
 
-    def connect() -> Any:
+    def connect(**over: Any) -> Any:
         import openstack
 
-        return openstack.connect(cloud=p["cloud"], app_name="clauseproof", api_timeout=60)
+        return openstack.connect(cloud=p["cloud"], app_name="clauseproof", api_timeout=60, **over)
 
     try:
         return OpenStackDriver(

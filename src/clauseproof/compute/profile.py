@@ -68,6 +68,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "cloud": str,
     "second_image": str,
     "network": str,
+    "access_matrix": str,
 }
 
 

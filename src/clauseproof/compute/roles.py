@@ -88,3 +88,22 @@ class Flavours(Protocol):
 def facts(driver: Any) -> dict[str, Any]:
     """Which roles a driver plays (recorded in the evidence)."""
     return {r.__name__: isinstance(driver, r) for r in (Placement, Rebuild, Flavours)}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the system did when a subject tried an operation: allowed (True), refused (False), or not tried
+    (None: an error that is neither); ``detail`` says what the API answered."""
+
+    allowed: bool | None
+    detail: str
+
+
+@runtime_checkable
+class AccessControl(Protocol):
+    """Users with roles in projects, made for a run, each trying operations through the system's API (SX-EDAS-1)."""
+
+    def access_operations(self) -> tuple[str, ...]: ...
+    def access_subjects(self, run_id: str, subjects: list[str]) -> dict[str, str]: ...
+    def access_try(self, run_id: str, subject: str, operation: str) -> Outcome: ...
+    def access_cleanup(self, run_id: str) -> list[str]: ...

@@ -124,7 +124,9 @@ def _versions() -> str:
 
 class EmbeddedOpenStack(OwnProcesses):
     """The embedded cloud.  ``anti_affinity=False`` is SX-ECS-8's cheat (the policy stored, the filter removed);
-    ``quota_instances`` caps the servers a project may have (SX-ECS-6's control); ``computes`` hosts (≥ 2)."""
+    ``quota_instances`` caps the servers a project may have (SX-ECS-6's control); ``nova_policy`` overrides Nova's
+    policy rules (SX-EDAS-1's cheats); ``unbootable`` flavours are listed but no host can place them (SX-ECS-S3's
+    cheat: a trait no host has); ``computes`` hosts (≥ 2)."""
 
     label = "embedded-openstack"
     STOP_WAIT_S = 15
@@ -136,6 +138,8 @@ class EmbeddedOpenStack(OwnProcesses):
         computes: int = COMPUTES,
         anti_affinity: bool = True,
         quota_instances: int = 1000,
+        nova_policy: dict[str, str] | None = None,
+        unbootable: tuple[str, ...] = (),
         progress: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -145,6 +149,8 @@ class EmbeddedOpenStack(OwnProcesses):
         self.computes = computes
         self.anti_affinity = anti_affinity
         self.quota_instances = quota_instances
+        self.nova_policy = dict(nova_policy or {})
+        self.unbootable = unbootable
         self.progress = progress or (lambda _m: None)
         self.hosts = list(LAYOUT)[:computes]
         self.db: Any = None
@@ -185,6 +191,8 @@ class EmbeddedOpenStack(OwnProcesses):
             "ram_weight_multiplier": "-1.0 (the stand-in packs servers onto the fullest host, so that any spreading "
             "seen comes from a group's policy, not from the scheduler's default spreading)",
             "quota_instances": self.quota_instances,
+            "nova_policy_overrides": self.nova_policy,
+            "unbootable_flavours": list(self.unbootable),
             "volume_backends": "Cinder's fake volume driver (volumes exist in the API, no bytes are stored)",
             "startup_s": self.startup_s,
             "startup_phases_s": dict(self.phases),
@@ -438,8 +446,11 @@ class EmbeddedOpenStack(OwnProcesses):
         nova_common = {
             "transport": transport, "folder": f, "paste": paste, "auth": auth("nova"),
             "filters": ",".join(self._filters()), "soft_weight": 1.0 if self.anti_affinity else 0.0,
-            "quota_instances": self.quota_instances, "default_az": "az1",
+            "quota_instances": self.quota_instances,
+            "nova_policy_overrides": self.nova_policy,
+            "unbootable_flavours": list(self.unbootable), "default_az": "az1",
         }  # fmt: skip
+        write("nova/policy.yaml", json.dumps(self.nova_policy) + "\n")  # JSON is YAML
         write("nova/nova.conf", conf.NOVA.format(host="cp-controller", databases=conf.NOVA_DATABASES.format(db=db),
                                                  **nova_common))  # fmt: skip
         for host in self.hosts:  # a compute host reaches the databases through the conductor only
@@ -690,7 +701,9 @@ class EmbeddedOpenStack(OwnProcesses):
         wanted = {"cp.tiny": (1, 64, 1)} | {flavour_name(v, g): (v, g * 1024, 10) for v, g in S3_FLAVOURS}
         for name, (vcpus, ram, disk) in wanted.items():
             if name not in have:
-                conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
+                fl = conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
+                if name in self.unbootable:  # the cheat: listed, and no host has the trait it requires
+                    conn.compute.create_flavor_extra_specs(fl, {"trait:CUSTOM_CLAUSEPROOF_NO_HOST": "required"})
         for name in ("cp-image-a", "cp-image-b"):
             image = conn.image.find_image(name)
             if image is None:

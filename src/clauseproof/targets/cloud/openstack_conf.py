@@ -116,6 +116,11 @@ server_group_members = 1000
 lock_path = {folder}/nova/lock
 [oslo_messaging_notifications]
 driver = noop
+[oslo_policy]
+# Nova's project-scoped defaults (reader, member, admin); the stand-in's overrides, if any, in policy_file
+enforce_new_defaults = true
+enforce_scope = false
+policy_file = {folder}/nova/policy.yaml
 [vnc]
 enabled = false
 [spice]

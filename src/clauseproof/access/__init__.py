@@ -1,0 +1,1 @@
+"""SX-EDAS-1: role-based access control judged as a matrix of (subject, operation) → allowed / refused."""
