@@ -446,13 +446,22 @@ class EmbeddedOpenStack(OwnProcesses):
         nova_common = {
             "transport": transport, "folder": f, "paste": paste, "auth": auth("nova"),
             "filters": ",".join(self._filters()), "soft_weight": 1.0 if self.anti_affinity else 0.0,
+            "no_upcall": "false" if self.anti_affinity else "true",
             "quota_instances": self.quota_instances,
             "nova_policy_overrides": self.nova_policy,
             "unbootable_flavours": list(self.unbootable), "default_az": "az1",
         }  # fmt: skip
         write("nova/policy.yaml", json.dumps(self.nova_policy) + "\n")  # JSON is YAML
-        write("nova/nova.conf", conf.NOVA.format(host="cp-controller", databases=conf.NOVA_DATABASES.format(db=db),
-                                                 **nova_common))  # fmt: skip
+        databases = conf.NOVA_DATABASES.format(db=db)
+        # the conductor refuses a group whose filter is not configured: it reads the full list; the scheduler reads
+        # its own (without the anti-affinity filter in the cheat)
+        write(
+            "nova/nova.conf",
+            conf.NOVA.format(
+                host="cp-controller", databases=databases, **{**nova_common, "filters": ",".join(conf.FILTERS)}
+            ),
+        )
+        write("nova/scheduler.conf", conf.NOVA.format(host="cp-controller", databases=databases, **nova_common))
         for host in self.hosts:  # a compute host reaches the databases through the conductor only
             write(f"nova/{host}.conf", conf.NOVA.format(host=host, databases="", **nova_common))
         write("glance/glance-api.conf", conf.GLANCE.format(port=p["glance"], db=db, folder=f, paste=paste,
@@ -634,7 +643,9 @@ class EmbeddedOpenStack(OwnProcesses):
 
     def _start_services(self) -> None:
         procs = self._service_procs  # the scheduler asks Placement (through Keystone) at start
-        procs.append(("Nova scheduler", self._python("nova-scheduler", "nova.cmd.scheduler", "nova/nova.conf"), None))
+        procs.append(
+            ("Nova scheduler", self._python("nova-scheduler", "nova.cmd.scheduler", "nova/scheduler.conf"), None)
+        )
         for host in self.hosts:
             procs.append((f"nova-compute {host}", self._python(f"nova-compute-{host}", "nova.cmd.compute",
                                                                 f"nova/{host}.conf"), None))  # fmt: skip

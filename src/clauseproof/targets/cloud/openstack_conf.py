@@ -55,8 +55,8 @@ auth_strategy = keystone
 """
 
 #: the scheduler's filters; the anti-affinity cheat (``anti_affinity=False``) is this list without
-#: ServerGroupAntiAffinityFilter and with the soft anti-affinity weigher's multiplier at 0: a group's policy
-#: is stored and shown, and ignored
+#: ServerGroupAntiAffinityFilter, the soft anti-affinity weigher's multiplier at 0 and the compute host's late
+#: policy check off: a group's policy is stored and shown, and ignored
 FILTERS = (
     "AvailabilityZoneFilter",
     "ComputeFilter",
@@ -106,6 +106,9 @@ workers = 1
 enabled_filters = {filters}
 soft_anti_affinity_weight_multiplier = {soft_weight}
 ram_weight_multiplier = -1.0
+[workarounds]
+# the anti-affinity cheat also turns off the compute host's late check of the group's policy
+disable_group_policy_check_upcall = {no_upcall}
 [quota]
 instances = {quota_instances}
 cores = -1
