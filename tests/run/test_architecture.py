@@ -24,6 +24,7 @@ LAYERS = {
     "gateway": 2,
     "sla": 2,
     "db_service": 2,
+    "access": 2,
     "workloads": 2,
     "run": 3,
     "cli": 3,

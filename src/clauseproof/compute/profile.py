@@ -1,18 +1,8 @@
 """Which cloud the VM cases run against: ``--cp-cloud`` = ``simulated`` (default), ``embedded-openstack``, ``none``,
 or a profile.
 
-A vendor's OpenStack (``provider = "openstack"``) is reached through openstacksdk, ``clouds.yaml`` conventions::
-
-    [cloud]
-    provider = "openstack"
-    cloud = "acceptance"            # an entry of clouds.yaml (OS_CLIENT_CONFIG_FILE, ~/.config/openstack/...)
-    image = "cirros"                # what the batch cases boot
-    size = "m1.tiny"                # the flavour
-    second_image = "ubuntu-22.04"   # SX-ECS-2's change of operating system (a rebuild to it)
-    network = "<network id>"        # optional: servers get a port on it (an address to keep across a rebuild)
-
-Any other provider is a Libcloud provider: the environment variables holding the credentials, the image and size,
-and the batch settings::
+A Libcloud provider: the environment variables holding the credentials, the image and size, and the batch settings
+(``provider = "openstack"`` without a ``cloud`` entry is Libcloud's OpenStack driver)::
 
     [cloud]
     provider = "openstack"          # a Libcloud Provider name; "fake" is the self-tests' fake cloud
@@ -27,6 +17,17 @@ and the batch settings::
     ex_force_auth_url = "https://keystone.example:5000"
     ex_force_auth_version = "3.x_password"
     ex_tenant_name = "acceptance"
+
+A vendor's OpenStack (``provider = "openstack"`` with a ``cloud`` entry) is reached through openstacksdk,
+``clouds.yaml`` conventions::
+
+    [cloud]
+    provider = "openstack"
+    cloud = "acceptance"            # an entry of clouds.yaml (OS_CLIENT_CONFIG_FILE, ~/.config/openstack/...)
+    image = "cirros"                # what the batch cases boot
+    size = "m1.tiny"                # the flavour
+    second_image = "ubuntu-22.04"   # SX-ECS-2's change of operating system (a rebuild to it)
+    network = "<network id>"        # optional: servers get a port on it (an address to keep across a rebuild)
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def make_driver(
 
         return start_embedded_openstack(cache_dir, progress)
     p = load_cloud_profile(Path(spec))
-    if p["provider"] == "openstack":
+    if p["provider"] == "openstack" and "cloud" in p:  # openstacksdk (without a clouds.yaml entry: Libcloud's)
         from clauseproof.compute.openstack_driver import vendor_openstack
 
         return vendor_openstack(spec, p)

@@ -7,6 +7,58 @@ declares as its own (the scheduler's filters, the quotas, the fake hypervisor) i
 
 from __future__ import annotations
 
+PY = "/usr/bin/python3"
+UWSGI = "/usr/bin/uwsgi-core"
+RABBIT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+#: what the embedded cloud is made of (./run installs them when --cp-cloud=embedded-openstack is asked for)
+PACKAGES = (
+    "python3-keystone",
+    "python3-placement",
+    "python3-nova",
+    "python3-glance",
+    "python3-cinder",
+    "python3-heat",
+    "uwsgi-core",
+    "uwsgi-plugin-python3",
+    "rabbitmq-server",
+)
+#: the API paste files, taken from Debian's ``*-common`` packages (unpacked into the cache, never installed)
+PASTE = {
+    "nova": ("nova-common", "usr/share/nova-common/api-paste.ini", "api-paste.ini"),
+    "glance": ("glance-common", "usr/share/glance-common/glance-api-paste.ini", "glance-api-paste.ini"),
+    "cinder": ("cinder-common", "usr/share/cinder-common/api-paste.ini", "api-paste.ini"),
+    "heat": ("heat-common", "etc/heat/api-paste.ini", "api-paste.ini"),
+}
+DATABASES = ("keystone", "placement", "nova_api", "nova", "nova_cell0", "glance", "cinder", "heat")
+SERVICE_USERS = ("nova", "placement", "glance", "cinder", "heat")
+#: the cache's layout; a new value rebuilds it
+CACHE_VERSION = 1
+
+COMPUTES = 4
+#: host -> (availability zone, rack): two zones by host aggregates, two racks by an aggregate property, the racks
+#: across the zones so that a server's rack cannot be told from its zone
+LAYOUT = {
+    "cp-compute-1": ("az1", "rack-a"),
+    "cp-compute-2": ("az1", "rack-b"),
+    "cp-compute-3": ("az2", "rack-a"),
+    "cp-compute-4": ("az2", "rack-b"),
+    "cp-compute-5": ("az1", "rack-a"),
+    "cp-compute-6": ("az2", "rack-b"),
+}
+#: the flavours the stand-in offers: SX-ECS-S3's list (vCPUs, GiB), named cp.<v>c<g>g, and one small one
+S3_FLAVOURS = (
+    (1, 1), (1, 2), (1, 4), (1, 6), (1, 8), (2, 2), (2, 4), (2, 6), (2, 8), (2, 12), (2, 16), (4, 4), (4, 8),
+    (4, 12), (4, 16), (4, 24), (4, 32), (8, 16), (8, 32), (8, 64), (16, 32), (16, 64), (16, 128), (32, 64),
+    (32, 128),
+)  # fmt: skip
+VOLUME_TYPES = {"cp-ssd": "fast", "cp-hdd": "slow"}
+START_TIMEOUT_S = 180
+
+
+def flavour_name(vcpus: int, gib: int) -> str:
+    return f"cp.{vcpus}c{gib}g"
+
+
 #: keystonemiddleware / keystoneauth settings shared by every service (a service user in project "service")
 AUTH = """\
 www_authenticate_uri = {keystone}
