@@ -488,8 +488,9 @@ def _cloud_cleanup(spec: str, run_id: str) -> int:
     from clauseproof.compute.profile import make_driver
     from clauseproof.core.errors import ClauseproofError
 
-    if spec in ("simulated", "none"):
-        print(f"clauseproof: --cloud {spec}: the simulated cloud lives inside its run; nothing outlives it")
+    if spec in ("simulated", "none", "embedded-openstack"):
+        print(f"clauseproof: --cloud {spec}: that cloud lives inside its run; nothing outlives it "
+              "(after a SIGKILL, `clauseproof reap` stops what the run started)")  # fmt: skip
         return 0
     try:
         driver = make_driver(spec)
