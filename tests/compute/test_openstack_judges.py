@@ -13,6 +13,7 @@ from clauseproof.compute.base import FAILED, GONE, RUNNING, CloudError, ComputeD
 from clauseproof.compute.batch import create_batch
 from clauseproof.compute.flavours import listed, match
 from clauseproof.compute.openstack_access import OPERATIONS
+from clauseproof.compute.orchestration import Event, StackView, judge_order, judge_stack
 from clauseproof.compute.rebuild import judge_rebuild
 from clauseproof.compute.roles import AccessControl, Booted, Flavour, Outcome
 from clauseproof.core.catalog import load_catalog
@@ -192,3 +193,41 @@ def test_an_unanswered_cell_is_not_shown_and_a_bad_matrix_is_named(tmp_path: Pat
     with pytest.raises(ClauseproofError, match="unknown operation 'reboot the moon'"):
         load_matrix(bad, OPERATIONS)
     assert NOT_SHOWN  # the verdict name exists (used by the not-shown rows)
+
+
+# -- SX-ECS-5 -----------------------------------------------------------------------------------------------
+def _view(**over: object) -> StackView:
+    events = [Event("data_volume", "CREATE_IN_PROGRESS"), Event("data_volume", "CREATE_COMPLETE"),
+              Event("app_server", "CREATE_IN_PROGRESS"), Event("app_server", "CREATE_COMPLETE"),
+              Event("attachment", "CREATE_IN_PROGRESS"), Event("attachment", "CREATE_COMPLETE")]  # fmt: skip
+    base: dict[str, object] = {
+        "status": "CREATE_COMPLETE", "reason": "", "events": events,
+        "resources": {"data_volume": "v1", "app_server": "s1", "attachment": "a1"},
+        "outputs": {"server_name": "cp-r-stack-vm", "volume_size": 1},
+        "server": {"id": "s1", "name": "cp-r-stack-vm", "state": "running"},
+        "volume": {"id": "v1", "type": "cp-ssd", "size": 1, "attached_to": ["s1"]},
+    }  # fmt: skip
+    return StackView(**{**base, **over})  # type: ignore[arg-type]
+
+
+def test_a_stack_whose_services_agree_passes() -> None:
+    assert all(ok for _, ok, _ in judge_stack(_view(), "r", "cp-ssd"))
+
+
+def test_complete_with_a_resource_missing_is_judged_fail() -> None:
+    # the cheat: CREATE_COMPLETE, but the volume never attached (or absent from its own service)
+    rows = {p: (ok, why) for p, ok, why in judge_stack(_view(volume={"id": "v1", "type": "cp-ssd", "size": 1,
+                                                                       "attached_to": []}), "r", "cp-ssd")}  # fmt: skip
+    part = "the volume exists in the block-storage API, attached to the server"
+    assert rows["the stack is created"][0] and rows[part] == (False, "attached to nothing, not the stack's server s1")
+    oks = {p: ok for p, ok, _ in judge_stack(_view(server=None), "r", "cp-ssd")}
+    assert oks["the server exists in the compute API"] is False
+    assert oks["get_attr outputs equal what the services show"] is False
+
+
+def test_events_out_of_dependency_order_fail() -> None:
+    events = [Event("app_server", "CREATE_IN_PROGRESS"), Event("data_volume", "CREATE_IN_PROGRESS"),
+              Event("data_volume", "CREATE_COMPLETE"), Event("app_server", "CREATE_COMPLETE"),
+              Event("attachment", "CREATE_IN_PROGRESS"), Event("attachment", "CREATE_COMPLETE")]  # fmt: skip
+    ok, why = judge_order(events)
+    assert not ok and why == "app_server started before data_volume completed"

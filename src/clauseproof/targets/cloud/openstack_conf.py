@@ -51,7 +51,7 @@ S3_FLAVOURS = (
     (4, 12), (4, 16), (4, 24), (4, 32), (8, 16), (8, 32), (8, 64), (16, 32), (16, 64), (16, 128), (32, 64),
     (32, 128),
 )  # fmt: skip
-VOLUME_TYPES = {"cp-ssd": "fast", "cp-hdd": "slow"}
+VOLUME_TYPES = {"cp-ssd": "solid-state", "cp-hdd": "spinning disk"}
 START_TIMEOUT_S = 180
 
 
@@ -148,8 +148,9 @@ region_name = RegionOne
 [cinder]
 os_region_name = RegionOne
 [service_user]
-send_service_user_token = false
-[scheduler]
+# Cinder lets only Nova detach a volume Nova attached (CVE-2023-2088): Nova sends its service token
+send_service_user_token = true
+{auth}[scheduler]
 discover_hosts_in_cells_interval = 2
 workers = 1
 [conductor]

@@ -1,0 +1,22 @@
+"""SX-ECS-5: a Heat stack — a server, a volume and their attachment, with depends_on, get_resource and get_attr —
+judged on each service's own view (the checks are in ``clauseproof.compute.orchestration``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clauseproof.compute.orchestration import check_stack
+from clauseproof.compute.roles import Orchestration
+from clauseproof.core.evidence import CaseEvidence
+from fixtures.cloud import Cloud
+
+
+@pytest.mark.clause("SX-ECS-5")
+def test_stack_with_dependencies(cloud: Cloud, evidence: CaseEvidence) -> None:
+    evidence.record.target = cloud.driver.name
+    evidence.simulated = cloud.driver.simulated
+    if not isinstance(cloud.driver, Orchestration):
+        pytest.skip(f"{cloud.driver.name} has no orchestration service: SX-ECS-5 is checked where it has (Heat)")
+    evidence.window("not timed: the stack created, read back through Heat, Nova and Cinder, then deleted")
+    check_stack(cloud.driver, cloud.run_id, evidence, timeout_s=cloud.settings.timeout_s)
+    evidence.require_pass()
