@@ -15,6 +15,7 @@ from clauseproof.compute.anti_affinity import check_anti_affinity
 from clauseproof.compute.batch import create_batch, delete_batch
 from clauseproof.compute.flavours import check_flavours
 from clauseproof.compute.openstack_driver import OpenStackDriver
+from clauseproof.compute.orchestration import check_stack
 from clauseproof.compute.rebuild import check_rebuild
 from clauseproof.core.catalog import load_catalog
 from clauseproof.core.evidence import FAIL, NOT_SHOWN, PASS, CaseEvidence, CaseRecord
@@ -62,6 +63,7 @@ def test_an_honest_embedded_cloud_passes_what_its_control_plane_does() -> None:
                 ("SX-ECS-S3", lambda ev: check_flavours(d, run, catalog["SX-ECS-S3"].text, ev, poll_s=POLL,
                                                          timeout_s=TIMEOUT)),
                 ("SX-EDAS-1", lambda ev: check_matrix(d, run, ev)),
+                ("SX-ECS-5", lambda ev: check_stack(d, run, ev, timeout_s=TIMEOUT)),
             ):  # fmt: skip
                 ev = _evidence(clause)
                 check(ev)
