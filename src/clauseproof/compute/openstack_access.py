@@ -10,11 +10,11 @@ going, whatever the status code said.
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
 from clauseproof.compute.roles import Outcome
+from clauseproof.core import masking
 
 ROLES = {"reader": "reader", "member": "member", "admin": "admin"}
 OPERATIONS = (
@@ -63,7 +63,7 @@ class OpenStackAccess:
             if proj is None:
                 proj = ident.create_project(name=pname, domain_id="default", description="clauseproof SX-EDAS-1")
                 self._acl["projects"][project] = proj
-            password = secrets.token_urlsafe(18)
+            password = masking.new_secret()  # masked wherever it could be printed
             user = ident.create_user(name=f"cp-{run_id}-{subject}", domain_id="default", password=password,
                                      default_project_id=proj.id)  # fmt: skip
             self._acl["users"][subject] = user
