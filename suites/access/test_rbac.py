@@ -16,8 +16,7 @@ from fixtures.cloud import Cloud
 
 @pytest.mark.clause("SX-EDAS-1")
 def test_role_matrix(cloud: Cloud, evidence: CaseEvidence) -> None:
-    evidence.record.target = cloud.driver.name
-    evidence.simulated = cloud.driver.simulated
+    cloud.record(evidence)
     if not isinstance(cloud.driver, AccessControl):
         pytest.skip(f"{cloud.driver.name} has no users and roles the harness can make (OpenStack's Keystone has)")
     evidence.window("not timed: each cell of the matrix tried once as its subject, the outcome read back as admin")

@@ -14,8 +14,7 @@ from fixtures.cloud import Cloud
 
 @pytest.mark.clause("SX-ECS-S3")
 def test_listed_flavours_boot(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
-    evidence.record.target = cloud.driver.name
-    evidence.simulated = cloud.driver.simulated
+    cloud.record(evidence)
     if not isinstance(cloud.driver, Flavours):
         pytest.skip(f"{cloud.driver.name} lists no flavours: SX-ECS-S3 is checked on a cloud that does (OpenStack)")
     s = cloud.settings

@@ -13,8 +13,7 @@ from fixtures.cloud import Cloud
 
 @pytest.mark.clause("SX-ECS-5")
 def test_stack_with_dependencies(cloud: Cloud, evidence: CaseEvidence) -> None:
-    evidence.record.target = cloud.driver.name
-    evidence.simulated = cloud.driver.simulated
+    cloud.record(evidence)
     if not isinstance(cloud.driver, Orchestration):
         pytest.skip(f"{cloud.driver.name} has no orchestration service: SX-ECS-5 is checked where it has (Heat)")
     evidence.window("not timed: the stack created, read back through Heat, Nova and Cinder, then deleted")
