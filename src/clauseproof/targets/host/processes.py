@@ -169,18 +169,27 @@ def haproxy_drop() -> str:
 
 
 def wait_port(
-    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, host: str = "127.0.0.1", fix: str = ""
+    port: int,
+    proc: subprocess.Popen[bytes],
+    what: str,
+    log: Path,
+    host: str = "127.0.0.1",
+    fix: str = "",
+    timeout: float = START_TIMEOUT_S,
 ) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    tail = log.read_text(errors="replace").strip().splitlines()[-6:] if log.exists() else []
+    tail = [masking.mask(t) for t in log.read_text(errors="replace").strip().splitlines()[-6:]] if log.exists() else []
     raise ClauseproofError(
-        f"{what} did not listen on {host}:{port} within {START_TIMEOUT_S} s; its log ends:\n    " + "\n    ".join(tail),
+        f"{what} did not listen on {host}:{port} within {timeout:g} s"
+        + (f" (it exited: {proc.returncode})" if proc.poll() is not None else "")
+        + "; its log ends:\n    "
+        + "\n    ".join(tail),
         checked=f"TCP connections to {host}:{port}",
         fix=fix,
     )
