@@ -246,6 +246,15 @@ def act_batch(
     return _finish(result)
 
 
+def delete_prefixed(
+    driver: ComputeDriver, run_id: str, prefix: str, *, poll_s: float = 0.5, timeout_s: float = 600.0
+) -> BatchResult | None:
+    """Delete (and wait for) every VM of ``run_id`` named ``cp-<run id>-<prefix>…`` the API still shows: what one
+    case created, found by name, so that a server the case lost track of is deleted too."""
+    ids = [v.id for v in driver.list_vms(run_id) if v.name.startswith(f"cp-{run_id}-{prefix}") and v.state != GONE]
+    return delete_batch(driver, run_id, ids, poll_s=poll_s, timeout_s=timeout_s) if ids else None
+
+
 def cleanup(driver: ComputeDriver, run_id: str, *, timeout_s: float = 300.0, poll_s: float = 1.0) -> list[str]:
     """Delete every VM of ``run_id`` the API still shows; return what is left after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

@@ -2,7 +2,7 @@
 
 The list is read from the clause's own text (``1核1G、1核2G、…``: vCPUs and GiB).  A flavour matches when its vCPUs
 are equal and its memory is the GiB in MiB (×1024; ×1000 is accepted and said).  One server per matching flavour is
-booted (bounded concurrency) and must run, reporting that flavour's vCPUs and memory; a flavour listed but refused
+booted and must run, reporting that flavour's vCPUs and memory; a flavour listed but refused
 at boot (the cheapest cheat: a catalogue entry no host can place) is FAIL, naming it.  What the guest itself sees is
 a separate row, NOT SHOWN where the cloud boots no guest.
 """
@@ -10,9 +10,10 @@ a separate row, NOT SHOWN where the cloud boots no guest.
 from __future__ import annotations
 
 import re
+import time
 
-from clauseproof.compute.base import ComputeDriver
-from clauseproof.compute.batch import _poll
+from clauseproof.compute.base import FAILED, RUNNING, ComputeDriver
+from clauseproof.compute.batch import VmTiming, _poll, delete_prefixed
 from clauseproof.compute.roles import Flavour, Flavours
 from clauseproof.core.evidence import CaseEvidence
 
@@ -37,14 +38,7 @@ def match(spec: tuple[int, int], flavours: list[Flavour]) -> tuple[Flavour | Non
 
 
 def check_flavours(
-    driver: ComputeDriver,
-    run_id: str,
-    clause_text: str,
-    evidence: CaseEvidence,
-    *,
-    poll_s: float,
-    timeout_s: float,
-    concurrency: int = 5,
+    driver: ComputeDriver, run_id: str, clause_text: str, evidence: CaseEvidence, *, poll_s: float, timeout_s: float
 ) -> None:
     assert isinstance(driver, Flavours)
     specs = listed(clause_text)
@@ -64,41 +58,27 @@ def check_flavours(
             chosen[spec] = f
             if note:
                 evidence.note(note)
-    # boot one server per flavour, a few at a time
+    # boot one server per flavour (one create call each), then wait for all of them
     names = {spec: f"cp-{run_id}-fl{spec[0]}c{spec[1]}g" for spec in chosen}
     booted: dict[tuple[int, int], str] = {}
     refused: dict[tuple[int, int], str] = {}
     try:
-        items = list(chosen.items())
-        for i in range(0, len(items), concurrency):
-            chunk = items[i : i + concurrency]
-            for spec, f in chunk:
-                try:
-                    got = driver.create_servers(run_id, [names[spec]], flavour=f.id)
-                    booted[spec] = got[0][1]
-                except Exception as exc:
-                    refused[spec] = str(exc)
-        from clauseproof.compute.batch import VmTiming
-
+        for spec, f in chosen.items():
+            try:
+                booted[spec] = driver.create_servers(run_id, [names[spec]], flavour=f.id)[0][1]
+            except Exception as exc:
+                refused[spec] = str(exc)
         timings = {vid: VmTiming(names[spec], vid) for spec, vid in booted.items()}
-        import time
-
-        _poll(
-            driver,
-            run_id,
-            timings,
-            lambda vm: vm is not None and vm.state in ("running", "failed"),
-            time.perf_counter(),
-            poll_s,
-            timeout_s,
-        )
+        settled = (RUNNING, FAILED)
+        _poll(driver, run_id, timings, lambda vm: vm is not None and vm.state in settled, time.perf_counter(), poll_s,
+              timeout_s)  # fmt: skip
         for spec, f in chosen.items():
             label = f"{spec[0]} vCPU / {spec[1]} GiB ({f.name}): boots and reports its flavour"
             if spec in refused:
                 evidence.part(CLAUSE, False, statistic=label, why=f"refused at boot: {refused[spec]}")
                 continue
             b = driver.booted(booted[spec])
-            if b.state != "running":
+            if b.state != RUNNING:
                 evidence.part(
                     CLAUSE, False, statistic=label, why=f"listed but not bootable: {b.fault or 'state ' + b.state}"
                 )
@@ -120,8 +100,4 @@ def check_flavours(
             else "reading resources inside a guest needs a way into it (not in this release)",
         )
     finally:
-        from clauseproof.compute.batch import delete_batch
-
-        left = [v.id for v in driver.list_vms(run_id) if v.name.startswith(f"cp-{run_id}-fl")]
-        if left:
-            delete_batch(driver, run_id, left, poll_s=poll_s, timeout_s=timeout_s)
+        delete_prefixed(driver, run_id, "fl", poll_s=poll_s, timeout_s=timeout_s)

@@ -77,7 +77,6 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, ComputeDriver):
         concurrency: int = 10,
         network: str | None = None,
         boots_guests: bool = True,
-        facts: dict[str, Any] | None = None,
         label: str = "",
     ) -> None:
         self._connect = connect
@@ -89,7 +88,6 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, ComputeDriver):
         self.network = network
         #: Nova's fake hypervisor boots nothing: timings measure the control plane, a guest's view is not shown
         self.boots_guests = boots_guests
-        self.facts = facts or {}
         if label:
             self.name = label
         self._image_id = self._find_image(image)
@@ -237,7 +235,6 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, ComputeDriver):
             "image": self.image_name,
             "flavour": self.flavour_name,
             "boots_guests": self.boots_guests,
-            **self.facts,
         }
 
     def warm(self) -> None:
@@ -323,7 +320,6 @@ class EmbeddedOpenStackDriver(OpenStackDriver):
             flavour="cp.tiny",
             second_image="cp-image-b",
             boots_guests=False,
-            facts={"embedded": cloud.describe()},
             label="embedded OpenStack (fake hypervisor)",
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from clauseproof.compute.base import GONE, RUNNING, ComputeDriver
-from clauseproof.compute.batch import create_batch, delete_batch
+from clauseproof.compute.batch import create_batch, delete_prefixed
 from clauseproof.compute.roles import Booted, Rebuild
 from clauseproof.core.evidence import CaseEvidence
 
@@ -113,5 +113,4 @@ def check_rebuild(
                 not_shown=why if ok is None else "",
             )
     finally:
-        left = [v.id for v in driver.list_vms(run_id) if v.name.startswith(f"cp-{run_id}-os")]
-        delete_batch(driver, run_id, left or ids, poll_s=poll_s, timeout_s=timeout_s)
+        delete_prefixed(driver, run_id, "os", poll_s=poll_s, timeout_s=timeout_s)

@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -52,7 +51,7 @@ from clauseproof.targets.cloud.openstack_conf import (
 )  # fmt: skip
 from clauseproof.targets.cloud.openstack_setup import OpenStackSetup
 from clauseproof.targets.host.folders import free_port, make_private_folder
-from clauseproof.targets.host.processes import OwnProcesses, own_code_user, service_user
+from clauseproof.targets.host.processes import OwnProcesses, own_code_user, service_user, wait_port
 
 log = logging.getLogger("clauseproof.openstack")
 
@@ -109,7 +108,6 @@ class EmbeddedOpenStack(OpenStackSetup, OwnProcesses):
         self.startup_s: float | None = None
         self.phases: list[tuple[str, float]] = []
         self.image_ids: dict[str, str] = {}
-        self._lock = threading.Lock()
         self._logs: dict[int, Path] = {}
 
     # -- what a client needs ------------------------------------------------------------------------------
@@ -231,18 +229,14 @@ class EmbeddedOpenStack(OpenStackSetup, OwnProcesses):
                     "wsgi"):  # fmt: skip
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         for sub in ("keystone/fernet-keys", "keystone/credential-keys"):
-            (self.folder / sub).chmod(0o700)
-        user = own_code_user()
-        if user.name:
-            subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(self.folder)], check=True)
+            (self.folder / sub).chmod(0o700)  # the folder becomes the services' user's in _write_configs
 
     def _start_db(self, data: Path) -> None:
         from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 
         db = EmbeddedMariaDB("openstack-db", "clauseproof", None, data_source=data, create_namespace=False,
                              settings={"max_connections": "1000", "innodb_flush_log_at_trx_commit": "2"})  # fmt: skip
-        with self._lock:
-            self.db = db
+        self.db = db  # set before the start: stop() then finds a half-started server
         db.start()
 
     def _start_rabbit(self) -> None:
@@ -277,7 +271,7 @@ class EmbeddedOpenStack(OpenStackSetup, OwnProcesses):
             proc = self._spawn("openstack-rabbitmq", [RABBIT], folder / "rabbitmq.out", env, user=user)
         finally:
             self.folder = saved
-        self._wait_tcp(port, proc, "RabbitMQ", folder / "rabbitmq.out")
+        wait_port(port, proc, "RabbitMQ", folder / "rabbitmq.out", timeout=60)
 
     def _write_configs(self, paste: Path) -> None:
         assert self.folder is not None and self.db is not None
@@ -305,9 +299,7 @@ class EmbeddedOpenStack(OpenStackSetup, OwnProcesses):
             "transport": transport, "folder": f, "paste": paste, "auth": auth("nova"),
             "filters": ",".join(self._filters()), "soft_weight": 1.0 if self.anti_affinity else 0.0,
             "no_upcall": "false" if self.anti_affinity else "true",
-            "quota_instances": self.quota_instances,
-            "nova_policy_overrides": self.nova_policy,
-            "unbootable_flavours": list(self.unbootable), "default_az": "az1",
+            "quota_instances": self.quota_instances, "default_az": "az1",
         }  # fmt: skip
         write("nova/policy.yaml", json.dumps(self.nova_policy) + "\n")  # JSON is YAML
         databases = conf.NOVA_DATABASES.format(db=db)
@@ -363,25 +355,6 @@ class EmbeddedOpenStack(OpenStackSetup, OwnProcesses):
         proc = self._spawn(kind, args, log_path, self._env(), own_code=True)
         self._logs[proc.pid] = log_path
         return proc
-
-    def _wait_tcp(self, port: int, proc: Any, what: str, log_path: Path, timeout: float = 60) -> None:
-        import socket
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-            time.sleep(0.1)
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-8:] if log_path.exists() else []
-        raise ClauseproofError(
-            f"{what} did not listen on 127.0.0.1:{port} within {timeout:g} s"
-            + (f" (it exited: {proc.returncode})" if proc.poll() is not None else "")
-            + "; its log ends:\n    "
-            + "\n    ".join(masking.mask(t) for t in tail),
-            checked=f"TCP connections to 127.0.0.1:{port}",
-        )
 
     def _wait_http(self, url: str, what: str, log_path: Path, proc: Any, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
