@@ -10,7 +10,11 @@
    same insert with plain text columns, on the embedded PostgreSQL.
 4. The load generator (``--only oltp``): the OLTP workload's point select (patient by key) in
    Locust against ``pgbench -S`` (account by key) at the same client count on the same embedded
-   PostgreSQL, each for the same time; Locust in 1 and 2 processes; TPS ratio and client CPU.
+   PostgreSQL, each for the same time; Locust in 1 and 2 processes; TPS ratio and client CPU (cores and
+   milliseconds per 1,000 transactions); on the whole machine, then pinned with ``taskset`` (server on one CPU,
+   client on another) so the client's efficiency shows apart from contention (≥ 80 % of pgbench asked).  pgbench
+   runs with its default simple protocol (the server parses and plans every query) and with ``-M prepared``, the
+   protocol psycopg uses after a statement's fifth execution: the second is the like-for-like peer.
 5. The failover judge (``--only history``): 1,000,000 operations with an outage, judged (≤ 10 s asked).
 6. The sync checker (``--only sync``): 2,000,000 rows on an embedded PostgreSQL against the same rows on an
    embedded MariaDB (seven columns of five kinds, normalised), equal (≤ 20 s asked), then with one changed
@@ -226,12 +230,38 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _pin_server(t: EmbeddedPostgres, cpus: list[int]) -> None:
+    """The embedded PostgreSQL's postmaster and every process it forked onto ``cpus`` (later backends inherit it)."""
+    import psutil
+
+    assert t.data_dir is not None
+    postmaster = psutil.Process(int((t.data_dir / "postmaster.pid").read_text().split()[0]))
+    for proc in [postmaster, *postmaster.children(recursive=True)]:
+        proc.cpu_affinity(cpus)
+
+
+def _cpu_of(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        ct = psutil.Process(pid).cpu_times()
+        total += ct.user + ct.system
+    return total
+
+
 def bench_oltp(clients: int, seconds: int) -> None:
+    """pgbench -S against the Locust workload's point select, on the whole machine and pinned (server on CPU 0,
+    client on CPU 1).  Client CPU is read from the client processes over the measured window only."""
     import re
 
     from clauseproof.load.background import BackgroundLoad
     from clauseproof.workloads import oltp
 
+    all_cpus = sorted(os.sched_getaffinity(0))
+    modes = [("whole machine", "", (1, 2))]
+    if len(all_cpus) >= 2:
+        modes.append((f"pinned: server on CPU {all_cpus[0]}, client on CPU {all_cpus[1]}", str(all_cpus[1]), (1,)))
     t = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)
     t.start()
     try:
@@ -244,40 +274,54 @@ def bench_oltp(clients: int, seconds: int) -> None:
         subprocess.run(
             [pgbench, "-i", "-s", "1", "-q", *conn_args, "postgres"], check=True, capture_output=True, env=env
         )
-        cpu0 = _children_cpu()
-        out = subprocess.run(
-            [pgbench, "-S", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), *conn_args, "postgres"],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-        ).stdout
-        pg_cpu = _children_cpu() - cpu0
-        m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
-        assert m, out
-        pg_tps = float(m.group(1))
-        print(
-            f"pgbench -S: {clients} clients, -j 2, {seconds} s: {pg_tps:,.0f} TPS, "
-            f"client CPU {pg_cpu / seconds:.2f} cores"
-        )
-        for procs in (1, 2):
-            load = BackgroundLoad(t, "clauseproof_bench", users=clients, weights="lookup=1", processes=procs)
-            load.start()  # until every process has answered: start-up stays out of the window
-            with load.window("measured"):
-                time.sleep(seconds)
-            result = load.stop()
-            w = result.windows[0]
-            # whole seconds inside the window only (the series is per second)
-            per_t = {line["t"]: 0 for line in result.lines if w.start <= line["t"] and line["t"] + 1 <= w.end}
-            for line in result.lines:
-                if line["t"] in per_t:
-                    per_t[line["t"]] += sum(line["requests"].values())
-            tps = sum(per_t.values()) / max(len(per_t), 1)
-            print(
-                f"Locust point select: {clients} users in {procs} process(es), {len(per_t)} whole seconds: "
-                f"{tps:,.0f} TPS = {tps / pg_tps * 100:.0f} % of pgbench; client CPU "
-                f"{result.client_cpu_s / result.wall_s:.2f} cores (over the processes' whole life)"
-            )
+        for mode, client_cpus, process_counts in modes:
+            _pin_server(t, [all_cpus[0]] if client_cpus else all_cpus)
+            pin = ["taskset", "-c", client_cpus] if client_cpus else []
+            pg_tps: dict[str, float] = {}
+            for protocol in ("simple", "prepared"):  # -S's default, and the protocol the Locust workload speaks
+                cpu0 = _children_cpu()
+                out = subprocess.run(
+                    [*pin, pgbench, "-S", "-n", "-M", protocol, "-c", str(clients), "-j", "2", "-T", str(seconds),
+                     *conn_args, "postgres"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                ).stdout  # fmt: skip
+                pg_cpu = _children_cpu() - cpu0
+                m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+                assert m, out
+                pg_tps[protocol] = float(m.group(1))
+                print(
+                    f"{mode}: pgbench -S -M {protocol}: {clients} clients, -j 2, {seconds} s: "
+                    f"{pg_tps[protocol]:,.0f} TPS, client CPU {pg_cpu / seconds:.2f} cores = "
+                    f"{pg_cpu * 1e6 / (pg_tps[protocol] * seconds):.1f} ms per 1,000"
+                )
+            for procs in process_counts:
+                load = BackgroundLoad(
+                    t, "clauseproof_bench", users=clients, weights="lookup=1", processes=procs, cpus=client_cpus
+                )
+                load.start()  # until every process has answered: start-up stays out of the window
+                pids = [p.pid for p in load.procs]
+                time.sleep(1.0)  # every user connected and past its first statements
+                c0 = _cpu_of(pids)
+                with load.window("measured"):
+                    time.sleep(seconds)
+                cpu = _cpu_of(pids) - c0
+                result = load.stop()
+                w = result.windows[0]
+                # whole seconds inside the window only (the series is per second)
+                per_t = {line["t"]: 0 for line in result.lines if w.start <= line["t"] and line["t"] + 1 <= w.end}
+                for line in result.lines:
+                    if line["t"] in per_t:
+                        per_t[line["t"]] += sum(line["requests"].values())
+                tps = sum(per_t.values()) / max(len(per_t), 1)
+                print(
+                    f"{mode}: Locust point select: {clients} users in {procs} process(es), {len(per_t)} whole "
+                    f"seconds: {tps:,.0f} TPS = {tps / pg_tps['simple'] * 100:.0f} % of pgbench -S, "
+                    f"{tps / pg_tps['prepared'] * 100:.0f} % of -M prepared (the same protocol); client CPU "
+                    f"{cpu / (w.end - w.start):.2f} cores = {cpu * 1e6 / (tps * (w.end - w.start)):.1f} ms per 1,000"
+                )
     finally:
         t.stop()
 

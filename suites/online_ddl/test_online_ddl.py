@@ -120,7 +120,7 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
         fund_total={"before": fund_before, "after": fund_after},
         algorithm_check=refused,
         load_errors=errors[:50],
-        load_client={"processes": result.processes, "cpu_s": result.client_cpu_s, "wall_s": result.wall_s},
+        load_client=result.client(),
         load_series=result.series(),
     )
     problems = []

@@ -84,7 +84,7 @@ def test_node_utilisation_under_the_reference_load(
         )
     if sampling.errors:
         why_not = why_not or f"reading a node failed: {sampling.errors[0]}"
-    evidence.parameters(load_served=ws, sampling_errors=sampling.errors, load_client_cpu_s=result.client_cpu_s)
+    evidence.parameters(load_served=ws, sampling_errors=sampling.errors, load_client=result.client())
     for s in samplers:
         rs = sampling.readings[s.name]
         idle = summarise(rs, idle0, idle1, float(p["window_s"]))

@@ -76,6 +76,19 @@ class LoadResult:
     stderr_tail: str = ""
     exit_codes: list[int] = field(default_factory=list)
 
+    def client(self) -> dict[str, Any]:
+        """How much of the machine the load generator took: its processes' CPU over their whole life, as cores and
+        per 1,000 requests (``./run bench --only oltp`` gives pgbench's figure to compare with)."""
+        requests = sum(sum(line["requests"].values()) for line in self.lines)
+        return {
+            "processes": self.processes,
+            "cpu_s": self.client_cpu_s,
+            "wall_s": self.wall_s,
+            "cores": round(self.client_cpu_s / self.wall_s, 2) if self.wall_s > 0 else None,
+            "requests": requests,
+            "cpu_ms_per_1000_requests": round(self.client_cpu_s * 1e6 / requests, 1) if requests else None,
+        }
+
     def writes(self, start: float, end: float) -> list[tuple[float, float]]:
         return sorted(
             (float(t), float(ms)) for line in self.lines for t, ms in line["writes"] if start <= float(t) < end
@@ -143,10 +156,14 @@ class BackgroundLoad:
         weights: str = "settle=4,lookup=10,transfer=2,report=1",
         processes: int = 1,
         limit_s: float = 600.0,
+        cpus: str = "",
     ) -> None:
+        """``cpus``: a ``taskset`` CPU list (``"1"``, ``"2-3"``) the load generator's processes are pinned to, so that
+        its CPU is kept apart from a server pinned elsewhere; empty: wherever the kernel puts them."""
         self.target, self.schema = target, schema
         self.users, self.rate, self.weights = users, rate_per_user, weights
         self.processes, self.limit_s = max(1, processes), limit_s
+        self.pin = ["taskset", "-c", cpus] if cpus else []
         self.folder = Path(tempfile.mkdtemp(prefix="clauseproof-load-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.windows: list[Window] = []
@@ -171,7 +188,7 @@ class BackgroundLoad:
             if users == 0:
                 continue
             cmd = [
-                sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+                *self.pin, sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
                 "--host", target_url(self.target), "--cp-schema", self.schema, "--cp-weights", self.weights,
                 "--cp-rate", str(self.rate), "--cp-series", str(self.folder / f"series-{i}.jsonl"),
                 "-u", str(users), "-r", str(max(users, 1) * 10), "-t", f"{int(self.limit_s)}s", "--stop-timeout", "5",

@@ -163,8 +163,9 @@ def operations(conn: Any, dialect: str, schema: str, rng: random.Random) -> dict
     return {"settle": settle, "lookup": lookup, "transfer": transfer, "report": report}
 
 
-def connect(url: str) -> tuple[str, Any]:
-    """(dialect, autocommit connection) for a postgresql:// or mysql:// URL."""
+def connect(url: str, pg_class: Any = None) -> tuple[str, Any]:
+    """(dialect, autocommit connection) for a postgresql:// or mysql:// URL; ``pg_class``: a subclass of
+    ``psycopg.Connection`` to connect with (the Locust workload's waits through gevent's loop)."""
     from urllib.parse import unquote, urlsplit
 
     u = urlsplit(url)
@@ -173,7 +174,7 @@ def connect(url: str) -> tuple[str, Any]:
     if scheme in ("postgresql", "postgres"):
         import psycopg
 
-        conn = psycopg.connect(
+        conn = (pg_class or psycopg.Connection).connect(
             host=u.hostname,
             port=u.port or 5432,
             user=unquote(u.username or "postgres"),
