@@ -259,7 +259,7 @@ def bench_oltp(clients: int, seconds: int) -> None:
     from clauseproof.workloads import oltp
 
     all_cpus = sorted(os.sched_getaffinity(0))
-    modes = [("whole machine", "", (1, 2))]
+    modes: list[tuple[str, str, tuple[int, ...]]] = [("whole machine", "", (1, 2))]
     if len(all_cpus) >= 2:
         modes.append((f"pinned: server on CPU {all_cpus[0]}, client on CPU {all_cpus[1]}", str(all_cpus[1]), (1,)))
     t = EmbeddedPostgres("embedded-postgresql", "clauseproof_bench", None)

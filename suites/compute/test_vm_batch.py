@@ -47,6 +47,7 @@ def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -
         + (f"; FAILED VMs ({len(batch.failures)}): {'; '.join(batch.failures[:5])}" if batch.failures else ""),
         samples=[t.reached_s for t in batch.vms if t.reached_s is not None],
         sample_unit="s",
+        sample_name="VM",
         why=f"{len(batch.failures)} of {batch.count} VMs failed: {'; '.join(batch.failures[:5])}"
         if batch.failures
         else "",

@@ -470,9 +470,10 @@ def test_every_trial_gets_a_panel_and_its_series_is_not_printed() -> None:
     panels = [
         {**series, "kind": k, "title": f"{k} {i}\nnode1→node2, RTO 1.0 s"} for k in ("kill", "freeze") for i in (1, 2)
     ]
-    svg = _trials_plot(panels, "every trial")
-    assert svg.startswith("<svg") and svg.count('<g id="axes_') == 4
-    assert _trials_plot([{"kind": "kill", "t": []}], "nothing") == ""
+    fig = _trials_plot(panels, "every trial")
+    assert fig is not None and fig.svg.startswith("<svg") and fig.svg.count('<g id="axes_') == 4
+    assert fig.png.startswith(b"\x89PNG")  # the same plot for the Word report
+    assert _trials_plot([{"kind": "kill", "t": []}], "nothing") is None
 
 
 @pytest.mark.parametrize(

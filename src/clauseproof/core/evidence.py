@@ -14,6 +14,7 @@ from typing import Any
 
 from clauseproof.core.catalog import Catalog, Clause
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.core.units import convert
 
 PASS, FAIL, NOT_EVIDENCE, NOT_SHOWN, NOT_COVERED, SKIPPED, ERROR = (
@@ -81,6 +82,20 @@ class Measurement:
     spread: dict[str, float]
     verdict: str
     reason: str
+    sample_name: str = "repeat"
+    #: the part's name and the reason in every report language (``Text.as_dict()``; a list of them for a reason of
+    #: several pieces); None where the case said it in English only (``statistic``/``reason`` are then all there is)
+    statistic_text: dict[str, Any] | None = None
+    reason_text: Any = None
+
+
+def _dict(value: Any) -> Any:
+    """A Text (or a list of Texts and strings) as stored in the evidence; None for English only."""
+    if isinstance(value, Text):
+        return value.as_dict()
+    if isinstance(value, list) and any(isinstance(v, Text) for v in value):
+        return [v.as_dict() if isinstance(v, Text) else v for v in value]
+    return None
 
 
 @dataclass
@@ -97,6 +112,9 @@ class CaseRecord:
     window: str = ""
     notes: list[str] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+    #: seconds the clause itself made the case wait, by what (a failure detection, an outage, a rejoin): not the
+    #: harness's overhead (:func:`run_cost`)
+    imposed: dict[str, float] = field(default_factory=dict)
 
 
 class CaseEvidence:
@@ -115,8 +133,8 @@ class CaseEvidence:
         self.scale = scale
         self.simulated = simulated
         #: Why this case's verdicts are not evidence although the target is real (fewer VMs than the clause
-        #: names, say); empty when they are.
-        self.not_evidence = ""
+        #: names, say; a :class:`Text` or English); empty when they are.
+        self.not_evidence: str | Text = ""
         self._progress = progress
 
     def progress(self, message: str) -> None:
@@ -135,23 +153,32 @@ class CaseEvidence:
     def note(self, text: str) -> None:
         self.record.notes.append(text)
 
+    def imposed(self, seconds: float, what: str) -> None:
+        """Seconds the clause itself made this case wait (a failure detection, an outage, a rejoin), counted apart
+        from the harness's overhead in the run's cost."""
+        self.record.imposed[what] = round(self.record.imposed.get(what, 0.0) + seconds, 3)
+
     def measure(
         self,
         clause_id: str,
         value: float | bool,
         unit: str,
         *,
-        statistic: str,
+        statistic: str | Text,
         samples: list[float] | None = None,
         sample_unit: str | None = None,
-        why: str = "",
-        wrong: str = "",
+        why: str | Text = "",
+        wrong: str | Text = "",
+        sample_name: str = "repeat",
     ) -> Measurement:
         """Record a measured value for a clause and judge it against the clause's threshold.
 
         ``why`` explains a failure beyond the numbers (which VMs failed, say); it is added to the
         reason of a FAIL.  ``wrong`` says the work's result was wrong (a restore unequal to its
-        source, say): the verdict is then FAIL whatever the value, at any scale, naming it."""
+        source, say): the verdict is then FAIL whatever the value, at any scale, naming it.  ``sample_name``:
+        what one sample is (a repeat of the work, or one ``VM`` of a batch), for the plot's axis.  Each of
+        ``statistic``, ``why`` and ``wrong`` is a :class:`~clauseproof.core.i18n.Text` (``msg(...)``: in the
+        report's language) or, not yet moved to the message catalog, an English string."""
         if clause_id not in self.record.clause_ids:
             raise ClauseproofError(
                 f"{self.record.nodeid} measured {clause_id}, which its clause marker does not name",
@@ -169,53 +196,62 @@ class CaseEvidence:
                 fix="measure in a unit of that metric",
             ) from None
         ok = judge(clause, v)
-        would_be = f"would be {PASS if ok else FAIL}" + (f": {why}" if why and not ok else "")
+        would_be = msg("would_be_pass") if ok else msg("would_be_fail_why", why=why) if why else msg("would_be_fail")
+        pieces: list[str | Text]
         if wrong:
-            verdict, reason = FAIL, f"result wrong: {wrong}"
+            verdict, pieces = FAIL, [msg("result_wrong", what=wrong)]
         elif self.simulated:
-            verdict, reason = NOT_EVIDENCE, f"simulated target: results are not evidence; {would_be}"
+            verdict, pieces = NOT_EVIDENCE, [msg("simulated"), would_be]
         elif self.not_evidence:
-            verdict, reason = NOT_EVIDENCE, f"{self.not_evidence}; {would_be}"
+            verdict, pieces = NOT_EVIDENCE, [self.not_evidence, would_be]
         elif self.scale < 1:
-            verdict = NOT_EVIDENCE
-            reason = f"run at scale {self.scale:g}; {would_be} at this size; only full-scale runs give verdicts"
+            verdict, pieces = NOT_EVIDENCE, [msg("reduced_scale", scale=f"{self.scale:g}", would_be=would_be)]
+        elif ok:
+            verdict, pieces = PASS, []
+        elif clause.metric == "capability":  # the statistic says what was checked; the reason says why not
+            verdict, pieces = FAIL, [why or msg("disproven")]
         else:
-            if ok:
-                verdict, reason = PASS, ""
-            elif clause.metric == "capability":  # the statistic says what was checked; the reason says why not
-                verdict, reason = FAIL, why or "disproven"
-            else:
-                verdict, reason = FAIL, f"measured {_fmt(v)} {clause.unit}, required {clause.rule()}"
-                if why:
-                    reason += f": {why}"
+            missed = dict(value=_fmt(v), unit=clause.unit, rule=clause.rule())
+            verdict, pieces = FAIL, [msg("missed_why", **missed, why=why) if why else msg("missed", **missed)]
         m = Measurement(
             clause_id=clause_id,
             target=self.record.target or "",
             nodeid=self.record.nodeid,
             value=v,
             unit=clause.unit,
-            statistic=statistic,
+            statistic=str(statistic),
             samples=list(samples or []),
             sample_unit=sample_unit or unit,
+            sample_name=sample_name,
             spread=spread(list(samples or [])),
             verdict=verdict,
-            reason=reason,
+            reason=_english(pieces),
+            statistic_text=_dict(statistic),
+            reason_text=_dict(pieces),
         )
         self.record.measurements.append(m)
         return m
 
-    def not_shown(self, clause_id: str, *, statistic: str, why: str) -> Measurement:
+    def not_shown(self, clause_id: str, *, statistic: str | Text, why: str | Text) -> Measurement:
         """Record a part of a clause that this run could not show either way (never an absent row):
         it keeps the clause from PASS without claiming a FAIL.  ``why`` says what was missing."""
         m = self.measure(clause_id, False, "bool", statistic=statistic)
-        m.verdict, m.reason = NOT_SHOWN, why
+        m.verdict, m.reason, m.reason_text = NOT_SHOWN, str(why), _dict([why])
         return m
 
-    def part(self, clause_id: str, ok: bool | None, *, statistic: str, why: str = "", not_shown: str = "") -> None:
+    def part(
+        self,
+        clause_id: str,
+        ok: bool | None,
+        *,
+        statistic: str | Text,
+        why: str | Text = "",
+        not_shown: str | Text = "",
+    ) -> None:
         """One part of a capability clause: shown (True), disproven (False, ``why``) or not shown (None,
         ``not_shown`` says why)."""
         if ok is None:
-            self.not_shown(clause_id, statistic=statistic, why=not_shown or "not shown in this run")
+            self.not_shown(clause_id, statistic=statistic, why=not_shown or msg("not_shown_in_run"))
         else:
             self.measure(clause_id, ok, "bool", statistic=statistic, why=why)
 
@@ -226,6 +262,17 @@ class CaseEvidence:
             import pytest
 
             pytest.fail("; ".join(f"{m.clause_id} FAIL on {m.target}: {m.reason}" for m in failed), pytrace=False)
+
+
+def _measured_text(m: Measurement) -> dict[str, Any] | None:
+    """A yes/no part's measured value in the report's language (a number with its unit needs none)."""
+    if m.unit != "bool" or m.verdict == NOT_SHOWN:
+        return None
+    return msg("yes" if m.value else "no").as_dict()
+
+
+def _english(pieces: list[str | Text]) -> str:
+    return "; ".join(str(p) for p in pieces if p)
 
 
 def _fmt(v: float | bool) -> str:
@@ -253,14 +300,21 @@ def clause_rows(
         base = {**_clause_base(clause), "nodeids": sorted({c.nodeid for c in covering})}
         if not covering:
             if stopped:  # the run stopped before these cases: interrupted, or a configuration error
-                reason = f"{stopped[0].outcome}: the run stopped before " + ", ".join(c.nodeid for c in stopped)
+                why = msg("stopped_before", how=stopped[0].outcome, cases=", ".join(c.nodeid for c in stopped))
             elif deselected:
-                reason = "its cases were not run in this run (deselected): " + ", ".join(c.nodeid for c in deselected)
+                why = msg("deselected", cases=", ".join(c.nodeid for c in deselected))
             else:
-                reason = "no case verifies this clause" + (
-                    " (only a document or declaration can)" if clause.verification == "document" else ""
-                )
-            rows.append({**base, "target": "", "verdict": NOT_COVERED, "measured": "", "reason": reason})
+                why = msg("no_case_document" if clause.verification == "document" else "no_case")
+            rows.append(
+                {
+                    **base,
+                    "target": "",
+                    "verdict": NOT_COVERED,
+                    "measured": "",
+                    "reason": str(why),
+                    "reason_text": why.as_dict(),
+                }
+            )
             continue
         for case in covering:
             ms = [m for m in case.measurements if m.clause_id == clause.id]
@@ -274,8 +328,11 @@ def clause_rows(
                             "measured": "—"
                             if m.verdict == NOT_SHOWN
                             else (_fmt(m.value) if m.unit == "bool" else f"{_fmt(m.value)} {m.unit}"),
+                            "measured_text": _measured_text(m),
                             "statistic": m.statistic,
+                            "statistic_text": m.statistic_text,
                             "reason": m.reason,
+                            "reason_text": m.reason_text,
                             "nodeid": case.nodeid,
                         }
                     )
@@ -424,3 +481,39 @@ def point_latest(results: Path, run_id: str) -> None:
 
 def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def timed_seconds(case: CaseRecord) -> float:
+    """The timed windows a case measured: the samples in seconds of its measurements, each set once (two clauses
+    judged on the same samples count them once); repeats add up, the VMs of one batch count as the slowest."""
+    seen, total = set(), 0.0
+    for m in case.measurements:
+        if not m.samples or (m.sample_unit, tuple(m.samples)) in seen:
+            continue
+        seen.add((m.sample_unit, tuple(m.samples)))
+        try:
+            xs = [convert(x, m.sample_unit, "s", "duration") for x in m.samples]
+        except (KeyError, ValueError):
+            continue  # not a time (rows/s, MB/s)
+        total += max(xs) if m.sample_name == "VM" else sum(xs)
+    return total
+
+
+def run_cost(cases: list[CaseRecord], suite_of: Callable[[str], str]) -> dict[str, dict[str, Any]]:
+    """Per suite: its wall time, the timed windows and the waits its clauses impose, and the rest (the harness's
+    overhead: starting targets, generating and loading data, set-up, checks), with the cases that spent most of it."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in cases:
+        s = out.setdefault(suite_of(c.nodeid), {"wall_s": 0.0, "timed_s": 0.0, "imposed_s": 0.0, "cases": []})
+        timed, imposed = timed_seconds(c), sum(c.imposed.values())
+        s["wall_s"] += c.duration_s
+        s["timed_s"] += timed
+        s["imposed_s"] += imposed
+        s["cases"].append((round(max(c.duration_s - timed - imposed, 0.0), 1), c.nodeid))
+    for s in out.values():
+        s["overhead_s"] = max(s["wall_s"] - s["timed_s"] - s["imposed_s"], 0.0)
+        s["overhead_pct"] = round(100 * s["overhead_s"] / s["wall_s"], 1) if s["wall_s"] else 0.0
+        s["largest"] = [{"case": n, "overhead_s": o} for o, n in sorted(s.pop("cases"), reverse=True)[:3]]
+        for k in ("wall_s", "timed_s", "imposed_s", "overhead_s"):
+            s[k] = round(s[k], 1)
+    return out

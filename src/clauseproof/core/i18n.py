@@ -1,8 +1,16 @@
-"""The report's words in Chinese, English or both, from one data file (``core/messages.toml``)."""
+"""The report's words in Chinese, English or both, from one data file (``core/messages.toml``).
+
+The frame's words are looked up by key (:class:`Messages`); what a case says — a part's name, its reason, why it
+was not shown — is a :class:`Text`: a key of the ``[part]`` group with its parameters, kept in the evidence as
+``{"key": ..., "params": ...}`` beside its English rendering, and put into the report's language when the report
+is built (numbers, units and node names stay as they are).  ``tests/core/test_messages.py`` finds every ``msg(...)``
+in the code and checks its key and parameters against both languages.
+"""
 
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -46,3 +54,61 @@ class Messages:
     def verdict(self, verdict: str) -> str:
         """A verdict word: 不通过 / FAIL."""
         return self(verdict, "verdict")
+
+    def text(self, value: Any) -> list[str]:
+        """A case's sentence (:class:`Text`, its dict, or a plain string) in each language of the report; a plain
+        string (English only) once."""
+        if not (_is_text(value) or isinstance(value, list)):
+            return [render_text(value, "en")] if value else []
+        out = [render_text(value, lang) for lang in self.langs]
+        return out if len(out) < 2 or out[0] != out[1] else out[:1]
+
+
+@dataclass(frozen=True)
+class Text:
+    """A sentence a case says, in every language: a ``[part]`` key and its parameters (numbers, names, or other
+    Texts).  ``str()`` is its English (the identity of a part across runs, and what a terminal shows)."""
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return render_text(self, "en")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "params": {k: _plain(v) for k, v in self.params.items()}}
+
+
+def msg(key: str, **params: Any) -> Text:
+    """``msg("rto", fault="kill", worst=12.3)``: the sentence ``[part.rto]`` of ``messages.toml``."""
+    if key not in catalog()["part"]:
+        raise KeyError(f"no message {key!r} in [part] of {MESSAGES.name}")
+    return Text(key, params)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Text):
+        return value.as_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, Text) or (isinstance(value, dict) and set(value) == {"key", "params"})
+
+
+def render_text(value: Any, lang: str) -> str:
+    """A Text (or its stored dict) in one language (``zh`` or ``en``); a plain string is returned as it is (an
+    English-only sentence from a case not yet moved to the catalog), a list is joined."""
+    if isinstance(value, Text):
+        value = value.as_dict()
+    if isinstance(value, list):
+        return ("；" if lang == "zh" else "; ").join(render_text(v, lang) for v in value if v)
+    if not _is_text(value):
+        return "" if value is None else str(value)
+    entry = catalog()["part"].get(value["key"])
+    params = {k: render_text(v, lang) if _is_text(v) or isinstance(v, list) else v for k, v in value["params"].items()}
+    if entry is None:  # a bundle from a newer catalog: its key and values, never a crash
+        return f"{value['key']}: {params}"
+    return str(entry[lang]).format(**params)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from clauseproof.core.catalog import Clause
 from clauseproof.core.evidence import verdict_matrix, write_atomic, write_atomic_bytes
-from clauseproof.core.i18n import Messages
+from clauseproof.core.i18n import Messages, Text, msg
 
 VERDICT_CLASS = {
     "PASS": "pass",
@@ -33,52 +35,73 @@ VERDICT_CLASS = {
 }
 
 
-def _svg(fig: Any) -> str:
-    """A matplotlib figure as inline SVG (closed afterwards)."""
+@dataclass
+class Figure:
+    """One plot in both forms the report needs: inline SVG (HTML, vector in the PDF) and PNG (the Word report,
+    which embeds raster images), drawn once by matplotlib."""
+
+    svg: str
+    png: bytes
+
+
+def _figure(fig: Any) -> Figure:
+    """A matplotlib figure as SVG and PNG (closed afterwards)."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
+    raster = io.BytesIO()
+    fig.savefig(raster, format="png", dpi=110)
     plt.close(fig)
     svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
+    return Figure(svg[svg.index("<svg") :], raster.getvalue())
 
 
-def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str) -> str:
+def _pyplot() -> Any:
+    """pyplot without a display, with a font that has the Chinese glyphs (Debian's fonts-noto-cjk) first."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "Noto Sans CJK JP", "DejaVu Sans"]
+    plt.rcParams["axes.unicode_minus"] = False
+    return plt
+
+
+def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str, t: Messages) -> Figure | None:
+    plt = _pyplot()
     samples = measurement["samples"]
     if not samples:
-        return ""
+        return None
     fig, ax = plt.subplots(figsize=(6.4, 2.2), dpi=96)
     xs = list(range(1, len(samples) + 1))
-    ax.bar(xs, samples, color="#4a78b5", width=0.6, label="samples")
+    ax.bar(xs, samples, color="#4a78b5", width=0.6, label=t("plot_samples"))
     if threshold is not None and measurement["sample_unit"] == measurement["unit"]:
         ax.axhline(
-            threshold, color="#c0392b", linestyle="--", linewidth=1.2, label=f"threshold {comparator} {threshold:g}"
+            threshold,
+            color="#c0392b",
+            linestyle="--",
+            linewidth=1.2,
+            label=t("plot_threshold", rule=f"{comparator} {threshold:g}"),
         )
-    ax.set_xlabel("repeat")
+    name = measurement.get("sample_name", "repeat")
+    ax.set_xlabel(t("plot_vm") if name == "VM" else t("plot_repeat"))
     ax.set_ylabel(measurement["sample_unit"])
-    ax.set_xticks(xs)
+    if len(xs) <= 30:
+        ax.set_xticks(xs)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    ax.set_title(f"{measurement['clause_id']} on {measurement['target']}", fontsize=9)
-    return _svg(fig)
+    ax.set_title(f"{measurement['clause_id']} · {measurement['target']}", fontsize=9)
+    return _figure(fig)
 
 
-def _series_plot(series: dict[str, Any], title: str) -> str:
+def _series_plot(series: dict[str, Any], title: str) -> Figure | None:
     """Throughput and latency percentiles per second of a background load, windows shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     t = series.get("t") or []
     if not t:
-        return ""
+        return None
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.2, 3.6), dpi=96, sharex=True)
     ax1.plot(t, series["requests_per_s"], color="#4a78b5", linewidth=1.2, label="requests/s")
     if any(series.get("failures_per_s") or []):
@@ -97,24 +120,20 @@ def _series_plot(series: dict[str, Any], title: str) -> str:
     for ax in (ax1, ax2):
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax1.set_title(title, fontsize=9)
-    return _svg(fig)
+    return _figure(fig)
 
 
 #: case parameters drawn as plots rather than printed
 PLOTTED = ("load_series", "trial_series")
 
 
-def _trials_plot(trials: list[dict[str, Any]], title: str) -> str:
+def _trials_plot(trials: list[dict[str, Any]], title: str) -> Figure | None:
     """One small panel per trial (a case's ``trial_series``: each a series with its ``title``): acknowledged and
     failed writes per second, the fault shaded, trials of one kind in a row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     trials = [s for s in trials if isinstance(s, dict) and s.get("t")]
     if not trials:
-        return ""
+        return None
     kinds = list(dict.fromkeys(str(s.get("kind", "")) for s in trials))
     rows = [[s for s in trials if str(s.get("kind", "")) == k] for k in kinds]
     ncols = max(len(r) for r in rows)
@@ -137,7 +156,7 @@ def _trials_plot(trials: list[dict[str, Any]], title: str) -> str:
             ax.tick_params(labelsize=5)
     axes[0][0].set_ylabel("writes/s", fontsize=6)
     fig.suptitle(title, fontsize=8)
-    return _svg(fig)
+    return _figure(fig)
 
 
 def num(value: Any) -> str:
@@ -164,16 +183,21 @@ def context(document: dict[str, Any], lang: str | None = None) -> dict[str, Any]
     for r in rows:
         by_clause.setdefault(r["id"], []).append(r)
     overall = [o["overall"] for o in matrix["rows"]]
+    clauses = {c["id"]: {**c, "rule": Clause(**c).rule()} for c in document["catalog"]}
     return {
         "doc": document,
         "lang": lang,
         "t": t,
         "tv": t.verdict,
+        "tx": lambda value: t.text(value),
         "tester": document.get("report", {}).get("tester", ""),
         "signing": document.get("report", {}).get("signing", {}),
         "banners": _banners(t, document),
-        "clauses": {c["id"]: {**c, "rule": Clause(**c).rule()} for c in document["catalog"]},
+        "clauses": clauses,
         "matrix": matrix,
+        "codes": _codes(matrix["targets"], document.get("targets", [])),
+        "case_refs": {c["nodeid"]: f"C{i}" for i, c in enumerate(document["cases"], 1)},
+        "conclusions": _conclusions(document, matrix, clauses, by_clause),
         "rows_by_clause": by_clause,
         "measurement": lambda r: measurements.get((r.get("nodeid"), r["id"], r.get("target"), r.get("statistic"))),
         "issues": [r for r in rows if r["verdict"] in ("FAIL", "ERROR")],
@@ -184,6 +208,69 @@ def context(document: dict[str, Any], lang: str | None = None) -> dict[str, Any]
         "vclass": VERDICT_CLASS,
         "client": document.get("environment", {}).get("client", {}),
     }
+
+
+#: the kinds of target the harness starts itself: stand-ins for the system under test, said so in the legend
+STAND_INS = ("embedded", "containers")
+
+
+def _codes(labels: list[str], targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The matrix's columns as short codes T1…Tn, with what each stands for (the legend under the matrix)."""
+    info = {tg.get("label"): tg for tg in targets}
+    out = []
+    for i, label in enumerate(labels, 1):
+        tg = info.get(label, {})
+        out.append(
+            {
+                "code": f"T{i}",
+                "label": label,
+                "kind": tg.get("kind", ""),
+                "version": (tg.get("server") or {}).get("version", ""),
+                "stand_in": tg.get("kind") in STAND_INS or label.startswith("embedded"),
+            }
+        )
+    return out
+
+
+def _conclusions(
+    document: dict[str, Any],
+    matrix: dict[str, Any],
+    clauses: dict[str, dict[str, Any]],
+    by_clause: dict[str, list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Page one: per tender document, one line per clause this run judged — its overall verdict and the figure that
+    decided it (the first part with that verdict: its value against the threshold, or for a capability the parts
+    shown of those judged), with the reason where it is not PASS; the clauses not covered as one list."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in matrix["rows"]:
+        c = clauses[row["id"]]
+        g = groups.setdefault(c["seed"], {"seed": c["seed"], "rows": [], "uncovered": []})
+        if row["overall"] == "NOT COVERED":
+            g["uncovered"].append(row["id"])
+            continue
+        mine = [r for r in by_clause.get(row["id"], []) if r["verdict"] not in ("DOCUMENTED", "NOT COVERED")]
+        deciding = next((r for r in mine if r["verdict"] == row["overall"]), mine[0] if mine else None)
+        measured = [r for r in mine if r["verdict"] not in ("SKIPPED", "ERROR")]
+        figure: Text | None = None
+        if row["overall"] in ("SKIPPED", "ERROR") or not measured:
+            figure = None  # nothing was measured: the reason says why
+        elif c["metric"] == "capability" or deciding is None or not deciding.get("measured"):
+            figure = msg("parts_shown", shown=sum(r["verdict"] == "PASS" for r in measured), judged=len(measured))
+        else:
+            figure = msg("figure_against", value=deciding["measured"], rule=c["rule"])
+        why = None
+        if deciding is not None and row["overall"] != "PASS":
+            why = deciding.get("reason_text") or deciding.get("reason")
+        g["rows"].append(
+            {
+                "id": row["id"],
+                "mark": c["mark"],
+                "overall": row["overall"],
+                "figure": figure.as_dict() if figure else None,
+                "why": why,
+            }
+        )
+    return list(groups.values())
 
 
 def _banners(t: Messages, doc: dict[str, Any]) -> list[str]:
@@ -201,36 +288,63 @@ def _banners(t: Messages, doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def render(document: dict[str, Any], lang: str | None = None, ctx: dict[str, Any] | None = None) -> str:
+def figures(document: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Every plot of the report, drawn once as SVG and PNG: ``samples[(nodeid, clause)]`` (a measurement's samples
+    against its threshold) and ``cases[nodeid]`` (a background load's series, a failover case's trials)."""
+    t: Messages = ctx["t"]
+    clauses = ctx["clauses"]
+    samples: dict[tuple[str, str], Figure] = {}
+    for case in document["cases"]:
+        for m in case["measurements"]:
+            c = clauses[m["clause_id"]]
+            thr = None if isinstance(c["threshold"], bool) else c["threshold"]
+            if (case["nodeid"], m["clause_id"]) not in samples:
+                fig = _plot(m, thr, c["comparator"], t)
+                if fig is not None:
+                    samples[(case["nodeid"], m["clause_id"])] = fig
+    cases: dict[str, list[Figure]] = {}
+    for case in document["cases"]:
+        params = case.get("parameters", {})
+        figs = []
+        if isinstance(params.get("load_series"), dict):
+            figs.append(_series_plot(params["load_series"], t("plot_load", target=case["target"])))
+        if isinstance(params.get("trial_series"), list):
+            figs.append(_trials_plot(params["trial_series"], t("plot_trials", target=case["target"])))
+        if any(figs):
+            cases[case["nodeid"]] = [f for f in figs if f is not None]
+    return {"samples": samples, "cases": cases}
+
+
+def _lines(lines: list[str]) -> markupsafe.Markup:
+    """A sentence in the report's languages: the first as it is, the second (English, with zh+en) smaller."""
+    if not lines:
+        return markupsafe.Markup("")
+    out = markupsafe.escape(lines[0])
+    for more in lines[1:]:
+        out += markupsafe.Markup('<br><span class="en">') + markupsafe.escape(more) + markupsafe.Markup("</span>")
+    return markupsafe.Markup(out)
+
+
+def render(
+    document: dict[str, Any],
+    lang: str | None = None,
+    ctx: dict[str, Any] | None = None,
+    figs: dict[str, Any] | None = None,
+) -> str:
     """The HTML report (the PDF is printed from it), with the plots as inline SVG."""
     ctx = ctx or context(document, lang)
+    figs = figs or figures(document, ctx)
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("clauseproof.core", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
     )
     env.filters["num"] = num
-    clauses = ctx["clauses"]
-    plots: dict[tuple[str, str], str] = {}
-    for case in document["cases"]:
-        for m in case["measurements"]:
-            c = clauses[m["clause_id"]]
-            thr = None if isinstance(c["threshold"], bool) else c["threshold"]
-            if (case["nodeid"], m["clause_id"]) not in plots:
-                plots[(case["nodeid"], m["clause_id"])] = _plot(m, thr, c["comparator"])
-    series_plots = {}
-    for case in document["cases"]:
-        params = case.get("parameters", {})
-        svg = ""
-        if isinstance(params.get("load_series"), dict):
-            svg += _series_plot(params["load_series"], f"background load on {case['target']}")
-        if isinstance(params.get("trial_series"), list):
-            svg += _trials_plot(params["trial_series"], f"every trial on {case['target']}: writes/s, fault shaded")
-        if svg:
-            series_plots[case["nodeid"]] = svg
+    env.filters["tx"] = lambda value: _lines(ctx["t"].text(value))
+    env.filters["tx1"] = lambda value: (ctx["t"].text(value) or [""])[0]  # the report's first language only
     return env.get_template("report.html.j2").render(
         **ctx,
-        plots=plots,
-        series_plots=series_plots,
+        plots={k: f.svg for k, f in figs["samples"].items()},
+        series_plots={k: "".join(f.svg for f in fs) for k, fs in figs["cases"].items()},
         case_parameters=lambda c: {k: v for k, v in c.items() if k not in PLOTTED},  # the series are plotted
         env_json=json.dumps(document["environment"], indent=1, ensure_ascii=False),
     )
@@ -252,7 +366,8 @@ def _overall(t: Messages, verdicts: list[str]) -> list[str]:
 def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, docx: bool = True) -> list[Path]:
     """``report.html``, and from the same context ``report.pdf`` (WeasyPrint) and ``report.docx`` (python-docx)."""
     ctx = context(document)
-    html = render(document, ctx=ctx)
+    figs = figures(document, ctx)
+    html = render(document, ctx=ctx, figs=figs)
     written = [folder / "report.html"]
     write_atomic(written[0], html)
     if pdf:
@@ -264,5 +379,5 @@ def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, do
         from clauseproof.core.wordreport import build
 
         written.append(folder / "report.docx")
-        write_atomic_bytes(written[-1], build(document, ctx))
+        write_atomic_bytes(written[-1], build(document, ctx, figs))
     return written

@@ -3,8 +3,8 @@
 It holds what a committee edits and signs: cover, overall conclusion, verdict matrix, issue list,
 tender documents, environment, results per clause (as a table), clauses not covered and the
 sign-off block.  Chinese is set as the East Asian font of every style (``w:eastAsia``), so Word
-does not fall back to a font without the glyphs; table headers repeat on every page.  Plots are
-in the HTML and PDF only (python-docx embeds raster images, not the vector plots).
+does not fall back to a font without the glyphs; table headers repeat on every page.  The plots are
+the HTML's, drawn once by matplotlib as PNG beside the SVG (python-docx embeds raster images).
 """
 
 from __future__ import annotations
@@ -80,13 +80,26 @@ def _grid(doc: Any, header: list[str], rows: list[list[str]], verdict_cols: dict
                 _shade(cell, verdict_cols[j][i])
 
 
-def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
-    """The .docx bytes of a run; ``context`` is what :func:`clauseproof.core.report.context` computed."""
+def _picture(doc: Any, png: bytes, width_cm: float = 16.0) -> None:
+    from docx.shared import Cm
+
+    doc.add_picture(io.BytesIO(png), width=Cm(width_cm))
+
+
+def build(document: dict[str, Any], context: dict[str, Any], figs: dict[str, Any] | None = None) -> bytes:
+    """The .docx bytes of a run; ``context`` and ``figs`` are what :func:`clauseproof.core.report.context` and
+    :func:`~clauseproof.core.report.figures` computed (the same plots as the HTML, as PNG)."""
     from docx import Document
     from docx.shared import Pt
 
     t: Messages = context["t"]
     tv = t.verdict
+
+    def tx(value: Any) -> str:
+        return "\n".join(t.text(value))
+
+    figs = figs or {"samples": {}, "cases": {}}
+    refs = context["case_refs"]
     doc = Document()
     _fonts(doc)
     d = document
@@ -112,12 +125,35 @@ def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
 
     matrix = context["matrix"]
     clauses = context["clauses"]
+    doc.add_heading(t("conclusions"), level=1)
+    doc.add_paragraph(t("conclusions_intro")).runs[0].font.size = Pt(8)
+    for g in context["conclusions"]:
+        doc.add_heading(f"{t('tender')} {g['seed']}", level=2)
+        lines = []
+        for r in g["rows"]:
+            c = clauses[r["id"]]
+            text = c["text"] if len(c["text"]) <= 34 else c["text"][:33] + "…"
+            why = f"\n{(t.text(r['why']) or [''])[0][:140]}" if r["why"] else ""
+            mark = "" if c["mark"] == "plain" else c["mark"]
+            lines.append([r["id"], mark, text + why, r["overall"], tx(r["figure"]) if r["figure"] else "—"])
+        _grid(
+            doc,
+            [t("clause"), t("mark"), t("summary"), t("conclusion"), t("deciding")],
+            [[*x[:3], tv(x[3]), x[4]] for x in lines],
+            {3: [x[3] for x in lines]},
+        )
+        if g["uncovered"]:
+            doc.add_paragraph(f"{t('not_covered_ids', n=len(g['uncovered']))}: {', '.join(g['uncovered'])}")
+
     doc.add_heading(f"1 {t('matrix')}", level=1)
     doc.add_paragraph(t("rollup_intro")).runs[0].font.size = Pt(8)
-    targets = matrix["targets"]
+    codes = context["codes"]
+    targets = [tg["label"] for tg in codes]
     rows: list[list[str]] = []
     shades: dict[int, list[str]] = {i + 3: [] for i in range(len(targets))}  # the target columns
     for row in matrix["rows"]:
+        if row["overall"] == "NOT COVERED":
+            continue
         c = clauses[row["id"]]
         text = c["text"] if len(c["text"]) <= 46 else c["text"][:45] + "…"
         values = [row["id"], "" if c["mark"] == "plain" else c["mark"], f"{text}\n{c['summary']}"]
@@ -126,7 +162,25 @@ def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
             values.append(tv(v))
             shades[i + 3].append(v)
         rows.append(values)
-    _grid(doc, [t("clause"), t("mark"), t("summary"), *targets], rows, shades)
+    _grid(doc, [t("clause"), t("mark"), t("summary"), *(tg["code"] for tg in codes)], rows, shades)
+    if context["uncovered"]:
+        ids = ", ".join(r["id"] for r in context["uncovered"])
+        doc.add_paragraph(f"{t('not_covered_ids', n=len(context['uncovered']))}: {ids}")
+    doc.add_heading(t("legend"), level=2)
+    _grid(
+        doc,
+        [t("code"), t("target"), t("kind"), t("version"), t("role")],
+        [
+            [
+                tg["code"],
+                tg["label"],
+                tg["kind"],
+                str(tg["version"] or ""),
+                t("stand_in" if tg["stand_in"] else "under_test"),
+            ]
+            for tg in codes
+        ],
+    )
 
     doc.add_heading(f"2 {t('issues')}", level=1)
     if context["issues"]:
@@ -134,7 +188,16 @@ def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
         _grid(
             doc,
             [t("clause"), t("target"), t("part"), t("conclusion"), t("reason")],
-            [[r["id"], r["target"], r.get("statistic") or "", tv(r["verdict"]), r["reason"]] for r in issues],
+            [
+                [
+                    r["id"],
+                    r["target"],
+                    tx(r.get("statistic_text") or r.get("statistic")),
+                    tv(r["verdict"]),
+                    tx(r.get("reason_text") or r["reason"]),
+                ]
+                for r in issues
+            ],
             {3: [r["verdict"] for r in issues]},
         )
     else:
@@ -175,19 +238,36 @@ def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
     )
 
     doc.add_heading(f"6 {t('details')}", level=1)
-    detail = []
     for row in matrix["rows"]:
         if row["overall"] == "NOT COVERED":
             continue
+        c = clauses[row["id"]]
+        doc.add_heading(f"{row['id']} {'' if c['mark'] == 'plain' else c['mark']} — {tv(row['overall'])}", level=2)
+        doc.add_paragraph(c["text"])
+        detail = []
         for r in context["rows_by_clause"][row["id"]]:
-            part = r.get("statistic") or ""
-            detail.append([row["id"], r.get("target", ""), part, r.get("measured", ""), r["verdict"]])
-    _grid(
-        doc,
-        [t("clause"), t("target"), t("part"), t("measured"), t("conclusion")],
-        [[*x[:4], tv(x[4])] for x in detail],
-        {4: [x[4] for x in detail]},
-    )
+            ref = refs.get(r.get("nodeid", ""), "")
+            detail.append(
+                [
+                    r.get("target", ""),
+                    tx(r.get("statistic_text") or r.get("statistic")),
+                    tx(r.get("measured_text") or r.get("measured", "")),
+                    r["verdict"],
+                    tx(r.get("reason_text") or r.get("reason", "")) + (f" ({ref})" if ref else ""),
+                ]
+            )
+        _grid(
+            doc,
+            [t("target"), t("part"), t("measured"), t("conclusion"), t("reason")],
+            [[*x[:3], tv(x[3]), x[4]] for x in detail],
+            {3: [x[3] for x in detail]},
+        )
+        seen = set()
+        for r in context["rows_by_clause"][row["id"]]:
+            fig = figs["samples"].get((r.get("nodeid"), row["id"]))
+            if fig is not None and r.get("nodeid") not in seen:
+                seen.add(r.get("nodeid"))
+                _picture(doc, fig.png)
 
     doc.add_heading(f"7 {t('not_covered_list')}", level=1)
     _grid(
@@ -206,6 +286,19 @@ def build(document: dict[str, Any], context: dict[str, Any]) -> bytes:
             [t("party_supervisor"), "", "", ""],
         ],
     )
+    doc.add_heading(t("appendix_cases"), level=1)
+    _grid(
+        doc,
+        [t("case_ref"), t("node_id"), t("clause"), t("target"), t("outcome")],
+        [
+            [refs[c["nodeid"]], c["nodeid"], ", ".join(c["clause_ids"]), c.get("target") or "–", c["outcome"]]
+            for c in d["cases"]
+        ],
+    )
+    for c in d["cases"]:
+        for fig in figs["cases"].get(c["nodeid"], []):
+            doc.add_paragraph(f"{refs[c['nodeid']]} · {c['nodeid']}")
+            _picture(doc, fig.png)
     buf = io.BytesIO()
     doc.save(buf)
     return buf.getvalue()

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import Text, msg
 from clauseproof.failover.trial import ScaleResult, TrialResult
 from clauseproof.targets.roles import HACluster, N
 
@@ -16,7 +17,7 @@ DEFAULTS = {
     "read_gap_s": 1.0,  # "uninterrupted service" for reads on the surviving nodes
     "freeze_s": 40.0,  # longer than the failure detection (the embedded cluster: its TTL + 2 s)
 }
-DECLARED = "declared by the acceptance plan, not the tender"
+DECLARED = msg("declared_by_plan")
 FAULTS = ("kill", "freeze", "isolate", "switchover")
 SCALE_TRIALS = 2  # each adds a node and removes another: the cluster keeps its size
 BEFORE_S = 2.0  # steady load before each fault: 20 probe rounds and about 700 writes
@@ -44,10 +45,11 @@ def trial_row(r: TrialResult) -> dict[str, Any]:
         "convergence": r.convergence,
         "operations": r.history_ops,
         "problems": t.problems,
+        "phases_s": r.phases,
     }
 
 
-def writes_on_every_node(cluster: HACluster[N]) -> tuple[bool | None, str]:
+def writes_on_every_node(cluster: HACluster[N]) -> tuple[bool | None, Text]:
     """Whether every node that does not lead takes a write (the "full SQL on any compute node" part): a table
     created and a row written on each; None with the reason when such a node could not be reached."""
     leader = cluster.leader()
@@ -56,7 +58,7 @@ def writes_on_every_node(cluster: HACluster[N]) -> tuple[bool | None, str]:
         try:
             conn = cluster.connect_node(other)
         except Exception as exc:
-            return None, f"{other.name} could not be reached: {str(exc).splitlines()[0]}"
+            return None, msg("node_unreachable", node=other.name, error=str(exc).splitlines()[0])
         table = f"{cluster.namespace}.any_node_{other.name}"
         try:
             with conn.cursor() as cur:
@@ -64,25 +66,25 @@ def writes_on_every_node(cluster: HACluster[N]) -> tuple[bool | None, str]:
                 cur.execute(f"INSERT INTO {table} (id) VALUES (1)")
             took.append(other.name)
         except Exception as exc:
-            return False, f"{other.name} refused a write: {str(exc).splitlines()[0]}"
+            return False, msg("node_refused_write", node=other.name, error=str(exc).splitlines()[0])
         finally:
             conn.close()
-    return True, f"{', '.join(took)} each took a CREATE TABLE and an INSERT"
+    return True, msg("nodes_took_writes", nodes=", ".join(took))
 
 
-def rto_part(evidence: CaseEvidence, results: list[TrialResult], what: str, rto_s: float, where: str) -> None:
+def rto_part(evidence: CaseEvidence, results: list[TrialResult], what: Text, rto_s: float, where: Text | str) -> None:
     """Worst RTO of a fault's trials; with every node a writer, "failover" is writes going on on the others."""
     worst = max(r.trial.rto_s for r in results)
     ok = all(r.trial.rto_s <= rto_s and r.trial.failed_over and r.trial.fault_applied for r in results)
-    text = "never" if math.isinf(worst) else f"{worst:.2f} s"
+    text = msg("never") if math.isinf(worst) else f"{worst:.2f} s"
     why = "; ".join(p for r in results for p in r.trial.about("rto", "not_applied"))
+    new_leader = all(r.trial.failed_over for r in results)
     for clause in ("BZ-DB-1", "SX-RDS-3"):
         evidence.part(
             clause,
             ok,
-            statistic=f"part: automatic failover {what}: worst RTO of {len(results)} trials {text} "
-            f"(≤ {rto_s:g} s, {where})",
-            why=why or f"worst RTO {text}" + ("" if all(r.trial.failed_over for r in results) else "; no new leader"),
+            statistic=msg("part_rto", what=what, trials=len(results), worst=text, limit=f"{rto_s:g}", where=where),
+            why=why or msg("worst_rto" if new_leader else "worst_rto_no_leader", worst=text),
         )
 
 
@@ -99,7 +101,7 @@ def panels(results: list[TrialResult]) -> list[dict[str, Any]]:
     return out
 
 
-def scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float, where: str) -> None:
+def scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float, where: Text | str) -> None:
     failed = sum(s.result.trial.refused_after_fault + s.result.trial.indeterminate_after_fault for s in scaled)
     gap = max(s.result.trial.unavailable_s for s in scaled)
     problems = [p for s in scaled for p in s.result.trial.problems]
@@ -119,16 +121,17 @@ def scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float, 
         ],
         trial_series=evidence.record.parameters.get("trial_series", []) + panels([s.result for s in scaled]),
     )
+    numbers = {"failed": failed, "gap": f"{gap:.2f}"}
     evidence.part(
         "BZ-DB-1",
         failed == 0 and gap <= gap_s and not problems,
-        statistic=f"part: online scale out and in under load: {len(scaled)} times a node added (streaming after "
-        f"{joined:.1f} s at worst, then holding the leader's ids) and another removed; {failed} writes failed or "
-        f"indeterminate (bound 0), longest write gap {gap:.2f} s (≤ {gap_s:g} s, {where})",
-        why="; ".join(problems) or f"{failed} writes failed or indeterminate; longest write gap {gap:.2f} s",
+        statistic=msg(
+            "part_scale", times=len(scaled), joined=f"{joined:.1f}", **numbers, limit=f"{gap_s:g}", where=where
+        ),
+        why="; ".join(problems) or msg("scale_failed", **numbers),
     )
 
 
-def none_shown(evidence: CaseEvidence, clauses: tuple[str, ...], statistic: str, why: str) -> None:
+def none_shown(evidence: CaseEvidence, clauses: tuple[str, ...], statistic: Text, why: Text | str) -> None:
     for clause in clauses:
         evidence.part(clause, None, statistic=statistic, not_shown=why)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import Text, msg
 from clauseproof.failover import identity
 from clauseproof.failover.parts import (
     BEFORE_S,
@@ -40,12 +41,14 @@ class _Gated:
         self.problems: list[str] = []
         self.unread: list[str] = []
 
-    def part(self, clause: str, ok: bool | None, *, statistic: str, why: str = "", not_shown: str = "") -> None:
+    def part(
+        self, clause: str, ok: bool | None, *, statistic: Text, why: Text | str = "", not_shown: Text | str = ""
+    ) -> None:
         if self.problems and ok is not None:
-            because = "rests on nodes or faults not proven: " + "; ".join(dict.fromkeys(self.problems[:3]))
-            ok, why = False, because + (f"; and {why}" if ok is False and why else "")
+            because = msg("rests_on_unproven", problems="; ".join(dict.fromkeys(self.problems[:3])))
+            ok, why = False, msg("and_also", first=because, then=why) if ok is False and why else because
         elif self.unread and ok is True:
-            ok, not_shown = None, "the nodes' identity could not be read: " + "; ".join(self.unread[:3])
+            ok, not_shown = None, msg("identity_unread", why="; ".join(self.unread[:3]))
         self.evidence.part(clause, ok, statistic=statistic, why=why, not_shown=not_shown)
 
     def __getattr__(self, name: str) -> Any:
@@ -99,7 +102,7 @@ def _new_leader_is_another_server(
         )
 
 
-def _thresholds(cluster: HACluster[N]) -> tuple[dict[str, float], dict[str, str]]:
+def _thresholds(cluster: HACluster[N]) -> tuple[dict[str, float], dict[str, Text | str]]:
     """The thresholds of this run and where each came from."""
     own = cluster.thresholds()
     values = {k: own.get(k, v) for k, v in DEFAULTS.items()}
@@ -154,7 +157,7 @@ class _Plan:
     ids: dict[str, identity.Identity]
     surveyed: dict[str, str]
     limits: dict[str, float]
-    where: dict[str, str]
+    where: dict[str, Text | str]
     trials: int
     can: dict[str, str]
 
@@ -168,13 +171,7 @@ def verify(cluster: HACluster[N], evidence: CaseEvidence) -> None:
     _judge_failover(cluster, gated, plan, results)
     _judge_switchover(gated, plan, results)
     any_node, said = writes_on_every_node(cluster)
-    gated.part(
-        "BZ-DB-1",
-        any_node,
-        statistic="part: full SQL on any compute node (a write on every node that does not lead)",
-        why=said,
-        not_shown=said,
-    )
+    gated.part("BZ-DB-1", any_node, statistic=msg("part_any_node"), why=said, not_shown=said)
     _scale(cluster, gated, plan)
     _judge_identity(evidence, gated, plan)
     gated.require_pass()
@@ -194,7 +191,7 @@ def _prepare(cluster: HACluster[N], gated: Any) -> _Plan:
         node_identities=surveyed,
         trials_per_fault=trials,
         thresholds=limits,
-        thresholds_from=where,
+        thresholds_from={k: str(v) for k, v in where.items()},
         faults={f: (why or "applied") for f, why in can.items()},
     )
     gated.window(
@@ -215,7 +212,9 @@ def _trials(cluster: HACluster[N], gated: Any, plan: _Plan) -> dict[str, list[Tr
         results[fault] = []
         for k in range(trials):
             gated.progress(f"{cluster.label}: {fault} {k + 1} of {trials}, under load")
-            results[fault].append(_run(cluster, fault, limits, gated, ids))
+            r = _run(cluster, fault, limits, gated, ids)
+            gated.imposed(r.imposed_s(), f"{fault}: outage or hold, settle, rejoin")
+            results[fault].append(r)
     return results
 
 
@@ -231,20 +230,21 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
     gated.parameters(trial_results=[trial_row(r) for r in everything], trial_series=panels(everything))
     rto_s, freeze_s = limits["rto_s"], limits["freeze_s"]
     multi = bool(getattr(cluster, "multi_writer", False))
-    who = "a node (every node takes writes)" if multi else "the leader"
+    who = msg("who_any_node" if multi else "who_leader")
     for fault, what in (
-        ("kill", f"when {who} dies (kill)"),
-        ("freeze", f"when {who} stalls ({freeze_s:g} s)"),
-        ("isolate", f"when {who} is cut off from its peers (network partition)"),
+        ("kill", msg("when_dies", who=who)),
+        ("freeze", msg("when_stalls", who=who, hold=f"{freeze_s:g}")),
+        ("isolate", msg("when_cut_off", who=who)),
     ):
         if fault in results:
             rto_part(gated, results[fault], what, rto_s, where["rto_s"])
         else:
-            none_shown(gated, both, f"part: automatic failover {what}", can.get(fault, "not built"))
+            none_shown(gated, both, msg("part_failover", what=what), can.get(fault, "not built"))
     if not everything:
         why = "; ".join(f"{f}: {w}" for f, w in can.items())
-        for statistic in ("no acknowledged write lost (RPO = 0)", "one leader", "automatic recovery"):
-            none_shown(gated, both if statistic.startswith("no ack") else ("BZ-DB-1",), f"part: {statistic}", why)
+        none_shown(gated, both, msg("part_no_loss_short"), why)
+        for key in ("part_one_leader_short", "part_recovery_short"):
+            none_shown(gated, ("BZ-DB-1",), msg(key), why)
     else:
         lost = sum(len(r.trial.lost) for r in everything)
         anomalies = [
@@ -256,43 +256,39 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
             gated.part(
                 clause,
                 lost == 0 and not anomalies,
-                statistic=f"part: no acknowledged write lost (RPO = 0, {DECLARED}): {lost} lost over "
-                f"{len(everything)} trials ({', '.join(results)}), "
-                f"{sum(r.trial.acknowledged for r in everything):,} acknowledged; indeterminate writes reported apart",
+                statistic=msg(
+                    "part_no_loss",
+                    declared=DECLARED,
+                    lost=lost,
+                    trials=len(everything),
+                    faults=", ".join(results),
+                    acknowledged=f"{sum(r.trial.acknowledged for r in everything):,}",
+                ),
                 why="; ".join(anomalies),
             )
         split = [p for r in everything for p in r.trial.about("split_brain", "stale_leader")]
         gated.part(
             "BZ-DB-1",
             not split,
-            statistic=(
-                "part: one primary component: a frozen or cut-off node acknowledged no write while the others took "
-                "them (every node probed with a write 10×/s, in 100 ms rounds)"
-                if multi
-                else "part: one leader: at most one node acknowledged writes in every 100 ms round (every node "
-                "probed with a write 10×/s), and a frozen or cut-off leader acknowledged none once another took over"
-            ),
+            statistic=msg("part_one_component" if multi else "part_one_leader"),
             why="; ".join(split),
         )
         if recovered:
             gated.part(
                 "BZ-DB-1",
                 all(r.converged for r in recovered),
-                statistic="part: automatic recovery: the killed, frozen or cut-off node rejoins"
-                + ("" if multi else " as a replica")
-                + " and holds every acknowledged id",
+                statistic=msg("part_recovery_multi" if multi else "part_recovery"),
                 why="; ".join(r.convergence for r in recovered if not r.converged),
             )
         else:
-            none_shown(gated, ("BZ-DB-1",), "part: automatic recovery", "no node was killed or frozen")
+            none_shown(gated, ("BZ-DB-1",), msg("part_recovery_short"), msg("none_killed"))
         worst_gap = max(r.trial.read_gap_s for r in everything)
         gap = limits["read_gap_s"]
         gated.part(
             "BZ-DB-1",
             worst_gap <= gap,
-            statistic=f"part: uninterrupted service: reads on the surviving nodes never stopped longer than "
-            f"{gap:g} s (worst {worst_gap:.2f} s; {where['read_gap_s']})",
-            why=f"reads stopped for {worst_gap:.2f} s",
+            statistic=msg("part_reads", limit=f"{gap:g}", worst=f"{worst_gap:.2f}", where=where["read_gap_s"]),
+            why=msg("reads_stopped", worst=f"{worst_gap:.2f}"),
         )
 
 
@@ -305,20 +301,20 @@ def _judge_switchover(gated: Any, plan: _Plan, results: dict[str, list[TrialResu
         gated.part(
             "BZ-DB-1",
             outage <= rto_s and not sw_problems and all(r.trial.failed_over for r in switchovers),
-            statistic=f"part: planned switchover under load: longest write outage of {len(switchovers)} "
-            f"switchovers {outage:.2f} s (≤ {rto_s:g} s, {where['rto_s']}), no acknowledged write lost, one "
-            "writable node",
-            why="; ".join(sw_problems) or f"longest write outage {outage:.2f} s",
+            statistic=msg(
+                "part_switchover", n=len(switchovers), outage=f"{outage:.2f}", limit=f"{rto_s:g}", where=where["rto_s"]
+            ),
+            why="; ".join(sw_problems) or msg("longest_outage", outage=f"{outage:.2f}"),
         )
     else:
-        none_shown(gated, ("BZ-DB-1",), "part: planned switchover under load", can.get("switchover", "not built"))
+        none_shown(gated, ("BZ-DB-1",), msg("part_switchover_short"), can.get("switchover", "not built"))
 
 
 def _scale(cluster: HACluster[N], gated: Any, plan: _Plan) -> None:
     """Online scale out and in under load, each added node proven a new server."""
     can, ids, limits, where = plan.can, plan.ids, plan.limits, plan.where
     if can.get("scale", "not built"):
-        none_shown(gated, ("BZ-DB-1",), "part: online scale out and in under load", can.get("scale", "not built"))
+        none_shown(gated, ("BZ-DB-1",), msg("part_scale_short"), can.get("scale", "not built"))
     else:
         scaled = []
 
@@ -334,6 +330,7 @@ def _scale(cluster: HACluster[N], gated: Any, plan: _Plan) -> None:
         for k in range(SCALE_TRIALS):
             gated.progress(f"{cluster.label}: scale out and in {k + 1} of {SCALE_TRIALS}, under load")
             scaled.append(scale_out_in(cluster, on_added=added_is_new))
+            gated.imposed(scaled[-1].result.imposed_s(), "scale: a node added until it streams, another removed")
         scale_part(gated, scaled, limits["read_gap_s"], where["read_gap_s"])
 
 
@@ -345,23 +342,19 @@ def _judge_identity(case_evidence: CaseEvidence, gated: Any, plan: _Plan) -> Non
         case_evidence.part(
             clause,
             False if gated.problems else None if gated.unread else True,
-            statistic=f"part: every node a distinct server, every kill seen to stop its server (identity read "
-            f"through SQL before the trials, around each kill, of each new leader and added node): "
-            f"{len(ids)} nodes: " + "; ".join(f"{n}: {t}" for n, t in surveyed.items()),
+            statistic=msg("part_identity", n=len(ids), nodes="; ".join(f"{n}: {t}" for n, t in surveyed.items())),
             why="; ".join(dict.fromkeys(gated.problems)),
             not_shown="; ".join(gated.unread),
         )
     gated.part(
         "BZ-DB-1",
         None,
-        statistic="part: a Raft multi-replica architecture",
-        not_shown="whether the data itself replicates by Raft is a matter of the design (a Patroni cluster holds "
-        "only its leader lock in etcd, by Raft; Galera certifies write sets over group communication): a document or "
-        "declaration, not this test",
+        statistic=msg("part_raft"),
+        not_shown=msg("raft_not_shown"),
     )
     gated.part(
         "SX-RDS-3",
         None,
-        statistic="part: no single point of failure; two-AZ primary/standby",
-        not_shown="one machine: the zones (and a proxy in front of the nodes) are not shown redundant here",
+        statistic=msg("part_no_spof"),
+        not_shown=msg("no_spof_not_shown"),
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from clauseproof.core.errors import ClauseproofError, first_line
@@ -94,6 +94,16 @@ class TrialResult:
     healed_after_s: float | None = None  # a lifted fault: how long it held
     #: a lifted fault: from the heal until the victim first refused a write (a woken leader stepping down)
     stepped_down_s: float | None = None
+    #: wall seconds of each step of the trial: ``ready`` (waiting for the previous fault's node and a synchronous
+    #: standby), ``setup`` (tables, clients started), ``before`` (steady load before the fault), ``fault`` (from the
+    #: fault until a write after it was acknowledged and a lifted fault lifted, plus the settle time), ``stop``
+    #: (clients stopped), ``rejoin`` (the victim back), ``check`` (the final read and the judge)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def imposed_s(self) -> float:
+        """What the clause itself makes the trial wait: the outage (or the hold of a lifted fault) and the victim's
+        rejoin.  The rest of :attr:`phases` is the harness's method and overhead."""
+        return self.phases.get("fault", 0.0) + self.phases.get("rejoin", 0.0)
 
 
 def _writer(target: HACluster[N], h: History, p: int, stop: threading.Event) -> None:
@@ -224,9 +234,18 @@ def run_trial(
     (or waits for it) and returns the seconds it took to rejoin (a victim that does not rejoin is a finding, not an
     error). ``converge_on(victim)`` names the node that must hold the leader's ids at the end (default: the victim);
     ``expect_leader_change`` False for a step that keeps the leader (scaling)."""
+    phases: dict[str, float] = {}
+    mark = [time.monotonic()]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(phases.get(name, 0.0) + now - mark[0], 3)
+        mark[0] = now
+
     wait_ready = getattr(target, "wait_ready", None)
     if wait_ready is not None:  # the previous trial's node back, a synchronous standby named again
         wait_ready()
+    phase("ready")
     conn = target.connect()
     with conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {TABLE}")
@@ -246,11 +265,13 @@ def run_trial(
     for t in threads:
         t.start()
     victim, healed_at = None, None
+    phase("setup")
     try:
         time.sleep(before_s)
         victim = target.leader()
         if victim is None:
             raise ClauseproofError(f"{target.label}: no node is named leader before the fault", fix="see its logs")
+        phase("before")
         fault_at = time.monotonic()
         applied = apply(victim)  # a fault that knows when it took effect returns that instant
         if isinstance(applied, float):
@@ -271,6 +292,7 @@ def run_trial(
             heal(victim)
         time.sleep(settle_s)
         end_at = time.monotonic()
+        phase("fault")
     finally:
         if heal is not None and victim is not None and healed_at is None:
             heal(victim)  # an error or an interrupt while the fault held: never leave the node frozen or cut off
@@ -278,6 +300,7 @@ def run_trial(
         for t in threads:
             t.join(10)
     h.close()
+    phase("stop")
     samples = rounds(answers, list(dict.fromkeys(names + [n.name for n in target.nodes])))
     rejoin_s, rejoin_problem = None, ""
     if restore is not None:
@@ -288,6 +311,7 @@ def run_trial(
                 rejoin_s += restore_at - healed_at
         except ClauseproofError as exc:
             rejoin_problem = f"{victim.name} did not rejoin: {str(exc).splitlines()[0]}"
+        phase("rejoin")
     final, converged, convergence = _final_read(
         target, converge_on(victim) if converge_on else victim, read_s=final_read_s
     )
@@ -313,7 +337,8 @@ def run_trial(
         held = healed_at - fault_at
         refused = [a.answered for a in answers if a.node == victim.name and a.asked >= healed_at and a.ok is False]
         stepped_down = min(refused) - healed_at if refused else None
-    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held, stepped_down)
+    phase("check")
+    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held, stepped_down, phases)
 
 
 def _final_read(

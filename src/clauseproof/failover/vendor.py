@@ -44,6 +44,7 @@ from typing import Any
 
 from clauseproof.core.commands import template_problem, timed, vendor_command
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import msg
 from clauseproof.targets.roles import Database
 from clauseproof.targets.sections import Section
 
@@ -195,7 +196,7 @@ class VendorCluster:
             out["scale"] = ""
         return out
 
-    threshold_source = "set in the target's profile ([failover])"
+    threshold_source = msg("threshold_profile")
 
     def thresholds(self) -> dict[str, float]:
         return dict(self.section.thresholds)

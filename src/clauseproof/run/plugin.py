@@ -335,6 +335,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 _COLUMNS = {"id": 10, "target": 22, "verdict": 13, "measured": 18, "rule": 18}
 
 
+def cost_lines(cost: dict[str, dict[str, Any]]) -> list[str]:
+    """The cost of the run per suite, for the console: wall time = timed windows + what the clauses impose + the
+    harness's overhead, and the case that spent most of the overhead."""
+    if not cost:
+        return []
+    rows = sorted(cost.items(), key=lambda kv: -kv[1]["wall_s"])
+    width = max([len(k) for k in cost] + [len("time per suite")])
+    out = [f"{'time per suite':<{width}}  {'wall':>7}  {'timed':>7}  {'imposed':>7}  {'overhead':>13}  largest item"]
+    total = {k: sum(c[k] for c in cost.values()) for k in ("wall_s", "timed_s", "imposed_s", "overhead_s")}
+    for name, c in rows:
+        top = c["largest"][0] if c["largest"] else None
+        item = f"{top['case'].split('::')[-1][:50]} {top['overhead_s']:,.0f} s" if top else ""
+        out.append(
+            f"{name:<{width}}  {c['wall_s']:>6,.0f}s  {c['timed_s']:>6,.0f}s  {c['imposed_s']:>6,.0f}s  "
+            f"{c['overhead_s']:>6,.0f}s {c['overhead_pct']:>4.0f} %  {item}"
+        )
+    pct = 100 * total["overhead_s"] / total["wall_s"] if total["wall_s"] else 0.0
+    out.append(
+        f"{'all':<{width}}  {total['wall_s']:>6,.0f}s  {total['timed_s']:>6,.0f}s  {total['imposed_s']:>6,.0f}s  "
+        f"{total['overhead_s']:>6,.0f}s {pct:>4.0f} %  (overhead: starting targets, data, set-up, checks)"
+    )
+    return out
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = _run(config)
     if run.bundle is None or run.document is None:
@@ -355,10 +379,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         cells = [f"{row.get(k, '')!s:<{w}}" for k, w in width.items()]  # as wide as the longest target
         terminalreporter.line(" ".join([*cells, case]))
     terminalreporter.line("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    if doc.get("suite_seconds"):
-        terminalreporter.line(
-            "time per suite: " + ", ".join(f"{k} {v:,.0f} s" for k, v in sorted(doc["suite_seconds"].items()))
-        )
+    for line in cost_lines(doc.get("run_cost") or {}):
+        terminalreporter.line(line)
     terminalreporter.line(f"report: {run.bundle / 'report.html'}")
     terminalreporter.line(f"evidence: {run.bundle / 'evidence.json'}")
     if not run.latest_moved:

@@ -44,6 +44,7 @@ from clauseproof.core.evidence import (
     clause_rows,
     now_utc,
     point_latest,
+    run_cost,
     verdict_matrix,
     write_atomic_bytes,
     write_bundle,
@@ -390,6 +391,7 @@ class Run:
             "report": {"lang": self.settings.lang, "tester": self.settings.tester},
             "rerun_of": os.environ.get("CLAUSEPROOF_RERUN_OF") or None,
             "suite_seconds": suite_seconds(cases),
+            "run_cost": run_cost(cases, suite_of),
             "cases": [asdict(c) for c in cases],
         }
 
@@ -417,11 +419,15 @@ def _marked_custom(rows: list[dict[str, Any]], sha: str) -> list[dict[str, Any]]
     return [{**r, "custom_catalog": True, "reason": f"{mark}; {r['reason']}" if r["reason"] else mark} for r in rows]
 
 
+def suite_of(nodeid: str) -> str:
+    """The suite folder of a case (``suites/<suite>/…``), else its file."""
+    parts = nodeid.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "suites" else parts[0].split("::")[0]
+
+
 def suite_seconds(cases: list[CaseRecord]) -> dict[str, float]:
     """Seconds each suite folder took: its cases' set-up, call and tear-down, targets started for them included."""
     out: dict[str, float] = {}
     for c in cases:
-        parts = c.nodeid.split("/")
-        suite = parts[1] if len(parts) > 2 and parts[0] == "suites" else parts[0].split("::")[0]
-        out[suite] = out.get(suite, 0.0) + c.duration_s
+        out[suite_of(c.nodeid)] = out.get(suite_of(c.nodeid), 0.0) + c.duration_s
     return {k: round(v, 1) for k, v in out.items()}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from clauseproof.core.commands import Phase
 from clauseproof.core.digest import Dialect
+from clauseproof.core.i18n import Text
 
 if TYPE_CHECKING:
     from clauseproof.targets.base import Endpoint
@@ -280,8 +281,8 @@ class HACluster(NodeAddresses[N], Protocol[N]):
     @property
     def namespace(self) -> str: ...
     @property
-    def threshold_source(self) -> str:
-        """Where the fault thresholds come from, for the evidence."""
+    def threshold_source(self) -> Text | str:
+        """Where the fault thresholds come from, for the evidence (in the report's language where a Text)."""
         ...
 
     def connect(self) -> Any: ...

@@ -55,7 +55,7 @@ PENDING_LIMIT = 100_000
 CLOSED_LOOP_BATCH = 100
 
 
-class GeventConnection(psycopg.Connection):  # type: ignore[type-arg]
+class GeventConnection(psycopg.Connection):
     """A psycopg connection whose waits go straight to gevent's loop, through watchers made once per connection.
 
     Under gevent's patching psycopg waits through the patched ``select.poll``, which makes, starts and drops libev

@@ -29,6 +29,7 @@ from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import msg
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.faults import netns
 from clauseproof.targets.faults.netns import Network
@@ -338,7 +339,7 @@ class GaleraCluster(Target):
         """No leader to switch over: :meth:`faults` says so, and the suite asks it first."""
         raise ClauseproofError(self.faults()["switchover"], checked=f"{self.label}: a switchover away from {node.name}")
 
-    threshold_source = f"the embedded cluster's own: Galera's evs.inactive_timeout ({INACTIVE_S} s) + 5 s"
+    threshold_source = msg("threshold_galera", inactive=INACTIVE_S)
 
     def thresholds(self) -> dict[str, float]:
         return {"freeze_s": INACTIVE_S + 5.0}

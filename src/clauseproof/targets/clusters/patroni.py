@@ -37,6 +37,7 @@ from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import msg
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.clusters.patroni_node import (
     HTTP_TIMEOUT_S,
@@ -401,7 +402,7 @@ class PatroniCluster(Target):
         return {"kill": "", "freeze": "", "isolate": self.no_network, "switchover": "", "scale": ""}
 
     #: where :meth:`thresholds` come from, in the evidence's words
-    threshold_source = f"the embedded cluster's own: Patroni's TTL ({TTL} s) + 5 s"
+    threshold_source = msg("threshold_patroni", ttl=TTL)
 
     def thresholds(self) -> dict[str, float]:
         """A freeze longer than the failure detection (the TTL), by 5 s; the acceptance plan's RTO otherwise."""
