@@ -19,6 +19,7 @@ import pytest
 from clauseproof.bulk_load.datasets import Dataset
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.core.settings import Settings
 from clauseproof.targets import Target
 from clauseproof.workloads import settlement
@@ -133,15 +134,15 @@ def _load_case(
     )
     n = len(samples)
     differs = "; ".join(wrong[:3]) + (f" (and {len(wrong) - 3} more loads)" if len(wrong) > 3 else "")
+    median = msg(f"median_of_{noun}", n=n)
     evidence.measure(
-        duration, statistics.median(samples), "s", statistic=f"median of {n} {noun}", samples=samples, sample_unit="s",
-        wrong=differs,
-    )  # fmt: skip
+        duration, statistics.median(samples), "s", statistic=median, samples=samples, sample_unit="s", wrong=differs
+    )
     evidence.measure(
         rate,
         ds.rows * n / sum(samples),
         "rows/s",
-        statistic=f"average rate: {n} × {ds.rows:,} rows / total seconds of {n} {noun}",
+        statistic=msg(f"average_rate_{noun}", n=n, rows=f"{ds.rows:,}"),
         samples=[ds.rows / s for s in samples],
         sample_unit="rows/s",
         wrong=differs,

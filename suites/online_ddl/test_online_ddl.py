@@ -21,6 +21,7 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.online_ddl import checks
 from clauseproof.targets.base import Target
@@ -146,8 +147,7 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
         "SX-RDS-6",
         not problems,
         "bool",
-        statistic=f"part: online add column, add index, batched update under {p['users']} writing clients, each "
-        f"change shown made — {summary}; baseline max gap {baseline['max_commit_gap_s']} s",
+        statistic=msg("part_online_ddl", users=p["users"], summary=summary, gap=baseline["max_commit_gap_s"]),
         why="; ".join(problems),
         wrong="; ".join(not_made),  # a change acknowledged but not made is wrong at any scale
     )

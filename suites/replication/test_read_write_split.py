@@ -23,6 +23,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.replication import checks as rep
 from clauseproof.replication import replicas
 from clauseproof.targets import Target
@@ -72,8 +73,7 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         "SX-RDS-2a",
         len(counted),
         "replicas",
-        statistic=f"distinct replicas that are reachable, read-only, replicating from this primary and current "
-        f"within {p_count['current_within_s']} s ({topology.source})",
+        statistic=msg("distinct_replicas", within=p_count["current_within_s"], source=topology.source),
         samples=[s.catch_up_s for s in states if s.catch_up_s is not None],
         sample_unit="s",
         why=problems,
@@ -122,17 +122,23 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         "SX-RDS-2b",
         split_ok,
         "bool",
-        statistic="part: automatic read/write split" + (f" ({why})" if split_ok else ""),
+        statistic=msg("part_rw_split_how", how=why) if split_ok else msg("part_rw_split"),
         why=why,
     )
     evidence.measure(
         "SX-RDS-2c",
         balance.balanced,
         "bool",
-        statistic=f"part: reads balanced over the replicas — chi-square {balance.chi2:.2f}, {balance.dof} d.f., "
-        f"p = {balance.p_value:.3g} (alpha {balance.alpha:g}) over {sum(balance.sessions_by_node.values())} "
-        f"sessions' first reads against the configured weights {balance.weights}; reads per node "
-        f"{balance.reads_by_node}",
+        statistic=msg(
+            "part_read_balance",
+            chi2=f"{balance.chi2:.2f}",
+            dof=balance.dof,
+            p=f"{balance.p_value:.3g}",
+            alpha=f"{balance.alpha:g}",
+            sessions=sum(balance.sessions_by_node.values()),
+            weights=str(balance.weights),
+            reads=str(balance.reads_by_node),
+        ),
         samples=[float(balance.reads_by_node[n.name]) for n in topology.replicas],
         sample_unit="reads",
         why="; ".join(balance.problems),

@@ -17,6 +17,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.run.plugin import RUN_KEY
 from clauseproof.sla import availability as av
 from clauseproof.targets.base import Target
@@ -37,10 +38,14 @@ def _record(evidence: CaseEvidence, log: av.Log, params: dict[str, float], sourc
             evidence.not_evidence = j.reason if j.verdict == "NOT EVIDENCE" else ""
             if evidence.not_evidence and source == "suite":
                 evidence.not_evidence += f"; {HOW}"
+            said = msg("source_said", source=source, what=j.statistic())
             evidence.measure(
-                clause, j.share * 100 if j.probes else 0.0, "%", statistic=f"{source}: {j.statistic()}",
+                clause,
+                j.share * 100 if j.probes else 0.0,
+                "%",
+                statistic=said,
                 why=j.reason if j.verdict == "FAIL" else "",
-            )  # fmt: skip
+            )
     evidence.not_evidence = ""
 
 
@@ -60,7 +65,7 @@ def test_availability(
             why = (f"the probe log probes {[e['url'] for e in log.header['endpoints']]}, none of them this target's "
                    f"{ep.host}:{ep.port}: it is another system's record")  # fmt: skip
             for clause in ("SX-SLA-1", "SX-SLA-2"):
-                evidence.not_shown(clause, statistic=f"probe log {path.name}: not this target's", why=why)
+                evidence.not_shown(clause, statistic=msg("probe_log_not_ours", log=path.name), why=why)
             return
         evidence.window(f"the probe log {path.name}: {log.header['for_s'] / 86400:g} days asked")
         _record(evidence, log, p, f"probe log {path.name}")

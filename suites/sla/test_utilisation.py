@@ -17,6 +17,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.sla.utilisation import ProcessTreeSampler, Sampler, Sampling, not_following, summarise
 from clauseproof.targets.base import Target
@@ -35,9 +36,8 @@ def test_node_utilisation_under_the_reference_load(
     if not samplers:
         evidence.not_shown(
             "SX-SLA-3",
-            statistic="node utilisation: no node of this target can be read",
-            why=f"{target.label}: the harness reads an embedded server's nodes from /proc; for a vendor's nodes it "
-            "needs the profile's [utilisation] nodes (a node_exporter URL or a command each), which it does not give",
+            statistic=msg("utilisation_unreadable"),
+            why=msg("utilisation_unreadable_why", target=target.label),
         )
         return
     users, rate = int(p["users"]), float(p["rate_per_user"])

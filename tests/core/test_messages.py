@@ -37,8 +37,6 @@ ENGLISH_ONLY = {
     "src/clauseproof/db_service/engine.py": 3,
     "src/clauseproof/db_service/platform.py": 7,
     "src/clauseproof/db_service/security.py": 12,
-    "src/clauseproof/encryption/canary_scan.py": 7,
-    "suites/bulk_load/test_bulk_load.py": 2,
     "suites/compute/test_vm_batch.py": 5,
     "suites/db_service/test_security.py": 1,
     "suites/encryption/test_at_rest.py": 2,
@@ -46,10 +44,6 @@ ENGLISH_ONLY = {
     "suites/gateway/test_limits.py": 9,
     "suites/gateway/test_openai.py": 3,
     "suites/gateway/test_streaming.py": 3,
-    "suites/online_ddl/test_online_ddl.py": 1,
-    "suites/replication/test_read_write_split.py": 3,
-    "suites/sla/test_availability.py": 2,
-    "suites/sla/test_utilisation.py": 2,
     "suites/sync/test_sync.py": 5,
 }
 

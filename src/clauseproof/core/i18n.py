@@ -98,9 +98,16 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, Text) or (isinstance(value, dict) and set(value) == {"key", "params"})
 
 
+def _param(value: Any, lang: str) -> Any:
+    """A parameter in one language: a Text rendered, a list of items as a list ("a, b" / "a、b")."""
+    if isinstance(value, list):
+        return ("、" if lang == "zh" else ", ").join(str(_param(v, lang)) for v in value)
+    return render_text(value, lang) if _is_text(value) else value
+
+
 def render_text(value: Any, lang: str) -> str:
     """A Text (or its stored dict) in one language (``zh`` or ``en``); a plain string is returned as it is (an
-    English-only sentence from a case not yet moved to the catalog), a list is joined."""
+    English-only sentence from a case not yet moved to the catalog); a list of pieces is joined with "; " ("；")."""
     if isinstance(value, Text):
         value = value.as_dict()
     if isinstance(value, list):
@@ -108,7 +115,7 @@ def render_text(value: Any, lang: str) -> str:
     if not _is_text(value):
         return "" if value is None else str(value)
     entry = catalog()["part"].get(value["key"])
-    params = {k: render_text(v, lang) if _is_text(v) or isinstance(v, list) else v for k, v in value["params"].items()}
+    params = {k: _param(v, lang) for k, v in value["params"].items()}
     if entry is None:  # a bundle from a newer catalog: its key and values, never a crash
         return f"{value['key']}: {params}"
     return str(entry[lang]).format(**params)

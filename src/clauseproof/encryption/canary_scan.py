@@ -17,6 +17,7 @@ from pathlib import Path
 from clauseproof.backup.phases import WorkFolder, timed, vendor_command
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import Text, msg
 from clauseproof.encryption.atrest import CLASSES, ScanResult, make_canaries, scan_files, scan_tree
 from clauseproof.encryption.canaries import Expected, currency_problems, expected_files, write_canaries
 from clauseproof.targets.roles import Database, DataFiles, PhysicalBackups
@@ -122,6 +123,31 @@ def _logical_dump(target: Database, dump: Path) -> None:
 
 
 #: The class that must have files for a part's "no canary found" to count (the others may be empty).
+#: the report's words for the parts and file classes (their English is the key)
+TERMS = {
+    "data files": "term_data_files",
+    "log files": "term_log_files",
+    "temporary files": "term_temporary_files",
+    "undo log": "term_undo_log",
+    "Aria logs": "term_aria_logs",
+    "redo log": "term_redo_log",
+    "binary and relay logs": "term_binary_relay_logs",
+    "WAL": "term_wal",
+    "physical backup": "term_physical_backup",
+    "logical backup": "term_logical_backup",
+    "physical backup files": "term_physical_backup_files",
+    "logical backup files (a logical dump is plaintext by design)": "term_logical_backup_files",
+}
+
+
+def _term(name: str) -> Text | str:
+    return msg(TERMS[name]) if name in TERMS else name
+
+
+def _terms(names: list[str]) -> Text:
+    return msg("listing", items=[_term(n) for n in names])
+
+
 ESSENTIAL = {
     "data files": ("data files",),
     "log files": ("WAL", "redo log"),
@@ -279,38 +305,33 @@ def _judge(target: Database, evidence: CaseEvidence, scanned: _Scanned) -> None:
     if empty:
         evidence.note(f"file classes with no file to scan (shown neither way): {', '.join(empty)}")
     for part, classes in parts.items():
-        statistic = f"part: {part} encrypted (no canary in {', '.join(classes)})"
+        statistic = msg("part_encrypted", part=_term(part), classes=_terms(classes))
         if any(c in not_inspectable for c in classes):
-            evidence.not_shown(
-                "BZ-DB-2",
-                statistic=statistic,
-                why="not inspected: " + "; ".join(not_inspectable[c] for c in classes if c in not_inspectable),
-            )
+            unread = "; ".join(not_inspectable[c] for c in classes if c in not_inspectable)
+            evidence.not_shown("BZ-DB-2", statistic=statistic, why=msg("not_inspected", why=unread))
             continue
         leaked = [c for c in classes if result.found.get(c)]
         missing = _unshown(part, classes, result.files, stale, forced)
         if leaked or not missing:
-            evidence.measure(
-                "BZ-DB-2", not leaked, "bool", statistic=statistic, why=f"plaintext found in {', '.join(leaked)}"
-            )
+            found = msg("plaintext_found", where=_terms(leaked))
+            evidence.measure("BZ-DB-2", not leaked, "bool", statistic=statistic, why=found)
         else:  # nothing found, but in files that are not shown to hold the canaries
-            evidence.not_shown(
-                "BZ-DB-2", statistic=statistic, why="the files scanned do not show it: " + "; ".join(missing)
-            )
+            evidence.not_shown("BZ-DB-2", statistic=statistic, why=msg("scan_does_not_show", why="; ".join(missing)))
     if "BZ-SEC-1" in evidence.record.clause_ids:  # seed 003 三、3: the storage half of "stored and transmitted"
         leaked = sorted(c for c, hits in result.found.items() if hits)
-        statistic = "storage: no plaintext canary in the data files, logs, temporary files or backups"
+        statistic = msg("part_storage_plaintext")
         if leaked or not not_inspectable:
-            evidence.measure("BZ-SEC-1", not leaked, "bool", statistic=statistic,
-                             why=f"plaintext found in {', '.join(leaked)}")  # fmt: skip
+            found = msg("plaintext_found", where=_terms(leaked))
+            evidence.measure("BZ-SEC-1", not leaked, "bool", statistic=statistic, why=found)
         else:
-            evidence.not_shown("BZ-SEC-1", statistic=statistic,
-                               why="not inspected: " + "; ".join(not_inspectable.values()))  # fmt: skip
+            evidence.not_shown(
+                "BZ-SEC-1", statistic=statistic, why=msg("not_inspected", why="; ".join(not_inspectable.values()))
+            )
     if known is not None:  # a cipher the harness configured itself, and it is not SM4
         evidence.measure(
             "BZ-DB-2",
             False,
             "bool",
-            statistic="part: SM4 is the storage cipher",
-            why="no at-rest encryption is configured" if known == "none" else f"{known}, not SM4",
+            statistic=msg("part_sm4_cipher"),
+            why=msg("no_at_rest_cipher") if known == "none" else msg("cipher_not_sm4", cipher=known),
         )
