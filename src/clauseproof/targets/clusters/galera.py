@@ -41,9 +41,11 @@ from clauseproof.targets.single.mariadb import EmbeddedMariaDB
 
 NODES = 3
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
-#: Galera's failure detection (its defaults): a silent node is suspected after evs.suspect_timeout and dropped
-#: from the component by then, or at the latest after evs.inactive_timeout
-SUSPECT_S, INACTIVE_S = 5, 15
+#: Galera's failure detection: a silent node is suspected after evs.suspect_timeout and dropped from the component by
+#: then, or at the latest after evs.inactive_timeout.  The stand-in's own settings, shorter than Galera's defaults
+#: (5 s, 15 s, install 7.5 s) so that the failover suite's freezes need not hold as long (issue #36); the evidence
+#: records them as the stand-in's, not a vendor's.  Keep-alives go every second (evs.keepalive_period).
+SUSPECT_S, INACTIVE_S, INSTALL_S = 3, 8, 7
 START_TIMEOUT_S = 120
 
 
@@ -167,7 +169,8 @@ class GaleraCluster(Target):
                 "wsrep_node_name": n.name,
                 "wsrep_node_address": f"{n.host}:{n.gcomm}",
                 "wsrep_provider_options": f'"gmcast.listen_addr=tcp://{n.host}:{n.gcomm};'
-                f'ist.recv_addr={n.host}:{n.ist}"',
+                f"ist.recv_addr={n.host}:{n.ist};evs.suspect_timeout=PT{SUSPECT_S}S;"
+                f'evs.inactive_timeout=PT{INACTIVE_S}S;evs.install_timeout=PT{INSTALL_S}S"',
                 "wsrep_sst_receive_address": f"{n.host}:{n.sst}",
                 "wsrep_sst_method": "mariabackup",
                 "wsrep_sst_auth": f"cp_sst:{self.sst_password}",
@@ -412,6 +415,8 @@ class GaleraCluster(Target):
                 "state_transfer": "mariabackup",
                 "evs.suspect_timeout_s": SUSPECT_S,
                 "evs.inactive_timeout_s": INACTIVE_S,
+                "evs.install_timeout_s": INSTALL_S,
+                "detection": "the stand-in's own, shorter than Galera's defaults (5 s, 15 s, 7.5 s)",
             },
             "clients": "any node, in turn (a multi-host list); no proxy",
         }
