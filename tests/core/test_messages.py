@@ -24,10 +24,7 @@ RECORDING_CALLS = ("part", "measure", "not_shown")
 #: English-only sentences still in each file (see the module's docstring): only ever lowered
 ENGLISH_ONLY = {
     "src/clauseproof/access/rbac.py": 3,
-    "src/clauseproof/backup/logical.py": 4,
-    "src/clauseproof/backup/pitr.py": 1,
     "src/clauseproof/backup/policy.py": 4,
-    "src/clauseproof/backup/record.py": 5,
     "src/clauseproof/compute/anti_affinity.py": 10,
     "src/clauseproof/compute/flavours.py": 8,
     "src/clauseproof/compute/orchestration.py": 3,

@@ -14,6 +14,7 @@ from clauseproof.backup.phases import Phase, timed, written
 from clauseproof.backup.record import record
 from clauseproof.backup.source import Source
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.targets.roles import Database
 
 RESTORED_DB = "clauseproof_restored"
@@ -54,16 +55,16 @@ def found_in(path: Path, needle: bytes) -> list[str]:
 def database_only(evidence: CaseEvidence, out: Path, marker: str, other: str) -> None:
     """SX-RDS-4's database-level part: the backup holds the database asked for and not the other one."""
     if not out.exists():
-        evidence.part("SX-RDS-4", None, statistic="database-level logical backup leaves out the server's other "
-                      "databases", not_shown="the backup wrote nothing the harness can read")  # fmt: skip
+        evidence.part(
+            "SX-RDS-4", None, statistic=msg("part_db_only_short"), not_shown=msg("backup_wrote_nothing_readable")
+        )
         return
     hits = found_in(out, marker.encode())
     evidence.part(
         "SX-RDS-4",
         not hits,
-        statistic=f"database-level logical backup leaves out the server's other databases (a second database, {other}, "
-        f"holds a table and row marked {marker}; the backup's files are searched for the marker, gunzipped)",
-        why=f"the marker of the other database is in the backup: {', '.join(hits[:5])}",
+        statistic=msg("part_db_only", other=other, marker=marker),
+        why=msg("other_db_in_backup", where=", ".join(hits[:5])),
     )
 
 

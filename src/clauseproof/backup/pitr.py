@@ -15,6 +15,7 @@ from clauseproof.backup.source import Source
 from clauseproof.core.digest import TableDigest, compare_digests, digest_tables
 from clauseproof.core.errors import ClauseproofError, NotApplicable
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.targets.roles import Database, PointInTimeRecovery
 
 TABLE = "pitr_batches"
@@ -94,10 +95,9 @@ def restore_to_points(target: Database, src: Source | None, evidence: CaseEviden
         "SX-RDS-4",
         not unequal,
         "bool",
-        statistic=f"point-in-time restore to each of {BATCHES} recorded points gave exactly that point's rows; a "
-        "point beyond the archive was refused"
+        statistic=msg("pitr_exact", points=BATCHES)
         if not unequal
-        else f"point-in-time restore: {len(unequal)} of {BATCHES + 1} checks found a difference",
+        else msg("pitr_differs", n=len(unequal), checks=BATCHES + 1),
         why="; ".join(unequal),
     )
 

@@ -7,6 +7,7 @@ from clauseproof.backup.phases import Phase
 from clauseproof.backup.source import Source
 from clauseproof.core.digest import TableDigest, summary
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.targets.roles import Database
 
 
@@ -61,16 +62,17 @@ def record(
         f"backup: {window_backup}. Restore: {window_restore}. Digests, size measurements, the change to the "
         "source between backup and restore, and clean-up are outside both windows"
     )
-    where = f"{backup_bytes:,} bytes written" if not elsewhere or elsewhere.startswith("no ") else elsewhere
+    where = msg("bytes_written", n=f"{backup_bytes:,}") if not elsewhere or elsewhere.startswith("no ") else elsewhere
+    size = f"{source.data.server_bytes:,}"
     if unshown and not unequal:
-        evidence.not_shown("BZ-DB-4e", statistic=f"{method}: one backup of {source.data.server_bytes:,} bytes "
-                           f"in {b:.2f} s", why=unshown)  # fmt: skip
+        one = msg("one_backup_in", method=method, size=size, seconds=f"{b:.2f}")
+        evidence.not_shown("BZ-DB-4e", statistic=one, why=unshown)
     else:
         evidence.measure(
             "BZ-DB-4e",
             b,
             "s",
-            statistic=f"{method}: one backup of {source.data.server_bytes:,} bytes ({where})",
+            statistic=msg("one_backup", method=method, size=size, where=where),
             samples=[b],
             sample_unit="s",
             wrong=empty or unequal,
@@ -79,21 +81,19 @@ def record(
         "BZ-DB-4f",
         r,
         "s",
-        statistic=f"{method}: one restore, compared with the source as of the backup",
+        statistic=msg("one_restore", method=method),
         samples=[r],
         sample_unit="s",
         wrong=unequal or empty,
     )
     if unshown and not unequal:
-        evidence.not_shown("SX-RDS-4", statistic=f"{method} backup restored, equal to the source as of the backup",
-                           why=unshown)  # fmt: skip
+        evidence.not_shown("SX-RDS-4", statistic=msg("backup_restored_equal", method=method), why=unshown)
         return
     evidence.measure(
         "SX-RDS-4",
         not (unequal or empty),
         "bool",
-        statistic=f"{method} backup restored into a new instance or database, compared with the source as of the "
-        "backup",
+        statistic=msg("backup_restored_new", method=method),
         wrong=unequal or empty,
     )
 
