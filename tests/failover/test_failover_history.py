@@ -252,3 +252,16 @@ def test_the_multi_writer_rule_allows_writers_everywhere_but_not_on_a_cut_off_no
     noop = multi(quiet, acked, True)
     assert not noop.fault_applied and noop.problems[0].startswith("the fault was not applied: n1 went on taking")
     assert multi(quiet, acked, True, fault=False).problems == []  # a step that hits no node (scaling)
+
+
+def test_a_write_the_dying_leader_acknowledged_is_not_the_recovery() -> None:
+    """Seen in a kill trial: a write invoked just after the SIGKILLs went out was acknowledged 3 ms later by the leader
+    still dying; counted as the recovery it gave RTO 0.003 s and "no new leader".  Recovery is the first write invoked
+    after the fault was seen in effect; the RTO still counts from the fault."""
+    h, acked = _run(down=(100.2, 103.0))  # the writes at t = 100.0 and 100.1 are the dying leader's
+    early = judge(h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(102.5))
+    assert early.rto_s < 0.01  # the trap, without the effect instant
+    t = judge(
+        h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(102.5), effective_at=100.15
+    )
+    assert math.isclose(t.rto_s, 3.005, abs_tol=1e-6) and t.problems == []

@@ -193,8 +193,12 @@ def judge(
     healed_at: float | None = None,
     victim_readers: Iterable[int] = (),
     multi_writer: bool = False,
+    effective_at: float | None = None,
 ) -> Trial:
-    """Judge one trial: ``fault_at`` is when the fault was applied to ``victim``, ``healed_at`` when a fault that
+    """Judge one trial: ``fault_at`` is when the fault was applied to ``victim``, ``effective_at`` when it was in
+    effect (a killed leader seen to stop answering; default ``fault_at``): a write invoked before then may have been
+    served by the victim itself, so recovery is the first write acknowledged that was invoked after it, and the RTO
+    counts from ``fault_at``.  ``healed_at`` when a fault that
     is lifted was lifted, ``end_at`` when the load stopped (before the final read, ``final_ids``), ``leaders`` the
     polling rounds; reads by ``victim_readers`` (the processes reading the victim's node) do not count in the read
     gap, which is about the surviving nodes.
@@ -217,7 +221,7 @@ def judge(
         multi_writer=multi_writer,
     )
 
-    after = writes & (outcome == OK) & (invoked >= fault_at)
+    after = writes & (outcome == OK) & (invoked >= max(fault_at, effective_at or fault_at))
     if after.any():
         t.rto_s = float(np.min(completed[after]) - fault_at)
         per_writer = [

@@ -274,12 +274,16 @@ def run_trial(
         phase("before")
         fault_at = time.monotonic()
         applied = apply(victim)  # a fault that knows when it took effect returns that instant
+        # in effect once apply returned (a kill: its server seen to stop): a write invoked before may have been the
+        # victim's own last one (seen: acknowledged 3 ms after the SIGKILLs went out, by the dying leader)
+        effective_at = time.monotonic()
         if isinstance(applied, float):
             fault_at = applied
-        # until a write after the fault is acknowledged and a lifted fault was lifted (at fault + hold_s)
+        # until a write invoked after the fault took effect is acknowledged and a lifted fault was lifted (at fault +
+        # hold_s)
         while time.monotonic() - fault_at < deadline_s:
             n = h.n
-            done = ((h.kind[:n] == WRITE) & (h.outcome[:n] == 0) & (h.invoked[:n] >= fault_at)).any()
+            done = ((h.kind[:n] == WRITE) & (h.outcome[:n] == 0) & (h.invoked[:n] >= effective_at)).any()
             due = time.monotonic() >= fault_at + hold_s or (heal_on_recovery and done)
             if heal is not None and healed_at is None and due:
                 healed_at = time.monotonic()
@@ -330,6 +334,7 @@ def run_trial(
         victim_readers=[readers[victim.name]],
         expect_leader_change=expect_leader_change,
         multi_writer=bool(getattr(target, "multi_writer", False)),
+        effective_at=effective_at,
     )
     series = h.series(fault_at, fault_at + trial.rto_s)
     held, stepped_down = None, None
