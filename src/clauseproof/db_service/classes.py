@@ -34,6 +34,7 @@ from typing import Any
 from clauseproof.core.commands import template_problem, vendor_output
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.targets.base import Endpoint, open_endpoint
 from clauseproof.targets.roles import Database, InstanceClasses
 from clauseproof.targets.sections import Section
@@ -202,7 +203,7 @@ def check_classes(target: Database, evidence: CaseEvidence, level_s: float = LEV
                "[instance_classes]" if target.profile is None
                else "the profile has no [instance_classes] section")  # fmt: skip
         for c in CLASSES:
-            evidence.part(CLAUSE, None, statistic=f"class {class_name(c)}: created and measured", not_shown=why)
+            evidence.part(CLAUSE, None, statistic=msg("class_measured", name=class_name(c)), not_shown=why)
         return
     classes = sec.classes if sec else CLASSES
     measured: dict[str, dict[str, Any]] = {}
@@ -220,10 +221,10 @@ def check_classes(target: Database, evidence: CaseEvidence, level_s: float = LEV
     for c in classes:
         cname, m = class_name(c), measured[class_name(c)]
         if "not_shown" in m:
-            evidence.part(CLAUSE, None, statistic=f"class {cname}: created and measured", not_shown=m["not_shown"])
+            evidence.part(CLAUSE, None, statistic=msg("class_measured", name=cname), not_shown=m["not_shown"])
             continue
         if "error" in m:
-            evidence.part(CLAUSE, False, statistic=f"class {cname}: created and measured", why=m["error"])
+            evidence.part(CLAUSE, False, statistic=msg("class_measured", name=cname), why=m["error"])
             continue
         same = [n for n, mem, buf in smaller if mem < c[1] and buf >= m["buffer_bytes"]]
         short = m["parallelism"] < VCPU_SHARE * c[0]
@@ -233,6 +234,6 @@ def check_classes(target: Database, evidence: CaseEvidence, level_s: float = LEV
             f"its buffer ({m['buffer_bytes'] / 2**30:.2f} GiB) is no larger than that of the smaller class "
             f"{', '.join(same)}: the same size under another name" if same else "") if w)  # fmt: skip
         evidence.part(CLAUSE, not why,
-                      statistic=f"class {cname}: {m['parallelism']:.2f} of {c[0]} vCPUs at work in parallel, buffer "
-                      f"{m['buffer_bytes'] / 2**30:.2f} GiB for {c[1]} GB (disk not written)", why=why)  # fmt: skip
+                      statistic=msg("class_figures", name=cname, parallel=f"{m['parallelism']:.2f}", vcpus=c[0],
+                                    buffer=f"{m['buffer_bytes'] / 2**30:.2f}", gb=c[1]), why=why)  # fmt: skip
         smaller.append((cname, c[1], m["buffer_bytes"]))

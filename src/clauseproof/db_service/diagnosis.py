@@ -26,6 +26,7 @@ from typing import Any
 
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.roles import Database, Diagnosis, Health
 
 CLAUSE = "SX-RDS-5"
@@ -89,9 +90,8 @@ def check_slow_queries(target: Database, diag: Diagnosis, evidence: CaseEvidence
         evidence.part(
             CLAUSE,
             False,
-            statistic=f"slow-query analysis lists the marked slow statement ({client_s:.2f} s at the client, "
-            f"threshold {threshold:g} s) within {delay_s:g} s",
-            why=f"not listed after {appeared_s:.1f} s ({len(listed)} statements listed, none with {slow_marker})",
+            statistic=msg("slow_listed", client=f"{client_s:.2f}", threshold=f"{threshold:g}", delay=f"{delay_s:g}"),
+            why=msg("slow_not_listed", after=f"{appeared_s:.1f}", listed=len(listed), marker=slow_marker),
         )
     else:
         q = found[0]
@@ -99,17 +99,26 @@ def check_slow_queries(target: Database, diag: Diagnosis, evidence: CaseEvidence
         evidence.part(
             CLAUSE,
             plausible,
-            statistic=f"slow-query analysis lists the marked slow statement within {delay_s:g} s, with its time "
-            f"(listed after {appeared_s:.1f} s with {q.seconds:.3f} s; the client saw {client_s:.3f} s)",
-            why=f"listed with {q.seconds:.3f} s, which is not between the threshold {threshold:g} s and the "
-            f"{client_s:.3f} s the client saw",
+            statistic=msg(
+                "slow_listed_time",
+                delay=f"{delay_s:g}",
+                after=f"{appeared_s:.1f}",
+                listed=f"{q.seconds:.3f}",
+                client=f"{client_s:.3f}",
+            ),
+            why=msg(
+                "slow_time_implausible", listed=f"{q.seconds:.3f}", threshold=f"{threshold:g}", client=f"{client_s:.3f}"
+            ),
         )
     evidence.part(
         CLAUSE,
         not fast_listed,
-        statistic=f"slow-query analysis lists none of the {FAST} fast statements run beside it",
-        why=f"it lists {len(fast_listed)} of them ({', '.join(fast_listed[:3])}"
-        f"{' ...' if len(fast_listed) > 3 else ''}): an analysis that lists everything does not tell slow from fast",
+        statistic=msg("fast_not_listed", fast=FAST),
+        why=msg(
+            "fast_listed",
+            n=len(fast_listed),
+            which=", ".join(fast_listed[:3]) + (" ..." if len(fast_listed) > 3 else ""),
+        ),
     )
 
 
@@ -122,12 +131,13 @@ def _wait_health(diag: Diagnosis, want: Callable[[Health], bool], timeout: float
         time.sleep(0.5)
 
 
-def _healthy_part(evidence: CaseEvidence, h: Health, when: str) -> None:
+def _healthy_part(evidence: CaseEvidence, h: Health, when: Text) -> None:
+    problems = "; ".join(h.problems) or msg("no_problem_named")
     evidence.part(
         CLAUSE,
         h.healthy and not h.problems,
-        statistic=f"health status {when}: healthy",
-        why=f"it reports {'healthy' if h.healthy else 'unhealthy'}: {'; '.join(h.problems) or 'no problem named'}",
+        statistic=msg("health_when", when=when),
+        why=msg("reports_healthy" if h.healthy else "reports_unhealthy", problems=problems),
     )
 
 
@@ -137,11 +147,11 @@ def check_health(
     """The baseline, the two faults and the recoveries; ``fill_allowed`` is "" or why connections may not be taken;
     ``wait_s``: how long the status may take to show a fault and to recover."""
     before, _ = _wait_health(diag, lambda h: h.healthy, wait_s)
-    _healthy_part(evidence, before, "before any fault")
+    _healthy_part(evidence, before, msg("before_any_fault"))
     log: dict[str, Any] = {"before": {"healthy": before.healthy, "problems": list(before.problems)}}
     _lock_fault(target, diag, evidence, log, wait_s)
     if fill_allowed:
-        evidence.part(CLAUSE, None, statistic="health status names exhausted connections", not_shown=fill_allowed)
+        evidence.part(CLAUSE, None, statistic=msg("health_names_connections"), not_shown=fill_allowed)
     else:
         _connections_fault(target, diag, evidence, log, wait_s)
     evidence.parameters(health_status=log, health_wait_s=wait_s)
@@ -180,8 +190,8 @@ def _lock_fault(target: Database, diag: Diagnosis, evidence: CaseEvidence, log: 
         threading.Thread(target=blocked_update, daemon=True).start()
         blocked = not done.wait(BLOCKED_AFTER_S)
         if not blocked:
-            evidence.part(CLAUSE, None, statistic="health status names a session waiting for a lock",
-                          not_shown=f"the second session did not block on the held row ({outcome})")  # fmt: skip
+            not_blocked = msg("did_not_block", outcome=str(outcome))
+            evidence.part(CLAUSE, None, statistic=msg("health_names_lock_wait"), not_shown=not_blocked)
             return
         names = re.compile(rf"\b{waiting_id}\b")
 
@@ -195,11 +205,11 @@ def _lock_fault(target: Database, diag: Diagnosis, evidence: CaseEvidence, log: 
         evidence.part(
             CLAUSE,
             named,
-            statistic=f"health status changes while session {waiting_id} waits for a row lock (seen to block "
-            f"{BLOCKED_AFTER_S:g} s) and names that session, within {wait_s:g} s",
-            why=("it stayed healthy" if during.healthy else "it changed but did not name the waiting session: "
-                 + "; ".join(during.problems)),
-        )  # fmt: skip
+            statistic=msg("health_lock_wait", session=waiting_id, blocked=f"{BLOCKED_AFTER_S:g}", wait=f"{wait_s:g}"),
+            why=msg("stayed_healthy")
+            if during.healthy
+            else msg("did_not_name_session", problems="; ".join(during.problems)),
+        )
     finally:
         with contextlib.suppress(Exception), holder.cursor() as cur:
             cur.execute("ROLLBACK")
@@ -211,7 +221,7 @@ def _lock_fault(target: Database, diag: Diagnosis, evidence: CaseEvidence, log: 
     after, waited = _wait_health(diag, lambda h: h.healthy, wait_s)
     log["after_lock_wait"] = {"healthy": after.healthy, "problems": list(after.problems), "after_s": round(waited, 1),
                               "blocked_update": outcome[0] if outcome else "still running"}  # fmt: skip
-    _healthy_part(evidence, after, f"after the lock is released (within {wait_s:g} s)")
+    _healthy_part(evidence, after, msg("after_lock_released", wait=f"{wait_s:g}"))
 
 
 def _connections_fault(
@@ -228,9 +238,8 @@ def _connections_fault(
                 refused = first_line(exc)
                 break
         if not refused:
-            evidence.part(CLAUSE, None, statistic="health status names exhausted connections",
-                          not_shown=f"{MAX_FILL} connections were accepted: the server allows more than the "
-                          "harness opens")  # fmt: skip
+            more = msg("connections_all_accepted", n=MAX_FILL)
+            evidence.part(CLAUSE, None, statistic=msg("health_names_connections"), not_shown=more)
             return
 
         def names_it(h: Health) -> bool:
@@ -243,11 +252,11 @@ def _connections_fault(
         evidence.part(
             CLAUSE,
             named,
-            statistic=f"health status changes when every connection is taken ({len(opened)} opened, the next "
-            f"refused: {refused[:80]}) and names it, within {wait_s:g} s",
-            why=("it stayed healthy" if during.healthy else "it changed but did not name the connections: "
-                 + "; ".join(during.problems)),
-        )  # fmt: skip
+            statistic=msg("health_connections", opened=len(opened), refused=refused[:80], wait=f"{wait_s:g}"),
+            why=msg("stayed_healthy")
+            if during.healthy
+            else msg("did_not_name_connections", problems="; ".join(during.problems)),
+        )
     finally:
         for c in opened:
             with contextlib.suppress(Exception):
@@ -255,4 +264,4 @@ def _connections_fault(
     after, waited = _wait_health(diag, lambda h: h.healthy, wait_s)
     log["after_connections"] = {"healthy": after.healthy, "problems": list(after.problems),
                                 "after_s": round(waited, 1)}  # fmt: skip
-    _healthy_part(evidence, after, f"after the connections are closed (within {wait_s:g} s)")
+    _healthy_part(evidence, after, msg("after_connections_closed", wait=f"{wait_s:g}"))

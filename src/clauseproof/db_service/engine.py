@@ -19,6 +19,7 @@ from typing import Any
 
 from clauseproof.core.errors import NotApplicable, first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.db_service.handshake import CLIENT_LONG_PASSWORD, Greeting, GreetingError, read_greeting
 from clauseproof.targets.roles import Database
 
@@ -232,8 +233,8 @@ def check_mysql_engine(target: Database, evidence: CaseEvidence) -> list[Probe]:
         evidence.part(
             "SX-RDS-1",
             p.ok,
-            statistic=f"{p.name}: MySQL answers {p.mysql}",
-            why=f"differs from MySQL: {p.seen}",
-            not_shown=f"{p.seen}",
+            statistic=msg("mysql_answers", probe=p.name, mysql=p.mysql),
+            why=msg("differs_from_mysql", seen=p.seen),
+            not_shown=p.seen,
         )
     return probes

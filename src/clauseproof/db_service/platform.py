@@ -17,6 +17,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.db_service.vendor import run_output, section_of
 from clauseproof.targets.roles import Database, HostFiles
 
@@ -111,22 +112,21 @@ def check_platform(target: Database, evidence: CaseEvidence) -> HostFacts:
     evidence.parameters(host_facts=facts.__dict__ if facts else None, declared_server=declared or None)
     evidence.window("no timed window: facts read once")
     if facts is None or not facts.cpu_vendor:
-        for part in ("the database host's CPU is Kunpeng, Phytium or Hygon", "its OS is Kylin or UOS"):
-            evidence.part(CLAUSE, None, statistic=part, not_shown=f"the host's facts could not be read: {why}")
+        for part in (msg("host_cpu_domestic_short"), msg("host_os_domestic_short")):
+            evidence.part(CLAUSE, None, statistic=part, not_shown=msg("host_facts_unread", why=why))
     else:
         shown = f"{facts.cpu_vendor} {facts.cpu_model} ({facts.arch}), read by {facts.read_by}"
-        evidence.part(CLAUSE, True if facts.domestic_cpu else None,
-                      statistic=f"the database host's CPU is Kunpeng, Phytium or Hygon: {facts.domestic_cpu or shown}",
-                      not_shown=f"this host's CPU is {shown}: none of the clause's CPUs is here")  # fmt: skip
-        evidence.part(CLAUSE, True if facts.domestic_os else None,
-                      statistic=f"its OS is Kylin or UOS: {facts.domestic_os or facts.os_name}",
-                      not_shown=f"this host runs {facts.os_name or facts.os_id or 'an unnamed OS'} "
-                      f"(os-release ID={facts.os_id!r}): neither Kylin nor UOS")  # fmt: skip
+        cpu = msg("host_cpu_domestic", cpu=facts.domestic_cpu or shown)
+        evidence.part(CLAUSE, True if facts.domestic_cpu else None, statistic=cpu,
+                      not_shown=msg("host_cpu_other", cpu=shown))  # fmt: skip
+        os_seen = msg("host_os_domestic", os=facts.domestic_os or facts.os_name)
+        os_other = msg("host_os_other", os=facts.os_name or facts.os_id or msg("unnamed_os"), id=repr(facts.os_id))
+        evidence.part(CLAUSE, True if facts.domestic_os else None, statistic=os_seen, not_shown=os_other)
     contradictions = contradicts(declared, facts)
     if declared:
         evidence.part(CLAUSE, not contradictions if facts and facts.cpu_vendor else None,
-                      statistic="the profile's [server] declaration agrees with the facts read from the host",
-                      why="; ".join(contradictions), not_shown="no facts to compare the declaration with")  # fmt: skip
+                      statistic=msg("declaration_agrees"), why="; ".join(contradictions),
+                      not_shown=msg("no_facts_to_compare"))  # fmt: skip
     return facts or HostFacts("", "", "", "", "", "", "")
 
 

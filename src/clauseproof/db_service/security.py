@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.db_service.handshake import CLIENT_SSL, GreetingError, parse_greeting
 from clauseproof.targets.base import open_endpoint
 from clauseproof.targets.roles import AuditTrail, Database
@@ -134,23 +135,26 @@ def check_transport(target: Database, evidence: CaseEvidence, declared_required:
         tls_required_declared=declared_required,
     )
     if facts.offered:
-        evidence.part(CLAUSE, facts.protocol in OK_PROTOCOLS,
-                      statistic=f"transport: TLS 1.2 or later offered ({facts.protocol}, {facts.cipher}; certificate "
-                      f"{(facts.certificate or {}).get('subject', 'none')} issued by "
-                      f"{(facts.certificate or {}).get('issuer', '?')})",
-                      why=f"the server negotiated {facts.protocol}")  # fmt: skip
+        cert = facts.certificate or {}
+        offered = msg(
+            "tls_offered_how",
+            protocol=facts.protocol,
+            cipher=facts.cipher,
+            subject=cert.get("subject", "none"),
+            issuer=cert.get("issuer", "?"),
+        )
+        negotiated = msg("tls_negotiated", protocol=facts.protocol)
+        evidence.part(CLAUSE, facts.protocol in OK_PROTOCOLS, statistic=offered, why=negotiated)
     else:
-        evidence.part(CLAUSE, False, statistic="transport: TLS 1.2 or later offered", why=facts.why_not)
+        evidence.part(CLAUSE, False, statistic=msg("tls_offered"), why=facts.why_not)
     if accepted:
-        contradiction = " although the profile declares tls_required = true" if declared_required else ""
-        evidence.part(CLAUSE, False, statistic="transport: a login without TLS is refused",
-                      why=f"a plaintext login with the right password was accepted{contradiction}")  # fmt: skip
+        plaintext = msg("plaintext_accepted_declared" if declared_required else "plaintext_accepted")
+        evidence.part(CLAUSE, False, statistic=msg("plaintext_refused"), why=plaintext)
     elif _refused_for_plaintext(what):
-        evidence.part(CLAUSE, True, statistic=f"transport: a login without TLS is refused ({what[:120]})")
+        evidence.part(CLAUSE, True, statistic=msg("plaintext_refused_how", how=what[:120]))
     else:
-        evidence.part(CLAUSE, None, statistic="transport: a login without TLS is refused",
-                      not_shown=f"the plaintext login failed for another reason than its transport: "
-                      f"{what[:200]}")  # fmt: skip
+        other = msg("plaintext_failed_otherwise", how=what[:200])
+        evidence.part(CLAUSE, None, statistic=msg("plaintext_refused"), not_shown=other)
 
 
 _TIME = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
@@ -216,10 +220,9 @@ def check_audit(target: Database, trail: AuditTrail, evidence: CaseEvidence, wai
                         audit_lines=[ln[:300] for ln in lines if marker in ln][:20],
                         server_clock_offset_s=offset)  # fmt: skip
     missing = [k for k, v in found.items() if not v]
-    evidence.part(CLAUSE, not missing,
-                  statistic=f"audit: each data change the harness made (CREATE TABLE, INSERT, UPDATE, DELETE, marked "
-                  f"{marker}) is in the trail within {wait_s:g} s",
-                  why=f"not in the trail: {', '.join(missing)} ({len(lines)} lines read)")  # fmt: skip
+    in_trail = msg("audit_in_trail", marker=marker, wait=f"{wait_s:g}")
+    not_in = msg("audit_not_in_trail", missing=", ".join(missing), lines=len(lines))
+    evidence.part(CLAUSE, not missing, statistic=in_trail, why=not_in)
     unnamed, untimed = [], []
     word = re.compile(rf"(?<![\w]){re.escape(user)}(?![\w])")
     for kind, matches in found.items():
@@ -233,11 +236,13 @@ def check_audit(target: Database, trail: AuditTrail, evidence: CaseEvidence, wai
         ):
             untimed.append(kind)
     present = [k for k in statements if found[k]]
-    evidence.part(CLAUSE, (not unnamed and not untimed) if present else None,
-                  statistic=f"audit: each entry names the user ({user}) and the time of the change (within "
-                  f"{AUDIT_SKEW_S:g} s)",
-                  why=_why_unattributed(unnamed, untimed),
-                  not_shown="no entry of the harness's changes in the trail to read a user and time from")  # fmt: skip
+    evidence.part(
+        CLAUSE,
+        (not unnamed and not untimed) if present else None,
+        statistic=msg("audit_user_time", user=user, skew=f"{AUDIT_SKEW_S:g}"),
+        why=_why_unattributed(unnamed, untimed),
+        not_shown=msg("audit_nothing_to_read"),
+    )
 
 
 def _why_unattributed(unnamed: list[str], untimed: list[str]) -> str:
