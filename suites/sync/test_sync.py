@@ -39,6 +39,7 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.sync import cases, conversion, outage, seeded, source_identity, vendor_check
 from clauseproof.sync.cases import Part
 from clauseproof.sync.checker import Checker, Side, TableCheck
@@ -53,12 +54,7 @@ def _unsupported(evidence: CaseEvidence, lab: SyncSystem, clause: str, what: str
     """A case this stand-in cannot run is a row that says so."""
     if what in lab.scenarios:
         return False
-    evidence.part(
-        clause,
-        None,
-        statistic=f"{what} on {lab.label}",
-        not_shown=lab.why_not(what),
-    )
+    evidence.part(clause, None, statistic=msg("scenario_on", what=what, target=lab.label), not_shown=lab.why_not(what))
     return True
 
 
@@ -67,13 +63,14 @@ def _attempt(clause: str, what: str, run: Callable[[], list[Part]]) -> list[Part
     try:
         return run()
     except ClauseproofError as exc:
-        return [Part(clause, what, False, f"{what}: the sync task could not be made or run", why=str(exc))]
+        return [Part(clause, what, False, msg("task_not_made", what=what), why=str(exc))]
 
 
 def _record(evidence: CaseEvidence, parts: list[Part]) -> None:
     for p in parts:
-        evidence.part(p.clause, p.ok, statistic=f"{p.name}: {p.statistic}", why=p.why, not_shown=p.why)
-    evidence.parameters(parts=[{"clause": p.clause, "name": p.name, "ok": p.ok, **p.data} for p in parts])
+        statistic = msg("named_part", name=p.name, statistic=p.statistic)
+        evidence.part(p.clause, p.ok, statistic=statistic, why=p.why, not_shown=p.why)
+    evidence.parameters(parts=[{"clause": p.clause, "name": str(p.name), "ok": p.ok, **p.data} for p in parts])
     evidence.require_pass()
 
 
@@ -107,32 +104,50 @@ def _checker_parts(
     seeded_names: list[str],
 ) -> list[Part]:  # fmt: skip
     found = {(d.key, d.kind) for d in differing.diffs}
-    whose = "the harness's checker (the stand-in has none of its own)"
+    whose = msg("harness_checker")
     return [
         Part(
             "BZ-SYNC-3",
-            f"row counts, {engines}",
+            msg("name_row_counts", engines=engines),
             equal.counts_equal and not differing.counts_equal,
-            f"{whose}: equal copy {equal.source_rows} = {equal.target_rows} rows; seeded copy "
-            f"{differing.source_rows} ≠ {differing.target_rows}",
-            why="the row counts did not tell the copies apart",
+            msg(
+                "row_counts_how",
+                whose=whose,
+                a=equal.source_rows,
+                b=equal.target_rows,
+                c=differing.source_rows,
+                d=differing.target_rows,
+            ),
+            why=msg("counts_alike"),
         ),
         Part(
             "BZ-SYNC-3",
-            f"column values, equal copy, {engines}",
+            msg("name_values_equal", engines=engines),
             equal.equal,
-            f"{whose}, {len(mapping.columns)} columns normalised as declared: {equal.summary()} in "
-            f"{equal.seconds:.2f} s",
+            msg(
+                "values_equal_how",
+                whose=whose,
+                n=len(mapping.columns),
+                summary=equal.summary(),
+                seconds=f"{equal.seconds:.2f}",
+            ),
             why=equal.summary(5),
             data={"check": equal.evidence()},
         ),
         Part(
             "BZ-SYNC-3",
-            f"column values, seeded differences, {engines}",
+            msg("name_values_seeded", engines=engines),
             found == want,
-            f"{whose}: {len(want)} seeded differences ({', '.join(seeded_names)}); named {len(found & want)} of "
-            f"them and {len(found - want)} others in {differing.seconds:.2f} s",
-            why=f"not named: {sorted(want - found)}; named but not seeded: {sorted(found - want)}",
+            msg(
+                "values_seeded_how",
+                whose=whose,
+                n=len(want),
+                names=", ".join(seeded_names),
+                named=len(found & want),
+                others=len(found - want),
+                seconds=f"{differing.seconds:.2f}",
+            ),
+            why=msg("not_named_extra", missing=str(sorted(want - found)), extra=str(sorted(found - want))),
             data={"check": differing.evidence()},
         ),
     ]
@@ -147,8 +162,9 @@ def test_consistency_with_a_columnar_engine(
     pg, ch = columnar_pair
     evidence.record.target = f"{pg.label} → embedded-clickhouse"
     if isinstance(ch, ClauseproofError):
-        evidence.not_shown("BZ-SYNC-3", statistic="column values, PostgreSQL → ClickHouse (columnar)",
-                           why=f"the columnar engine could not start: {ch}")  # fmt: skip
+        evidence.not_shown(
+            "BZ-SYNC-3", statistic=msg("values_columnar"), why=msg("columnar_not_started", error=str(ch))
+        )
         return
     mapping = replace(seeded.CH_MAPPING, source_table="people_ch")
     evidence.parameters(rows=CROSS_ROWS, columnar=ch.version(), mapping=[c.describe() for c in mapping.columns],
@@ -196,15 +212,7 @@ def test_topologies(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
         parts += _attempt("BZ-SYNC-5", "bidirectional", lambda: [cases.bidirectional(sync_lab)])
     else:
         why = sync_lab.why_not("bidirectional")
-        parts.append(
-            Part(
-                "BZ-SYNC-5",
-                "bidirectional",
-                None,
-                "bidirectional: a change made on one side appears exactly once on the other",
-                why=why,
-            )
-        )
+        parts.append(Part("BZ-SYNC-5", msg("name_bidirectional"), None, msg("bidirectional_exactly_once"), why=why))
     _record(evidence, parts)
 
 
@@ -231,7 +239,8 @@ def test_outage(sync_lab: SyncSystem, evidence: CaseEvidence, clause_catalog: Ca
         return
     missing = sync_lab.fault_missing(fault)
     if missing:
-        evidence.part("BZ-SYNC-7", None, statistic=f"{fault}: {outage.OUTAGES[fault]}", not_shown=missing)
+        fault_said = msg("named_part", name=fault, statistic=msg(f"outage_{fault}"))
+        evidence.part("BZ-SYNC-7", None, statistic=fault_said, not_shown=missing)
         return
     evidence.progress(f"BZ-SYNC-7 on {sync_lab.label}: {outage.OUTAGES[fault]} for {params['hold_s']} s ...")
     _record(evidence, _attempt("BZ-SYNC-7", fault, lambda: [outage.outage(sync_lab, fault, params)]))

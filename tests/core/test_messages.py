@@ -35,11 +35,7 @@ ENGLISH_ONLY = {
     "src/clauseproof/compute/flavours.py": 8,
     "src/clauseproof/compute/orchestration.py": 3,
     "src/clauseproof/compute/rebuild.py": 4,
-    "src/clauseproof/sync/cases.py": 3,
-    "src/clauseproof/sync/conversion.py": 5,
-    "src/clauseproof/sync/outage.py": 1,
-    "src/clauseproof/sync/source_identity.py": 5,
-    "src/clauseproof/sync/vendor_check.py": 9,
+    "src/clauseproof/sync/conversion.py": 1,
     "suites/compute/test_vm_batch.py": 5,
     "suites/db_service/test_security.py": 1,
     "suites/encryption/test_at_rest.py": 2,
@@ -47,7 +43,6 @@ ENGLISH_ONLY = {
     "suites/gateway/test_limits.py": 9,
     "suites/gateway/test_openai.py": 3,
     "suites/gateway/test_streaming.py": 3,
-    "suites/sync/test_sync.py": 12,
 }
 
 

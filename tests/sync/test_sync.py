@@ -36,7 +36,7 @@ def lab() -> Iterator[LogicalSyncLab]:
 
 
 def part(parts: list[cases.Part], name: str) -> cases.Part:
-    return next(p for p in parts if p.name == name)
+    return next(p for p in parts if str(p.name) == name)
 
 
 def test_inserts_only_sync_fails_capture(lab: LogicalSyncLab) -> None:

@@ -75,6 +75,10 @@ class Text:
     def __str__(self) -> str:
         return render_text(self, "en")
 
+    def __contains__(self, part: str) -> bool:
+        """Whether its English holds ``part`` (as a string would answer)."""
+        return part in str(self)
+
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "params": {k: _plain(v) for k, v in self.params.items()}}
 

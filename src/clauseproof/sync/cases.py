@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from clauseproof.core.i18n import Text, msg
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.flow import (
     CHANGE_TARGET,
@@ -62,10 +63,10 @@ class Part:
     """One judged part of a clause: shown (True), disproven (False) or not shown (None)."""
 
     clause: str
-    name: str
+    name: str | Text  # a Text where the report should say it in its language (its English is the key)
     ok: bool | None
-    statistic: str
-    why: str = ""
+    statistic: str | Text
+    why: str | Text = ""
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,13 +124,13 @@ def _stalls(report: LoadReport, t0: float, t1: float) -> list[int]:
     return [s for s in range(int(t0), int(t1)) if not report.per_second.get(s)]
 
 
-def _equal_part(clause: str, name: str, checks: list[TableCheck], what: str) -> Part:
+def _equal_part(clause: str, name: str | Text, checks: list[TableCheck], what: str | Text) -> Part:
     bad = [c for c in checks if not c.equal]
     return Part(
         clause,
         name,
         not bad,
-        f"{what}: " + "; ".join(c.summary(3) for c in checks),
+        msg("checker_said", what=what, summary="; ".join(c.summary(3) for c in checks)),
         why="; ".join(c.summary(5) for c in bad),
         data={"checks": [c.evidence() for c in checks]},
     )
@@ -180,9 +181,12 @@ def capture_online(
     before = report.rate(0, t_create)
     during = report.rate(t_create, t_sync)
     stalls = _stalls(report, 0, report.seconds)
-    rates = (
-        f"source writes/s before the task {before:.0f}, while it started and copied {during:.0f}, "
-        f"{report.ops} operations ({report.bulk_transactions} bulk transactions), {len(report.errors)} errors"
+    rates = dict(
+        before=f"{before:.0f}",
+        during=f"{during:.0f}",
+        ops=report.ops,
+        bulk=report.bulk_transactions,
+        errors=len(report.errors),
     )
     data = {
         "load": vars(report) | {"per_second": report.per_second},
@@ -192,9 +196,11 @@ def capture_online(
     parts.append(
         Part(
             "BZ-SYNC-4",
-            "source never stopped",
+            msg("name_source_never_stopped"),
             not report.errors and not stalls and caught is not None,
-            rates + (f"; initial copy and catch-up in {caught:.1f} s" if caught is not None else ""),
+            msg("source_rates_caught", **rates, caught=f"{caught:.1f}")
+            if caught is not None
+            else msg("source_rates", **rates),
             why="; ".join(
                 filter(
                     None,
@@ -211,10 +217,9 @@ def capture_online(
     parts.append(
         _equal_part(
             "BZ-SYNC-4",
-            "snapshot + incremental capture complete",
+            msg("name_snapshot_incremental"),
             checks,
-            "after the load stopped and a final marker of every change kind arrived (insert, update, delete, key "
-            "change), the checker compared source and target",
+            msg("after_final_barrier"),
         )
     )
     window = markers.delays(window_from, window_to)
@@ -246,10 +251,13 @@ def delay_part(
         f"{stats[k].get('max', float('nan')) * 1000:.0f} ms{f', {n} never arrived' if n else ''})"
         for k, (d, n) in series.items()
     )
-    lat = (
-        f"markers in {seconds:.1f} s under {params['load_per_s']} writes/s, by change kind: {described} (bounds "
-        f"p99 ≤ {p99_max:g} s, max ≤ {max_max:g} s on every kind: the acceptance plan's, the tender states none; "
-        "watched every 10 ms)"
+    lat = msg(
+        "delay_markers",
+        seconds=f"{seconds:.1f}",
+        load=params["load_per_s"],
+        described=described,
+        p99=f"{p99_max:g}",
+        max=f"{max_max:g}",
     )
     few = [k for k, (d, n) in series.items() if len(d) + n < 3]
     problems = []
@@ -266,10 +274,10 @@ def delay_part(
     if rate < 10 or few:
         why = (f"the marker writer reached {rate:.1f}/s, below the 10/s the case needs" if rate < 10
                else f"too few markers of {', '.join(few)} in the window to judge them")  # fmt: skip
-        return Part("BZ-SYNC-2", "real-time delay", None, lat, why=why, data={"stats": stats})
+        return Part("BZ-SYNC-2", msg("name_real_time_delay"), None, lat, why=why, data={"stats": stats})
     return Part(
         "BZ-SYNC-2",
-        "real-time delay",
+        msg("name_real_time_delay"),
         not problems,
         lat,
         why="; ".join(problems),
@@ -335,7 +343,9 @@ def topologies(sys: SyncSystem, *, seconds: float = 3.0, rate: float = 100, time
         if late or errors:
             part.ok = False
             part.why = "; ".join(
-                filter(None, [part.why, f"markers not through {late}" if late else "", f"load errors {errors[:3]}"])
+                filter(
+                    None, [str(part.why), f"markers not through {late}" if late else "", f"load errors {errors[:3]}"]
+                )
             )
         part.data |= {"barrier_s": waits, "ops": [r.ops for r in reports]}
         parts.append(part)
@@ -421,12 +431,18 @@ def bidirectional(
     n_a, n_b = len(ma.committed), len(mb.committed)
     return Part(
         "BZ-SYNC-5",
-        "bidirectional",
+        msg("name_bidirectional"),
         not problems,
-        f"a ⇄ b ({method}{', forwarding every origin' if forward_origins else ''}), both written at {rate:g}/s "
-        f"for {seconds:g} s on disjoint keys; {n_a} markers from a and {n_b} from b, each counted on both sides "
-        f"{settle_s:g} s after the last arrived (an echo would be a second row); checker: "
-        + "; ".join(c.summary(2) for c in checks),
+        msg(
+            "bidirectional_how",
+            method=method + (", forwarding every origin" if forward_origins else ""),
+            rate=f"{rate:g}",
+            seconds=f"{seconds:g}",
+            n_a=n_a,
+            n_b=n_b,
+            settle=f"{settle_s:g}",
+            checker="; ".join(c.summary(2) for c in checks),
+        ),
         why="; ".join(problems),
         data={"sentinel_s": waits, "checks": [c.evidence() for c in checks]},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
+from clauseproof.core.i18n import msg
 from clauseproof.sync.cases import FIRST_ROWS, Part, _barrier_to, _run_sql, _short_load, check, prepare, scenario
 from clauseproof.sync.mapping import ColumnMap, TableMap
 from clauseproof.targets.roles import SyncSystem
@@ -72,11 +73,9 @@ def conversion(
     return [
         Part(
             "BZ-SYNC-6",
-            "type and column-order conversion",
+            msg("name_conversion"),
             not changed and not result.missing_columns and wait is not None and not errors,
-            f"source orders (id bigint, customer int, amount numeric(12,2), status text, note text, updated_at "
-            f"timestamptz) → target ({layout_txt}); values compared as declared: "
-            + "; ".join(c.describe() for c in CONVERSION.columns),
+            msg("conversion_how", layout=layout_txt, columns="; ".join(c.describe() for c in CONVERSION.columns)),
             why="; ".join(
                 filter(
                     None, [result.summary(5) if changed else "", late, f"load errors {errors[:3]}" if errors else ""]
@@ -86,17 +85,22 @@ def conversion(
         ),
         Part(
             "BZ-SYNC-6",
-            "row selection",
+            msg("name_row_selection"),
             rows_ok and outside == 0,
-            f"rows where {where_txt}: source {result.source_rows}, target {result.target_rows}; rows outside the "
-            f"filter on the target: {outside}",
-            why=result.summary(5) if not rows_ok else (f"{outside} rows outside the filter" if outside else ""),
+            msg(
+                "row_selection_how",
+                where=where_txt,
+                source=result.source_rows,
+                target=result.target_rows,
+                outside=outside,
+            ),
+            why=result.summary(5) if not rows_ok else (msg("rows_outside", n=outside) if outside else ""),
         ),
         Part(
             "BZ-SYNC-6",
-            "column selection",
+            msg("name_column_selection"),
             not result.extra_columns and not result.missing_columns,
-            f"selected {', '.join(SELECTED)} (note left out); target holds {layout_txt}",
+            msg("column_selection_how", selected=", ".join(SELECTED), layout=layout_txt),
             why=(f"target columns outside the selection: {result.extra_columns}" if result.extra_columns else "")
             + (f"selected columns missing: {result.missing_columns}" if result.missing_columns else ""),
         ),

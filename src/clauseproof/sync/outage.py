@@ -7,6 +7,7 @@ import contextlib
 import time
 from typing import Any
 
+from clauseproof.core.i18n import msg
 from clauseproof.sync.cases import (
     FIRST_ROWS,
     MARKERS,
@@ -104,16 +105,28 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
     if ok and not applied:  # a fault that let changes through was not an outage: nothing was shown
         ok = None
         why = f"{len(through)} of {len(during)} markers committed during the outage arrived before it ended"
-    catch_txt = f"{catch_up:.1f} s" if catch_up is not None else "never"
+    catch_txt = f"{catch_up:.1f} s" if catch_up is not None else msg("never")
     return Part(
         "BZ-SYNC-7",
         kind,
         ok,
-        f"{OUTAGES[kind]} for {hold:g} s while the source wrote {params['load_per_s']}/s ({report.ops} operations, "
-        f"{report.bulk_transactions} bulk transactions, {len(report.errors)} errors); {len(during)} markers "
-        f"committed during it, {len(through)} through before recovery; caught up {catch_txt} after recovery; "
-        f"the source kept up to {worst / 1e6:.1f} MB of its log for the task ({', '.join(status) or '-'}); "
-        f"markers missing {len(missing)}, doubled {len(doubled)}; checker: " + "; ".join(c.summary(2) for c in checks),
+        msg(
+            "outage_how",
+            outage=msg(f"outage_{kind}"),
+            hold=f"{hold:g}",
+            load=params["load_per_s"],
+            ops=report.ops,
+            bulk=report.bulk_transactions,
+            errors=len(report.errors),
+            during=len(during),
+            through=len(through),
+            caught=catch_txt,
+            kept=f"{worst / 1e6:.1f}",
+            status=", ".join(status) or "-",
+            missing=len(missing),
+            doubled=len(doubled),
+            checker="; ".join(c.summary(2) for c in checks),
+        ),
         why=why,
         data={
             "catch_up_s": catch_up,

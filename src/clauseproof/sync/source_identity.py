@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clauseproof.core.errors import first_line
+from clauseproof.core.i18n import msg
 from clauseproof.sync.cases import Part
 from clauseproof.targets.roles import SyncSystem
 
@@ -90,20 +91,16 @@ def check_source(lab: SyncSystem) -> list[Part]:
     with contextlib.closing(lab.node_connect("a")) as conn:
         ident = identify(conn, lab.dialect_of("a"))
     facts = f"{ident.family}; " + "; ".join(ident.seen)
-    parts = [Part(CLAUSE, "the source is a domestic distributed database, by behaviour",
-                  True if ident.distributed else None,
-                  f"{ident.family} with {len(ident.shards)} shards ({', '.join(ident.shards[:8])})",
-                  why=f"the source shows no shards of its own: {facts}",
-                  data={"identity": ident.__dict__})]  # fmt: skip
-    statistic = "rows written through the source land on every shard and all arrive at the target"
+    shards = msg("family_shards", family=ident.family, n=len(ident.shards), shards=", ".join(ident.shards[:8]))
+    parts = [Part(CLAUSE, msg("name_domestic_distributed"), True if ident.distributed else None, shards,
+                  why=msg("no_shards", facts=facts), data={"identity": ident.__dict__})]  # fmt: skip
+    statistic = msg("every_shard_lands")
+    every = msg("name_every_shard")
     if not ident.distributed:
-        parts.append(Part(CLAUSE, "changes from every shard arrive", None, statistic,
-                          why=f"the source is not distributed ({ident.family})"))  # fmt: skip
+        parts.append(Part(CLAUSE, every, None, statistic, why=msg("not_distributed", family=ident.family)))
         return parts
     if not ident.family.startswith("Postgres-XL"):
-        parts.append(Part(CLAUSE, "changes from every shard arrive", None, statistic,
-                          why="each shard's rows are read with EXECUTE DIRECT on the Postgres-XL family; "
-                          f"{ident.family} has no such read here"))  # fmt: skip
+        parts.append(Part(CLAUSE, every, None, statistic, why=msg("no_execute_direct", family=ident.family)))
         return parts
     parts.append(_every_shard_arrives(lab, ident))
     return parts
@@ -111,7 +108,6 @@ def check_source(lab: SyncSystem) -> list[Part]:
 
 def _every_shard_arrives(lab: SyncSystem, ident: SourceIdentity) -> Part:
     table, name = "cp_shards", "cp_bzsync1"
-    statistic = f"{ROWS} rows written through the coordinator, spread over {len(ident.shards)} datanodes, all arrive"
     with contextlib.closing(lab.node_connect("a")) as a, contextlib.closing(a.cursor()) as c:
         c.execute(f"DROP TABLE IF EXISTS {table}")
         c.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, note TEXT) DISTRIBUTE BY HASH (id)")
@@ -136,8 +132,9 @@ def _every_shard_arrives(lab: SyncSystem, ident: SourceIdentity) -> Part:
         problems = [f"no rows on {', '.join(empty)} (the spread is not shown)" if empty else "",
                     f"{arrived} of {ROWS} arrived in {ARRIVE_S:g} s" if arrived < ROWS else ""]  # fmt: skip
         why = "; ".join(w for w in problems if w)
-        return Part(CLAUSE, "changes from every shard arrive", not why, f"{statistic} (per datanode: {spread})",
-                    why=why, data={"per_datanode": spread, "arrived": arrived})  # fmt: skip
+        said = msg("every_shard_spread", rows=ROWS, n=len(ident.shards), spread=str(spread))
+        return Part(CLAUSE, msg("name_every_shard"), not why, said, why=why,
+                    data={"per_datanode": spread, "arrived": arrived})  # fmt: skip
     finally:
         with contextlib.suppress(Exception):
             lab.drop_task(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from clauseproof.core.i18n import msg
 from clauseproof.sync import seeded
 from clauseproof.sync.cases import Part
 from clauseproof.sync.vendor import VendorSync
@@ -30,11 +31,10 @@ def check_with_vendor(lab: Any, rows: int) -> list[Part]:
         why = ("the embedded stand-ins have no checker of their own (the harness's is judged in "
                "test_consistency_across_engines)" if not isinstance(lab, VendorSync)
                else "the profile's [sync] has no check_command")  # fmt: skip
-        return [Part(CLAUSE, name, None, "row counts and column values of a seeded copy", why=why)]
+        return [Part(CLAUSE, name, None, msg("seeded_copy_counts_values"), why=why)]
     if (lab.dialect_of("a"), lab.dialect_of("b")) != ("postgresql", "mysql"):
-        return [Part(CLAUSE, name, None, "row counts and column values of a seeded copy",
-                     why="the seeded differences are made for a PostgreSQL source (node a) and a MySQL-family target "
-                     f"(node b); these nodes are {lab.dialect_of('a')} and {lab.dialect_of('b')}")]  # fmt: skip
+        nodes = msg("seeded_needs_pg_mysql", a=lab.dialect_of("a"), b=lab.dialect_of("b"))
+        return [Part(CLAUSE, name, None, msg("seeded_copy_counts_values"), why=nodes)]
     with contextlib.closing(lab.node_connect("a")) as a, contextlib.closing(lab.node_connect("b")) as b:
         seeded.load(a, b, rows)
         want = seeded.seed(b, rows)
@@ -56,16 +56,15 @@ def check_with_vendor(lab: Any, rows: int) -> list[Part]:
     found = named(differing)
     counts_said = (equal.get("source_rows"), equal.get("target_rows"), differing.get("target_rows"))
     return [
-        Part(CLAUSE, f"{name}: row counts", counts_said == real,
-             f"the checker's counts (source, copy, seeded copy) {counts_said} against the real {real}",
-             why=f"it reported {counts_said}; the tables hold {real}"),
-        Part(CLAUSE, f"{name}: equal copy", not named(equal),
-             f"the equal copy ({real[0]} rows, engines' own types) reported without a difference",
-             why=f"it named {len(named(equal))} differences in an equal copy: {sorted(named(equal))[:5]}"),
-        Part(CLAUSE, f"{name}: seeded differences", want_keys <= found and not (found - want_keys - moved_to),
-             f"{len(want)} seeded differences; it named {len(found & want_keys)} of them and "
-             f"{len(found - want_keys - moved_to)} others",
-             why=f"not named: {sorted(want_keys - found)}; named but not seeded: "
-             f"{sorted(found - want_keys - moved_to)}",
+        Part(CLAUSE, msg("checker_row_counts", name=name), counts_said == real,
+             msg("checker_counts_against", said=str(counts_said), real=str(real)),
+             why=msg("checker_counts_wrong", said=str(counts_said), real=str(real))),
+        Part(CLAUSE, msg("checker_equal_copy", name=name), not named(equal),
+             msg("equal_copy_no_difference", rows=real[0]),
+             why=msg("named_in_equal_copy", n=len(named(equal)), keys=str(sorted(named(equal))[:5]))),
+        Part(CLAUSE, msg("checker_seeded", name=name), want_keys <= found and not (found - want_keys - moved_to),
+             msg("seeded_named", n=len(want), named=len(found & want_keys), others=len(found - want_keys - moved_to)),
+             why=msg("not_named_extra", missing=str(sorted(want_keys - found)),
+                     extra=str(sorted(found - want_keys - moved_to))),
              data={"named": sorted(found)[:50]}),
     ]  # fmt: skip
