@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.gateway.openai_compat import check
 from clauseproof.targets.roles import ModelGateway
 
@@ -18,14 +19,12 @@ from clauseproof.targets.roles import ModelGateway
 def test_openai_compatible_api_over_two_vendors(model_gateway: ModelGateway, evidence: CaseEvidence) -> None:
     evidence.record.target = model_gateway.label
     if not model_gateway.openai_url:
-        evidence.not_shown(
-            "SX-EDAS-3", statistic="OpenAI-compatible API: no OpenAI endpoint given",
-            why="the profile's [gateway] gives no openai_base_url, api_key_env, models and fake_vendors_listen",
-        )  # fmt: skip
+        evidence.not_shown("SX-EDAS-3", statistic=msg("no_openai_endpoint"), why=msg("no_openai_endpoint_why"))
         return
     evidence.parameters(gateway=model_gateway.describe(), client="the official openai Python SDK, no retries")
     result = check(model_gateway.openai_url, model_gateway.api_key, model_gateway.models(), model_gateway.vendors_url)
     for part, ok, measured, why in result.parts:
-        evidence.part("SX-EDAS-3", ok, statistic=f"{part}: {measured}", why="" if ok else why)
+        said = msg("named_part", name=part, statistic=measured)
+        evidence.part("SX-EDAS-3", ok, statistic=said, why="" if ok else why)
     evidence.parameters(**result.data)
     evidence.require_pass()

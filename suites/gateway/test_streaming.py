@@ -10,6 +10,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.gateway.streaming import check
 from clauseproof.targets.roles import HttpGateway
 
@@ -18,11 +19,7 @@ from clauseproof.targets.roles import HttpGateway
 def test_streaming_passes_through(gateway: HttpGateway, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
     evidence.record.target = gateway.label
     if not gateway.stream_url:
-        evidence.not_shown(
-            "SX-EDAS-2", statistic="streaming through the gateway: no stream route",
-            why="the profile's [gateway] gives no stream_base_url and upstream_listen (a route of the vendor's "
-            "gateway to the harness's streaming upstream)",
-        )  # fmt: skip
+        evidence.not_shown("SX-EDAS-2", statistic=msg("no_stream_route"), why=msg("no_stream_route_why"))
         return
     params = clause_catalog["SX-EDAS-2"].params
     evidence.parameters(
@@ -39,6 +36,8 @@ def test_streaming_passes_through(gateway: HttpGateway, evidence: CaseEvidence, 
         requests=int(params["requests"]),
     )
     for part, ok, measured, why in result.parts:
-        evidence.part("SX-EDAS-2", ok, statistic=f"{part}: {measured}", why="" if ok else why)
+        evidence.part(
+            "SX-EDAS-2", ok, statistic=msg("named_part", name=part, statistic=measured), why="" if ok else why
+        )
     evidence.parameters(**result.data)
     evidence.require_pass()

@@ -41,8 +41,6 @@ ENGLISH_ONLY = {
     "suites/encryption/test_at_rest.py": 2,
     "suites/encryption/test_column_sm4.py": 4,
     "suites/gateway/test_limits.py": 9,
-    "suites/gateway/test_openai.py": 3,
-    "suites/gateway/test_streaming.py": 3,
 }
 
 

@@ -34,7 +34,7 @@ def _verdicts(**kw: bool) -> dict[str, bool]:
         result = check(g.base_url, g.direct_url, **PARAMS)  # type: ignore[arg-type]
     finally:
         g.stop()
-    return {part: ok for part, ok, _, _ in result.parts}
+    return {str(part): ok for part, ok, _, _ in result.parts}
 
 
 def test_the_embedded_gateway_passes_every_part() -> None:
@@ -210,7 +210,7 @@ def test_a_gateway_holding_heartbeats_fails_though_every_one_arrives() -> None:
         thread.join(10)
         sock.close()
         g.stop()
-    parts = {part: (ok, why) for part, ok, _, why in result.parts}
+    parts = {str(part): (ok, why) for part, ok, _, why in result.parts}
     assert parts["each SSE event passes without buffering"][0] is True  # the events themselves are not held
     ok, why = parts["heartbeats forwarded as they come"]
     assert ok is False and "held back" in why, why

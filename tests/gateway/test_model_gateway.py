@@ -29,7 +29,7 @@ def _verdicts(**kw: bool) -> dict[str, bool | None]:
         result = check(g.base_url, g.api_key, g.models(), g.vendors_url)
     finally:
         g.stop()
-    return {part: ok for part, ok, _, _ in result.parts}
+    return {str(part): ok for part, ok, _, _ in result.parts}
 
 
 def test_the_embedded_gateway_passes_every_part_and_stop_leaves_nothing() -> None:

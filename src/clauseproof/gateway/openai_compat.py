@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.host.processes import service_headers
 
 VENDOR_DELAY_S = 0.05  # clauseproof.workloads.model_vendors's pause between streamed words
@@ -38,7 +39,7 @@ def expected_text(vendor: str, prompt: str) -> str:
     return " ".join([vendor, "says:", *prompt.split()[:6]])
 
 
-Part = tuple[str, bool | None, str, str]
+Part = tuple[str | Text, bool | None, str | Text, str | Text]
 
 
 @dataclass
@@ -73,22 +74,23 @@ def check(base_url: str, api_key: str, models: dict[str, str], vendors_url: str 
     try:
         listed = sorted(m.id for m in client.models.list().data)
         missing = [m for m in models if m not in listed]
-        res.parts.append(("models listed", not missing, f"models.list(): {listed}", f"not listed: {missing}"))
+        listed_said = f"models.list(): {listed}"
+        res.parts.append((msg("models_listed"), not missing, listed_said, msg("not_listed", missing=str(missing))))
     except (openai.OpenAIError, ValueError) as exc:
-        res.parts.append(("models listed", False, "models.list() failed", f"{type(exc).__name__}: {exc}"))
+        res.parts.append((msg("models_listed"), False, msg("models_list_failed"), f"{type(exc).__name__}: {exc}"))
     for model, vendor in models.items():
         res.parts.extend(_chat(client, model, vendor, vendors_url, res.data))
         res.parts.extend(_stream(client, base_url, api_key, model, vendor, res.data))
         res.parts.extend(_errors(client, model))
     try:
         client.chat.completions.create(model="cp-no-such-model", messages=[{"role": "user", "content": "hi"}])
-        res.parts.append(("an unknown model is refused", False, "answered", "a model nobody declared was answered"))
+        res.parts.append((msg("unknown_model_refused"), False, msg("answered"), msg("undeclared_model_answered")))
     except openai.APIStatusError as exc:
         ok = 400 <= exc.status_code < 500 and _error_shape(exc)
-        res.parts.append(("an unknown model is refused", ok, f"{type(exc).__name__} {exc.status_code}",
+        res.parts.append((msg("unknown_model_refused"), ok, f"{type(exc).__name__} {exc.status_code}",
                           f"status {exc.status_code}, body {str(exc.body)[:120]}"))  # fmt: skip
     except openai.OpenAIError as exc:
-        res.parts.append(("an unknown model is refused", False, type(exc).__name__, str(exc)[:200]))
+        res.parts.append((msg("unknown_model_refused"), False, type(exc).__name__, str(exc)[:200]))
     return res
 
 
@@ -97,7 +99,7 @@ def _chat(client: Any, model: str, vendor: str, vendors_url: str | None, data: d
 
     prompt = f"route check {model} {time.monotonic_ns()}"
     want = expected_text(vendor, prompt)
-    name = f"{model}: chat completion parses and comes from {vendor}"
+    name = msg("chat_parses", model=model, vendor=vendor)
     before = _vendor_counts(vendors_url)
     try:
         r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
@@ -105,7 +107,7 @@ def _chat(client: Any, model: str, vendor: str, vendors_url: str | None, data: d
         finish = r.choices[0].finish_reason if r.choices else None
         usage = (r.usage.prompt_tokens, r.usage.completion_tokens) if r.usage else None
     except (openai.OpenAIError, AttributeError, TypeError, IndexError) as exc:
-        return [(name, False, "the SDK could not read the answer", f"{type(exc).__name__}: {str(exc)[:200]}")]
+        return [(name, False, msg("sdk_unreadable_answer"), f"{type(exc).__name__}: {str(exc)[:200]}")]
     after = _vendor_counts(vendors_url)
     moved = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
     routed = not vendors_url or (list(moved) and all(k.startswith(vendor) for k in moved))
@@ -130,7 +132,7 @@ def _stream(client: Any, base_url: str, api_key: str, model: str, vendor: str, d
 
     prompt = f"stream check {model} {time.monotonic_ns()}"
     want = expected_text(vendor, prompt)
-    name = f"{model}: streaming (role, content deltas as sent, finish_reason, usage, [DONE])"
+    name = msg("streaming_parts", model=model)
     arrivals: list[float] = []
     pieces: list[str] = []
     roles: list[str | None] = []
@@ -153,7 +155,7 @@ def _stream(client: Any, base_url: str, api_key: str, model: str, vendor: str, d
             if ch.usage:
                 usage = (ch.usage.prompt_tokens, ch.usage.completion_tokens)
     except (openai.OpenAIError, AttributeError, TypeError, ValueError) as exc:
-        return [(name, False, "the SDK could not read the stream", f"{type(exc).__name__}: {str(exc)[:200]}")]
+        return [(name, False, msg("sdk_unreadable_stream"), f"{type(exc).__name__}: {str(exc)[:200]}")]
     raw_last = ""
     with (
         httpx.Client(timeout=TIMEOUT_S) as h,
@@ -178,7 +180,7 @@ def _stream(client: Any, base_url: str, api_key: str, model: str, vendor: str, d
     data.setdefault("stream", {})[model] = {"deltas": pieces, "arrivals_s": [round(a, 3) for a in arrivals],
                                             "usage": usage, "finish": finishes, "raw_last": raw_last}  # fmt: skip
     bad = [k for k, ok in checks.items() if not ok]
-    return [(name, not bad, "; ".join(checks), "not so: " + "; ".join(bad))]
+    return [(name, not bad, "; ".join(checks), msg("not_so", what="; ".join(bad)))]
 
 
 def _errors(client: Any, model: str) -> list[Part]:
@@ -186,10 +188,10 @@ def _errors(client: Any, model: str) -> list[Part]:
 
     out: list[Part] = []
     for code, kind in ((429, openai.RateLimitError), (400, openai.BadRequestError)):
-        name = f"{model}: the vendor's native {code} reaches the client as an OpenAI {kind.__name__}"
+        name = msg("native_error_passed", model=model, code=code, kind=kind.__name__)
         try:
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": f"please fail {code}"}])
-            out.append((name, False, "answered", f"the vendor's {code} was not passed on"))
+            out.append((name, False, msg("answered"), msg("error_not_passed", code=code)))
         except kind as exc:
             ok = exc.status_code == code and _error_shape(exc)
             out.append((name, ok, f"{type(exc).__name__} {exc.status_code}: {str(exc.body)[:100]}",

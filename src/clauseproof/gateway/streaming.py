@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from clauseproof.core.i18n import Text, msg
 from clauseproof.gateway.openloop import quantile
 from clauseproof.targets.host.processes import service_headers
 
@@ -113,7 +114,7 @@ def upstream_sockets(direct: str, client: httpx.Client, url: str, requests: int)
 
 @dataclass
 class Result:
-    parts: list[tuple[str, bool, str, str]]  # (part, shown, what was measured, why not)
+    parts: list[tuple[Text, bool, Text, Text]]  # (part, shown, what was measured, why not)
     data: dict[str, Any]
 
 
@@ -132,57 +133,57 @@ def check(base: str, direct: str, *, events: int, interval_s: float, extra_delay
     worst_direct, worst_via = max(d_direct, default=0.0), max(d_via, default=float("inf"))
     bound = worst_direct + extra_delay_s
     late = [e.id for e in via.events if e.sent is not None and e.arrived - e.sent > bound]
-    parts: list[tuple[str, bool, str, str]] = []
+    parts: list[tuple[Text, bool, Text, Text]] = []
+    ms = lambda x: f"{x * 1000:.1f}"  # noqa: E731
     parts.append((
-        "each SSE event passes without buffering",
+        msg("sse_no_buffering"),
         via.status == 200 and len(d_via) == events and not late,
-        f"{len(d_via)} of {events} events, {interval_s:g} s apart: delay through the gateway p50 "
-        f"{statistics.median(d_via) * 1000 if d_via else float('nan'):.1f} ms, max {worst_via * 1000:.1f} ms; read "
-        f"directly max {worst_direct * 1000:.1f} ms; allowed: direct max + {extra_delay_s * 1000:.0f} ms",
-        f"{len(late)} events arrived later than {bound * 1000:.0f} ms after they left (first: {late[:3]})"
-        if late else f"status {via.status}, {len(d_via)} of {events} events",
+        msg("sse_delays", got=len(d_via), events=events, interval=f"{interval_s:g}",
+            p50=ms(statistics.median(d_via)) if d_via else "nan", max=ms(worst_via), direct=ms(worst_direct),
+            extra=f"{extra_delay_s * 1000:.0f}"),
+        msg("sse_late", n=len(late), bound=f"{bound * 1000:.0f}", first=str(late[:3]))
+        if late else msg("sse_status", status=via.status, got=len(d_via), events=events),
     ))  # fmt: skip
     hb_bound = max(straight.heartbeat_delays, default=0.0) + extra_delay_s
     late_hb = [d for d in via.heartbeat_delays if d > hb_bound]
     parts.append((
-        "heartbeats forwarded as they come",
+        msg("heartbeats_forwarded"),
         via.heartbeats == straight.heartbeats == events == len(via.heartbeat_delays) and not late_hb,
-        f"': ping' comments: {via.heartbeats} through the gateway, {straight.heartbeats} directly, {events} sent; "
-        f"delay through the gateway max {max(via.heartbeat_delays, default=float('nan')) * 1000:.1f} ms, directly "
-        f"max {max(straight.heartbeat_delays, default=float('nan')) * 1000:.1f} ms",
-        f"{len(late_hb)} heartbeats arrived later than {hb_bound * 1000:.0f} ms after they left: held back"
-        if late_hb else f"{via.heartbeats} heartbeats through the gateway of {straight.heartbeats}",
+        msg("heartbeats_how", via=via.heartbeats, direct=straight.heartbeats, events=events,
+            max_via=ms(max(via.heartbeat_delays, default=float("nan"))),
+            max_direct=ms(max(straight.heartbeat_delays, default=float("nan")))),
+        msg("heartbeats_late", n=len(late_hb), bound=f"{hb_bound * 1000:.0f}")
+        if late_hb else msg("heartbeats_count", via=via.heartbeats, direct=straight.heartbeats),
     ))  # fmt: skip
     same = via.framing() == straight.framing()
     parts.append((
-        "SSE framing intact (ids, multi-line data, retry)",
+        msg("sse_framing"),
         same and via.content_type.startswith("text/event-stream"),
-        f"{len(via.events)} events compared field by field with the direct stream; content type "
-        f"{via.content_type!r}",
-        "the events differ from the direct stream" if not same else f"content type {via.content_type!r}",
+        msg("sse_framing_how", n=len(via.events), content_type=repr(via.content_type)),
+        msg("sse_events_differ") if not same else msg("content_type", content_type=repr(via.content_type)),
     ))  # fmt: skip
     first = resumed.events[0].id if resumed.events else None
     parts.append((
-        "Last-Event-ID resume honoured",
+        msg("resume_honoured"),
         first == str(events // 2 + 1) and len(resumed.events) == events - events // 2,
-        f"Last-Event-ID: {events // 2} sent; first event {first}, {len(resumed.events)} events",
-        f"the resumed stream began at {first}",
+        msg("resume_how", sent=events // 2, first=str(first), n=len(resumed.events)),
+        msg("resume_began", first=str(first)),
     ))  # fmt: skip
     chunk_bound = max(chunks_direct, default=0.0) + extra_delay_s
     late_chunks = [d for d in chunks_via if d > chunk_bound]
     parts.append((
-        "streamable HTTP (chunked) passes without buffering",
+        msg("chunked_no_buffering"),
         len(chunks_via) == events and not late_chunks,
-        f"{len(chunks_via)} of {events} chunks; delay max {max(chunks_via, default=float('nan')) * 1000:.1f} ms "
-        f"through the gateway, {max(chunks_direct, default=float('nan')) * 1000:.1f} ms directly",
-        f"{len(late_chunks)} chunks later than {chunk_bound * 1000:.0f} ms",
+        msg("chunked_how", got=len(chunks_via), events=events, max_via=ms(max(chunks_via, default=float("nan"))),
+            max_direct=ms(max(chunks_direct, default=float("nan")))),
+        msg("chunks_late", n=len(late_chunks), bound=f"{chunk_bound * 1000:.0f}"),
     ))  # fmt: skip
     parts.append((
-        "upstream connections reused",
+        msg("upstream_reused"),
         sockets["sockets"] <= max(1, requests // 5) and sockets["requests"] == requests,
-        f"{requests} sequential client requests on one client connection reached the upstream on "
-        f"{sockets['sockets']} socket{'' if sockets['sockets'] == 1 else 's'} ({sockets['requests']} requests)",
-        f"{sockets['sockets']} upstream sockets for {requests} requests: a connection per request",
+        msg("upstream_reused_one" if sockets["sockets"] == 1 else "upstream_reused_how", requests=requests,
+            sockets=sockets["sockets"], reached=sockets["requests"]),
+        msg("upstream_per_request", sockets=sockets["sockets"], requests=requests),
     ))  # fmt: skip
     data = {
         "delays_via_s": [round(x, 4) for x in d_via],
