@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.db_service import security
 from clauseproof.db_service.vendor import audit_of, section_of
 from clauseproof.targets.roles import Database
@@ -19,8 +20,7 @@ def test_transport_security_and_audit_trail(target: Database, evidence: CaseEvid
     security.check_transport(target, evidence, section.tls_required if section else None)
     trail, delay_s, why_not = audit_of(target)
     if trail is None:
-        evidence.part("BZ-SEC-1", None, statistic="audit: each data change the harness made is in the trail",
-                      not_shown=why_not)  # fmt: skip
+        evidence.part("BZ-SEC-1", None, statistic=msg("audit_in_trail_short"), not_shown=why_not)
     else:
         try:
             security.check_audit(target, trail, evidence, delay_s)

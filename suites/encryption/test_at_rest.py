@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.encryption import canary_scan
 from clauseproof.encryption.sm4 import KAT_KEY, KAT_ONE, known_answers, random_vectors
 from clauseproof.run.plugin import RUN_KEY
@@ -36,7 +37,7 @@ def test_sm4_known_answers(evidence: CaseEvidence) -> None:
         "BZ-DB-2",
         all(r.ok for r in results),
         "bool",
-        statistic="part: SM4 known-answer tests of the harness's own SM4 (cryptography)",
+        statistic=msg("part_sm4_known_answers"),
     )
     evidence.require_pass()
 
@@ -84,8 +85,7 @@ def test_target_sm4_known_answer(target: Database, evidence: CaseEvidence) -> No
         "BZ-DB-2",
         not wrong,
         "bool",
-        statistic=f"part: the target's SM4 matches the harness's SM4 on GB/T 32907-2016 example 1 and "
-        f"{RANDOM_VECTORS} random keys and blocks",
+        statistic=msg("part_target_sm4", n=RANDOM_VECTORS),
         why=why,
     )
     evidence.require_pass()

@@ -16,6 +16,7 @@ from sqlalchemy import URL, BigInteger, LargeBinary, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.encryption import colcrypt
 from clauseproof.encryption import stored as stored_values
 from clauseproof.encryption.sm4column import (
@@ -127,18 +128,15 @@ def test_sm4_column_encryption(target: Target, evidence: CaseEvidence) -> None:
         where="client side: the server stores only ciphertext",
     )
     evidence.parameters(plaintexts_found_in_stored_bytes=leaked, ciphertext_shape=shape)
-    parts = {
-        "column-level SM4 encryption (stored bytes hold no plaintext, plain or encoded, and look like ciphertext; "
-        "values read back)": (leaked == 0 and shaped and round_trip, f"{leaked} plaintexts found; {shape}"),
-        "a key per column (a value opens under its column's key and not under the other column's)": (
-            own_key and other_key_refused,
-            "row 1's id_number " + ("opened" if not other_key_refused else "did not open") + " under the phone key",
-        ),
-        "a key per user (a session without a column's key cannot read it)": (per_user, "a phone-only session read it"),
-        "a ciphertext moved to another row or column is rejected": (rejected == 2, f"{2 - rejected} of 2 accepted"),
-    }
-    for part, (ok, why) in parts.items():
-        evidence.measure("BZ-DB-2", ok, "bool", statistic=f"part: {part}", why=why)
+    parts = [
+        (msg("part_column_sm4"), leaked == 0 and shaped and round_trip, msg("plaintexts_found", n=leaked, shape=shape)),
+        (msg("part_key_per_column"), own_key and other_key_refused,
+         msg("other_key_opened" if not other_key_refused else "other_key_did_not_open")),
+        (msg("part_key_per_user"), per_user, msg("phone_session_read")),
+        (msg("part_ciphertext_moved"), rejected == 2, msg("moved_accepted", n=2 - rejected)),
+    ]  # fmt: skip
+    for part, ok, why in parts:
+        evidence.measure("BZ-DB-2", ok, "bool", statistic=part, why=why)
     evidence.require_pass()
 
 
@@ -165,10 +163,10 @@ def test_target_column_encryption(request: pytest.FixtureRequest, target: Target
         "BZ-DB-2",
         sm4,
         "bool",
-        statistic=f"part: the column cipher is SM4 (declared: {spec.algorithm})",
-        why="the profile declares another cipher",
+        statistic=msg("part_column_cipher", declared=spec.algorithm),
+        why=msg("declares_other_cipher"),
     )
     for part, ok in result.parts.items():  # a part not shown is a row that says so
         reason = result.why.get(part, "")
-        evidence.part("BZ-DB-2", ok, statistic=f"part: {part}", why=reason, not_shown=reason)
+        evidence.part("BZ-DB-2", ok, statistic=msg("part_named", part=part), why=reason, not_shown=reason)
     evidence.require_pass()

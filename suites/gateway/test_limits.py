@@ -14,6 +14,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, declared, parse_rule, upstream_arrivals
 from clauseproof.gateway.tokens import check_tokens, parse_token_rule
 from clauseproof.run.plugin import RUN_KEY
@@ -49,9 +50,7 @@ def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str | int, An
 
 def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], params: dict[str, Any]) -> None:
     if not results:
-        evidence.not_shown(clause, statistic="rate limits: none declared",
-                           why="the gateway declares no limit of the kinds this clause names (the profile's "
-                           "[[gateway.limits]])")  # fmt: skip
+        evidence.not_shown(clause, statistic=msg("no_rate_limits"), why=msg("no_rate_limits_why"))
         return
     evidence.parameters(
         plan=f"{params}: the acceptance plan's (the tender states no tolerance)",
@@ -65,10 +64,14 @@ def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], para
 
 def _parts(evidence: CaseEvidence, clause: str, parts: list[tuple[str, bool | None, str, str]]) -> None:
     for part, ok, measured, why in parts:
+        unsupported = measured == "not supported by this target"
         evidence.part(
-            clause, ok, statistic=f"{part}: {measured}", why="" if ok else why,
-            not_shown=f"not supported by this target: {why}" if measured == "not supported by this target" else why,
-        )  # fmt: skip
+            clause,
+            ok,
+            statistic=msg("named_part", name=part, statistic=msg("not_supported") if unsupported else measured),
+            why="" if ok else why,
+            not_shown=msg("not_supported_why", why=why) if unsupported else why,
+        )
 
 
 @pytest.mark.clause("SX-EDAS-4")
@@ -98,11 +101,7 @@ def test_limits_by_token_consumption(model_gateway: ModelGateway, evidence: Case
     evidence.record.target = model_gateway.label
     decls = [d for d in model_gateway.limit_rules() if d.get("kind") == "tokens"]
     if not decls or not model_gateway.openai_url:
-        evidence.not_shown(
-            "SX-EDAS-4", statistic="token-consumption limits: none declared",
-            why="the gateway declares no token limit ([[gateway.limits]] with kind = \"tokens\") or no OpenAI "
-            "endpoint (openai_base_url, api_key_env)",
-        )  # fmt: skip
+        evidence.not_shown("SX-EDAS-4", statistic=msg("no_token_limits"), why=msg("no_token_limits_why"))
         return
     evidence.parameters(gateway=model_gateway.describe())
     held: dict[tuple[str, float], bool] = {}  # (dimension, window) -> every part shown
@@ -115,13 +114,14 @@ def test_limits_by_token_consumption(model_gateway: ModelGateway, evidence: Case
             dim = (rule.dimension, rule.window_s)
             held[dim] = held.get(dim, True) and all(ok for _, ok, _, _ in res.parts)
     # the clause asks for quotas "in several dimensions and several time granularities" (多维度、多时间粒度)
-    for what, values in (("dimensions", {d for d, _ in held}), ("time granularities", {f"{w:g} s" for _, w in held})):
+    for what, values in (("dimensions", {d for d, _ in held}), ("granularities", {f"{w:g} s" for _, w in held})):
         shown = sorted(str(v) for v in values)
+        listed = ", ".join(shown) or "-"
         evidence.part(
-            "SX-EDAS-4", (all(held.values()) if len(values) >= 2 else None),
-            statistic=f"token quotas over several {what}: declared {', '.join(shown) or 'none'}",
-            why=f"a token quota over {', '.join(shown)} failed above",
-            not_shown=f"the gateway declares token quotas over {len(values)} {what} ({', '.join(shown) or 'none'}); "
-            f"the clause asks several",
-        )  # fmt: skip
+            "SX-EDAS-4",
+            (all(held.values()) if len(values) >= 2 else None),
+            statistic=msg(f"token_quotas_{what}", declared=listed),
+            why=msg("token_quota_failed", which=listed),
+            not_shown=msg(f"token_quotas_{what}_few", n=len(values), declared=listed),
+        )
     evidence.require_pass()

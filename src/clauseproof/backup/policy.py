@@ -32,6 +32,7 @@ from typing import Any
 from clauseproof.core.commands import template_problem, vendor_output
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.targets.roles import Database
 from clauseproof.targets.sections import Section
 
@@ -114,14 +115,12 @@ def _table_digest(conn: Any, table: str) -> tuple[int, str]:
 
 def check_automatic_backups(target: Database, evidence: CaseEvidence) -> None:
     sec: PolicySection | None = target.profile.section("backup_policy") if target.profile else None
-    statistic_auto = "automatic backup: one the harness did not ask for appears and restores equal to its source"
-    statistic_keep = f"backup retention of {RETENTION_DAYS} days, read back from the service's policy"
+    statistic_auto = msg("part_automatic_backup")
+    statistic_keep = msg("part_retention", days=RETENTION_DAYS)
     if sec is None:
-        why = ("the embedded engines have no backup scheduler of their own (one the harness ran would be the harness "
-               "asking); a vendor's policy is driven through the profile's [backup_policy]"
-               if target.profile is None else "the profile has no [backup_policy] section")  # fmt: skip
-        evidence.part(CLAUSE, None, statistic=statistic_auto, not_shown=why)
-        evidence.part(CLAUSE, None, statistic=statistic_keep, not_shown=why)
+        none = msg("no_backup_scheduler" if target.profile is None else "no_backup_policy_section")
+        evidence.part(CLAUSE, None, statistic=statistic_auto, not_shown=none)
+        evidence.part(CLAUSE, None, statistic=statistic_keep, not_shown=none)
         return
     before = _json(_run(target, sec, "show"), "show")
     table = f"cp_autobackup_{secrets.token_hex(4)}"
@@ -134,8 +133,8 @@ def check_automatic_backups(target: Database, evidence: CaseEvidence) -> None:
         after = _json(_run(target, sec, "show"), "show")
         log["policy_after_set"] = after
         kept = after.get("retention_days") if isinstance(after, dict) else None
-        evidence.part(CLAUSE, kept == RETENTION_DAYS, statistic=f"{statistic_keep} (set {RETENTION_DAYS}, read {kept})",
-                      why=f"the policy read back says retention_days = {kept!r}")  # fmt: skip
+        evidence.part(CLAUSE, kept == RETENTION_DAYS, statistic=msg("part_retention_read", days=RETENTION_DAYS,
+                      kept=str(kept)), why=msg("retention_read_back", kept=repr(kept)))  # fmt: skip
         listed_before = {str(b.get("id")) for b in _json(_run(target, sec, "list"), "list") if isinstance(b, dict)}
         with conn.cursor() as cur:
             cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, note VARCHAR(40))")
@@ -156,8 +155,7 @@ def check_automatic_backups(target: Database, evidence: CaseEvidence) -> None:
         log.update(backup_found=found, waited_s=waited, table=table)
         if found is None:
             evidence.part(CLAUSE, False, statistic=statistic_auto,
-                          why=f"no new backup taken after the table was written appeared in {sec.wait_s:g} s "
-                          f"(interval set: {sec.interval_s:g} s)")  # fmt: skip
+                          why=msg("no_new_backup", wait=f"{sec.wait_s:g}", interval=f"{sec.interval_s:g}"))  # fmt: skip
             return
         try:
             _run(target, sec, "restore", id=str(found.get("id")), new_database=new_db)
@@ -172,8 +170,9 @@ def check_automatic_backups(target: Database, evidence: CaseEvidence) -> None:
             copy, why = (0, ""), f"the restore failed: {first_line(exc)}"
         log["restored_rows"] = copy[0]
         evidence.part(CLAUSE, not why,
-                      statistic=f"{statistic_auto} (backup {found.get('id')} taken {found.get('taken_at')}, "
-                      f"{waited:g} s after the {ROWS} marked rows were written)", why=why)  # fmt: skip
+                      statistic=msg("part_automatic_backup_found", id=str(found.get("id")),
+                                    taken=str(found.get("taken_at")), waited=f"{waited:g}", rows=ROWS),
+                      why=why)  # fmt: skip
     finally:
         evidence.parameters(backup_policy=log)
         with contextlib.suppress(Exception), conn.cursor() as cur:
