@@ -62,7 +62,7 @@ def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], para
         _parts(evidence, clause, r.parts)
 
 
-def _parts(evidence: CaseEvidence, clause: str, parts: list[tuple[str, bool | None, str, str]]) -> None:
+def _parts(evidence: CaseEvidence, clause: str, parts: list[tuple[Any, bool | None, Any, Any]]) -> None:
     for part, ok, measured, why in parts:
         unsupported = measured == "not supported by this target"
         evidence.part(

@@ -44,7 +44,7 @@ def _rule(g: EmbeddedGateway, kind: str) -> Rule:
 
 def _verdicts(g: EmbeddedGateway, kind: str, tag: str) -> dict[str, bool | None]:
     res = check_rule(g.base_url, _rule(g, kind), PLAN, tag, upstream_arrivals(g.direct_url))
-    return {part.split(": ", 1)[1]: ok for part, ok, _, _ in res.parts}
+    return {str(part).split(": ", 1)[1]: ok for part, ok, _, _ in res.parts}
 
 
 def test_the_embedded_gateway_passes_each_part_of_a_header_limit(gateway: EmbeddedGateway) -> None:
@@ -79,16 +79,16 @@ def test_a_gateway_that_answers_429_but_forwards_anyway_fails() -> None:
     """Issue 30: judged on the status codes alone, it passed; the upstream the harness owns counts what arrived."""
     for g in _gateway(forward_refused=True):
         res = check_rule(g.base_url, _rule(g, "header"), PLAN, "fw", upstream_arrivals(g.direct_url))
-        v = {part.split(": ", 1)[1]: ok for part, ok, _, _ in res.parts}
+        v = {str(part).split(": ", 1)[1]: ok for part, ok, _, _ in res.parts}
         assert v["refused requests never reach the upstream"] is False, v
         assert v["refusals are 429 with Retry-After"] is True and v["keys isolated"] is True  # all else looks right
-        part = next(p for p in res.parts if p[0].endswith("refused requests never reach the upstream"))
+        part = next(p for p in res.parts if str(p[0]).endswith("refused requests never reach the upstream"))
         assert "refused requests were forwarded anyway" in part[3], part
 
 
 def test_arrivals_not_counted_are_a_row_saying_so(gateway: EmbeddedGateway) -> None:
     res = check_rule(gateway.base_url, _rule(gateway, "route"), PLAN, "nc", None, "the routes lead to the vendor")
-    part = next(p for p in res.parts if p[0].endswith("refused requests never reach the upstream"))
+    part = next(p for p in res.parts if str(p[0]).endswith("refused requests never reach the upstream"))
     assert part[1] is None and part[3] == "the routes lead to the vendor"
 
 
@@ -96,7 +96,7 @@ def test_refusals_without_429_and_retry_after_fail() -> None:
     for g in _gateway(nginx_refusals=True):
         for kind in ("query", "model"):  # nginx's limit_req and HAProxy's deny
             res = check_rule(g.base_url, _rule(g, kind), PLAN, "503")
-            part = next(p for p in res.parts if p[0].endswith("refusals are 429 with Retry-After"))
+            part = next(p for p in res.parts if str(p[0]).endswith("refusals are 429 with Retry-After"))
             assert part[1] is False and "503" in part[3], part
 
 
@@ -121,7 +121,7 @@ def test_a_lagging_generator_makes_the_rate_parts_not_shown() -> None:
         return StepStats("k", m, 100, 100, 0, {}, 0, 10)
 
     parts = limits._judge(rule, PLAN, [step(0.5)], [step(10), step(0.5)], None, ["the generator lagged: p99 40 ms"])
-    shown = {p.split(": ", 1)[1]: (ok, why) for p, ok, _, why in parts}
+    shown = {str(p).split(": ", 1)[1]: (ok, why) for p, ok, _, why in parts}
     assert shown["accepted rate at 0.5x, 1x, 2x, 10x the limit of 50/s"] == (None, "the generator lagged: p99 40 ms")
     assert shown["keys isolated"][0] is None and shown["every 1 s window within limit + burst"][0] is None
 

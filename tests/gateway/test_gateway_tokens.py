@@ -22,7 +22,7 @@ RULE = {"kind": "tokens", "tokens": QUOTA, "window_s": 600, "models": ["m-a", "m
 def _check(limiter: Limiter) -> tuple[TokenResult, dict[str, bool | None]]:
     with serving(limiter) as url:
         res = check_tokens(url, "sk-test", parse_token_rule(RULE))
-    return res, {p.split(": ", 1)[1].split(", model")[0]: ok for p, ok, _, _ in res.parts}
+    return res, {str(p).split(": ", 1)[1].split(", model")[0]: ok for p, ok, _, _ in res.parts}
 
 
 def test_a_correct_token_limiter_passes_every_part() -> None:
@@ -70,7 +70,7 @@ def test_litellm_fails_on_streams_uncounted_and_no_retry_after() -> None:
         res = check_tokens(g.openai_url, g.api_key, parse_token_rule(decl))
     finally:
         g.stop()
-    v = {p.split(": ", 1)[1].split(", model")[0]: (ok, m) for p, ok, m, _ in res.parts}
+    v = {str(p).split(": ", 1)[1].split(", model")[0]: (ok, m) for p, ok, m, _ in res.parts}
     assert v["quota held, non-streaming"][0] is True
     assert v["quota held, streaming (usage from the stream)"][0] is False
     assert "never refused" in v["quota held, streaming (usage from the stream)"][1]

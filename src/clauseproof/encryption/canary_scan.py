@@ -144,8 +144,9 @@ def _term(name: str) -> Text | str:
     return msg(TERMS[name]) if name in TERMS else name
 
 
-def _terms(names: list[str]) -> Text:
-    return msg("listing", items=[_term(n) for n in names])
+def _terms(names: list[str]) -> list[Text | str]:
+    """The names as a list the report joins in its language ("a, b" / "a、b")."""
+    return [_term(n) for n in names]
 
 
 ESSENTIAL = {

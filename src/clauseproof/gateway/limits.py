@@ -42,6 +42,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.gateway.openloop import NO_ANSWER, LoadResult, Sample, Stream, run
 from clauseproof.targets.host.processes import service_headers
 
@@ -97,15 +98,9 @@ class Rule:
     why: str = ""
 
     @property
-    def label(self) -> str:
-        return {
-            "header": f"header {self.header}",
-            "query": f"query parameter {self.param}",
-            "ip": "client IP",
-            "consumer": "consumer",
-            "route": "route",
-            "model": "model",
-        }[self.kind]
+    def label(self) -> Text:
+        """What the rule limits by, in the report's words."""
+        return msg(f"limit_by_{self.kind}", header=self.header, param=self.param)
 
     def keys(self, tag: str) -> list[Key] | None:
         """The distinct keys a client can use, or None where any number can be made (a fresh one per step)."""
@@ -252,7 +247,8 @@ def stats(samples: list[Sample], key: str, multiple: float, window_s: float) -> 
     )  # fmt: skip
 
 
-Part = tuple[str, bool | None, str, str]  # (part, shown / disproven / not shown, what was measured, why)
+#: (part, shown / disproven / not shown, what was measured, why)
+Part = tuple[str | Text, bool | None, str | Text, str | Text]
 
 
 @dataclass
@@ -321,7 +317,7 @@ def _check_once(
 ) -> tuple[RuleResult, str]:
     res = RuleResult(rule)
     if not rule.supported:
-        res.parts.append((f"{rule.label}: limits", None, "not supported by this target", rule.why))
+        res.parts.append((msg("rule_limits", rule=rule.label), None, "not supported by this target", rule.why))
         return res, ""
     arrived_before = arrivals() if arrivals is not None else None
     keys = _Keys(rule, tag, max(1.0, rule.burst / rule.rate + 0.5))
@@ -381,10 +377,9 @@ def _forwarded(
 ) -> Part:
     """The requests that reached the upstream against the accepted ones: a refusal that was forwarded anyway is no
     limit at all (the upstream carries the load the limit is there to keep off it)."""
-    part = f"{rule.label}: refused requests never reach the upstream"
+    part = msg("refused_not_forwarded", rule=rule.label)
     if arrivals is None or before is None:
-        return (part, None, "arrivals at the upstream not counted", why_no_count or "the limited routes do not lead "
-                "to an upstream the harness owns, so what reached it cannot be counted")  # fmt: skip
+        return (part, None, msg("arrivals_not_counted"), why_no_count or msg("upstream_not_ours"))
     time.sleep(0.2)  # the last forwarded requests land
     arrived = arrivals() - before
     accepted = sum(1 for s in every if 200 <= s.status < 300)
@@ -394,12 +389,10 @@ def _forwarded(
     return (
         part,
         ok,
-        f"{arrived} requests reached the upstream; {accepted} were accepted, {refused} refused, {unanswered} got no "
-        "answer",
-        f"{arrived - accepted} more requests reached the upstream than were accepted: refused requests were "
-        "forwarded anyway"
+        msg("arrivals_how", arrived=arrived, accepted=accepted, refused=refused, unanswered=unanswered),
+        msg("refused_forwarded", n=arrived - accepted)
         if arrived > accepted
-        else f"{accepted - arrived} accepted requests never reached the upstream: the gateway answered them itself",
+        else msg("accepted_not_forwarded", n=accepted - arrived),
     )
 
 
@@ -418,26 +411,32 @@ def _judge(
     lab, tol = rule.label, f"±{plan.tolerance * 100:g} %"
     lag_why = lagging[0] if lagging else ""
     parts: list[Part] = []
-    rates = "; ".join(
-        f"{s.multiple:g}x: {s.rate(plan.step_s):.1f}/s accepted of {s.offered / plan.step_s:.0f}/s "
-        f"(expected {_expected(rule, s.multiple):g}/s)"
+    rates = [
+        msg(
+            "step_rate",
+            multiple=f"{s.multiple:g}",
+            got=f"{s.rate(plan.step_s):.1f}",
+            offered=f"{s.offered / plan.step_s:.0f}",
+            expected=f"{_expected(rule, s.multiple):g}",
+        )
         for s in steps
-    )
-    off = [f"{s.multiple:g}x gave {s.rate(plan.step_s):.1f}/s" for s in steps if not _rate_ok(rule, plan, s)]
+    ]
+    off = [f"{s.multiple:g}x: {s.rate(plan.step_s):.1f}/s" for s in steps if not _rate_ok(rule, plan, s)]
     parts.append((
-        f"{lab}: accepted rate at {', '.join(f'{m:g}x' for m in plan.multiples)} the limit of {rule.rate:g}/s",
+        msg("accepted_rate", rule=lab, multiples=", ".join(f"{m:g}x" for m in plan.multiples), rate=f"{rule.rate:g}"),
         None if lag_why else not off,
-        f"{rates}; tolerance {tol}, plus burst {rule.burst} once per {plan.step_s:g} s step",
-        f"outside the tolerance: {', '.join(off)}",
+        msg("accepted_rate_how", rates=rates, tol=tol, burst=rule.burst, step=f"{plan.step_s:g}"),
+        msg("outside_tolerance", off=", ".join(off)),
     ))  # fmt: skip
     bound = rule.rate * plan.window_s + rule.burst + 1
     worst = max(steps + iso, key=lambda s: s.max_window)
+    window = f"{plan.window_s:g}"
     parts.append((
-        f"{lab}: every {plan.window_s:g} s window within limit + burst",
+        msg("window_within", rule=lab, window=window),
         None if lag_why else worst.max_window <= bound,
-        f"most accepted in one sliding {plan.window_s:g} s window: {worst.max_window} (at {worst.multiple:g}x, "
-        f"{worst.key}); allowed {rule.rate * plan.window_s:g} + burst {rule.burst} + 1 for a window's edge",
-        f"{worst.max_window} accepted in one {plan.window_s:g} s window, more than {bound:g}",
+        msg("window_how", window=window, most=worst.max_window, multiple=f"{worst.multiple:g}", which=worst.key,
+            allowed=f"{rule.rate * plan.window_s:g}", burst=rule.burst),
+        msg("window_exceeded", most=worst.max_window, window=window, bound=f"{bound:g}"),
     ))  # fmt: skip
     every = steps + iso + ([shared] if shared else [])
     refused = sum(s.refused for s in every)
@@ -446,36 +445,34 @@ def _judge(
     for s in every:
         other.update(s.other)
     parts.append((
-        f"{lab}: refusals are 429 with Retry-After",
+        msg("refusals_429", rule=lab),
         refused > 0 and not bad and not other,
-        f"{refused} refused with 429, {bad} of them without a valid Retry-After; other answers: "
-        f"{dict(other) or 'none'}",
-        f"answers other than 2xx/429: {dict(other)}" if other else
-        f"{bad} refusals without a valid Retry-After" if bad else "no request was refused at all",
-))  # fmt: skip
+        msg("refusals_how", refused=refused, bad=bad, other=str(dict(other) or "-")),
+        msg("other_answers", other=str(dict(other))) if other else
+        msg("bad_retry_after", n=bad) if bad else msg("nothing_refused"),
+    ))  # fmt: skip
     loud, quiet = iso
     iso_ok = _rate_ok(rule, plan, quiet) and _rate_ok(rule, plan, loud)
     parts.append((
-        f"{lab}: keys isolated",
+        msg("keys_isolated", rule=lab),
         None if lag_why else iso_ok,
-        f"{loud.key} at {loud.multiple:g}x: {loud.rate(plan.step_s):.1f}/s accepted; at the same time {quiet.key} "
-        f"at {quiet.multiple:g}x: {quiet.accepted} of {quiet.offered} accepted ({quiet.rate(plan.step_s):.1f}/s, "
-        f"expected {_expected(rule, quiet.multiple):g}/s {tol})",
-        f"the quiet key got {quiet.rate(plan.step_s):.1f}/s: the keys share a bucket"
-        if not _rate_ok(rule, plan, quiet) else f"the loud key got {loud.rate(plan.step_s):.1f}/s",
+        msg("keys_isolated_how", loud=loud.key, loud_x=f"{loud.multiple:g}", loud_rate=f"{loud.rate(plan.step_s):.1f}",
+            quiet=quiet.key, quiet_x=f"{quiet.multiple:g}", accepted=quiet.accepted, offered=quiet.offered,
+            quiet_rate=f"{quiet.rate(plan.step_s):.1f}", expected=f"{_expected(rule, quiet.multiple):g}", tol=tol),
+        msg("keys_share_bucket", rate=f"{quiet.rate(plan.step_s):.1f}")
+        if not _rate_ok(rule, plan, quiet) else msg("loud_key_got", rate=f"{loud.rate(plan.step_s):.1f}"),
     ))  # fmt: skip
     if rule.kind == "consumer":
         if shared is None:
-            parts.append((f"{lab}: a consumer's credentials share its limit", None, "no consumer has two credentials",
-                          ""))  # fmt: skip
+            parts.append((msg("credentials_share", rule=lab), None, msg("no_two_credentials"), ""))
         else:
             ok = _rate_ok(rule, plan, shared)
             parts.append((
-                f"{lab}: a consumer's credentials share its limit",
+                msg("credentials_share", rule=lab),
                 None if lag_why else ok,
-                f"{shared.key}, each at 1x at once: {shared.rate(plan.step_s):.1f}/s accepted together (expected "
-                f"{rule.rate:g}/s {tol})",
-                f"{shared.rate(plan.step_s):.1f}/s accepted: the limit is per credential, not per consumer",
+                msg("credentials_share_how", keys=shared.key, rate=f"{shared.rate(plan.step_s):.1f}",
+                    expected=f"{rule.rate:g}", tol=tol),
+                msg("per_credential", rate=f"{shared.rate(plan.step_s):.1f}"),
             ))  # fmt: skip
     if lag_why:
         parts = [(p, ok, m, w) if ok is not None or "refusals" in p else (p, None, m, lag_why) for p, ok, m, w in parts]

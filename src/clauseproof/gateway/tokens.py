@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.gateway.limits import retry_after_ok
 
 MAX_REQUESTS = 300
@@ -47,7 +48,7 @@ RUN_BUDGET_S = 15.0
 SMALL_PROMPT = "Say hi."
 LARGE_PROMPT = " ".join(f"word{i}" for i in range(40))
 
-Part = tuple[str, bool | None, str, str]
+Part = tuple[str | Text, bool | None, str | Text, str | Text]
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,9 @@ class TokenResult:
 def check_tokens(base_url: str, api_key: str, rule: TokenRule) -> TokenResult:
     """Every part of one token rule, measured through the OpenAI-style ``base_url`` (``…/v1``)."""
     res = TokenResult(rule)
-    label = f"token quota {rule.tokens} per {rule.window_s:g} s per {rule.dimension}"
+    label = msg("token_quota_label", tokens=rule.tokens, window=f"{rule.window_s:g}", dimension=rule.dimension)
     if not rule.supported:
-        res.parts.append(("token consumption: limits", None, "not supported by this target", rule.why))
+        res.parts.append((msg("token_limits"), None, "not supported by this target", rule.why))
         return res
     url = base_url.rstrip("/") + "/" + rule.path.lstrip("/")
     a, b = rule.keys(api_key)[:2]
@@ -214,11 +215,11 @@ def check_tokens(base_url: str, api_key: str, rule: TokenRule) -> TokenResult:
     res.parts = [_quota_part(label, rule, first), _quota_part(label, rule, second), _refusals(label, first, second)]
     refused_a = first.first_refusal is not None
     res.parts.append((
-        f"{label}: keys isolated",
+        msg("keys_isolated", rule=label),
         probe.status == 200 if refused_a else None,
-        f"right after {first.key} was refused, {b[0]} answered {probe.status}",
-        f"{b[0]} was refused too ({probe.status}): the keys share a quota" if refused_a
-        else f"{first.key} was never refused, so isolation could not be shown",
+        msg("right_after_refused", first=first.key, second=b[0], status=probe.status),
+        msg("refused_too", second=b[0], status=probe.status) if refused_a
+        else msg("never_refused", first=first.key),
     ))  # fmt: skip
     return res
 
@@ -232,9 +233,8 @@ def _describe(run: Run, rule: TokenRule) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _quota_part(label: str, rule: TokenRule, run: Run) -> Part:
-    kind = "streaming (usage from the stream)" if run.stream else "non-streaming"
-    name = f"{label}: quota held, {kind}, {run.key}"
+def _quota_part(label: Text, rule: TokenRule, run: Run) -> Part:
+    name = msg("quota_held_streaming" if run.stream else "quota_held", label=label, which=run.key)
     errors = [c for c in run.calls if c.status < 0]  # any answer other than 200 is a refusal, judged below
     if errors:
         return (name, False, f"{len(errors)} requests got no answer: {errors[0].error}",
@@ -258,16 +258,15 @@ def _quota_part(label: str, rule: TokenRule, run: Run) -> Part:
     return (name, ok, measured, why)
 
 
-def _refusals(label: str, *runs: Run) -> Part:
+def _refusals(label: Text, *runs: Run) -> Part:
     refused = [(r, r.calls[i:]) for r in runs if (i := r.first_refusal) is not None]
+    name = msg("refusals_stay", rule=label)
     if not refused:
-        return (f"{label}: refusals are 429 with Retry-After, and stay refused", False, "no request was refused",
-                "no request was refused at all")  # fmt: skip
+        return (name, False, msg("nothing_refused_short"), msg("nothing_refused"))
     bad = list(dict.fromkeys(  # each kind of wrong answer once per key
         f"{r.key}: {c.status}" + ("" if c.status != 429 else " without a valid Retry-After")
         for r, after in refused for c in after if c.status != 429 or not retry_after_ok(c.retry_after)
     ))  # fmt: skip
     shown = "; ".join(f"{r.key}: {[c.status for c in after]} (Retry-After {after[0].retry_after!r})"
                       for r, after in refused)  # fmt: skip
-    return (f"{label}: refusals are 429 with Retry-After, and stay refused", not bad, shown,
-            f"not so: {'; '.join(bad)}")  # fmt: skip
+    return (name, not bad, shown, msg("not_so", what="; ".join(bad)))
