@@ -19,6 +19,7 @@ from clauseproof.compute.rebuild import check_rebuild
 from clauseproof.compute.roles import Placement, Rebuild
 from clauseproof.core.catalog import Catalog, Clause
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from fixtures.cloud import Cloud
 
 
@@ -42,13 +43,20 @@ def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -
         clause_id,
         value,
         "s",
-        statistic=f"{batch.operation} of {batch.count} VMs: slowest VM ({batch.meaning}); polled every "
-        f"{batch.poll_interval_s:g} s ({batch.polls} polls)"
-        + (f"; FAILED VMs ({len(batch.failures)}): {'; '.join(batch.failures[:5])}" if batch.failures else ""),
+        statistic=msg(
+            "batch_failed" if batch.failures else "batch",
+            operation=batch.operation,
+            count=batch.count,
+            meaning=batch.meaning,
+            poll=f"{batch.poll_interval_s:g}",
+            polls=batch.polls,
+            failed=len(batch.failures),
+            which="; ".join(batch.failures[:5]),
+        ),
         samples=[t.reached_s for t in batch.vms if t.reached_s is not None],
         sample_unit="s",
         sample_name="VM",
-        why=f"{len(batch.failures)} of {batch.count} VMs failed: {'; '.join(batch.failures[:5])}"
+        why=msg("vms_failed", failed=len(batch.failures), count=batch.count, which="; ".join(batch.failures[:5]))
         if batch.failures
         else "",
     )
@@ -125,13 +133,16 @@ def test_batch_lifecycle(cloud: Cloud, evidence: CaseEvidence, clause_catalog: C
     ok = len(steps) == 5 and not any(st.failures for st in steps) and not left
     summary = ", ".join(f"{st.operation} {st.seconds if st.seconds is not None else 'failed'} s" for st in steps)
     failures = [f for st in steps for f in st.failures]
+    lifecycle = msg("part_lifecycle", count=count, summary=summary)
+    if failures:
+        lifecycle = msg("then", first=lifecycle, then=msg("failures", which="; ".join(failures[:5])))
+    if not isinstance(cloud.driver, Rebuild):
+        lifecycle = msg("then", first=lifecycle, then=msg("no_rebuild"))
     evidence.measure(
         "SX-ECS-2",
         ok,
         "bool",
-        statistic=f"part: batch create, stop, start, reboot, delete of {count} VMs ({summary})"
-        + (f"; failures: {'; '.join(failures[:5])}" if failures else "")
-        + ("" if isinstance(cloud.driver, Rebuild) else "; changing the OS is not covered: the cloud has no rebuild"),
+        statistic=lifecycle,
     )
     if isinstance(cloud.driver, Rebuild):
         check_rebuild(cloud.driver, cloud.run_id, evidence, poll_s=s.poll_interval_s, timeout_s=s.timeout_s)
@@ -168,7 +179,8 @@ def test_strict_anti_affinity(cloud: Cloud, evidence: CaseEvidence, clause_catal
         cloud.driver.delete_group(group)
     evidence.parameters(vms=count, group=group, policy="strict anti-affinity", hosts=hosts, create=created.evidence())
     if created.failures:
-        evidence.measure("SX-ECS-8", False, "bool", statistic=f"part: VMs in the group failed: {created.failures[:3]}")
+        group_failed = msg("group_vms_failed", which=str(created.failures[:3]))
+        evidence.measure("SX-ECS-8", False, "bool", statistic=group_failed)
         evidence.require_pass()
     if any(h is None for h in hosts.values()):
         pytest.skip(f"{cloud.driver.name} does not expose the host of a VM: placement cannot be checked")
@@ -177,6 +189,6 @@ def test_strict_anti_affinity(cloud: Cloud, evidence: CaseEvidence, clause_catal
         "SX-ECS-8",
         distinct == len(hosts) == count,
         "bool",
-        statistic=f"part: strict anti-affinity — {count} VMs in one group on {distinct} distinct hosts",
+        statistic=msg("part_aa_distinct", count=count, distinct=distinct),
     )
     evidence.require_pass()

@@ -22,6 +22,7 @@ from pathlib import Path
 from clauseproof.compute.roles import AccessControl, Outcome
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 
 CLAUSE = "SX-EDAS-1"
 MATRIX = Path(__file__).with_name("matrix.toml")
@@ -72,8 +73,7 @@ def check_matrix(system: AccessControl, run_id: str, evidence: CaseEvidence, mat
     subjects = sorted({c.subject for c in cells})
     evidence.parameters(matrix=[vars(c) for c in cells], subjects=subjects)
     if not any(c.expect == "allowed" for c in cells):
-        evidence.part(CLAUSE, False, statistic="the matrix holds an allowed cell (a positive control)",
-                      why="every cell expects a refusal: a system that refuses everything would pass")  # fmt: skip
+        evidence.part(CLAUSE, False, statistic=msg("rbac_positive_control"), why=msg("rbac_all_refused"))
     try:
         made = system.access_subjects(run_id, subjects)
         evidence.parameters(subject_roles=made)
@@ -83,7 +83,7 @@ def check_matrix(system: AccessControl, run_id: str, evidence: CaseEvidence, mat
             ok, why = judge(cell, outcome)
             results.append({"cell": vars(cell), "allowed": outcome.allowed, "detail": outcome.detail})
             label = f"{cell.subject} ({made.get(cell.subject, '?')}): {cell.operation} → {cell.expect}"
-            evidence.part(CLAUSE, ok, statistic=f"{label}; the API: {outcome.detail}", why=why,
+            evidence.part(CLAUSE, ok, statistic=msg("rbac_cell", label=label, detail=outcome.detail), why=why,
                           not_shown=why if ok is None else "")  # fmt: skip
         evidence.parameters(results=results)
     finally:

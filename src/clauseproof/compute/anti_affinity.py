@@ -21,6 +21,7 @@ from clauseproof.compute.base import FAILED, RUNNING, ComputeDriver
 from clauseproof.compute.batch import BatchResult, create_batch, delete_batch
 from clauseproof.compute.roles import Placement, Where
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 
 CLAUSE = "SX-ECS-8"
 
@@ -90,8 +91,8 @@ def check_anti_affinity(
         evidence.part(
             CLAUSE,
             None,
-            statistic="strict anti-affinity across hosts",
-            not_shown=f"the cloud shows {n} compute host(s) up: anti-affinity needs at least 2",
+            statistic=msg("aa_strict_short"),
+            not_shown=msg("aa_too_few_hosts", n=n),
         )
         return
     placed: dict[str, Where] = {}
@@ -110,8 +111,7 @@ def check_anti_affinity(
         evidence.part(
             CLAUSE,
             ok and not first.failures,
-            statistic=f"strict anti-affinity: {n} servers in one group on {n} hosts → "
-            + ", ".join(f"{where[i].host}" for i in ids if i in where),
+            statistic=msg("aa_strict", n=n, hosts=", ".join(f"{where[i].host}" for i in ids if i in where)),
             why=why or "; ".join(first.failures[:3]),
         )
         # strict: one too many
@@ -122,10 +122,8 @@ def check_anti_affinity(
             w = driver.where(extra_ids)[extra_ids[0]]
             ok, why = judge_one_too_many(w.state, w.host, w.fault, n)
         else:  # refused at the API: also a refusal
-            ok, why = True, f"refused by the API: {extra.vms[0].error}"
-        evidence.part(
-            CLAUSE, ok, statistic=f"strict anti-affinity: server {n + 1} in the group with {n} hosts — {why}", why=why
-        )
+            ok, why = True, str(msg("refused_by_api", error=str(extra.vms[0].error)))
+        evidence.part(CLAUSE, ok, statistic=msg("aa_one_too_many", n1=n + 1, n=n, why=why), why=why)
         # soft: 2N servers, at most 2 per host
         soft = driver.create_group(run_id, "soft-anti-affinity")
         groups.append(soft)
@@ -139,8 +137,7 @@ def check_anti_affinity(
         evidence.part(
             CLAUSE,
             ok and not spread.failures,
-            statistic=f"soft anti-affinity: {2 * n} servers on {n} hosts, at most 2 per host → "
-            + ", ".join(f"{h} ×{c}" for h, c in sorted(per_host.items())),
+            statistic=msg("aa_soft", n2=2 * n, n=n, spread=", ".join(f"{h} ×{c}" for h, c in sorted(per_host.items()))),
             why=why or "; ".join(spread.failures[:3]),
         )
         # topology read back
@@ -153,18 +150,16 @@ def check_anti_affinity(
             evidence.part(
                 CLAUSE,
                 None,
-                statistic=f"host, rack and zone of each server read back ({table})",
-                not_shown=(f"no rack for {', '.join(no_rack)}; " if no_rack else "")
-                + (f"no zone for {', '.join(no_zone)}" if no_zone else ""),
+                statistic=msg("topology_read_back", table=table),
+                not_shown=msg("no_rack_zone_for", racks=", ".join(no_rack), zones=", ".join(no_zone))
+                if no_rack and no_zone
+                else msg("no_rack_for", hosts=", ".join(no_rack))
+                if no_rack
+                else msg("no_zone_for", hosts=", ".join(no_zone)),
             )
         else:
-            evidence.part(CLAUSE, True, statistic=f"host, rack and zone of each server read back ({table})")
-        evidence.part(
-            CLAUSE,
-            None,
-            statistic="placement by network switch",
-            not_shown="the API shows no switch of a host; the clause's switch topology is not checked",
-        )
+            evidence.part(CLAUSE, True, statistic=msg("topology_read_back", table=table))
+        evidence.part(CLAUSE, None, statistic=msg("placement_switch"), not_shown=msg("no_switch"))
     finally:
         if created:
             delete_batch(driver, run_id, created, poll_s=poll_s, timeout_s=timeout_s)

@@ -16,6 +16,7 @@ from clauseproof.compute.base import FAILED, RUNNING, ComputeDriver
 from clauseproof.compute.batch import VmTiming, _poll, delete_prefixed
 from clauseproof.compute.roles import Flavour, Flavours
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 
 CLAUSE = "SX-ECS-S3"
 SPEC = re.compile(r"(\d+)\s*核\s*(\d+)\s*G")
@@ -51,8 +52,8 @@ def check_flavours(
             evidence.part(
                 CLAUSE,
                 False,
-                statistic=f"{spec[0]} vCPU / {spec[1]} GiB: a flavour exists",
-                why=f"no flavour with {spec[0]} vCPUs and {spec[1] * 1024} MiB",
+                statistic=msg("flavour_exists", vcpus=spec[0], gib=spec[1]),
+                why=msg("no_flavour", vcpus=spec[0], mib=spec[1] * 1024),
             )
         else:
             chosen[spec] = f
@@ -73,31 +74,28 @@ def check_flavours(
         _poll(driver, run_id, timings, lambda vm: vm is not None and vm.state in settled, time.perf_counter(), poll_s,
               timeout_s)  # fmt: skip
         for spec, f in chosen.items():
-            label = f"{spec[0]} vCPU / {spec[1]} GiB ({f.name}): boots and reports its flavour"
+            label = msg("flavour_boots", vcpus=spec[0], gib=spec[1], name=f.name)
             if spec in refused:
-                evidence.part(CLAUSE, False, statistic=label, why=f"refused at boot: {refused[spec]}")
+                evidence.part(CLAUSE, False, statistic=label, why=msg("refused_at_boot", error=refused[spec]))
                 continue
             b = driver.booted(booted[spec])
             if b.state != RUNNING:
-                evidence.part(
-                    CLAUSE, False, statistic=label, why=f"listed but not bootable: {b.fault or 'state ' + b.state}"
-                )
+                state = b.fault or f"state {b.state}"
+                evidence.part(CLAUSE, False, statistic=label, why=msg("listed_not_bootable", state=state))
             elif (b.vcpus, b.ram_mb) != (f.vcpus, f.ram_mb):
                 evidence.part(
                     CLAUSE,
                     False,
                     statistic=label,
-                    why=f"the server reports {b.vcpus} vCPU / {b.ram_mb} MiB, not {f.vcpus} / {f.ram_mb}",
+                    why=msg("reports_other", vcpus=b.vcpus, mib=b.ram_mb, want_vcpus=f.vcpus, want_mib=f.ram_mb),
                 )
             else:
-                evidence.part(CLAUSE, True, statistic=f"{label} — on {b.host}")
+                evidence.part(CLAUSE, True, statistic=msg("flavour_boots_on", what=label, host=b.host))
         evidence.part(
             CLAUSE,
             None,
-            statistic="vCPUs and memory seen from inside each guest",
-            not_shown="the cloud boots no guest (Nova's fake hypervisor)"
-            if not driver.boots_guests
-            else "reading resources inside a guest needs a way into it (not in this release)",
+            statistic=msg("inside_guest"),
+            not_shown=msg("no_guest_fake") if not driver.boots_guests else msg("no_way_into_guest"),
         )
     finally:
         delete_prefixed(driver, run_id, "fl", poll_s=poll_s, timeout_s=timeout_s)

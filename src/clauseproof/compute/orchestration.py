@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 
 CLAUSE = "SX-ECS-5"
 #: resource -> the resources it depends on (explicitly, or through get_resource)
@@ -144,8 +145,8 @@ def check_stack(system: Any, run_id: str, evidence: CaseEvidence, *, timeout_s: 
                                    "events": [vars(e) for e in view.events], "resources": view.resources,
                                    "outputs": view.outputs, "server": view.server, "volume": view.volume})  # fmt: skip
         for part, ok, why in judge_stack(view, run_id, system.volume_type()):
-            evidence.part(CLAUSE, ok, statistic=f"Heat stack (server, volume, attachment): {part}", why=why)
+            evidence.part(CLAUSE, ok, statistic=msg("heat_stack_part", part=part), why=why)
     finally:
         left = system.delete_stack(stack, timeout_s)
-        evidence.part(CLAUSE, not left, statistic="the stack deleted with its resources",
-                      why=f"still there: {', '.join(left)}" if left else "")  # fmt: skip
+        evidence.part(CLAUSE, not left, statistic=msg("stack_deleted"),
+                      why=msg("still_there", left=", ".join(left)) if left else "")  # fmt: skip

@@ -14,6 +14,7 @@ from clauseproof.compute.base import GONE, RUNNING, ComputeDriver
 from clauseproof.compute.batch import create_batch, delete_prefixed
 from clauseproof.compute.roles import Booted, Rebuild
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 
 CLAUSE = "SX-ECS-2"
 
@@ -64,8 +65,8 @@ def check_rebuild(
         evidence.part(
             CLAUSE,
             None,
-            statistic="change of operating system (rebuild to a second image)",
-            not_shown="the cloud profile names no second_image to change to",
+            statistic=msg("os_change_short"),
+            not_shown=msg("no_second_image"),
         )
         return
     created = create_batch(driver, run_id, 1, poll_s=poll_s, timeout_s=timeout_s, prefix="os")
@@ -75,8 +76,8 @@ def check_rebuild(
             evidence.part(
                 CLAUSE,
                 False,
-                statistic="change of operating system: the server to change",
-                why="; ".join(created.failures) or "not created",
+                statistic=msg("os_change_server"),
+                why="; ".join(created.failures) or msg("not_created"),
             )
             return
         before = driver.booted(ids[0])
@@ -108,7 +109,7 @@ def check_rebuild(
             evidence.part(
                 CLAUSE,
                 ok,
-                statistic=f"change of operating system by rebuild ({took} s): {part}",
+                statistic=msg("os_change_by_rebuild", took=took, part=part),
                 why=why,
                 not_shown=why if ok is None else "",
             )

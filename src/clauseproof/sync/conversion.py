@@ -101,7 +101,10 @@ def conversion(
             msg("name_column_selection"),
             not result.extra_columns and not result.missing_columns,
             msg("column_selection_how", selected=", ".join(SELECTED), layout=layout_txt),
-            why=(f"target columns outside the selection: {result.extra_columns}" if result.extra_columns else "")
-            + (f"selected columns missing: {result.missing_columns}" if result.missing_columns else ""),
+            why=msg("columns_outside", cols=str(result.extra_columns))
+            if result.extra_columns
+            else msg("columns_missing", cols=str(result.missing_columns))
+            if result.missing_columns
+            else "",
         ),
     ]
