@@ -28,8 +28,7 @@ RECORDING_CALLS = ("part", "measure", "not_shown")
 PART_CALLS = {"Part": 3}
 
 #: English-only sentences a file may still hold (see the module's docstring): only ever lowered; none today
-ENGLISH_ONLY = {
-}
+ENGLISH_ONLY: dict[str, int] = {}
 
 
 def _sources() -> list[Path]:
