@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -474,8 +475,12 @@ def test_every_trial_gets_a_panel_and_its_series_is_not_printed() -> None:
         {**series, "kind": k, "title": f"{k} {i}\nnode1→node2, RTO 1.0 s"} for k in ("kill", "freeze") for i in (1, 2)
     ]
     fig = _trials_plot(panels, "every trial")
-    assert fig is not None and fig.svg.startswith("<svg") and fig.svg.count('<g id="axes_') == 4
-    assert fig.png.startswith(b"\x89PNG")  # the same plot for the Word report
+    assert fig is not None and fig.png.startswith(b"\x89PNG")  # small multiples: an image, in the page and in Word
+    assert fig.svg.startswith('<img class="plot"') and base64.b64encode(fig.png).decode() in fig.svg
+    import matplotlib.image as mpimg
+
+    height, width = mpimg.imread(io.BytesIO(fig.png)).shape[:2]
+    assert width > height > 200  # two rows of two panels, drawn at 150 dpi
     assert _trials_plot([{"kind": "kill", "t": []}], "nothing") is None
 
 
