@@ -11,6 +11,7 @@ import pytest
 from clauseproof.access.rbac import check_matrix
 from clauseproof.compute.roles import AccessControl
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg, skip
 from fixtures.cloud import Cloud
 
 
@@ -18,7 +19,7 @@ from fixtures.cloud import Cloud
 def test_role_matrix(cloud: Cloud, evidence: CaseEvidence) -> None:
     cloud.record(evidence)
     if not isinstance(cloud.driver, AccessControl):
-        pytest.skip(f"{cloud.driver.name} has no users and roles the harness can make (OpenStack's Keystone has)")
+        skip(msg("skip_no_roles", cloud=cloud.driver.name))
     evidence.window("not timed: each cell of the matrix tried once as its subject, the outcome read back as admin")
     matrix = cloud.settings.profile.get("access_matrix")
     check_matrix(cloud.driver, cloud.run_id, evidence, Path(matrix) if matrix else None)

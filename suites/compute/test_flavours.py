@@ -9,6 +9,7 @@ from clauseproof.compute.flavours import check_flavours
 from clauseproof.compute.roles import Flavours
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg, skip
 from fixtures.cloud import Cloud
 
 
@@ -16,7 +17,7 @@ from fixtures.cloud import Cloud
 def test_listed_flavours_boot(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
     cloud.record(evidence)
     if not isinstance(cloud.driver, Flavours):
-        pytest.skip(f"{cloud.driver.name} lists no flavours: SX-ECS-S3 is checked on a cloud that does (OpenStack)")
+        skip(msg("skip_no_flavours", cloud=cloud.driver.name))
     s = cloud.settings
     evidence.window("not timed: each listed flavour is looked up, one server booted per flavour and read back")
     check_flavours(cloud.driver, cloud.run_id, clause_catalog["SX-ECS-S3"].text, evidence, poll_s=s.poll_interval_s,

@@ -8,6 +8,7 @@ import pytest
 from clauseproof.compute.orchestration import check_stack
 from clauseproof.compute.roles import Orchestration
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg, skip
 from fixtures.cloud import Cloud
 
 
@@ -15,7 +16,7 @@ from fixtures.cloud import Cloud
 def test_stack_with_dependencies(cloud: Cloud, evidence: CaseEvidence) -> None:
     cloud.record(evidence)
     if not isinstance(cloud.driver, Orchestration):
-        pytest.skip(f"{cloud.driver.name} has no orchestration service: SX-ECS-5 is checked where it has (Heat)")
+        skip(msg("skip_no_orchestration", cloud=cloud.driver.name))
     evidence.window("not timed: the stack created, read back through Heat, Nova and Cinder, then deleted")
     check_stack(cloud.driver, cloud.run_id, evidence, timeout_s=cloud.settings.timeout_s)
     evidence.require_pass()

@@ -19,7 +19,7 @@ from clauseproof.compute.rebuild import check_rebuild
 from clauseproof.compute.roles import Placement, Rebuild
 from clauseproof.core.catalog import Catalog, Clause
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import msg, skip
 from fixtures.cloud import Cloud
 
 
@@ -160,7 +160,7 @@ def test_strict_anti_affinity(cloud: Cloud, evidence: CaseEvidence, clause_catal
     try:
         group = cloud.driver.create_group(cloud.run_id, "anti-affinity")
     except Unsupported as exc:
-        pytest.skip(f"{exc}: strict anti-affinity is checked where the provider has server groups")
+        skip(msg("skip_no_server_groups", why=str(exc)))
     left: list[str] = []
     try:
         with run_vms(cloud.driver, cloud.run_id, left, cloud.settings.timeout_s):
@@ -183,7 +183,7 @@ def test_strict_anti_affinity(cloud: Cloud, evidence: CaseEvidence, clause_catal
         evidence.measure("SX-ECS-8", False, "bool", statistic=group_failed)
         evidence.require_pass()
     if any(h is None for h in hosts.values()):
-        pytest.skip(f"{cloud.driver.name} does not expose the host of a VM: placement cannot be checked")
+        skip(msg("skip_no_vm_host", cloud=cloud.driver.name))
     distinct = len(set(hosts.values()))
     evidence.measure(
         "SX-ECS-8",

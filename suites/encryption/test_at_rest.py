@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import msg, skip
 from clauseproof.encryption import canary_scan
 from clauseproof.encryption.sm4 import KAT_KEY, KAT_ONE, known_answers, random_vectors
 from clauseproof.run.plugin import RUN_KEY
@@ -52,10 +52,7 @@ def test_target_sm4_known_answer(target: Database, evidence: CaseEvidence) -> No
     random keys and blocks made for this run, each compared with the harness's SM4 (cryptography)."""
     sql = target.profile.sm4.get("encrypt_sql") if target.profile else None
     if not sql:
-        pytest.skip(
-            "the target's SM4 is tested when its profile declares [sm4] encrypt_sql "
-            "(placeholders {key_hex} {plaintext_hex}, returning hex)"
-        )
+        skip(msg("skip_no_sm4_sql"))
     vectors = [(KAT_KEY, KAT_KEY, KAT_ONE), *random_vectors(RANDOM_VECTORS)]
     results = []
     with target.connect() as conn, conn.cursor() as cur:

@@ -16,7 +16,7 @@ from sqlalchemy import URL, BigInteger, LargeBinary, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import msg, skip
 from clauseproof.encryption import colcrypt
 from clauseproof.encryption import stored as stored_values
 from clauseproof.encryption.sm4column import (
@@ -146,10 +146,7 @@ def test_target_column_encryption(request: pytest.FixtureRequest, target: Target
     checks, and whether the declared cipher is SM4."""
     spec = target.profile.section("column_encryption") if target.profile else None
     if spec is None:
-        pytest.skip(
-            "the target's own column encryption is tested when its profile declares [column_encryption] "
-            "(see docs/targets.md, [column_encryption]); the harness's SM4 column type is proven beside it"
-        )
+        skip(msg("skip_no_column_encryption"))
     result = colcrypt.check(target, spec, seed=request.config.stash[RUN_KEY].settings.seed)
     evidence.parameters(**result.details)
     for note in result.notes:

@@ -102,3 +102,19 @@ def test_no_new_english_only_sentence_in_a_part_or_reason() -> None:
     assert not shrunk, "fewer English-only sentences than ENGLISH_ONLY allows — lower its numbers: " + ", ".join(
         f"{f}: {now} (was {n})" for f, (n, now) in shrunk.items()
     )
+
+
+def test_a_skip_with_a_catalog_sentence_is_reported_in_the_report_language() -> None:
+    import pytest
+
+    from clauseproof.core.i18n import Messages, msg, skip, skipped_text
+
+    said = msg("skip_no_flavours", cloud="simulated EC2 (moto)")
+    with pytest.raises(pytest.skip.Exception) as caught:
+        skip(said)
+    english = str(caught.value.msg)
+    assert english == "simulated EC2 (moto) lists no flavours: SX-ECS-S3 is checked on a cloud that does (OpenStack)"
+    assert Messages("zh").text(skipped_text(english)) == [
+        "simulated EC2 (moto) 不列出规格：SX-ECS-S3 在列出规格的云（OpenStack）上检查"
+    ]
+    assert skipped_text("a skip said in English only") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ClauseproofError(Exception):
     """A user-facing error, rendered as one paragraph without a traceback."""
@@ -33,4 +35,9 @@ class TargetUnavailable(ClauseproofError):
 
 class NotApplicable(ClauseproofError):
     """A case that does not apply to this target (it lacks the role or the profile declares nothing for it):
-    raised by a capability, reported by the plugin as a skip with this reason (capabilities do not import pytest)."""
+    raised by a capability, reported by the plugin as a skip with this reason (capabilities do not import pytest);
+    ``text``: the reason as a catalog sentence (``clauseproof.core.i18n.msg``), for the report's language."""
+
+    def __init__(self, what: str, *, checked: str = "", fix: str = "", text: Any = None) -> None:
+        self.text = text
+        super().__init__(what, checked=checked, fix=fix)

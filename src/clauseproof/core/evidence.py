@@ -14,7 +14,7 @@ from typing import Any
 
 from clauseproof.core.catalog import Catalog, Clause
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.i18n import Text, msg
+from clauseproof.core.i18n import Text, msg, skipped_text
 from clauseproof.core.units import convert
 
 PASS, FAIL, NOT_EVIDENCE, NOT_SHOWN, NOT_COVERED, SKIPPED, ERROR = (
@@ -337,8 +337,9 @@ def clause_rows(
                         }
                     )
                 continue
+            reason_text = None
             if case.outcome == "skipped":
-                verdict, reason = SKIPPED, case.message
+                verdict, reason, reason_text = SKIPPED, case.message, skipped_text(case.message)
             else:
                 verdict, reason = ERROR, case.message or f"case {case.outcome} before measuring"
             rows.append(
@@ -348,6 +349,7 @@ def clause_rows(
                     "verdict": verdict,
                     "measured": "",
                     "reason": reason,
+                    "reason_text": reason_text,
                     "nodeid": case.nodeid,
                 }
             )

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from clauseproof.core.errors import ClauseproofError
 
@@ -123,3 +123,21 @@ def render_text(value: Any, lang: str) -> str:
     if entry is None:  # a bundle from a newer catalog: its key and values, never a crash
         return f"{value['key']}: {params}"
     return str(entry[lang]).format(**params)
+
+
+#: the sentences cases were skipped with, by their English (a skip's reason reaches the evidence as pytest's text)
+_SKIPPED: dict[str, dict[str, Any]] = {}
+
+
+def skip(text: Text) -> NoReturn:
+    """``pytest.skip`` with a sentence of the catalog: the report gives the reason in its language."""
+    import pytest
+
+    _SKIPPED[str(text)] = text.as_dict()
+    pytest.skip(str(text))
+    raise AssertionError("pytest.skip returned")  # pragma: no cover
+
+
+def skipped_text(message: str) -> dict[str, Any] | None:
+    """The catalog sentence a case was skipped with (:func:`skip`), from pytest's text of it; None for another."""
+    return _SKIPPED.get(message.strip())

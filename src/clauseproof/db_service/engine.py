@@ -215,6 +215,7 @@ def check_mysql_engine(target: Database, evidence: CaseEvidence) -> list[Probe]:
         raise NotApplicable(
             f"SX-RDS-1 asks for the MySQL engine; {target.label} speaks PostgreSQL's protocol",
             fix="run the case against a MySQL-protocol target (embedded-mariadb, a mysql:// URL or profile)",
+            text=msg("not_mysql_protocol", target=target.label),
         )
     ep = target.address()
     conn = target.connect(in_namespace=False)

@@ -19,6 +19,7 @@ from clauseproof.core import masking, shipped
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError, NotApplicable, TargetUnavailable
 from clauseproof.core.evidence import CaseEvidence, CaseRecord
+from clauseproof.core.i18n import skip
 from clauseproof.core.settings import Settings, mask_passwords
 from clauseproof.run.options import add_options, as_usage_error, read_settings
 from clauseproof.run.session import Run
@@ -81,6 +82,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     try:
         return (yield)
     except NotApplicable as exc:
+        if exc.text is not None:
+            skip(exc.text)  # the report says it in its language
         pytest.skip(exc.what)
 
 
