@@ -174,19 +174,32 @@ def test_positive_control_threshold_fails_and_report_says_so(project: pytest.Pyt
 
 def _check_report_forms(folder: Path, doc: dict) -> None:
     """The report as a committee reads it: HTML, PDF and DOCX say the same verdicts in Chinese and English, the
-    matrix comes first with one row per clause, Chinese is set in an embedded CJK font, the bundle verifies."""
+    conclusions come first (a line per clause judged), then the matrix (a row per clause judged, the clauses not
+    covered as one list, targets as codes with a legend), Chinese is set in an embedded CJK font, the Word report
+    holds the plots, the bundle verifies."""
     html = (folder / "report.html").read_text()
     assert "单表插入2000数据小于0.000001秒" in html and "<svg" in html
     assert "不通过 / FAIL" in html and "未覆盖 / NOT COVERED" in html
-    order = ["<h1>验收测试报告", "1 结论矩阵 / Verdict matrix", "2 问题清单 / Issue list", "8 签字确认 / Sign-off"]
+    order = [
+        "<h1>验收测试报告",
+        "测试结论 / Conclusions",
+        "1 结论矩阵 / Verdict matrix",
+        "2 问题清单 / Issue list",
+        "8 签字确认 / Sign-off",
+    ]
     assert [html.index(h) for h in order] == sorted(html.index(h) for h in order)
-    matrix = html[html.index(order[1]) : html.index(order[2])]
-    assert matrix.count('<td class="idc">') == len(doc["catalog"])  # one row per clause
+    judged = [r["id"] for r in doc["matrix"]["rows"] if r["overall"] != "NOT COVERED"]
+    uncovered = [r["id"] for r in doc["matrix"]["rows"] if r["overall"] == "NOT COVERED"]
+    conclusions = html[html.index(order[1]) : html.index(order[2])]
+    assert conclusions.count('<td class="idc">') == len(judged) and all(i in conclusions for i in uncovered)
+    matrix = html[html.index(order[2]) : html.index(order[3])]
+    assert matrix.count('<td class="idc">') == len(judged) + len(doc["targets"])  # clause rows, then the legend
+    assert '<th class="code" title="embedded-postgresql">T1</th>' in matrix and all(i in matrix for i in uncovered)
     pdf = folder / "report.pdf"
     fonts = pdf_fonts(pdf)
     assert re.search(r"Noto-?Sans-?CJK\S*\s.*\byes\b", fonts), fonts  # embedded (a subset), not substituted
     first_pages = pdf_text(pdf, last=3)
-    assert "结论矩阵" in first_pages and "Verdict matrix" in first_pages and "不通过" in first_pages
+    assert "测试结论" in first_pages and "结论矩阵" in first_pages and "不通过" in first_pages
     from docx import Document
 
     word = Document(str(folder / "report.docx"))
@@ -196,6 +209,7 @@ def _check_report_forms(folder: Path, doc: dict) -> None:
     assert east_asia == "Noto Sans CJK SC"
     cells = {c.text for table in word.tables for row in table.rows for c in row.cells}
     assert "不通过 / FAIL" in cells and "BZ-DB-4a" in cells
+    assert len(word.inline_shapes) >= 1  # the plots, as in the HTML
     signing = doc["report"]["signing"]
     assert signing["fingerprint"].startswith("SHA256:") and signing["sm2_fingerprint"].startswith("SM2-SHA256:")
     assert signing["sm2_fingerprint"] in html  # the report prints both keys a witness pins

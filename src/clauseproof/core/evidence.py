@@ -506,6 +506,8 @@ def run_cost(cases: list[CaseRecord], suite_of: Callable[[str], str]) -> dict[st
     overhead: starting targets, generating and loading data, set-up, checks), with the cases that spent most of it."""
     out: dict[str, dict[str, Any]] = {}
     for c in cases:
+        if c.outcome.startswith("not run"):  # deselected or never reached: no cost
+            continue
         s = out.setdefault(suite_of(c.nodeid), {"wall_s": 0.0, "timed_s": 0.0, "imposed_s": 0.0, "cases": []})
         timed, imposed = timed_seconds(c), sum(c.imposed.values())
         s["wall_s"] += c.duration_s
