@@ -54,9 +54,9 @@ def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], para
         return
     evidence.parameters(
         plan=f"{params}: the acceptance plan's (the tender states no tolerance)",
-        steps={r.rule.label: r.steps for r in results},
-        generator_lag_ms={r.rule.label: r.lag_ms for r in results},
-        measured_again={r.rule.label: r.repeated_because for r in results if r.repeated_because},
+        steps={str(r.rule.label): r.steps for r in results},
+        generator_lag_ms={str(r.rule.label): r.lag_ms for r in results},
+        measured_again={str(r.rule.label): r.repeated_because for r in results if r.repeated_because},
     )
     for r in results:
         _parts(evidence, clause, r.parts)

@@ -74,6 +74,7 @@ def test_node_utilisation_under_the_reference_load(
                 time.sleep(float(p["load_s"]))
         finally:
             result = load.stop()
+    evidence.imposed(idle1 - idle0 + float(p["warmup_s"]) + (w.end - w.start), "idle window, warm-up, reference load")
     ws = result.window_stats(w)
     served = ws["requests_approx"] / max(ws["seconds"], 1e-9)
     why_not = ""

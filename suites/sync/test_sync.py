@@ -243,7 +243,10 @@ def test_outage(sync_lab: SyncSystem, evidence: CaseEvidence, clause_catalog: Ca
         evidence.part("BZ-SYNC-7", None, statistic=fault_said, not_shown=missing)
         return
     evidence.progress(f"BZ-SYNC-7 on {sync_lab.label}: {outage.OUTAGES[fault]} for {params['hold_s']} s ...")
-    _record(evidence, _attempt("BZ-SYNC-7", fault, lambda: [outage.outage(sync_lab, fault, params)]))
+    parts = _attempt("BZ-SYNC-7", fault, lambda: [outage.outage(sync_lab, fault, params)])
+    caught = parts[0].data.get("catch_up_s") if parts else None
+    evidence.imposed(float(params["hold_s"]) + float(caught or 0.0), "the outage held, then the catch-up after it")
+    _record(evidence, parts)
 
 
 @pytest.mark.clause("BZ-SYNC-3")
