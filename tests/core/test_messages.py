@@ -124,3 +124,12 @@ def test_a_skip_with_a_catalog_sentence_is_reported_in_the_report_language() -> 
         "simulated EC2 (moto) 不列出规格：SX-ECS-S3 在列出规格的云（OpenStack）上检查"
     ]
     assert skipped_text("a skip said in English only") is None
+
+
+def test_a_sentence_from_another_catalog_is_shown_plainly_never_a_crash() -> None:
+    """A received bundle made by another version: a key this catalog lacks, or a placeholder it does not give."""
+    from clauseproof.core.i18n import render_text
+
+    assert render_text({"key": "no-such-message", "params": {"n": 3}}, "zh") == "no-such-message: {'n': 3}"
+    assert render_text({"key": "worst_rto", "params": {}}, "en") == "worst_rto: {}"
+    assert render_text({"key": "yes", "params": {}}, "zh") == "是"

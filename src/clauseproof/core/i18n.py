@@ -119,10 +119,14 @@ def render_text(value: Any, lang: str) -> str:
     if not _is_text(value):
         return "" if value is None else str(value)
     entry = catalog()["part"].get(value["key"])
-    params = {k: _param(v, lang) for k, v in value["params"].items()}
-    if entry is None:  # a bundle from a newer catalog: its key and values, never a crash
-        return f"{value['key']}: {params}"
-    return str(entry[lang]).format(**params)
+    params = {k: _param(v, lang) for k, v in (value["params"] or {}).items()}
+    if entry is not None:
+        try:
+            return str(entry[lang]).format(**params)
+        except (KeyError, IndexError, ValueError, AttributeError):
+            pass
+    # a bundle from another version of the catalog (a key or a placeholder not here): its key and values, never a crash
+    return f"{value['key']}: {params}"
 
 
 #: the sentences cases were skipped with, by their English (a skip's reason reaches the evidence as pytest's text)
