@@ -106,6 +106,7 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
         conn.close()
 
     stats = {w.label: result.window_stats(w) for w in result.windows}
+    evidence.imposed(sum(st["seconds"] for st in stats.values()), "the changes under load, each in its window")
     baseline = stats["baseline (no DDL)"]
     judged = [w for w in stats if w not in ("baseline (no DDL)", "after") and not w.startswith("adversarial")]
     errors = result.errors()
