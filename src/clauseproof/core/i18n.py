@@ -10,6 +10,7 @@ in the code and checks its key and parameters against both languages.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -88,6 +89,17 @@ def msg(key: str, **params: Any) -> Text:
     if key not in catalog()["part"]:
         raise KeyError(f"no message {key!r} in [part] of {MESSAGES.name}")
     return Text(key, params)
+
+
+def joined(items: Sequence[Text | str]) -> Text | str:
+    """Several findings as one sentence: "a; b; c" ("a；b；c"), "" for none."""
+    present = [i for i in items if i]
+    if not present:
+        return ""
+    out = present[0]
+    for more in present[1:]:
+        out = msg("then", first=out, then=more)
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from clauseproof.core.i18n import Text, msg
+
 OK, FAIL, INFO, PENDING = 0, 1, 2, 3
 OUTCOMES = {"ok": OK, "fail": FAIL, "info": INFO}
 WRITE, READ = 0, 1
@@ -143,6 +145,8 @@ class Trial:
     #: what failed, in words, by kind: not_applied, rto, unchecked, lost, refused_applied, duplicates, phantoms,
     #: split_brain, stale_leader
     findings: dict[str, str] = field(default_factory=dict)
+    #: the same findings as catalog sentences, for the report's language
+    said_as: dict[str, Text] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
@@ -151,6 +155,13 @@ class Trial:
     def about(self, *kinds: str) -> list[str]:
         """The findings of these kinds."""
         return [text for kind, text in self.findings.items() if kind in kinds]
+
+    def said(self, *kinds: str) -> list[Text]:
+        """The findings of these kinds (all without kinds) as catalog sentences."""
+        return [text for kind, text in self.said_as.items() if not kinds or kind in kinds]
+
+    def find(self, kind: str, text: Text) -> None:
+        self.findings[kind], self.said_as[kind] = str(text), text
 
     @property
     def rpo_rows(self) -> int:
@@ -303,50 +314,43 @@ def _ids(ids: list[int], limit: int = 10) -> str:
 
 def _findings(t: Trial) -> None:
     if not t.fault_applied:
-        t.findings["not_applied"] = (
-            f"the fault was not applied: {t.victim} went on taking writes, and no write failed or stalled"
-            if t.multi_writer
-            else f"the fault was not applied: {t.leader_before} led before and after, and no write failed or stalled"
-        )
+        if t.multi_writer:
+            t.find("not_applied", msg("fault_not_applied_multi", victim=str(t.victim)))
+        else:
+            t.find("not_applied", msg("fault_not_applied", leader=str(t.leader_before)))
         return
     if t.rto_s > t.deadline_s:
-        refused = f"; {t.refused_after_fault} writes were refused (not lost)" if t.refused_after_fault else ""
-        t.findings["rto"] = (
-            ("no acknowledged write after the fault" + refused)
-            if math.isinf(t.rto_s)
-            else f"first acknowledged write {t.rto_s:.2f} s after the fault, beyond the {t.deadline_s:g} s deadline"
-        )
+        if not math.isinf(t.rto_s):
+            t.find("rto", msg("rto_beyond", rto=f"{t.rto_s:.2f}", deadline=f"{t.deadline_s:g}"))
+        elif t.refused_after_fault:
+            t.find("rto", msg("no_write_after_fault_refused", n=t.refused_after_fault))
+        else:
+            t.find("rto", msg("no_write_after_fault"))
     if t.unchecked:
-        t.findings["unchecked"] = (
-            f"no final read after the trial: whether any of the {t.acknowledged} acknowledged writes was lost is "
-            "unknown"
-        )
+        t.find("unchecked", msg("no_final_read", n=t.acknowledged))
     if t.lost:
-        t.findings["lost"] = f"{len(t.lost)} acknowledged writes lost (ids {_ids(t.lost)})"
+        t.find("lost", msg("writes_lost", n=len(t.lost), ids=_ids(t.lost)))
     if t.failed_but_present:
-        t.findings["refused_applied"] = (
-            f"{len(t.failed_but_present)} writes refused to the client took effect (ids {_ids(t.failed_but_present)})"
+        t.find(
+            "refused_applied", msg("refused_took_effect", n=len(t.failed_but_present), ids=_ids(t.failed_but_present))
         )
     if t.duplicates:
-        t.findings["duplicates"] = f"{len(t.duplicates)} ids present more than once (ids {_ids(t.duplicates)})"
+        t.find("duplicates", msg("ids_duplicated", n=len(t.duplicates), ids=_ids(t.duplicates)))
     if t.phantoms:
-        t.findings["phantoms"] = f"{len(t.phantoms)} ids present that no client wrote (ids {_ids(t.phantoms)})"
+        t.find("phantoms", msg("ids_phantom", n=len(t.phantoms), ids=_ids(t.phantoms)))
     if t.stale_writes:
         healed = t.healed_at if t.healed_at is not None else t.fault_at
-        t.findings["stale_leader"] = (
-            f"{t.victim}, the old leader, acknowledged writes in {len(t.stale_writes)} polling rounds after it was "
-            f"healed (first {t.stale_writes[0] - healed:+.2f} s from the heal) while {t.leader_after} led"
+        first = f"{t.stale_writes[0] - healed:+.2f}"
+        t.find(
+            "stale_leader",
+            msg("stale_leader", victim=str(t.victim), n=len(t.stale_writes), first=first, leader=str(t.leader_after)),
         )
     if t.split_brain and t.multi_writer:
         at, nodes = t.split_brain[0]
-        t.findings["split_brain"] = (
-            f"{t.victim}, cut off or frozen, acknowledged writes in {len(t.split_brain)} polling rounds while other "
-            f"nodes did too (two primary components), first {at - t.fault_at:+.2f} s from the fault: "
-            f"{', '.join(nodes)}"
-        )
+        first, who = f"{at - t.fault_at:+.2f}", ", ".join(nodes)
+        t.find("split_brain", msg("split_brain_multi", victim=str(t.victim), n=len(t.split_brain), first=first,
+                                  nodes=who))  # fmt: skip
     elif t.split_brain:
         at, nodes = t.split_brain[0]
-        t.findings["split_brain"] = (
-            f"{len(t.split_brain)} polling rounds saw more than one writable node, first {at - t.fault_at:+.2f} s "
-            f"from the fault: {', '.join(nodes)}"
-        )
+        first, who = f"{at - t.fault_at:+.2f}", ", ".join(nodes)
+        t.find("split_brain", msg("split_brain", n=len(t.split_brain), first=first, nodes=who))

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import Text, msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.failover.trial import ScaleResult, TrialResult
 from clauseproof.targets.roles import HACluster, N
 
@@ -77,7 +77,7 @@ def rto_part(evidence: CaseEvidence, results: list[TrialResult], what: Text, rto
     worst = max(r.trial.rto_s for r in results)
     ok = all(r.trial.rto_s <= rto_s and r.trial.failed_over and r.trial.fault_applied for r in results)
     text = msg("never") if math.isinf(worst) else f"{worst:.2f} s"
-    why = "; ".join(p for r in results for p in r.trial.about("rto", "not_applied"))
+    why = joined([p for r in results for p in r.trial.said("rto", "not_applied")])
     new_leader = all(r.trial.failed_over for r in results)
     for clause in ("BZ-DB-1", "SX-RDS-3"):
         evidence.part(
@@ -104,10 +104,10 @@ def panels(results: list[TrialResult]) -> list[dict[str, Any]]:
 def scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float, where: Text | str) -> None:
     failed = sum(s.result.trial.refused_after_fault + s.result.trial.indeterminate_after_fault for s in scaled)
     gap = max(s.result.trial.unavailable_s for s in scaled)
-    problems = [p for s in scaled for p in s.result.trial.problems]
+    problems: list[Text | str] = [p for s in scaled for p in s.result.trial.said()]
     problems += [s.result.convergence for s in scaled if not s.result.converged]
-    problems += [f"{s.added} never streamed" for s in scaled if s.joined_s is None]
-    joined = max((s.joined_s for s in scaled if s.joined_s is not None), default=math.inf)
+    problems += [msg("never_streamed", node=s.added) for s in scaled if s.joined_s is None]
+    streaming = max((s.joined_s for s in scaled if s.joined_s is not None), default=math.inf)
     evidence.parameters(
         scale_results=[
             {
@@ -126,9 +126,9 @@ def scale_part(evidence: CaseEvidence, scaled: list[ScaleResult], gap_s: float, 
         "BZ-DB-1",
         failed == 0 and gap <= gap_s and not problems,
         statistic=msg(
-            "part_scale", times=len(scaled), joined=f"{joined:.1f}", **numbers, limit=f"{gap_s:g}", where=where
+            "part_scale", times=len(scaled), joined=f"{streaming:.1f}", **numbers, limit=f"{gap_s:g}", where=where
         ),
-        why="; ".join(problems) or msg("scale_failed", **numbers),
+        why=joined(problems) or msg("scale_failed", **numbers),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import Text, msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.failover import identity
 from clauseproof.failover.parts import (
     BEFORE_S,
@@ -250,7 +250,7 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
         anomalies = [
             p
             for r in everything
-            for p in r.trial.about("unchecked", "lost", "refused_applied", "duplicates", "phantoms")
+            for p in r.trial.said("unchecked", "lost", "refused_applied", "duplicates", "phantoms")
         ]
         for clause in both:
             gated.part(
@@ -264,14 +264,14 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
                     faults=", ".join(results),
                     acknowledged=f"{sum(r.trial.acknowledged for r in everything):,}",
                 ),
-                why="; ".join(anomalies),
+                why=joined(anomalies),
             )
-        split = [p for r in everything for p in r.trial.about("split_brain", "stale_leader")]
+        split = [p for r in everything for p in r.trial.said("split_brain", "stale_leader")]
         gated.part(
             "BZ-DB-1",
             not split,
             statistic=msg("part_one_component" if multi else "part_one_leader"),
-            why="; ".join(split),
+            why=joined(split),
         )
         if recovered:
             gated.part(
@@ -297,14 +297,14 @@ def _judge_switchover(gated: Any, plan: _Plan, results: dict[str, list[TrialResu
     if "switchover" in results:
         switchovers = results["switchover"]
         outage = max(r.trial.unavailable_s for r in switchovers)
-        sw_problems = [p for r in switchovers for p in r.trial.problems]
+        sw_problems = [p for r in switchovers for p in r.trial.said()]
         gated.part(
             "BZ-DB-1",
             outage <= rto_s and not sw_problems and all(r.trial.failed_over for r in switchovers),
             statistic=msg(
                 "part_switchover", n=len(switchovers), outage=f"{outage:.2f}", limit=f"{rto_s:g}", where=where["rto_s"]
             ),
-            why="; ".join(sw_problems) or msg("longest_outage", outage=f"{outage:.2f}"),
+            why=joined(sw_problems) or msg("longest_outage", outage=f"{outage:.2f}"),
         )
     else:
         none_shown(gated, ("BZ-DB-1",), msg("part_switchover_short"), can.get("switchover", "not built"))
