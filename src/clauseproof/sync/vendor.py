@@ -45,6 +45,7 @@ from typing import Any
 
 from clauseproof.core.commands import fill_command, template_problem, timed
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.core.masking import from_env
 from clauseproof.core.settings import URL_SCHEMES
 from clauseproof.targets.base import Target
@@ -298,8 +299,8 @@ class VendorSync:
         return doc
 
     # -- faults -----------------------------------------------------------------------------------
-    def why_not(self, scenario: str) -> str:
-        return f"{self.label} does not declare {scenario} (the profile's [sync] supports)"
+    def why_not(self, scenario: str) -> Text | str:
+        return msg("sync_not_declared", target=self.label, scenario=scenario)
 
     def fault_missing(self, kind: str) -> str:
         """Why the fault ``kind`` cannot run here ('' when it can)."""

@@ -320,7 +320,7 @@ class SyncSystem(Protocol):
     @property
     def tasks(self) -> Mapping[str, Any]: ...
 
-    def why_not(self, scenario: str) -> str:
+    def why_not(self, scenario: str) -> Text | str:
         """Why a scenario it cannot run is not shown on it."""
         ...
 

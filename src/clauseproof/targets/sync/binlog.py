@@ -25,6 +25,7 @@ from typing import Any
 
 from clauseproof.core import masking, reaper, shipped
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.faults.relay import Relay, open_relay
 from clauseproof.targets.host import processes
 from clauseproof.targets.host.processes import _tail, own_code_user
@@ -62,8 +63,8 @@ class BinlogSyncLab(SyncLab):
     #: one-to-one whole-table tasks only: no topologies, no conversion
     scenarios = frozenset({"capture", "outage"})
 
-    def why_not(self, scenario: str) -> str:
-        return f"{self.label} does one-to-one whole-table tasks only; {scenario} is shown on embedded-postgresql-sync"
+    def why_not(self, scenario: str) -> Text | str:
+        return msg("binlog_one_to_one", target=self.label, scenario=scenario)
 
     def __init__(
         self, label: str, namespace: str, pg_bindir: Path | None = None, mariadb_bindir: Path | None = None

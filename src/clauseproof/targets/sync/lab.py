@@ -16,6 +16,7 @@ import contextlib
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.base import Target
 from clauseproof.targets.host import processes
 from clauseproof.targets.single.postgres import EmbeddedPostgres
@@ -37,8 +38,8 @@ class SyncLab(Target):
     def drop_task(self, name: str) -> None:
         raise NotImplementedError
 
-    def why_not(self, scenario: str) -> str:
-        return f"{self.label} does not declare {scenario} (the profile's [sync] supports)"
+    def why_not(self, scenario: str) -> Text | str:
+        return msg("sync_not_declared", target=self.label, scenario=scenario)
 
     def fault_missing(self, kind: str) -> str:
         """Every fault can be applied to the harness's own nodes."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.faults.relay import Relay, open_relay
 from clauseproof.targets.single.postgres import EmbeddedPostgres
 from clauseproof.targets.sync.lab import SyncLab
@@ -126,13 +127,9 @@ class LogicalSyncLab(SyncLab):
         }
 
     # -- tasks -----------------------------------------------------------------------------------
-    def why_not(self, scenario: str) -> str:
+    def why_not(self, scenario: str) -> Text | str:
         if scenario == "bidirectional":
-            return (
-                "not on this stand-in here: PostgreSQL 15's built-in logical replication cannot keep a change from "
-                "echoing back (origin = none arrives in 16), and pglogical is not installed (apt-get install "
-                "postgresql-15-pglogical)"
-            )
+            return msg("no_bidirectional_pg15")
         return super().why_not(scenario)
 
     def create_task(
