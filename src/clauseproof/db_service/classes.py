@@ -198,10 +198,7 @@ def check_classes(target: Database, evidence: CaseEvidence, level_s: float = LEV
     """Every class of the clause (or of the profile's list); ``level_s``: how long each level of parallelism runs."""
     sec: ClassesSection | None = target.profile.section("instance_classes") if target.profile else None
     if sec is None and not (target.profile is None and isinstance(target, InstanceClasses)):
-        why = ("the embedded stand-in is one server on this machine and offers no instance classes (the containers "
-               "stand-in does, as containers with the class's limits); a vendor's are created through the profile's "
-               "[instance_classes]" if target.profile is None
-               else "the profile has no [instance_classes] section")  # fmt: skip
+        why = msg("no_instance_classes" if target.profile is None else "no_instance_classes_section")
         for c in CLASSES:
             evidence.part(CLAUSE, None, statistic=msg("class_measured", name=class_name(c)), not_shown=why)
         return
