@@ -198,9 +198,9 @@ def check_classes(target: Database, evidence: CaseEvidence, level_s: float = LEV
     """Every class of the clause (or of the profile's list); ``level_s``: how long each level of parallelism runs."""
     sec: ClassesSection | None = target.profile.section("instance_classes") if target.profile else None
     if sec is None and not (target.profile is None and isinstance(target, InstanceClasses)):
-        why = msg("no_instance_classes" if target.profile is None else "no_instance_classes_section")
+        none = msg("no_instance_classes" if target.profile is None else "no_instance_classes_section")
         for c in CLASSES:
-            evidence.part(CLAUSE, None, statistic=msg("class_measured", name=class_name(c)), not_shown=why)
+            evidence.part(CLAUSE, None, statistic=msg("class_measured", name=class_name(c)), not_shown=none)
         return
     classes = sec.classes if sec else CLASSES
     measured: dict[str, dict[str, Any]] = {}
