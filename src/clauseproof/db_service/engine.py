@@ -27,6 +27,18 @@ from clauseproof.targets.roles import Database
 DENIED = {1227, 1142, 1143, 1044, 1045, 1370}
 
 
+#: the report's words for each probe (its English name is the key)
+PROBE_NAMES = {
+    "protocol greeting": "probe_greeting",
+    "GTIDs": "probe_gtids",
+    "authentication plugins": "probe_auth",
+    "data dictionary": "probe_dictionary",
+    "MySQL 8 functions": "probe_functions",
+    "SQL modes": "probe_sql_modes",
+    "no look-alike's features": "probe_lookalikes",
+}
+
+
 @dataclass(frozen=True)
 class Probe:
     """One behaviour: what MySQL answers, what the target answered, and the verdict of the part."""
@@ -234,7 +246,9 @@ def check_mysql_engine(target: Database, evidence: CaseEvidence) -> list[Probe]:
         evidence.part(
             "SX-RDS-1",
             p.ok,
-            statistic=msg("mysql_answers", probe=p.name, mysql=p.mysql),
+            statistic=msg(
+                "mysql_answers", probe=msg(PROBE_NAMES[p.name]) if p.name in PROBE_NAMES else p.name, mysql=p.mysql
+            ),
             why=msg("differs_from_mysql", seen=p.seen),
             not_shown=p.seen,
         )
