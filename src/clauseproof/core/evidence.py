@@ -14,7 +14,7 @@ from typing import Any
 
 from clauseproof.core.catalog import Catalog, Clause
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.i18n import Text, msg, skipped_text
+from clauseproof.core.i18n import Text, msg, render_text, skipped_text
 from clauseproof.core.units import convert
 
 PASS, FAIL, NOT_EVIDENCE, NOT_SHOWN, NOT_COVERED, SKIPPED, ERROR = (
@@ -225,7 +225,7 @@ class CaseEvidence:
             sample_name=sample_name,
             spread=spread(list(samples or [])),
             verdict=verdict,
-            reason=_english(pieces),
+            reason=render_text(pieces, "en"),
             statistic_text=_dict(statistic),
             reason_text=_dict(pieces),
         )
@@ -269,10 +269,6 @@ def _measured_text(m: Measurement) -> dict[str, Any] | None:
     if m.unit != "bool" or m.verdict == NOT_SHOWN:
         return None
     return msg("yes" if m.value else "no").as_dict()
-
-
-def _english(pieces: list[str | Text]) -> str:
-    return "; ".join(str(p) for p in pieces if p)
 
 
 def _fmt(v: float | bool) -> str:

@@ -202,7 +202,6 @@ def context(document: dict[str, Any], lang: str | None = None) -> dict[str, Any]
         "lang": lang,
         "t": t,
         "tv": t.verdict,
-        "tx": lambda value: t.text(value),
         "tester": document.get("report", {}).get("tester", ""),
         "signing": document.get("report", {}).get("signing", {}),
         "banners": _banners(t, document),
@@ -361,18 +360,25 @@ def _pool(workers: int = 4) -> Any:
     return ProcessPoolExecutor(max_workers=max(1, min(_cores(), workers)))
 
 
+def _as_png(job: tuple[str, tuple[Any, ...], bool]) -> tuple[str, tuple[Any, ...], bool]:
+    """The same plot, drawn with its PNG too."""
+    return job[0], job[1], True
+
+
+def _draw_all(jobs: list[Any]) -> list[Figure | None]:
+    """The plots of ``jobs``, in parallel processes when there are many (a full run's 28 took 5.4 s in one)."""
+    if len(jobs) >= PARALLEL_FROM and _cores() > 1:
+        with _pool() as pool:
+            return list(pool.map(_draw, jobs))
+    return [_draw(job) for job in jobs]
+
+
 def figures(document: dict[str, Any], ctx: dict[str, Any], png: bool = True) -> dict[str, Any]:
     """Every plot of the report, drawn once as SVG and (``png``: for the Word report) PNG: ``samples[(nodeid,
     clause)]`` (a measurement's samples against its threshold) and ``cases[nodeid]`` (a background load's series, a
-    failover case's trials).  Many plots are drawn in parallel processes (a full run's 28 took 5.4 s in one)."""
+    failover case's trials)."""
     todo = _jobs(document, ctx, png)
-    jobs = [job for _, job in todo]
-    if len(jobs) >= PARALLEL_FROM and _cores() > 1:
-        with _pool() as pool:
-            drawn = list(pool.map(_draw, jobs))
-    else:
-        drawn = [_draw(job) for job in jobs]
-    return _collect([key for key, _ in todo], drawn)
+    return _collect([key for key, _ in todo], _draw_all([job for _, job in todo]))
 
 
 def _lines(lines: list[str]) -> markupsafe.Markup:
@@ -432,16 +438,13 @@ def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, do
     ctx = context(document)
     todo = _jobs(document, ctx, png=False)
     keys = [key for key, _ in todo]
-    many = len(todo) >= PARALLEL_FROM and _cores() > 1
-    if many:
-        with _pool() as pool:
-            svgs = list(pool.map(_draw, [job for _, job in todo]))
-    else:
-        svgs = [_draw(job) for _, job in todo]
-    # the Word report's PNGs on the cores the PDF's layout (one core) leaves free
-    background = _pool(_cores() - 1) if many and docx else None
+    svgs = _draw_all([job for _, job in todo])
+    # the Word report's PNGs (those not drawn already: the trial panels are an image anyway), on the cores the PDF's
+    # layout (one core) leaves free
+    redraw = [i for i, fig in enumerate(svgs) if fig is not None and not fig.png] if docx else []
+    background = _pool(_cores() - 1) if len(redraw) >= PARALLEL_FROM and _cores() > 1 else None
     try:
-        pngs = [background.submit(_draw, (job[0], job[1], True)) for _, job in todo] if background else None
+        pending = {i: background.submit(_draw, _as_png(todo[i][1])) for i in redraw} if background else {}
         html = render(document, ctx=ctx, figs=_collect(keys, svgs))
         written = [folder / "report.html"]
         write_atomic(written[0], html)
@@ -453,7 +456,9 @@ def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, do
         if docx:
             from clauseproof.core.wordreport import build
 
-            drawn = [f.result() for f in pngs] if pngs is not None else [_draw((j[0], j[1], True)) for _, j in todo]
+            drawn = list(svgs)
+            for i in redraw:
+                drawn[i] = pending[i].result() if i in pending else _draw(_as_png(todo[i][1]))
             written.append(folder / "report.docx")
             write_atomic_bytes(written[-1], build(document, ctx, _collect(keys, drawn)))
     finally:

@@ -142,11 +142,14 @@ class Trial:
     stale_writes: list[float] = field(default_factory=list)  # the victim writable after the heal, another leading
     unchecked: bool = False  # no final read could be made: lost writes unknown
     multi_writer: bool = False  # judged by the multi-writer rule (every node of the primary component writes)
-    #: what failed, in words, by kind: not_applied, rto, unchecked, lost, refused_applied, duplicates, phantoms,
-    #: split_brain, stale_leader
-    findings: dict[str, str] = field(default_factory=dict)
-    #: the same findings as catalog sentences, for the report's language
+    #: what failed, by kind (not_applied, rto, unchecked, lost, refused_applied, duplicates, phantoms, split_brain,
+    #: stale_leader), as catalog sentences: in the report's language, English in :attr:`findings`
     said_as: dict[str, Text] = field(default_factory=dict)
+
+    @property
+    def findings(self) -> dict[str, str]:
+        """What failed, in words (English), by kind."""
+        return {kind: str(text) for kind, text in self.said_as.items()}
 
     @property
     def problems(self) -> list[str]:
@@ -154,14 +157,14 @@ class Trial:
 
     def about(self, *kinds: str) -> list[str]:
         """The findings of these kinds."""
-        return [text for kind, text in self.findings.items() if kind in kinds]
+        return [str(text) for text in self.said(*kinds)] if kinds else []
 
     def said(self, *kinds: str) -> list[Text]:
         """The findings of these kinds (all without kinds) as catalog sentences."""
         return [text for kind, text in self.said_as.items() if not kinds or kind in kinds]
 
     def find(self, kind: str, text: Text) -> None:
-        self.findings[kind], self.said_as[kind] = str(text), text
+        self.said_as[kind] = text
 
     @property
     def rpo_rows(self) -> int:
