@@ -44,6 +44,11 @@ class OpenStackStacks:
         r = self.conn.orchestration.get(f"/stacks/{name}/{sid}")
         return dict(r.json().get("stack", {})) if r.status_code == 200 else {"stack_status": f"HTTP {r.status_code}"}
 
+    def _resources(self, name: str, sid: str) -> dict[str, str]:
+        """The stack's resources as Heat lists them: name → physical id."""
+        res = self.conn.orchestration.get(f"/stacks/{name}/{sid}/resources").json().get("resources", [])
+        return {x["resource_name"]: x.get("physical_resource_id", "") for x in res}
+
     def stack_view(self, stack: tuple[str, str]) -> StackView:
         name, sid = stack
         st = self._stack(name, sid)
@@ -52,8 +57,7 @@ class OpenStackStacks:
                         e.get("resource_status", "") else f"{e.get('resource_action')}_{e.get('resource_status')}")
                   for e in ev.json().get("events", [])]  # fmt: skip
         events = [e for e in events if e.resource != name]  # the stack's own events
-        res = self.conn.orchestration.get(f"/stacks/{name}/{sid}/resources").json().get("resources", [])
-        resources = {x["resource_name"]: x.get("physical_resource_id", "") for x in res}
+        resources = self._resources(name, sid)
         outputs = {o["output_key"]: o.get("output_value") for o in st.get("outputs") or []}
         server = volume = None
         if resources.get("app_server"):
@@ -77,8 +81,7 @@ class OpenStackStacks:
 
     def delete_stack(self, stack: tuple[str, str], timeout_s: float) -> list[str]:
         name, sid = stack
-        res = self.conn.orchestration.get(f"/stacks/{name}/{sid}/resources").json().get("resources", [])
-        resources = {x["resource_name"]: x.get("physical_resource_id", "") for x in res}
+        resources = self._resources(name, sid)
         self.conn.orchestration.delete(f"/stacks/{name}/{sid}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
