@@ -119,3 +119,37 @@ def test_clauseproof_accept_is_the_run_itself_so_signals_reach_it(installed: Pat
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_signal_while_the_evidence_is_written_lets_the_bundle_finish(installed: Path, tmp_path: Path) -> None:
+    """SIGTERM after the cases, while the targets stop and the bundle is written, used to leave a bundle without its
+    manifest and signature (and servers running): the finish goes on, the run ends as interrupted (exit 2)."""
+    import os
+    import select
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [str(installed / "bin" / "clauseproof"), "accept", "suites/bulk_load", "--cp-target=embedded-postgresql",
+         "--cp-scale=0.3", "-k", "test_single_table_insert", "--cp-repeats=1"], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120  # a bound on a busy machine (the data set may be built first)
+        seen = b""
+        assert proc.stdout is not None
+        while b"writing the evidence ..." not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen[-1500:]
+            if select.select([proc.stdout], [], [], 1)[0]:
+                seen += os.read(proc.stdout.fileno(), 65536)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        text = (seen + out).decode(errors="replace")
+        assert proc.returncode == 2, text[-3000:]
+        assert "SIGTERM: stopping the targets and writing the evidence first" in text
+        (bundle,) = (tmp_path / "results").glob("2*")
+        assert (bundle / "manifest.json").is_file() and (bundle / "evidence.json").is_file(), sorted(bundle.iterdir())
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

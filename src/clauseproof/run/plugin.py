@@ -5,7 +5,9 @@ Thin by design: the work lives in :mod:`clauseproof.run.session` and the modules
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -328,10 +330,45 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.stop_all_targets()
         return
     started = time.perf_counter()
-    run.stop_all_targets()
-    folder = run.write_evidence(exitstatus)
+    with _finishing(run, say=bool(run.cases or run.targets)) as signals:
+        run.stop_all_targets()
+        folder = run.write_evidence(exitstatus)
     if folder is not None:
         run.progress(f"evidence written in {time.perf_counter() - started:.1f} s")
+    if signals and exitstatus != pytest.ExitCode.INTERRUPTED:
+        run.interrupted_by = run.interrupted_by or signals[0]
+        session.exitstatus = pytest.ExitCode.INTERRUPTED  # asked to stop: it stopped once nothing was lost
+
+
+@contextlib.contextmanager
+def _finishing(run: Run, *, say: bool) -> Iterator[list[str]]:
+    """Stopping the targets and writing the bundle are not cut short by the first Ctrl-C, SIGTERM or SIGHUP (a
+    signal there used to leave servers running and a bundle without its manifest): the signal is noted and said, the
+    finish goes on, and the run ends as interrupted; a second signal stops at once (``clauseproof reap`` then finds
+    what is left)."""
+    got: list[str] = []
+
+    def defer(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if got:
+            raise KeyboardInterrupt(name)
+        got.append(name)
+        run.progress(f"{name}: stopping the targets and writing the evidence first (a second signal stops at once)")
+
+    if threading.current_thread() is not threading.main_thread():  # (a run driven from a thread: no handlers)
+        yield got
+        return
+    kinds = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.getsignal(s) for s in kinds}
+    for s in kinds:
+        signal.signal(s, defer)
+    if say:
+        run.progress("stopping the targets and writing the evidence ...")
+    try:
+        yield got
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 #: columns of the terminal's clause table and their least widths

@@ -130,6 +130,7 @@ class Run:
         if capman is not None:
             with capman.global_and_fixture_disabled():
                 tw.line(f"[clauseproof] {message}")
+                tw.flush()  # seen when it happens, also through a pipe (`| tee log`)
         else:  # pragma: no cover
             print(f"[clauseproof] {message}", file=sys.stderr)
 
