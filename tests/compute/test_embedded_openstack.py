@@ -13,6 +13,7 @@ import pytest
 from clauseproof.access.rbac import check_matrix
 from clauseproof.compute.anti_affinity import check_anti_affinity
 from clauseproof.compute.batch import create_batch, delete_batch
+from clauseproof.compute.clone import check_clone
 from clauseproof.compute.flavours import check_flavours
 from clauseproof.compute.openstack_driver import OpenStackDriver
 from clauseproof.compute.orchestration import check_stack
@@ -64,6 +65,7 @@ def test_an_honest_embedded_cloud_passes_what_its_control_plane_does() -> None:
                                                          timeout_s=TIMEOUT)),
                 ("SX-EDAS-1", lambda ev: check_matrix(d, run, ev)),
                 ("SX-ECS-5", lambda ev: check_stack(d, run, ev, timeout_s=TIMEOUT)),
+                ("SX-ECS-7", lambda ev: check_clone(d, run, ev, timeout_s=TIMEOUT)),
             ):  # fmt: skip
                 ev = _evidence(clause)
                 check(ev)

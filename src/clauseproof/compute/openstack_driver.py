@@ -18,6 +18,7 @@ from typing import Any
 
 from clauseproof.compute.base import FAILED, GONE, OTHER, PENDING, RUNNING, STOPPED, TAG, CloudError, ComputeDriver, Vm
 from clauseproof.compute.openstack_access import OpenStackAccess
+from clauseproof.compute.openstack_clone import OpenStackClones
 from clauseproof.compute.openstack_stack import OpenStackStacks
 from clauseproof.compute.roles import Booted, Flavour, Where
 
@@ -61,7 +62,7 @@ def _sdk_error(exc: Exception) -> str:
     return f"{text} ({details})" if details and details not in text else text
 
 
-class OpenStackDriver(OpenStackAccess, OpenStackStacks, ComputeDriver):
+class OpenStackDriver(OpenStackAccess, OpenStackStacks, OpenStackClones, ComputeDriver):
     """``connect`` makes an openstacksdk connection (a new one per thread: keystoneauth sessions are not shared
     across threads here); ``image`` / ``flavour`` name what the batch cases boot."""
 

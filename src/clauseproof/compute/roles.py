@@ -85,9 +85,41 @@ class Flavours(Protocol):
     ) -> list[tuple[str, str, float]]: ...  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Disk:
+    """One disk of a server as the block-storage API shows it: ``role`` "system" (the server boots from it) or
+    "data"; ``source`` the disk it was cloned from, as the cloud itself recorded it (None: made new)."""
+
+    id: str
+    role: str
+    type: str | None
+    zone: str | None
+    source: str | None
+    size_gb: int | None
+
+
+@runtime_checkable
+class Clone(Protocol):
+    """A server with a system and a data disk, cloned into another zone with another flavour and another disk type
+    (SX-ECS-7; judged in :mod:`clauseproof.compute.clone`)."""
+
+    boots_guests: bool
+
+    def clone_plan(self) -> dict[str, Any]: ...  # zones, flavours and disk types to clone from and to
+    def create_cloneable(self, run_id: str, name: str, *, zone: str, flavour: str, disk_type: str) -> str: ...
+    def clone_server(
+        self, run_id: str, source: str, name: str, *, zone: str, flavour: str, disk_type: str
+    ) -> str: ...  # fmt: skip
+    def disks(self, vid: str) -> list[Disk]: ...
+    def disk_zones(self) -> list[str]: ...
+    def booted(self, vid: str) -> Booted: ...
+    def where(self, ids: list[str]) -> dict[str, Where]: ...
+    def delete_clone_set(self, run_id: str, timeout_s: float) -> list[str]: ...
+
+
 def facts(driver: Any) -> dict[str, Any]:
     """Which roles a driver plays (recorded in the evidence)."""
-    return {r.__name__: isinstance(driver, r) for r in (Placement, Rebuild, Flavours)}
+    return {r.__name__: isinstance(driver, r) for r in (Placement, Rebuild, Flavours, Clone)}
 
 
 @dataclass(frozen=True)
