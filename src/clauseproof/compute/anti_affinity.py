@@ -21,7 +21,7 @@ from clauseproof.compute.base import FAILED, RUNNING, ComputeDriver
 from clauseproof.compute.batch import BatchResult, create_batch, delete_batch
 from clauseproof.compute.roles import Placement, Where
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 
 CLAUSE = "SX-ECS-8"
 
@@ -30,47 +30,39 @@ def _hosts_of(where: dict[str, Where], ids: list[str]) -> list[str | None]:
     return [where[i].host if i in where else None for i in ids]
 
 
-def judge_strict(hosts: list[str | None], n: int) -> tuple[bool, str]:
+def judge_strict(hosts: list[str | None], n: int) -> tuple[bool, Text | str]:
     """N servers of a strict group: all placed, on N distinct hosts."""
     placed = [h for h in hosts if h]
     if len(placed) != n:
-        return False, f"{n - len(placed)} of {n} servers were not placed"
+        return False, msg("aa_not_placed", missing=n - len(placed), n=n)
     crowded = {h: c for h, c in Counter(placed).items() if c > 1}
     if crowded:
-        return False, "servers of one strict anti-affinity group share a host: " + ", ".join(
-            f"{h} ×{c}" for h, c in sorted(crowded.items())
-        )
+        return False, msg("aa_share_host", hosts=", ".join(f"{h} ×{c}" for h, c in sorted(crowded.items())))
     return True, ""
 
 
-def judge_one_too_many(state: str, host: str | None, fault: str, n: int) -> tuple[bool, str]:
+def judge_one_too_many(state: str, host: str | None, fault: str, n: int) -> tuple[bool, Text | str]:
     """Server N+1 of a strict group with N hosts: must not run."""
     if state == RUNNING:
-        return (
-            False,
-            f"server {n + 1} of a strict anti-affinity group with {n} hosts runs (on {host}): "
-            "the policy is not enforced",
-        )
+        return False, msg("aa_extra_runs", k=n + 1, n=n, host=host or "?")
     if state == FAILED:
-        return True, f"refused: {fault or 'the server failed to schedule'}"
-    return False, f"server {n + 1} neither ran nor was refused (state {state})"
+        return True, msg("aa_extra_refused", fault=fault) if fault else msg("aa_extra_unscheduled")
+    return False, msg("aa_extra_neither", k=n + 1, state=state)
 
 
-def judge_soft(hosts: list[str | None], all_hosts: list[str]) -> tuple[bool, str]:
+def judge_soft(hosts: list[str | None], all_hosts: list[str]) -> tuple[bool, Text | str]:
     """2N servers of a soft group on N hosts: all placed, at most 2 per host, every host used."""
     placed = [h for h in hosts if h]
     if len(placed) != len(hosts):
-        return (
-            False,
-            f"{len(hosts) - len(placed)} of {len(hosts)} servers were not placed (a soft policy never refuses)",
-        )
+        return False, msg("aa_soft_not_placed", missing=len(hosts) - len(placed), n=len(hosts))
     counts = Counter(placed)
     over = {h: c for h, c in counts.items() if c > 2}
     unused = sorted(set(all_hosts) - set(counts))
     if over or unused:
-        return False, "not spread: " + ", ".join(f"{h} ×{c}" for h, c in sorted(counts.items())) + (
-            f"; hosts left empty: {', '.join(unused)}" if unused else ""
-        )
+        spread = ", ".join(f"{h} ×{c}" for h, c in sorted(counts.items()))
+        if unused:
+            return False, msg("aa_not_spread_empty", spread=spread, empty=", ".join(unused))
+        return False, msg("aa_not_spread", spread=spread)
     return True, ""
 
 
@@ -122,7 +114,7 @@ def check_anti_affinity(
             w = driver.where(extra_ids)[extra_ids[0]]
             ok, why = judge_one_too_many(w.state, w.host, w.fault, n)
         else:  # refused at the API: also a refusal
-            ok, why = True, str(msg("refused_by_api", error=str(extra.vms[0].error)))
+            ok, why = True, msg("refused_by_api", error=str(extra.vms[0].error))
         evidence.part(CLAUSE, ok, statistic=msg("aa_one_too_many", n1=n + 1, n=n, why=why), why=why)
         # soft: 2N servers, at most 2 per host
         soft = driver.create_group(run_id, "soft-anti-affinity")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, joined, msg
 
 CLAUSE = "SX-ECS-5"
 #: resource -> the resources it depends on (explicitly, or through get_resource)
@@ -75,7 +75,7 @@ class StackView:
     volume: dict[str, Any] | None  # the block-storage API's view (type, size, attached server ids), None when absent
 
 
-def judge_order(events: list[Event]) -> tuple[bool, str]:
+def judge_order(events: list[Event]) -> tuple[bool, Text | str]:
     """Every resource starts after each resource it depends on completed (events in the service's order)."""
     first_start: dict[str, int] = {}
     completed: dict[str, int] = {}
@@ -84,53 +84,52 @@ def judge_order(events: list[Event]) -> tuple[bool, str]:
             first_start.setdefault(e.resource, i)
         elif e.status == "CREATE_COMPLETE":
             completed.setdefault(e.resource, i)
-    wrong = []
+    wrong: list[Text | str] = []
     for resource, needs in DEPENDS.items():
         if resource not in first_start:
-            wrong.append(f"{resource} never started")
+            wrong.append(msg("stack_never_started", resource=resource))
             continue
         for need in needs:
             if need not in completed or completed[need] > first_start[resource]:
-                wrong.append(f"{resource} started before {need} completed")
-    return not wrong, "; ".join(wrong)
+                wrong.append(msg("stack_started_early", resource=resource, need=need))
+    return not wrong, joined(wrong)
 
 
-def judge_stack(view: StackView, run_id: str, volume_type: str | None) -> list[tuple[str, bool, str]]:
-    rows: list[tuple[str, bool, str]] = []
+def judge_stack(view: StackView, run_id: str, volume_type: str | None) -> list[tuple[Text, bool, Text | str]]:
+    rows: list[tuple[Text, bool, Text | str]] = []
     complete = view.status == "CREATE_COMPLETE"
-    rows.append(("the stack is created", complete, "" if complete else f"{view.status}: {view.reason}"))
+    rows.append((msg("stack_created"), complete, "" if complete else f"{view.status}: {view.reason}"))
     ok, why = judge_order(view.events)
-    rows.append(("the events respect depends_on and get_resource", ok, why))
+    rows.append((msg("stack_order"), ok, why))
     s = view.server
     name = f"cp-{run_id}-stack-vm"
     if s is None:
-        rows.append(("the server exists in the compute API", False, "the compute API does not show the stack's server"))
+        rows.append((msg("stack_server_exists"), False, msg("stack_no_server")))
     else:
         good = s.get("name") == name and s.get("state") == "running"
-        rows.append(("the server exists in the compute API", good,
-                     "" if good else f"the compute API shows {s.get('name')} {s.get('state')}"))  # fmt: skip
+        rows.append((msg("stack_server_exists"), good,
+                     "" if good else msg("stack_server_is", name=s.get("name"), state=s.get("state"))))  # fmt: skip
     v = view.volume
     if v is None:
-        rows.append(("the volume exists in the block-storage API, attached to the server", False,
-                     "the block-storage API does not show the stack's volume"))  # fmt: skip
+        rows.append((msg("stack_volume_exists"), False, msg("stack_no_volume")))
     else:
-        problems = []
+        problems: list[Text | str] = []
         if volume_type and v.get("type") != volume_type:
-            problems.append(f"type {v.get('type')}, not {volume_type}")
+            problems.append(msg("stack_volume_type", type=v.get("type"), want=volume_type))
         server_id = view.resources.get("app_server")
         if not server_id or server_id not in v.get("attached_to", []):
-            problems.append(f"attached to {v.get('attached_to') or 'nothing'}, not the stack's server {server_id}")
-        rows.append(("the volume exists in the block-storage API, attached to the server", not problems,
-                     "; ".join(problems)))  # fmt: skip
+            problems.append(msg("stack_volume_attached", to=", ".join(v.get("attached_to") or []) or "—",
+                                server=server_id or "—"))  # fmt: skip
+        rows.append((msg("stack_volume_exists"), not problems, joined(problems)))
     outs = view.outputs
     expect = {"server_name": s.get("name") if s else None, "volume_size": v.get("size") if v else None}
     # Heat renders some attributes as text (a size of "1"): compared as text
-    bad = [
-        f"{k} = {outs.get(k)!r}, the service shows {want!r}"
+    bad: list[Text | str] = [
+        msg("stack_output", output=k, value=repr(outs.get(k)), want=repr(want))
         for k, want in expect.items()
         if want is None or str(outs.get(k)) != str(want)
     ]
-    rows.append(("get_attr outputs equal what the services show", not bad, "; ".join(bad)))
+    rows.append((msg("stack_outputs"), not bad, joined(bad)))
     return rows
 
 

@@ -14,46 +14,40 @@ from clauseproof.compute.base import GONE, RUNNING, ComputeDriver
 from clauseproof.compute.batch import create_batch, delete_prefixed
 from clauseproof.compute.roles import Booted, Rebuild
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 
 CLAUSE = "SX-ECS-2"
 
 
 def judge_rebuild(
     before: Booted, after: Booted | None, new_image: str, same_name: list[str]
-) -> list[tuple[str, bool | None, str]]:
+) -> list[tuple[Text, bool | None, Text | str]]:
     """(part, verdict, why) rows; ``after`` is the server read by ``before.id`` (None: gone); ``same_name`` the ids
     of every server of the run with ``before.name``."""
     if after is None or after.state == GONE:
         others = [i for i in same_name if i != before.id]
-        anew = f"; a server with its name now has id {', '.join(others)} (deleted and created anew)" if others else ""
-        return [("the server keeps its id", False, f"server {before.id} is gone{anew}")]
-    rows: list[tuple[str, bool | None, str]] = [("the server keeps its id", True, "")]
-    rows.append(
-        (
-            "it reports the new image",
-            after.image == new_image,
-            "" if after.image == new_image else f"it reports image {after.image}, not {new_image}",
+        gone = (
+            msg("rebuild_recreated", id=before.id, others=", ".join(others))
+            if others
+            else msg("rebuild_gone", id=before.id)
         )
+        return [(msg("rebuild_keeps_id"), False, gone)]
+    rows: list[tuple[Text, bool | None, Text | str]] = [(msg("rebuild_keeps_id"), True, "")]
+    new = after.image == new_image
+    rows.append(
+        (msg("rebuild_new_image"), new, "" if new else msg("rebuild_old_image", image=after.image, want=new_image))
     )
     same_time = after.created == before.created
-    rows.append(
-        (
-            "it keeps its creation time",
-            same_time,
-            "" if same_time else f"created {before.created} before, {after.created} after",
-        )
-    )
+    rows.append((msg("rebuild_keeps_created"), same_time,
+                 "" if same_time else msg("rebuild_created", before=before.created, after=after.created)))  # fmt: skip
     if not before.addresses:
-        rows.append(("it keeps its addresses", None, "the server has no address (no network service on this cloud)"))
+        rows.append((msg("rebuild_keeps_addresses"), None, msg("rebuild_no_address")))
     else:
         kept = after.addresses == before.addresses
-        rows.append(
-            ("it keeps its addresses", kept, "" if kept else f"{before.addresses} before, {after.addresses} after")
-        )
-    rows.append(
-        ("it runs after the change", after.state == RUNNING, "" if after.state == RUNNING else f"state {after.state}")
-    )
+        rows.append((msg("rebuild_keeps_addresses"), kept, "" if kept else msg(
+            "rebuild_addresses", before=", ".join(before.addresses), after=", ".join(after.addresses))))  # fmt: skip
+    runs = after.state == RUNNING
+    rows.append((msg("rebuild_runs"), runs, "" if runs else msg("rebuild_state", state=after.state)))
     return rows
 
 
