@@ -429,6 +429,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         i = doc["interrupted"]
         terminalreporter.line(f"interrupted by {i['by']} during {i['during']}; {i['cases_not_run']} cases not run")
     meaning = EXIT_MEANING.get(int(exitstatus))
+    if int(exitstatus) == 1 and not counts.get("FAIL"):  # pytest's 1 is also a case that ended in an error
+        meaning = "a case ended in an error before its verdict (the failure above says where; no clause FAILED)"
     if meaning:
         terminalreporter.line(f"exit status {int(exitstatus)}: {meaning}")
 
