@@ -26,6 +26,8 @@
 8. The open-loop generator (``--only openloop``): 2,000 requests/s (asked) and 4,000/s for ``--seconds`` through
    the embedded nginx gateway (a rate-limited route: most answers are nginx's own 429s), its scheduling lag
    (time handed to the client library minus scheduled time), the rate it achieved and its CPU.
+9. The VM batch (``--only cloud``): the harness beside Rally's ``NovaServers.boot_and_delete_server`` on the
+   embedded OpenStack (``benchmarks/cloud_rally.py``; ≤ 1.1x asked).
 """
 
 from __future__ import annotations
@@ -583,15 +585,23 @@ def main() -> int:
     p.add_argument("--sm4-rows", type=int, default=100_000)
     p.add_argument(
         "--only",
-        choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync", "containers", "openloop"],
-        help="run one section only (containers runs only when named: it needs a Docker engine)",
+        choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync", "containers", "openloop", "cloud"],
+        help="run one section only (containers and cloud run only when named: they need a Docker engine, and "
+        "Debian's OpenStack and Rally)",
     )
     p.add_argument("--history-ops", type=int, default=1_000_000, help="history: operations judged")
     p.add_argument("--clients", type=int, default=16, help="oltp: clients for pgbench and Locust users")
     p.add_argument("--seconds", type=int, default=15, help="oltp, openloop: seconds per measurement")
     p.add_argument("--scan-mib", type=int, default=1024, help="scan: MiB of files to scan")
     p.add_argument("--sync-rows", type=int, default=2_000_000, help="sync: rows per side")
+    p.add_argument("--vms", type=int, default=30, help="cloud: servers per round")
+    p.add_argument("--concurrency", type=int, default=10, help="cloud: servers in flight")
     a = p.parse_args()
+    if a.only == "cloud":
+        from benchmarks.cloud_rally import bench_cloud
+
+        bench_cloud(a.vms, a.concurrency, a.rounds)
+        return 0
     if a.only == "containers":
         bench_containers(a.rows, a.rounds, a.engines.split(","))
         return 0
@@ -638,4 +648,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:  # SIGTERM, SIGHUP as Ctrl-C: what a section started is stopped
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     sys.exit(main())

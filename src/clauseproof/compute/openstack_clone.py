@@ -34,7 +34,8 @@ class OpenStackClones:
     def clone_plan(self) -> dict[str, Any]:
         zones = sorted(z.name for z in self.conn.compute.availability_zones() if z.name != "internal"
                        and (z.state or {}).get("available", True))  # fmt: skip
-        types = sorted(t.name for t in self.conn.block_storage.types())
+        # Cinder's catch-all "__DEFAULT__" names no medium: not a type to clone from or to
+        types = sorted(t.name for t in self.conn.block_storage.types() if t.name != "__DEFAULT__")
         flavours = sorted(self.conn.compute.flavors(details=True), key=lambda f: (f.vcpus, f.ram, f.name))
         src = next((f for f in flavours if f.name == self.flavour_name), flavours[0] if flavours else None)
         dst = next((f for f in flavours if src is not None and (f.vcpus, f.ram) != (src.vcpus, src.ram)), None)

@@ -1,8 +1,8 @@
 """The embedded OpenStack's stand-in for a network service: Nova asks Neutron about every server it shows, boots and
 deletes (its ports, its security groups), and Debian's Zed has no network service the harness can run without
-agents.  This stub answers every such query with an empty list and every deletion with "done"; it creates
-nothing.  So the embedded cloud's servers have no network and no address, and every part that needs an address
-says NOT SHOWN.  A request without a token (``X-Auth-Token``) is refused."""
+agents.  This stub answers every such query with an empty list, a project's quotas with "no limit" and every
+deletion with "done"; it creates nothing.  So the embedded cloud's servers have no network and no address, and every
+part that needs an address says NOT SHOWN.  A request without a token (``X-Auth-Token``) is refused."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ async def any_v2(request: Request) -> Response:
                             status_code=400)  # fmt: skip
     if not parts:
         return JSONResponse({"resources": []})
+    if parts[0] == "quotas" and len(parts) == 2:  # a boot without a network asked (Nova before 2.37): no limit
+        return JSONResponse({"quota": {"port": -1, "network": -1, "subnet": -1, "floatingip": -1,
+                                       "security_group": -1, "security_group_rule": -1, "router": -1}})  # fmt: skip
     if len(parts) >= 2:  # one resource by id: none exists
         return JSONResponse({"NeutronError": {"message": "not found"}}, status_code=404)
     name = parts[0].removesuffix(".json")
