@@ -19,7 +19,7 @@ from clauseproof.compute.rebuild import check_rebuild
 from clauseproof.compute.roles import Placement, Rebuild
 from clauseproof.core.catalog import Catalog, Clause
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg, skip
+from clauseproof.core.i18n import Text, msg, skip
 from fixtures.cloud import Cloud
 
 
@@ -30,11 +30,19 @@ def _use(evidence: CaseEvidence, cloud: Cloud, clause: Clause, scale: float) -> 
     evidence.record.target = cloud.driver.name
     evidence.simulated = cloud.driver.simulated
     if count < clause_vms and evidence.scale >= 1:  # the profile's count: fewer VMs than the clause names
-        evidence.not_evidence = f"{count} VMs (the cloud profile's count), fewer than the clause's {clause_vms}"
+        evidence.not_evidence = msg("ne_fewer_vms", count=count, clause_vms=clause_vms)
     evidence.parameters(
         cloud=cloud.driver.describe(), poll_interval_s=cloud.settings.poll_interval_s, vms=count, clause_vms=clause_vms
     )
     return count
+
+
+def _meaning(batch: BatchResult) -> Text:
+    """What the batch time means, in the report's language (``batch.meaning`` says it in the evidence)."""
+    if batch.operation == "delete":
+        return msg("batch_meaning_delete")
+    port = batch.target_state.rpartition("port ")[2] if "reachable" in batch.target_state else ""
+    return msg("batch_meaning_create_reach", port=port) if port else msg("batch_meaning_create")
 
 
 def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -> None:
@@ -45,9 +53,9 @@ def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -
         "s",
         statistic=msg(
             "batch_failed" if batch.failures else "batch",
-            operation=batch.operation,
+            operation=msg("batch_op_create" if batch.operation == "create" else "batch_op_delete"),
             count=batch.count,
-            meaning=batch.meaning,
+            meaning=_meaning(batch),
             poll=f"{batch.poll_interval_s:g}",
             polls=batch.polls,
             failed=len(batch.failures),
@@ -66,9 +74,7 @@ def _measure_batch(evidence: CaseEvidence, clause_id: str, batch: BatchResult) -
 def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
     count = _use(evidence, cloud, clause_catalog["SX-ECS-6a"], evidence.scale)
     if not cloud.driver.boots_guests and not evidence.not_evidence:
-        evidence.not_evidence = (
-            "the cloud's hypervisor boots nothing (Nova's fake driver): the times measure the control plane only"
-        )
+        evidence.not_evidence = msg("ne_fake_hypervisor")
     s = cloud.settings
     evidence.window(
         "create: from before the first API call until the slowest VM is seen running"
