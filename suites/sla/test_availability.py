@@ -22,8 +22,6 @@ from clauseproof.run.plugin import RUN_KEY
 from clauseproof.sla import availability as av
 from clauseproof.targets.base import Target
 
-HOW = "a 30-day log is the evidence: `clauseproof probe --for 30d ... --log probe.jsonl`, then --cp-probe-log"
-
 
 def _record(evidence: CaseEvidence, log: av.Log, params: dict[str, float], source: str) -> None:
     judged = av.judge(log, 99.9, float(params["period_d"]) * 86400, float(params["confidence"]))
@@ -37,7 +35,7 @@ def _record(evidence: CaseEvidence, log: av.Log, params: dict[str, float], sourc
         for j in js:
             evidence.not_evidence = j.reason if j.verdict == "NOT EVIDENCE" else ""
             if evidence.not_evidence and source == "suite":
-                evidence.not_evidence += f"; {HOW}"
+                evidence.not_evidence = msg("then", first=evidence.not_evidence, then=msg("avail_how"))
             said = msg("source_said", source=source, what=j.statistic())
             evidence.measure(
                 clause,

@@ -42,6 +42,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, joined, msg
 
 LOG_VERSION = 2
 MAX_FOR_S = 400 * 86400.0
@@ -58,13 +59,18 @@ def parse_duration(text: str) -> float:
 
 
 def human(seconds: float) -> str:
+    return str(human_text(seconds))
+
+
+def human_text(seconds: float) -> Text:
+    """A duration in the largest unit that fits, in the report's language."""
     if seconds >= 86400:
-        return f"{seconds / 86400:.1f} days"
+        return msg("dur_days", n=f"{seconds / 86400:.1f}")
     if seconds >= 3600:
-        return f"{seconds / 3600:.1f} hours"
+        return msg("dur_hours", n=f"{seconds / 3600:.1f}")
     if seconds >= 60:
-        return f"{seconds / 60:.1f} minutes"
-    return f"{seconds:.1f} s"
+        return msg("dur_minutes", n=f"{seconds / 60:.1f}")
+    return msg("dur_seconds", n=f"{seconds:.1f}")
 
 
 @dataclass(frozen=True)
@@ -426,16 +432,19 @@ class Judgement:
     share: float
     ci: tuple[float, float]
     verdict: str  # PASS | FAIL | NOT EVIDENCE
-    reason: str
+    reason: Text | str
     failures: list[dict[str, Any]]
 
-    def statistic(self) -> str:
-        return (
-            f"{self.what}: {self.up:,} of {self.probes:,} probes up = {self.share * 100:.4f} %, "
-            f"{self.ci[0] * 100:.4f} to {self.ci[1] * 100:.4f} % ({self.reason_ci})"
-        )
+    def statistic(self) -> Text:
+        return msg("avail_statistic", what=msg("avail_system") if self.what == SYSTEM else self.what,
+                   up=f"{self.up:,}", probes=f"{self.probes:,}", share=f"{self.share * 100:.4f}",
+                   lo=f"{self.ci[0] * 100:.4f}", hi=f"{self.ci[1] * 100:.4f}", interval=self.reason_ci)  # fmt: skip
 
-    reason_ci: str = ""
+    reason_ci: Text | str = ""
+
+
+#: the series of rounds in which every endpoint answered
+SYSTEM = "every endpoint up (the system)"
 
 
 def judge(log: Log, threshold_pct: float, period_s: float, confidence: float) -> list[Judgement]:
@@ -453,7 +462,7 @@ def judge(log: Log, threshold_pct: float, period_s: float, confidence: float) ->
     thr = threshold_pct / 100
     out = []
     series: list[tuple[str, list[bool], list[dict[str, Any]]]] = [
-        ("every endpoint up (the system)", [all(v.values()) for v in complete.values()],
+        (SYSTEM, [all(v.values()) for v in complete.values()],
          [{"slot": s, "down": [n for n, ok in v.items() if not ok]} for s, v in complete.items()
           if not all(v.values())]),
     ]  # fmt: skip
@@ -463,34 +472,36 @@ def judge(log: Log, threshold_pct: float, period_s: float, confidence: float) ->
     for what, oks, fails in series:
         k, n = sum(oks), len(oks)
         if n == 0:
-            out.append(Judgement(what, 0, 0, float("nan"), (0.0, 1.0), "NOT EVIDENCE", "no probe was made", []))
+            out.append(Judgement(what, 0, 0, float("nan"), (0.0, 1.0), "NOT EVIDENCE", msg("avail_no_probe"), []))
             continue
         share = k / n
         lo, hi = clopper_pearson(k, n, confidence)
         need = probes_needed(share, thr, confidence)
         long_enough = covered_s >= period_s
+        reason: Text | str
         if hi < thr:
-            verdict, reason = "FAIL", (
-                f"even the interval's upper bound {hi * 100:.4f} % is below {threshold_pct:g} %: "
-                f"{n - k} probes failed")  # fmt: skip
+            verdict, reason = "FAIL", msg("avail_upper_below", hi=f"{hi * 100:.4f}", thr=f"{threshold_pct:g}",
+                                          failed=n - k)  # fmt: skip
         elif lo >= thr and long_enough:
             verdict, reason = "PASS", ""
         else:
-            why = []
+            why: list[Text | str] = []
             if not long_enough:
-                why.append(f"the probes cover {human(covered_s)} of the clause's period of {human(period_s)}")
+                why.append(msg("avail_short", covered=human_text(covered_s), period=human_text(period_s)))
             if lo < thr:
                 if need is None:
-                    why.append(f"the observed {share * 100:.4f} % is not above {threshold_pct:g} %")
+                    why.append(msg("avail_not_above", share=f"{share * 100:.4f}", thr=f"{threshold_pct:g}"))
                 else:
-                    why.append(
-                        f"the lower bound {lo * 100:.4f} % is under {threshold_pct:g} %: at this rate about {need:,} "
-                        f"probes ({human(need * interval)} at {interval:g} s) would decide it"
-                    )
-            verdict, reason = "NOT EVIDENCE", "; ".join(why)
+                    took = human_text(need * interval)
+                    why.append(msg("avail_lower_under", lo=f"{lo * 100:.4f}", thr=f"{threshold_pct:g}",
+                                   need=f"{need:,}", took=took, interval=f"{interval:g}"))  # fmt: skip
+            verdict, reason = "NOT EVIDENCE", joined(why)
         j = Judgement(what, k, n, share, (lo, hi), verdict, reason, fails[:20])
-        j.reason_ci = f"{confidence * 100:g} % Clopper-Pearson interval; {human(covered_s)} covered" + (
-            f", {human(gaps_s)} not probed (gaps: neither up nor down)" if gaps_s > 0 else ""
+        conf = f"{confidence * 100:g}"
+        j.reason_ci = (
+            msg("avail_ci_gaps", conf=conf, covered=human_text(covered_s), gaps=human_text(gaps_s))
+            if gaps_s > 0
+            else msg("avail_ci", conf=conf, covered=human_text(covered_s))
         )
         out.append(j)
     return out
