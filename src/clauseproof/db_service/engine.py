@@ -19,7 +19,7 @@ from typing import Any
 
 from clauseproof.core.errors import NotApplicable, first_line
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.db_service.handshake import CLIENT_LONG_PASSWORD, Greeting, GreetingError, read_greeting
 from clauseproof.targets.roles import Database
 
@@ -44,12 +44,12 @@ class Probe:
     """One behaviour: what MySQL answers, what the target answered, and the verdict of the part."""
 
     name: str
-    mysql: str
-    seen: str
+    mysql: Text | str
+    seen: Text | str
     ok: bool | None  # True: as MySQL; False: differs; None: could not be shown (``seen`` says why)
 
     def evidence(self) -> dict[str, Any]:
-        return {"probe": self.name, "mysql_answers": self.mysql, "target_answered": self.seen, "ok": self.ok}
+        return {"probe": self.name, "mysql_answers": str(self.mysql), "target_answered": str(self.seen), "ok": self.ok}
 
 
 def _errno(exc: BaseException) -> int:
@@ -69,42 +69,42 @@ def _ask(cur: Any, sql: str) -> tuple[Any, int, str]:
         return None, _errno(exc), text
 
 
-def probe_greeting(g: Greeting | None, why: str = "") -> Probe:
-    mysql = "protocol 10; capability bit 0 (CLIENT_LONG_PASSWORD) set; no MariaDB 5.5.5- prefix in the version"
+def probe_greeting(g: Greeting | None, why: Text | str = "") -> Probe:
+    mysql = msg("mysql_greeting")
     if g is None:
         return Probe("protocol greeting", mysql, why, None)
-    seen = (
-        f"protocol {g.protocol}; version {g.version!r}; capabilities 0x{g.capabilities:08x} (bit 0 "
-        f"{'set' if g.capabilities & CLIENT_LONG_PASSWORD else 'clear'}); default auth plugin {g.auth_plugin!r}"
-    )
-    differs = []
+    bit = msg("bit_set" if g.capabilities & CLIENT_LONG_PASSWORD else "bit_clear")
+    seen: Text | str = msg("seen_greeting", protocol=g.protocol, version=repr(g.version),
+                           caps=f"0x{g.capabilities:08x}", bit=bit, plugin=repr(g.auth_plugin))  # fmt: skip
+    differs: list[Text | str] = []
     if not g.capabilities & CLIENT_LONG_PASSWORD:
-        differs.append(f"capability bit 0 clear, MariaDB's extended capabilities 0x{g.mariadb_extended:08x} set")
+        differs.append(msg("seen_bit0_clear", ext=f"0x{g.mariadb_extended:08x}"))
     if g.version.startswith("5.5.5-"):
-        differs.append("the version string carries MariaDB's 5.5.5- replication prefix")
-    seen += "; differs: " + "; ".join(differs) if differs else ""
+        differs.append(msg("seen_555_prefix"))
+    if differs:
+        seen = msg("seen_differs", seen=seen, differs=joined(differs))
     return Probe("protocol greeting", mysql, seen, not differs)
 
 
 def probe_gtid(cur: Any) -> Probe:
-    mysql = "@@global.gtid_mode is OFF/OFF_PERMISSIVE/ON_PERMISSIVE/ON and @@global.server_uuid is a UUID"
+    mysql = msg("mysql_gtid")
     mode, e1, m1 = _ask(cur, "SELECT @@global.gtid_mode")
     uuid, e2, m2 = _ask(cur, "SELECT @@global.server_uuid")
     if e1 in DENIED or e2 in DENIED:
-        return Probe("GTIDs", mysql, f"not allowed to read: {m1 or m2}", None)
-    seen = f"gtid_mode={mode if not e1 else m1}; server_uuid={uuid if not e2 else m2}"
+        return Probe("GTIDs", mysql, msg("seen_not_allowed", error=m1 or m2), None)
+    seen: Text | str = f"gtid_mode={mode if not e1 else m1}; server_uuid={uuid if not e2 else m2}"
     ok = (not e1 and str(mode) in ("OFF", "OFF_PERMISSIVE", "ON_PERMISSIVE", "ON")) and (
         not e2 and isinstance(uuid, str) and len(uuid) == 36 and uuid.count("-") == 4
     )
     if not ok:
         pos, e3, _ = _ask(cur, "SELECT @@global.gtid_current_pos")
         if not e3:
-            seen += f"; MariaDB's domain-server-sequence GTIDs instead (gtid_current_pos={pos!r})"
+            seen = msg("seen_mariadb_gtid", seen=seen, pos=repr(pos))
     return Probe("GTIDs", mysql, seen, ok)
 
 
 def probe_auth_plugins(cur: Any) -> Probe:
-    mysql = "caching_sha2_password ACTIVE (MySQL 8's built-in, always present)"
+    mysql = msg("mysql_auth")
     try:
         cur.execute(
             "SELECT PLUGIN_NAME, PLUGIN_STATUS FROM information_schema.PLUGINS "
@@ -112,27 +112,29 @@ def probe_auth_plugins(cur: Any) -> Probe:
         )
         rows = cur.fetchall()
     except Exception as exc:
-        return Probe("authentication plugins", mysql, f"could not be listed: {first_line(exc)}", None)
+        return Probe("authentication plugins", mysql, msg("seen_not_listed", error=first_line(exc)), None)
     names = {str(n): str(s) for n, s in rows}
-    seen = ", ".join(f"{n} {s}" for n, s in names.items()) or "none listed"
+    seen = ", ".join(f"{n} {s}" for n, s in names.items()) or msg("seen_none_listed")
     return Probe("authentication plugins", mysql, seen, names.get("caching_sha2_password") == "ACTIVE")
 
 
 def probe_dictionary(cur: Any) -> Probe:
-    mysql = "performance_schema.data_locks, information_schema.INNODB_TABLES and mysql.component exist"
-    seen, ok, unshown = [], True, []
+    mysql = msg("mysql_dictionary")
+    seen: list[Text | str] = []
+    unshown: list[Text | str] = []
+    ok = True
     for table in ("performance_schema.data_locks", "information_schema.INNODB_TABLES", "mysql.component"):
-        _, err, msg = _ask(cur, f"SELECT 1 FROM {table} LIMIT 1")
+        _, err, said = _ask(cur, f"SELECT 1 FROM {table} LIMIT 1")
         if err in DENIED:
-            unshown.append(f"{table}: {msg}")
+            unshown.append(f"{table}: {said}")
         elif err:
             ok = False
-            seen.append(f"{table}: {msg}")
+            seen.append(f"{table}: {said}")
         else:
-            seen.append(f"{table}: exists")
+            seen.append(msg("seen_exists", table=table))
     if unshown and ok:
-        return Probe("data dictionary", mysql, "; ".join(seen + unshown), None)
-    return Probe("data dictionary", mysql, "; ".join(seen + unshown), ok)
+        return Probe("data dictionary", mysql, joined(seen + unshown), None)
+    return Probe("data dictionary", mysql, joined(seen + unshown), ok)
 
 
 #: (expression, MySQL 8's answer as text)
@@ -147,29 +149,30 @@ def probe_functions(cur: Any) -> Probe:
     mysql = "; ".join(f"{e} = {a}" for e, a in FUNCTIONS)
     seen, ok = [], True
     for expr, answer in FUNCTIONS:
-        v, err, msg = _ask(cur, f"SELECT {expr}")
-        got = msg if err else ("NULL" if v is None else str(v.decode() if isinstance(v, bytes) else v))
+        v, err, said = _ask(cur, f"SELECT {expr}")
+        got = said if err else ("NULL" if v is None else str(v.decode() if isinstance(v, bytes) else v))
         ok = ok and not err and got.replace("`", "") == answer.replace("`", "")  # quoting of names may vary
         seen.append(f"{expr.split('(')[0]}: {got}")
     return Probe("MySQL 8 functions", mysql, "; ".join(seen), ok)
 
 
 def probe_sql_modes(cur: Any) -> Probe:
-    mysql = "SET sql_mode='NO_AUTO_CREATE_USER' and SET sql_mode='ORACLE' both refused (error 1231)"
+    mysql = msg("mysql_sql_modes")
     before, _, _ = _ask(cur, "SELECT @@SESSION.sql_mode")
-    seen, ok = [], True
+    seen: list[Text | str] = []
+    ok = True
     try:
         for mode in ("NO_AUTO_CREATE_USER", "ORACLE"):
-            _, err, msg = _ask(cur, f"SET SESSION sql_mode = '{mode}'")
+            _, err, said = _ask(cur, f"SET SESSION sql_mode = '{mode}'")
             if err == 1231:
-                seen.append(f"{mode}: refused")
+                seen.append(msg("seen_mode_refused", mode=mode))
             else:
                 ok = False
-                seen.append(f"{mode}: {'accepted' if not err else msg}")
+                seen.append(msg("seen_mode_accepted", mode=mode) if not err else f"{mode}: {said}")
     finally:
         if before is not None:
             cur.execute("SET SESSION sql_mode = %s", (before,))
-    return Probe("SQL modes", mysql, "; ".join(seen), ok)
+    return Probe("SQL modes", mysql, joined(seen), ok)
 
 
 #: Features of MySQL's look-alikes that MySQL has not: (what, SQL).
@@ -182,18 +185,18 @@ LOOK_ALIKES = (
 
 
 def probe_look_alikes(cur: Any) -> Probe:
-    mysql = "none of: " + ", ".join(w for w, _ in LOOK_ALIKES)
+    mysql = msg("mysql_no_look_alikes", which=", ".join(w for w, _ in LOOK_ALIKES))
     present = []
     for what, sql in LOOK_ALIKES:
-        v, err, msg = _ask(cur, sql)
+        v, err, said = _ask(cur, sql)
         # NEXTVAL of a missing sequence: MariaDB knows sequences (error 4091, unknown SEQUENCE); MySQL has no NEXTVAL
         # function (1305, or 1046 without a default database)
         if what == "MariaDB's sequences":
             if err in (4091, 1146):
-                present.append(f"{what} ({msg})")
+                present.append(f"{what} ({said})")
         elif not err:
             present.append(f"{what} (= {v})")
-    return Probe("no look-alike's features", mysql, "; ".join(present) or "none present", not present)
+    return Probe("no look-alike's features", mysql, "; ".join(present) or msg("seen_none_present"), not present)
 
 
 def probe_all(conn: Any, host: str, port: int, greeting: Callable[[str, int], Greeting] = read_greeting) -> list[Probe]:
@@ -201,7 +204,7 @@ def probe_all(conn: Any, host: str, port: int, greeting: Callable[[str, int], Gr
     try:
         first = probe_greeting(greeting(host, port))
     except GreetingError as exc:
-        first = probe_greeting(None, f"not read: {exc}")
+        first = probe_greeting(None, msg("seen_greeting_unread", error=str(exc)))
     with conn.cursor() as cur:
         return [
             first,
@@ -217,8 +220,8 @@ def probe_all(conn: Any, host: str, port: int, greeting: Callable[[str, int], Gr
 def version_claimed(conn: Any) -> str:
     """What the server says it is (recorded, never judged)."""
     with conn.cursor() as cur:
-        v, err, msg = _ask(cur, "SELECT CONCAT(VERSION(), ' / ', @@version_comment)")
-    return msg if err else str(v)
+        v, err, said = _ask(cur, "SELECT CONCAT(VERSION(), ' / ', @@version_comment)")
+    return said if err else str(v)
 
 
 def check_mysql_engine(target: Database, evidence: CaseEvidence) -> list[Probe]:
