@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         "an OK needs this or --trusted-keys",
     )
     ver.add_argument("--trusted-keys", type=Path, default=None, help="a file of trusted fingerprints, one a line")
-    clean = sub.add_parser("cloud-cleanup", help="delete every VM a run created (named cp-<run id>-...)")
+    clean = sub.add_parser(
+        "cloud-cleanup",
+        help="delete every VM a run created, and on OpenStack its server groups, volumes, stacks, users and projects "
+        "(named cp-<run id>-...)",
+    )
     clean.add_argument("--cloud", required=True, help="the cloud profile .toml the run used")
     clean.add_argument("--run", required=True, help="the run id (results/<run id>/, or the VMs' name prefix)")
     drop = sub.add_parser(
@@ -486,6 +490,7 @@ def _cloud_cleanup(spec: str, run_id: str) -> int:
     from clauseproof.compute.base import GONE
     from clauseproof.compute.batch import cleanup
     from clauseproof.compute.profile import make_driver
+    from clauseproof.compute.roles import RunCleanup
     from clauseproof.core.errors import ClauseproofError
 
     if spec in ("simulated", "none", "embedded-openstack"):
@@ -500,6 +505,8 @@ def _cloud_cleanup(spec: str, run_id: str) -> int:
     try:
         found = [v for v in driver.list_vms(run_id) if v.state != GONE]
         left = cleanup(driver, run_id)
+        if isinstance(driver, RunCleanup):  # groups, volumes, stacks, users and projects of the run
+            left += driver.cleanup_run(run_id)
     finally:
         driver.close()
     for v in found:

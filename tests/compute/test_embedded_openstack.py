@@ -72,6 +72,18 @@ def test_an_honest_embedded_cloud_passes_what_its_control_plane_does() -> None:
                 verdicts = _verdicts(ev)
                 assert set(verdicts.values()) <= {PASS, NOT_SHOWN}, (clause, verdicts)
                 assert PASS in verdicts.values()
+            # what a killed run leaves beyond servers — a group, a volume, a server — is found by its name and
+            # deleted by the run's clean-up (clauseproof cloud-cleanup), nothing else of the cloud touched
+            left_run = f"st{secrets.token_hex(3)}"
+            d.create_group(left_run, "anti-affinity")
+            d.conn.block_storage.create_volume(name=f"cp-{left_run}-lost-vol", size=1)
+            d.create_servers(left_run, [f"cp-{left_run}-lost-vm"])
+            other = d.conn.block_storage.create_volume(name="not-the-harness", size=1)
+            assert d.cleanup_run(left_run, timeout_s=TIMEOUT) == []
+            names = {v.name for v in d.conn.block_storage.volumes()}
+            assert f"cp-{left_run}-lost-vol" not in names and "not-the-harness" in names
+            assert not [g for g in d.conn.compute.server_groups() if g.name.startswith(f"cp-{left_run}-")]
+            d.conn.block_storage.delete_volume(other)
         finally:
             d.close()
 

@@ -117,6 +117,15 @@ class Clone(Protocol):
     def delete_clone_set(self, run_id: str, timeout_s: float) -> list[str]: ...
 
 
+@runtime_checkable
+class RunCleanup(Protocol):
+    """Everything a run made beyond its servers — server groups, volumes, stacks, users and projects — found by the
+    run's name prefix and deleted (the cloud fixture's last step, and ``clauseproof cloud-cleanup``); returns what is
+    still there."""
+
+    def cleanup_run(self, run_id: str, timeout_s: float = 300.0) -> list[str]: ...
+
+
 def facts(driver: Any) -> dict[str, Any]:
     """Which roles a driver plays (recorded in the evidence)."""
     return {r.__name__: isinstance(driver, r) for r in (Placement, Rebuild, Flavours, Clone)}
