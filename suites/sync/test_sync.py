@@ -128,10 +128,10 @@ def _checker_parts(
                 "values_equal_how",
                 whose=whose,
                 n=len(mapping.columns),
-                summary=equal.summary(),
+                summary=equal.summary_text(),
                 seconds=f"{equal.seconds:.2f}",
             ),
-            why=equal.summary(5),
+            why=equal.summary_text(5),
             data={"check": equal.evidence()},
         ),
         Part(

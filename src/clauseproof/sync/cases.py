@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clauseproof.core.i18n import Text, msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.flow import (
     CHANGE_TARGET,
@@ -130,8 +130,8 @@ def _equal_part(clause: str, name: str | Text, checks: list[TableCheck], what: s
         clause,
         name,
         not bad,
-        msg("checker_said", what=what, summary="; ".join(c.summary(3) for c in checks)),
-        why="; ".join(c.summary(5) for c in bad),
+        msg("checker_said", what=what, summary=joined([c.summary_text(3) for c in checks])),
+        why=joined([c.summary_text(5) for c in bad]),
         data={"checks": [c.evidence() for c in checks]},
     )
 
@@ -412,7 +412,7 @@ def bidirectional(
                 for origin in ("bi-a", "bi-b")
             }
         checks = [check(sys, a, b, ORDERS)]
-    problems = []
+    problems: list[Text | str] = []
     for (node, origin), got in copies.items():
         m = ma if origin == "bi-a" else mb
         want = set(m.committed)
@@ -423,7 +423,7 @@ def bidirectional(
             problems.append(f"{len(more)} markers of {origin[-1]} {home} on {node} (echo)")
         if lost:
             problems.append(f"{len(lost)} markers of {origin[-1]} missing on {node}")
-    problems += [c.summary(5) for c in checks if not c.equal]
+    problems += [c.summary_text(5) for c in checks if not c.equal]
     problems += [f"no sentinel {k} within {timeout:g} s" for k, v in waits.items() if v is None]
     errors = [e for r in reports for e in r.errors]
     if errors:
@@ -441,9 +441,9 @@ def bidirectional(
             n_a=n_a,
             n_b=n_b,
             settle=f"{settle_s:g}",
-            checker="; ".join(c.summary(2) for c in checks),
+            checker=joined([c.summary_text(2) for c in checks]),
         ),
-        why="; ".join(problems),
+        why=joined(problems),
         data={"sentinel_s": waits, "checks": [c.evidence() for c in checks]},
     )
 

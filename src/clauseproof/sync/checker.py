@@ -29,6 +29,7 @@ from typing import Any
 
 from clauseproof.core.digest import Dialect
 from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.sync.mapping import TableMap, canonical, quote, row_hash
 
 CHUNKS = 64  # first cut of the key range
@@ -76,9 +77,17 @@ class RowDiff:
     detail: str = ""
 
     def describe(self) -> str:
+        return str(self.describe_text())
+
+    def describe_text(self) -> Text:
+        """The difference in the report's language (keys, columns and counts as they are)."""
         if self.kind == "changed":
-            return f"key {self.key}: changed {', '.join(self.columns)}"
-        return f"key {self.key}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
+            return msg("diff_changed", row=self.key, columns=", ".join(self.columns))
+        if self.kind == "duplicated":
+            return msg("diff_duplicated", row=self.key, detail=self.detail)
+        if self.kind == "moved":
+            return msg("diff_moved", row=self.key, to=self.detail.removeprefix("to key "))
+        return msg("diff_missing" if self.kind == "missing" else "diff_extra", row=self.key)
 
 
 @dataclass
@@ -122,23 +131,28 @@ class TableCheck:
         return out
 
     def summary(self, limit: int = 5) -> str:
-        """One line: equal, or what differs with the first keys."""
-        head = f"{self.table}: source {self.source_rows} rows, target {self.target_rows}"
+        """One line: equal, or what differs with the first keys (English; :meth:`summary_text` for the report)."""
+        return str(self.summary_text(limit))
+
+    def summary_text(self, limit: int = 5) -> Text:
+        head = dict(table=self.table, source=self.source_rows, target=self.target_rows)
         if self.equal:
-            return head + ", equal"
-        parts = []
+            return msg("check_equal", **head)
+        parts: list[Text | str] = []
         if self.missing_columns:
-            parts.append("columns missing on the target: " + ", ".join(self.missing_columns))
+            parts.append(msg("check_columns_missing", columns=", ".join(self.missing_columns)))
         if self.extra_columns:
-            parts.append("columns on the target outside the mapping: " + ", ".join(self.extra_columns))
+            parts.append(msg("check_columns_extra", columns=", ".join(self.extra_columns)))
         if self.source_null_keys or self.target_null_keys:
-            parts.append(f"rows without a key: source {self.source_null_keys}, target {self.target_null_keys}")
+            parts.append(msg("check_null_keys", source=self.source_null_keys, target=self.target_null_keys))
         if self.diffs:
             more = "+" if self.truncated else ""
-            kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds().items()))
-            first = "; ".join(d.describe() for d in self.diffs[:limit])
-            parts.append(f"{len(self.diffs)}{more} differing keys ({kinds}): {first}")
-        return head + "; " + "; ".join(parts)
+            # diff_kind_missing, diff_kind_extra, diff_kind_duplicated, diff_kind_changed, diff_kind_moved
+            kinds = joined([msg("diff_kind_count", n=n, kind=msg(f"diff_kind_{k}"))
+                            for k, n in sorted(self.kinds().items())])  # fmt: skip
+            first = joined([d.describe_text() for d in self.diffs[:limit]])
+            parts.append(msg("check_differing", n=f"{len(self.diffs)}{more}", kinds=kinds, first=first))
+        return msg("check_differs", **head, what=joined(parts))
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -372,7 +386,7 @@ class Checker:
             elif not a:
                 found.append(RowDiff(key, "extra", target=b[0]))
             elif len(a) != len(b):
-                times = f"{len(a)} on source, {len(b)} on target"
+                times = f"{len(a)} : {len(b)}"  # on the source : on the target
                 found.append(RowDiff(key, "duplicated", source=a[0], target=b[0], detail=times))
             else:
                 for x, y in zip(sorted(a, key=repr), sorted(b, key=repr), strict=True):

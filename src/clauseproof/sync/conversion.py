@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import joined, msg
 from clauseproof.sync.cases import FIRST_ROWS, Part, _barrier_to, _run_sql, _short_load, check, prepare, scenario
 from clauseproof.sync.mapping import ColumnMap, TableMap
 from clauseproof.targets.roles import SyncSystem
@@ -76,10 +76,8 @@ def conversion(
             msg("name_conversion"),
             not changed and not result.missing_columns and wait is not None and not errors,
             msg("conversion_how", layout=layout_txt, columns="; ".join(c.describe() for c in CONVERSION.columns)),
-            why="; ".join(
-                filter(
-                    None, [result.summary(5) if changed else "", late, f"load errors {errors[:3]}" if errors else ""]
-                )
+            why=joined(
+                [result.summary_text(5) if changed else "", late, f"load errors {errors[:3]}" if errors else ""]
             ),
             data=base,
         ),
@@ -94,7 +92,7 @@ def conversion(
                 target=result.target_rows,
                 outside=outside,
             ),
-            why=result.summary(5) if not rows_ok else (msg("rows_outside", n=outside) if outside else ""),
+            why=result.summary_text(5) if not rows_ok else (msg("rows_outside", n=outside) if outside else ""),
         ),
         Part(
             "BZ-SYNC-6",

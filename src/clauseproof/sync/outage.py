@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import Any
 
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import joined, msg
 from clauseproof.sync.cases import (
     FIRST_ROWS,
     MARKERS,
@@ -88,19 +88,16 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
     applied = bool(during) and not through
     eq = all(c.equal for c in checks)
     ok: bool | None = eq and not missing and not doubled and not report.errors and final is not None
-    why = "; ".join(
-        filter(
-            None,
-            [
-                "; ".join(c.summary(5) for c in checks if not c.equal),
-                f"{len(missing)} markers never arrived ({_marker_times(markers, missing, t_fault)})" if missing else "",
-                f"{len(doubled)} markers arrived more than once" if doubled else "",
-                f"source write errors: {report.errors[:3]}" if report.errors else "",
-                ""
-                if final is not None and final_orders is not None
-                else f"the target had not caught up {limit:g} s after recovery",
-            ],
-        )
+    why = joined(
+        [
+            joined([c.summary_text(5) for c in checks if not c.equal]),
+            f"{len(missing)} markers never arrived ({_marker_times(markers, missing, t_fault)})" if missing else "",
+            f"{len(doubled)} markers arrived more than once" if doubled else "",
+            f"source write errors: {report.errors[:3]}" if report.errors else "",
+            ""
+            if final is not None and final_orders is not None
+            else f"the target had not caught up {limit:g} s after recovery",
+        ]
     )
     if ok and not applied:  # a fault that let changes through was not an outage: nothing was shown
         ok = None
@@ -125,7 +122,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             status=", ".join(status) or "-",
             missing=len(missing),
             doubled=len(doubled),
-            checker="; ".join(c.summary(2) for c in checks),
+            checker=joined([c.summary_text(2) for c in checks]),
         ),
         why=why,
         data={
