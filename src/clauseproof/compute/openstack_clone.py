@@ -10,6 +10,7 @@ disk can be cloned; every disk is deleted with its server (``delete_on_terminati
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -91,10 +92,18 @@ class OpenStackClones:
 
     def create_cloneable(self, run_id: str, name: str, *, zone: str, flavour: str, disk_type: str) -> str:
         bs = self.conn.block_storage
-        system = bs.create_volume(name=f"{name}-system", size=1, volume_type=disk_type, metadata={TAG: run_id})
+        # on a cloud that boots guests the system disk holds the batch's image (as large as the image asks); the fake
+        # volume driver copies no image, so the stand-in's is a blank volume marked bootable
+        image: dict[str, Any] = {"size": 1}
+        if self.boots_guests:
+            img = self.conn.image.get_image(getattr(self, "_image_id", None))
+            need = max(int(img.min_disk or 0), math.ceil((img.size or 0) / 2**30), 1)
+            image = {"image_id": img.id, "size": need}
+        system = bs.create_volume(name=f"{name}-system", volume_type=disk_type, metadata={TAG: run_id}, **image)
         data = bs.create_volume(name=f"{name}-data", size=1, volume_type=disk_type, metadata={TAG: run_id})
-        self._wait_volumes([system.id, data.id])
-        bs.set_volume_bootable_status(system, True)
+        self._wait_volumes([system.id, data.id], timeout_s=600)
+        if not self.boots_guests:
+            bs.set_volume_bootable_status(system, True)
         return self._boot_from(run_id, name, system.id, data.id, zone=zone, flavour=flavour)
 
     def clone_server(self, run_id: str, source: str, name: str, *, zone: str, flavour: str, disk_type: str) -> str:
