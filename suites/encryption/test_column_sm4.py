@@ -165,5 +165,6 @@ def test_target_column_encryption(request: pytest.FixtureRequest, target: Target
     )
     for part, ok in result.parts.items():  # a part not shown is a row that says so
         reason = result.why.get(part, "")
-        evidence.part("BZ-DB-2", ok, statistic=msg("part_named", part=part), why=reason, not_shown=reason)
+        name = result.names.get(part, part)
+        evidence.part("BZ-DB-2", ok, statistic=msg("part_named", part=name), why=reason, not_shown=reason)
     evidence.require_pass()

@@ -28,6 +28,7 @@ from typing import Any
 
 from clauseproof.core.commands import template_problem
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.encryption.stored import _Session, ciphertext_shape, plaintext_found
 from clauseproof.targets.base import open_endpoint
 from clauseproof.targets.roles import Database
@@ -152,7 +153,9 @@ class ColumnResult:
     details: dict[str, Any]
     notes: list[str]
     #: For a disproven part, what showed it; for a part not shown, why not.
-    why: dict[str, str] = field(default_factory=dict)
+    why: dict[str, Text | str] = field(default_factory=dict)
+    #: each part's name in the report's language (the keys of ``parts`` are its English)
+    names: dict[str, Text] = field(default_factory=dict)
 
 
 def _text(v: Any) -> str | None:
@@ -212,7 +215,8 @@ class _Check:
         self.values = plaintexts(seed)
         self.sessions: list[_Session] = []
         self.parts: dict[str, bool | None] = {}
-        self.why: dict[str, str] = {}
+        self.why: dict[str, Text | str] = {}
+        self.names: dict[str, Text] = {}
         self.notes: list[str] = []
         self.reads: dict[str, str] = {}
         self.made_keys: list[str] = []
@@ -260,8 +264,9 @@ class _Check:
     def r(self, c: str) -> str:
         return self.spec.read.replace("%", "%%").format(column=c, key=self.keys[c], namespace=self.ns)
 
-    def judge(self, part: str, ok: bool | None, failed_because: str, unshown: str = "") -> None:
-        self.parts[part] = ok
+    def judge(self, name: Text, ok: bool | None, failed_because: Text | str, unshown: Text | str = "") -> None:
+        part = str(name)
+        self.parts[part], self.names[part] = ok, name
         if ok is False:
             self.why[part] = failed_because
         elif ok is None:
@@ -321,19 +326,14 @@ class _Check:
         leaked = plaintext_found(self.values, stored_bytes)
         shaped, shape = ciphertext_shape(stored_bytes)
         same = sum(1 for i in range(1, ROWS + 1) if _raw(raw.get((i, COLUMNS[0]))) == _raw(raw.get((i, COLUMNS[1]))))
-        failures = []
+        failures: list[Text | str] = []
         if leaked:
-            failures.append(f"{leaked} of {ROWS} plaintexts found in the stored bytes (plain, encoded or compressed)")
+            failures.append(msg("cc_plaintext_found", leaked=leaked, rows=ROWS))
         if not shaped:
-            failures.append(f"the stored values do not look like ciphertext: {shape}")
+            failures.append(msg("cc_not_ciphertext", shape=shape))
         if not self.facts["keyed_round_trip"]:
-            failures.append("the keyed session did not read every value back")
-        self.judge(
-            "column-level encryption (stored bytes hold no plaintext, plain or encoded, and look like ciphertext; "
-            "a keyed session reads them back)",
-            not failures,
-            "; ".join(failures),
-        )
+            failures.append(msg("cc_not_read_back"))
+        self.judge(msg("cc_part_storage"), not failures, joined(failures))
         self.facts.update(
             plaintexts_found_in_stored_bytes=leaked,
             ciphertext_shape=shape,
@@ -355,20 +355,14 @@ class _Check:
             self.reads["phone-key-only session reads id_number"] = _outcome(o1, g1, values[0])
             self.reads["phone-key-only session reads phone"] = _outcome(o2, g2, values[0])
             partial = not (o1 == "value" and _text(g1) == values[0]) and o2 == "value" and _text(g2) == values[0]
+        self.judge(msg("cc_part_keyless"), not keyless_reads, msg("cc_keyless_read"))
         self.judge(
-            "a key per user (a session without the keys cannot read plaintext)",
-            not keyless_reads,
-            "a session without keys read row 1's id_number as plaintext",
-        )
-        self.judge(
-            "a key per user (a session holding one column's key cannot read the other column)",
+            msg("cc_part_one_key"),
             partial,
-            "a session holding the phone key only: id_number "
-            f"{self.reads.get('phone-key-only session reads id_number')}, "
-            f"phone {self.reads.get('phone-key-only session reads phone')}",
-            "the profile gives keys per connection (keyed_options) or keyed_session names no {key}, so no session "
-            "could hold one column's key and not the other",
-        )
+            msg("cc_one_key_read", id_number=str(self.reads.get("phone-key-only session reads id_number")),
+                phone=str(self.reads.get("phone-key-only session reads phone"))),
+            msg("cc_one_key_unshown"),
+        )  # fmt: skip
 
     def judge_tampering(self) -> None:
         """Someone with table access but no keys moves ciphertexts around and alters one; and, where the harness
@@ -397,7 +391,7 @@ class _Check:
         cross = moves[1][0]
         # What only distinct keys give: a value sealed under the id_number key is not opened through the phone
         # column's key; and where the harness hands out the key material, a wrong key opens nothing.
-        key_failures = [accepted[cross]] if cross in accepted else []
+        key_failures: list[Text | str] = [accepted[cross]] if cross in accepted else []
         handed = self.spec.per_key_sessions and any("{secret_hex}" in t for t in self.spec.keyed_session)
         if handed:
             key_failures += self._wrong_key_reads() + self._cross_key_reads()
@@ -409,18 +403,15 @@ class _Check:
         # Without key material the harness can hand out, a key per column cannot be shown by access: a shared key
         # with the column's name bound into each value passes every other check (issue 30's cheat).
         self.judge(
-            "a key per column (a value sealed under one column's key is not read through the other's; "
-            "a wrong key, or another column's key, reads nothing)",
+            msg("cc_part_per_column"),
             (not key_failures) if handed else (False if key_failures else None),
-            "; ".join(key_failures),
-            "the key material is held by the target (keyed_session takes no {secret_hex}), so no session could be "
-            "handed one column's key for the other's: that the columns have keys of their own is not shown by "
-            "access (a value moved between them being refused shows only that the column is bound into it)",
+            joined(key_failures),
+            msg("cc_per_column_unshown"),
         )
         rest = [v for k, v in accepted.items() if k != cross]
-        self.judge("a ciphertext moved to another row, or altered, is rejected", not rest, "; ".join(rest))
+        self.judge(msg("cc_part_tamper"), not rest, "; ".join(rest))
 
-    def _cross_key_reads(self) -> list[str]:
+    def _cross_key_reads(self) -> list[Text | str]:
         """A session handed id_number's key material as the phone column's key must read no phone value: columns
         that share one key (their names only bound into the values) give it away here."""
         s = self.open_session("id-key-as-phone", ())
@@ -433,13 +424,10 @@ class _Check:
         o, g = s.try_read(f"SELECT {self.r(COLUMNS[1])} FROM {TABLE} WHERE row_id = %s", (1,))
         self.reads["a session handed the id_number key as the phone key reads phone"] = _outcome(o, g, self.values[0])
         if o == "value" and _text(g) == self.values[0]:
-            return [
-                "a session handed the id_number key as the phone key read row 1's phone as plaintext: the columns "
-                "share a key"
-            ]
+            return [msg("cc_shared_key")]
         return []
 
-    def _wrong_key_reads(self) -> list[str]:
+    def _wrong_key_reads(self) -> list[Text | str]:
         wrong = self.open_session("wrong-key", ())
         for stmt in self.spec.keyed_session:
             wrong.run(
@@ -450,7 +438,7 @@ class _Check:
         o, g = wrong.try_read(f"SELECT {self.r(COLUMNS[0])} FROM {TABLE} WHERE row_id = %s", (1,))
         self.reads["a session with a wrong id_number key reads id_number"] = _outcome(o, g, self.values[0])
         if o == "value" and _text(g) == self.values[0]:
-            return ["a session given a wrong id_number key read row 1's id_number as plaintext"]
+            return [msg("cc_wrong_key_read")]
         return []
 
     def result(self) -> ColumnResult:
@@ -471,7 +459,7 @@ class _Check:
             "keyed_round_trip": self.facts["keyed_round_trip"],
             "reads": self.reads,
         }
-        return ColumnResult(parts=self.parts, details=details, notes=self.notes, why=self.why)
+        return ColumnResult(parts=self.parts, details=details, notes=self.notes, why=self.why, names=self.names)
 
     def clean_up(self) -> None:
         """Drop the table and keys, run the teardown (each failure a note), close every session."""
