@@ -497,7 +497,7 @@ def test_nodes_that_are_addresses_of_one_server_are_found(cluster: PatroniCluste
         assert one == [] and unread == [] and len(ids) == 2  # the positive control: two servers
         assert all(i.where.endswith("/data") for i in ids.values()), ids  # its data directory, as it reports it
         ids, one, unread = identity.survey(aliases)
-        assert len(one) == 1 and one[0].startswith("nodes a and b are one server (system identifier"), one
+        assert len(one) == 1 and one[0].startswith("nodes a and b are one server (system_identifier"), one
     finally:
         honest.close()
         aliases.close()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Generic
 
 from clauseproof.core.errors import first_line
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.roles import N, NodeAddresses
 
 POLL_S = 0.05
@@ -57,7 +58,12 @@ class Identity:
         return self.where == before.where and self.started > before.started + slack
 
     def text(self) -> str:
-        return f"{self.server}, started {time.strftime('%H:%M:%S', time.gmtime(self.started))}Z, {self.where}"
+        return str(self.text_i18n())
+
+    def text_i18n(self) -> Text:
+        """The identity in the report's language (identifiers, paths and times as they are)."""
+        started = time.strftime("%H:%M:%S", time.gmtime(self.started)) + "Z"
+        return msg("ident_text", server=self.server, started=started, where=self.where)
 
 
 def identify(conn: Any, dialect: str) -> Identity:
@@ -75,8 +81,8 @@ def identify(conn: Any, dialect: str) -> Identity:
                 where = str(cur.fetchone()[0])
             except Exception:  # no privilege to read it: the address the server says it answered on
                 _rollback(conn)
-                where = f"address {addr}"
-            return Identity(f"system identifier {system_id}", float(started), where, True)
+                where = f"inet_server_addr {addr}"
+            return Identity(f"system_identifier {system_id}", float(started), where, True)
         cur.execute(
             "SELECT @@server_id, @@hostname, @@datadir, @@port, UNIX_TIMESTAMP() - "
             "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')"
@@ -91,8 +97,8 @@ def identify(conn: Any, dialect: str) -> Identity:
                 continue
             value = row[-1] if row else None
             if value:
-                ids.append(f"{'server_uuid' if 'server_uuid' in query else 'gcomm uuid'} {value}")
-        return Identity(", ".join(ids), float(started), f"{hostname}:{datadir} port {port}", False)
+                ids.append(f"{'server_uuid' if 'server_uuid' in query else 'wsrep_gcomm_uuid'} {value}")
+        return Identity(", ".join(ids), float(started), f"{hostname}:{datadir} :{port}", False)
 
 
 def _rollback(conn: Any) -> None:

@@ -337,12 +337,16 @@ def _scale(cluster: HACluster[N], gated: Any, plan: _Plan) -> None:
 def _judge_identity(case_evidence: CaseEvidence, gated: Any, plan: _Plan) -> None:
     """The part every other part rests on (judged on the case's own evidence, never gated), and the parts a run on
     one machine cannot show."""
-    ids, surveyed = plan.ids, plan.surveyed
+    ids = plan.ids
     for clause in ("BZ-DB-1", "SX-RDS-3"):
         case_evidence.part(
             clause,
             False if gated.problems else None if gated.unread else True,
-            statistic=msg("part_identity", n=len(ids), nodes="; ".join(f"{n}: {t}" for n, t in surveyed.items())),
+            statistic=msg(
+                "part_identity",
+                n=len(ids),
+                nodes=joined([msg("ident_node", node=n, ident=i.text_i18n()) for n, i in ids.items()]),
+            ),
             why="; ".join(dict.fromkeys(gated.problems)),
             not_shown="; ".join(gated.unread),
         )
