@@ -21,7 +21,7 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.load.background import BackgroundLoad
 from clauseproof.online_ddl import checks
 from clauseproof.targets.base import Target
@@ -125,31 +125,32 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
         load_client=result.client(),
         load_series=result.series(),
     )
-    problems = []
+    problems: list[Text | str] = []
     if errors:
-        problems.append(f"{len(errors)} request errors under load, first: {errors[0]}")
+        problems.append(msg("ddl_request_errors", n=len(errors), first=str(errors[0])))
     if worst_gap > float(p["stall_limit_s"]):
         stalled = [w for w in judged if (stats[w]["max_commit_gap_s"] or 0) > float(p["stall_limit_s"])]
-        problems.append(f"writes stalled {worst_gap:.2f} s (> {p['stall_limit_s']} s) during {', '.join(stalled)}")
+        problems.append(msg("ddl_stalled", gap=f"{worst_gap:.2f}", limit=p["stall_limit_s"], during=", ".join(stalled)))
     if before != after:
-        problems.append(f"the pre-loaded rows changed: digest {before} before, {after} after")
+        problems.append(msg("ddl_rows_changed", before=str(before), after=str(after)))
     if invalid:
-        problems.append(f"invalid indexes left: {invalid}")
+        problems.append(msg("ddl_invalid_indexes", indexes=str(invalid)))
     if abs(fund_after - fund_before) > 0.005:
-        problems.append(f"fund total changed from {fund_before} to {fund_after}")
+        problems.append(msg("ddl_fund_changed", before=fund_before, after=fund_after))
     if refused.startswith("NOT refused"):
         problems.append(refused)
-    summary = "; ".join(
-        f"{w}: max commit gap {stats[w]['max_commit_gap_s']} s, write p99 {stats[w]['write_p99_ms']} ms, "
-        f"max {stats[w]['write_max_ms']} ms"
+    # a window's name: the catalog's words for the baseline, the DDL step's own label (add column, add index)
+    summary = joined([
+        msg("ddl_window", window=msg("ddl_baseline") if w == "baseline (no DDL)" else w,
+            gap=stats[w]["max_commit_gap_s"], p99=stats[w]["write_p99_ms"], max=stats[w]["write_max_ms"])
         for w in ["baseline (no DDL)", *judged]
-    )
+    ])  # fmt: skip
     evidence.measure(
         "SX-RDS-6",
         not problems,
         "bool",
         statistic=msg("part_online_ddl", users=p["users"], summary=summary, gap=baseline["max_commit_gap_s"]),
-        why="; ".join(problems),
+        why=joined(problems),
         wrong="; ".join(not_made),  # a change acknowledged but not made is wrong at any scale
     )
     evidence.note(

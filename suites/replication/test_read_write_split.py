@@ -23,7 +23,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import joined, msg
 from clauseproof.replication import checks as rep
 from clauseproof.replication import replicas
 from clauseproof.targets import Target
@@ -141,7 +141,7 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         ),
         samples=[float(balance.reads_by_node[n.name]) for n in topology.replicas],
         sample_unit="reads",
-        why="; ".join(balance.problems),
+        why=joined(balance.problems),
     )
     lag = [s.catch_up_s for s in states if s.catch_up_s is not None]
     evidence.note(

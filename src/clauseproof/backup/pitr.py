@@ -15,7 +15,7 @@ from clauseproof.backup.source import Source
 from clauseproof.core.digest import TableDigest, compare_digests, digest_tables
 from clauseproof.core.errors import ClauseproofError, NotApplicable
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.targets.roles import Database, PointInTimeRecovery
 
 TABLE = "pitr_batches"
@@ -56,7 +56,7 @@ def restore_to_points(target: Database, src: Source | None, evidence: CaseEviden
     server.pitr_close_archive(conn)
     conn.close()
     results = []
-    unequal: list[str] = []  # a difference found is the clause's FAIL, named, never an error of the case
+    unequal: list[Text | str] = []  # a difference found is the clause's FAIL, named, never an error of the case
     refused = ""
     try:
         for p in points:
@@ -65,10 +65,9 @@ def restore_to_points(target: Database, src: Source | None, evidence: CaseEviden
             ok = got == p["_digest"]
             results.append({"point": p["batch"], "expected": p["digest"], "restored": str(got.total), "equal": ok})
             if not ok:
-                unequal.append(
-                    f"restore to point {p['batch']} ({p['server_time']}) gave {got.total}, expected "
-                    f"{p['digest']}: " + "; ".join(compare_digests({"t": p["_digest"]}, {"t": got}))
-                )
+                diff = "; ".join(compare_digests({"t": p["_digest"]}, {"t": got}))
+                unequal.append(msg("pitr_unequal", point=p["batch"], time=p["server_time"], got=str(got.total),
+                                   want=p["digest"], diff=diff))  # fmt: skip
         beyond = server.pitr_beyond(points[-1])
         evidence.progress(f"{target.label}: asking for a point beyond the archive (must be refused)")
         try:
@@ -77,7 +76,7 @@ def restore_to_points(target: Database, src: Source | None, evidence: CaseEviden
             lines = str(exc).splitlines()
             refused = next((ln.strip() for ln in lines if "FATAL" in ln), lines[0])[:300]
         else:
-            unequal.append("a restore to a point beyond the archive was not refused")
+            unequal.append(msg("pitr_beyond_not_refused"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     evidence.parameters(
@@ -98,7 +97,7 @@ def restore_to_points(target: Database, src: Source | None, evidence: CaseEviden
         statistic=msg("pitr_exact", points=BATCHES)
         if not unequal
         else msg("pitr_differs", n=len(unequal), checks=BATCHES + 1),
-        why="; ".join(unequal),
+        why=joined(unequal),
     )
 
 

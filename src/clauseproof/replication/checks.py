@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from clauseproof.core.i18n import Text, msg
 from clauseproof.replication.replicas import (
     IDENTITY,
     MARKER_TABLE,
@@ -148,7 +149,7 @@ class ReadBalance:
     seconds: float
     max_concurrent: int
     errors: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[Text | str] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -223,17 +224,17 @@ def read_balance(
     names = [n.name for n in topology.nodes]
     by_node, unknown = _by_node(seen.reads, who, names)
     first_by_node, _ = _by_node(seen.firsts, who, names)
-    problems: list[str] = []
+    problems: list[Text | str] = []
     counters = _counter_deltas(topology, before, after, by_node, problems)
     weights = {n.name: n.weight for n in topology.nodes}
     chi2, p, dof = _chi_square(names, weights, by_node, first_by_node, alpha, problems)
     _placement_problems(topology, weights, by_node, counters, verified, problems)
     if unknown:
-        problems.append(f"reads served by nodes outside the topology: {unknown}")
+        problems.append(msg("rw_outside", nodes=str(unknown)))
     if seen.errors:
-        problems.append(f"{len(seen.errors)} client errors, first: {seen.errors[0]}")
+        problems.append(msg("rw_client_errors", n=len(seen.errors), first=str(seen.errors[0])))
     if seen.max_active < clients:
-        problems.append(f"only {seen.max_active} clients were connected at once (wanted {clients})")
+        problems.append(msg("rw_few_clients", n=seen.max_active, wanted=clients))
     return ReadBalance(
         clients=clients,
         sessions=clients * sessions_per_client,
@@ -332,7 +333,7 @@ def _counter_deltas(
     before: dict[str, int | None],
     after: dict[str, int | None],
     by_node: dict[str, int],
-    problems: list[str],
+    problems: list[Text | str],
 ) -> dict[str, int]:
     """Each node's own read counter over the run (statistics flush lazily: a lagging one gets a moment)."""
     counters: dict[str, int] = {}
@@ -340,7 +341,7 @@ def _counter_deltas(
         name = node.name
         b, a = before.get(name), after.get(name)
         if b is None or a is None:
-            problems.append(f"{name}: its read counter could not be read")
+            problems.append(msg("rw_counter_unread", node=name))
             continue
         counters[name] = a - b
         if counters[name] < by_node[name]:
@@ -354,7 +355,7 @@ def _chi_square(
     by_node: dict[str, int],
     first_by_node: dict[str, int],
     alpha: float,
-    problems: list[str],
+    problems: list[Text | str],
 ) -> tuple[float, float, int]:
     """Goodness of fit of the sessions' first reads against the configured weights: (chi2, p, dof)."""
     from scipy.stats import chisquare
@@ -365,7 +366,7 @@ def _chi_square(
     for name in names:
         share = weights[name] / wsum if wsum else 0.0
         if share == 0 and first_by_node[name]:
-            problems.append(f"{name} served {by_node[name]} reads but is configured to serve none")
+            problems.append(msg("rw_served_unweighted", node=name, reads=by_node[name]))
         if share > 0:
             observed.append(first_by_node[name])
             expected.append(share * total_first)
@@ -374,11 +375,13 @@ def _chi_square(
         res = chisquare(observed, expected)
         chi2, p = float(res.statistic), float(res.pvalue)
         if p < alpha:
-            problems.append(f"chi-square {chi2:.2f} on {len(observed) - 1} degrees of freedom, p = {p:.3g} < {alpha:g}")
+            problems.append(
+                msg("rw_chi_square", chi2=f"{chi2:.2f}", dof=len(observed) - 1, p=f"{p:.3g}", alpha=f"{alpha:g}")
+            )
     elif total_first and len(observed) == 1 and sum(observed) == total_first:
         chi2, p = 0.0, 1.0
     elif not total_first:
-        problems.append("no read succeeded")
+        problems.append(msg("rw_no_read"))
     return chi2, p, max(len(observed) - 1, 0)
 
 
@@ -388,28 +391,26 @@ def _placement_problems(
     by_node: dict[str, int],
     counters: dict[str, int],
     verified: set[str] | None,
-    problems: list[str],
+    problems: list[Text | str],
 ) -> None:
     """Replicas that served nothing or were not verified, fewer than two read nodes, counters that disagree."""
     for node in topology.replicas:
         if node.weight > 0 and by_node[node.name] == 0:
-            problems.append(f"{node.name} served no reads")
+            problems.append(msg("rw_served_none", node=node.name))
         if verified is not None and node.name not in verified and by_node[node.name]:
-            problems.append(f"{node.name} served {by_node[node.name]} reads but is not a verified replica")
+            problems.append(msg("rw_not_verified", node=node.name, reads=by_node[node.name]))
     readers = [
         n.name
         for n in topology.nodes
         if n.weight > 0 and (verified is None or n.name in verified or n is topology.primary)
     ]
     if len(readers) < 2:
-        problems.append(
-            f"balance needs at least two read nodes with a positive weight; the weights are {weights}"
-            + (f" and the verified replicas {sorted(verified)}" if verified is not None else "")
-        )
+        problems.append(msg("rw_two_readers", weights=str(weights),
+                            verified=str(sorted(verified)) if verified is not None else "—"))  # fmt: skip
     for node in topology.nodes:
         c = counters.get(node.name)
         if c is not None and abs(c - by_node[node.name]) > max(2, 0.01 * by_node[node.name]):
-            problems.append(f"{node.name}: its own counter saw {c} reads, the statements reported {by_node[node.name]}")
+            problems.append(msg("rw_counter_differs", node=node.name, counted=c, reported=by_node[node.name]))
 
 
 def _settle(topology: Topology, name: str, before: int, want: int) -> int:
