@@ -42,7 +42,7 @@ def trial_row(r: TrialResult) -> dict[str, Any]:
         "held_s": None if r.healed_after_s is None else round(r.healed_after_s, 2),
         "stepped_down_s": None if r.stepped_down_s is None else round(r.stepped_down_s, 2),
         "stale_leader_rounds": len(t.stale_writes),
-        "convergence": r.convergence,
+        "convergence": str(r.convergence),
         "operations": r.history_ops,
         "problems": t.problems,
         "phases_s": r.phases,

@@ -278,7 +278,7 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
                 "BZ-DB-1",
                 all(r.converged for r in recovered),
                 statistic=msg("part_recovery_multi" if multi else "part_recovery"),
-                why="; ".join(r.convergence for r in recovered if not r.converged),
+                why=joined([r.convergence for r in recovered if not r.converged]),
             )
         else:
             none_shown(gated, ("BZ-DB-1",), msg("part_recovery_short"), msg("none_killed"))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.core.i18n import Text, msg
 from clauseproof.failover.history import READ, WRITE, History, LeaderSample, Trial, judge
 from clauseproof.targets.roles import HACluster, N
 
@@ -89,7 +90,7 @@ class TrialResult:
     history_ops: int
     rejoin_s: float | None
     converged: bool
-    convergence: str
+    convergence: Text | str
     series: dict[str, Any]  # writes per second and latency, the fault shaded (the report's plot)
     healed_after_s: float | None = None  # a lifted fault: how long it held
     #: a lifted fault: from the heal until the victim first refused a write (a woken leader stepping down)
@@ -306,7 +307,8 @@ def run_trial(
     h.close()
     phase("stop")
     samples = rounds(answers, list(dict.fromkeys(names + [n.name for n in target.nodes])))
-    rejoin_s, rejoin_problem = None, ""
+    rejoin_s: float | None = None
+    rejoin_problem: Text | str = ""
     if restore is not None:
         restore_at = time.monotonic()
         try:
@@ -314,7 +316,7 @@ def run_trial(
             if healed_at is not None:  # a lifted fault: the rejoin counts from the heal
                 rejoin_s += restore_at - healed_at
         except ClauseproofError as exc:
-            rejoin_problem = f"{victim.name} did not rejoin: {str(exc).splitlines()[0]}"
+            rejoin_problem = msg("conv_not_rejoined", node=victim.name, error=str(exc).splitlines()[0])
         phase("rejoin")
     final, converged, convergence = _final_read(
         target, converge_on(victim) if converge_on else victim, read_s=final_read_s
@@ -348,7 +350,7 @@ def run_trial(
 
 def _final_read(
     target: HACluster[N], rejoined: N | None, timeout: float = 30.0, read_s: float = READ_S
-) -> tuple[list[int] | None, bool, str]:
+) -> tuple[list[int] | None, bool, Text | str]:
     """Every id the leader holds (None when no leader answered within ``read_s``: nothing could be checked);
     whether the rejoined node holds the same (count and sum), waited for."""
     ids, deadline, error = None, time.monotonic() + read_s, ""
@@ -365,9 +367,9 @@ def _final_read(
             error = first_line(exc)
             time.sleep(0.5)
     if ids is None:
-        return None, False, f"the final read found no leader to read within {read_s:g} s ({error})"
+        return None, False, msg("conv_no_leader", read_s=f"{read_s:g}", error=str(error))
     if rejoined is None:
-        return ids, False, "no node to rejoin"
+        return ids, False, msg("conv_no_rejoin")
     want = (len(ids), sum(ids))
     deadline, got = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -379,11 +381,11 @@ def _final_read(
             c.close()
             got = (int(row[0]), int(row[1])) if row else None
             if got == want:
-                return ids, True, f"{rejoined.name} holds the leader's {want[0]} ids (count and sum equal)"
+                return ids, True, msg("conv_holds", node=rejoined.name, n=want[0])
         except Exception:
             got = None  # not answering yet
         time.sleep(0.5)
-    return ids, False, f"{rejoined.name} held {got} (count, sum) against the leader's {want} after {timeout:g} s"
+    return ids, False, msg("conv_held", node=rejoined.name, got=str(got), want=str(want), timeout=f"{timeout:g}")
 
 
 @dataclass
