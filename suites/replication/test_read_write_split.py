@@ -23,7 +23,7 @@ import pytest
 
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import joined, msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.replication import checks as rep
 from clauseproof.replication import replicas
 from clauseproof.targets import Target
@@ -106,7 +106,7 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
     replica_reads = sum(balance.reads_by_node[n] for n in verified)
     split_ok = topology.automatic_split and placement.all_on_primary and replica_reads > 0
     if not topology.automatic_split:
-        why = "two endpoints: the application chooses where to write and where to read, the split is not automatic"
+        why: Text | str = msg("rw_two_endpoints")
     elif not placement.all_on_primary:
         why = f"writes ran on {placement.served_by} (primary is {placement.primary_identity})" + (
             f"; errors: {placement.errors[:2]}" if placement.errors else ""

@@ -94,14 +94,14 @@ def test_node_utilisation_under_the_reference_load(
         follows = why_not or not_following(idle, busy)
         machine = busy.get("machine", {})
         for what, key, unit_note in (
-            ("CPU", "cpu_peak_window_pct", f"highest {p['window_s']} s average"),
-            ("memory", "memory_peak_pct", "highest sample"),
-            ("disk", "disk_peak_pct", "highest sample"),
+            (msg("util_cpu"), "cpu_peak_window_pct", msg("util_peak_window", window=p["window_s"])),
+            (msg("util_memory"), "memory_peak_pct", msg("util_peak_sample")),
+            (msg("util_disk"), "disk_peak_pct", msg("util_peak_sample")),
         ):
-            mkey = "cpu_mean_pct" if what == "CPU" else key
-            stat = f"{s.name} {what} utilisation ({unit_note}) under {served:.0f} requests/s: {busy.get(key)} %" + (
-                f"; the whole machine: {machine.get(mkey)} %" if machine else ""
-            )
+            mkey = "cpu_mean_pct" if key.startswith("cpu") else key
+            said = dict(node=s.name, what=what, how=unit_note, rate=f"{served:.0f}", pct=busy.get(key))
+            stat = (msg("util_stat_machine", **said, machine=machine.get(mkey)) if machine
+                    else msg("util_stat", **said))  # fmt: skip
             if follows:
                 evidence.not_shown("SX-SLA-3", statistic=stat, why=follows)
             else:

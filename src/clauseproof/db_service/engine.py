@@ -185,18 +185,21 @@ LOOK_ALIKES = (
 
 
 def probe_look_alikes(cur: Any) -> Probe:
-    mysql = msg("mysql_no_look_alikes", which=", ".join(w for w, _ in LOOK_ALIKES))
-    present = []
+    # the features' names in the report's language: look_aria, look_sequences, look_tidb, look_oceanbase
+    names = dict(zip((w for w, _ in LOOK_ALIKES), ("look_aria", "look_sequences", "look_tidb", "look_oceanbase"),
+                     strict=True))  # fmt: skip
+    mysql = msg("mysql_no_look_alikes", which=joined([msg(names[w]) for w, _ in LOOK_ALIKES]))
+    present: list[Text | str] = []
     for what, sql in LOOK_ALIKES:
         v, err, said = _ask(cur, sql)
         # NEXTVAL of a missing sequence: MariaDB knows sequences (error 4091, unknown SEQUENCE); MySQL has no NEXTVAL
         # function (1305, or 1046 without a default database)
         if what == "MariaDB's sequences":
             if err in (4091, 1146):
-                present.append(f"{what} ({said})")
+                present.append(msg("look_present_said", what=msg(names[what]), said=said))
         elif not err:
-            present.append(f"{what} (= {v})")
-    return Probe("no look-alike's features", mysql, "; ".join(present) or msg("seen_none_present"), not present)
+            present.append(msg("look_present_value", what=msg(names[what]), value=str(v)))
+    return Probe("no look-alike's features", mysql, joined(present) or msg("seen_none_present"), not present)
 
 
 def probe_all(conn: Any, host: str, port: int, greeting: Callable[[str, int], Greeting] = read_greeting) -> list[Probe]:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 from clauseproof.db_service.handshake import CLIENT_SSL, GreetingError, parse_greeting
 from clauseproof.targets.base import open_endpoint
 from clauseproof.targets.roles import AuditTrail, Database
@@ -50,7 +50,7 @@ class TlsFacts:
     protocol: str = ""
     cipher: str = ""
     certificate: dict[str, Any] | None = None
-    why_not: str = ""
+    why_not: Text | str = ""
 
 
 def _certificate(der: bytes | None) -> dict[str, Any] | None:
@@ -87,7 +87,7 @@ def tls_facts(dialect: str, host: str, port: int) -> TlsFacts:
                 s.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
                 answer = s.recv(1)
                 if answer != b"S":
-                    return TlsFacts(False, why_not=f"the server answered the SSLRequest with {answer!r}: no TLS")
+                    return TlsFacts(False, why_not=msg("tls_pg_refused", answer=repr(answer)))
                 return _wrap(s)
             head = s.recv(4)
             length = head[0] | head[1] << 8 | head[2] << 16
@@ -99,13 +99,13 @@ def tls_facts(dialect: str, host: str, port: int) -> TlsFacts:
                 body += chunk
             g = parse_greeting(body)
             if not g.capabilities & CLIENT_SSL:
-                return TlsFacts(False, why_not="the greeting does not offer CLIENT_SSL: no TLS")
+                return TlsFacts(False, why_not=msg("tls_mysql_not_offered"))
             caps = CLIENT_SSL | 0x200 | 0x8000 | 0x80000  # PROTOCOL_41, SECURE_CONNECTION, PLUGIN_AUTH
             payload = struct.pack("<IIB", caps, 1 << 24, 45) + b"\0" * 23
             s.sendall(struct.pack("<I", len(payload))[:3] + b"\x01" + payload)
             return _wrap(s)
     except (OSError, GreetingError, ssl.SSLError, IndexError) as exc:
-        return TlsFacts(False, why_not=f"no TLS session: {exc}")
+        return TlsFacts(False, why_not=msg("tls_no_session", error=str(exc)))
 
 
 def plaintext_login(target: Database) -> tuple[bool, str]:

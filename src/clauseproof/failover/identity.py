@@ -106,7 +106,7 @@ def _rollback(conn: Any) -> None:
         conn.rollback()
 
 
-def read(cluster: NodeAddresses[N], node: N, timeout: float = 5.0) -> tuple[Identity | None, str]:
+def read(cluster: NodeAddresses[N], node: N, timeout: float = 5.0) -> tuple[Identity | None, Text | str]:
     """``node``'s identity, or None with why it could not be read (no answer: the node is down or unreachable)."""
     try:
         conn = cluster.connect_node(node, timeout=timeout)
@@ -115,28 +115,28 @@ def read(cluster: NodeAddresses[N], node: N, timeout: float = 5.0) -> tuple[Iden
     try:
         return identify(conn, cluster.dialect), ""
     except Exception as exc:
-        return None, f"its identity could not be read: {first_line(exc)}"
+        return None, msg("ident_unreadable", error=first_line(exc))
     finally:
         conn.close()
 
 
-def survey(cluster: NodeAddresses[N]) -> tuple[dict[str, Identity], list[str], list[str]]:
+def survey(cluster: NodeAddresses[N]) -> tuple[dict[str, Identity], list[Text | str], list[Text | str]]:
     """Every node's identity; the nodes that are one server (problems) and the nodes that could not be read."""
     ids: dict[str, Identity] = {}
-    unread: list[str] = []
+    unread: list[Text | str] = []
     for node in cluster.nodes:
         ident, why = read(cluster, node)
         if ident is None:
-            unread.append(f"{node.name}: {why}")
+            unread.append(msg("ident_node", node=node.name, ident=why))
         else:
             ids[node.name] = ident
     return ids, same_servers(ids), unread
 
 
-def same_servers(ids: dict[str, Identity]) -> list[str]:
+def same_servers(ids: dict[str, Identity]) -> list[Text | str]:
     names = list(ids)
     return [
-        f"nodes {a} and {b} are one server ({ids[a].text()})"
+        msg("ident_one_server", a=a, b=b, ident=ids[a].text_i18n())
         for i, a in enumerate(names)
         for b in names[i + 1 :]
         if ids[a].same_server(ids[b])
@@ -151,13 +151,13 @@ class Watch(Generic[N]):
     ) -> None:
         self.cluster, self.node, self.others, self.timeout_s = cluster, node, others, timeout_s
         self.before, why = read(cluster, node)
-        self.unread = "" if self.before is not None else f"{node.name} before the fault: {why}"
+        self.unread: Text | str = "" if self.before is not None else msg("ident_before_fault", node=node.name, why=why)
         self.seen_at: float | None = None
         self.seen = ""
         #: when the fault's command was started (:meth:`arm`): a silence that began before it is a slow answer on a
         #: busy machine, never the fault (it would put the fault's instant before the fault)
         self.armed_at: float | None = None
-        self.problem = ""
+        self.problem: Text | str = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="clauseproof-identity-watch", daemon=True)
 
@@ -193,10 +193,7 @@ class Watch(Generic[N]):
                 other = next((n for n, i in self.others.items() if n != self.node.name and i.same_server(now)), "")
                 self.seen_at = first_silent or asked
                 self.problem = (
-                    f"{self.node.name}'s address now reaches {other}'s server ({now.text()}): a fault that moved an "
-                    "address, not one that stopped a server"
-                    if other
-                    else ""
+                    msg("ident_moved_address", node=self.node.name, other=other, ident=now.text_i18n()) if other else ""
                 )
                 self.seen = f"{self.node.name}'s address answers as another server ({now.text()})"
                 return
@@ -204,10 +201,8 @@ class Watch(Generic[N]):
         if first_silent is not None:  # silent up to the end of the watch
             self.seen_at, self.seen = first_silent, f"{self.node.name} stopped answering"
             return
-        self.problem = (
-            f"{self.node.name} went on answering as the same server ({self.before.text()}) for {self.timeout_s:g} s "
-            "after the fault: the fault was not seen to happen"
-        )
+        self.problem = msg("ident_not_seen", node=self.node.name, ident=self.before.text_i18n(),
+                           timeout=f"{self.timeout_s:g}")  # fmt: skip
 
     def wait(self) -> None:
         """Until the fault was seen, or the watch gave up (``timeout_s``)."""
@@ -219,7 +214,7 @@ class Watch(Generic[N]):
         if self._thread.is_alive():
             self._thread.join(5)
 
-    def came_back(self) -> str:
+    def came_back(self) -> Text | str:
         """After the node was brought back: "" when it answers as its server started anew, else the problem."""
         if self.before is None:
             return ""
@@ -229,12 +224,9 @@ class Watch(Generic[N]):
             time.sleep(0.5)
             now, why = read(self.cluster, self.node)
         if now is None:
-            return f"{self.node.name} did not answer within {COME_BACK_S:g} s of being brought back ({why})"
+            return msg("ident_no_answer_back", node=self.node.name, timeout=f"{COME_BACK_S:g}", why=why)
         if self.problem or not self.seen_at:
             return ""
         if not now.restarted_since(self.before):
-            return (
-                f"{self.node.name} came back with the start time it had before the kill ({self.before.text()}): its "
-                "server never stopped"
-            )
+            return msg("ident_never_stopped", node=self.node.name, ident=self.before.text_i18n())
         return ""

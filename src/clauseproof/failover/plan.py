@@ -31,6 +31,11 @@ from clauseproof.failover.trial import TrialResult, run_trial, scale_out_in
 from clauseproof.targets.roles import HACluster, N
 
 
+def _once(findings: list[Text | str]) -> list[Text | str]:
+    """Each finding once, in order (the same finding can come from several trials)."""
+    return list({str(f): f for f in findings}.values())
+
+
 class _Gated:
     """The evidence of a case whose every part rests on proven node identity (issue 30): where two nodes proved to
     be one server, or a kill was not seen to stop its server, no part that counts nodes or faults is PASS (FAIL,
@@ -38,17 +43,17 @@ class _Gated:
 
     def __init__(self, evidence: CaseEvidence) -> None:
         self.evidence = evidence
-        self.problems: list[str] = []
-        self.unread: list[str] = []
+        self.problems: list[Text | str] = []
+        self.unread: list[Text | str] = []
 
     def part(
         self, clause: str, ok: bool | None, *, statistic: Text, why: Text | str = "", not_shown: Text | str = ""
     ) -> None:
         if self.problems and ok is not None:
-            because = msg("rests_on_unproven", problems="; ".join(dict.fromkeys(self.problems[:3])))
+            because = msg("rests_on_unproven", problems=joined(_once(self.problems)[:3]))
             ok, why = False, msg("and_also", first=because, then=why) if ok is False and why else because
         elif self.unread and ok is True:
-            ok, not_shown = None, msg("identity_unread", why="; ".join(self.unread[:3]))
+            ok, not_shown = None, msg("identity_unread", why=joined(self.unread[:3]))
         self.evidence.part(clause, ok, statistic=statistic, why=why, not_shown=not_shown)
 
     def __getattr__(self, name: str) -> Any:
@@ -97,9 +102,7 @@ def _new_leader_is_another_server(
         return
     now, _ = identity.read(cluster, node)
     if now is not None and now.same_server(before):
-        gate.problems.append(
-            f"the new leader {after} is the old leader {r.trial.leader_before}'s server ({now.text()})"
-        )
+        gate.problems.append(msg("ident_new_leader_same", new=after, old=r.trial.leader_before, ident=now.text_i18n()))
 
 
 def _thresholds(cluster: HACluster[N]) -> tuple[dict[str, float], dict[str, Text | str]]:
@@ -159,7 +162,7 @@ class _Plan:
     limits: dict[str, float]
     where: dict[str, Text | str]
     trials: int
-    can: dict[str, str]
+    can: dict[str, Text | str]
 
 
 def verify(cluster: HACluster[N], evidence: CaseEvidence) -> None:
@@ -239,9 +242,9 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
         if fault in results:
             rto_part(gated, results[fault], what, rto_s, where["rto_s"])
         else:
-            none_shown(gated, both, msg("part_failover", what=what), can.get(fault, "not built"))
+            none_shown(gated, both, msg("part_failover", what=what), can.get(fault) or msg("fault_not_built"))
     if not everything:
-        why = "; ".join(f"{f}: {w}" for f, w in can.items())
+        why = joined([msg("fault_why", fault=msg(f"fault_{f}"), why=w) for f, w in can.items()])
         none_shown(gated, both, msg("part_no_loss_short"), why)
         for key in ("part_one_leader_short", "part_recovery_short"):
             none_shown(gated, ("BZ-DB-1",), msg(key), why)
@@ -261,7 +264,7 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
                     declared=DECLARED,
                     lost=lost,
                     trials=len(everything),
-                    faults=", ".join(results),
+                    faults=joined([msg(f"fault_{f}") for f in results]),  # fault_kill, fault_freeze, ...
                     acknowledged=f"{sum(r.trial.acknowledged for r in everything):,}",
                 ),
                 why=joined(anomalies),
@@ -307,25 +310,25 @@ def _judge_switchover(gated: Any, plan: _Plan, results: dict[str, list[TrialResu
             why=joined(sw_problems) or msg("longest_outage", outage=f"{outage:.2f}"),
         )
     else:
-        none_shown(gated, ("BZ-DB-1",), msg("part_switchover_short"), can.get("switchover", "not built"))
+        none_shown(gated, ("BZ-DB-1",), msg("part_switchover_short"), can.get("switchover") or msg("fault_not_built"))
 
 
 def _scale(cluster: HACluster[N], gated: Any, plan: _Plan) -> None:
     """Online scale out and in under load, each added node proven a new server."""
     can, ids, limits, where = plan.can, plan.ids, plan.limits, plan.where
     if can.get("scale", "not built"):
-        none_shown(gated, ("BZ-DB-1",), msg("part_scale_short"), can.get("scale", "not built"))
+        none_shown(gated, ("BZ-DB-1",), msg("part_scale_short"), can.get("scale") or msg("fault_not_built"))
     else:
         scaled = []
 
         def added_is_new(node: N) -> None:  # a new server, not another address of one that is there
             now, why = identity.read(cluster, node)
             if now is None:
-                gated.unread.append(f"the added {node.name}: {why}")
+                gated.unread.append(msg("ident_added_unread", node=node.name, why=why))
                 return
             for name, known in ids.items():
                 if known.same_server(now):
-                    gated.problems.append(f"the added {node.name} is {name}'s server ({now.text()})")
+                    gated.problems.append(msg("ident_added_same", node=node.name, other=name, ident=now.text_i18n()))
 
         for k in range(SCALE_TRIALS):
             gated.progress(f"{cluster.label}: scale out and in {k + 1} of {SCALE_TRIALS}, under load")
@@ -347,8 +350,8 @@ def _judge_identity(case_evidence: CaseEvidence, gated: Any, plan: _Plan) -> Non
                 n=len(ids),
                 nodes=joined([msg("ident_node", node=n, ident=i.text_i18n()) for n, i in ids.items()]),
             ),
-            why="; ".join(dict.fromkeys(gated.problems)),
-            not_shown="; ".join(gated.unread),
+            why=joined(_once(gated.problems)),
+            not_shown=joined(gated.unread),
         )
     gated.part(
         "BZ-DB-1",

@@ -44,7 +44,7 @@ from typing import Any
 
 from clauseproof.core.commands import template_problem, timed, vendor_command
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.roles import Database
 from clauseproof.targets.sections import Section
 
@@ -175,23 +175,23 @@ class VendorCluster:
         self.commands: list[dict[str, Any]] = []  # every command run, with its seconds (the evidence)
 
     # -- what can be done ------------------------------------------------------------------
-    def faults(self) -> dict[str, str]:
+    def faults(self) -> dict[str, Text | str]:
         """Each fault of the suite → "" when it can be applied, else why not (the NOT SHOWN row's words)."""
-        out = {}
+        out: dict[str, Text | str] = {}
         for fault, keys in NEEDS.items():
             missing = [k for k in keys if k not in self.section.commands]
             if missing:
-                out[fault] = f"the profile's [failover] declares no {' or '.join(missing)}"
+                out[fault] = msg("fault_no_command", commands=" / ".join(missing))
             elif not self.destructive:
-                out[fault] = "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes"
+                out[fault] = msg("fault_needs_opt_in")
             else:
                 out[fault] = ""
         if "add_node" not in self.section.commands or "remove_node" not in self.section.commands:
-            out["scale"] = "the profile's [failover] declares no add_node or remove_node"
+            out["scale"] = msg("fault_no_command", commands="add_node / remove_node")
         elif not self.section.spare_nodes:
-            out["scale"] = "the profile's [failover] declares no spare_nodes (the nodes add_node brings in)"
+            out["scale"] = msg("fault_no_spare")
         elif not self.destructive:
-            out["scale"] = "faults on a profile target need the run's explicit opt-in: --cp-destructive=yes"
+            out["scale"] = msg("fault_needs_opt_in")
         else:
             out["scale"] = ""
         return out

@@ -260,27 +260,27 @@ def delay_part(
         max=f"{max_max:g}",
     )
     few = [k for k, (d, n) in series.items() if len(d) + n < 3]
-    problems = []
+    problems: list[Text | str] = []
     for k, (_, n) in series.items():
         if n:
-            problems.append(f"{n} {k} markers never arrived")
+            problems.append(msg("sync_markers_lost", n=n, kind=k))
         st = stats[k]
         if st and st["p99"] > p99_max:
-            problems.append(f"{k}: p99 {st['p99']:.3f} s > {p99_max:g} s")
+            problems.append(msg("sync_p99_over", kind=k, p99=f"{st['p99']:.3f}", limit=f"{p99_max:g}"))
         if st and st["max"] > max_max:
-            problems.append(f"{k}: max {st['max']:.3f} s > {max_max:g} s")
+            problems.append(msg("sync_max_over", kind=k, max=f"{st['max']:.3f}", limit=f"{max_max:g}"))
     if not every_kind:
-        problems.append("the final barrier: not every change kind arrived")
+        problems.append(msg("sync_barrier"))
     if rate < 10 or few:
-        why = (f"the marker writer reached {rate:.1f}/s, below the 10/s the case needs" if rate < 10
-               else f"too few markers of {', '.join(few)} in the window to judge them")  # fmt: skip
+        why = (msg("sync_slow_writer", rate=f"{rate:.1f}") if rate < 10
+               else msg("sync_few_markers", kinds=", ".join(few)))  # fmt: skip
         return Part("BZ-SYNC-2", msg("name_real_time_delay"), None, lat, why=why, data={"stats": stats})
     return Part(
         "BZ-SYNC-2",
         msg("name_real_time_delay"),
         not problems,
         lat,
-        why="; ".join(problems),
+        why=joined(problems),
         data={"delays_s": {k: [round(x, 4) for x in d] for k, (d, _) in series.items()}, "stats": stats},
     )
 
@@ -419,15 +419,15 @@ def bidirectional(
         more = [k for k, n in got.items() if n > 1]
         lost = sorted(want - set(got))
         if more:
-            home = "came back to its origin" if node == origin[-1] else "arrived more than once"
-            problems.append(f"{len(more)} markers of {origin[-1]} {home} on {node} (echo)")
+            problems.append(msg("sync_echo_home" if node == origin[-1] else "sync_echo_twice", n=len(more),
+                                origin=origin[-1], node=node))  # fmt: skip
         if lost:
-            problems.append(f"{len(lost)} markers of {origin[-1]} missing on {node}")
+            problems.append(msg("sync_markers_missing", n=len(lost), origin=origin[-1], node=node))
     problems += [c.summary_text(5) for c in checks if not c.equal]
-    problems += [f"no sentinel {k} within {timeout:g} s" for k, v in waits.items() if v is None]
+    problems += [msg("sync_no_sentinel", kind=k, timeout=f"{timeout:g}") for k, v in waits.items() if v is None]
     errors = [e for r in reports for e in r.errors]
     if errors:
-        problems.append(f"load errors {errors[:3]}")
+        problems.append(msg("sync_load_errors", errors=str(errors[:3])))
     n_a, n_b = len(ma.committed), len(mb.committed)
     return Part(
         "BZ-SYNC-5",
@@ -454,16 +454,18 @@ def prepare_target(sys: SyncSystem, node: str, *, cascade: bool = False, ddl: st
     _run_sql(sys, node, "CREATE TABLE IF NOT EXISTS " + MARKER_TARGET.removeprefix("CREATE TABLE "))
 
 
-def _marker_times(markers: Markers, ids: list[int], t0: float) -> str:
+def _marker_times(markers: Markers, ids: list[int], t0: float) -> Text | str:
     """Ids with their commit time relative to ``t0`` (the fault), the first few."""
 
-    def one(m: int) -> str:
+    def one(m: int) -> Text:
         if m not in markers.committed:
-            return f"{m} (not ours)"
-        seen = f", seen by the watcher at {markers.seen[m] - t0:+.2f} s" if m in markers.seen else ""
-        return f"{m} committed at {markers.committed[m] - t0:+.2f} s{seen}"
+            return msg("marker_not_ours", id=m)
+        at = f"{markers.committed[m] - t0:+.2f}"
+        if m in markers.seen:
+            return msg("marker_seen", id=m, at=at, seen=f"{markers.seen[m] - t0:+.2f}")
+        return msg("marker_committed", id=m, at=at)
 
-    return ", ".join(one(m) for m in ids[:5])
+    return joined([one(m) for m in ids[:5]])
 
 
 def exactly_once(sys: SyncSystem, source: str, target: str, origin: str) -> tuple[list[int], list[int]]:

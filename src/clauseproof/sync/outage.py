@@ -91,17 +91,15 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
     why = joined(
         [
             joined([c.summary_text(5) for c in checks if not c.equal]),
-            f"{len(missing)} markers never arrived ({_marker_times(markers, missing, t_fault)})" if missing else "",
-            f"{len(doubled)} markers arrived more than once" if doubled else "",
-            f"source write errors: {report.errors[:3]}" if report.errors else "",
-            ""
-            if final is not None and final_orders is not None
-            else f"the target had not caught up {limit:g} s after recovery",
+            msg("outage_lost", n=len(missing), when=_marker_times(markers, missing, t_fault)) if missing else "",
+            msg("outage_doubled", n=len(doubled)) if doubled else "",
+            msg("outage_write_errors", errors=str(report.errors[:3])) if report.errors else "",
+            "" if final is not None and final_orders is not None else msg("outage_not_caught_up", limit=f"{limit:g}"),
         ]
     )
     if ok and not applied:  # a fault that let changes through was not an outage: nothing was shown
         ok = None
-        why = f"{len(through)} of {len(during)} markers committed during the outage arrived before it ended"
+        why = msg("outage_through", n=len(through), of=len(during))
     catch_txt = f"{catch_up:.1f} s" if catch_up is not None else msg("never")
     return Part(
         "BZ-SYNC-7",

@@ -28,9 +28,7 @@ def check_with_vendor(lab: Any, rows: int) -> list[Part]:
     """The parts; NOT SHOWN where the lab has no checker of its own or its nodes are not PostgreSQL → MySQL."""
     name = "the vendor's own checker"
     if not isinstance(lab, VendorSync) or "check_command" not in lab.section.commands:
-        why = ("the embedded stand-ins have no checker of their own (the harness's is judged in "
-               "test_consistency_across_engines)" if not isinstance(lab, VendorSync)
-               else "the profile's [sync] has no check_command")  # fmt: skip
+        why = msg("vendor_checker_none" if not isinstance(lab, VendorSync) else "vendor_checker_no_command")
         return [Part(CLAUSE, name, None, msg("seeded_copy_counts_values"), why=why)]
     if (lab.dialect_of("a"), lab.dialect_of("b")) != ("postgresql", "mysql"):
         nodes = msg("seeded_needs_pg_mysql", a=lab.dialect_of("a"), b=lab.dialect_of("b"))

@@ -29,7 +29,7 @@ from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.faults import netns
 from clauseproof.targets.faults.netns import Network
@@ -329,18 +329,20 @@ class GaleraCluster(Target):
         )
 
     # -- faults -----------------------------------------------------------------------------
-    def faults(self) -> dict[str, str]:
+    def faults(self) -> dict[str, Text | str]:
         return {
             "kill": "",
             "freeze": "",
             "isolate": self.no_network,
-            "switchover": "every node of a Galera cluster takes writes: there is no leader to switch over",
+            "switchover": msg("galera_no_switchover"),
             "scale": "",
         }
 
     def switchover(self, node: GaleraNode) -> float:
         """No leader to switch over: :meth:`faults` says so, and the suite asks it first."""
-        raise ClauseproofError(self.faults()["switchover"], checked=f"{self.label}: a switchover away from {node.name}")
+        raise ClauseproofError(
+            str(self.faults()["switchover"]), checked=f"{self.label}: a switchover away from {node.name}"
+        )
 
     threshold_source = msg("threshold_galera", inactive=INACTIVE_S)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from clauseproof.core import masking, reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.clusters.patroni_node import (
     HTTP_TIMEOUT_S,
@@ -397,7 +397,7 @@ class PatroniCluster(Target):
             conn.close()
 
     # -- faults -----------------------------------------------------------------------------
-    def faults(self) -> dict[str, str]:
+    def faults(self) -> dict[str, Text | str]:
         """Each fault of the failover suite → "" (all can be applied here; the cluster is the harness's own)."""
         return {"kill": "", "freeze": "", "isolate": self.no_network, "switchover": "", "scale": ""}
 
