@@ -150,15 +150,16 @@ def check_clone(driver: Any, run_id: str, evidence: CaseEvidence, *, timeout_s: 
         took = round(time.perf_counter() - t0, 2)
         clone = _view(driver, clone_id) if clone_id else None
         source_after = _view(driver, src_id)
+        disk_zones = driver.disk_zones()
         evidence.parameters(clone={"source": _plain(source), "clone": _plain(clone),
                                    "source_after": _plain(source_after), "seconds": took,
-                                   "refused": refused, "disk_zones": driver.disk_zones(),
+                                   "refused": refused, "disk_zones": disk_zones,
                                    "how": getattr(driver, "clone_how", "")})  # fmt: skip
         if refused:
             evidence.part(CLAUSE, False, statistic=msg("clone_part", took=took, part=msg("clone_exists")),
                           why=msg("clone_refused", why=refused))  # fmt: skip
             return
-        for part, ok, why in judge_clone(plan, source, clone, source_after, driver.disk_zones()):
+        for part, ok, why in judge_clone(plan, source, clone, source_after, disk_zones):
             evidence.part(CLAUSE, ok, statistic=msg("clone_part", took=took, part=part), why=why,
                           not_shown=why if ok is None else "")  # fmt: skip
         evidence.part(

@@ -147,7 +147,11 @@ class OpenStackClones:
 
     def delete_clone_set(self, run_id: str, timeout_s: float) -> list[str]:
         """Delete the case's servers (their disks go with them) and any disk of the case left without one."""
-        prefix = f"cp-{run_id}-clone-"
+        return self.delete_named(f"cp-{run_id}-clone-", timeout_s)
+
+    def delete_named(self, prefix: str, timeout_s: float) -> list[str]:
+        """Delete every server, then every volume, named ``prefix…`` (a volume can go once its server is gone);
+        what is still there after ``timeout_s``."""
         for s in self.conn.compute.servers(name=f"^{prefix}"):
             self.conn.compute.delete_server(s.id, ignore_missing=True)
         deadline = time.monotonic() + timeout_s

@@ -255,25 +255,10 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, OpenStackClones, Compute
         for st in self.conn.orchestration.stacks():
             if st.name.startswith(prefix):
                 left += self.delete_stack((st.name, st.id), timeout_s)
-        for s in self.conn.compute.servers(name=f"^{prefix}"):
-            self.conn.compute.delete_server(s.id, ignore_missing=True)
         for g in self.conn.compute.server_groups():
             if g.name.startswith(prefix):
                 self.conn.compute.delete_server_group(g.id, ignore_missing=True)
-        deadline = time.monotonic() + timeout_s
-        while True:  # a volume can go once the server it is attached to is gone
-            servers = [s for s in self.conn.compute.servers(name=f"^{prefix}") if s.status != "DELETED"]
-            volumes = [v for v in self.conn.block_storage.volumes(details=True) if (v.name or "").startswith(prefix)]
-            for v in volumes:
-                if v.status in ("available", "error"):
-                    try:
-                        self.conn.block_storage.delete_volume(v.id, ignore_missing=True)
-                    except Exception:  # still detaching: next round
-                        pass
-            if (not servers and not volumes) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        left += [f"server {s.name} ({s.status})" for s in servers] + [f"volume {v.name} ({v.status})" for v in volumes]
+        left += self.delete_named(prefix, timeout_s)
         left += self.access_cleanup(run_id)
         return left
 
