@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,8 +64,11 @@ def _sdk_error(exc: Exception) -> str:
 
 
 class OpenStackDriver(OpenStackAccess, OpenStackStacks, OpenStackClones, ComputeDriver):
-    """``connect`` makes an openstacksdk connection (a new one per thread: keystoneauth sessions are not shared
-    across threads here); ``image`` / ``flavour`` name what the batch cases boot."""
+    """``connect`` makes an openstacksdk connection; ``image`` / ``flavour`` name what the batch cases boot.
+
+    ``conn`` is the calling thread's own connection (made and authenticated on a thread's first call, kept until
+    :meth:`close`): a keystoneauth session and its HTTP connection pool are not shared between threads, so ten
+    threads polling ten servers do not queue behind one another's requests."""
 
     name = "OpenStack (openstacksdk)"
 
@@ -81,8 +85,9 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, OpenStackClones, Compute
         label: str = "",
     ) -> None:
         self._connect = connect
-        self.conn = connect()
-        self.conn.compute.default_microversion = MICROVERSION
+        self._local = threading.local()
+        self._made: list[Any] = []
+        self._made_lock = threading.Lock()
         self._pool: queue.Queue[Any] = queue.Queue()
         self.image_name, self.flavour_name, self.second_image = image, flavour, second_image
         self.concurrency = concurrency
@@ -95,6 +100,21 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, OpenStackClones, Compute
         self._flavour_id = self._find_flavour(flavour)
 
     # -- helpers --------------------------------------------------------------------------------------------
+    @property
+    def conn(self) -> Any:
+        """This thread's connection."""
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._local.conn = self._new_connection()
+        return c
+
+    def _new_connection(self) -> Any:
+        c = self._connect()
+        c.compute.default_microversion = MICROVERSION
+        with self._made_lock:
+            self._made.append(c)
+        return c
+
     def _find_image(self, name: str) -> str:
         img = self.conn.image.find_image(name, ignore_missing=True)
         if img is None:
@@ -113,8 +133,7 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, OpenStackClones, Compute
         try:
             return self._pool.get_nowait()
         except queue.Empty:
-            c = self._connect()
-            c.compute.default_microversion = MICROVERSION
+            c = self._new_connection()
             c.authorize()
             return c
 
@@ -243,9 +262,10 @@ class OpenStackDriver(OpenStackAccess, OpenStackStacks, OpenStackClones, Compute
         self._pool.put(self._borrow())
 
     def close(self) -> None:
-        while not self._pool.empty():
-            self._pool.get_nowait().close()
-        self.conn.close()
+        with self._made_lock:
+            made, self._made = self._made, []
+        for c in made:  # the pool's and every thread's
+            c.close()
 
     def cleanup_run(self, run_id: str, timeout_s: float = 300.0) -> list[str]:
         """Stacks, servers, server groups, volumes, users and projects named ``cp-<run id>-…``, deleted (found by
