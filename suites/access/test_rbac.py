@@ -20,7 +20,7 @@ def test_role_matrix(cloud: Cloud, evidence: CaseEvidence) -> None:
     cloud.record(evidence)
     if not isinstance(cloud.driver, AccessControl):
         skip(msg("skip_no_roles", cloud=cloud.driver.name))
-    evidence.window("not timed: each cell of the matrix tried once as its subject, the outcome read back as admin")
+    evidence.window(msg("win_rbac"))
     matrix = cloud.settings.profile.get("access_matrix")
     check_matrix(cloud.driver, cloud.run_id, evidence, Path(matrix) if matrix else None)
     evidence.require_pass()

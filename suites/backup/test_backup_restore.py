@@ -16,6 +16,7 @@ from clauseproof.backup import logical, physical, pitr, policy
 from clauseproof.backup.record import retention
 from clauseproof.backup.source import Source
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.targets.roles import Database
 
 
@@ -49,6 +50,6 @@ def test_point_in_time_recovery(target: Database, pitr_source: Source | None, ev
 def test_automatic_backup_and_retention(target: Database, evidence: CaseEvidence) -> None:
     """The service's own policy: 730 days read back, and a backup the harness never asked for appears on schedule and
     restores equal to what was written (NOT SHOWN on the embedded engines, which have no scheduler)."""
-    evidence.window("no timed window: the wait for the scheduled backup is bounded by [backup_policy] wait_s")
+    evidence.window(msg("win_backup_policy"))
     policy.check_automatic_backups(target, evidence)
     evidence.require_pass()

@@ -58,7 +58,7 @@ def _timed_loads(
                     with conn.cursor() as cur:
                         cur.execute("CHECKPOINT")
                 except Exception as exc:  # a non-superuser on an external target
-                    evidence.note(f"CHECKPOINT before each repeat was not possible: {exc}")
+                    evidence.note(msg("note_no_checkpoint", error=str(exc)))
                     conn.rollback() if not conn.autocommit else None
 
         def load() -> None:
@@ -95,9 +95,7 @@ def _timed_loads(
             content_checks=checks,
         )
         evidence.window(
-            f"{target.load_path(source)}: from the first byte sent until the server acknowledged the load "
-            f"({ds.rows:,} rows, {ds.size_bytes:,} bytes) in autocommit mode; connection, schema, data "
-            "generation and the checks are outside it"
+            msg("win_bulk_load", path=target.load_path(source), rows=f"{ds.rows:,}", bytes=f"{ds.size_bytes:,}")
         )
         return samples
     finally:

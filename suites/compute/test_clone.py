@@ -17,7 +17,6 @@ def test_clone_across_zones(cloud: Cloud, evidence: CaseEvidence) -> None:
     cloud.record(evidence)
     if not isinstance(cloud.driver, Clone):
         skip(msg("skip_no_clone", cloud=cloud.driver.name))
-    evidence.window("not timed: a source server with a system and a data disk made, cloned into the other zone, "
-                    "both read back through the compute and block-storage APIs, then deleted")  # fmt: skip
+    evidence.window(msg("win_clone"))
     check_clone(cloud.driver, cloud.run_id, evidence, timeout_s=cloud.settings.timeout_s)
     evidence.require_pass()

@@ -19,7 +19,7 @@ def test_listed_flavours_boot(cloud: Cloud, evidence: CaseEvidence, clause_catal
     if not isinstance(cloud.driver, Flavours):
         skip(msg("skip_no_flavours", cloud=cloud.driver.name))
     s = cloud.settings
-    evidence.window("not timed: each listed flavour is looked up, one server booted per flavour and read back")
+    evidence.window(msg("win_flavours"))
     check_flavours(cloud.driver, cloud.run_id, clause_catalog["SX-ECS-S3"].text, evidence, poll_s=s.poll_interval_s,
                    timeout_s=s.timeout_s)  # fmt: skip
     evidence.require_pass()

@@ -17,6 +17,6 @@ def test_stack_with_dependencies(cloud: Cloud, evidence: CaseEvidence) -> None:
     cloud.record(evidence)
     if not isinstance(cloud.driver, Orchestration):
         skip(msg("skip_no_orchestration", cloud=cloud.driver.name))
-    evidence.window("not timed: the stack created, read back through Heat, Nova and Cinder, then deleted")
+    evidence.window(msg("win_stack"))
     check_stack(cloud.driver, cloud.run_id, evidence, timeout_s=cloud.settings.timeout_s)
     evidence.require_pass()

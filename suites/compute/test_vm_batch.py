@@ -76,11 +76,7 @@ def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_ca
     if not cloud.driver.boots_guests and not evidence.not_evidence:
         evidence.not_evidence = msg("ne_fake_hypervisor")
     s = cloud.settings
-    evidence.window(
-        "create: from before the first API call until the slowest VM is seen running"
-        + (f" and reachable on port {s.reach_port}" if s.reach_port else "")
-        + "; delete: from before the delete call until the slowest VM is gone or terminated"
-    )
+    evidence.window(msg("win_vm_batch_reach", port=s.reach_port) if s.reach_port else msg("win_vm_batch"))
     left: list[str] = []
     with run_vms(cloud.driver, cloud.run_id, left, cloud.settings.timeout_s):
         evidence.progress(f"creating {count} VMs on {cloud.driver.name} ...")
@@ -96,20 +92,13 @@ def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_ca
             deleted.failures.append(f"only {deleted.count} of {count} VMs existed to delete")
         _measure_batch(evidence, "SX-ECS-6b", deleted)
         if deleted.leftovers:
-            evidence.note(
-                "Still shown by the API after deletion: "
-                + "; ".join(
-                    f"{k}: {len(v)} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
-                    for k, v in deleted.leftovers.items()
-                )
-                + (
-                    " — moto keeps network interfaces of terminated instances; a real EC2 deletes them"
-                    if cloud.driver.simulated
-                    else ""
-                )
+            shown = "; ".join(
+                f"{k}: {len(v)} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
+                for k, v in deleted.leftovers.items()
             )
+            evidence.note(msg("note_still_shown_moto" if cloud.driver.simulated else "note_still_shown", shown=shown))
     if left:
-        evidence.note(f"NOT DELETED after clean-up: {left}. Run `clauseproof cloud-cleanup --run {cloud.run_id}`.")
+        evidence.note(msg("note_not_deleted_cloud", left=str(left), run=cloud.run_id))
     evidence.require_pass()
 
 
@@ -117,7 +106,7 @@ def test_batch_create_and_delete(cloud: Cloud, evidence: CaseEvidence, clause_ca
 def test_batch_lifecycle(cloud: Cloud, evidence: CaseEvidence, clause_catalog: Catalog) -> None:
     count = _use(evidence, cloud, clause_catalog["SX-ECS-2"], 1.0)
     s = cloud.settings
-    evidence.window("each batch operation from before its API call until every VM is seen in the target state")
+    evidence.window(msg("win_vm_lifecycle"))
     left: list[str] = []
     steps: list[BatchResult] = []
     with run_vms(cloud.driver, cloud.run_id, left, cloud.settings.timeout_s):

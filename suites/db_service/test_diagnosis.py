@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.core.settings import Settings
 from clauseproof.db_service import diagnosis
 from clauseproof.db_service.vendor import diagnosis_of
@@ -24,7 +25,7 @@ def test_slow_queries_and_health(target: Database, evidence: CaseEvidence, cp_se
             evidence.part("SX-RDS-5", None, statistic=part, not_shown=why_not)
         return
     evidence.parameters(source=diag.diagnosis_source)
-    evidence.window("no timed window: the slow statement's time at the client is compared with the time listed")
+    evidence.window(msg("win_diagnosis"))
     fill = "" if target.profile is None or cp_settings.destructive else (
         "taking every connection of a vendor's service needs --cp-destructive=yes")  # fmt: skip
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.db_service.platform import check_platform
 from clauseproof.targets.roles import Database
 
@@ -15,8 +16,7 @@ from clauseproof.targets.roles import Database
 @pytest.mark.clause("BZ-DB-3")
 def test_domestic_cpu_and_os_read_from_the_host(target: Database, evidence: CaseEvidence) -> None:
     facts = check_platform(target, evidence)
-    evidence.note(
-        f"stable operation on this host ({facts.cpu_vendor or 'unread'} {facts.arch}, {facts.os_name or 'unread'}) "
-        "is shown by the bulk-load and failover suites run against the same target in this run"
-    )
+    unread = msg("unread")
+    host = msg("host_shown", cpu=facts.cpu_vendor or unread, arch=facts.arch, os=facts.os_name or unread)
+    evidence.note(msg("note_stable_operation", host=host))
     evidence.require_pass()

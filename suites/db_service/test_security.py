@@ -16,7 +16,7 @@ from clauseproof.targets.roles import Database
 @pytest.mark.clause("BZ-SEC-1")
 def test_transport_security_and_audit_trail(target: Database, evidence: CaseEvidence) -> None:
     section = section_of(target)
-    evidence.window("no timed window")
+    evidence.window(msg("win_none"))
     security.check_transport(target, evidence, section.tls_required if section else None)
     trail, delay_s, why_not = audit_of(target)
     if trail is None:

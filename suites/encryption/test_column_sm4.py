@@ -152,10 +152,7 @@ def test_target_column_encryption(request: pytest.FixtureRequest, target: Target
     for note in result.notes:
         evidence.note(note)
     sm4 = "SM4" in spec.algorithm.upper()
-    evidence.note(
-        f"the cipher is the target's declaration ({spec.algorithm!r}); the stored bytes cannot show it without "
-        "the key — the target's SM4 itself is checked by its known answer ([sm4] encrypt_sql)"
-    )
+    evidence.note(msg("note_cipher_declared", algorithm=repr(spec.algorithm)))
     evidence.measure(
         "BZ-DB-2",
         sm4,

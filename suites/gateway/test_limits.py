@@ -15,7 +15,16 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.evidence import CaseEvidence
 from clauseproof.core.i18n import msg
-from clauseproof.gateway.limits import CLAUSES, Plan, RuleResult, check_rule, declared, parse_rule, upstream_arrivals
+from clauseproof.gateway.limits import (
+    CLAUSES,
+    NOT_SUPPORTED,
+    Plan,
+    RuleResult,
+    check_rule,
+    declared,
+    parse_rule,
+    upstream_arrivals,
+)
 from clauseproof.gateway.tokens import check_tokens, parse_token_rule
 from clauseproof.run.plugin import RUN_KEY
 from clauseproof.targets.roles import HttpGateway, ModelGateway
@@ -64,7 +73,7 @@ def _record(evidence: CaseEvidence, clause: str, results: list[RuleResult], para
 
 def _parts(evidence: CaseEvidence, clause: str, parts: list[tuple[Any, bool | None, Any, Any]]) -> None:
     for part, ok, measured, why in parts:
-        unsupported = measured == "not supported by this target"
+        unsupported = measured == NOT_SUPPORTED
         evidence.part(
             clause,
             ok,
@@ -105,8 +114,10 @@ def test_limits_by_token_consumption(model_gateway: ModelGateway, evidence: Case
         return
     evidence.parameters(gateway=model_gateway.describe())
     held: dict[tuple[str, float], bool] = {}  # (dimension, window) -> every part shown
+    rules = []
     for i, d in enumerate(decls):
         rule = parse_token_rule(d, f"token limit {i + 1}")
+        rules.append(rule)
         res = check_tokens(model_gateway.openai_url, model_gateway.api_key, rule)
         evidence.parameters(**{f"token_limit_{i + 1}": {"declared": declared(d), "runs": res.runs}})
         _parts(evidence, "SX-EDAS-4", res.parts)
@@ -114,9 +125,9 @@ def test_limits_by_token_consumption(model_gateway: ModelGateway, evidence: Case
             dim = (rule.dimension, rule.window_s)
             held[dim] = held.get(dim, True) and all(ok for _, ok, _, _ in res.parts)
     # the clause asks for quotas "in several dimensions and several time granularities" (多维度、多时间粒度)
+    dims = {rule.dimension: rule.dimension_text for rule in rules}
     for what, values in (("dimensions", {d for d, _ in held}), ("granularities", {f"{w:g} s" for _, w in held})):
-        shown = sorted(str(v) for v in values)
-        listed = ", ".join(shown) or "-"
+        listed = [dims.get(v, v) for v in sorted(values)] or "-"
         evidence.part(
             "SX-EDAS-4",
             (all(held.values()) if len(values) >= 2 else None),

@@ -50,11 +50,7 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
             batch_rows=p["batch_rows"],
             lock_timeout_s=p["lock_timeout_s"],
         )
-        evidence.window(
-            "no single timed window: per step (baseline, each DDL, the batched update, the adversarial step) the "
-            f"background writes' commit times and latencies are compared; each change's window runs from just before "
-            f"its statement until {TAIL_S:g} s after it returns; set-up and checks are outside the windows"
-        )
+        evidence.window(msg("win_online_ddl", tail=f"{TAIL_S:g}"))
         load = BackgroundLoad(target, s, users=int(p["users"]), processes=2)
         evidence.progress(f"SX-RDS-6 on {target.label}: background load of {p['users']} users ...")
         load.start()
@@ -154,10 +150,15 @@ def test_online_schema_and_data_change(target: Target, evidence: CaseEvidence, c
         wrong="; ".join(not_made),  # a change acknowledged but not made is wrong at any scale
     )
     evidence.note(
-        f"Adversarial: {adversarial['what']} — DDL {adversarial['outcome']}; writes stalled up to "
-        f"{adversarial['stats']['max_commit_gap_s']} s (write max {adversarial['stats']['write_max_ms']} ms)."
+        msg(
+            "note_adversarial",
+            what=adversarial["what"],
+            outcome=adversarial["outcome"],
+            gap=adversarial["stats"]["max_commit_gap_s"],
+            max=adversarial["stats"]["write_max_ms"],
+        )
     )
-    evidence.note(f"Algorithm check: {refused}.")
+    evidence.note(msg("note_algorithm_check", refused=refused))  # fmt: skip
     evidence.require_pass()
 
 

@@ -56,19 +56,16 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         alpha=p_bal["alpha"],
         identity_sql=replicas.IDENTITY[topology.dialect],
     )
-    evidence.window(
-        "no timed window: counts, placements and a chi-square test; probe tables are created on the primary "
-        "first, each replica is verified by connecting to it directly"
-    )
+    evidence.window(msg("win_rw_split"))
     evidence.progress(f"SX-RDS-2 on {target.label}: verifying {len(topology.replicas)} replicas ...")
     replicas.prepare(topology)
     states = replicas.replica_states(topology, current_within_s=p_count["current_within_s"])
     counted = [s for s in states if s.counted]
     verified = {s.name for s in counted}
     evidence.parameters(replicas=[vars(s) | {"counted": s.counted} for s in states])
-    problems = "; ".join(f"{s.name}: {s.problem}" for s in states if s.problem)
+    problems = joined([msg("named_part", name=s.name, statistic=s.problem) for s in states if s.problem])
     if problems:
-        evidence.note(f"Replicas not counted or with a remark: {problems}")
+        evidence.note(msg("note_replica_remarks", problems=problems))
     evidence.measure(
         "SX-RDS-2a",
         len(counted),
@@ -108,16 +105,13 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
     if not topology.automatic_split:
         why: Text | str = msg("rw_two_endpoints")
     elif not placement.all_on_primary:
-        why = f"writes ran on {placement.served_by} (primary is {placement.primary_identity})" + (
-            f"; errors: {placement.errors[:2]}" if placement.errors else ""
-        )
+        why = msg("rw_writes_elsewhere", served=str(placement.served_by), primary=str(placement.primary_identity))
+        if placement.errors:
+            why = joined([why, msg("errors_were", errors=str(placement.errors[:2]))])
     elif not replica_reads:
-        why = "no read through the same endpoint was served by a verified replica"
+        why = msg("rw_no_replica_read")
     else:
-        why = (
-            f"one endpoint; {placement.writes} of {placement.writes} writes on the primary, "
-            f"{replica_reads} reads on replicas"
-        )
+        why = msg("rw_split_seen", writes=placement.writes, reads=replica_reads)
     evidence.measure(
         "SX-RDS-2b",
         split_ok,
@@ -144,17 +138,9 @@ def test_read_write_split(replicated: tuple[Target, Topology], evidence: CaseEvi
         why=joined(balance.problems),
     )
     lag = [s.catch_up_s for s in states if s.catch_up_s is not None]
-    evidence.note(
-        f"Replication lag by position: every counted replica replayed the marker's position within "
-        f"{max(lag) * 1000:.1f} ms of its commit on the primary."
-        if lag
-        else "No replica reached the marker."
-    )
-    same = "n/a (two endpoints)" if ryw.same_session_seen is None else f"{ryw.same_session_seen}/{ryw.attempts}"
-    evidence.note(
-        f"Read-your-writes: a write read back at once in the same session: {same}; in a new session on the read "
-        f"endpoint: {ryw.new_session_seen}/{ryw.attempts} at the first read (the clause sets no bound; reported)."
-    )
+    evidence.note(msg("note_lag_by_position", ms=f"{max(lag) * 1000:.1f}") if lag else msg("note_no_replica_marker"))
+    same = msg("two_endpoints_na") if ryw.same_session_seen is None else f"{ryw.same_session_seen}/{ryw.attempts}"
+    evidence.note(msg("note_read_your_writes", same=same, new=f"{ryw.new_session_seen}/{ryw.attempts}"))
     if not topology.automatic_split:
-        evidence.note(f"Split: {topology.proxy}.")
+        evidence.note(msg("note_split", proxy=topology.proxy))
     evidence.require_pass()

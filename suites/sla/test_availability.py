@@ -65,7 +65,7 @@ def test_availability(
             for clause in ("SX-SLA-1", "SX-SLA-2"):
                 evidence.not_shown(clause, statistic=msg("probe_log_not_ours", log=path.name), why=why)
             return
-        evidence.window(f"the probe log {path.name}: {log.header['for_s'] / 86400:g} days asked")
+        evidence.window(msg("win_probe_log", log=path.name, days=f"{log.header['for_s'] / 86400:g}"))
         _record(evidence, log, p, f"probe log {path.name}")
         evidence.require_pass()
         return
@@ -73,9 +73,7 @@ def test_availability(
     db = ep.database if target.dialect == "postgresql" else target.namespace
     url = f"{scheme}://{ep.user}@{ep.host}:{ep.port}/{db}"
     endpoint = av.Endpoint(f"{target.label} SQL {ep.host}:{ep.port}", "sql", url)
-    evidence.window(
-        f"{p['suite_probe_s']} s of probes every {p['suite_interval_s']} s, each a new connection running SELECT 1"
-    )
+    evidence.window(msg("win_probes", seconds=p["suite_probe_s"], every=p["suite_interval_s"]))
     evidence.progress(f"SX-SLA-1/2 on {target.label}: probing for {p['suite_probe_s']} s ...")
     log = av.run_probe(
         tmp_path / "probe.jsonl", [endpoint], interval_s=float(p["suite_interval_s"]),

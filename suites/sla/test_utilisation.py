@@ -48,16 +48,12 @@ def test_node_utilisation_under_the_reference_load(
         nodes=[s.describe() for s in samplers],
         judged=f"CPU: highest {p['window_s']} s average of the loaded period; memory and disk: highest 1 s sample",
     )
-    evidence.window(
-        f"{p['idle_s']} s idle, then {p['load_s']} s of load after {p['warmup_s']} s warm-up; sampled every second; "
-        "populating (then vacuuming and analysing the new tables, so that the idle window is idle) and starting the "
-        "load outside"
-    )
+    evidence.window(msg("win_utilisation", idle=p["idle_s"], load=p["load_s"], warmup=p["warmup_s"]))
     conn = target.connect()
     try:
         oltp.populate(conn, target.dialect, target.namespace, settlements=10_000)
         for refused in oltp.settle(conn, target.dialect, target.namespace):  # else its upkeep may pass for load
-            evidence.note(f"the new tables' upkeep before the idle window was refused: {refused}")
+            evidence.note(msg("note_upkeep_refused", refused=refused))
     finally:
         conn.close()
     load = BackgroundLoad(target, target.namespace, users=users, rate_per_user=rate, processes=1, limit_s=120)

@@ -39,7 +39,7 @@ import pytest
 from clauseproof.core.catalog import Catalog
 from clauseproof.core.errors import ClauseproofError
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 from clauseproof.sync import cases, conversion, outage, seeded, source_identity, vendor_check
 from clauseproof.sync.cases import Part
 from clauseproof.sync.checker import Checker, Side, TableCheck
@@ -83,7 +83,7 @@ def test_consistency_across_engines(sync_pair: tuple[Target, Target], evidence: 
         mapping=[c.describe() for c in seeded.MAPPING.columns],
         seeded=[what for what, _, _ in seeded.SEEDED],
     )
-    evidence.window("no timed window; the checker's own time is reported per comparison")
+    evidence.window(msg("win_checker"))
     with contextlib.closing(pg.connect()) as a, contextlib.closing(my.connect()) as b:
         seeded.load(a, b, CROSS_ROWS)
         want = seeded.seed(b, CROSS_ROWS)
@@ -100,8 +100,8 @@ def test_consistency_across_engines(sync_pair: tuple[Target, Target], evidence: 
 
 
 def _checker_parts(
-    engines: str, equal: TableCheck, differing: TableCheck, want: set[tuple[int, str]], mapping: TableMap,
-    seeded_names: list[str],
+    engines: str | Text, equal: TableCheck, differing: TableCheck, want: set[tuple[int, str]], mapping: TableMap,
+    seeded_names: list[Text],
 ) -> list[Part]:  # fmt: skip
     found = {(d.key, d.kind) for d in differing.diffs}
     whose = msg("harness_checker")
@@ -142,7 +142,7 @@ def _checker_parts(
                 "values_seeded_how",
                 whose=whose,
                 n=len(want),
-                names=", ".join(seeded_names),
+                names=seeded_names,
                 named=len(found & want),
                 others=len(found - want),
                 seconds=f"{differing.seconds:.2f}",
@@ -169,7 +169,7 @@ def test_consistency_with_a_columnar_engine(
     mapping = replace(seeded.CH_MAPPING, source_table="people_ch")
     evidence.parameters(rows=CROSS_ROWS, columnar=ch.version(), mapping=[c.describe() for c in mapping.columns],
                         seeded=[w for w, _, _ in seeded.CH_SEEDED])  # fmt: skip
-    evidence.window("no timed window; the checker's own time is reported per comparison")
+    evidence.window(msg("win_checker"))
     with contextlib.closing(pg.connect()) as a, contextlib.closing(ch.connect()) as b:
         seeded.load_postgres(a, seeded.people(CROSS_ROWS, seeded.CH_BORN_FROM), "people_ch")
         seeded.load_clickhouse(b, CROSS_ROWS)
@@ -181,7 +181,7 @@ def test_consistency_with_a_columnar_engine(
     finally:
         with contextlib.closing(pg.connect()) as a:
             a.execute("DROP TABLE IF EXISTS people_ch")
-    _record(evidence, _checker_parts("PostgreSQL → ClickHouse (columnar)", equal, differing, want, mapping,
+    _record(evidence, _checker_parts(msg("engines_columnar"), equal, differing, want, mapping,
                                      [w for w, _, _ in seeded.CH_SEEDED]))  # fmt: skip
 
 
@@ -190,10 +190,7 @@ def test_capture_online_and_delay(sync_lab: SyncSystem, evidence: CaseEvidence, 
     params = clause_catalog["BZ-SYNC-2"].params
     evidence.record.target = sync_lab.label
     evidence.parameters(system=sync_lab.describe(), **params)
-    evidence.window(
-        "no timed window: the source's writes per second before and while the task starts; marker delays from "
-        "the commit's return on the source to the first poll (every 10 ms) that shows it on the target"
-    )
+    evidence.window(msg("win_capture"))
     evidence.progress(f"BZ-SYNC-4/2 on {sync_lab.label}: capture under load, then {params['window_s']} s of markers")
     if _unsupported(evidence, sync_lab, "BZ-SYNC-4", "capture"):
         return
@@ -203,7 +200,7 @@ def test_capture_online_and_delay(sync_lab: SyncSystem, evidence: CaseEvidence, 
 @pytest.mark.clause("BZ-SYNC-5")
 def test_topologies(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
     evidence.record.target = sync_lab.label
-    evidence.window("no timed window: each topology under a short write load, then sentinels and the checker")
+    evidence.window(msg("win_topologies"))
     if _unsupported(evidence, sync_lab, "BZ-SYNC-5", "topologies"):
         return
     evidence.progress(f"BZ-SYNC-5 on {sync_lab.label}: seven topologies ...")
@@ -219,7 +216,7 @@ def test_topologies(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
 @pytest.mark.clause("BZ-SYNC-6")
 def test_conversion(sync_lab: SyncSystem, evidence: CaseEvidence) -> None:
     evidence.record.target = sync_lab.label
-    evidence.window("no timed window: a short write load, then a sentinel and the checker with the declared mapping")
+    evidence.window(msg("win_conversion"))
     if _unsupported(evidence, sync_lab, "BZ-SYNC-6", "conversion"):
         return
     _record(evidence, _attempt("BZ-SYNC-6", "conversion", lambda: conversion.conversion(sync_lab)))
@@ -231,10 +228,7 @@ def test_outage(sync_lab: SyncSystem, evidence: CaseEvidence, clause_catalog: Ca
     params = clause_catalog["BZ-SYNC-7"].params
     evidence.record.target = sync_lab.label
     evidence.parameters(fault=outage.OUTAGES[fault], **params)
-    evidence.window(
-        f"the outage lasts hold_s = {params['hold_s']} s; catch-up counts from recovery until the last marker "
-        "committed before it is on the target"
-    )
+    evidence.window(msg("win_outage", hold=params["hold_s"]))
     if _unsupported(evidence, sync_lab, "BZ-SYNC-7", "outage"):
         return
     missing = sync_lab.fault_missing(fault)
@@ -255,7 +249,7 @@ def test_the_vendors_own_checker(sync_lab: SyncSystem, evidence: CaseEvidence) -
     nine seeded differences: real row counts, the equal copy equal, exactly the seeded keys named."""
     evidence.record.target = sync_lab.label
     evidence.parameters(rows=CROSS_ROWS, seeded=[what for what, _, _ in seeded.SEEDED])
-    evidence.window("no timed window; the vendor's checker is run once per copy")
+    evidence.window(msg("win_vendor_checker"))
     _record(evidence, vendor_check.check_with_vendor(sync_lab, CROSS_ROWS))
 
 
@@ -265,5 +259,5 @@ def test_a_domestic_distributed_source(sync_lab: SyncSystem, evidence: CaseEvide
     on the Postgres-XL family (TBase, openTenBase) rows on every datanode shown to arrive (NOT SHOWN on a single
     server, naming what the source is)."""
     evidence.record.target = sync_lab.label
-    evidence.window("no timed window; the arrival is bounded by 120 s")
+    evidence.window(msg("win_arrival_bounded"))
     _record(evidence, source_identity.check_source(sync_lab))

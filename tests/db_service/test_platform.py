@@ -42,7 +42,7 @@ def test_recorded_domestic_hosts_are_recognised() -> None:
 def test_this_host_is_not_shown_with_its_facts(pg_server: EmbeddedPostgres) -> None:
     ev = _evidence()
     facts = check_platform(pg_server, ev)
-    assert facts.read_by == "SQL on the server (pg_read_file)" and facts.os_id == "debian"
+    assert str(facts.read_by) == "SQL on the server (pg_read_file)" and facts.os_id == "debian"
     assert [m.verdict for m in ev.record.measurements] == ["NOT SHOWN", "NOT SHOWN"]
     assert "none of the clause's CPUs is here" in ev.record.measurements[0].reason
 

@@ -70,7 +70,7 @@ def test_litellm_fails_on_streams_uncounted_and_no_retry_after() -> None:
         res = check_tokens(g.openai_url, g.api_key, parse_token_rule(decl))
     finally:
         g.stop()
-    v = {str(p).split(": ", 1)[1].split(", model")[0]: (ok, m) for p, ok, m, _ in res.parts}
+    v = {str(p).split(": ", 1)[1].split(", model")[0]: (ok, str(m)) for p, ok, m, _ in res.parts}
     assert v["quota held, non-streaming"][0] is True
     assert v["quota held, streaming (usage from the stream)"][0] is False
     assert "never refused" in v["quota held, streaming (usage from the stream)"][1]

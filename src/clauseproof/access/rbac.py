@@ -89,4 +89,4 @@ def check_matrix(system: AccessControl, run_id: str, evidence: CaseEvidence, mat
     finally:
         left = system.access_cleanup(run_id)
         if left:
-            evidence.note(f"NOT DELETED after the matrix: {', '.join(left)}")
+            evidence.note(msg("note_not_deleted_matrix", left=left))

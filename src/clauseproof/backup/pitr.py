@@ -89,7 +89,7 @@ def restore_to_points(target: Database, src: Source | None, evidence: CaseEviden
         beyond_archive={"requested": beyond["requested"], "refused_with": refused},
     )
     if refused:
-        evidence.note(f"A point beyond the archive was refused: {refused}")
+        evidence.note(msg("note_beyond_archive", refused=refused))
     evidence.measure(
         "SX-RDS-4",
         not unequal,

@@ -58,10 +58,7 @@ def record(
         "computed in SQL on the source before the backup and on the restored copy; "
         + (f"NOT EQUAL: {unequal}" if unequal else "all equal"),
     )
-    evidence.window(
-        f"backup: {window_backup}. Restore: {window_restore}. Digests, size measurements, the change to the "
-        "source between backup and restore, and clean-up are outside both windows"
-    )
+    evidence.window(msg("win_backup", backup=window_backup, restore=window_restore))
     where = msg("bytes_written", n=f"{backup_bytes:,}") if not elsewhere or elsewhere.startswith("no ") else elsewhere
     size = f"{source.data.server_bytes:,}"
     if unshown and not unequal:

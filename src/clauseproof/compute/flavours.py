@@ -16,7 +16,7 @@ from clauseproof.compute.base import FAILED, RUNNING, ComputeDriver
 from clauseproof.compute.batch import VmTiming, _poll, delete_prefixed
 from clauseproof.compute.roles import Flavour, Flavours
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 
 CLAUSE = "SX-ECS-S3"
 SPEC = re.compile(r"(\d+)\s*核\s*(\d+)\s*G")
@@ -27,14 +27,14 @@ def listed(text: str) -> list[tuple[int, int]]:
     return [(int(v), int(g)) for v, g in SPEC.findall(text)]
 
 
-def match(spec: tuple[int, int], flavours: list[Flavour]) -> tuple[Flavour | None, str]:
+def match(spec: tuple[int, int], flavours: list[Flavour]) -> tuple[Flavour | None, Text | str]:
     vcpus, gib = spec
     for f in sorted(flavours, key=lambda f: f.name):
         if f.vcpus == vcpus and f.ram_mb == gib * 1024:
             return f, ""
     for f in sorted(flavours, key=lambda f: f.name):
         if f.vcpus == vcpus and f.ram_mb == gib * 1000:
-            return f, f"{f.name} has {f.ram_mb} MB (GB of 1000 MB)"
+            return f, msg("flavour_gb_of_1000", name=f.name, mb=f.ram_mb)
     return None, ""
 
 

@@ -111,6 +111,10 @@ class CaseRecord:
     parameters: dict[str, Any] = field(default_factory=dict)
     window: str = ""
     notes: list[str] = field(default_factory=list)
+    #: the window and each note as catalog sentences (key and parameters; None where English only): the report
+    #: gives them in its language
+    window_text: dict[str, Any] | None = None
+    notes_text: list[dict[str, Any] | None] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     #: seconds the clause itself made the case wait, by what (a failure detection, an outage, a rejoin): not the
     #: harness's overhead (:func:`run_cost`)
@@ -146,12 +150,13 @@ class CaseEvidence:
         """Record workload parameters (rows, row width, schema, parallelism, ...)."""
         self.record.parameters.update(params)
 
-    def window(self, description: str) -> None:
+    def window(self, description: str | Text) -> None:
         """Say exactly what the timed window holds."""
-        self.record.window = description
+        self.record.window, self.record.window_text = str(description), _dict(description)
 
-    def note(self, text: str) -> None:
-        self.record.notes.append(text)
+    def note(self, text: str | Text) -> None:
+        self.record.notes.append(str(text))
+        self.record.notes_text.append(_dict(text))
 
     def imposed(self, seconds: float, what: str) -> None:
         """Seconds the clause itself made this case wait (a failure detection, an outage, a rejoin), counted apart

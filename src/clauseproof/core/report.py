@@ -385,6 +385,13 @@ def figures(document: dict[str, Any], ctx: dict[str, Any], png: bool = True) -> 
     return _collect([key for key, _ in todo], _draw_all([job for _, job in todo]))
 
 
+def _case_notes(case: dict[str, Any]) -> list[Any]:
+    """A case's notes, each as a catalog sentence where it was said as one (a bundle of an older version has the
+    English only)."""
+    said = case.get("notes_text") or []
+    return [said[i] if i < len(said) and said[i] else n for i, n in enumerate(case.get("notes") or [])]
+
+
 def _lines(lines: list[str]) -> markupsafe.Markup:
     """A sentence in the report's languages: the first as it is, the second (English, with zh+en) smaller."""
     if not lines:
@@ -416,6 +423,7 @@ def render(
         plots={k: f.svg for k, f in figs["samples"].items()},
         series_plots={k: "".join(f.svg for f in fs) for k, fs in figs["cases"].items()},
         case_parameters=lambda c: {k: v for k, v in c.items() if k not in PLOTTED},  # the series are plotted
+        case_notes=_case_notes,
         env_json=json.dumps(document["environment"], indent=1, ensure_ascii=False),
     )
 

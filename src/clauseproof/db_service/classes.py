@@ -213,7 +213,7 @@ def check_classes(target: Database, evidence: CaseEvidence, level_s: float = LEV
             measured[class_name(c)] = _through_role(target, target, c)
     evidence.parameters(classes=measured, level_s=level_s, cpu_statement=_cpu_sql(target.dialect),
                         disk="not written: 250-3000 GB would not fit the case's time")  # fmt: skip
-    evidence.window(f"per class: 1, V and 2V sessions running {_cpu_sql(target.dialect)!r} for {level_s:g} s each")
+    evidence.window(msg("win_classes", sql=repr(_cpu_sql(target.dialect)), seconds=f"{level_s:g}"))
     smaller: list[tuple[str, int, int]] = []  # (name, memory GB, buffer bytes) of the classes measured so far
     for c in classes:
         cname, m = class_name(c), measured[class_name(c)]

@@ -247,7 +247,7 @@ def check_mysql_engine(target: Database, evidence: CaseEvidence) -> list[Probe]:
         probes=[p.evidence() for p in probes],
         reference="MySQL 8.0 and later (Oracle's server and binary-compatible builds of it)",
     )
-    evidence.window("no timed window: each probe is one statement or the protocol greeting")
+    evidence.window(msg("win_engine_probes"))
     for p in probes:
         evidence.part(
             "SX-RDS-1",

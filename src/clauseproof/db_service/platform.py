@@ -17,7 +17,7 @@ from typing import Any
 
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.db_service.vendor import run_output, section_of
 from clauseproof.targets.roles import Database, HostFiles
 
@@ -38,7 +38,7 @@ class HostFacts:
     os_id: str
     os_name: str
     compiled_for: str
-    read_by: str
+    read_by: str | Text
 
     @property
     def domestic_cpu(self) -> str:
@@ -49,7 +49,7 @@ class HostFacts:
         return OS_IDS.get(self.os_id.lower(), "")
 
 
-def parse_facts(cpuinfo: str, os_release: str, compiled_for: str, read_by: str) -> HostFacts:
+def parse_facts(cpuinfo: str, os_release: str, compiled_for: str, read_by: str | Text) -> HostFacts:
     def field(name: str, text: str) -> str:
         m = re.search(rf"^{name}\s*:\s*(.+)$", text, re.MULTILINE)
         return m.group(1).strip() if m else ""
@@ -84,7 +84,7 @@ def read_facts(target: Database) -> tuple[HostFacts | None, str]:
                 cpuinfo = _sql(conn, "SELECT pg_read_file('/proc/cpuinfo')")
                 os_release = _sql(conn, "SELECT pg_read_file('/etc/os-release')")
                 if cpuinfo:
-                    return parse_facts(cpuinfo, os_release, compiled, "SQL on the server (pg_read_file)"), ""
+                    return parse_facts(cpuinfo, os_release, compiled, msg("read_by_pg_read_file")), ""
             except Exception as exc:
                 why.append(f"pg_read_file refused: {first_line(exc)}")
         else:
@@ -94,10 +94,11 @@ def read_facts(target: Database) -> tuple[HostFacts | None, str]:
     section = section_of(target)
     if section and "host_command" in section.commands:
         text = run_output(target, section, "host_command")
-        return parse_facts(text, text, compiled, f"the profile's host_command ({section.commands['host_command']})"), ""
+        by = msg("read_by_host_command", command=section.commands["host_command"])
+        return parse_facts(text, text, compiled, by), ""
     if target.profile is None and isinstance(target, HostFiles):
         return parse_facts(target.host_file("/proc/cpuinfo"), target.host_file("/etc/os-release"), compiled,
-                           "the files of this machine, where the harness started the server"), ""  # fmt: skip
+                           msg("read_by_local_files")), ""  # fmt: skip
     why.append("no [service] host_command in the profile")
     return HostFacts("", "", "", "", "", compiled, ""), "; ".join(why)
 
@@ -110,12 +111,12 @@ def check_platform(target: Database, evidence: CaseEvidence) -> HostFacts:
     assert facts is not None or why
     declared = dict(target.profile.server) if target.profile else {}
     evidence.parameters(host_facts=facts.__dict__ if facts else None, declared_server=declared or None)
-    evidence.window("no timed window: facts read once")
+    evidence.window(msg("win_facts_once"))
     if facts is None or not facts.cpu_vendor:
         for part in (msg("host_cpu_domestic_short"), msg("host_os_domestic_short")):
             evidence.part(CLAUSE, None, statistic=part, not_shown=msg("host_facts_unread", why=why))
     else:
-        shown = f"{facts.cpu_vendor} {facts.cpu_model} ({facts.arch}), read by {facts.read_by}"
+        shown = msg("host_cpu_read", cpu=f"{facts.cpu_vendor} {facts.cpu_model} ({facts.arch})", by=facts.read_by)
         cpu = msg("host_cpu_domestic", cpu=facts.domestic_cpu or shown)
         evidence.part(CLAUSE, True if facts.domestic_cpu else None, statistic=cpu,
                       not_shown=msg("host_cpu_other", cpu=shown))  # fmt: skip
@@ -125,24 +126,24 @@ def check_platform(target: Database, evidence: CaseEvidence) -> HostFacts:
     contradictions = contradicts(declared, facts)
     if declared:
         evidence.part(CLAUSE, not contradictions if facts and facts.cpu_vendor else None,
-                      statistic=msg("declaration_agrees"), why="; ".join(contradictions),
+                      statistic=msg("declaration_agrees"), why=joined(contradictions),
                       not_shown=msg("no_facts_to_compare"))  # fmt: skip
     return facts or HostFacts("", "", "", "", "", "", "")
 
 
-def contradicts(declared: dict[str, Any], facts: HostFacts | None) -> list[str]:
+def contradicts(declared: dict[str, Any], facts: HostFacts | None) -> list[Text]:
     """What a ``[server]`` declaration says that the facts deny."""
     if not facts or not facts.cpu_vendor:
         return []
     out = []
     cpu = str(declared.get("cpu", "")).lower()
     if cpu and any(w in cpu for w in DOMESTIC_CPU_WORDS) and not facts.domestic_cpu:
-        out.append(f"the profile declares cpu = {declared['cpu']!r}; the host's /proc/cpuinfo says "
-                   f"{facts.cpu_vendor} {facts.cpu_model} ({facts.arch})")  # fmt: skip
+        out.append(msg("declared_cpu_denied", declared=repr(declared["cpu"]),
+                       seen=f"{facts.cpu_vendor} {facts.cpu_model} ({facts.arch})"))  # fmt: skip
     arch = str(declared.get("arch", "")).lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
     if arch and facts.arch and arch != facts.arch:
-        out.append(f"the profile declares arch = {declared['arch']!r}; the host's CPU is {facts.arch}")
+        out.append(msg("declared_arch_denied", declared=repr(declared["arch"]), seen=facts.arch))
     os_decl = str(declared.get("os", "")).lower()
     if os_decl and any(w in os_decl for w in ("kylin", "uos", "麒麟", "统信")) and not facts.domestic_os:
-        out.append(f"the profile declares os = {declared['os']!r}; the host's os-release says {facts.os_name!r}")
+        out.append(msg("declared_os_denied", declared=repr(declared["os"]), seen=repr(facts.os_name)))
     return out

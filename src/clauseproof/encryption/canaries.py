@@ -10,6 +10,7 @@ from typing import Any
 
 from clauseproof.core.errors import first_line
 from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.i18n import msg
 from clauseproof.targets.base import row_numbers
 from clauseproof.targets.roles import Database
 
@@ -46,7 +47,7 @@ def write_canaries(target: Database, conn: Any, canaries: list[bytes], evidence:
     try:
         _force_to_disk(target, conn)
     except Exception as exc:  # an external target's user may lack the privilege
-        evidence.note(f"forcing the canaries to disk was refused: {first_line(exc)}")
+        evidence.note(msg("note_force_refused", error=first_line(exc)))
         return temp, False
     return temp, True
 
@@ -62,10 +63,7 @@ def _spill_innodb_temp(cur: Any, evidence: CaseEvidence) -> None:
     pool = int(cur.fetchone()[0])
     want = int(pool * 1.3)
     if want > TEMP_FILLER_MAX:
-        evidence.note(
-            f"The buffer pool holds {pool >> 20} MiB; writing {want >> 20} MiB of temporary filler to spill the "
-            f"temporary table is more than this case writes ({TEMP_FILLER_MAX >> 20} MiB)."
-        )
+        evidence.note(msg("note_pool_too_big", pool=pool >> 20, want=want >> 20, most=TEMP_FILLER_MAX >> 20))
         return
     rows = want // 1000
     cur.execute(
@@ -131,7 +129,7 @@ def expected_files(target: Database, conn: Any, evidence: CaseEvidence) -> list[
             cur.execute("SHOW MASTER STATUS")
             status = cur.fetchone()
         except Exception as exc:  # the privilege to see it may be missing
-            evidence.note(f"the binary log position could not be read ({first_line(exc)}); its file is not required")
+            evidence.note(msg("note_binlog_unread", error=first_line(exc)))
             status = None
         if status:
             out.append(

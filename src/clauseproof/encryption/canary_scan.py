@@ -267,16 +267,10 @@ def _judge(target: Database, evidence: CaseEvidence, scanned: _Scanned) -> None:
     ibtmp = root / "ibtmp1"
     ibtmp_size = ibtmp.stat().st_size if target.dialect == "mysql" and ibtmp.exists() else 0
     if pool and ibtmp_size > pool and not temp_on_disk:
-        evidence.note(
-            f"The temporary table's pages reached disk (ibtmp1 grew to {ibtmp_size >> 20} MiB, beyond the "
-            f"{pool >> 20} MiB buffer pool) and none of its 4 canaries is there in plaintext."
-        )
+        evidence.note(msg("note_temp_reached_disk", size=ibtmp_size >> 20, pool=pool >> 20))
         temp_on_disk = True
     elif not temp_on_disk:
-        evidence.note(
-            "The 4 canaries of the temporary table were found in no file class: the temporary table "
-            "stayed in memory, so this scan shows temporary-file encryption neither way."
-        )
+        evidence.note(msg("note_temp_in_memory"))
     evidence.parameters(
         canaries=len(canaries),
         canary_length=len(canaries[0]),
@@ -304,7 +298,7 @@ def _judge(target: Database, evidence: CaseEvidence, scanned: _Scanned) -> None:
     }
     empty = [c for c, n in result.files.items() if n == 0 and c != "other files"]
     if empty:
-        evidence.note(f"file classes with no file to scan (shown neither way): {', '.join(empty)}")
+        evidence.note(msg("note_empty_classes", classes=", ".join(empty)))
     for part, classes in parts.items():
         statistic = msg("part_encrypted", part=_term(part), classes=_terms(classes))
         if any(c in not_inspectable for c in classes):

@@ -151,7 +151,7 @@ class ColumnResult:
 
     parts: dict[str, bool | None]
     details: dict[str, Any]
-    notes: list[str]
+    notes: list[Text | str]
     #: For a disproven part, what showed it; for a part not shown, why not.
     why: dict[str, Text | str] = field(default_factory=dict)
     #: each part's name in the report's language (the keys of ``parts`` are its English)
@@ -217,7 +217,7 @@ class _Check:
         self.parts: dict[str, bool | None] = {}
         self.why: dict[str, Text | str] = {}
         self.names: dict[str, Text] = {}
-        self.notes: list[str] = []
+        self.notes: list[Text | str] = []
         self.reads: dict[str, str] = {}
         self.made_keys: list[str] = []
         self.table_made = self.set_up_started = False
@@ -396,10 +396,7 @@ class _Check:
         if handed:
             key_failures += self._wrong_key_reads() + self._cross_key_reads()
         else:
-            self.notes.append(
-                "a wrong key and another column's key were not tried: the target holds the key material (no "
-                "{secret_hex} in keyed_session)"
-            )
+            self.notes.append(msg("note_keys_not_tried"))
         # Without key material the harness can hand out, a key per column cannot be shown by access: a shared key
         # with the column's name bound into each value passes every other check (issue 30's cheat).
         self.judge(
@@ -478,11 +475,11 @@ class _Check:
             s.close()
 
 
-def _quiet(s: _Session, sql: str, notes: list[str]) -> None:
+def _quiet(s: _Session, sql: str, notes: list[Text | str]) -> None:
     try:
         s.run(sql, step="clean-up")
     except ClauseproofError as exc:
-        notes.append(f"clean-up: {exc.what}")
+        notes.append(msg("note_cleanup_error", error=exc.what))
 
 
 def _alter(v: Any) -> Any:

@@ -197,11 +197,7 @@ def _prepare(cluster: HACluster[N], gated: Any) -> _Plan:
         thresholds_from={k: str(v) for k, v in where.items()},
         faults={f: (why or "applied") for f, why in can.items()},
     )
-    gated.window(
-        "no timed window: each trial's RTO is the completion of the first acknowledged write invoked after the "
-        "fault, minus the fault's instant (one monotonic clock); the cluster is ready (a leader named, every node "
-        "running) before each trial"
-    )
+    gated.window(msg("win_failover"))
     return _Plan(ids, surveyed, limits, where, trials, can)
 
 

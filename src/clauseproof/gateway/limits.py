@@ -46,6 +46,8 @@ from clauseproof.core.i18n import Text, msg
 from clauseproof.gateway.openloop import NO_ANSWER, LoadResult, Sample, Stream, run
 from clauseproof.targets.host.processes import service_headers
 
+#: the measured value of a part the target declares it does not support (the suite says it in the report language)
+NOT_SUPPORTED = "not supported by this target"
 KINDS = ("header", "query", "ip", "consumer", "route", "model", "tokens")
 #: which clause a rule's kind proves: SX-EDAS-4 (header, query, IP, consumer), SX-EDAS-5 (QPS per
 #: consumer, route, model)
@@ -317,7 +319,7 @@ def _check_once(
 ) -> tuple[RuleResult, str]:
     res = RuleResult(rule)
     if not rule.supported:
-        res.parts.append((msg("rule_limits", rule=rule.label), None, "not supported by this target", rule.why))
+        res.parts.append((msg("rule_limits", rule=rule.label), None, NOT_SUPPORTED, rule.why))
         return res, ""
     arrived_before = arrivals() if arrivals is not None else None
     keys = _Keys(rule, tag, max(1.0, rule.burst / rule.rate + 0.5))

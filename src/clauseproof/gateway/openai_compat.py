@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from clauseproof.core.i18n import Text, msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.targets.host.processes import service_headers
 
 VENDOR_DELAY_S = 0.05  # clauseproof.workloads.model_vendors's pause between streamed words
@@ -88,7 +88,7 @@ def check(base_url: str, api_key: str, models: dict[str, str], vendors_url: str 
     except openai.APIStatusError as exc:
         ok = 400 <= exc.status_code < 500 and _error_shape(exc)
         res.parts.append((msg("unknown_model_refused"), ok, f"{type(exc).__name__} {exc.status_code}",
-                          f"status {exc.status_code}, body {str(exc.body)[:120]}"))  # fmt: skip
+                          msg("status_body", status=exc.status_code, body=str(exc.body)[:120])))  # fmt: skip
     except openai.OpenAIError as exc:
         res.parts.append((msg("unknown_model_refused"), False, type(exc).__name__, str(exc)[:200]))
     return res
@@ -114,17 +114,17 @@ def _chat(client: Any, model: str, vendor: str, vendors_url: str | None, data: d
     want_usage = (len(prompt.split()), len(want.split()))
     data.setdefault("chat", {})[model] = {"text": text, "finish_reason": finish, "usage": usage, "vendors_hit": moved}
     ok = text == want and finish == "stop" and usage == want_usage and bool(routed)
-    why = []
+    why: list[Text | str] = []
     if text != want:
-        why.append(f"text {text!r}, the vendor sent {want!r}")
+        why.append(msg("chat_text_differs", text=repr(text), want=repr(want)))
     if finish != "stop":
         why.append(f"finish_reason {finish!r}")
     if usage != want_usage:
-        why.append(f"usage (prompt, completion) {usage}, the vendor counted {want_usage}")
+        why.append(msg("usage_differs", usage=str(usage), want=str(want_usage)))
     if not routed:
-        why.append(f"the vendors that got the request: {moved or 'none'}")
-    return [(name, ok, f"text {text!r}, finish_reason {finish!r}, usage {usage}; vendor requests {moved}",
-             "; ".join(why))]  # fmt: skip
+        why.append(msg("vendors_hit", moved=str(moved) if moved else msg("nobody")))
+    said = msg("chat_answer", text=repr(text), finish=repr(finish), usage=str(usage), moved=str(moved))
+    return [(name, ok, said, joined(why))]
 
 
 def _stream(client: Any, base_url: str, api_key: str, model: str, vendor: str, data: dict[str, Any]) -> list[Part]:
@@ -168,19 +168,19 @@ def _stream(client: Any, base_url: str, api_key: str, model: str, vendor: str, d
     vendor_spread = (len(want.split()) - 1) * VENDOR_DELAY_S
     spread = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
     want_usage = (len(prompt.split()), len(want.split()))
-    checks = {
-        "the first delta carries the role": bool(roles) and roles[0] == "assistant",
-        f"the deltas join to the vendor's text {want!r} (got {text!r})": text == want,
-        f"{len(pieces)} deltas over {spread:.2f} s, the vendor took {vendor_spread:.2f} s (not buffered)":
-            len(pieces) >= 3 and spread >= vendor_spread / 2,
-        f"finish_reason {finishes[-1] if finishes else None!r}": finishes[-1:] == ["stop"],
-        f"usage {usage}, the vendor counted {want_usage}": usage == want_usage,
-        f"the raw stream ends with {raw_last[:40]!r}": raw_last.strip() == "data: [DONE]",
-    }  # fmt: skip
+    checks: list[tuple[Text | str, bool]] = [
+        (msg("stream_role_first"), bool(roles) and roles[0] == "assistant"),
+        (msg("stream_joins", want=repr(want), text=repr(text)), text == want),
+        (msg("stream_spread", n=len(pieces), spread=f"{spread:.2f}", vendor=f"{vendor_spread:.2f}"),
+         len(pieces) >= 3 and spread >= vendor_spread / 2),
+        (f"finish_reason {finishes[-1] if finishes else None!r}", finishes[-1:] == ["stop"]),
+        (msg("usage_counted", usage=str(usage), want=str(want_usage)), usage == want_usage),
+        (msg("stream_ends_with", last=repr(raw_last[:40])), raw_last.strip() == "data: [DONE]"),
+    ]  # fmt: skip
     data.setdefault("stream", {})[model] = {"deltas": pieces, "arrivals_s": [round(a, 3) for a in arrivals],
                                             "usage": usage, "finish": finishes, "raw_last": raw_last}  # fmt: skip
-    bad = [k for k, ok in checks.items() if not ok]
-    return [(name, not bad, "; ".join(checks), msg("not_so", what="; ".join(bad)))]
+    bad = [k for k, ok in checks if not ok]
+    return [(name, not bad, joined([k for k, _ in checks]), msg("not_so", what=joined(bad)))]
 
 
 def _errors(client: Any, model: str) -> list[Part]:
@@ -195,7 +195,7 @@ def _errors(client: Any, model: str) -> list[Part]:
         except kind as exc:
             ok = exc.status_code == code and _error_shape(exc)
             out.append((name, ok, f"{type(exc).__name__} {exc.status_code}: {str(exc.body)[:100]}",
-                        f"status {exc.status_code}, body {json.dumps(exc.body)[:150]}"))  # fmt: skip
+                        msg("status_body", status=exc.status_code, body=json.dumps(exc.body)[:150])))  # fmt: skip
         except openai.OpenAIError as exc:
             out.append((name, False, type(exc).__name__, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return out

@@ -36,8 +36,8 @@ from typing import Any
 import httpx
 
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.i18n import Text, msg
-from clauseproof.gateway.limits import retry_after_ok
+from clauseproof.core.i18n import Text, joined, msg
+from clauseproof.gateway.limits import NOT_SUPPORTED, retry_after_ok
 
 MAX_REQUESTS = 300
 MAX_RUN_S = 60.0
@@ -66,11 +66,15 @@ class TokenRule:
     def dimension(self) -> str:
         return "credential" if self.credentials else "model"
 
-    def keys(self, api_key: str) -> list[tuple[str, str, str]]:
+    @property
+    def dimension_text(self) -> Text:
+        return msg("dim_credential" if self.credentials else "limit_by_model")
+
+    def keys(self, api_key: str) -> list[tuple[Text, str, str]]:
         """(name, model, API key) of each key the rule's quota is per."""
         if self.credentials:
-            return [(f"credential {i + 1}", self.models[0], c) for i, c in enumerate(self.credentials)]
-        return [(f"model {m}", m, api_key) for m in self.models]
+            return [(msg("credential_n", n=i + 1), self.models[0], c) for i, c in enumerate(self.credentials)]
+        return [(msg("model_named", model=m), m, api_key) for m in self.models]
 
 
 def parse_token_rule(d: dict[str, Any], where: str = "a token limit") -> TokenRule:
@@ -136,7 +140,7 @@ def call(client: httpx.Client, url: str, model: str, key: str, prompt: str, stre
 
 @dataclass
 class Run:
-    key: str
+    key: Text
     stream: bool
     calls: list[Call] = field(default_factory=list)
     waited_s: float = 0.0
@@ -167,7 +171,7 @@ def _wait_for_window(rule: TokenRule) -> float:
     return left + 0.2
 
 
-def _exhaust(client: httpx.Client, url: str, rule: TokenRule, key: tuple[str, str, str], stream: bool,
+def _exhaust(client: httpx.Client, url: str, rule: TokenRule, key: tuple[Text, str, str], stream: bool,
              before: list[Call]) -> Run:  # fmt: skip
     """Requests on ``key`` until refused, then one more; ``before``: this key's earlier calls, counted when they
     fell in the same window."""
@@ -200,9 +204,9 @@ class TokenResult:
 def check_tokens(base_url: str, api_key: str, rule: TokenRule) -> TokenResult:
     """Every part of one token rule, measured through the OpenAI-style ``base_url`` (``…/v1``)."""
     res = TokenResult(rule)
-    label = msg("token_quota_label", tokens=rule.tokens, window=f"{rule.window_s:g}", dimension=rule.dimension)
+    label = msg("token_quota_label", tokens=rule.tokens, window=f"{rule.window_s:g}", dimension=rule.dimension_text)
     if not rule.supported:
-        res.parts.append((msg("token_limits"), None, "not supported by this target", rule.why))
+        res.parts.append((msg("token_limits"), None, NOT_SUPPORTED, rule.why))
         return res
     url = base_url.rstrip("/") + "/" + rule.path.lstrip("/")
     a, b = rule.keys(api_key)[:2]
@@ -237,25 +241,22 @@ def _quota_part(label: Text, rule: TokenRule, run: Run) -> Part:
     name = msg("quota_held_streaming" if run.stream else "quota_held", label=label, which=run.key)
     errors = [c for c in run.calls if c.status < 0]  # any answer other than 200 is a refusal, judged below
     if errors:
-        return (name, False, f"{len(errors)} requests got no answer: {errors[0].error}",
-                "requests failed instead of being answered or refused")  # fmt: skip
+        return (name, False, msg("requests_unanswered", n=len(errors), error=errors[0].error),
+                msg("requests_failed_not_refused"))  # fmt: skip
     acc = run.accepted
     if any(c.tokens is None for c in acc):
         n = sum(c.tokens is None for c in acc)
-        return (name, None, f"{n} of {len(acc)} accepted answers carried no usage",
-                "the answers do not say what they consumed (usage), so the quota cannot be counted")  # fmt: skip
+        return (name, None, msg("answers_without_usage", n=n, of=len(acc)), msg("answers_without_usage_why"))
     biggest = max((c.tokens or 0 for c in acc), default=0)
     lo, hi = rule.tokens - biggest, rule.tokens + biggest
-    measured = (f"{len(acc)} answers accepted ({run.spent} tokens, largest {biggest}) before the first refusal; "
-                f"quota {rule.tokens}, allowed {max(lo, 0)}-{hi} (within one answer)")  # fmt: skip
+    counted = dict(n=len(acc), spent=run.spent, biggest=biggest, quota=rule.tokens, lo=max(lo, 0), hi=hi)
     if run.first_refusal is None:
-        why = f"{run.spent} tokens spent ({run.spent / rule.tokens:.1f}x the quota) without a refusal"
-        why += ": the streamed (larger) answers are not counted as tokens against the quota" if run.stream else ""
-        return (name, False, measured.replace("before the first refusal", "and never refused"), why)
+        times = f"{run.spent / rule.tokens:.1f}"
+        why = msg("tokens_never_refused_streamed" if run.stream else "tokens_never_refused", spent=run.spent, x=times)
+        return (name, False, msg("tokens_accepted_never_refused", **counted), why)
     ok = lo <= run.spent <= hi
-    why = (f"{run.spent} tokens accepted, more than one answer beyond the quota" if run.spent > hi
-           else f"refused after {run.spent} tokens, more than one answer short of the quota")  # fmt: skip
-    return (name, ok, measured, why)
+    why = msg("tokens_beyond_quota" if run.spent > hi else "tokens_short_of_quota", spent=run.spent)
+    return (name, ok, msg("tokens_accepted_then_refused", **counted), why)
 
 
 def _refusals(label: Text, *runs: Run) -> Part:
@@ -263,10 +264,12 @@ def _refusals(label: Text, *runs: Run) -> Part:
     name = msg("refusals_stay", rule=label)
     if not refused:
         return (name, False, msg("nothing_refused_short"), msg("nothing_refused"))
-    bad = list(dict.fromkeys(  # each kind of wrong answer once per key
-        f"{r.key}: {c.status}" + ("" if c.status != 429 else " without a valid Retry-After")
-        for r, after in refused for c in after if c.status != 429 or not retry_after_ok(c.retry_after)
-    ))  # fmt: skip
-    shown = "; ".join(f"{r.key}: {[c.status for c in after]} (Retry-After {after[0].retry_after!r})"
-                      for r, after in refused)  # fmt: skip
-    return (name, not bad, shown, msg("not_so", what="; ".join(bad)))
+    bad: dict[str, Text] = {}  # each kind of wrong answer once per key
+    for r, after in refused:
+        for c in after:
+            if c.status != 429 or not retry_after_ok(c.retry_after):
+                said = msg("key_status" if c.status != 429 else "key_429_no_retry_after", which=r.key, status=c.status)
+                bad.setdefault(str(said), said)
+    shown = joined([msg("key_statuses", which=r.key, statuses=str([c.status for c in after]),
+                        retry=repr(after[0].retry_after)) for r, after in refused])  # fmt: skip
+    return (name, not bad, shown, msg("not_so", what=joined(list(bad.values()))))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.digest import Dialect
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.targets.base import Endpoint
 from clauseproof.targets.clusters.topology import Topology
 
@@ -69,7 +70,7 @@ class ReplicaState:
     from_primary: bool = False
     #: Reached through another endpoint already: the node of that endpoint (one server counts once).
     same_server_as: str = ""
-    problem: str = ""
+    problem: Text | str = ""
 
     @property
     def counted(self) -> bool:
@@ -82,8 +83,8 @@ class ReplicaState:
             and self.current
         )
 
-    def add_problem(self, text: str) -> None:
-        self.problem = f"{self.problem}; {text}" if self.problem else text
+    def add_problem(self, text: Text) -> None:
+        self.problem = joined([self.problem, text])
 
 
 def prepare(topology: Topology) -> None:
@@ -128,18 +129,18 @@ def replica_states(topology: Topology, current_within_s: float = 5.0) -> list[Re
             try:
                 conns[node.name] = topology.open(node.endpoint)
             except Exception as exc:
-                st.add_problem(f"cannot connect: {_first_line(exc)}")
+                st.add_problem(msg("replica_cannot_connect", error=_first_line(exc)))
                 continue
             st.reachable = True
             try:
                 _replica_facts(topology, conns[node.name], st, primary_facts)
             except Exception as exc:
-                st.add_problem(f"cannot be queried: {_first_line(exc)}")
+                st.add_problem(msg("replica_cannot_query", error=_first_line(exc)))
                 st.replicating = False
         for st, same in zip(states, same_servers(topology, conns), strict=True):
             if same:
                 st.same_server_as = same
-                st.add_problem(f"the same server as {same} (reached through another endpoint): counted once")
+                st.add_problem(msg("replica_same_server", same=same))
         position = _primary_position(topology, token)
         committed = time.perf_counter()
         if topology.dialect == "postgresql":
@@ -151,7 +152,7 @@ def replica_states(topology: Topology, current_within_s: float = 5.0) -> list[Re
             try:
                 _wait_current(topology, conn, st, position, token, committed, current_within_s)
             except Exception as exc:
-                st.add_problem(f"cannot be queried: {_first_line(exc)}")
+                st.add_problem(msg("replica_cannot_query", error=_first_line(exc)))
     finally:
         for c in conns.values():
             with contextlib.suppress(Exception):
@@ -199,14 +200,14 @@ def _replica_facts(topology: Topology, conn: Any, st: ReplicaState, primary: _Pr
         status, conninfo = (row[0], str(row[1] or "")) if row else (None, "")
         st.replicating = status == "streaming"
         if not st.replicating:
-            st.add_problem(f"WAL receiver status: {status or 'none (not a streaming standby)'}")
+            st.add_problem(msg("replica_wal_receiver", status=status or msg("not_streaming_standby")))
         system_id = str(_one(conn, "SELECT system_identifier FROM pg_control_system()"))
         m = re.search(r"application_name=(\S+)", conninfo)
         name = m.group(1) if m else "walreceiver"
         if system_id != primary.system_id:
-            st.add_problem(f"another cluster: system identifier {system_id}, the primary's is {primary.system_id}")
+            st.add_problem(msg("replica_other_cluster", id=system_id, primary=primary.system_id))
         else:
-            _claim(st, primary, name, f"the primary lists no streaming standby named {name!r} (pg_stat_replication)")
+            _claim(st, primary, name, msg("replica_unlisted_pg", name=repr(name)))
     else:
         st.read_only = bool(int(_one(conn, "SELECT @@read_only")))
         with conn.cursor() as cur:
@@ -217,19 +218,19 @@ def _replica_facts(topology: Topology, conn: Any, st: ReplicaState, primary: _Pr
         io, sql = status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")
         st.replicating = io == "Yes" and sql == "Yes"
         if not st.replicating:
-            st.add_problem(f"replication threads: IO {io or 'none'}, SQL {sql or 'none'}")
+            st.add_problem(msg("replica_threads", io=io or "none", sql=sql or "none"))
         st.reported_lag = f"Seconds_Behind_Master = {status.get('Seconds_Behind_Master')}"
         master = str(status.get("Master_Server_Id", ""))
         server_id = str(_one(conn, "SELECT @@server_id"))
         if master != primary.system_id:
-            st.add_problem(f"replicates from server id {master or 'none'}, the primary's is {primary.system_id}")
+            st.add_problem(msg("replica_other_master", master=master or "none", primary=primary.system_id))
         else:
-            _claim(st, primary, server_id, f"the primary does not list server id {server_id} (SHOW SLAVE HOSTS)")
+            _claim(st, primary, server_id, msg("replica_unlisted_mysql", id=server_id))
     if not st.read_only:
-        st.add_problem("accepts writes (not read-only)")
+        st.add_problem(msg("replica_accepts_writes"))
 
 
-def _claim(st: ReplicaState, primary: _PrimaryFacts, key: str, unlisted: str) -> None:
+def _claim(st: ReplicaState, primary: _PrimaryFacts, key: str, unlisted: Text) -> None:
     """A replicating replica is from this primary when the primary lists it (each listing claimed once)."""
     if st.replicating and primary.listed and primary.replicas[key] <= 0:
         st.add_problem(unlisted)
@@ -313,12 +314,12 @@ def _wait_current(
         if _one(conn, "SELECT MASTER_GTID_WAIT(%s, %s)", (position, left)) == 0:
             st.catch_up_s = round(time.perf_counter() - committed, 4)
     if st.catch_up_s is None:
-        st.add_problem(f"stale: not at the primary's position within {limit:g} s")
+        st.add_problem(msg("replica_stale", limit=f"{limit:g}"))
         return
     seen = _one(conn, f"SELECT count(*) FROM {ns}.{MARKER_TABLE} WHERE token = %s", (token,))
     st.current = int(seen or 0) == 1
     if not st.current:
-        st.add_problem("position reached but the marker row is not visible")
+        st.add_problem(msg("replica_marker_invisible"))
 
 
 def _pg_reported_lag(topology: Topology, states: list[ReplicaState]) -> None:

@@ -317,7 +317,10 @@ def _barrier_to(sys: SyncSystem, source: str, target: str, origin: str, first_id
 def topologies(sys: SyncSystem, *, seconds: float = 3.0, rate: float = 100, timeout: float = 120) -> list[Part]:
     parts: list[Part] = []
 
-    def run(name: str, tasks: list[tuple[str, str, str]], pairs: list[tuple[str, str, TableMap]], **kw: Any) -> None:
+    def run(
+        name: str, label: Text, tasks: list[tuple[str, str, str]], pairs: list[tuple[str, str, TableMap]], **kw: Any
+    ) -> None:
+        """``name``: the topology's marker origin (ASCII); ``label``: what the report calls it."""
         nodes = sorted({n for _, s, t in tasks for n in (s, t)})
         sources = sorted({s for _, s, _ in tasks} - {t for _, _, t in tasks})
         with scenario(sys, nodes):
@@ -338,31 +341,48 @@ def topologies(sys: SyncSystem, *, seconds: float = 3.0, rate: float = 100, time
             }
             checks = [check(sys, s, t, tm) for s, t, tm in pairs]
         errors = [e for r in reports for e in r.errors]
-        part = _equal_part("BZ-SYNC-5", name, checks, f"{name} ({', '.join(f'{s}→{t}' for _, s, t in tasks)})")
+        arrows = ", ".join(f"{s}→{t}" for _, s, t in tasks)
+        part = _equal_part("BZ-SYNC-5", label, checks, msg("topology_tasks", topology=label, tasks=arrows))
         late = [k for k, v in waits.items() if v is None]
         if late or errors:
             part.ok = False
-            part.why = "; ".join(
-                filter(
-                    None, [str(part.why), f"markers not through {late}" if late else "", f"load errors {errors[:3]}"]
-                )
-            )
+            part.why = joined([
+                part.why,
+                msg("sync_markers_not_through", pairs=str(late)) if late else "",
+                msg("sync_load_errors", errors=str(errors[:3])) if errors else "",
+            ])  # fmt: skip
         part.data |= {"barrier_s": waits, "ops": [r.ops for r in reports]}
         parts.append(part)
 
     low = replace(ORDERS, target_where=f"id < {SECOND_SOURCE}")
     high = replace(ORDERS, source_where="", target_where=f"id >= {SECOND_SOURCE}")
-    run("one-to-one, by table", [("cp_t11", "a", "b")], [("a", "b", ORDERS)])
-    run("one-to-many", [("cp_t1b", "a", "b"), ("cp_t1c", "a", "c")], [("a", "b", ORDERS), ("a", "c", ORDERS)])
-    run("many-to-one", [("cp_tac", "a", "c"), ("cp_tbc", "b", "c")], [("a", "c", low), ("b", "c", high)])
-    run("cascade", [("cp_tab", "a", "b"), ("cp_tbc2", "b", "c")], [("a", "b", ORDERS), ("a", "c", ORDERS)])
-    run("by user (every table of the schema)", [("cp_tu", "a", "b")], [("a", "b", ORDERS)], tables=None)
+    run("one-to-one, by table", msg("topo_one_to_one"), [("cp_t11", "a", "b")], [("a", "b", ORDERS)])
+    run(
+        "one-to-many",
+        msg("topo_one_to_many"),
+        [("cp_t1b", "a", "b"), ("cp_t1c", "a", "c")],
+        [("a", "b", ORDERS), ("a", "c", ORDERS)],
+    )
+    run(
+        "many-to-one",
+        msg("topo_many_to_one"),
+        [("cp_tac", "a", "c"), ("cp_tbc", "b", "c")],
+        [("a", "c", low), ("b", "c", high)],
+    )
+    run(
+        "cascade",
+        msg("topo_cascade"),
+        [("cp_tab", "a", "b"), ("cp_tbc2", "b", "c")],
+        [("a", "b", ORDERS), ("a", "c", ORDERS)],
+    )
+    run("by user", msg("topo_by_user"), [("cp_tu", "a", "b")], [("a", "b", ORDERS)], tables=None)
     cols = ["id", "customer", "amount", "status"]
     narrow = TableMap(
         "orders", "orders", "id", tuple(c for c in ORDERS.columns if c.source in cols), exact_columns=True
     )
     run(
         "column filter",
+        msg("topo_column_filter"),
         [("cp_tcol", "a", "b")],
         [("a", "b", narrow)],
         options={"columns": {"orders": cols}},
@@ -435,7 +455,7 @@ def bidirectional(
         not problems,
         msg(
             "bidirectional_how",
-            method=method + (", forwarding every origin" if forward_origins else ""),
+            method=msg("method_forwarding", method=method) if forward_origins else method,
             rate=f"{rate:g}",
             seconds=f"{seconds:g}",
             n_a=n_a,

@@ -84,7 +84,8 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
     caught = [markers.seen[m] for m in before if m in markers.seen]
     catch_up = (max(caught) - t_heal) if caught and len(caught) == len(before) else None
     worst = max((s.get("retained_bytes") or 0 for s in slots), default=0)
-    status = sorted({str(s.get("kept_as")) for s in slots if s.get("exists")})
+    kept_as = {str(s.get("kept_as")): s.get("kept_as") for s in slots if s.get("exists")}  # each once, in order
+    status = [kept_as[k] for k in sorted(kept_as)]
     applied = bool(during) and not through
     eq = all(c.equal for c in checks)
     ok: bool | None = eq and not missing and not doubled and not report.errors and final is not None
@@ -117,7 +118,7 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             through=len(through),
             caught=catch_txt,
             kept=f"{worst / 1e6:.1f}",
-            status=", ".join(status) or "-",
+            status=status or "-",
             missing=len(missing),
             doubled=len(doubled),
             checker=joined([c.summary_text(2) for c in checks]),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from clauseproof.core.i18n import Text, msg
 from clauseproof.sync.checker import Checker, Side, TableCheck
 from clauseproof.sync.mapping import ColumnMap, TableMap
 
@@ -92,20 +93,20 @@ MAPPING = TableMap(
 
 
 #: (what, SQL on the copy ``{t}``, the key and kind the checker must report)
-SEEDED = [
-    ("a changed decimal", "UPDATE {t} SET amount = amount + 0.01 WHERE id = 101", (101, "changed")),
-    ("a timestamp 1 µs later", "UPDATE {t} SET seen = seen + INTERVAL 1 MICROSECOND WHERE id = 202", (202, "changed")),
-    ("an accent lost", "UPDATE {t} SET city = 'Zurich' WHERE id = 5", (5, "changed")),
-    ("NULL made a value", "UPDATE {t} SET nick = 'x' WHERE id = 303", (303, "changed")),
-    ("a float off by 1e-6", "UPDATE {t} SET score = score + 1e-6 WHERE id = 404", (404, "changed")),
-    ("a missing row", "DELETE FROM {t} WHERE id = 505", (505, "missing")),
+SEEDED: list[tuple[Text, str, tuple[int, str]]] = [
+    (msg("seed_decimal"), "UPDATE {t} SET amount = amount + 0.01 WHERE id = 101", (101, "changed")),
+    (msg("seed_timestamp_us"), "UPDATE {t} SET seen = seen + INTERVAL 1 MICROSECOND WHERE id = 202", (202, "changed")),
+    (msg("seed_accent"), "UPDATE {t} SET city = 'Zurich' WHERE id = 5", (5, "changed")),
+    (msg("seed_null_value"), "UPDATE {t} SET nick = 'x' WHERE id = 303", (303, "changed")),
+    (msg("seed_float"), "UPDATE {t} SET score = score + 1e-6 WHERE id = 404", (404, "changed")),
+    (msg("seed_missing"), "DELETE FROM {t} WHERE id = 505", (505, "missing")),
     (
-        "an extra row",
+        msg("seed_extra"),
         "INSERT INTO {t} SELECT flag, born, {extra}, score, nick, city, name, seen, amount FROM {t} WHERE id = 606",
         (-1, "extra"),
     ),
-    ("a duplicated row", "INSERT INTO {t} SELECT * FROM {t} WHERE id = 707", (707, "duplicated")),
-    ("a row moved to another key", "UPDATE {t} SET id = {moved} WHERE id = 808", (808, "moved")),
+    (msg("seed_duplicated"), "INSERT INTO {t} SELECT * FROM {t} WHERE id = 707", (707, "duplicated")),
+    (msg("seed_moved"), "UPDATE {t} SET id = {moved} WHERE id = 808", (808, "moved")),
 ]
 
 
@@ -176,16 +177,16 @@ CH_MAPPING = TableMap(
 
 #: (what, the change made to the copy's row of that key, the key and kind the checker must report) — ClickHouse's
 #: updates are asynchronous mutations, so the copy is written with its differences in place
-CH_SEEDED: list[tuple[str, int, str]] = [
-    ("a changed decimal", 101, "changed"),
-    ("a timestamp 1 s later", 202, "changed"),
-    ("an accent lost", 5, "changed"),
-    ("NULL made a value", 303, "changed"),
-    ("a float off by 1e-6", 404, "changed"),
-    ("a missing row", 505, "missing"),
-    ("an extra row", 606, "extra"),
-    ("a duplicated row", 707, "duplicated"),
-    ("a row moved to another key", 808, "moved"),
+CH_SEEDED: list[tuple[Text, int, str]] = [
+    (msg("seed_decimal"), 101, "changed"),
+    (msg("seed_timestamp_s"), 202, "changed"),
+    (msg("seed_accent"), 5, "changed"),
+    (msg("seed_null_value"), 303, "changed"),
+    (msg("seed_float"), 404, "changed"),
+    (msg("seed_missing"), 505, "missing"),
+    (msg("seed_extra"), 606, "extra"),
+    (msg("seed_duplicated"), 707, "duplicated"),
+    (msg("seed_moved"), 808, "moved"),
 ]
 
 

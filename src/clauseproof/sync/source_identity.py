@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clauseproof.core.errors import first_line
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.sync.cases import Part
 from clauseproof.targets.roles import SyncSystem
 
 CLAUSE = "BZ-SYNC-1"
 ROWS = 2000
 ARRIVE_S = 120.0
+SINGLE_PG, SINGLE_MYSQL = "PostgreSQL, a single server", "a single MySQL-family server"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class SourceIdentity:
     distributed: bool
     shards: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> Text | str:
+        """The family in the report's language (a product's name stays as it is)."""
+        return {SINGLE_PG: msg("single_postgresql"), SINGLE_MYSQL: msg("single_mysql")}.get(self.family, self.family)
 
 
 def _try(conn: Any, sql: str) -> tuple[list[Any] | None, str]:
@@ -60,7 +66,7 @@ def identify(conn: Any, dialect: str) -> SourceIdentity:
                                   datanodes, seen)  # fmt: skip
         version, _ = _try(conn, "SELECT version()")
         seen.append(f"version(): {version[0][0] if version else '?'}")
-        return SourceIdentity("PostgreSQL, a single server", False, [], seen)
+        return SourceIdentity(SINGLE_PG, False, [], seen)
     probes: list[tuple[str, str]] = [
         ("TDSQL", "/*proxy*/ show status"),
         ("TiDB", "SELECT STORE_ID, ADDRESS FROM information_schema.TIKV_STORE_STATUS"),
@@ -75,7 +81,7 @@ def identify(conn: Any, dialect: str) -> SourceIdentity:
             return SourceIdentity(family, True, [" ".join(map(str, r))[:60] for r in rows], seen)
     version, _ = _try(conn, "SELECT CONCAT(VERSION(), ' ', @@version_comment)")
     seen.append(f"VERSION(): {version[0][0] if version else '?'}")
-    return SourceIdentity("a single MySQL-family server", False, [], seen)
+    return SourceIdentity(SINGLE_MYSQL, False, [], seen)
 
 
 def _per_datanode(conn: Any, table: str, shards: list[str]) -> dict[str, int]:
@@ -90,17 +96,17 @@ def check_source(lab: SyncSystem) -> list[Part]:
     """The parts of BZ-SYNC-1 on the lab's source (node ``a``) and target (``b``)."""
     with contextlib.closing(lab.node_connect("a")) as conn:
         ident = identify(conn, lab.dialect_of("a"))
-    facts = f"{ident.family}; " + "; ".join(ident.seen)
-    shards = msg("family_shards", family=ident.family, n=len(ident.shards), shards=", ".join(ident.shards[:8]))
+    facts = joined([ident.label, *ident.seen])
+    shards = msg("family_shards", family=ident.label, n=len(ident.shards), shards=", ".join(ident.shards[:8]))
     parts = [Part(CLAUSE, msg("name_domestic_distributed"), True if ident.distributed else None, shards,
                   why=msg("no_shards", facts=facts), data={"identity": ident.__dict__})]  # fmt: skip
     statistic = msg("every_shard_lands")
     every = msg("name_every_shard")
     if not ident.distributed:
-        parts.append(Part(CLAUSE, every, None, statistic, why=msg("not_distributed", family=ident.family)))
+        parts.append(Part(CLAUSE, every, None, statistic, why=msg("not_distributed", family=ident.label)))
         return parts
     if not ident.family.startswith("Postgres-XL"):
-        parts.append(Part(CLAUSE, every, None, statistic, why=msg("no_execute_direct", family=ident.family)))
+        parts.append(Part(CLAUSE, every, None, statistic, why=msg("no_execute_direct", family=ident.label)))
         return parts
     parts.append(_every_shard_arrives(lab, ident))
     return parts

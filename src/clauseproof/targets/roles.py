@@ -92,7 +92,7 @@ class DataFiles(Protocol):
         copy is needed; the data directory itself when it can be read in place)."""
         ...
 
-    def storage_cipher(self) -> tuple[str, str | None]:
+    def storage_cipher(self) -> tuple[str, str | Text | None]:
         """(what the evidence says of the at-rest cipher, the cipher's name when the harness configured it
         itself — None when only the vendor knows)."""
         ...

@@ -28,6 +28,7 @@ from typing import Any
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import msg
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.clusters.topology import Node, Topology, pool_nodes
 from clauseproof.targets.host.folders import free_port, make_private_folder
@@ -188,7 +189,7 @@ class ReplicatedTopology(Target):
             read=self.read_endpoint,
             automatic_split=self.endpoint == self.read_endpoint,
             proxy=self.proxy_description(),
-            source=f"started by the harness: 1 primary + {len(self.replicas)} replicas on loopback",
+            source=msg("topology_started_here", n=len(self.replicas)),
         )
 
     def describe(self) -> dict[str, Any]:

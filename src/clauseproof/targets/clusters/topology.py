@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.digest import Dialect
+from clauseproof.core.i18n import Text
 from clauseproof.targets.base import Endpoint, open_endpoint
 
 
@@ -37,7 +38,7 @@ class Topology:
     #: What splits or balances (for the evidence), e.g. "pgpool-II 4.3.5 (statement-level load balancing)".
     proxy: str
     #: How the replicas are known: "started by the harness", "declared in the profile", ...
-    source: str
+    source: Text | str
 
     @property
     def nodes(self) -> list[Node]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from clauseproof.core import masking
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text
 from clauseproof.targets.base import Target
 from clauseproof.targets.host.folders import make_private_folder
 from clauseproof.targets.single.audit import EngineAudit
@@ -179,7 +180,7 @@ class EmbeddedServer(EngineDiagnosis, EngineAudit, Target):
     def data_files(self, work: Path) -> Path:
         return self.data_dir
 
-    def storage_cipher(self) -> tuple[str, str | None]:
+    def storage_cipher(self) -> tuple[str, str | Text | None]:
         return "none: a plain server (the positive control that shows the scan finds plaintext)", "none"
 
     def describe(self) -> dict[str, Any]:

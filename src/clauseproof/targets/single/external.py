@@ -18,6 +18,7 @@ from typing import Any
 from clauseproof.core import masking
 from clauseproof.core.commands import template_problem
 from clauseproof.core.errors import ClauseproofError, first_line
+from clauseproof.core.i18n import msg
 from clauseproof.core.masking import from_env
 from clauseproof.targets import sections
 from clauseproof.targets.base import Endpoint, Target, check_reachable
@@ -269,8 +270,8 @@ def _check_replication(rep: dict[str, Any], err: Any) -> dict[str, Any]:
     return dict(rep)
 
 
-def parse_url(url: str) -> tuple[str, Endpoint]:
-    """(dialect, endpoint) from a SQLAlchemy-style URL; the password from CLAUSEPROOF_PASSWORD."""
+def parse_url(url: str, password_env: str = "CLAUSEPROOF_PASSWORD") -> tuple[str, Endpoint]:
+    """(dialect, endpoint) from a SQLAlchemy-style URL; the password from the environment (``password_env``)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -288,7 +289,7 @@ def parse_url(url: str) -> tuple[str, Endpoint]:
             f"the target URL {u.render_as_string(hide_password=True)!r} names no host",
             fix="write it as postgresql://user@host:5432/dbname",
         )
-    password = u.password if u.password is not None else from_env("CLAUSEPROOF_PASSWORD", "", required=False)
+    password = u.password if u.password is not None else from_env(password_env, "", required=False)
     masking.remember(None if password is None else str(password))
     ep = Endpoint(
         host=u.host,
@@ -378,12 +379,12 @@ class ExternalTarget(Target):
 
         replicas = list(rep.get("replicas", []))
         weights = [float(w) for w in rep.get("replica_weights", [])]
-        source = "declared in the profile, each verified by connecting"
+        source = msg("topology_declared")
         primary = at(rep["primary"]) if "primary" in rep else ep
         if not replicas:
             replicas, weights, primary_at = self._pool_nodes()
             primary = at(primary_at)
-            source = "discovered from pgpool-II (SHOW POOL_NODES), each verified by connecting"
+            source = msg("topology_from_pgpool")
         weights = weights or [1.0] * len(replicas)
         read = at(rep["read_endpoint"]) if "read_endpoint" in rep else ep
         return Topology(

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from clauseproof.core.commands import Phase, timed
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.base import Endpoint
 from clauseproof.targets.host.folders import free_port
 from clauseproof.targets.host.processes import _tail
@@ -219,13 +220,13 @@ class EmbeddedMariaDB(EmbeddedServer):
         ]
 
     # -- role: DataFiles -------------------------------------------------------------------------------
-    def storage_cipher(self) -> tuple[str, str | None]:
+    def storage_cipher(self) -> tuple[str, str | Text | None]:
         if not self.encrypted:
             return super().storage_cipher()
         algorithm = self.settings["file_key_management_encryption_algorithm"]
         return (
             f"MariaDB data-at-rest encryption: file_key_management, {algorithm}, one generated key (never recorded)",
-            "MariaDB encrypts with AES (file_key_management offers AES_CBC and AES_CTR)",
+            msg("mariadb_cipher_aes"),
         )
 
     # -- role: PhysicalBackups (BZ-DB-4e/4f, SX-RDS-4) ---------------------------------------------------

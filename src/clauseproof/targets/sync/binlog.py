@@ -170,8 +170,8 @@ class BinlogSyncLab(SyncLab):
                 row = conn.execute("SELECT log_file, log_pos FROM cp_sync_state WHERE task = %s", (name,)).fetchone()
                 applied = (str(row[0]), int(row[1])) if row else None
         if applied is None:
-            return {"slot": f"binlog of {name}", "exists": True, "kept_as": "binary log (applied position unknown)"}
+            return {"slot": f"binlog of {name}", "exists": True, "kept_as": msg("kept_binlog_unknown")}
         behind = sum(size for f, size in logs if f > applied[0]) + sum(
             size - applied[1] for f, size in logs if f == applied[0]
         )
-        return {"slot": f"binlog of {name}", "exists": True, "kept_as": "binary log", "retained_bytes": behind}
+        return {"slot": f"binlog of {name}", "exists": True, "kept_as": msg("kept_binlog"), "retained_bytes": behind}

@@ -341,7 +341,7 @@ class LogicalSyncLab(SyncLab):
             "slot": name,
             "exists": True,
             "wal_status": row[0],
-            "kept_as": f"WAL in replication slot {name}, wal_status {row[0]}",
+            "kept_as": msg("kept_wal_slot", name=name, status=row[0]),
             "active": row[1],
             "retained_bytes": row[2],
             "unconfirmed_bytes": row[3],
