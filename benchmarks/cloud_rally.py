@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -78,15 +79,29 @@ def _harness_per_server(driver: Any, run_id: str, count: int, concurrency: int, 
             durations["boot"].append(t1 - t0)
             durations["delete"].append(t2 - t1)
 
-    driver.warm()
-    for _ in range(concurrency - 1):  # one logged-in connection per worker, outside the window
+    for _ in range(concurrency):  # logged-in connections for the create calls, outside the window
         driver.warm()
-    t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
+        # each worker thread's own connection (polls and deletes) logged in before the window: a barrier makes
+        # every one of the pool's threads take one of these tasks
+        barrier = threading.Barrier(concurrency)
+
+        def prime(_: int) -> None:
+            driver.conn.authorize()
+            barrier.wait(timeout=120)
+
+        list(pool.map(prime, range(concurrency)))
+        t0, cpu0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
         list(pool.map(one, range(1, count + 1)))
-    wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - cpu0
     return {"wall_s": wall, "boot_mean_s": _mean(durations["boot"]), "delete_mean_s": _mean(durations["delete"]),
-            "errors": errors}  # fmt: skip
+            "errors": errors, "client_cpu_s": cpu}  # fmt: skip
+
+
+def _cpu(who: int) -> float:
+    """User + system CPU seconds of this process (RUSAGE_SELF) or of its finished children (RUSAGE_CHILDREN)."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -154,7 +169,9 @@ class Rally:
         path.write_text(json.dumps(task))
         if self.user.name:
             shutil.chown(path, user=self.user.uid, group=self.user.gid)
+        cpu0 = _cpu(resource.RUSAGE_CHILDREN)
         out = self.run("task", "start", "--task", str(path), "--deployment", "cp", "--tag", tag, "--no-use", ok=(0, 2))
+        cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu0  # the whole command: start-up, context, load and clean-up
         found = re.search(r"rally task report ([0-9a-f-]{36})", out)  # Rally's own hint names the task
         if not found:
             raise RuntimeError(f"rally task start named no task: {out[-1500:]}")
@@ -169,7 +186,7 @@ class Rally:
         errors = [str(it["error"])[:200] for it in w["data"] if it.get("error")]
         return {"load_duration_s": w["load_duration"], "full_duration_s": w["full_duration"],
                 "boot_mean_s": _mean(boots), "delete_mean_s": _mean(deletes), "errors": errors,
-                "iterations": len(w["data"])}  # fmt: skip
+                "iterations": len(w["data"]), "client_cpu_s": cpu}  # fmt: skip
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -206,6 +223,8 @@ def bench_cloud(count: int, concurrency: int, rounds: int, poll_s: float = 0.5) 
                   f"{per['delete_mean_s']:.2f} s mean) | Rally load {ral['load_duration_s']:.1f} s (full "
                   f"{ral['full_duration_s']:.1f} s; boot {ral['boot_mean_s']:.2f} s, delete "
                   f"{ral['delete_mean_s']:.2f} s mean) | ratio {ratio:.2f}")  # fmt: skip
+            print(f"           client CPU: harness {per['client_cpu_s']:.1f} s (the load only), Rally "
+                  f"{ral['client_cpu_s']:.1f} s (the whole rally command)")  # fmt: skip
             print(f"           harness as SX-ECS-6 runs it (one multi-create call): create {batch['create_s']} s, "
                   f"delete {batch['delete_s']} s")  # fmt: skip
             for what, errs in (("harness", per["errors"] + batch["errors"]), ("Rally", ral["errors"])):
