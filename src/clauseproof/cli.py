@@ -98,6 +98,23 @@ def main(argv: list[str] | None = None) -> int:
     prb.add_argument("--password-env", default="CLAUSEPROOF_PROBE_PASSWORD", help="the SQL endpoints' password")
     prb.add_argument("--judge", action="store_true", help="only judge the log (threshold 99.9 %%, 95 %% confidence)")
     prb.add_argument("--period", default="30d", help="--judge: the clause's period (default 30d)")
+    diff = sub.add_parser(
+        "sync-diff",
+        help="compare a table on two servers row by row (PostgreSQL / MySQL family), differences printed as found",
+        description="The mapping is read from both catalogs (columns paired by name, each compared at the coarser "
+        "precision of its two types, the key from the primary key); what cannot be compared is listed.  Exit 0: "
+        "the same rows; 1: differences; 4: a configuration error (a server not reached, a table or key missing).",
+    )
+    diff.add_argument(
+        "source", metavar="SOURCE_URL", help="postgresql://user@host:port/db or mysql://user@host:port/db"
+    )
+    diff.add_argument("target", metavar="TARGET_URL", help="the copy's server, the same form")
+    diff.add_argument("--table", required=True, help="the source table (schema.table, or the connection's own)")
+    diff.add_argument("--target-table", default="", help="the copy's name when it differs (schema.table)")
+    diff.add_argument("--key", default="", help="an integer column that identifies each row (default: the primary key)")
+    diff.add_argument("--source-password-env", default="CLAUSEPROOF_SOURCE_PASSWORD", help="the source's password")
+    diff.add_argument("--target-password-env", default="CLAUSEPROOF_TARGET_PASSWORD", help="the target's password")
+    diff.add_argument("--max-listed", type=int, default=1000, help="stop after naming this many differences")
     args = parser.parse_args(argv)
 
     if args.command == "accept":
@@ -135,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return _containers(args)
     if args.command == "probe":
         return _probe(args)
+    if args.command == "sync-diff":
+        from clauseproof.sync.command import sync_diff
+
+        return sync_diff(args)
     from clauseproof.targets.containers.engine import reap_containers
     from clauseproof.targets.host.folders import reap_stale
 

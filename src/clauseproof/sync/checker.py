@@ -36,6 +36,7 @@ CHUNKS = 64  # first cut of the key range
 SPLIT = 16  # sub-ranges per differing range
 FETCH_ROWS = 1000  # a range with at most this many rows on each side is compared row by row
 MAX_LISTED = 1000  # differing keys listed in full (all are counted up to this bound; the check then stops)
+WAVES = 8  # the first cut is checksummed a part of the key range at a time, and its differences named before the next
 
 
 @dataclass
@@ -258,11 +259,18 @@ class Checker:
         split: int = SPLIT,
         fetch_rows: int = FETCH_ROWS,
         max_listed: int = MAX_LISTED,
+        waves: int = WAVES,
     ) -> None:
         self.source, self.target = source, target
         self.n_chunks, self.split, self.fetch_rows, self.max_listed = chunks, split, fetch_rows, max_listed
+        self.waves = max(1, waves)
 
-    def check(self, tm: TableMap) -> TableCheck:
+    def check(self, tm: TableMap, on_diff: Callable[[RowDiff], None] | None = None) -> TableCheck:
+        """Compare ``tm``'s two tables.  ``on_diff`` is told each differing key as soon as it is named (the key
+        range is gone through in ``waves`` parts, each one's differing ranges narrowed down to their rows before
+        the next part is checksummed, so the first difference is named after the part of the table before it, not
+        after a whole first pass); a missing and an extra key found to be one moved row are told as they were
+        found, and joined in the result."""
         t0 = time.perf_counter()
         result = TableCheck(table=tm.name)
         src_sql = _Sql(tm, "source", self.source.dialect)
@@ -320,14 +328,20 @@ class Checker:
                 lo, hi = min(keys), max(keys) + 1
                 width = max(1, math.ceil((hi - lo) / self.n_chunks))
                 result.chunks = math.ceil((hi - lo) / width)
-                todo = self._differing(both, lo, width, None, None)
-                while todo and not result.truncated:
-                    a, b, n = todo.pop(0)
-                    if n <= self.fetch_rows or b - a <= self.split:
-                        self._rows(both, tm, a, b, result, t0)
-                    else:
-                        w = max(1, math.ceil((b - a) / self.split))
-                        todo[:0] = self._differing(both, a, w, a, b)
+                per_wave = math.ceil(result.chunks / self.waves)
+                for first in range(0, result.chunks, per_wave):
+                    if result.truncated:
+                        break
+                    todo = self._differing(
+                        both, lo, width, lo + first * width, min(lo + (first + per_wave) * width, hi)
+                    )
+                    while todo and not result.truncated:
+                        a, b, n = todo.pop(0)
+                        if n <= self.fetch_rows or b - a <= self.split:
+                            self._rows(both, tm, a, b, result, t0, on_diff)
+                        else:
+                            w = max(1, math.ceil((b - a) / self.split))
+                            todo[:0] = self._differing(both, a, w, a, b)
             result.diffs = _moves(result.diffs, tm)
             result.side_seconds = busy
         result.seconds = time.perf_counter() - t0
@@ -359,6 +373,7 @@ class Checker:
         hi: int,
         result: TableCheck,
         t0: float,
+        on_diff: Callable[[RowDiff], None] | None = None,
     ) -> None:
         """Compare the rows of [lo, hi) value by value and add every differing key to ``result``."""
         s_rows, t_rows = both(lambda q: q.rows(lo, hi))
@@ -400,6 +415,9 @@ class Checker:
         result.diffs.extend(found[:room])
         if len(found) > room:
             result.truncated = True
+        if on_diff is not None:
+            for d in found[:room]:
+                on_diff(d)
 
 
 def _moves(diffs: list[RowDiff], tm: TableMap) -> list[RowDiff]:
