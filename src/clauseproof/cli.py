@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("target", metavar="TARGET_URL", help="the copy's server, the same form")
     diff.add_argument("--table", required=True, help="the source table (schema.table, or the connection's own)")
     diff.add_argument("--target-table", default="", help="the copy's name when it differs (schema.table)")
-    diff.add_argument("--key", default="", help="an integer column that identifies each row (default: the primary key)")
+    diff.add_argument("--key", default="", help="the columns that identify each row, a,b (default: the primary key)")
     diff.add_argument("--source-password-env", default="CLAUSEPROOF_SOURCE_PASSWORD", help="the source's password")
     diff.add_argument("--target-password-env", default="CLAUSEPROOF_TARGET_PASSWORD", help="the target's password")
     diff.add_argument("--max-listed", type=int, default=1000, help="stop after naming this many differences")

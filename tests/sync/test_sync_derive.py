@@ -99,18 +99,26 @@ def test_differences_are_told_as_they_are_found_and_the_command_exits_1(
     assert "key 2500: changed amount" in out and (pg.password or "x") not in out
 
 
-def test_a_table_without_a_single_integer_key_is_a_clear_error(sides: tuple[Side, Side]) -> None:
+def test_a_composite_key_is_read_from_the_catalog_and_a_missing_one_is_a_clear_error(
+    sides: tuple[Side, Side],
+) -> None:
     _run(
         sides[0].connect,
         "ALTER TABLE cp_dv DROP CONSTRAINT cp_dv_pkey",
         "ALTER TABLE cp_dv ADD PRIMARY KEY (id, born)",
     )
-    _run(sides[1].connect, "ALTER TABLE cp_dv DROP PRIMARY KEY")
-    with pytest.raises(ClauseproofError, match=r"composite primary key \(id, born\)") as err:
-        derive(*sides, "cp_dv")
+    _run(sides[1].connect, "ALTER TABLE cp_dv DROP PRIMARY KEY", "DELETE FROM cp_dv WHERE id = 7")
+    d = derive(*sides, "cp_dv")
+    assert d.mapping.key_names == ("id", "born") and d.mapping.hashed
+    assert any("hash of the key" in h for h in d.how)
+    r = Checker(*sides).check(d.mapping)
+    assert [(x.key, x.kind) for x in r.diffs] == [("7, 2020-01-08", "missing")], r.summary()
+    assert derive(*sides, "cp_dv", key="born").mapping.key_names == ("born",)
+    with pytest.raises(ClauseproofError, match="key 'nope'") as err:
+        derive(*sides, "cp_dv", key="nope")
     assert "--key" in str(err.value.fix)
-    assert derive(*sides, "cp_dv", key="id").mapping.key == "id"
-    with pytest.raises(ClauseproofError, match="of kind date"):
-        derive(*sides, "cp_dv", key="born")
+    _run(sides[0].connect, "ALTER TABLE cp_dv DROP CONSTRAINT cp_dv_pkey")
+    with pytest.raises(ClauseproofError, match="no primary key on either side"):
+        derive(*sides, "cp_dv")
     with pytest.raises(ClauseproofError, match="has no table nope"):
         derive(*sides, "nope")

@@ -30,12 +30,13 @@ from typing import Any
 from clauseproof.core.digest import Dialect
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.i18n import Text, joined, msg
-from clauseproof.sync.mapping import TableMap, canonical, quote, row_hash
+from clauseproof.sync.mapping import TableMap, canonical, key_hash, quote, row_hash
 
 CHUNKS = 64  # first cut of the key range
 SPLIT = 16  # sub-ranges per differing range
 FETCH_ROWS = 1000  # a range with at most this many rows on each side is compared row by row
 MAX_LISTED = 1000  # differing keys listed in full (all are counted up to this bound; the check then stops)
+HASH_BATCH = 64  # differing hash buckets fetched in one query (each such query reads the whole table)
 WAVES = 8  # the first cut is checksummed a part of the key range at a time, and its differences named before the next
 
 
@@ -70,7 +71,7 @@ class Side:
 class RowDiff:
     """One differing key: its kind, the differing columns, and both sides' canonical values."""
 
-    key: int
+    key: int | str  # the integer key, or a hashed key's values as text ("a, b" of a composite key)
     kind: str  # missing | extra | duplicated | changed | moved
     columns: tuple[str, ...] = ()
     source: tuple[Any, ...] | None = None
@@ -189,7 +190,13 @@ class _Sql:
         self.dialect = dialect
         self.table = tm.qualified(side, dialect)
         key = tm.key_column()
-        self.key = quote(dialect, key.source if side == "source" else key.target_name)
+        by = {c.source: c for c in tm.columns}
+        # an integer key is cut by its own ranges; any other key by a hash of its canonical text (no index helps it)
+        self.key = (
+            key_hash(dialect, [canonical(dialect, by[k], side) for k in tm.key_names])
+            if tm.hashed
+            else quote(dialect, key.source if side == "source" else key.target_name)
+        )
         self.where = tm.source_where if side == "source" else tm.target_where
         self.exprs = [canonical(dialect, c, side) for c in tm.columns]
         self.floats = [
@@ -221,9 +228,13 @@ class _Sql:
             f"{self.cond(lo, hi)} GROUP BY 1"
         )
 
-    def rows(self, lo: int, hi: int) -> str:
+    def rows(self, ranges: list[tuple[int, int]]) -> str:
         cols = ", ".join([self.key, *self.exprs, *self.floats])
-        return f"SELECT {cols} FROM {self.table}{self.cond(lo, hi)} ORDER BY {self.key}"
+        if len(ranges) == 1:
+            return f"SELECT {cols} FROM {self.table}{self.cond(*ranges[0])} ORDER BY {self.key}"
+        any_of = " OR ".join(f"({self.key} >= {a} AND {self.key} < {b})" for a, b in ranges)
+        where = self.cond()
+        return f"SELECT {cols} FROM {self.table}{where}{' AND ' if where else ' WHERE '}({any_of})"
 
 
 def _columns(side: Side, conn: Any, tm: TableMap, which: str) -> list[str] | None:
@@ -324,7 +335,9 @@ class Checker:
             result.source_null_keys = result.source_rows - int(s_b[1])
             result.target_null_keys = result.target_rows - int(t_b[1])
             keys = [int(v) for v in (s_b[2], s_b[3], t_b[2], t_b[3]) if v is not None]
-            if keys:
+            if keys and tm.hashed:
+                self._by_hash(both, tm, result, t0, on_diff)
+            elif keys:
                 lo, hi = min(keys), max(keys) + 1
                 width = max(1, math.ceil((hi - lo) / self.n_chunks))
                 result.chunks = math.ceil((hi - lo) / width)
@@ -338,7 +351,7 @@ class Checker:
                     while todo and not result.truncated:
                         a, b, n = todo.pop(0)
                         if n <= self.fetch_rows or b - a <= self.split:
-                            self._rows(both, tm, a, b, result, t0, on_diff)
+                            self._rows(both, tm, [(a, b)], result, t0, on_diff)
                         else:
                             w = max(1, math.ceil((b - a) / self.split))
                             todo[:0] = self._differing(both, a, w, a, b)
@@ -365,36 +378,58 @@ class Checker:
                 out.append((a, b, max(x[0], y[0])))
         return out
 
+    def _by_hash(
+        self,
+        both: Callable[..., tuple[list[Any], list[Any]]],
+        tm: TableMap,
+        result: TableCheck,
+        t0: float,
+        on_diff: Callable[[RowDiff], None] | None,
+    ) -> None:
+        """A key that is not one integer: the hash range 0 … 2^32 cut into buckets of about half ``fetch_rows`` rows,
+        checksummed in one pass; the rows of differing buckets fetched ``HASH_BATCH`` buckets per query."""
+        n = max(self.n_chunks, math.ceil(2 * max(result.source_rows, result.target_rows) / self.fetch_rows))
+        width = math.ceil(2**32 / n)
+        result.chunks = math.ceil(2**32 / width)
+        todo = self._differing(both, 0, width, None, None)
+        for i in range(0, len(todo), HASH_BATCH):
+            if result.truncated:
+                break
+            self._rows(both, tm, [(a, b) for a, b, _ in todo[i : i + HASH_BATCH]], result, t0, on_diff)
+
     def _rows(
         self,
         both: Callable[..., tuple[list[Any], list[Any]]],
         tm: TableMap,
-        lo: int,
-        hi: int,
+        ranges: list[tuple[int, int]],
         result: TableCheck,
         t0: float,
         on_diff: Callable[[RowDiff], None] | None = None,
     ) -> None:
-        """Compare the rows of [lo, hi) value by value and add every differing key to ``result``."""
-        s_rows, t_rows = both(lambda q: q.rows(lo, hi))
+        """Compare the rows of the key (or key hash) ranges value by value and add every differing key to
+        ``result``."""
+        s_rows, t_rows = both(lambda q: q.rows(ranges))
         result.rows_fetched += len(s_rows) + len(t_rows)
         ncols = len(tm.columns)
         names = [c.source for c in tm.columns]
         floats = [i for i, c in enumerate(tm.columns) if c.kind == "float"]
         tol = {i: tm.columns[i].float_tolerance for i in floats}
 
-        def group(rows: list[Any]) -> dict[int, list[tuple[Any, ...]]]:
-            out: dict[int, list[tuple[Any, ...]]] = {}
+        key_at = [names.index(k) for k in tm.key_names]
+
+        def group(rows: list[Any]) -> dict[int | str, list[tuple[Any, ...]]]:
+            out: dict[int | str, list[tuple[Any, ...]]] = {}
             for r in rows:
                 canon = [v.decode() if isinstance(v, bytes) else v for v in r[1 : 1 + ncols]]
+                key = _key_text([canon[i] for i in key_at], tm) if tm.hashed else int(r[0])
                 for j, i in enumerate(floats):  # compare floats on their raw values
                     canon[i] = r[1 + ncols + j]
-                out.setdefault(int(r[0]), []).append(tuple(canon))
+                out.setdefault(key, []).append(tuple(canon))
             return out
 
         src, dst = group(s_rows), group(t_rows)
         found: list[RowDiff] = []
-        for key in sorted(set(src) | set(dst)):
+        for key in sorted(set(src) | set(dst), key=lambda k: (isinstance(k, str), k)):
             a, b = src.get(key, []), dst.get(key, [])
             if not b:
                 found.append(RowDiff(key, "missing", source=a[0]))
@@ -423,18 +458,19 @@ class Checker:
 def _moves(diffs: list[RowDiff], tm: TableMap) -> list[RowDiff]:
     """A missing key whose values (all but the key; floats at their checksum's rounding) turn up under an extra
     key is one row that moved."""
-    key_at = [c.source for c in tm.columns].index(tm.key)
+    names = [c.source for c in tm.columns]
+    key_at = {names.index(k) for k in tm.key_names}
     scale = {i: c.scale for i, c in enumerate(tm.columns) if c.kind == "float"}
 
     def rest(values: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(
             round(float(v), scale[i]) if i in scale and v is not None else v
             for i, v in enumerate(values)
-            if i != key_at
+            if i not in key_at
         )
 
     extras = {rest(d.target): d for d in diffs if d.kind == "extra" and d.target}
-    moved_to: set[int] = set()
+    moved_to: set[int | str] = set()
     out: list[RowDiff] = []
     for d in diffs:
         hit = extras.pop(rest(d.source), None) if d.kind == "missing" and d.source else None
@@ -444,6 +480,22 @@ def _moves(diffs: list[RowDiff], tm: TableMap) -> list[RowDiff]:
         else:
             out.append(d)
     return [d for d in out if not (d.kind == "extra" and d.key in moved_to)]
+
+
+def _key_text(canon: list[Any], tm: TableMap) -> str:
+    """A hashed key as a reader knows it: each column's canonical text without the checker's length prefix (text)
+    or NULL marker, joined by ", "."""
+    kinds = {c.source: c.kind for c in tm.columns}
+    out = []
+    for k, v in zip(tm.key_names, canon, strict=True):
+        v = "" if v is None else str(v)
+        if v in ("\x01N", "\\x01N"):
+            out.append("NULL")
+        elif kinds[k] == "text":
+            out.append(v.split(":", 1)[1] if ":" in v else v)
+        else:
+            out.append(v)
+    return ", ".join(out)
 
 
 def _same(x: Any, y: Any, tolerance: float | None) -> bool:

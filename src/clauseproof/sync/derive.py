@@ -5,7 +5,8 @@ aside).  A pair's kind follows both types (:data:`clauseproof.sync.mapping.KINDS
 keep different precisions (``numeric(12,4)`` against ``decimal(12,2)``, ``timestamp(6)`` against
 ``datetime(0)``) the pair is compared at the coarser of the two — the precision both sides can hold, so a
 copy that rounds as its type must is not called different; what was chosen is said per column.  The key is
-the source's primary key (else the target's): one integer column.
+the source's primary key (else the target's), composite or not, of any comparable kind (a key that is not one
+integer is compared by hash buckets: :attr:`clauseproof.sync.mapping.TableMap.hashed`).
 
 What cannot be paired is said, never dropped silently: a column on one side only, or two types with no
 common kind (a date against an integer), are listed as not compared.
@@ -201,34 +202,30 @@ def derive(
         if cm:
             columns.append(cm)
     not_compared += [f"{t.name}: on the target only" for t in by_name.values()]
-    chosen = key or _key(s_key, t_key, table)
+    chosen = [k.strip() for k in key.split(",")] if key else _key(s_key, t_key, table)
     mapped = {c.source.lower(): c for c in columns}
-    if chosen.lower() not in mapped:
-        raise ClauseproofError(
-            f"the key {chosen!r} of {table} is not a column both sides hold with a comparable type",
-            checked="the columns paired by name: " + (", ".join(c.source for c in columns) or "none"),
-            fix="name another integer key column with --key",
-        )
-    if mapped[chosen.lower()].kind != "int":
-        raise ClauseproofError(
-            f"the key {chosen!r} of {table} is of kind {mapped[chosen.lower()].kind}",
-            checked="the checker cuts a table into ranges of one integer key (the same on every engine, whatever its "
-            "collation); composite and text keys are not supported yet",
-            fix="name an integer column that identifies each row with --key",
-        )
-    tm = TableMap(table, target_table, mapped[chosen.lower()].source, tuple(columns), source_schema, target_schema)
+    for k in chosen:
+        if k.lower() not in mapped:
+            raise ClauseproofError(
+                f"the key {k!r} of {table} is not a column both sides hold with a comparable type",
+                checked="the columns paired by name: " + (", ".join(c.source for c in columns) or "none"),
+                fix="name the columns that identify each row with --key (a,b for a composite key)",
+            )
+    names = tuple(mapped[k.lower()].source for k in chosen)
+    tm = TableMap(table, target_table, names[0], tuple(columns), source_schema, target_schema,
+                  keys=names if len(names) > 1 else ())  # fmt: skip
+    if tm.hashed:
+        how.append(f"key {', '.join(names)}: not one integer, so the table is cut by a hash of the key (each "
+                   "narrowing step reads the whole table)")  # fmt: skip
     return Derived(tm, how, not_compared)
 
 
-def _key(source_key: list[str], target_key: list[str], table: str) -> str:
-    for k in (source_key, target_key):
-        if len(k) == 1:
-            return k[0]
-    found = source_key or target_key
+def _key(source_key: list[str], target_key: list[str], table: str) -> list[str]:
+    """The source's primary key, else the target's."""
+    if source_key or target_key:
+        return source_key or target_key
     raise ClauseproofError(
-        f"{table} has "
-        + (f"a composite primary key ({', '.join(found)})" if found else "no primary key")
-        + " on either side",
+        f"{table} has no primary key on either side",
         checked="the primary key constraints of both tables",
-        fix="name one integer column that identifies each row with --key (composite keys are not supported yet)",
+        fix="name the columns that identify each row with --key (a,b for a composite key)",
     )

@@ -116,7 +116,12 @@ class ColumnMap:
 
 @dataclass(frozen=True)
 class TableMap:
-    """A source table, its copy on the target, the integer key both are chunked by, and the mapped columns.
+    """A source table, its copy on the target, the key, and the mapped columns.
+
+    An integer ``key`` cuts the table into key ranges (read through the key's index).  A key of another kind
+    (text, a UUID, a date) or a composite one (``keys``) cuts it by a 32-bit hash of the key's canonical text
+    instead: both engines compute the same hash whatever their collations, at the price of reading the whole
+    table for each narrowing step (:attr:`hashed`).
 
     ``source_where`` selects the source rows the sync is declared to copy (a row filter);
     ``target_where`` restricts the target's rows compared (a shared table, say).  ``exact_columns``:
@@ -124,7 +129,7 @@ class TableMap:
 
     source_table: str
     target_table: str
-    key: str  # source name of the integer key column (it must be among ``columns``)
+    key: str  # source name of the key column (it must be among ``columns``); the first of ``keys`` when composite
     columns: tuple[ColumnMap, ...]
     source_schema: str = ""
     target_schema: str = ""
@@ -132,21 +137,27 @@ class TableMap:
     target_where: str = ""
     exact_columns: bool = False
     label: str = field(default="")
+    keys: tuple[str, ...] = ()  # source names of a composite key's columns, in order
 
     def __post_init__(self) -> None:
         kinds = {c.source: c.kind for c in self.columns}
-        if self.key not in kinds:
-            raise ClauseproofError(
-                f"table {self.source_table}: the key {self.key!r} is not among the mapped columns",
-                fix="map the key column too",
-            )
-        if kinds[self.key] != "int":
-            raise ClauseproofError(
-                f"table {self.source_table}: the key {self.key!r} is of kind {kinds[self.key]}",
-                checked="the checker chunks tables by ranges of an integer key (the same on both engines, "
-                "whatever their collations)",
-                fix="declare an integer key column (kind int)",
-            )
+        for k in self.key_names:
+            if k not in kinds:
+                raise ClauseproofError(
+                    f"table {self.source_table}: the key {k!r} is not among the mapped columns",
+                    fix="map the key column too",
+                )
+        if self.keys and self.keys[0] != self.key:
+            raise ClauseproofError(f"table {self.source_table}: key {self.key!r} is not the first of keys {self.keys}")
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return self.keys or (self.key,)
+
+    @property
+    def hashed(self) -> bool:
+        """Cut by a hash of the key (a composite key, or one that is not an integer) rather than by key ranges."""
+        return len(self.key_names) > 1 or self.key_column().kind != "int"
 
     @property
     def name(self) -> str:
@@ -236,6 +247,17 @@ def _canonical_clickhouse(c: str, col: ColumnMap, side: str) -> str:
         d = 10 ** (6 - col.precision)
         e = f"toString({us})" if d == 1 else f"toString(intDiv({us} + if({us} < 0, -{d // 2}, {d // 2}), {d}))"
     return f"ifNull({e}, '\\x01N')"
+
+
+def key_hash(dialect: Dialect, exprs: list[str]) -> str:
+    """SQL of a key's 32-bit hash (0 … 2^32 - 1): the first 8 hex digits of the md5 of its canonical columns joined
+    by tabs — the same number on every engine for the same key."""
+    if dialect == "clickhouse":
+        joined = "arrayStringConcat([" + ", ".join(exprs) + "], '\\t')"
+        return f"toInt64(bitShiftRight(reinterpretAsUInt64(reverse(substring(MD5({joined}), 1, 8))), 32))"
+    if dialect == "postgresql":
+        return "('x' || substr(md5(concat_ws(E'\\t', " + ", ".join(exprs) + ")), 1, 8))::bit(32)::bigint"
+    return "CAST(CONV(LEFT(MD5(CONCAT_WS(CHAR(9), " + ", ".join(exprs) + ")), 8), 16, 10) AS SIGNED)"
 
 
 def row_hash(dialect: Dialect, exprs: list[str]) -> str:
