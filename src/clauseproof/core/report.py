@@ -46,19 +46,26 @@ class Figure:
     png: bytes
 
 
-def _figure(fig: Any, png: bool = True, dpi: int = 110) -> Figure:
-    """A matplotlib figure as SVG and (for the Word report) PNG, closed afterwards."""
+def _figure(fig: Any, png: bool = True, dpi: int = 130) -> Figure:
+    """A matplotlib figure, closed afterwards: as a PNG shown in the page through an ``<img>`` (and the same bytes in
+    the Word report), or (``png=False``) as inline SVG.
+
+    The report draws PNGs: a full run's 26 SVG plots cost WeasyPrint ~2.5 s to paint into the PDF on top of
+    matplotlib's time to write them, and the Word report needed them redrawn as PNG anyway."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    raster = io.BytesIO()
-    if png:
-        fig.savefig(raster, format="png", dpi=dpi)
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    buf = io.BytesIO() if png else io.StringIO()
+    fig.savefig(buf, format="png" if png else "svg", dpi=dpi if png else "figure")
     plt.close(fig)
-    svg = buf.getvalue()
-    return Figure(svg[svg.index("<svg") :], raster.getvalue())
+    if png:
+        data = buf.getvalue()
+        assert isinstance(data, bytes)
+        src = base64.b64encode(data).decode()
+        return Figure(f'<img class="plot" alt="{markupsafe.escape(title)}" src="data:image/png;base64,{src}">', data)
+    text = str(buf.getvalue())
+    return Figure(text[text.index("<svg") :], b"")
 
 
 def _pyplot() -> Any:
@@ -170,9 +177,7 @@ def _trials_plot(trials: list[dict[str, Any]], title: str, png: bool = True) -> 
     fig.suptitle(title, fontsize=8)
     # small multiples of twenty-odd panels: as an image in the page too (as SVG they took WeasyPrint 2.4 s more to lay
     # out and write than the image does, for a plot whose panels are 1.6 inches wide)
-    drawn = _figure(fig, png=True, dpi=150)
-    data = base64.b64encode(drawn.png).decode()
-    drawn.svg = f'<img class="plot" alt="{markupsafe.escape(title)}" src="data:image/png;base64,{data}">'
+    drawn = _figure(fig, png=True, dpi=120)
     return drawn
 
 
@@ -364,16 +369,17 @@ def _pool(workers: int = 4) -> Any:
     return ProcessPoolExecutor(max_workers=max(1, min(_cores(), workers)))
 
 
-def _as_png(job: tuple[str, tuple[Any, ...], bool]) -> tuple[str, tuple[Any, ...], bool]:
-    """The same plot, drawn with its PNG too."""
-    return job[0], job[1], True
+#: the slowest plots first, so that parallel workers end together (a failover case's trial panel takes seconds)
+_COST = {"trials": 0, "series": 1, "samples": 2}
 
 
 def _draw_all(jobs: list[Any]) -> list[Figure | None]:
     """The plots of ``jobs``, in parallel processes when there are many (a full run's 28 took 5.4 s in one)."""
     if len(jobs) >= PARALLEL_FROM and _cores() > 1:
+        order = sorted(range(len(jobs)), key=lambda i: _COST.get(jobs[i][0], 3))
         with _pool() as pool:
-            return list(pool.map(_draw, jobs))
+            drawn = dict(zip(order, pool.map(_draw, [jobs[i] for i in order]), strict=True))
+        return [drawn[i] for i in range(len(jobs))]
     return [_draw(job) for job in jobs]
 
 
@@ -444,36 +450,39 @@ def _overall(t: Messages, verdicts: list[str]) -> list[str]:
 def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, docx: bool = True) -> list[Path]:
     """``report.html``, and from the same context ``report.pdf`` (WeasyPrint) and ``report.docx`` (python-docx).
 
-    The PDF is the long step (WeasyPrint lays out ~90 pages on one core): the plots are drawn as SVG first (in
-    parallel when there are many), and their PNGs for the Word report are drawn on the other cores while the PDF is
-    laid out (a full run's report: 22 s in one line, ≤ 15 s so)."""
+    The plots are drawn once, as PNG (in parallel when there are many), for the page and the Word report alike; the
+    PDF is the long step (WeasyPrint lays out ~80 pages on one core), so the Word report is written meanwhile by a
+    forked process on another core (written here instead if that process fails)."""
     ctx = context(document)
-    todo = _jobs(document, ctx, png=False)
-    keys = [key for key, _ in todo]
-    svgs = _draw_all([job for _, job in todo])
-    # the Word report's PNGs (those not drawn already: the trial panels are an image anyway), on the cores the PDF's
-    # layout (one core) leaves free
-    redraw = [i for i, fig in enumerate(svgs) if fig is not None and not fig.png] if docx else []
-    background = _pool(_cores() - 1) if len(redraw) >= PARALLEL_FROM and _cores() > 1 else None
-    try:
-        pending = {i: background.submit(_draw, _as_png(todo[i][1])) for i in redraw} if background else {}
-        html = render(document, ctx=ctx, figs=_collect(keys, svgs))
-        written = [folder / "report.html"]
-        write_atomic(written[0], html)
-        if pdf:
-            from weasyprint import HTML
+    figs = figures(document, ctx, png=True)
+    html = render(document, ctx=ctx, figs=figs)
+    written = [folder / "report.html"]
+    write_atomic(written[0], html)
+    word = None
+    if docx and pdf and _cores() > 1:
+        import multiprocessing
 
-            written.append(folder / "report.pdf")
-            write_atomic_bytes(written[-1], HTML(string=html, base_url=str(folder)).write_pdf())
-        if docx:
-            from clauseproof.core.wordreport import build
+        word = multiprocessing.get_context("fork").Process(
+            target=_write_docx, args=(folder / "report.docx", document, ctx, figs), daemon=True
+        )
+        word.start()
+    if pdf:
+        from weasyprint import HTML
 
-            drawn = list(svgs)
-            for i in redraw:
-                drawn[i] = pending[i].result() if i in pending else _draw(_as_png(todo[i][1]))
-            written.append(folder / "report.docx")
-            write_atomic_bytes(written[-1], build(document, ctx, _collect(keys, drawn)))
-    finally:
-        if background is not None:
-            background.shutdown(cancel_futures=True)
+        written.append(folder / "report.pdf")
+        write_atomic_bytes(written[-1], HTML(string=html, base_url=str(folder)).write_pdf())
+    if docx:
+        if word is not None:
+            word.join(timeout=300)
+        if word is None or word.exitcode != 0:
+            if word is not None and word.is_alive():
+                word.kill()
+            _write_docx(folder / "report.docx", document, ctx, figs)
+        written.append(folder / "report.docx")
     return written
+
+
+def _write_docx(path: Path, document: dict[str, Any], ctx: dict[str, Any], figs: dict[str, Any]) -> None:
+    from clauseproof.core.wordreport import build
+
+    write_atomic_bytes(path, build(document, ctx, figs))
