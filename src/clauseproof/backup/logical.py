@@ -106,10 +106,7 @@ def backup_and_restore(target: Database, src: Source, evidence: CaseEvidence) ->
                 )
             )
             restored_schema = "public"
-            windows = (
-                "pg_dump -Fd -j 2 of the whole database from its start to its exit",
-                "CREATE DATABASE, then pg_restore -j 2 from its start to its exit",
-            )
+            windows = (msg("window_pg_dump"), msg("window_pg_restore"))
         else:
             evidence.progress(f"{target.label}: mariadb-dump")
             backup = [
@@ -135,10 +132,7 @@ def backup_and_restore(target: Database, src: Source, evidence: CaseEvidence) ->
                 )
             )
             restored_schema = new_db
-            windows = (
-                "mariadb-dump of the whole database into a file, from its start to its exit",
-                "CREATE DATABASE, then the mariadb client reading the dump, from its start to its exit",
-            )
+            windows = (msg("window_mariadb_dump"), msg("window_mariadb_dump_restore"))
         unequal = verdict_after_restore(
             src, before, change, lambda: server.connect_database(new_db), restored_schema, evidence, "restored"
         )

@@ -7,7 +7,7 @@ from clauseproof.backup.phases import Phase
 from clauseproof.backup.source import Source
 from clauseproof.core.digest import TableDigest, summary
 from clauseproof.core.evidence import CaseEvidence
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.roles import Database
 
 
@@ -21,8 +21,8 @@ def record(
     before: dict[str, TableDigest],
     change: SourceChange,
     unequal: str,
-    window_backup: str,
-    window_restore: str,
+    window_backup: Text | str,
+    window_restore: Text | str,
     elsewhere: str | None = None,
 ) -> None:
     """Record the phases and judge BZ-DB-4e/4f and SX-RDS-4 (manual backup and restore): a backup that wrote

@@ -298,7 +298,7 @@ def _judge(target: Database, evidence: CaseEvidence, scanned: _Scanned) -> None:
     }
     empty = [c for c, n in result.files.items() if n == 0 and c != "other files"]
     if empty:
-        evidence.note(msg("note_empty_classes", classes=", ".join(empty)))
+        evidence.note(msg("note_empty_classes", classes=_terms(empty)))
     for part, classes in parts.items():
         statistic = msg("part_encrypted", part=_term(part), classes=_terms(classes))
         if any(c in not_inspectable for c in classes):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from clauseproof.core.digest import digest_sql
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.base import Target
 
 #: The settlement table's columns as loaded: the change must leave them as they were.
@@ -97,15 +98,16 @@ def changes_missing(conn: Any, target: Target, schema: str, upto: int) -> list[s
     return missing
 
 
-def refused_algorithm(conn: Any, target: Target, schema: str) -> str:
-    """An ALGORITHM/LOCK the engine cannot honour must raise, not silently copy the table."""
+def refused_algorithm(conn: Any, target: Target, schema: str) -> tuple[bool, Text]:
+    """An ALGORITHM/LOCK the engine cannot honour must raise, not silently copy the table: (refused or not
+    applicable, what was seen)."""
     if target.dialect != "mysql":
-        return "n/a: PostgreSQL has no ALGORITHM/LOCK clause"
+        return True, msg("algo_na_postgresql")
     try:
         with conn.cursor() as cur:
             cur.execute(
                 f"ALTER TABLE {schema}.oltp_settlement MODIFY total_amount varchar(20), ALGORITHM=INPLACE, LOCK=NONE"
             )
     except Exception as exc:
-        return f"refused as it must be: {exc}"
-    return "NOT refused: a column type change ran under ALGORITHM=INPLACE, LOCK=NONE"
+        return True, msg("algo_refused", error=str(exc))
+    return False, msg("algo_not_refused")

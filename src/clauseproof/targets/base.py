@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from clauseproof.core.digest import Dialect, Digest, digest_sql
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 
 if TYPE_CHECKING:
     from clauseproof.targets.single.external import Profile
@@ -274,17 +275,11 @@ class Target(ABC):
             cur.execute(ddl)
         return ddl
 
-    def load_path(self, source: str) -> str:
+    def load_path(self, source: str) -> Text:
         """The client path a bulk load uses, in words, for the evidence."""
         if self.dialect == "postgresql":
-            return {
-                "memory": "COPY ... FROM STDIN (text format), rows streamed from client memory in 1 MiB blocks",
-                "file": "COPY ... FROM STDIN (text format), rows read from the client file in 1 MiB blocks "
-                "(what psql \\copy does)",
-            }[source]
-        return "LOAD DATA LOCAL INFILE (tab-separated), the client file streamed by PyMySQL" + (
-            " (the pre-generated rows, in the client's page cache)" if source == "memory" else ""
-        )
+            return msg("load_path_copy_memory" if source == "memory" else "load_path_copy_file")
+        return msg("load_path_load_data_memory" if source == "memory" else "load_path_load_data_file")
 
     def bulk_load(
         self, conn: Any, table: str, columns: tuple[str, ...], *, data: bytes | None = None, path: Path | None = None

@@ -108,7 +108,7 @@ class PhysicalBackups(Protocol):
         ...
 
     @property
-    def backup_windows(self) -> tuple[str, str]:
+    def backup_windows(self) -> tuple[Text | str, Text | str]:
         """What each timed window holds, in words: (backup, restore)."""
         ...
 

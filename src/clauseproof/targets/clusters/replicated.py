@@ -28,7 +28,7 @@ from typing import Any
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.core.i18n import msg
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.base import Endpoint, Target
 from clauseproof.targets.clusters.topology import Node, Topology, pool_nodes
 from clauseproof.targets.host.folders import free_port, make_private_folder
@@ -174,7 +174,7 @@ class ReplicatedTopology(Target):
     def node_settings(self) -> dict[str, str]:
         raise NotImplementedError
 
-    def proxy_description(self) -> str:
+    def proxy_description(self) -> Text | str:
         raise NotImplementedError
 
     def topology(self) -> Topology:
@@ -229,14 +229,9 @@ class ReplicatedPostgres(ReplicatedTopology):
     def node_settings(self) -> dict[str, str]:
         return dict(PG_NODE_SETTINGS)
 
-    def proxy_description(self) -> str:
-        mode = (
-            "statement-level load balancing" if self.load_balance else "load balancing OFF (every read to the primary)"
-        )
-        return (
-            f"{self.pgpool_version or 'pgpool-II'}, streaming-replication mode, {mode}; primary weight 0; "
-            f"clients and nodes authenticate with {PG_NODE_AUTH} (a password is required)"
-        )
+    def proxy_description(self) -> Text | str:
+        mode = msg("pgpool_balancing" if self.load_balance else "pgpool_balancing_off")
+        return msg("pgpool_described", pgpool=self.pgpool_version or "pgpool-II", mode=mode, auth=PG_NODE_AUTH)
 
     def start(self) -> None:
         pgpool = shutil.which("pgpool") or "/usr/sbin/pgpool"
@@ -401,12 +396,8 @@ class ReplicatedMariaDB(ReplicatedTopology):
     def node_settings(self) -> dict[str, str]:
         return dict(MARIADB_NODE_SETTINGS)
 
-    def proxy_description(self) -> str:
-        return (
-            "HAProxy (TCP, round robin over the replicas, one new connection at a time) as the read endpoint; "
-            "writes go to the primary's own endpoint: two endpoints, the application chooses "
-            "(Debian ships no proxy that splits MySQL reads from writes automatically)"
-        )
+    def proxy_description(self) -> Text | str:
+        return msg("haproxy_described")
 
     def start(self) -> None:
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"

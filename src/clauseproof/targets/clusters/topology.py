@@ -36,7 +36,7 @@ class Topology:
     #: One endpoint that splits reads from writes by itself.
     automatic_split: bool
     #: What splits or balances (for the evidence), e.g. "pgpool-II 4.3.5 (statement-level load balancing)".
-    proxy: str
+    proxy: Text | str
     #: How the replicas are known: "started by the harness", "declared in the profile", ...
     source: Text | str
 

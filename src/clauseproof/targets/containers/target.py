@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from clauseproof.core import archive, masking
 from clauseproof.core.commands import Phase
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import Text, msg
 from clauseproof.targets.base import Endpoint, Target, open_endpoint
 from clauseproof.targets.containers import engine, images
 
@@ -492,10 +493,10 @@ class ContainerTarget(Target):
     backup_method = "physical, inside the container"
 
     @property
-    def backup_windows(self) -> tuple[str, str]:
+    def backup_windows(self) -> tuple[Text | str, Text | str]:
         return (
-            f"{BACKUP_WORDS[self.dialect]}, from the start of the backup to the last file on the host",
-            "preparing the backup (MariaDB), then a new container started on it until it accepts connections",
+            msg("window_container_backup", backup=BACKUP_WORDS[self.dialect]),
+            msg("window_container_restore"),
         )
 
     def take_physical_backup(self, out: Path) -> list[Phase]:

@@ -231,11 +231,7 @@ class EmbeddedMariaDB(EmbeddedServer):
 
     # -- role: PhysicalBackups (BZ-DB-4e/4f, SX-RDS-4) ---------------------------------------------------
     backup_method = "physical"
-    backup_windows = (
-        "mariadb-backup --backup from its start to its exit",
-        "mariadb-backup --prepare, then --copy-back and mariadbd start until it accepts connections (phases listed "
-        "separately)",
-    )
+    backup_windows = (msg("window_mariadb_backup"), msg("window_mariadb_backup_restore"))
 
     def take_physical_backup(self, out: Path) -> list[Phase]:
         return [timed("mariadb-backup --backup", self.physical_backup_command(out))]

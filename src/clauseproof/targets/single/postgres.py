@@ -15,6 +15,7 @@ from typing import Any
 
 from clauseproof.core.commands import Phase, timed
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.i18n import msg
 from clauseproof.targets.base import CONNECT_TIMEOUT_S, Endpoint
 from clauseproof.targets.host.folders import free_port, open_for
 from clauseproof.targets.host.processes import _tail
@@ -225,11 +226,7 @@ class EmbeddedPostgres(EmbeddedServer):
 
     # -- role: PhysicalBackups (BZ-DB-4e/4f, SX-RDS-4) ---------------------------------------------------
     backup_method = "physical"
-    backup_windows = (
-        "pg_basebackup -Ft -X fetch (WAL inside base.tar) from its start to its exit",
-        "tar extraction of base.tar into an empty data directory plus pg_ctl start -w, until the restored server "
-        "accepts connections",
-    )
+    backup_windows = (msg("window_pg_basebackup"), msg("window_pg_basebackup_restore"))
 
     def take_physical_backup(self, out: Path) -> list[Phase]:
         phase = timed("pg_basebackup -Ft -X fetch -c fast", self.physical_backup_command(out))
