@@ -37,7 +37,10 @@ SPLIT = 16  # sub-ranges per differing range
 FETCH_ROWS = 1000  # a range with at most this many rows on each side is compared row by row
 MAX_LISTED = 1000  # differing keys listed in full (all are counted up to this bound; the check then stops)
 HASH_BATCH = 64  # differing hash buckets fetched in one query (each such query reads the whole table)
-WAVES = 8  # the first cut is checksummed a part of the key range at a time, and its differences named before the next
+#: parts of the key range checksummed one after the other, each's differences named before the next, when a listener
+#: is told differences as they are found (the first one then comes sooner: a mid-table row after 9.4 s, not 11.4 s, on
+#: 2M rows); without one, one pass (the waves cost an equal check 10-20 %)
+WAVES = 8
 
 
 @dataclass
@@ -270,11 +273,11 @@ class Checker:
         split: int = SPLIT,
         fetch_rows: int = FETCH_ROWS,
         max_listed: int = MAX_LISTED,
-        waves: int = WAVES,
+        waves: int | None = None,
     ) -> None:
         self.source, self.target = source, target
         self.n_chunks, self.split, self.fetch_rows, self.max_listed = chunks, split, fetch_rows, max_listed
-        self.waves = max(1, waves)
+        self.waves = waves  # None: WAVES when check() has an on_diff listener, else 1
 
     def check(self, tm: TableMap, on_diff: Callable[[RowDiff], None] | None = None) -> TableCheck:
         """Compare ``tm``'s two tables.  ``on_diff`` is told each differing key as soon as it is named (the key
@@ -341,7 +344,8 @@ class Checker:
                 lo, hi = min(keys), max(keys) + 1
                 width = max(1, math.ceil((hi - lo) / self.n_chunks))
                 result.chunks = math.ceil((hi - lo) / width)
-                per_wave = math.ceil(result.chunks / self.waves)
+                waves = self.waves or (WAVES if on_diff is not None else 1)
+                per_wave = math.ceil(result.chunks / max(1, waves))
                 for first in range(0, result.chunks, per_wave):
                     if result.truncated:
                         break
