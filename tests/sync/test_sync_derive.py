@@ -97,6 +97,12 @@ def test_differences_are_told_as_they_are_found_and_the_command_exits_1(
     assert code == 1
     assert "NOT COMPARED only_pg: on the source only" in out and "] key 7: missing" in out
     assert "key 2500: changed amount" in out and (pg.password or "x") not in out
+    monkeypatch.setenv("CLAUSEPROOF_TARGET_PASSWORD", "not-the-password")  # a driver's refusal: one line, exit 4
+    code = main(["sync-diff", f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.database}",
+                 f"mysql://{my.user}@{my.host}:{my.port}/", "--table", table])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 4 and "cannot connect to the target" in err and "CLAUSEPROOF_TARGET_PASSWORD" in err, err
+    assert "Traceback" not in err and "not-the-password" not in err
 
 
 def test_a_composite_key_is_read_from_the_catalog_and_a_missing_one_is_a_clear_error(

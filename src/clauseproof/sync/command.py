@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
-from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.sync.checker import Checker, RowDiff, Side
 from clauseproof.sync.derive import derive
 from clauseproof.targets.base import check_reachable, open_endpoint
@@ -22,7 +23,17 @@ def sync_diff(args: argparse.Namespace) -> int:
     def side(name: str, url: str, env: str) -> Side:
         dialect, ep = parse_url(url, password_env=env)
         check_reachable(ep.host, ep.port, f"the {name} {ep.host}:{ep.port}")
-        return Side(name, dialect, lambda: open_endpoint(dialect, ep))  # type: ignore[arg-type]
+
+        def connect() -> Any:
+            try:
+                return open_endpoint(dialect, ep)
+            except Exception as exc:  # the driver's own: a password refused, a database missing
+                raise ClauseproofError(
+                    f"cannot connect to the {name} {ep.host}:{ep.port} as {ep.user}: {first_line(exc)}",
+                    fix=f"check the URL, and the password in {env}",
+                ) from None
+
+        return Side(name, dialect, connect)  # type: ignore[arg-type]
 
     def split(name: str) -> tuple[str, str]:
         schema, _, table = name.rpartition(".")
@@ -34,7 +45,7 @@ def sync_diff(args: argparse.Namespace) -> int:
         (s_schema, table), (t_schema, t_table) = split(args.table), split(args.target_table or args.table)
         d = derive(source, target, table, target_table=t_table, source_schema=s_schema, target_schema=t_schema,
                    key=args.key)  # fmt: skip
-        print(f"{d.mapping.name}: key {d.mapping.key}; compared:")
+        print(f"{d.mapping.name}: key {', '.join(d.mapping.key_names)}; compared:")
         for line in d.how:
             print(f"  {line}")
         for line in d.not_compared:
@@ -48,6 +59,9 @@ def sync_diff(args: argparse.Namespace) -> int:
     except ClauseproofError as exc:
         print(f"clauseproof sync-diff: {exc}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:
+        print("clauseproof sync-diff: interrupted (the differences above were named before)", file=sys.stderr)
+        return 2
     print(result.summary(20))
     first = "" if result.first_diff_s is None else f", the first named after {result.first_diff_s:.1f} s"
     print(f"{result.source_rows:,} / {result.target_rows:,} rows in {result.seconds:.1f} s{first}; "
