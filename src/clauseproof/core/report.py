@@ -473,7 +473,7 @@ def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, do
         write_atomic_bytes(written[-1], HTML(string=html, base_url=str(folder)).write_pdf())
     if docx:
         if word is not None:
-            word.join(timeout=300)
+            word.join(timeout=60)  # ~1 s of work: a child stuck on a lock inherited through fork is given up
         if word is None or word.exitcode != 0:
             if word is not None and word.is_alive():
                 word.kill()
