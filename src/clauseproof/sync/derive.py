@@ -65,6 +65,8 @@ _MY_KINDS = {
 }  # fmt: skip
 #: places a float is checksummed at when neither side says more (rows are then compared within 10^-places)
 FLOAT_PLACES = 6
+#: ... and when one side keeps single precision (PostgreSQL real, MySQL FLOAT: about 7 significant digits)
+SINGLE_PLACES = 3
 #: places an unconstrained ``numeric`` is compared at
 NUMERIC_PLACES = 10
 
@@ -149,8 +151,11 @@ def _pair(s: _Col, t: _Col) -> tuple[ColumnMap | None, str]:
         why = f" (the coarser of {scales[0]} and {scales[1]})" if len(set(scales)) > 1 else ""
         return ColumnMap(s.name, target, "decimal", scale=places), f"{said}: decimal at {places} places{why}{note}"
     if kind == "float":
+        single = any(c.type.split("(")[0] in ("real", "float") for c in (s, t))
         known = [c.scale for c in (s, t) if c.kind == "decimal" and c.scale is not None]
-        places = min([FLOAT_PLACES, *known])
+        places = min([SINGLE_PLACES if single else FLOAT_PLACES, *known])
+        if single:
+            note += "; single precision on one side (about 7 significant digits: large values need a coarser tolerance)"
         return ColumnMap(s.name, target, "float", scale=places), f"{said}: float within 10^-{places}{note}"
     if kind in ("timestamp", "timestamptz"):
         digits = min(c.scale if c.scale is not None else 6 for c in (s, t))
