@@ -476,11 +476,11 @@ def test_every_trial_gets_a_panel_and_its_series_is_not_printed() -> None:
     ]
     fig = _trials_plot(panels, "every trial")
     assert fig is not None and fig.png.startswith(b"\x89PNG")  # small multiples: an image, in the page and in Word
-    assert fig.svg.startswith('<img class="plot"') and base64.b64encode(fig.png).decode() in fig.svg
+    assert fig.html.startswith('<img class="plot"') and base64.b64encode(fig.png).decode() in fig.html
     import matplotlib.image as mpimg
 
     height, width = mpimg.imread(io.BytesIO(fig.png)).shape[:2]
-    assert width > height > 200  # two rows of two panels, drawn at 150 dpi
+    assert width > height > 200  # two rows of two panels, drawn at 120 dpi
     assert _trials_plot([{"kind": "kill", "t": []}], "nothing") is None
 
 

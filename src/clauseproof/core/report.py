@@ -3,8 +3,8 @@
 Order (a 验收测试报告): cover with the overall conclusion, the verdict matrix (one row per clause,
 one column per target), the issue list, the tender documents tested against, the environment,
 the method, the results per clause (quoted text, expected, measured, samples, plot, verdict),
-the clauses not covered, the sign-off block, then the case records.  Plots are inline SVG
-from matplotlib (vector in the PDF); every word comes from ``core/messages.toml``.
+the clauses not covered, the sign-off block, then the case records.  Plots are PNG images
+from matplotlib (the same bytes in the Word report); every word comes from ``core/messages.toml``.
 """
 
 from __future__ import annotations
@@ -39,33 +39,29 @@ VERDICT_CLASS = {
 
 @dataclass
 class Figure:
-    """One plot in both forms the report needs: inline SVG (HTML, vector in the PDF) and PNG (the Word report,
-    which embeds raster images), drawn once by matplotlib."""
+    """One plot, drawn once by matplotlib: its PNG (the Word report embeds it) and the ``<img>`` that shows the same
+    bytes in the HTML and PDF."""
 
-    svg: str
+    html: str
     png: bytes
 
 
-def _figure(fig: Any, png: bool = True, dpi: int = 130) -> Figure:
-    """A matplotlib figure, closed afterwards: as a PNG shown in the page through an ``<img>`` (and the same bytes in
-    the Word report), or (``png=False``) as inline SVG.
+def _figure(fig: Any, dpi: int = 130) -> Figure:
+    """A matplotlib figure as a PNG, shown in the page through an ``<img>`` and put as it is into the Word report;
+    closed afterwards.
 
-    The report draws PNGs: a full run's 26 SVG plots cost WeasyPrint ~2.5 s to paint into the PDF on top of
-    matplotlib's time to write them, and the Word report needed them redrawn as PNG anyway."""
+    Not inline SVG: a full run's 26 SVG plots cost WeasyPrint ~2.5 s to paint into the PDF on top of matplotlib's
+    time to write them, and the Word report needed them redrawn as PNG anyway."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     title = fig._suptitle.get_text() if fig._suptitle is not None else ""
-    buf = io.BytesIO() if png else io.StringIO()
-    fig.savefig(buf, format="png" if png else "svg", dpi=dpi if png else "figure")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    if png:
-        data = buf.getvalue()
-        assert isinstance(data, bytes)
-        src = base64.b64encode(data).decode()
-        return Figure(f'<img class="plot" alt="{markupsafe.escape(title)}" src="data:image/png;base64,{src}">', data)
-    text = str(buf.getvalue())
-    return Figure(text[text.index("<svg") :], b"")
+    data = buf.getvalue()
+    src = base64.b64encode(data).decode()
+    return Figure(f'<img class="plot" alt="{markupsafe.escape(title)}" src="data:image/png;base64,{src}">', data)
 
 
 def _pyplot() -> Any:
@@ -77,15 +73,10 @@ def _pyplot() -> Any:
 
     plt.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "Noto Sans CJK JP", "DejaVu Sans"]
     plt.rcParams["axes.unicode_minus"] = False
-    # text stays text in the SVG (the report's fonts draw it): glyphs drawn as paths made the failover trial panels
-    # 325 kB each and the PDF 40 % slower to build
-    plt.rcParams["svg.fonttype"] = "none"
     return plt
 
 
-def _plot(
-    measurement: dict[str, Any], threshold: float | None, comparator: str, t: Messages, png: bool = True
-) -> Figure | None:
+def _plot(measurement: dict[str, Any], threshold: float | None, comparator: str, t: Messages) -> Figure | None:
     plt = _pyplot()
     samples = measurement["samples"]
     if not samples:
@@ -112,10 +103,10 @@ def _plot(
         ax.xaxis.set_major_locator(MaxNLocator(nbins=15, integer=True))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(f"{measurement['clause_id']} · {measurement['target']}", fontsize=9)
-    return _figure(fig, png)
+    return _figure(fig)
 
 
-def _series_plot(series: dict[str, Any], title: str, png: bool = True) -> Figure | None:
+def _series_plot(series: dict[str, Any], title: str) -> Figure | None:
     """Throughput and latency percentiles per second of a background load, windows shaded."""
     plt = _pyplot()
     t = series.get("t") or []
@@ -139,14 +130,14 @@ def _series_plot(series: dict[str, Any], title: str, png: bool = True) -> Figure
     for ax in (ax1, ax2):
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax1.set_title(title, fontsize=9)
-    return _figure(fig, png)
+    return _figure(fig)
 
 
 #: case parameters drawn as plots rather than printed
 PLOTTED = ("load_series", "trial_series")
 
 
-def _trials_plot(trials: list[dict[str, Any]], title: str, png: bool = True) -> Figure | None:
+def _trials_plot(trials: list[dict[str, Any]], title: str) -> Figure | None:
     """One small panel per trial (a case's ``trial_series``: each a series with its ``title``): acknowledged and
     failed writes per second, the fault shaded, trials of one kind in a row."""
     plt = _pyplot()
@@ -177,7 +168,7 @@ def _trials_plot(trials: list[dict[str, Any]], title: str, png: bool = True) -> 
     fig.suptitle(title, fontsize=8)
     # small multiples of twenty-odd panels: as an image in the page too (as SVG they took WeasyPrint 2.4 s more to lay
     # out and write than the image does, for a plot whose panels are 1.6 inches wide)
-    drawn = _figure(fig, png=True, dpi=120)
+    drawn = _figure(fig, dpi=120)
     return drawn
 
 
@@ -312,16 +303,16 @@ def _banners(t: Messages, doc: dict[str, Any]) -> list[str]:
 _DRAW = {"samples": _plot, "series": _series_plot, "trials": _trials_plot}
 
 
-def _draw(job: tuple[str, tuple[Any, ...], bool]) -> Figure | None:
-    kind, args, png = job
-    return _DRAW[kind](*args, png=png)  # type: ignore[operator]
+def _draw(job: tuple[str, tuple[Any, ...]]) -> Figure | None:
+    kind, args = job
+    return _DRAW[kind](*args)  # type: ignore[operator]
 
 
 #: below this many plots they are drawn here; above it, on every core (matplotlib is single-threaded)
 PARALLEL_FROM = 8
 
 
-def _jobs(document: dict[str, Any], ctx: dict[str, Any], png: bool) -> list[tuple[tuple[str, Any], Any]]:
+def _jobs(document: dict[str, Any], ctx: dict[str, Any]) -> list[tuple[tuple[str, Any], Any]]:
     """The report's plots to draw: (where, key) and the job for :func:`_draw`."""
     t: Messages = ctx["t"]
     clauses = ctx["clauses"]
@@ -334,15 +325,15 @@ def _jobs(document: dict[str, Any], ctx: dict[str, Any], png: bool) -> list[tupl
             key = (case["nodeid"], m["clause_id"])
             if m["samples"] and key not in seen:
                 seen.add(key)
-                out.append((("samples", key), ("samples", (m, thr, c["comparator"], t), png)))
+                out.append((("samples", key), ("samples", (m, thr, c["comparator"], t))))
     for case in document["cases"]:
         params = case.get("parameters", {})
         if isinstance(params.get("load_series"), dict):
             title = t("plot_load", target=case["target"])
-            out.append((("cases", case["nodeid"]), ("series", (params["load_series"], title), png)))
+            out.append((("cases", case["nodeid"]), ("series", (params["load_series"], title))))
         if isinstance(params.get("trial_series"), list):
             title = t("plot_trials", target=case["target"])
-            out.append((("cases", case["nodeid"]), ("trials", (params["trial_series"], title), png)))
+            out.append((("cases", case["nodeid"]), ("trials", (params["trial_series"], title))))
     return out
 
 
@@ -383,11 +374,11 @@ def _draw_all(jobs: list[Any]) -> list[Figure | None]:
     return [_draw(job) for job in jobs]
 
 
-def figures(document: dict[str, Any], ctx: dict[str, Any], png: bool = True) -> dict[str, Any]:
-    """Every plot of the report, drawn once as SVG and (``png``: for the Word report) PNG: ``samples[(nodeid,
+def figures(document: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Every plot of the report, drawn once as PNG: ``samples[(nodeid,
     clause)]`` (a measurement's samples against its threshold) and ``cases[nodeid]`` (a background load's series, a
     failover case's trials)."""
-    todo = _jobs(document, ctx, png)
+    todo = _jobs(document, ctx)
     return _collect([key for key, _ in todo], _draw_all([job for _, job in todo]))
 
 
@@ -414,7 +405,7 @@ def render(
     ctx: dict[str, Any] | None = None,
     figs: dict[str, Any] | None = None,
 ) -> str:
-    """The HTML report (the PDF is printed from it), with the plots as inline SVG."""
+    """The HTML report (the PDF is printed from it), with the plots as images."""
     ctx = ctx or context(document, lang)
     figs = figs or figures(document, ctx)
     env = jinja2.Environment(
@@ -426,8 +417,8 @@ def render(
     env.filters["tx1"] = lambda value: (ctx["t"].text(value) or [""])[0]  # the report's first language only
     return env.get_template("report.html.j2").render(
         **ctx,
-        plots={k: f.svg for k, f in figs["samples"].items()},
-        series_plots={k: "".join(f.svg for f in fs) for k, fs in figs["cases"].items()},
+        plots={k: f.html for k, f in figs["samples"].items()},
+        series_plots={k: "".join(f.html for f in fs) for k, fs in figs["cases"].items()},
         case_parameters=lambda c: {k: v for k, v in c.items() if k not in PLOTTED},  # the series are plotted
         case_notes=_case_notes,
         env_json=json.dumps(document["environment"], indent=1, ensure_ascii=False),
@@ -454,7 +445,7 @@ def write_report(folder: Path, document: dict[str, Any], *, pdf: bool = True, do
     PDF is the long step (WeasyPrint lays out ~80 pages on one core), so the Word report is written meanwhile by a
     forked process on another core (written here instead if that process fails)."""
     ctx = context(document)
-    figs = figures(document, ctx, png=True)
+    figs = figures(document, ctx)
     html = render(document, ctx=ctx, figs=figs)
     written = [folder / "report.html"]
     write_atomic(written[0], html)
