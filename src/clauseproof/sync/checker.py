@@ -20,6 +20,7 @@ XOR, which a duplicated pair cancels).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from typing import Any
 from clauseproof.core.digest import Dialect
 from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.core.i18n import Text, joined, msg
-from clauseproof.sync.mapping import TableMap, canonical, key_hash, quote, row_hash
+from clauseproof.sync.mapping import TableMap, canonical, epoch_us, key_hash, now_us, quote, row_hash
 
 CHUNKS = 64  # first cut of the key range
 SPLIT = 16  # sub-ranges per differing range
@@ -41,6 +42,22 @@ HASH_BATCH = 64  # differing hash buckets fetched in one query (each such query 
 #: is told differences as they are found (the first one then comes sooner: a mid-table row after 9.4 s, not 11.4 s, on
 #: 2M rows); without one, one pass (the waves cost an equal check 10-20 %)
 WAVES = 8
+#: rows younger than a settle window read from each side at most (more: the lag is larger than a check can leave out)
+YOUNG_MAX = 100_000
+#: a settle column's newest time may run this far ahead of the source's clock (more: its zone is not the mapping's)
+AHEAD_US = 60_000_000
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Rows still inside the replication lag are not judged: a key whose row on either side has ``column`` (a
+    timestamp column of the mapping, its source name) within ``min_age_s`` seconds of the source's clock is left out
+    of the differences — counted and listed apart (reladiff's ``--min-age``).  The cut-off is fixed when the check
+    starts and the young keys are read again when it ends, so a row changed during the check is left out too.  A
+    delete has no row left to carry a time: a row deleted on the source within the lag is still an extra row."""
+
+    column: str
+    min_age_s: float
 
 
 @dataclass
@@ -114,10 +131,25 @@ class TableCheck:
     seconds: float = 0.0
     first_diff_s: float | None = None  # from the start until the first differing key was named
     side_seconds: dict[str, float] = field(default_factory=dict)
+    #: with a :class:`Settle`: its column, window, cut-off, the young keys read on each side, the servers' clocks
+    settle: dict[str, Any] | None = None
+    young_diffs: list[RowDiff] = field(default_factory=list)  # differences of keys inside the settle window
+    young_keys: set[int | str] = field(default_factory=set, repr=False)
+    settle_us: tuple[int, int] | None = field(default=None, repr=False)  # the cut-off and the source's clock, µs
 
     @property
     def counts_equal(self) -> bool:
-        return self.source_rows == self.target_rows and self.source_null_keys == self.target_null_keys
+        # the young keys' rows on one side only (an insert not yet copied) explain that many rows of the counts
+        delta = 0
+        for d in self.young_diffs:
+            if d.kind == "missing":
+                delta += 1
+            elif d.kind == "extra":
+                delta -= 1
+            elif d.kind == "duplicated":
+                a, _, b = d.detail.partition(" : ")
+                delta += int(a) - int(b)
+        return self.source_rows - self.target_rows == delta and self.source_null_keys == self.target_null_keys
 
     @property
     def equal(self) -> bool:
@@ -141,8 +173,14 @@ class TableCheck:
 
     def summary_text(self, limit: int = 5) -> Text:
         head = dict(table=self.table, source=self.source_rows, target=self.target_rows)
+        young = None
+        if self.settle is not None:
+            young = msg("check_young", n=len(self.young_diffs), column=self.settle["column"],
+                        age=f"{self.settle['min_age_s']:g}",
+                        first=joined([d.describe_text() for d in self.young_diffs[:limit]]) or "-")  # fmt: skip
         if self.equal:
-            return msg("check_equal", **head)
+            return msg("check_equal", **head) if young is None else msg("and_also", first=msg("check_equal", **head),
+                                                                          then=young)  # fmt: skip
         parts: list[Text | str] = []
         if self.missing_columns:
             parts.append(msg("check_columns_missing", columns=", ".join(self.missing_columns)))
@@ -157,6 +195,8 @@ class TableCheck:
                             for k, n in sorted(self.kinds().items())])  # fmt: skip
             first = joined([d.describe_text() for d in self.diffs[:limit]])
             parts.append(msg("check_differing", n=f"{len(self.diffs)}{more}", kinds=kinds, first=first))
+        if young is not None:
+            parts.append(young)
         return msg("check_differs", **head, what=joined(parts))
 
     def evidence(self) -> dict[str, Any]:
@@ -183,14 +223,22 @@ class TableCheck:
             "seconds": round(self.seconds, 3),
             "first_difference_s": None if self.first_diff_s is None else round(self.first_diff_s, 3),
             "side_seconds": {k: round(v, 3) for k, v in self.side_seconds.items()},
-        }
+        } | (
+            {}
+            if self.settle is None
+            else {
+                "settle": self.settle,
+                "young_differing_keys": len(self.young_diffs),
+                "young_differences": [{"key": d.key, "kind": d.kind} for d in self.young_diffs[:20]],
+            }
+        )
 
 
 class _Sql:
     """The SQL of one side of one mapped table."""
 
     def __init__(self, tm: TableMap, side: str, dialect: Dialect) -> None:
-        self.dialect = dialect
+        self.dialect, self.side = dialect, side
         self.table = tm.qualified(side, dialect)
         key = tm.key_column()
         by = {c.source: c for c in tm.columns}
@@ -229,6 +277,19 @@ class _Sql:
         return (
             f"SELECT ({self.key} - {base}) {div} {width}, count(*), {total} FROM {self.table}"
             f"{self.cond(lo, hi)} GROUP BY 1"
+        )
+
+    def young(self, tm: TableMap, column: str, side: str, cutoff: int) -> str:
+        """The keys (as :meth:`rows` gives them) whose ``column`` is at or after ``cutoff`` (µs since the epoch),
+        with that time; one more than :data:`YOUNG_MAX` at most."""
+        col = next(c for c in tm.columns if c.source == column)
+        by = {c.source: c for c in tm.columns}
+        t = epoch_us(self.dialect, col, side)
+        keys = [canonical(self.dialect, by[k], side) for k in tm.key_names] if tm.hashed else [self.key]
+        where = self.cond()
+        return (
+            f"SELECT {', '.join(keys)}, {t} FROM {self.table}{where}{' AND ' if where else ' WHERE '}{t} >= {cutoff} "
+            f"LIMIT {YOUNG_MAX + 1}"
         )
 
     def rows(self, ranges: list[tuple[int, int]]) -> str:
@@ -279,12 +340,15 @@ class Checker:
         self.n_chunks, self.split, self.fetch_rows, self.max_listed = chunks, split, fetch_rows, max_listed
         self.waves = waves  # None: WAVES when check() has an on_diff listener, else 1
 
-    def check(self, tm: TableMap, on_diff: Callable[[RowDiff], None] | None = None) -> TableCheck:
+    def check(
+        self, tm: TableMap, on_diff: Callable[[RowDiff], None] | None = None, settle: Settle | None = None
+    ) -> TableCheck:
         """Compare ``tm``'s two tables.  ``on_diff`` is told each differing key as soon as it is named (the key
         range is gone through in ``waves`` parts, each one's differing ranges narrowed down to their rows before
         the next part is checksummed, so the first difference is named after the part of the table before it, not
         after a whole first pass); a missing and an extra key found to be one moved row are told as they were
-        found, and joined in the result."""
+        found, and joined in the result.  ``settle``: keys still inside the replication lag are not judged
+        (:class:`Settle`)."""
         t0 = time.perf_counter()
         result = TableCheck(table=tm.name)
         src_sql = _Sql(tm, "source", self.source.dialect)
@@ -333,6 +397,8 @@ class Checker:
                 result.seconds = time.perf_counter() - t0
                 return result
 
+            if settle is not None:
+                self._settle_start(both, tm, settle, result)
             (s_b,), (t_b,) = both(lambda q: q.bounds())
             result.source_rows, result.target_rows = int(s_b[0]), int(t_b[0])
             result.source_null_keys = result.source_rows - int(s_b[1])
@@ -359,10 +425,77 @@ class Checker:
                         else:
                             w = max(1, math.ceil((b - a) / self.split))
                             todo[:0] = self._differing(both, a, w, a, b)
+            if settle is not None:  # rows changed while the check ran are younger than the cut-off too
+                self._young(both, tm, settle, result)
+                result.young_diffs += [d for d in result.diffs if d.key in result.young_keys]
+                result.diffs = [d for d in result.diffs if d.key not in result.young_keys]
             result.diffs = _moves(result.diffs, tm)
             result.side_seconds = busy
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _settle_start(
+        self, both: Callable[..., tuple[list[Any], list[Any]]], tm: TableMap, settle: Settle, result: TableCheck
+    ) -> None:
+        """The cut-off from the source's clock, both clocks recorded, and the keys already inside the window."""
+        col = next((c for c in tm.columns if c.source == settle.column), None)
+        if col is None or col.kind not in ("timestamp", "timestamptz"):
+            stamps = [c.source for c in tm.columns if c.kind in ("timestamp", "timestamptz")]
+            raise ClauseproofError(
+                f"table {tm.name}: the settle column {settle.column!r} is "
+                + ("not among the compared columns" if col is None else f"a {col.kind} column, not a timestamp"),
+                checked="the mapping's columns",
+                fix="name a timestamp column the sync updates with each change: "
+                + (", ".join(stamps) if stamps else "this table has none"),
+            )
+        if not settle.min_age_s > 0:
+            raise ClauseproofError(f"the settle window must be a positive number of seconds, not {settle.min_age_s}")
+        (s_now,), (t_now,) = both(lambda q: now_us(q.dialect))
+        now = int(s_now[0])
+        cutoff = now - round(settle.min_age_s * 1_000_000)
+        result.settle = {
+            "column": settle.column,
+            "min_age_s": settle.min_age_s,
+            "cutoff_utc": _iso(cutoff),
+            "source_clock_utc": _iso(now),
+            "target_clock_ahead_s": round((int(t_now[0]) - now) / 1e6, 3),
+        }
+        result.settle_us = (cutoff, now)
+        self._young(both, tm, settle, result)
+
+    def _young(
+        self, both: Callable[..., tuple[list[Any], list[Any]]], tm: TableMap, settle: Settle, result: TableCheck
+    ) -> None:
+        """Add to ``result.young_keys`` every key whose row on either side is inside the settle window."""
+        assert result.settle is not None and result.settle_us is not None
+        cutoff, now = result.settle_us
+        got = both(lambda q: q.young(tm, settle.column, q.side, cutoff))
+        counts: dict[str, int] = {}
+        for side, rows in zip(("source", "target"), got, strict=True):
+            if len(rows) > YOUNG_MAX:
+                raise ClauseproofError(
+                    f"table {tm.name}: more than {YOUNG_MAX:,} rows on the {side} have {settle.column} within "
+                    f"{settle.min_age_s:g} s of the source's clock — more than a check can leave out",
+                    checked=f"{settle.column} >= {_iso(cutoff)} on the {side}",
+                    fix="wait until the sync has caught up, or give a shorter settle window",
+                )
+            newest = max((int(r[-1]) for r in rows), default=cutoff)
+            if newest > now + AHEAD_US:
+                raise ClauseproofError(
+                    f"table {tm.name}: {settle.column} on the {side} runs {(newest - now) / 1e6:,.0f} s ahead of the "
+                    "source's clock: its times are not in the zone the mapping reads them in, so the rows inside "
+                    "the settle window cannot be told",
+                    checked=f"the newest {settle.column} on the {side} against the source's clock ({_iso(now)})",
+                    fix="declare the column's zone in the mapping (or compare without a settle window)",
+                )
+            for r in rows:
+                if tm.hashed:
+                    canon = [v.decode() if isinstance(v, bytes) else v for v in r[:-1]]
+                    result.young_keys.add(_key_text(canon, tm))
+                else:
+                    result.young_keys.add(int(r[0]))
+            counts[side] = len(rows)
+        result.settle["young_rows"] = counts
 
     def _differing(
         self, both: Callable[..., tuple[list[Any], list[Any]]], base: int, width: int, lo: int | None, hi: int | None
@@ -448,6 +581,9 @@ class Checker:
                     if cols:
                         found.append(RowDiff(key, "changed", cols, x, y))
                         break
+        if result.young_keys:  # inside the settle window: counted apart, never told as differences
+            result.young_diffs += [d for d in found if d.key in result.young_keys]
+            found = [d for d in found if d.key not in result.young_keys]
         if found and result.first_diff_s is None:
             result.first_diff_s = time.perf_counter() - t0
         room = self.max_listed - len(result.diffs)
@@ -500,6 +636,10 @@ def _key_text(canon: list[Any], tm: TableMap) -> str:
         else:
             out.append(v)
     return ", ".join(out)
+
+
+def _iso(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _same(x: Any, y: Any, tolerance: float | None) -> bool:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from clauseproof.core.errors import ClauseproofError, first_line
-from clauseproof.sync.checker import Checker, RowDiff, Side
+from clauseproof.sync.checker import Checker, RowDiff, Settle, Side
 from clauseproof.sync.derive import derive
 from clauseproof.targets.base import check_reachable, open_endpoint
 from clauseproof.targets.single.external import parse_url
@@ -40,6 +40,7 @@ def sync_diff(args: argparse.Namespace) -> int:
         return schema, table
 
     try:
+        settle = _settle(args.settle)
         source = side("source", args.source, args.source_password_env)
         target = side("target", args.target, args.target_password_env)
         (s_schema, table), (t_schema, t_table) = split(args.table), split(args.target_table or args.table)
@@ -55,7 +56,7 @@ def sync_diff(args: argparse.Namespace) -> int:
         def told(diff: RowDiff) -> None:
             print(f"[{time.perf_counter() - t0:6.1f} s] {diff.describe()}", flush=True)
 
-        result = Checker(source, target, max_listed=args.max_listed).check(d.mapping, on_diff=told)
+        result = Checker(source, target, max_listed=args.max_listed).check(d.mapping, on_diff=told, settle=settle)
     except ClauseproofError as exc:
         print(f"clauseproof sync-diff: {exc}", file=sys.stderr)
         return 4
@@ -63,7 +64,32 @@ def sync_diff(args: argparse.Namespace) -> int:
         print("clauseproof sync-diff: interrupted (the differences above were named before)", file=sys.stderr)
         return 2
     print(result.summary(20))
+    if result.settle is not None:
+        st = result.settle
+        print(f"settle window: {st['column']} at or after {st['cutoff_utc']} (the source's clock "
+              f"{st['source_clock_utc']} less {st['min_age_s']:g} s; the target's clock "
+              f"{st['target_clock_ahead_s']:+.3f} s from it): rows inside it {st['young_rows']['source']:,} on the "
+              f"source, {st['young_rows']['target']:,} on the target, {len(result.young_diffs)} of their keys "
+              "differing, not judged")  # fmt: skip
     first = "" if result.first_diff_s is None else f", the first named after {result.first_diff_s:.1f} s"
     print(f"{result.source_rows:,} / {result.target_rows:,} rows in {result.seconds:.1f} s{first}; "
           f"{result.queries} checksum queries, {result.rows_fetched:,} rows fetched")  # fmt: skip
     return 0 if result.equal and not d.not_compared else 1
+
+
+def _settle(spec: str) -> Settle | None:
+    """``--settle COLUMN:SECONDS``."""
+    if not spec:
+        return None
+    column, _, seconds = spec.rpartition(":")
+    try:
+        age = float(seconds)
+    except ValueError:
+        age = -1.0
+    if not column or not age > 0 or age != age or age == float("inf"):
+        raise ClauseproofError(
+            f"--settle {spec!r} is not COLUMN:SECONDS",
+            checked="a column name, a colon, a positive number of seconds",
+            fix="for example --settle updated_at:60 (rows changed within the last minute are not judged)",
+        )
+    return Settle(column, age)

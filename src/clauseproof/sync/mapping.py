@@ -200,12 +200,7 @@ def canonical(dialect: Dialect, col: ColumnMap, side: str) -> str:
     elif k == "date":
         e = f"to_char({c}, 'YYYY-MM-DD')" if pg else f"DATE_FORMAT({c}, '%Y-%m-%d')"
     else:  # timestamps: integer microseconds since the epoch in UTC, then rounded to the precision
-        shift = 0 if k == "timestamptz" else offset_us(col.source_tz if side == "source" else col.target_tz)
-        us = (
-            f"((extract(epoch from {c}) * 1000000)::bigint - {shift})"
-            if pg
-            else f"(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c}) - {shift})"
-        )
+        us = epoch_us(dialect, col, side)
         d = 10 ** (6 - col.precision)
         if d == 1:
             e = f"{us}::text" if pg else f"CAST({us} AS CHAR)"
@@ -242,11 +237,31 @@ def _canonical_clickhouse(c: str, col: ColumnMap, side: str) -> str:
     elif k == "date":
         e = f"toString({c})"
     else:  # DateTime: seconds since the epoch (no zone of its own); 18.16 holds no fraction of a second
-        shift = 0 if k == "timestamptz" else offset_us(col.source_tz if side == "source" else col.target_tz)
-        us = f"(toInt64({c}) * 1000000 - {shift})"
+        us = epoch_us("clickhouse", col, side)
         d = 10 ** (6 - col.precision)
         e = f"toString({us})" if d == 1 else f"toString(intDiv({us} + if({us} < 0, -{d // 2}, {d // 2}), {d}))"
     return f"ifNull({e}, '\\x01N')"
+
+
+def epoch_us(dialect: Dialect, col: ColumnMap, side: str) -> str:
+    """SQL of a timestamp column as integer microseconds since the epoch in UTC (a wall-clock column read in its
+    declared zone)."""
+    c = quote(dialect, col.source if side == "source" else col.target_name)
+    shift = 0 if col.kind == "timestamptz" else offset_us(col.source_tz if side == "source" else col.target_tz)
+    if dialect == "clickhouse":  # DateTime: seconds since the epoch
+        return f"(toInt64({c}) * 1000000 - {shift})"
+    if dialect == "postgresql":
+        return f"((extract(epoch from {c}) * 1000000)::bigint - {shift})"
+    return f"(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c}) - {shift})"
+
+
+def now_us(dialect: Dialect) -> str:
+    """SQL of the server's clock as integer microseconds since the epoch (UTC)."""
+    if dialect == "clickhouse":
+        return "SELECT toUnixTimestamp64Micro(now64(6))"
+    if dialect == "postgresql":
+        return "SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint"
+    return "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
 
 
 def key_hash(dialect: Dialect, exprs: list[str]) -> str:
