@@ -39,8 +39,11 @@ def measured(request: pytest.FixtureRequest) -> dict[str | int, Any]:
     return {"run": request.config.stash[RUN_KEY].run_id}
 
 
-def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str | int, Any]) -> list[RuleResult]:
-    """The gateway's rules that prove ``clause``, measured (or taken from ``done``)."""
+def _results(
+    gateway: Gateway, plan: Plan, clause: str, done: dict[str | int, Any], evidence: CaseEvidence
+) -> list[RuleResult]:
+    """The gateway's rules that prove ``clause``, measured (or taken from ``done``); the measurement's windows and
+    drain waits counted as imposed by the case that measured them."""
     out = []
     for i, d in enumerate(gateway.limit_rules()):
         if d.get("kind") == "tokens":  # test_limits_by_token_consumption
@@ -53,6 +56,7 @@ def _results(gateway: Gateway, plan: Plan, clause: str, done: dict[str | int, An
                 done[i] = check_rule(gateway.base_url, rule, plan, f"{done['run']}-{i}", arrivals,
                                      "the profile does not say its limited routes lead to the harness's upstream "
                                      "([gateway] limits_reach_upstream = true with upstream_listen)")  # fmt: skip
+                evidence.imposed(done[i].imposed_s, "rate steps offered open loop, and buckets drained between them")
             out.append(done[i])
     return out
 
@@ -90,7 +94,7 @@ def test_limits_by_header_query_ip_consumer_tokens(
     evidence.record.target = gateway.label
     params = clause_catalog["SX-EDAS-4"].params
     evidence.parameters(gateway=gateway.describe())
-    _record(evidence, "SX-EDAS-4", _results(gateway, Plan.from_params(params), "SX-EDAS-4", measured), params)
+    _record(evidence, "SX-EDAS-4", _results(gateway, Plan.from_params(params), "SX-EDAS-4", measured, evidence), params)
     evidence.require_pass()
 
 
@@ -101,7 +105,7 @@ def test_qps_limits_per_consumer_route_model(
     evidence.record.target = gateway.label
     params = clause_catalog["SX-EDAS-5"].params
     evidence.parameters(gateway=gateway.describe())
-    _record(evidence, "SX-EDAS-5", _results(gateway, Plan.from_params(params), "SX-EDAS-5", measured), params)
+    _record(evidence, "SX-EDAS-5", _results(gateway, Plan.from_params(params), "SX-EDAS-5", measured, evidence), params)
     evidence.require_pass()
 
 

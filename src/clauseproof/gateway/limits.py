@@ -261,6 +261,9 @@ class RuleResult:
     lag_ms: list[dict[str, float]] = field(default_factory=list)
     #: Why an earlier attempt was not judged (the generator lagged behind its own schedule): it was measured again.
     repeated_because: str = ""
+    #: seconds the clause's measurement imposed: each step's window of offered load, and the waits for a reused
+    #: key's bucket to drain (every attempt's) — the run's cost counts them apart from the harness's overhead
+    imposed_s: float = 0.0
 
 
 class _Keys:
@@ -272,6 +275,7 @@ class _Keys:
         self.fixed = rule.keys(tag)
         self.n = 0
         self.last_used: dict[str, float] = {}
+        self.waited_s = 0.0
 
     def take(self, count: int) -> list[Key]:
         if self.fixed is None:
@@ -282,6 +286,7 @@ class _Keys:
         wait = max((self.last_used.get(k.name, -1e9) + self.pause_s - time.monotonic() for k in keys), default=0.0)
         if wait > 0:
             time.sleep(wait)
+            self.waited_s += wait
         return keys
 
     def used(self, keys: list[Key]) -> None:
@@ -303,11 +308,14 @@ def check_rule(
     the last attempt are judged, and still NOT SHOWN if it lagged too."""
     lags: list[dict[str, float]] = []
     reasons: list[str] = []
+    imposed = 0.0
     for attempt in range(ATTEMPTS):
         res, why = _check_once(base_url, rule, plan, tag if attempt == 0 else f"{tag}-a{attempt + 1}", arrivals,
                                why_no_count)  # fmt: skip
         res.lag_ms = lags + res.lag_ms
         res.repeated_because = "; ".join(reasons)
+        imposed += res.imposed_s
+        res.imposed_s = imposed
         if not why:
             break
         lags, reasons = res.lag_ms, [*reasons, f"attempt {attempt + 1}: {why}"]
@@ -349,9 +357,11 @@ def _check_once(
         wait = keys.last_used.get(f"consumer {two[0]}", -1e9) + keys.pause_s - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+            keys.waited_s += wait
         r = offer([k1.stream("c1", rule.rate), k2.stream("c2", rule.rate)], [k1, k2])
         shared = stats(r.samples, f"consumer {two[0]}, two credentials", 2.0, plan.window_s)
     res.steps = [s.__dict__ for s in [*steps, *iso, *([shared] if shared else [])]]
+    res.imposed_s = plan.step_s * len(res.lag_ms) + keys.waited_s
     # the generator's lag over all the rule's requests (one late request among 25 is no lag of the offered rate)
     overall = LoadResult(plan.step_s * len(res.lag_ms), every)
     res.lag_ms.append({"all": True, **overall.lag_ms()})
