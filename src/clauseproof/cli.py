@@ -116,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("--target-password-env", default="CLAUSEPROOF_TARGET_PASSWORD", help="the target's password")
     diff.add_argument("--max-listed", type=int, default=1000, help="stop after naming this many differences")
     diff.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="check this many parts of an integer key's range at once, each on a pair of sessions of its own "
+        "(for servers with cores to spare; a text or composite key is one pass whatever this says; default 1)",
+    )
+    diff.add_argument(
         "--settle",
         metavar="COLUMN:SECONDS",
         default="",

@@ -157,6 +157,21 @@ def test_a_composite_key_is_compared_by_hash_buckets(sides: tuple[Side, Side]) -
     assert r.queries == 3 and r.rows_fetched < 2 * ROWS  # bounds, one pass of buckets, one fetch of nine buckets
 
 
+def test_parts_checked_at_once_name_the_same_differences(sides: tuple[Side, Side]) -> None:
+    """``jobs``: the key range in parts, each on sessions of its own — every seeded difference named, no other, in
+    key order, whichever part finds it first; the count of sessions is in the evidence."""
+    with target_copy(sides) as tm:
+        my_exec(sides, "UPDATE people_copy SET amount = amount + 0.01 WHERE id IN (3, 1234, 2999)",
+                "DELETE FROM people_copy WHERE id = 2500")  # fmt: skip
+        one = check(sides, tm, chunks=8, split=4, fetch_rows=20)
+        told: list[Any] = []
+        three = Checker(*sides, chunks=8, split=4, fetch_rows=20, jobs=3).check(tm, on_diff=told.append)
+    want = [(3, "changed"), (1234, "changed"), (2500, "missing"), (2999, "changed")]
+    assert [(d.key, d.kind) for d in one.diffs] == want == [(d.key, d.kind) for d in three.diffs]
+    assert sorted((d.key, d.kind) for d in told) == want and three.evidence()["parts_at_once"] == 3
+    assert (three.source_rows, three.target_rows) == (one.source_rows, one.target_rows) and not three.equal
+
+
 def test_missing_extra_duplicated_and_moved_rows_are_named(sides: tuple[Side, Side]) -> None:
     with target_copy(sides, pk=False) as tm:
         my_exec(

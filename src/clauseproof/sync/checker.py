@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +48,10 @@ WAVES = 8
 YOUNG_MAX = 100_000
 #: a settle column's newest time may run this far ahead of the source's clock (more: its zone is not the mapping's)
 AHEAD_US = 60_000_000
+
+
+#: runs a query (made for each side by the callable) on both sides at once: the source's rows, the target's
+_Both = Callable[[Callable[["_Sql"], str]], tuple[list[Any], list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,8 @@ class TableCheck:
     young_diffs: list[RowDiff] = field(default_factory=list)  # differences of keys inside the settle window
     young_keys: set[int | str] = field(default_factory=set, repr=False)
     settle_us: tuple[int, int] | None = field(default=None, repr=False)  # the cut-off and the source's clock, µs
+    jobs: int = 1  # parts of the key range checked at once, each on a pair of sessions of its own
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def counts_equal(self) -> bool:
@@ -223,6 +231,7 @@ class TableCheck:
             "seconds": round(self.seconds, 3),
             "first_difference_s": None if self.first_diff_s is None else round(self.first_diff_s, 3),
             "side_seconds": {k: round(v, 3) for k, v in self.side_seconds.items()},
+            "parts_at_once": self.jobs,
         } | (
             {}
             if self.settle is None
@@ -335,10 +344,14 @@ class Checker:
         fetch_rows: int = FETCH_ROWS,
         max_listed: int = MAX_LISTED,
         waves: int | None = None,
+        jobs: int = 1,
     ) -> None:
         self.source, self.target = source, target
         self.n_chunks, self.split, self.fetch_rows, self.max_listed = chunks, split, fetch_rows, max_listed
         self.waves = waves  # None: WAVES when check() has an on_diff listener, else 1
+        #: parts of an integer key's range checked at once, each on a pair of sessions of its own: for servers with
+        #: cores to spare (on a 2-core machine holding both servers it gains nothing); a hashed key is one pass
+        self.jobs = jobs
 
     def check(
         self, tm: TableMap, on_diff: Callable[[RowDiff], None] | None = None, settle: Settle | None = None
@@ -351,34 +364,10 @@ class Checker:
         (:class:`Settle`)."""
         t0 = time.perf_counter()
         result = TableCheck(table=tm.name)
-        src_sql = _Sql(tm, "source", self.source.dialect)
-        dst_sql = _Sql(tm, "target", self.target.dialect)
+        sqls = _Sql(tm, "source", self.source.dialect), _Sql(tm, "target", self.target.dialect)
+        busy = {self.source.name: 0.0, self.target.name: 0.0}
         with self.source.session() as sc, self.target.session() as tc, ThreadPoolExecutor(2) as pool:
-            busy = {self.source.name: 0.0, self.target.name: 0.0}
-
-            def both(make: Callable[[_Sql], str]) -> tuple[list[Any], list[Any]]:
-                def run(side: Side, conn: Any, sql: str) -> list[Any]:
-                    s = time.perf_counter()
-                    try:
-                        cur = conn.cursor()
-                        cur.execute(sql)
-                        rows = list(cur.fetchall())
-                        cur.close()
-                    except Exception as exc:
-                        raise ClauseproofError(
-                            f"the {side.name} ({side.dialect}) could not run the checker's query for "
-                            f"{tm.name}: {first_line(exc)}",
-                            checked=sql[:300],
-                            fix="check the table and column names and kinds of the mapping",
-                        ) from None
-                    busy[side.name] += time.perf_counter() - s
-                    return rows
-
-                a = pool.submit(run, self.source, sc, make(src_sql))
-                b = pool.submit(run, self.target, tc, make(dst_sql))
-                result.queries += 1
-                return a.result(), b.result()
-
+            both = self._both(sc, tc, pool, tm, sqls, busy, result)
             src_cols = _columns(self.source, sc, tm, "source")
             dst_cols = _columns(self.target, tc, tm, "target")
             for side, cols, name in (("source", src_cols, tm.source_table), ("target", dst_cols, tm.target_table)):
@@ -410,21 +399,39 @@ class Checker:
                 lo, hi = min(keys), max(keys) + 1
                 width = max(1, math.ceil((hi - lo) / self.n_chunks))
                 result.chunks = math.ceil((hi - lo) / width)
-                waves = self.waves or (WAVES if on_diff is not None else 1)
-                per_wave = math.ceil(result.chunks / max(1, waves))
-                for first in range(0, result.chunks, per_wave):
-                    if result.truncated:
-                        break
-                    todo = self._differing(
-                        both, lo, width, lo + first * width, min(lo + (first + per_wave) * width, hi)
-                    )
-                    while todo and not result.truncated:
-                        a, b, n = todo.pop(0)
-                        if n <= self.fetch_rows or b - a <= self.split:
-                            self._rows(both, tm, [(a, b)], result, t0, on_diff)
-                        else:
-                            w = max(1, math.ceil((b - a) / self.split))
-                            todo[:0] = self._differing(both, a, w, a, b)
+                jobs = max(1, min(self.jobs, result.chunks))
+                waves = max(1, math.ceil((self.waves or (WAVES if on_diff is not None else 1)) / jobs))
+
+                def walk(both: _Both, c0: int, c1: int) -> None:
+                    """Chunks [c0, c1): checksummed in ``waves`` parts, each's differing ranges narrowed to rows."""
+                    per_wave = math.ceil((c1 - c0) / waves)
+                    for first in range(c0, c1, per_wave):
+                        if result.truncated:
+                            break
+                        end = min(first + per_wave, c1)
+                        todo = self._differing(both, lo, width, lo + first * width, min(lo + end * width, hi))
+                        while todo and not result.truncated:
+                            a, b, n = todo.pop(0)
+                            if n <= self.fetch_rows or b - a <= self.split:
+                                self._rows(both, tm, [(a, b)], result, t0, on_diff)
+                            else:
+                                w = max(1, math.ceil((b - a) / self.split))
+                                todo[:0] = self._differing(both, a, w, a, b)
+
+                if jobs == 1:
+                    walk(both, 0, result.chunks)
+                else:  # the key range in ``jobs`` parts, each on a pair of sessions of its own, all at once
+                    cuts = [round(i * result.chunks / jobs) for i in range(jobs + 1)]
+                    result.jobs = jobs
+
+                    def part(c0: int, c1: int) -> None:
+                        with self.source.session() as s2, self.target.session() as t2, ThreadPoolExecutor(2) as p2:
+                            walk(self._both(s2, t2, p2, tm, sqls, busy, result), c0, c1)
+
+                    with ThreadPoolExecutor(jobs) as parts:
+                        for f in [parts.submit(part, a, b) for a, b in itertools.pairwise(cuts)]:
+                            f.result()
+                    result.diffs.sort(key=lambda d: (isinstance(d.key, str), d.key))
             if settle is not None:  # rows changed while the check ran are younger than the cut-off too
                 self._young(both, tm, settle, result)
                 result.young_diffs += [d for d in result.diffs if d.key in result.young_keys]
@@ -433,6 +440,45 @@ class Checker:
             result.side_seconds = busy
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _both(
+        self,
+        sc: Any,
+        tc: Any,
+        pool: ThreadPoolExecutor,
+        tm: TableMap,
+        sqls: tuple[_Sql, _Sql],
+        busy: dict[str, float],
+        result: TableCheck,
+    ) -> _Both:
+        """A query made by ``make`` for each side, run on both sessions at once; each side's busy time counted."""
+
+        def run(side: Side, conn: Any, sql: str) -> list[Any]:
+            s = time.perf_counter()
+            try:
+                cur = conn.cursor()
+                cur.execute(sql)
+                rows = list(cur.fetchall())
+                cur.close()
+            except Exception as exc:
+                raise ClauseproofError(
+                    f"the {side.name} ({side.dialect}) could not run the checker's query for {tm.name}: "
+                    f"{first_line(exc)}",
+                    checked=sql[:300],
+                    fix="check the table and column names and kinds of the mapping",
+                ) from None
+            with result.lock:
+                busy[side.name] += time.perf_counter() - s
+            return rows
+
+        def both(make: Callable[[_Sql], str]) -> tuple[list[Any], list[Any]]:
+            a = pool.submit(run, self.source, sc, make(sqls[0]))
+            b = pool.submit(run, self.target, tc, make(sqls[1]))
+            with result.lock:
+                result.queries += 1
+            return a.result(), b.result()
+
+        return both
 
     def _settle_start(
         self, both: Callable[..., tuple[list[Any], list[Any]]], tm: TableMap, settle: Settle, result: TableCheck
@@ -546,7 +592,8 @@ class Checker:
         """Compare the rows of the key (or key hash) ranges value by value and add every differing key to
         ``result``."""
         s_rows, t_rows = both(lambda q: q.rows(ranges))
-        result.rows_fetched += len(s_rows) + len(t_rows)
+        with result.lock:
+            result.rows_fetched += len(s_rows) + len(t_rows)
         ncols = len(tm.columns)
         names = [c.source for c in tm.columns]
         floats = [i for i, c in enumerate(tm.columns) if c.kind == "float"]
@@ -581,18 +628,19 @@ class Checker:
                     if cols:
                         found.append(RowDiff(key, "changed", cols, x, y))
                         break
-        if result.young_keys:  # inside the settle window: counted apart, never told as differences
-            result.young_diffs += [d for d in found if d.key in result.young_keys]
-            found = [d for d in found if d.key not in result.young_keys]
-        if found and result.first_diff_s is None:
-            result.first_diff_s = time.perf_counter() - t0
-        room = self.max_listed - len(result.diffs)
-        result.diffs.extend(found[:room])
-        if len(found) > room:
-            result.truncated = True
-        if on_diff is not None:
-            for d in found[:room]:
-                on_diff(d)
+        with result.lock:  # parts of the key range may be checked at once (``jobs``)
+            if result.young_keys:  # inside the settle window: counted apart, never told as differences
+                result.young_diffs += [d for d in found if d.key in result.young_keys]
+                found = [d for d in found if d.key not in result.young_keys]
+            if found and result.first_diff_s is None:
+                result.first_diff_s = time.perf_counter() - t0
+            room = max(0, self.max_listed - len(result.diffs))
+            result.diffs.extend(found[:room])
+            if len(found) > room:
+                result.truncated = True
+            if on_diff is not None:
+                for d in found[:room]:
+                    on_diff(d)
 
 
 def _moves(diffs: list[RowDiff], tm: TableMap) -> list[RowDiff]:

@@ -40,6 +40,12 @@ def sync_diff(args: argparse.Namespace) -> int:
         return schema, table
 
     try:
+        if not 1 <= args.jobs <= 64:
+            raise ClauseproofError(
+                f"--jobs {args.jobs} is out of range",
+                checked="1 to 64 parts of the key range at once",
+                fix="give about the number of cores the smaller of the two servers can spare",
+            )
         settle = _settle(args.settle)
         source = side("source", args.source, args.source_password_env)
         target = side("target", args.target, args.target_password_env)
@@ -56,7 +62,8 @@ def sync_diff(args: argparse.Namespace) -> int:
         def told(diff: RowDiff) -> None:
             print(f"[{time.perf_counter() - t0:6.1f} s] {diff.describe()}", flush=True)
 
-        result = Checker(source, target, max_listed=args.max_listed).check(d.mapping, on_diff=told, settle=settle)
+        checker = Checker(source, target, max_listed=args.max_listed, jobs=args.jobs)
+        result = checker.check(d.mapping, on_diff=told, settle=settle)
     except ClauseproofError as exc:
         print(f"clauseproof sync-diff: {exc}", file=sys.stderr)
         return 4
