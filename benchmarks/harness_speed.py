@@ -441,11 +441,11 @@ def bench_sync(rows: int, rounds: int) -> None:
         checker = Checker(Side("source", "postgresql", pg.connect), Side("target", "mysql", my.connect))
         key = rows // 2 + 17
 
-        def change_target() -> None:
-            c.cursor().execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {key}")
-            c.close()
+        def change_target(k: int) -> None:
+            c.cursor().execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {k}")
 
         _time_checker("PostgreSQL / MariaDB", checker, tm, rows, rounds, key, change_target)
+        c.close()
         my.stop()
         # the columnar engine: the same rows on ClickHouse, compared with timestamps to the second
         ch.start()
@@ -458,9 +458,9 @@ def bench_sync(rows: int, rounds: int) -> None:
                                           for c in tm.columns))  # fmt: skip
         checker = Checker(Side("source", "postgresql", pg.connect), Side("target", "clickhouse", ch.connect))
 
-        def change_source() -> None:  # the source differs this time
+        def change_source(k: int) -> None:  # the source differs this time
             with pg.connect() as conn:
-                conn.execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {key}")
+                conn.execute(f"UPDATE t SET amount = amount + 0.01 WHERE id = {k}")
 
         _time_checker("PostgreSQL / ClickHouse", checker, tm_ch, rows, rounds, key, change_source)
     finally:
@@ -470,9 +470,10 @@ def bench_sync(rows: int, rounds: int) -> None:
 
 
 def _time_checker(
-    pair: str, checker: Any, tm: Any, rows: int, rounds: int, key: int, change: Callable[[], None]
+    pair: str, checker: Any, tm: Any, rows: int, rounds: int, key: int, change: Callable[[int], None]
 ) -> None:
-    """``rounds`` equal checks, then ``change`` (one row's amount on one side) and ``rounds`` checks naming it."""
+    """``rounds`` equal checks, then ``change`` (one row's amount on one side, mid-table) and ``rounds`` checks
+    naming it; then a second row near the start of the key range changed too, and the first difference timed."""
     equal, found, first, equal_whole = [], [], [], []
 
     def told(_: Any) -> None:  # a listener, as clauseproof sync-diff has: the key range then goes in waves
@@ -483,7 +484,7 @@ def _time_checker(
         assert r.equal, r.summary()
         equal.append(r.seconds)
         equal_whole.append(checker.check(tm).seconds)  # no listener: one pass, as the cases run it
-    change()
+    change(key)
     for _ in range(rounds):
         r = checker.check(tm, on_diff=told)
         assert [(d.key, d.kind) for d in r.diffs] == [(key, "changed")], r.summary()
@@ -503,6 +504,13 @@ def _time_checker(
         r2 = type(checker)(checker.source, checker.target, jobs=2).check(tm)
         assert [(d.key, d.kind) for d in r2.diffs] == [(key, "changed")], r2.summary()
         jobs2.append(r2.seconds)
+    change(7)  # near the start of the key range, as a seeded difference often is
+    early = []
+    for _ in range(rounds):
+        r3 = checker.check(tm, on_diff=told)
+        assert [(d.key, d.kind) for d in r3.diffs] == [(7, "changed"), (key, "changed")], r3.summary()
+        assert r3.first_diff_s is not None
+        early.append(r3.first_diff_s)
     med = statistics.median(equal)
     print(
         f"sync checker, {rows:,} rows per side ({pair}): equal in {med:.2f} s median "
@@ -512,7 +520,8 @@ def _time_checker(
         f"{statistics.median(found):.2f} s ({statistics.median(first) / med:.2f}x the equal check; ≤ 2x asked); "
         f"without a listener (one pass, not {WAVES} waves): equal in {statistics.median(equal_whole):.2f} s, the "
         f"changed row named after {statistics.median(whole):.2f} s; two parts at once (--jobs 2, no listener): "
-        f"{statistics.median(jobs2):.2f} s"
+        f"{statistics.median(jobs2):.2f} s; a row near the start of the key range (key 7) named after "
+        f"{statistics.median(early):.2f} s median (rounds {', '.join(f'{x:.2f}' for x in early)})"
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from clauseproof.cli import main
 from clauseproof.core.errors import ClauseproofError
-from clauseproof.sync import checker
+from clauseproof.sync import settle
 from clauseproof.sync.checker import Checker, RowDiff, Settle, Side
 from clauseproof.sync.derive import derive
 from clauseproof.targets.single.mariadb import EmbeddedMariaDB
@@ -170,7 +170,7 @@ def test_rows_inside_the_settle_window_are_left_out_and_older_ones_still_judged(
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, err
 
-    monkeypatch.setattr(checker, "YOUNG_MAX", 2)  # more rows inside the window than a check may leave out
+    monkeypatch.setattr(settle, "YOUNG_MAX", 2)  # more rows inside the window than a check may leave out
     with pytest.raises(ClauseproofError, match="more than 2 rows on the source"):
         Checker(*sides).check(d.mapping, settle=Settle("seen", 600))
     monkeypatch.undo()

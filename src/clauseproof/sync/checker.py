@@ -20,20 +20,22 @@ XOR, which a duplicated pair cancels).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import itertools
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from clauseproof.core.digest import Dialect
 from clauseproof.core.errors import ClauseproofError, first_line
-from clauseproof.core.i18n import Text, joined, msg
-from clauseproof.sync.mapping import TableMap, canonical, epoch_us, key_hash, now_us, quote, row_hash
+from clauseproof.sync import settle as settling
+from clauseproof.sync.mapping import TableMap, canonical, epoch_us, key_hash, key_text, quote, row_hash
+from clauseproof.sync.outcome import RowDiff, TableCheck
+from clauseproof.sync.settle import Settle
+
+__all__ = ["Checker", "RowDiff", "Settle", "Side", "TableCheck"]
 
 CHUNKS = 64  # first cut of the key range
 SPLIT = 16  # sub-ranges per differing range
@@ -44,26 +46,10 @@ HASH_BATCH = 64  # differing hash buckets fetched in one query (each such query 
 #: is told differences as they are found (the first one then comes sooner: a mid-table row after 9.4 s, not 11.4 s, on
 #: 2M rows); without one, one pass (the waves cost an equal check 10-20 %)
 WAVES = 8
-#: rows younger than a settle window read from each side at most (more: the lag is larger than a check can leave out)
-YOUNG_MAX = 100_000
-#: a settle column's newest time may run this far ahead of the source's clock (more: its zone is not the mapping's)
-AHEAD_US = 60_000_000
 
 
 #: runs a query (made for each side by the callable) on both sides at once: the source's rows, the target's
 _Both = Callable[[Callable[["_Sql"], str]], tuple[list[Any], list[Any]]]
-
-
-@dataclass(frozen=True)
-class Settle:
-    """Rows still inside the replication lag are not judged: a key whose row on either side has ``column`` (a
-    timestamp column of the mapping, its source name) within ``min_age_s`` seconds of the source's clock is left out
-    of the differences — counted and listed apart (reladiff's ``--min-age``).  The cut-off is fixed when the check
-    starts and the young keys are read again when it ends, so a row changed during the check is left out too.  A
-    delete has no row left to carry a time: a row deleted on the source within the lag is still an extra row."""
-
-    column: str
-    min_age_s: float
 
 
 @dataclass
@@ -91,156 +77,6 @@ class Side:
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
-
-
-@dataclass(frozen=True)
-class RowDiff:
-    """One differing key: its kind, the differing columns, and both sides' canonical values."""
-
-    key: int | str  # the integer key, or a hashed key's values as text ("a, b" of a composite key)
-    kind: str  # missing | extra | duplicated | changed | moved
-    columns: tuple[str, ...] = ()
-    source: tuple[Any, ...] | None = None
-    target: tuple[Any, ...] | None = None
-    detail: str = ""
-
-    def describe(self) -> str:
-        return str(self.describe_text())
-
-    def describe_text(self) -> Text:
-        """The difference in the report's language (keys, columns and counts as they are)."""
-        if self.kind == "changed":
-            return msg("diff_changed", row=self.key, columns=", ".join(self.columns))
-        if self.kind == "duplicated":
-            return msg("diff_duplicated", row=self.key, detail=self.detail)
-        if self.kind == "moved":
-            return msg("diff_moved", row=self.key, to=self.detail.removeprefix("to key "))
-        return msg("diff_missing" if self.kind == "missing" else "diff_extra", row=self.key)
-
-
-@dataclass
-class TableCheck:
-    """The outcome of comparing one mapped table."""
-
-    table: str
-    source_rows: int = 0
-    target_rows: int = 0
-    source_null_keys: int = 0
-    target_null_keys: int = 0
-    missing_columns: list[str] = field(default_factory=list)  # mapped but absent on the target
-    extra_columns: list[str] = field(default_factory=list)  # on the target but not mapped (exact_columns)
-    diffs: list[RowDiff] = field(default_factory=list)
-    truncated: bool = False  # stopped after MAX_LISTED differing keys
-    chunks: int = 0
-    queries: int = 0
-    rows_fetched: int = 0
-    seconds: float = 0.0
-    first_diff_s: float | None = None  # from the start until the first differing key was named
-    side_seconds: dict[str, float] = field(default_factory=dict)
-    #: with a :class:`Settle`: its column, window, cut-off, the young keys read on each side, the servers' clocks
-    settle: dict[str, Any] | None = None
-    young_diffs: list[RowDiff] = field(default_factory=list)  # differences of keys inside the settle window
-    young_keys: set[int | str] = field(default_factory=set, repr=False)
-    settle_us: tuple[int, int] | None = field(default=None, repr=False)  # the cut-off and the source's clock, µs
-    jobs: int = 1  # parts of the key range checked at once, each on a pair of sessions of its own
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    @property
-    def counts_equal(self) -> bool:
-        # the young keys' rows on one side only (an insert not yet copied) explain that many rows of the counts
-        delta = 0
-        for d in self.young_diffs:
-            if d.kind == "missing":
-                delta += 1
-            elif d.kind == "extra":
-                delta -= 1
-            elif d.kind == "duplicated":
-                a, _, b = d.detail.partition(" : ")
-                delta += int(a) - int(b)
-        return self.source_rows - self.target_rows == delta and self.source_null_keys == self.target_null_keys
-
-    @property
-    def equal(self) -> bool:
-        return (
-            self.counts_equal
-            and not self.diffs
-            and not self.missing_columns
-            and not self.extra_columns
-            and not self.truncated
-        )
-
-    def kinds(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for d in self.diffs:
-            out[d.kind] = out.get(d.kind, 0) + 1
-        return out
-
-    def summary(self, limit: int = 5) -> str:
-        """One line: equal, or what differs with the first keys (English; :meth:`summary_text` for the report)."""
-        return str(self.summary_text(limit))
-
-    def summary_text(self, limit: int = 5) -> Text:
-        head = dict(table=self.table, source=self.source_rows, target=self.target_rows)
-        young = None
-        if self.settle is not None:
-            young = msg("check_young", n=len(self.young_diffs), column=self.settle["column"],
-                        age=f"{self.settle['min_age_s']:g}",
-                        first=joined([d.describe_text() for d in self.young_diffs[:limit]]) or "-")  # fmt: skip
-        if self.equal:
-            return msg("check_equal", **head) if young is None else msg("and_also", first=msg("check_equal", **head),
-                                                                          then=young)  # fmt: skip
-        parts: list[Text | str] = []
-        if self.missing_columns:
-            parts.append(msg("check_columns_missing", columns=", ".join(self.missing_columns)))
-        if self.extra_columns:
-            parts.append(msg("check_columns_extra", columns=", ".join(self.extra_columns)))
-        if self.source_null_keys or self.target_null_keys:
-            parts.append(msg("check_null_keys", source=self.source_null_keys, target=self.target_null_keys))
-        if self.diffs:
-            more = "+" if self.truncated else ""
-            # diff_kind_missing, diff_kind_extra, diff_kind_duplicated, diff_kind_changed, diff_kind_moved
-            kinds = joined([msg("diff_kind_count", n=n, kind=msg(f"diff_kind_{k}"))
-                            for k, n in sorted(self.kinds().items())])  # fmt: skip
-            first = joined([d.describe_text() for d in self.diffs[:limit]])
-            parts.append(msg("check_differing", n=f"{len(self.diffs)}{more}", kinds=kinds, first=first))
-        if young is not None:
-            parts.append(young)
-        return msg("check_differs", **head, what=joined(parts))
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "equal": self.equal,
-            "source_rows": self.source_rows,
-            "target_rows": self.target_rows,
-            "rows_without_key": {"source": self.source_null_keys, "target": self.target_null_keys},
-            "missing_columns": self.missing_columns,
-            "extra_columns": self.extra_columns,
-            "differing_keys": len(self.diffs),
-            "listing_truncated": self.truncated,
-            "kinds": self.kinds(),
-            "first_differences": [
-                {"key": d.key, "kind": d.kind, "columns": list(d.columns), "detail": d.detail}
-                | ({"source": [str(v) for v in d.source]} if d.source else {})
-                | ({"target": [str(v) for v in d.target]} if d.target else {})
-                for d in self.diffs[:20]
-            ],
-            "chunks": self.chunks,
-            "checksum_queries": self.queries,
-            "rows_fetched": self.rows_fetched,
-            "seconds": round(self.seconds, 3),
-            "first_difference_s": None if self.first_diff_s is None else round(self.first_diff_s, 3),
-            "side_seconds": {k: round(v, 3) for k, v in self.side_seconds.items()},
-            "parts_at_once": self.jobs,
-        } | (
-            {}
-            if self.settle is None
-            else {
-                "settle": self.settle,
-                "young_differing_keys": len(self.young_diffs),
-                "young_differences": [{"key": d.key, "kind": d.kind} for d in self.young_diffs[:20]],
-            }
-        )
 
 
 class _Sql:
@@ -288,9 +124,9 @@ class _Sql:
             f"{self.cond(lo, hi)} GROUP BY 1"
         )
 
-    def young(self, tm: TableMap, column: str, side: str, cutoff: int) -> str:
+    def young(self, tm: TableMap, column: str, side: str, cutoff: int, limit: int) -> str:
         """The keys (as :meth:`rows` gives them) whose ``column`` is at or after ``cutoff`` (µs since the epoch),
-        with that time; one more than :data:`YOUNG_MAX` at most."""
+        with that time; ``limit`` rows at most."""
         col = next(c for c in tm.columns if c.source == column)
         by = {c.source: c for c in tm.columns}
         t = epoch_us(self.dialect, col, side)
@@ -298,7 +134,7 @@ class _Sql:
         where = self.cond()
         return (
             f"SELECT {', '.join(keys)}, {t} FROM {self.table}{where}{' AND ' if where else ' WHERE '}{t} >= {cutoff} "
-            f"LIMIT {YOUNG_MAX + 1}"
+            f"LIMIT {limit}"
         )
 
     def rows(self, ranges: list[tuple[int, int]]) -> str:
@@ -387,7 +223,7 @@ class Checker:
                 return result
 
             if settle is not None:
-                self._settle_start(both, tm, settle, result)
+                settling.start(both, tm, settle, result)
             (s_b,), (t_b,) = both(lambda q: q.bounds())
             result.source_rows, result.target_rows = int(s_b[0]), int(t_b[0])
             result.source_null_keys = result.source_rows - int(s_b[1])
@@ -433,7 +269,7 @@ class Checker:
                             f.result()
                     result.diffs.sort(key=lambda d: (isinstance(d.key, str), d.key))
             if settle is not None:  # rows changed while the check ran are younger than the cut-off too
-                self._young(both, tm, settle, result)
+                settling.young(both, tm, settle, result)
                 result.young_diffs += [d for d in result.diffs if d.key in result.young_keys]
                 result.diffs = [d for d in result.diffs if d.key not in result.young_keys]
             result.diffs = _moves(result.diffs, tm)
@@ -479,69 +315,6 @@ class Checker:
             return a.result(), b.result()
 
         return both
-
-    def _settle_start(
-        self, both: Callable[..., tuple[list[Any], list[Any]]], tm: TableMap, settle: Settle, result: TableCheck
-    ) -> None:
-        """The cut-off from the source's clock, both clocks recorded, and the keys already inside the window."""
-        col = next((c for c in tm.columns if c.source == settle.column), None)
-        if col is None or col.kind not in ("timestamp", "timestamptz"):
-            stamps = [c.source for c in tm.columns if c.kind in ("timestamp", "timestamptz")]
-            raise ClauseproofError(
-                f"table {tm.name}: the settle column {settle.column!r} is "
-                + ("not among the compared columns" if col is None else f"a {col.kind} column, not a timestamp"),
-                checked="the mapping's columns",
-                fix="name a timestamp column the sync updates with each change: "
-                + (", ".join(stamps) if stamps else "this table has none"),
-            )
-        if not settle.min_age_s > 0:
-            raise ClauseproofError(f"the settle window must be a positive number of seconds, not {settle.min_age_s}")
-        (s_now,), (t_now,) = both(lambda q: now_us(q.dialect))
-        now = int(s_now[0])
-        cutoff = now - round(settle.min_age_s * 1_000_000)
-        result.settle = {
-            "column": settle.column,
-            "min_age_s": settle.min_age_s,
-            "cutoff_utc": _iso(cutoff),
-            "source_clock_utc": _iso(now),
-            "target_clock_ahead_s": round((int(t_now[0]) - now) / 1e6, 3),
-        }
-        result.settle_us = (cutoff, now)
-        self._young(both, tm, settle, result)
-
-    def _young(
-        self, both: Callable[..., tuple[list[Any], list[Any]]], tm: TableMap, settle: Settle, result: TableCheck
-    ) -> None:
-        """Add to ``result.young_keys`` every key whose row on either side is inside the settle window."""
-        assert result.settle is not None and result.settle_us is not None
-        cutoff, now = result.settle_us
-        got = both(lambda q: q.young(tm, settle.column, q.side, cutoff))
-        counts: dict[str, int] = {}
-        for side, rows in zip(("source", "target"), got, strict=True):
-            if len(rows) > YOUNG_MAX:
-                raise ClauseproofError(
-                    f"table {tm.name}: more than {YOUNG_MAX:,} rows on the {side} have {settle.column} within "
-                    f"{settle.min_age_s:g} s of the source's clock — more than a check can leave out",
-                    checked=f"{settle.column} >= {_iso(cutoff)} on the {side}",
-                    fix="wait until the sync has caught up, or give a shorter settle window",
-                )
-            newest = max((int(r[-1]) for r in rows), default=cutoff)
-            if newest > now + AHEAD_US:
-                raise ClauseproofError(
-                    f"table {tm.name}: {settle.column} on the {side} runs {(newest - now) / 1e6:,.0f} s ahead of the "
-                    "source's clock: its times are not in the zone the mapping reads them in, so the rows inside "
-                    "the settle window cannot be told",
-                    checked=f"the newest {settle.column} on the {side} against the source's clock ({_iso(now)})",
-                    fix="declare the column's zone in the mapping (or compare without a settle window)",
-                )
-            for r in rows:
-                if tm.hashed:
-                    canon = [v.decode() if isinstance(v, bytes) else v for v in r[:-1]]
-                    result.young_keys.add(_key_text(canon, tm))
-                else:
-                    result.young_keys.add(int(r[0]))
-            counts[side] = len(rows)
-        result.settle["young_rows"] = counts
 
     def _differing(
         self, both: Callable[..., tuple[list[Any], list[Any]]], base: int, width: int, lo: int | None, hi: int | None
@@ -605,7 +378,7 @@ class Checker:
             out: dict[int | str, list[tuple[Any, ...]]] = {}
             for r in rows:
                 canon = [v.decode() if isinstance(v, bytes) else v for v in r[1 : 1 + ncols]]
-                key = _key_text([canon[i] for i in key_at], tm) if tm.hashed else int(r[0])
+                key = key_text([canon[i] for i in key_at], tm) if tm.hashed else int(r[0])
                 for j, i in enumerate(floats):  # compare floats on their raw values
                     canon[i] = r[1 + ncols + j]
                 out.setdefault(key, []).append(tuple(canon))
@@ -668,26 +441,6 @@ def _moves(diffs: list[RowDiff], tm: TableMap) -> list[RowDiff]:
         else:
             out.append(d)
     return [d for d in out if not (d.kind == "extra" and d.key in moved_to)]
-
-
-def _key_text(canon: list[Any], tm: TableMap) -> str:
-    """A hashed key as a reader knows it: each column's canonical text without the checker's length prefix (text)
-    or NULL marker, joined by ", "."""
-    kinds = {c.source: c.kind for c in tm.columns}
-    out = []
-    for k, v in zip(tm.key_names, canon, strict=True):
-        v = "" if v is None else str(v)
-        if v in ("\x01N", "\\x01N"):
-            out.append("NULL")
-        elif kinds[k] == "text":
-            out.append(v.split(":", 1)[1] if ":" in v else v)
-        else:
-            out.append(v)
-    return ", ".join(out)
-
-
-def _iso(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _same(x: Any, y: Any, tolerance: float | None) -> bool:

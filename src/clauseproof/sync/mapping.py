@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from clauseproof.core.digest import Dialect
 from clauseproof.core.errors import ClauseproofError
@@ -283,3 +284,19 @@ def row_hash(dialect: Dialect, exprs: list[str]) -> str:
     if dialect == "postgresql":
         return "('x' || substr(md5(concat_ws(E'\\t', " + ", ".join(exprs) + ")), 1, 15))::bit(60)::bigint"
     return "CAST(CONV(LEFT(MD5(CONCAT_WS(CHAR(9), " + ", ".join(exprs) + ")), 15), 16, 10) AS UNSIGNED)"
+
+
+def key_text(canon: list[Any], tm: TableMap) -> str:
+    """A hashed key as a reader knows it: each column's canonical text without the checker's length prefix (text)
+    or NULL marker, joined by ", "."""
+    kinds = {c.source: c.kind for c in tm.columns}
+    out = []
+    for k, v in zip(tm.key_names, canon, strict=True):
+        v = "" if v is None else str(v)
+        if v in ("\x01N", "\\x01N"):
+            out.append("NULL")
+        elif kinds[k] == "text":
+            out.append(v.split(":", 1)[1] if ":" in v else v)
+        else:
+            out.append(v)
+    return ", ".join(out)
