@@ -13,8 +13,10 @@ How it works (the method of TiDB's sync-diff-inspector and of reladiff):
    and *moved* (a missing key whose values turn up under an extra key).
 
 The two sides run concurrently, one connection each, so the check takes as long as the slower
-side.  A sum of 60-bit digests changes with any changed, missing, extra or duplicated row (unlike an
-XOR, which a duplicated pair cancels).
+side (``jobs``: an integer key's range in parts checked at once, each on connections of its own, for
+servers with cores to spare).  A settle window (:mod:`clauseproof.sync.settle`) leaves out keys
+changed within the replication lag.  A sum of 60-bit digests changes with any changed, missing,
+extra or duplicated row (unlike an XOR, which a duplicated pair cancels).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from clauseproof.core.errors import ClauseproofError, first_line
 from clauseproof.sync import settle as settling
 from clauseproof.sync.mapping import TableMap, canonical, epoch_us, key_hash, key_text, quote, row_hash
 from clauseproof.sync.outcome import RowDiff, TableCheck
-from clauseproof.sync.settle import Settle
+from clauseproof.sync.settle import Both, Settle
 
 __all__ = ["Checker", "RowDiff", "Settle", "Side", "TableCheck"]
 
@@ -47,10 +49,6 @@ HASH_BATCH = 64  # differing hash buckets fetched in one query (each such query 
 #: after 4.4 s, not 6.9 s, one near the start after 1.7 s); without one, one pass (the waves can cost an equal check
 #: up to 20 %)
 WAVES = 8
-
-
-#: runs a query (made for each side by the callable) on both sides at once: the source's rows, the target's
-_Both = Callable[[Callable[["_Sql"], str]], tuple[list[Any], list[Any]]]
 
 
 @dataclass
@@ -239,7 +237,7 @@ class Checker:
                 jobs = max(1, min(self.jobs, result.chunks))
                 waves = max(1, math.ceil((self.waves or (WAVES if on_diff is not None else 1)) / jobs))
 
-                def walk(both: _Both, c0: int, c1: int) -> None:
+                def walk(both: Both, c0: int, c1: int) -> None:
                     """Chunks [c0, c1): checksummed in ``waves`` parts, each's differing ranges narrowed to rows."""
                     per_wave = math.ceil((c1 - c0) / waves)
                     for first in range(c0, c1, per_wave):
@@ -287,7 +285,7 @@ class Checker:
         sqls: tuple[_Sql, _Sql],
         busy: dict[str, float],
         result: TableCheck,
-    ) -> _Both:
+    ) -> Both:
         """A query made by ``make`` for each side, run on both sessions at once; each side's busy time counted."""
 
         def run(side: Side, conn: Any, sql: str) -> list[Any]:
