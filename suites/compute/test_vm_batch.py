@@ -155,7 +155,7 @@ def test_strict_anti_affinity(cloud: Cloud, evidence: CaseEvidence, clause_catal
     try:
         group = cloud.driver.create_group(cloud.run_id, "anti-affinity")
     except Unsupported as exc:
-        skip(msg("skip_no_server_groups", why=str(exc)))
+        skip(msg("skip_no_server_groups", why=exc.text))
     left: list[str] = []
     try:
         with run_vms(cloud.driver, cloud.run_id, left, cloud.settings.timeout_s):

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from clauseproof.core.i18n import Text, msg
+
 PENDING, RUNNING, STOPPED, GONE, FAILED, OTHER = "pending", "running", "stopped", "gone", "failed", "other"
 TAG = "clauseproof-run"
 
@@ -53,7 +55,11 @@ class CloudError(Exception):
 
 
 class Unsupported(Exception):
-    """The provider (or its driver) has no such call; the message says which."""
+    """The provider (or its driver) has no such call; the message (a catalog sentence, ``text``) says which."""
+
+    def __init__(self, text: Text | str) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 class ComputeDriver(ABC):
@@ -91,7 +97,7 @@ class ComputeDriver(ABC):
 
     def create_group(self, run_id: str, policy: str) -> str:
         """A server group with ``policy`` (strict anti-affinity); its id."""
-        raise Unsupported(f"{self.name} has no server groups")
+        raise Unsupported(msg("driver_no_server_groups", name=self.name))
 
     def delete_group(self, group: str) -> None:  # noqa: B027 - a no-op unless the driver has groups
         """Delete a group :meth:`create_group` made."""

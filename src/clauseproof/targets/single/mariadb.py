@@ -280,7 +280,9 @@ class EmbeddedMariaDB(EmbeddedServer):
             proc = subprocess.run(args, stdout=out, stderr=subprocess.PIPE, check=False, timeout=600)
         err = proc.stderr.decode(errors="replace")
         if proc.returncode != 0 or "Did not reach stop position" in err:
-            raise ClauseproofError(f"refused: the binary log archive does not reach {point['position']}: {err.strip()}")
+            # what mysqlbinlog said, as PostgreSQL's refusal is its server's FATAL line (the note frames it)
+            raise ClauseproofError(f"mysqlbinlog --stop-position={point['position']}: "
+                                   f"{err.strip() or f'exit status {proc.returncode}'}")  # fmt: skip
         restored = EmbeddedMariaDB(
             "restored-pitr", self.namespace, self.bindir_option, restore_from=work / "base", create_namespace=False
         )
