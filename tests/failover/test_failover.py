@@ -20,6 +20,7 @@ import pytest
 
 from clauseproof.core import reaper
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.failover.parts import trial_row
 from clauseproof.failover.trial import run_trial, scale_out_in
 from clauseproof.failover.vendor import VendorCluster
 from clauseproof.targets.clusters.patroni import Node, PatroniCluster
@@ -48,6 +49,8 @@ def test_killing_the_leader_fails_over_without_losing_an_acknowledged_write(clus
     assert t.problems == [], t.problems
     assert t.failed_over and 1 < t.rto_s < 30 and t.lost == [] and t.acknowledged > 100
     assert r.converged, r.convergence
+    row = trial_row(r)  # the clients' own CPU, for the reader who asks how much of the machine the harness took
+    assert 0 < row["client_cpu_s"] < sum(r.phases.values()) * 2 and row["client_cpu_ms_per_1000"] > 0
 
 
 @pytest.mark.slow  # ./run slow: about 40 s (the acceptance run freezes the leader 5 times)

@@ -45,6 +45,8 @@ def test_inserts_only_sync_fails_capture(lab: LogicalSyncLab) -> None:
     assert p.ok is False and "changed" in p.why, p.why  # updates lost (and deleted rows still there)
     assert part(parts, "source never stopped").ok  # the source itself was fine
     assert part(parts, "real-time delay").ok is False  # updates, deletes and key changes never arrive
+    load = part(parts, "source never stopped").data["load"]  # the writer's own CPU, per 1,000 operations
+    assert load["ops"] > 0 and load["client_cpu_s"] > 0 and load["client_cpu_ms_per_1000"] > 0
 
 
 def test_a_sync_that_batches_updates_and_deletes_fails_the_delay(lab: LogicalSyncLab) -> None:

@@ -46,6 +46,8 @@ def trial_row(r: TrialResult) -> dict[str, Any]:
         "operations": r.history_ops,
         "problems": t.problems,
         "phases_s": r.phases,
+        "client_cpu_s": round(r.client_cpu_s, 3),
+        "client_cpu_ms_per_1000": round(r.client_cpu_s * 1e6 / max(r.history_ops, 1), 1),
     }
 
 

@@ -227,6 +227,15 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
         worst = max(recovered, key=lambda r: r.trial.rto_s)
         gated.parameters(plotted=f"the trial with the worst RTO ({worst.trial.fault})", load_series=worst.series)
     gated.parameters(trial_results=[trial_row(r) for r in everything], trial_series=panels(everything))
+    ops, cpu = sum(r.history_ops for r in everything), sum(r.client_cpu_s for r in everything)
+    gated.parameters(
+        load_client={
+            "threads": "writers, readers and probers of this process",
+            "operations": ops,
+            "cpu_s": round(cpu, 2),
+            "cpu_ms_per_1000": round(cpu * 1e6 / max(ops, 1), 1),
+        }
+    )
     rto_s, freeze_s = limits["rto_s"], limits["freeze_s"]
     multi = bool(getattr(cluster, "multi_writer", False))
     who = msg("who_any_node" if multi else "who_leader")

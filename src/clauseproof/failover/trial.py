@@ -100,6 +100,9 @@ class TrialResult:
     #: fault until a write after it was acknowledged and a lifted fault lifted, plus the settle time), ``stop``
     #: (clients stopped), ``rejoin`` (the victim back), ``check`` (the final read and the judge)
     phases: dict[str, float] = field(default_factory=dict)
+    #: the CPU the trial's clients (writers, readers, probers: threads of this process) spent, each thread's own
+    #: ``time.thread_time``: how much of the machine the harness took from the cluster under test
+    client_cpu_s: float = 0.0
 
     def imposed_s(self) -> float:
         """What the clause itself makes the trial wait: the outage (or the hold of a lifted fault) and the victim's
@@ -257,12 +260,22 @@ def run_trial(
     h, stop = History(), threading.Event()
     names = [n.name for n in target.nodes]  # a node may join or leave during the trial (scaling)
     answers: list[Answer] = []
-    threads = [threading.Thread(target=_writer, args=(target, h, p, stop), daemon=True) for p in range(writers)]
+    cpu: list[float] = []  # each client thread's own CPU, added as it ends
+
+    def client(fn: Callable[..., None], *args: Any) -> threading.Thread:
+        def run() -> None:
+            t0 = time.thread_time()
+            try:
+                fn(*args)
+            finally:
+                cpu.append(time.thread_time() - t0)
+
+        return threading.Thread(target=run, daemon=True)
+
+    threads = [client(_writer, target, h, p, stop) for p in range(writers)]
     readers = {n.name: READERS + k for k, n in enumerate(target.nodes)}
-    threads += [
-        threading.Thread(target=_reader, args=(target, n, h, readers[n.name], stop), daemon=True) for n in target.nodes
-    ]
-    threads += [threading.Thread(target=_prober, args=(target, n, answers, stop), daemon=True) for n in target.nodes]
+    threads += [client(_reader, target, n, h, readers[n.name], stop) for n in target.nodes]
+    threads += [client(_prober, target, n, answers, stop) for n in target.nodes]
     for t in threads:
         t.start()
     victim, healed_at = None, None
@@ -345,7 +358,7 @@ def run_trial(
         refused = [a.answered for a in answers if a.node == victim.name and a.asked >= healed_at and a.ok is False]
         stepped_down = min(refused) - healed_at if refused else None
     phase("check")
-    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held, stepped_down, phases)
+    return TrialResult(trial, h.n, rejoin_s, converged, convergence, series, held, stepped_down, phases, sum(cpu))
 
 
 def _final_read(

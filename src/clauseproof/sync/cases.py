@@ -201,15 +201,12 @@ def capture_online(
             msg("source_rates_caught", **rates, caught=f"{caught:.1f}")
             if caught is not None
             else msg("source_rates", **rates),
-            why="; ".join(
-                filter(
-                    None,
-                    [
-                        f"source write errors: {report.errors[:3]}" if report.errors else "",
-                        f"seconds without a write on the source: {stalls[:10]}" if stalls else "",
-                        "" if caught is not None else f"the target did not catch up within {timeout_s:g} s",
-                    ],
-                )
+            why=joined(
+                [
+                    msg("sync_source_write_errors", errors=str(report.errors[:3])) if report.errors else "",
+                    msg("sync_source_stalls", seconds=str(stalls[:10])) if stalls else "",
+                    "" if caught is not None else msg("sync_not_caught_up", seconds=f"{timeout_s:g}"),
+                ]
             ),
             data=data,
         )

@@ -99,6 +99,10 @@ class LoadReport:
     per_second: dict[int, int] = field(default_factory=dict)  # whole second since start → operations
     bulk_transactions: int = 0
     seconds: float = 0.0
+    #: the load thread's own CPU (``time.thread_time``), and per 1,000 operations: how much of the machine the
+    #: harness's writer took from the servers under test
+    client_cpu_s: float = 0.0
+    client_cpu_ms_per_1000: float = 0.0
 
     def rate(self, t0: float, t1: float) -> float:
         """Operations per second in [t0, t1) (seconds since the load started; whole seconds)."""
@@ -137,6 +141,7 @@ class SourceLoad:
         return self.report
 
     def _run(self) -> None:
+        cpu0 = time.thread_time()
         conn = self.connect()
         interval = 1.0 / self.rate
         next_bulk = self.bulk_every_s
@@ -170,6 +175,8 @@ class SourceLoad:
             self.report.seconds = self.elapsed()
             with contextlib.suppress(Exception):
                 conn.close()
+            self.report.client_cpu_s = round(time.thread_time() - cpu0, 3)
+            self.report.client_cpu_ms_per_1000 = round(self.report.client_cpu_s * 1e6 / max(self.report.ops, 1), 1)
 
     def _one(self, conn: Any) -> None:
         r = self.rng.random()

@@ -129,5 +129,10 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             "slot": slots,
             "first_barrier_s": first,
             "checks": [c.evidence() for c in checks],
+            "load_client": {
+                "ops": report.ops,
+                "cpu_s": report.client_cpu_s,
+                "cpu_ms_per_1000": report.client_cpu_ms_per_1000,
+            },
         },
     )
