@@ -71,6 +71,9 @@ def _record(evidence: CaseEvidence, parts: list[Part]) -> None:
         statistic = msg("named_part", name=p.name, statistic=p.statistic)
         evidence.part(p.clause, p.ok, statistic=statistic, why=p.why, not_shown=p.why)
     evidence.parameters(parts=[{"clause": p.clause, "name": str(p.name), "ok": p.ok, **p.data} for p in parts])
+    imposed = sum(float(p.data.get("imposed_s", 0.0)) for p in parts)
+    if imposed:
+        evidence.imposed(imposed, "steady load before the task, the copy and catch-up, the delay window")
     evidence.require_pass()
 
 

@@ -190,6 +190,9 @@ def capture_online(
     )
     data = {
         "load": vars(report) | {"per_second": report.per_second},
+        # what the clause made the case wait: the steady load before the task, the system's copy and catch-up under
+        # it, and the window the delay is measured over (the run's cost counts it apart from the harness's work)
+        "imposed_s": round(t_sync + (window_to - window_from), 3),
         "caught_up_s": caught,
         "final_barrier_s": {"markers": final, "orders": final_orders, "every change kind arrived": every_kind},
     }
