@@ -169,6 +169,8 @@ def test_rows_inside_the_settle_window_are_left_out_and_older_ones_still_judged(
         assert main(["sync-diff", *urls, "--settle", spec]) == 4
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, err
+    assert main(["sync-diff", *urls, "--jobs", "0"]) == 4
+    assert "--jobs 0 is out of range" in capsys.readouterr().err
 
     monkeypatch.setattr(settle, "YOUNG_MAX", 2)  # more rows inside the window than a check may leave out
     with pytest.raises(ClauseproofError, match="more than 2 rows on the source"):
