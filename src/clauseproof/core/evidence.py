@@ -502,6 +502,16 @@ def timed_seconds(case: CaseRecord) -> float:
     return total
 
 
+def client_cost(cpu_s: float, operations: int) -> dict[str, Any]:
+    """How much of the machine a load the harness ran took (a case's ``load_client``): its CPU seconds, and the
+    milliseconds of them per 1,000 operations (None without an operation)."""
+    return {
+        "operations": operations,
+        "cpu_s": round(cpu_s, 3),
+        "cpu_ms_per_1000": round(cpu_s * 1e6 / operations, 1) if operations else None,
+    }
+
+
 def run_cost(cases: list[CaseRecord], suite_of: Callable[[str], str]) -> dict[str, dict[str, Any]]:
     """Per suite: its wall time, the timed windows and the waits its clauses impose, and the rest (the harness's
     overhead: starting targets, generating and loading data, set-up, checks), with the cases that spent most of it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.evidence import CaseEvidence, client_cost
 from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.failover.trial import ScaleResult, TrialResult
 from clauseproof.targets.roles import HACluster, N
@@ -47,7 +47,7 @@ def trial_row(r: TrialResult) -> dict[str, Any]:
         "problems": t.problems,
         "phases_s": r.phases,
         "client_cpu_s": round(r.client_cpu_s, 3),
-        "client_cpu_ms_per_1000": round(r.client_cpu_s * 1e6 / max(r.history_ops, 1), 1),
+        "client_cpu_ms_per_1000": client_cost(r.client_cpu_s, r.history_ops)["cpu_ms_per_1000"],
     }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from clauseproof.core.evidence import CaseEvidence
+from clauseproof.core.evidence import CaseEvidence, client_cost
 from clauseproof.core.i18n import Text, joined, msg
 from clauseproof.failover import identity
 from clauseproof.failover.parts import (
@@ -227,15 +227,8 @@ def _judge_failover(cluster: HACluster[N], gated: Any, plan: _Plan, results: dic
         worst = max(recovered, key=lambda r: r.trial.rto_s)
         gated.parameters(plotted=f"the trial with the worst RTO ({worst.trial.fault})", load_series=worst.series)
     gated.parameters(trial_results=[trial_row(r) for r in everything], trial_series=panels(everything))
-    ops, cpu = sum(r.history_ops for r in everything), sum(r.client_cpu_s for r in everything)
-    gated.parameters(
-        load_client={
-            "threads": "writers, readers and probers of this process",
-            "operations": ops,
-            "cpu_s": round(cpu, 2),
-            "cpu_ms_per_1000": round(cpu * 1e6 / max(ops, 1), 1),
-        }
-    )
+    cpu, ops = sum(r.client_cpu_s for r in everything), sum(r.history_ops for r in everything)
+    gated.parameters(load_client={"threads": "writers, readers and probers of this process", **client_cost(cpu, ops)})
     rto_s, freeze_s = limits["rto_s"], limits["freeze_s"]
     multi = bool(getattr(cluster, "multi_writer", False))
     who = msg("who_any_node" if multi else "who_leader")

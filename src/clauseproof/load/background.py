@@ -28,6 +28,7 @@ from typing import Any
 
 from clauseproof.core import masking, reaper, shipped
 from clauseproof.core.errors import ClauseproofError
+from clauseproof.core.evidence import client_cost
 from clauseproof.targets.base import Target
 from clauseproof.targets.host.processes import own_code_user
 
@@ -86,7 +87,7 @@ class LoadResult:
             "wall_s": self.wall_s,
             "cores": round(self.client_cpu_s / self.wall_s, 2) if self.wall_s > 0 else None,
             "requests": requests,
-            "cpu_ms_per_1000_requests": round(self.client_cpu_s * 1e6 / requests, 1) if requests else None,
+            "cpu_ms_per_1000_requests": client_cost(self.client_cpu_s, requests)["cpu_ms_per_1000"],
         }
 
     def writes(self, start: float, end: float) -> list[tuple[float, float]]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clauseproof.core.errors import first_line
+from clauseproof.core.evidence import client_cost
 
 POLL_S = 0.01
 
@@ -102,7 +103,7 @@ class LoadReport:
     #: the load thread's own CPU (``time.thread_time``), and per 1,000 operations: how much of the machine the
     #: harness's writer took from the servers under test
     client_cpu_s: float = 0.0
-    client_cpu_ms_per_1000: float = 0.0
+    client_cpu_ms_per_1000: float | None = None
 
     def rate(self, t0: float, t1: float) -> float:
         """Operations per second in [t0, t1) (seconds since the load started; whole seconds)."""
@@ -175,8 +176,8 @@ class SourceLoad:
             self.report.seconds = self.elapsed()
             with contextlib.suppress(Exception):
                 conn.close()
-            self.report.client_cpu_s = round(time.thread_time() - cpu0, 3)
-            self.report.client_cpu_ms_per_1000 = round(self.report.client_cpu_s * 1e6 / max(self.report.ops, 1), 1)
+            cost = client_cost(time.thread_time() - cpu0, self.report.ops)
+            self.report.client_cpu_s, self.report.client_cpu_ms_per_1000 = cost["cpu_s"], cost["cpu_ms_per_1000"]
 
     def _one(self, conn: Any) -> None:
         r = self.rng.random()

@@ -7,6 +7,7 @@ import contextlib
 import time
 from typing import Any
 
+from clauseproof.core.evidence import client_cost
 from clauseproof.core.i18n import joined, msg
 from clauseproof.sync.cases import (
     FIRST_ROWS,
@@ -129,10 +130,6 @@ def outage(sys: SyncSystem, kind: str, params: dict[str, Any], *, steady_s: floa
             "slot": slots,
             "first_barrier_s": first,
             "checks": [c.evidence() for c in checks],
-            "load_client": {
-                "ops": report.ops,
-                "cpu_s": report.client_cpu_s,
-                "cpu_ms_per_1000": report.client_cpu_ms_per_1000,
-            },
+            "load_client": client_cost(report.client_cpu_s, report.ops),
         },
     )
