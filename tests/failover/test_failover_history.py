@@ -105,6 +105,18 @@ def test_a_fault_hook_that_does_nothing_is_not_a_pass() -> None:
     assert t.problems == ["the fault was not applied: n1 led before and after, and no write failed or stalled"]
 
 
+def test_a_fault_that_looks_not_applied_does_not_hide_two_leaders_or_lost_writes() -> None:
+    """The cheat CI found by chance: a fault hook that does nothing on a cluster whose second node also takes
+    writes.  When one polling round happened to see only n1 writable, the trial was "not applied" and nothing else
+    was said, so the one-leader and no-loss parts counted no finding.  What the trial saw is said beside it."""
+    h, acked = _run(down=(0.0, 0.0))
+    leaders = _leaders(None, two_at=101.0)
+    t = judge(h, fault="kill", fault_at=FAULT, end_at=110.0, final_ids=acked[:-3], leaders=leaders)
+    assert not t.fault_applied and t.split_brain == [(101.0, ["n1", "n2"])]
+    assert set(t.findings) == {"not_applied", "lost", "split_brain"}
+    assert t.about("split_brain")[0].endswith("n1, n2") and t.about("rto") == []
+
+
 def test_two_writable_nodes_in_one_round_fail_whatever_the_rto() -> None:
     h, acked = _run()
     t = judge(h, fault="isolate", fault_at=FAULT, end_at=110.0, final_ids=acked, leaders=_leaders(102.5, two_at=101.0))

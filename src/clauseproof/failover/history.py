@@ -316,13 +316,14 @@ def _ids(ids: list[int], limit: int = 10) -> str:
 
 
 def _findings(t: Trial) -> None:
+    # a fault not seen to happen has no RTO to judge, but what the trial saw still counts: a lost write or two
+    # writable nodes is a finding whether or not the fault took effect (returning here hid them from the parts)
     if not t.fault_applied:
         if t.multi_writer:
             t.find("not_applied", msg("fault_not_applied_multi", victim=str(t.victim)))
         else:
             t.find("not_applied", msg("fault_not_applied", leader=str(t.leader_before)))
-        return
-    if t.rto_s > t.deadline_s:
+    elif t.rto_s > t.deadline_s:
         if not math.isinf(t.rto_s):
             t.find("rto", msg("rto_beyond", rto=f"{t.rto_s:.2f}", deadline=f"{t.deadline_s:g}"))
         elif t.refused_after_fault:
@@ -348,12 +349,14 @@ def _findings(t: Trial) -> None:
             "stale_leader",
             msg("stale_leader", victim=str(t.victim), n=len(t.stale_writes), first=first, leader=str(t.leader_after)),
         )
-    if t.split_brain and t.multi_writer:
+    # multi-writer: the victim writing beside the others is a split brain only once the fault cut it off (unbroken,
+    # it is the rule's normal state); one leader: two writable nodes in a round are one, fault applied or not
+    if t.split_brain and t.multi_writer and t.fault_applied:
         at, nodes = t.split_brain[0]
         first, who = f"{at - t.fault_at:+.2f}", ", ".join(nodes)
         t.find("split_brain", msg("split_brain_multi", victim=str(t.victim), n=len(t.split_brain), first=first,
                                   nodes=who))  # fmt: skip
-    elif t.split_brain:
+    elif t.split_brain and not t.multi_writer:
         at, nodes = t.split_brain[0]
         first, who = f"{at - t.fault_at:+.2f}", ", ".join(nodes)
         t.find("split_brain", msg("split_brain", n=len(t.split_brain), first=first, nodes=who))
