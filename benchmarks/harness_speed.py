@@ -26,7 +26,11 @@
 8. The open-loop generator (``--only openloop``): 2,000 requests/s (asked) and 4,000/s for ``--seconds`` through
    the embedded nginx gateway (a rate-limited route: most answers are nginx's own 429s), its scheduling lag
    (time handed to the client library minus scheduled time), the rate it achieved and its CPU.
-9. The VM batch (``--only cloud``): the harness beside Rally's ``NovaServers.boot_and_delete_server`` on the
+9. Connections (``--only connect``): the client CPU of one MySQL-protocol connection made, used for one query and
+   closed (what the failover readers and the SQL availability probes do), through PyMySQL's ``connect`` as it
+   comes against the harness's (``targets/pymysql_conn.py``: PyMySQL's TLS-preferred context built once per
+   process, not for every connection), on an embedded MariaDB over TCP; psycopg's on an embedded PostgreSQL beside.
+10. The VM batch (``--only cloud``): the harness beside Rally's ``NovaServers.boot_and_delete_server`` on the
    embedded OpenStack (``benchmarks/cloud_rally.py``; ≤ 1.1x asked).
 """
 
@@ -606,6 +610,47 @@ def bench_openloop(seconds: int, rounds: int) -> None:
         g.stop()
 
 
+def bench_connect(rounds: int, n: int = 300) -> None:
+    from functools import partial
+
+    import psycopg
+    import pymysql
+
+    from clauseproof.targets.pymysql_conn import connect as connect_mysql
+
+    def per_connection(make: Callable[[], Any]) -> tuple[float, float]:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        for _ in range(n):
+            c = make()
+            with c.cursor() as cur:
+                cur.execute("SELECT 1")
+            c.close()
+        return (time.thread_time() - cpu) / n * 1e3, (time.perf_counter() - wall) / n * 1e3
+
+    for cls in (EmbeddedMariaDB, EmbeddedPostgres):
+        t = cls(f"embedded-{cls.dialect}", "clauseproof_bench", None)
+        t.start()
+        try:
+            ep = t.address()
+            kinds: dict[str, Callable[[], Any]]
+            if t.dialect == "postgresql":
+                kw: dict[str, Any] = {"password": ep.password, "dbname": ep.database}
+                kinds = {"psycopg": partial(psycopg.connect, host=ep.host, port=ep.port, user=ep.user, **kw)}
+            else:
+                kw = {"host": ep.host, "port": ep.port, "user": ep.user, "password": ep.password or ""}
+                kinds = {
+                    "PyMySQL as it comes": partial(pymysql.connect, **kw),
+                    "the harness's PyMySQL": partial(connect_mysql, **kw),
+                }
+            for name, make in kinds.items():
+                runs = [per_connection(make) for _ in range(rounds)]
+                cpu, wall = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+                print(f"connect + SELECT 1 + close, {t.label}, {name}: {cpu:.2f} ms CPU, {wall:.2f} ms wall (median "
+                      f"of {rounds} rounds of {n})")  # fmt: skip
+        finally:
+            t.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -615,7 +660,19 @@ def main() -> int:
     p.add_argument("--sm4-rows", type=int, default=100_000)
     p.add_argument(
         "--only",
-        choices=["generation", "load", "sm4", "oltp", "scan", "history", "sync", "containers", "openloop", "cloud"],
+        choices=[
+            "generation",
+            "load",
+            "sm4",
+            "oltp",
+            "scan",
+            "history",
+            "sync",
+            "connect",
+            "containers",
+            "openloop",
+            "cloud",
+        ],
         help="run one section only (containers and cloud run only when named: they need a Docker engine, and "
         "Debian's OpenStack and Rally)",
     )
@@ -634,6 +691,10 @@ def main() -> int:
         return 0
     if a.only == "containers":
         bench_containers(a.rows, a.rounds, a.engines.split(","))
+        return 0
+    if a.only in (None, "connect"):
+        bench_connect(a.rounds)
+    if a.only == "connect":
         return 0
     if a.only in (None, "openloop"):
         bench_openloop(a.seconds, a.rounds)

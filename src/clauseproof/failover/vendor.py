@@ -211,9 +211,9 @@ class VendorCluster:
             return self.target.connect(in_namespace=False)
         ep = self.target.address()
         if self.dialect != "postgresql":
-            import pymysql
+            from clauseproof.targets.pymysql_conn import connect as connect_mysql
 
-            return pymysql.connect(
+            return connect_mysql(
                 host=node.host,
                 port=node.port,
                 user=ep.user,

@@ -129,9 +129,9 @@ def _sql(url: str, timeout_s: float, password: str | None) -> bool:
             autocommit=True,
         ) as c:  # fmt: skip
             return c.execute("SELECT 1").fetchone() == (1,)
-    import pymysql
+    from clauseproof.targets.pymysql_conn import connect as connect_mysql
 
-    c = pymysql.connect(
+    c = connect_mysql(
         host=p.hostname, port=p.port or 3306, user=p.username or "root", password=password or "", database=db,
         connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s,
     )  # fmt: skip

@@ -127,8 +127,10 @@ def open_endpoint(
         )
     import pymysql
 
+    from clauseproof.targets.pymysql_conn import connect as connect_mysql
+
     try:
-        conn = pymysql.connect(
+        conn = connect_mysql(
             host=ep.host,
             port=ep.port,
             user=ep.user,

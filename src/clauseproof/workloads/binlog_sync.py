@@ -68,9 +68,9 @@ def _keys(src: Any, db: str, tables: list[str]) -> dict[str, list[str]]:
 
 def snapshot(args: argparse.Namespace, tables: list[str]) -> tuple[str, int]:
     """Copy every table at one consistent point; returns that point's binlog file and position."""
-    import pymysql
+    from clauseproof.targets.pymysql_conn import connect as connect_mysql
 
-    src = pymysql.connect(**_source_settings(args), database=args.source_db, autocommit=False, charset="utf8mb4")
+    src = connect_mysql(**_source_settings(args), database=args.source_db, autocommit=False, charset="utf8mb4")
     cur = src.cursor()
     cur.execute("SET time_zone = '+00:00'")
     cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -184,9 +184,9 @@ def main() -> int:
         die_with_parent(int(os.environ["CLAUSEPROOF_PARENT_PID"]))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     tables = args.tables.split(",")
-    import pymysql
+    from clauseproof.targets.pymysql_conn import connect as connect_mysql
 
-    src = pymysql.connect(**_source_settings(args), database=args.source_db)
+    src = connect_mysql(**_source_settings(args), database=args.source_db)
     keys = _keys(src, args.source_db, tables)
     src.close()
     with _target(args) as dst:

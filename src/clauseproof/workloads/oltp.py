@@ -185,9 +185,9 @@ def connect(url: str, pg_class: Any = None) -> tuple[str, Any]:
         )
         return "postgresql", conn
     if scheme in ("mysql", "mariadb"):
-        import pymysql
+        from clauseproof.targets.pymysql_conn import connect as connect_mysql
 
-        conn = pymysql.connect(
+        conn = connect_mysql(
             host=u.hostname,
             port=u.port or 3306,
             user=unquote(u.username or "root"),

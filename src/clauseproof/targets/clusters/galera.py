@@ -222,11 +222,11 @@ class GaleraCluster(Target):
     def connect_node(self, node: GaleraNode | None, timeout: float = 2.0) -> Any:
         """An autocommit connection to ``node`` (None: the next node in turn that answers), outside the
         namespace."""
-        import pymysql
+        from clauseproof.targets.pymysql_conn import connect as connect_mysql
 
         if node is None:
             return self.connect(in_namespace=False)
-        return pymysql.connect(
+        return connect_mysql(
             host=node.host,
             port=node.port,
             user="root",

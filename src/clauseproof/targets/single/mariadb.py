@@ -183,13 +183,15 @@ class EmbeddedMariaDB(EmbeddedServer):
     def _wait_ready(self, port: int) -> bool:
         import pymysql
 
+        from clauseproof.targets.pymysql_conn import connect as connect_mysql
+
         assert self.proc is not None and self.folder is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
             try:
-                pymysql.connect(unix_socket=str(self.folder / "mariadbd.sock"), user="root", connect_timeout=1).close()
+                connect_mysql(unix_socket=str(self.folder / "mariadbd.sock"), user="root", connect_timeout=1).close()
                 return True
             except pymysql.err.OperationalError:
                 time.sleep(0.05)
