@@ -278,7 +278,11 @@ def _sync_profile(
         f'drop_task = "{tool} drop {{name}} --from {{source}} --to {{target}} -s {{schema}}"\n'
         f"supports = {supports}\n{extra}"
     )
-    return vendor_profile(tmp_path / "vendor.toml", lab.nodes["a"], section, name="vendor-sync")
+    path = vendor_profile(tmp_path / "vendor.toml", lab.nodes["a"], section, name="vendor-sync")
+    # the tool's node URLs, passed on by name: a vendor command gets no variable of the harness's it was not given
+    passed = f"pass_env = [{', '.join(repr(f'VENDORCTL_{n.upper()}_URL') for n in names)}]\n".replace("'", '"')
+    path.write_text(path.read_text().replace("[target]\n", "[target]\n" + passed, 1))
+    return path
 
 
 @pytest.mark.slow
