@@ -15,5 +15,9 @@ WORKLOADS = PACKAGE / "workloads"
 
 
 def workload_module(name: str) -> str:
-    """The module a workload process is started as (``python -m``)."""
+    """The module a workload process is started as (``python -m``); ``name`` is a module of
+    ``clauseproof.workloads`` that exists (a file name such as ``"x.py"`` had started a process that died at once
+    with "No module named", seen only as a later failure of its case)."""
+    if not name.isidentifier() or not (WORKLOADS / f"{name}.py").is_file():
+        raise ValueError(f"{name!r} is not a module of clauseproof.workloads (give its module name, without .py)")
     return f"clauseproof.workloads.{name}"

@@ -214,10 +214,10 @@ class VendorGateway(OwnProcesses):
         try:
             if s.upstream_listen:
                 host, port = _listen(s.upstream_listen)
-                self._start_workload("gateway-upstream", "stream_upstream.py", port, "the streaming upstream", host)
+                self._start_workload("gateway-upstream", "stream_upstream", port, "the streaming upstream", host)
             if s.fake_vendors_listen:
                 host, port = _listen(s.fake_vendors_listen)
-                self._start_workload("model-vendors", "model_vendors.py", port, "the fake model vendors", host)
+                self._start_workload("model-vendors", "model_vendors", port, "the fake model vendors", host)
         except BaseException:
             self.stop()
             raise
