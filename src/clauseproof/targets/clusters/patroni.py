@@ -52,6 +52,7 @@ from clauseproof.targets.clusters.patroni_node import (
     patroni_config,
     rest,
     rest_change,
+    running_itself,
 )
 from clauseproof.targets.clusters.replicated import Helper
 from clauseproof.targets.clusters.tls import RunCA
@@ -276,7 +277,8 @@ class PatroniCluster(Target):
             members = rest(node, "/cluster")[1].get("members", [])
             me: dict[str, Any] = next((m for m in members if m.get("name") == node.name), {})
             if me.get("role") in ("replica", "sync_standby") and me.get("state") in ("running", "streaming"):
-                return time.monotonic() - started
+                if running_itself(node):  # not a killed node's member key, still there until its TTL
+                    return time.monotonic() - started
             time.sleep(0.25)
         raise ClauseproofError(
             f"{node.name} did not rejoin as a replica within {timeout:g} s; its log:\n    "
@@ -292,7 +294,8 @@ class PatroniCluster(Target):
             if members:
                 roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
                 synchronous = "sync_standby" in roles or not self.synchronous
-                return roles.count("leader") == 1 and synchronous and len(roles) == len(self.nodes)
+                whole = roles.count("leader") == 1 and synchronous and len(roles) == len(self.nodes)
+                return whole and all(running_itself(m) for m in self.nodes)  # each node, not its member key
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> float:
