@@ -129,7 +129,7 @@ def _containers() -> set[str]:
     except ClauseproofError:
         return set()
     try:
-        return {c.name for c in cl.containers.list(all=True, filters={"label": engine.LABEL_RUN})}
+        return {c.name for c in cl.containers.list(all=True, filters={"label": engine.LABEL_RUN}, ignore_removed=True)}
     finally:
         cl.close()
 

@@ -43,7 +43,7 @@ def docker() -> Iterator[Any]:
 
 
 def _ours(cl: Any, namespace: str) -> list[Any]:
-    return cl.containers.list(all=True, filters={"label": f"{engine.LABEL_RUN}={namespace}"})
+    return cl.containers.list(all=True, filters={"label": f"{engine.LABEL_RUN}={namespace}"}, ignore_removed=True)
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
@@ -249,7 +249,7 @@ def test_a_signalled_run_removes_its_containers(docker: Any, tmp_path: Path, sig
             assert proc.poll() is None and time.monotonic() < deadline, "the run's container never appeared"
             mine = [
                 c
-                for c in docker.containers.list(all=True, filters={"label": engine.LABEL_RUN})
+                for c in docker.containers.list(all=True, filters={"label": engine.LABEL_RUN}, ignore_removed=True)
                 if c.labels.get(engine.LABEL_OWNER) == str(proc.pid)
             ]
             time.sleep(0.2)

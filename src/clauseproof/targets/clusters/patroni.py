@@ -49,10 +49,10 @@ from clauseproof.targets.clusters.patroni_node import (
     TTL,
     Node,
     haproxy_config,
+    itself,
     patroni_config,
     rest,
     rest_change,
-    running_itself,
 )
 from clauseproof.targets.clusters.replicated import Helper
 from clauseproof.targets.clusters.tls import RunCA
@@ -270,15 +270,15 @@ class PatroniCluster(Target):
         return self.wait_rejoin(node, timeout, started)
 
     def wait_rejoin(self, node: Node, timeout: float = 60.0, since: float | None = None) -> float:
-        """Seconds (from ``since``, else now) until Patroni reports ``node`` running as a replica; an error with its
-        log after ``timeout``."""
+        """Seconds (from ``since``, else now) until ``node`` runs as a replica; an error with its log after that."""
         started = time.monotonic() if since is None else since
         while time.monotonic() - started < timeout:
             members = rest(node, "/cluster")[1].get("members", [])
             me: dict[str, Any] = next((m for m in members if m.get("name") == node.name), {})
-            if me.get("role") in ("replica", "sync_standby") and me.get("state") in ("running", "streaming"):
-                if running_itself(node):  # not a killed node's member key, still there until its TTL
-                    return time.monotonic() - started
+            own = itself(node)  # and not a dead node's member key, still there until its TTL
+            if me.get("role") in ("replica", "sync_standby") and me.get("state") in ("running", "streaming") and (
+                own.get("state"), own.get("role")) == ("running", "replica"):  # fmt: skip
+                return time.monotonic() - started
             time.sleep(0.25)
         raise ClauseproofError(
             f"{node.name} did not rejoin as a replica within {timeout:g} s; its log:\n    "
@@ -295,7 +295,7 @@ class PatroniCluster(Target):
                 roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
                 synchronous = "sync_standby" in roles or not self.synchronous
                 whole = roles.count("leader") == 1 and synchronous and len(roles) == len(self.nodes)
-                return whole and all(running_itself(m) for m in self.nodes)  # each node, not its member key
+                return whole and all(itself(m).get("state") == "running" for m in self.nodes)  # not member keys
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> float:

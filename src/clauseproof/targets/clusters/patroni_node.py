@@ -67,12 +67,18 @@ def rest(node: Node, path: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, d
         return 0, {}
 
 
-def running_itself(node: Node) -> bool:
-    """Whether ``node``'s own Patroni answers, as that node, that its PostgreSQL runs.  The cluster's view
-    (``GET /cluster``) is built from member keys in etcd, and a killed node's key keeps its last state until its
-    TTL (20 s) runs out: a node killed a moment ago still shows there as streaming."""
+def itself(node: Node) -> dict[str, Any]:
+    """What ``node``'s own Patroni says of it (``GET /patroni``: ``state``, ``role``), or {} when it does not
+    answer as that node.  The cluster's view (``GET /cluster``) is built from member keys in etcd, and a killed
+    node's key keeps its last state until its TTL (20 s) runs out: a node killed a moment ago still shows there as
+    streaming, and a frozen leader just woken as a running replica while it is still a primary."""
     body = rest(node, "/patroni")[1]
-    return body.get("patroni", {}).get("name") == node.name and body.get("state") == "running"
+    return body if body.get("patroni", {}).get("name") == node.name else {}
+
+
+def running_itself(node: Node) -> bool:
+    """Whether ``node``'s own Patroni answers, as that node, that its PostgreSQL runs."""
+    return itself(node).get("state") == "running"
 
 
 def patroni_config(

@@ -192,7 +192,9 @@ def reap_containers(*, only_run: str | None = None) -> list[str]:
         return []
     removed = []
     try:
-        for ct in c.containers.list(all=True, filters={"label": LABEL_RUN}):
+        for ct in c.containers.list(
+            all=True, filters={"label": LABEL_RUN}, ignore_removed=True
+        ):  # one removed meanwhile (its run ended): skipped
             labels = ct.labels or {}
             if only_run is not None:
                 if labels.get(LABEL_RUN) != only_run:
