@@ -76,11 +76,6 @@ def itself(node: Node) -> dict[str, Any]:
     return body if body.get("patroni", {}).get("name") == node.name else {}
 
 
-def running_itself(node: Node) -> bool:
-    """Whether ``node``'s own Patroni answers, as that node, that its PostgreSQL runs."""
-    return itself(node).get("state") == "running"
-
-
 def patroni_config(
     node: Node,
     scope: str,

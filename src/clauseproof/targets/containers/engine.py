@@ -192,9 +192,8 @@ def reap_containers(*, only_run: str | None = None) -> list[str]:
         return []
     removed = []
     try:
-        for ct in c.containers.list(
-            all=True, filters={"label": LABEL_RUN}, ignore_removed=True
-        ):  # one removed meanwhile (its run ended): skipped
+        # a container removed while this lists (its run ended) is skipped: docker-py would raise its 404
+        for ct in c.containers.list(all=True, filters={"label": LABEL_RUN}, ignore_removed=True):
             labels = ct.labels or {}
             if only_run is not None:
                 if labels.get(LABEL_RUN) != only_run:
