@@ -53,6 +53,8 @@ from clauseproof.targets.clusters.patroni_node import (
     patroni_config,
     rest,
     rest_change,
+    serving,
+    streaming_replica,
 )
 from clauseproof.targets.clusters.replicated import Helper
 from clauseproof.targets.clusters.tls import RunCA
@@ -274,10 +276,8 @@ class PatroniCluster(Target):
         started = time.monotonic() if since is None else since
         while time.monotonic() - started < timeout:
             members = rest(node, "/cluster")[1].get("members", [])
-            me: dict[str, Any] = next((m for m in members if m.get("name") == node.name), {})
-            own = itself(node)  # and not a dead node's member key, still there until its TTL
-            if me.get("role") in ("replica", "sync_standby") and me.get("state") in ("running", "streaming") and (
-                own.get("state"), own.get("role")) == ("running", "replica"):  # fmt: skip
+            listed = any(m.get("name") == node.name and m.get("role") in ("replica", "sync_standby") for m in members)
+            if listed and streaming_replica(itself(node)):  # its own word, not a dead node's member key
                 return time.monotonic() - started
             time.sleep(0.25)
         raise ClauseproofError(
@@ -295,7 +295,7 @@ class PatroniCluster(Target):
                 roles = [m.get("role") for m in members if m.get("state") in ("running", "streaming")]
                 synchronous = "sync_standby" in roles or not self.synchronous
                 whole = roles.count("leader") == 1 and synchronous and len(roles) == len(self.nodes)
-                return whole and all(itself(m).get("state") == "running" for m in self.nodes)  # not member keys
+                return whole and all(serving(itself(m)) for m in self.nodes)  # each node's word, not its key
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> float:

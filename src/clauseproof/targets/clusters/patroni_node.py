@@ -76,6 +76,18 @@ def itself(node: Node) -> dict[str, Any]:
     return body if body.get("patroni", {}).get("name") == node.name else {}
 
 
+def streaming_replica(own: dict[str, Any]) -> bool:
+    """Whether a node's own word (:func:`itself`) is that of a replica streaming from its leader.  "running" alone
+    is not enough: a killed leader started again runs as a replica for a moment, cannot stream (its timeline forked
+    from the new leader's), and is stopped for pg_rewind and started again (seen: 4 s later)."""
+    return (own.get("state"), own.get("role"), own.get("replication_state")) == ("running", "replica", "streaming")
+
+
+def serving(own: dict[str, Any]) -> bool:
+    """Whether a node's own word is that of a running primary or a streaming replica."""
+    return streaming_replica(own) or (own.get("state"), own.get("role")) == ("running", "primary")
+
+
 def patroni_config(
     node: Node,
     scope: str,
