@@ -272,7 +272,7 @@ class PatroniCluster(Target):
         return self.wait_rejoin(node, timeout, started)
 
     def wait_rejoin(self, node: Node, timeout: float = 60.0, since: float | None = None) -> float:
-        """Seconds (from ``since``, else now) until ``node`` runs as a replica; an error with its log after that."""
+        """Seconds (from ``since``, else now) until ``node`` streams as a replica; an error with its log after that."""
         started = time.monotonic() if since is None else since
         while time.monotonic() - started < timeout:
             members = rest(node, "/cluster")[1].get("members", [])
