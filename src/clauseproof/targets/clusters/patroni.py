@@ -53,6 +53,7 @@ from clauseproof.targets.clusters.patroni_node import (
     patroni_config,
     rest,
     rest_change,
+    said,
     serving,
     streaming_replica,
 )
@@ -299,10 +300,9 @@ class PatroniCluster(Target):
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds until :meth:`ready` (at start; between trials: the previous fault's node has rejoined, a standby
-        is synchronous again) and HAProxy's write port reaches the leader (its checks follow Patroni's within a
-        few hundred milliseconds); an error with a Patroni that exited and its log, or the roles seen after
-        ``timeout``."""
+        """Seconds until :meth:`ready` (at start; between trials: the previous fault's node back, a standby synchronous
+        again) and HAProxy's write port reaches the leader (its checks follow Patroni's within a few hundred ms); an
+        error with a Patroni that exited and its log, or each node's own word after ``timeout``."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             for node in self.nodes:
@@ -314,11 +314,11 @@ class PatroniCluster(Target):
             if self.ready() and (self.proxy is None or self.writable(None, timeout=1.0)):
                 return time.monotonic() - started
             time.sleep(0.25)
-        seen = {n.name: rest(n, "/patroni")[1].get("role") for n in self.nodes}
+        seen = {n.name: said(itself(n)) for n in self.nodes}  # what ready() judged by
         raise ClauseproofError(
-            f"{self.label}: no leader with a synchronous standby and {len(self.nodes) - 1} replicas within "
-            f"{timeout:g} s "
-            f"(roles seen: {seen}); node1's log:\n    " + _tail(self.nodes[0].folder / "patroni.log")
+            f"{self.label}: no leader with a synchronous standby and {len(self.nodes) - 1} streaming replicas within "
+            f"{timeout:g} s (each node's own word: {seen}); node1's log:\n    "
+            + _tail(self.nodes[0].folder / "patroni.log")
         )
 
     def _start_haproxy(self) -> int:

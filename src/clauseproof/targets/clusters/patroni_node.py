@@ -83,6 +83,11 @@ def streaming_replica(own: dict[str, Any]) -> bool:
     return (own.get("state"), own.get("role"), own.get("replication_state")) == ("running", "replica", "streaming")
 
 
+def said(own: dict[str, Any]) -> str:
+    """A node's own word in brief, for an error: its role, state and replication state, or that it gave none."""
+    return " ".join(str(own[k]) for k in ("role", "state", "replication_state") if k in own) or "no answer as itself"
+
+
 def serving(own: dict[str, Any]) -> bool:
     """Whether a node's own word is that of a running primary or a streaming replica."""
     return streaming_replica(own) or (own.get("state"), own.get("role")) == ("running", "primary")
